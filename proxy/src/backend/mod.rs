@@ -1,0 +1,9 @@
+//! Connections from the proxy to PostgreSQL nodes: our own small client
+//! for the login (no row decoding ever happens here) and per-node pools.
+
+mod connect;
+mod pool;
+mod reset;
+
+pub use connect::{BackendConn, BackendKey, LoginRequest, connect};
+pub use pool::{Lease, Pool, PoolKey, Reuse};

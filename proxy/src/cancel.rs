@@ -1,0 +1,161 @@
+//! CancelRequest support. Each client gets a BackendKeyData of pgrelay's
+//! own making (its backend connections change over its life); a cancel
+//! request with that key is forwarded with the key of the backend that is
+//! running the client's query right now.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::backend::BackendKey;
+
+/// Connecting to a node to deliver a cancel should never take longer.
+const CANCEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Virtual process ids start here so they do not look like small real ones.
+const FIRST_VIRTUAL_PID: i32 = 1 << 20;
+
+/// Where a session's queries currently run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CancelTarget {
+    pub addr: SocketAddr,
+    pub key: BackendKey,
+}
+
+#[derive(Debug)]
+struct Entry {
+    secret: i32,
+    target: Option<CancelTarget>,
+}
+
+#[derive(Debug)]
+pub struct CancelRegistry {
+    sessions: Mutex<HashMap<i32, Entry>>,
+    next_pid: AtomicI32,
+}
+
+impl Default for CancelRegistry {
+    fn default() -> Self {
+        CancelRegistry {
+            sessions: Mutex::new(HashMap::new()),
+            next_pid: AtomicI32::new(FIRST_VIRTUAL_PID),
+        }
+    }
+}
+
+/// A client's registered key; unregistered on drop.
+#[derive(Debug)]
+pub struct CancelKey {
+    registry: Arc<CancelRegistry>,
+    pub pid: i32,
+    pub secret: i32,
+}
+
+impl CancelKey {
+    pub fn set_target(&self, target: Option<CancelTarget>) {
+        if let Some(entry) = self.registry.lock().get_mut(&self.pid) {
+            entry.target = target;
+        }
+    }
+}
+
+impl Drop for CancelKey {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.pid);
+    }
+}
+
+impl CancelRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Entry>> {
+        // The map stays consistent even if a holder panicked: every
+        // critical section is a single insert, update or remove.
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Issues a fresh (pid, secret) for a new client.
+    pub fn register(self: &Arc<Self>) -> CancelKey {
+        let secret: i32 = rand::random();
+        let mut sessions = self.lock();
+        let pid = loop {
+            let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
+            let pid = if pid <= 0 {
+                self.next_pid.store(FIRST_VIRTUAL_PID, Ordering::Relaxed);
+                continue;
+            } else {
+                pid
+            };
+            if !sessions.contains_key(&pid) {
+                break pid;
+            }
+        };
+        sessions.insert(
+            pid,
+            Entry {
+                secret,
+                target: None,
+            },
+        );
+        CancelKey {
+            registry: Arc::clone(self),
+            pid,
+            secret,
+        }
+    }
+
+    /// Forwards a client's CancelRequest. As in PostgreSQL, a wrong key is
+    /// ignored silently: the requester learns nothing.
+    pub async fn cancel(&self, pid: i32, secret: i32) {
+        let target = {
+            let sessions = self.lock();
+            match sessions.get(&pid) {
+                Some(entry) if entry.secret == secret => entry.target,
+                _ => None,
+            }
+        };
+        let Some(target) = target else {
+            debug!(pid, "cancel request with an unknown key ignored");
+            return;
+        };
+        if let Err(e) = send_cancel(target).await {
+            debug!(pid, error = %e, "cancel request could not be delivered");
+        }
+    }
+}
+
+async fn send_cancel(target: CancelTarget) -> std::io::Result<()> {
+    let mut stream = tokio::time::timeout(CANCEL_CONNECT_TIMEOUT, TcpStream::connect(target.addr))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let mut packet = BytesMut::with_capacity(16);
+    postgres_protocol::message::frontend::cancel_request(
+        target.key.pid,
+        target.key.secret,
+        &mut packet,
+    );
+    stream.write_all(&packet).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_released_on_drop() {
+        let registry = Arc::new(CancelRegistry::default());
+        let a = registry.register();
+        let b = registry.register();
+        assert_ne!(a.pid, b.pid);
+        assert!(a.pid > 0);
+        let pid = a.pid;
+        drop(a);
+        assert!(!registry.lock().contains_key(&pid));
+        assert!(registry.lock().contains_key(&b.pid));
+    }
+}

@@ -1,0 +1,9 @@
+//! The client side of a connection up to the end of authentication:
+//! encryption negotiation, the startup packet, and password checks.
+
+pub mod auth;
+pub mod handshake;
+pub mod read;
+
+pub use auth::{Credentials, authenticate};
+pub use handshake::{FirstContact, read_first_contact};

@@ -1,0 +1,55 @@
+//! Default values and limits, named so the documentation, the reader and
+//! the tests all refer to the same number.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use super::choices::{AuthMode, Consistency, LoadBalance, WhenNoReplica};
+use super::units::ByteSize;
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+// [listen]
+/// 6432 is the port PgBouncer made customary for PostgreSQL proxies.
+pub const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(LOCALHOST, 6432);
+pub const DEFAULT_ADMIN_ADDR: SocketAddr = SocketAddr::new(LOCALHOST, 9187);
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
+pub const DEFAULT_MAX_MESSAGE_SIZE: ByteSize = ByteSize::from_mb(64);
+/// 0 means one data-path thread per available core.
+pub const DEFAULT_WORKERS: usize = 0;
+
+/// Below this a client could not even send a modest query.
+pub const MIN_MESSAGE_SIZE: ByteSize = ByteSize::from_kb(1);
+/// PostgreSQL itself refuses messages over 1GB (MaxAllocSize).
+pub const MAX_MESSAGE_SIZE: ByteSize = ByteSize::from_gb(1);
+/// More threads than this is a typo, not a tuning decision.
+pub const MAX_WORKERS: usize = 256;
+
+// [auth]
+pub const DEFAULT_AUTH_MODE: AuthMode = AuthMode::ScramSha256;
+
+// [monitor]
+pub const DEFAULT_MONITOR_USER: &str = "postgres";
+pub const DEFAULT_MONITOR_PASSWORD: &str = "";
+pub const DEFAULT_MONITOR_DATABASE: &str = "postgres";
+pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_millis(100);
+pub const DEFAULT_MONITOR_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_MONITOR_QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+
+// [routing]
+pub const DEFAULT_CONSISTENCY: Consistency = Consistency::ReadYourWrites;
+pub const DEFAULT_MAX_LAG_BYTES: ByteSize = ByteSize::from_mb(16);
+pub const DEFAULT_MAX_LAG: Duration = Duration::from_secs(1);
+pub const DEFAULT_WHEN_NO_REPLICA: WhenNoReplica = WhenNoReplica::Primary;
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_LOAD_BALANCE: LoadBalance = LoadBalance::RoundRobin;
+
+// [failover]
+pub const DEFAULT_FAILOVER_ENABLED: bool = true;
+pub const DEFAULT_DETECT_AFTER: Duration = Duration::from_secs(1);
+pub const DEFAULT_HOLD_WRITES: Duration = Duration::from_secs(30);
+/// `{name}` is replaced by the replica's node name, so the new primary can
+/// tell its standbys apart in `pg_stat_replication`.
+pub const DEFAULT_REPLICA_CONNINFO: &str = "user=postgres application_name={name}";

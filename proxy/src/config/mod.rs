@@ -1,0 +1,251 @@
+//! pgrelay's configuration file: typed, defaulted and validated up front.
+//!
+//! Everything is checked at load time so that a running proxy never has to
+//! second-guess a value, and every mistake in the file is reported at once,
+//! each with the dotted key it belongs to (see [`ConfigError`]).
+
+mod choices;
+mod defaults;
+mod error;
+mod hostport;
+mod nodename;
+mod reader;
+mod sections;
+mod units;
+
+#[cfg(test)]
+mod auth_tests;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use choices::{AuthMode, Consistency, LoadBalance, WhenNoReplica};
+pub use defaults::*;
+pub use error::{ConfigError, Problem};
+pub use hostport::HostPort;
+pub use nodename::{MAX_NODE_NAME_LEN, NodeName};
+pub use units::{ByteSize, parse_duration};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: ListenConfig,
+    /// Never empty. Roles are discovered at runtime, never configured, so
+    /// the order carries no meaning beyond display.
+    pub nodes: Vec<NodeConfig>,
+    pub auth: AuthConfig,
+    pub monitor: MonitorConfig,
+    pub routing: RoutingConfig,
+    pub failover: FailoverConfig,
+    pub admin: AdminConfig,
+}
+
+/// `[listen]`: the client-facing side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenConfig {
+    /// PostgreSQL protocol listener.
+    pub addr: SocketAddr,
+    /// HTTP listener for /metrics, /status and /healthz.
+    pub admin_addr: SocketAddr,
+    pub max_client_connections: usize,
+    pub shutdown_grace: Duration,
+    /// A client that has not finished startup and authentication by then is
+    /// dropped, so idle half-open connections cannot exhaust the limit.
+    pub login_timeout: Duration,
+    /// Largest client message accepted (PostgreSQL error 54000 beyond).
+    pub max_message_size: ByteSize,
+    /// Data-path threads; 0 means one per available core.
+    pub workers: usize,
+}
+
+/// One `[[nodes]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub name: NodeName,
+    pub addr: HostPort,
+}
+
+/// `[auth]`: how clients log in to the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub users: Vec<UserConfig>,
+}
+
+/// One `[[auth.users]]` entry. The proxy logs in to the nodes as the same
+/// user with the same password, which is why it must know the cleartext.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserConfig {
+    pub name: String,
+    /// Already resolved when `password_env` was used.
+    pub password: String,
+}
+
+/// `[monitor]`: the health checker's own connection to every node.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MonitorConfig {
+    pub user: String,
+    pub password: String,
+    pub database: String,
+    pub interval: Duration,
+    pub connect_timeout: Duration,
+    pub query_timeout: Duration,
+}
+
+/// `[routing]`: where reads may go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingConfig {
+    pub consistency: Consistency,
+    pub max_lag_bytes: ByteSize,
+    pub max_lag: Duration,
+    pub when_no_replica: WhenNoReplica,
+    pub wait_timeout: Duration,
+    pub load_balance: LoadBalance,
+}
+
+/// `[failover]`: promotion of a replica when the primary is lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverConfig {
+    pub enabled: bool,
+    pub detect_after: Duration,
+    pub hold_writes: Duration,
+    /// `primary_conninfo` given to the surviving replicas; `{name}` is
+    /// replaced by each replica's node name.
+    pub replica_conninfo: String,
+}
+
+/// `[admin]`: users allowed to use administrative commands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AdminConfig {
+    pub users: Vec<String>,
+}
+
+impl Config {
+    /// Parses and validates `text`. `env` resolves `password_env`; it is
+    /// injected so tests never touch the process environment.
+    pub fn from_toml_str(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let table = toml::from_str::<toml::Table>(text)
+            .map_err(|e| ConfigError::single("", syntax_error(text, &e)))?;
+        sections::read_config(&table, env)
+    }
+
+    /// Reads and validates the file at `path`, taking `password_env` values
+    /// from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::single("", format!("cannot read {}: {e}", path.display())))?;
+        Config::from_toml_str(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// The credentials of client user `name`, if configured.
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.auth.users.iter().find(|u| u.name == name)
+    }
+}
+
+/// Keeps the TOML error on one line (the library's own rendering is a
+/// multi-line snippet) while still pointing at the spot.
+fn syntax_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim();
+    match err.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("invalid TOML at line {line}, column {column}: {message}")
+        }
+        None => format!("invalid TOML: {message}"),
+    }
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            addr: DEFAULT_LISTEN_ADDR,
+            admin_addr: DEFAULT_ADMIN_ADDR,
+            max_client_connections: DEFAULT_MAX_CLIENT_CONNECTIONS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            workers: DEFAULT_WORKERS,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: DEFAULT_AUTH_MODE,
+            users: Vec::new(),
+        }
+    }
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            user: DEFAULT_MONITOR_USER.to_owned(),
+            password: DEFAULT_MONITOR_PASSWORD.to_owned(),
+            database: DEFAULT_MONITOR_DATABASE.to_owned(),
+            interval: DEFAULT_MONITOR_INTERVAL,
+            connect_timeout: DEFAULT_MONITOR_CONNECT_TIMEOUT,
+            query_timeout: DEFAULT_MONITOR_QUERY_TIMEOUT,
+        }
+    }
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            consistency: DEFAULT_CONSISTENCY,
+            max_lag_bytes: DEFAULT_MAX_LAG_BYTES,
+            max_lag: DEFAULT_MAX_LAG,
+            when_no_replica: DEFAULT_WHEN_NO_REPLICA,
+            wait_timeout: DEFAULT_WAIT_TIMEOUT,
+            load_balance: DEFAULT_LOAD_BALANCE,
+        }
+    }
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            enabled: DEFAULT_FAILOVER_ENABLED,
+            detect_after: DEFAULT_DETECT_AFTER,
+            hold_writes: DEFAULT_HOLD_WRITES,
+            replica_conninfo: DEFAULT_REPLICA_CONNINFO.to_owned(),
+        }
+    }
+}
+
+/// Passwords end up in logs far too easily via `{:?}`; mask them.
+const MASK: &str = "***";
+
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("password", &format_args!("{MASK}"))
+            .finish()
+    }
+}
+
+impl fmt::Debug for MonitorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitorConfig")
+            .field("user", &self.user)
+            .field("password", &format_args!("{MASK}"))
+            .field("database", &self.database)
+            .field("interval", &self.interval)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("query_timeout", &self.query_timeout)
+            .finish()
+    }
+}

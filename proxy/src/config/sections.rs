@@ -1,0 +1,354 @@
+//! Turns the parsed TOML table into a [`Config`], section by section.
+//!
+//! Each reader starts from the section's defaults and overrides whatever the
+//! file sets; a wrong value is recorded as a problem and the default is kept
+//! so that the remaining keys are still checked.
+
+use std::collections::HashMap;
+
+use toml::Table;
+
+use super::reader::{Problems, Section};
+use super::{
+    AdminConfig, AuthConfig, AuthMode, Config, ConfigError, FailoverConfig, HostPort, ListenConfig,
+    MAX_MESSAGE_SIZE, MAX_WORKERS, MIN_MESSAGE_SIZE, MonitorConfig, NodeConfig, NodeName,
+    RoutingConfig, UserConfig,
+};
+
+const MISSING: &str = "required key is missing";
+
+pub(super) fn read_config(
+    table: &Table,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut p = Problems::default();
+    // Stands in for sections the file leaves out, so they get the same
+    // treatment (defaults plus cross-checks) as an empty section.
+    let empty = Table::new();
+    let mut root = Section::new(String::new(), table);
+
+    // Read in the order the sections are documented, so problems are too.
+    let listen = read_listen(section(&mut root, "listen", &empty, &mut p), &mut p);
+    let nodes = read_nodes(&mut root, &mut p);
+    let auth_written = root.has("auth");
+    let auth_section = section(&mut root, "auth", &empty, &mut p);
+    let auth = read_auth(auth_section, auth_written, env, &mut p);
+    let monitor = read_monitor(section(&mut root, "monitor", &empty, &mut p), &mut p);
+    let routing = read_routing(section(&mut root, "routing", &empty, &mut p), &mut p);
+    let failover = read_failover(section(&mut root, "failover", &empty, &mut p), &mut p);
+    let admin = read_admin(section(&mut root, "admin", &empty, &mut p), &mut p);
+    root.finish(&mut p);
+
+    if !p.0.is_empty() {
+        return Err(ConfigError { problems: p.0 });
+    }
+    Ok(Config {
+        listen,
+        nodes,
+        auth,
+        monitor,
+        routing,
+        failover,
+        admin,
+    })
+}
+
+/// The `[name]` sub-table, or `empty` when the file leaves it out.
+fn section<'t>(
+    root: &mut Section<'t>,
+    name: &'static str,
+    empty: &'t Table,
+    p: &mut Problems,
+) -> Section<'t> {
+    root.table(name, p)
+        .unwrap_or_else(|| Section::new(name.to_owned(), empty))
+}
+
+fn read_listen(mut s: Section<'_>, p: &mut Problems) -> ListenConfig {
+    let d = ListenConfig::default();
+    let listen = ListenConfig {
+        addr: s.socket_addr("addr", p).unwrap_or(d.addr),
+        admin_addr: s.socket_addr("admin_addr", p).unwrap_or(d.admin_addr),
+        max_client_connections: s
+            .count("max_client_connections", 1, usize::MAX, p)
+            .unwrap_or(d.max_client_connections),
+        shutdown_grace: s.duration("shutdown_grace", p).unwrap_or(d.shutdown_grace),
+        login_timeout: s
+            .positive_duration("login_timeout", p)
+            .unwrap_or(d.login_timeout),
+        max_message_size: s
+            .byte_size("max_message_size", p)
+            .filter(|size| {
+                let ok = (MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(size);
+                if !ok {
+                    p.push(
+                        s.key("max_message_size"),
+                        format!(
+                            "must be between {MIN_MESSAGE_SIZE} and {MAX_MESSAGE_SIZE}, found {size}"
+                        ),
+                    );
+                }
+                ok
+            })
+            .unwrap_or(d.max_message_size),
+        workers: s.count("workers", 0, MAX_WORKERS, p).unwrap_or(d.workers),
+    };
+    // Two listeners on one port would fail at bind time with a less helpful
+    // message; port 0 (pick any) is the exception.
+    if listen.addr == listen.admin_addr && listen.addr.port() != 0 {
+        p.push(
+            s.key("admin_addr"),
+            format!("must differ from listen.addr ({})", listen.addr),
+        );
+    }
+    s.finish(p);
+    listen
+}
+
+fn read_nodes(root: &mut Section<'_>, p: &mut Problems) -> Vec<NodeConfig> {
+    const NONE: &str = "at least one [[nodes]] entry is required";
+    let written = root.has("nodes");
+    let entries = match root.tables("nodes", p) {
+        Some((0, _)) => {
+            p.push("nodes", NONE);
+            return Vec::new();
+        }
+        Some((_, entries)) => entries,
+        None => {
+            // A present-but-mistyped `nodes` has already been reported.
+            if !written {
+                p.push("nodes", NONE);
+            }
+            return Vec::new();
+        }
+    };
+
+    let mut nodes = Vec::with_capacity(entries.len());
+    let mut names: HashMap<NodeName, String> = HashMap::new();
+    let mut addrs: HashMap<(String, u16), String> = HashMap::new();
+    for mut s in entries {
+        let name = s.parsed::<NodeName>("name", p);
+        let name = required(&s, "name", name, p);
+        let addr = s.parsed::<HostPort>("addr", p);
+        let addr = required(&s, "addr", addr, p);
+        if let Some(name) = &name
+            && let Some(first) = names.insert(name.clone(), s.path().to_owned())
+        {
+            let message = format!("duplicate node name \"{name}\" (also used by {first})");
+            p.push(s.key("name"), message);
+        }
+        if let Some(addr) = &addr
+            && let Some(first) = addrs.insert(addr.canonical(), s.path().to_owned())
+        {
+            let message = format!("duplicate node address \"{addr}\" (also used by {first})");
+            p.push(s.key("addr"), message);
+        }
+        s.finish(p);
+        if let (Some(name), Some(addr)) = (name, addr) {
+            nodes.push(NodeConfig { name, addr });
+        }
+    }
+    nodes
+}
+
+/// `auth_written` tells an `[auth]` section that was written from one that
+/// was left out: only the former can be a forgotten user list, while a file
+/// with nothing but nodes is a legitimate (if locked-down) starting point.
+fn read_auth(
+    mut s: Section<'_>,
+    auth_written: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> AuthConfig {
+    let mode_written = s.has("mode");
+    let mode = s.parsed::<AuthMode>("mode", p);
+    let mode_ok = mode.is_some() || !mode_written;
+    let mode = mode.unwrap_or(AuthConfig::default().mode);
+
+    let mut users = Vec::new();
+    let mut written_users = 0;
+    if let Some((count, entries)) = s.tables("users", p) {
+        written_users = count;
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for entry in entries {
+            if let Some(user) = read_user(entry, mode, env, &mut seen, p) {
+                users.push(user);
+            }
+        }
+    }
+    if auth_written && mode_ok && mode.needs_users() && written_users == 0 {
+        p.push(
+            s.key("users"),
+            format!("at least one [[auth.users]] entry is required when auth.mode is \"{mode}\""),
+        );
+    }
+    s.finish(p);
+    AuthConfig { mode, users }
+}
+
+fn read_user(
+    mut s: Section<'_>,
+    mode: AuthMode,
+    env: &dyn Fn(&str) -> Option<String>,
+    seen: &mut HashMap<String, String>,
+    p: &mut Problems,
+) -> Option<UserConfig> {
+    let name = s.string("name", p);
+    let name = required(&s, "name", name, p);
+    let name = name.filter(|name| {
+        if name.is_empty() {
+            p.push(s.key("name"), "must not be empty");
+        } else if let Some(first) = seen.insert(name.clone(), s.path().to_owned()) {
+            p.push(
+                s.key("name"),
+                format!("duplicate user \"{name}\" (also {first})"),
+            );
+        }
+        !name.is_empty()
+    });
+
+    let literal = s.string("password", p);
+    let variable = s.string("password_env", p);
+    let password = match (s.has("password"), s.has("password_env")) {
+        (true, true) => {
+            p.push(s.path(), "set either password or password_env, not both");
+            None
+        }
+        (false, false) => {
+            p.push(
+                s.key("password"),
+                "required key is missing (or set password_env)",
+            );
+            None
+        }
+        (true, false) => literal.filter(|pw| {
+            let empty = pw.is_empty() && mode.needs_users();
+            if empty {
+                p.push(s.key("password"), must_not_be_empty_in(mode));
+            }
+            !empty
+        }),
+        (false, true) => variable.and_then(|var| resolve_env(&s, &var, mode, env, p)),
+    };
+    s.finish(p);
+    Some(UserConfig {
+        name: name?,
+        password: password?,
+    })
+}
+
+fn resolve_env(
+    s: &Section<'_>,
+    var: &str,
+    mode: AuthMode,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<String> {
+    let key = s.key("password_env");
+    if var.is_empty() {
+        p.push(
+            key,
+            "must name an environment variable, found an empty string",
+        );
+        return None;
+    }
+    match env(var) {
+        None => {
+            p.push(key, format!("environment variable \"{var}\" is not set"));
+            None
+        }
+        Some(value) if value.is_empty() && mode.needs_users() => {
+            let message = format!("environment variable \"{var}\" is empty");
+            p.push(key, format!("{message}; {}", must_not_be_empty_in(mode)));
+            None
+        }
+        Some(value) => Some(value),
+    }
+}
+
+fn must_not_be_empty_in(mode: AuthMode) -> String {
+    format!("a password must not be empty when auth.mode is \"{mode}\"")
+}
+
+fn read_monitor(mut s: Section<'_>, p: &mut Problems) -> MonitorConfig {
+    let d = MonitorConfig::default();
+    let user = s.string("user", p);
+    let database = s.string("database", p);
+    let monitor = MonitorConfig {
+        user: non_empty(&s, "user", user, p).unwrap_or(d.user),
+        password: s.string("password", p).unwrap_or(d.password),
+        database: non_empty(&s, "database", database, p).unwrap_or(d.database),
+        interval: s.positive_duration("interval", p).unwrap_or(d.interval),
+        connect_timeout: s
+            .positive_duration("connect_timeout", p)
+            .unwrap_or(d.connect_timeout),
+        query_timeout: s
+            .positive_duration("query_timeout", p)
+            .unwrap_or(d.query_timeout),
+    };
+    s.finish(p);
+    monitor
+}
+
+fn read_routing(mut s: Section<'_>, p: &mut Problems) -> RoutingConfig {
+    let d = RoutingConfig::default();
+    let routing = RoutingConfig {
+        consistency: s.parsed("consistency", p).unwrap_or(d.consistency),
+        max_lag_bytes: s.byte_size("max_lag_bytes", p).unwrap_or(d.max_lag_bytes),
+        max_lag: s.duration("max_lag", p).unwrap_or(d.max_lag),
+        when_no_replica: s.parsed("when_no_replica", p).unwrap_or(d.when_no_replica),
+        wait_timeout: s.duration("wait_timeout", p).unwrap_or(d.wait_timeout),
+        load_balance: s.parsed("load_balance", p).unwrap_or(d.load_balance),
+    };
+    s.finish(p);
+    routing
+}
+
+fn read_failover(mut s: Section<'_>, p: &mut Problems) -> FailoverConfig {
+    let d = FailoverConfig::default();
+    let conninfo = s.string("replica_conninfo", p);
+    let failover = FailoverConfig {
+        enabled: s.boolean("enabled", p).unwrap_or(d.enabled),
+        detect_after: s.duration("detect_after", p).unwrap_or(d.detect_after),
+        hold_writes: s.duration("hold_writes", p).unwrap_or(d.hold_writes),
+        replica_conninfo: non_empty(&s, "replica_conninfo", conninfo, p)
+            .unwrap_or(d.replica_conninfo),
+    };
+    s.finish(p);
+    failover
+}
+
+fn read_admin(mut s: Section<'_>, p: &mut Problems) -> AdminConfig {
+    let users = s.strings("users", p).unwrap_or_default();
+    for (i, user) in users.iter().enumerate() {
+        if user.trim().is_empty() {
+            p.push(format!("{}[{i}]", s.key("users")), "must not be empty");
+        }
+    }
+    s.finish(p);
+    AdminConfig { users }
+}
+
+/// Reports a key that must be written but was not. A key that was written
+/// with a bad value has already been reported by the getter.
+fn required<T>(s: &Section<'_>, name: &str, value: Option<T>, p: &mut Problems) -> Option<T> {
+    if value.is_none() && !s.has(name) {
+        p.push(s.key(name), MISSING);
+    }
+    value
+}
+
+/// Blank strings are refused where they would only fail later, obscurely.
+fn non_empty(
+    s: &Section<'_>,
+    name: &str,
+    value: Option<String>,
+    p: &mut Problems,
+) -> Option<String> {
+    let value = value?;
+    if value.trim().is_empty() {
+        p.push(s.key(name), "must not be empty");
+        return None;
+    }
+    Some(value)
+}

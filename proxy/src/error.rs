@@ -1,0 +1,134 @@
+//! The one error type of the proxy crate, and its mapping to what a client
+//! sees: a PostgreSQL ErrorResponse with the right SQLSTATE.
+
+use std::io;
+
+use bytes::BytesMut;
+
+use crate::wire::be::{self, Severity};
+use crate::wire::pump::PumpError;
+use crate::wire::startup::StartupError;
+
+/// Which side an error came from decides whether the client can be told
+/// anything and whether the backend connection may be reused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The client went away or broke the connection: nothing to tell it.
+    #[error("client connection: {0}")]
+    ClientIo(#[source] io::Error),
+    /// The client's first packet was not a PostgreSQL startup packet.
+    #[error("startup packet: {0}")]
+    Startup(#[from] StartupError),
+    /// The client broke the protocol after startup.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("message of {len} bytes exceeds max_message_size ({max} bytes)")]
+    MessageTooLarge { len: usize, max: usize },
+    #[error("client did not complete its login within {0:?}")]
+    LoginTimeout(std::time::Duration),
+    #[error("password authentication failed for user \"{0}\"")]
+    WrongPassword(String),
+    #[error("no such user \"{0}\" in pgrelay's [[auth.users]]")]
+    UnknownUser(String),
+    #[error("{0}")]
+    BadStartup(String),
+    #[error("sorry, too many clients already")]
+    TooManyClients,
+    #[error("no primary node is available (waited {0:?})")]
+    NoPrimary(std::time::Duration),
+    /// A backend refused the login; the server's own ErrorResponse is
+    /// forwarded verbatim so the client sees PostgreSQL's code and text.
+    #[error("backend refused the login")]
+    BackendRefused(BytesMut),
+    #[error("backend {node}: {source}")]
+    BackendIo {
+        node: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("backend {node}: {message}")]
+    BackendProtocol { node: String, message: String },
+    #[error("pgrelay has no password to log in to node {node} as user \"{user}\"")]
+    NoBackendPassword { user: String, node: String },
+    #[error("pgrelay is shutting down")]
+    ShuttingDown,
+}
+
+impl ProxyError {
+    /// The SQLSTATE a client receives for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            ProxyError::ClientIo(_) | ProxyError::Startup(_) | ProxyError::Protocol(_) => "08P01",
+            ProxyError::MessageTooLarge { .. } => "54000",
+            ProxyError::LoginTimeout(_) => "08006",
+            ProxyError::WrongPassword(_) => "28P01",
+            ProxyError::UnknownUser(_) => "28000",
+            ProxyError::BadStartup(_) => "08P01",
+            ProxyError::TooManyClients => "53300",
+            ProxyError::NoPrimary(_) => "57P03",
+            ProxyError::BackendRefused(_) => "08006",
+            ProxyError::BackendIo { .. } | ProxyError::BackendProtocol { .. } => "08006",
+            ProxyError::NoBackendPassword { .. } => "28P01",
+            ProxyError::ShuttingDown => "57P01",
+        }
+    }
+
+    /// Whether the client is still there to be told.
+    pub fn client_reachable(&self) -> bool {
+        !matches!(self, ProxyError::ClientIo(_) | ProxyError::Startup(_))
+    }
+
+    /// Whether this is the client's doing (logged at debug) rather than
+    /// something an operator should look at.
+    pub fn is_client_fault(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::ClientIo(_)
+                | ProxyError::Startup(_)
+                | ProxyError::Protocol(_)
+                | ProxyError::MessageTooLarge { .. }
+                | ProxyError::LoginTimeout(_)
+                | ProxyError::WrongPassword(_)
+                | ProxyError::UnknownUser(_)
+                | ProxyError::BadStartup(_)
+                | ProxyError::BackendRefused(_)
+        )
+    }
+
+    /// Appends the FATAL ErrorResponse that ends the client's session.
+    pub fn write_fatal(&self, out: &mut BytesMut) {
+        match self {
+            ProxyError::BackendRefused(raw) => out.extend_from_slice(raw),
+            other => be::error_response(out, Severity::Fatal, other.sqlstate(), &other.to_string()),
+        }
+    }
+
+    /// A pump error while reading from the client.
+    pub fn from_pump_on_client_side(e: PumpError) -> ProxyError {
+        match e {
+            PumpError::Read(e) => ProxyError::ClientIo(e),
+            PumpError::Frame(e) => ProxyError::Protocol(e.to_string()),
+            PumpError::TooLarge { len, max } => ProxyError::MessageTooLarge { len, max },
+            PumpError::Write(e) => ProxyError::ClientIo(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_client_visible_error_has_its_sqlstate() {
+        assert_eq!(ProxyError::WrongPassword("a".into()).sqlstate(), "28P01");
+        assert_eq!(ProxyError::UnknownUser("a".into()).sqlstate(), "28000");
+        assert_eq!(ProxyError::TooManyClients.sqlstate(), "53300");
+        assert_eq!(
+            ProxyError::MessageTooLarge { len: 2, max: 1 }.sqlstate(),
+            "54000"
+        );
+        let mut out = BytesMut::new();
+        ProxyError::TooManyClients.write_fatal(&mut out);
+        assert_eq!(out[0], b'E');
+    }
+}

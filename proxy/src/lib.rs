@@ -1,0 +1,20 @@
+//! pgrelay: a PostgreSQL wire-protocol proxy for a replicated cluster.
+//!
+//! Clients connect as to PostgreSQL; [`server::start`] accepts them, each
+//! [`session`] logs its client in, leases a connection to the primary
+//! discovered by the health monitor, and forwards raw protocol frames both
+//! ways. See `DESIGN.md` for the contracts and the architecture.
+
+pub mod backend;
+pub mod cancel;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod server;
+pub mod session;
+pub mod shared;
+pub mod wire;
+
+pub use config::Config;
+pub use error::ProxyError;
+pub use server::{ProxyHandle, start};

@@ -1,0 +1,204 @@
+//! The data path of a logged-in session: client and backend bytes pumped
+//! both ways concurrently within one task, so neither direction can block
+//! the other (a COPY that makes the server emit notices must not deadlock).
+
+use std::future::poll_fn;
+use std::pin::{Pin, pin};
+use std::task::Poll;
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ProxyError;
+use crate::wire::frame::FrameHeader;
+use crate::wire::pump::{Inspect, Need, Pump, PumpError, PumpEvent, Verdict};
+
+use super::tracker::Tracker;
+
+/// How a forwarding phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardEnd {
+    /// The client sent Terminate.
+    ClientTerminated,
+    /// The client closed its socket.
+    ClientClosed,
+    /// The backend closed its socket (its FATAL, if any, was forwarded).
+    BackendClosed,
+    /// Shutdown was requested and the session reached an idle point.
+    Drained,
+    /// The shutdown grace ran out.
+    Stopped,
+}
+
+/// Session facts the inspectors need.
+#[derive(Debug)]
+pub struct Identity {
+    /// The pid pgrelay gave the client in BackendKeyData.
+    pub client_pid: i32,
+    /// The pid of the backend the session currently uses.
+    pub backend_pid: i32,
+    /// The node that backend belongs to, for error messages.
+    pub node: String,
+}
+
+struct ClientSide<'a> {
+    tracker: &'a mut Tracker,
+}
+
+impl Inspect for ClientSide<'_> {
+    /// Query and Parse carry the SQL that routing will classify, so they
+    /// are buffered whole and bounded by `max_message_size`; everything
+    /// else (COPY data, Bind parameters) streams through at any size.
+    fn need(&self, header: FrameHeader) -> Need {
+        match header.tag {
+            b'Q' | b'P' => Need::Whole,
+            _ => Need::Header,
+        }
+    }
+
+    fn inspect(&mut self, header: FrameHeader, _frame: &mut [u8]) -> Verdict {
+        if header.tag == b'X' {
+            return Verdict::Stop;
+        }
+        self.tracker.client_sent(header.tag);
+        Verdict::Forward
+    }
+}
+
+struct ServerSide<'a> {
+    tracker: &'a mut Tracker,
+    identity: &'a Identity,
+}
+
+impl Inspect for ServerSide<'_> {
+    fn need(&self, header: FrameHeader) -> Need {
+        match header.tag {
+            b'Z' => Need::Prefix(1),
+            b'A' => Need::Prefix(4),
+            _ => Need::Header,
+        }
+    }
+
+    fn inspect(&mut self, header: FrameHeader, frame: &mut [u8]) -> Verdict {
+        match header.tag {
+            b'Z' => {
+                if let Some(&status) = frame.get(5) {
+                    self.tracker.ready_for_query(status);
+                }
+            }
+            b'A' => rewrite_notification_pid(frame, self.identity),
+            _ => {}
+        }
+        Verdict::Forward
+    }
+}
+
+/// Drivers compare a notification's sender pid with the pid they got in
+/// BackendKeyData to recognise their own NOTIFYs; that pid is pgrelay's.
+fn rewrite_notification_pid(frame: &mut [u8], identity: &Identity) {
+    let Some(pid) = frame.get_mut(5..9) else {
+        return;
+    };
+    if pid == identity.backend_pid.to_be_bytes() {
+        pid.copy_from_slice(&identity.client_pid.to_be_bytes());
+    }
+}
+
+/// Pumps until one side closes, the client terminates, or shutdown.
+#[allow(clippy::too_many_arguments)]
+pub async fn forward(
+    client: &mut TcpStream,
+    backend: &mut TcpStream,
+    up: &mut Pump,
+    down: &mut Pump,
+    tracker: &mut Tracker,
+    identity: &Identity,
+    drain: &CancellationToken,
+    stop: &CancellationToken,
+) -> Result<ForwardEnd, ProxyError> {
+    let mut drain_requested = pin!(drain.cancelled());
+    let mut stop_requested = pin!(stop.cancelled());
+    let mut draining = drain.is_cancelled();
+    poll_fn(|cx| {
+        let mut client_side = ClientSide { tracker };
+        match up.poll_pump(
+            cx,
+            Pin::new(&mut *client),
+            Pin::new(&mut *backend),
+            &mut client_side,
+        ) {
+            Poll::Ready(Ok(PumpEvent::Stopped)) => {
+                return Poll::Ready(Ok(ForwardEnd::ClientTerminated));
+            }
+            Poll::Ready(Ok(PumpEvent::Eof)) => return Poll::Ready(Ok(ForwardEnd::ClientClosed)),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(up_error(e, &identity.node))),
+            Poll::Pending => {}
+        }
+        let mut server_side = ServerSide { tracker, identity };
+        match down.poll_pump(
+            cx,
+            Pin::new(&mut *backend),
+            Pin::new(&mut *client),
+            &mut server_side,
+        ) {
+            Poll::Ready(Ok(_)) => return Poll::Ready(Ok(ForwardEnd::BackendClosed)),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(down_error(e, &identity.node))),
+            Poll::Pending => {}
+        }
+        if stop_requested.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(ForwardEnd::Stopped));
+        }
+        if !draining && drain_requested.as_mut().poll(cx).is_ready() {
+            draining = true;
+        }
+        if draining && tracker.is_idle() && up.is_empty() && down.is_empty() {
+            return Poll::Ready(Ok(ForwardEnd::Drained));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+fn up_error(e: PumpError, node: &str) -> ProxyError {
+    match e {
+        PumpError::Write(source) => ProxyError::BackendIo {
+            node: node.to_owned(),
+            source,
+        },
+        other => ProxyError::from_pump_on_client_side(other),
+    }
+}
+
+fn down_error(e: PumpError, node: &str) -> ProxyError {
+    match e {
+        PumpError::Write(e) => ProxyError::ClientIo(e),
+        PumpError::Read(source) => ProxyError::BackendIo {
+            node: node.to_owned(),
+            source,
+        },
+        other => ProxyError::BackendProtocol {
+            node: node.to_owned(),
+            message: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_own_notifications_get_the_client_pid() {
+        let identity = Identity {
+            client_pid: 1_048_576,
+            backend_pid: 4242,
+            node: "pg1".into(),
+        };
+        let mut own = b"A\0\0\0\x0e\0\0\x10\x92c\0p\0".to_vec();
+        rewrite_notification_pid(&mut own, &identity);
+        assert_eq!(&own[5..9], &1_048_576i32.to_be_bytes());
+        let mut other = b"A\0\0\0\x0e\0\0\x10\x93c\0p\0".to_vec();
+        rewrite_notification_pid(&mut other, &identity);
+        assert_eq!(&other[5..9], &4243i32.to_be_bytes());
+    }
+}

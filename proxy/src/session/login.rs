@@ -1,0 +1,165 @@
+//! From the first byte of a connection to the client's first ReadyForQuery.
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+use tracing::Span;
+
+use crate::backend::{Lease, LoginRequest, PoolKey, connect};
+use crate::cancel::CancelKey;
+use crate::client::handshake::negotiate_protocol;
+use crate::client::{FirstContact, authenticate, read_first_contact};
+use crate::error::ProxyError;
+use crate::wire::be;
+use crate::wire::startup::StartupParams;
+
+use super::SessionContext;
+
+/// A logged-in client: its backend lease, its cancel key, and any bytes it
+/// sent ahead of ReadyForQuery.
+pub struct Login {
+    pub lease: Lease,
+    pub cancel_key: CancelKey,
+    pub leftover: BytesMut,
+}
+
+/// Logs the client in. `Ok(None)`: the connection was a CancelRequest and
+/// has been dealt with.
+pub async fn login(
+    client: &mut TcpStream,
+    ctx: &SessionContext,
+) -> Result<Option<Login>, ProxyError> {
+    let shared = &ctx.shared;
+    let login_timeout = shared.config.listen.login_timeout;
+    let deadline = Instant::now() + login_timeout;
+    let timed_out = |_| ProxyError::LoginTimeout(login_timeout);
+
+    let mut inbuf = BytesMut::new();
+    let params = match timeout_at(deadline, read_first_contact(client, &mut inbuf))
+        .await
+        .map_err(timed_out)??
+    {
+        FirstContact::Cancel { pid, secret } => {
+            shared.cancels.cancel(pid, secret).await;
+            return Ok(None);
+        }
+        FirstContact::Startup(params) => params,
+    };
+    if ctx.slot.over_limit {
+        return Err(ProxyError::TooManyClients);
+    }
+    let user = params
+        .user()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            ProxyError::BadStartup("no PostgreSQL user name specified in startup packet".into())
+        })?
+        .to_owned();
+    let span = Span::current();
+    span.record("user", user.as_str());
+    span.record("database", params.database().unwrap_or_default());
+    if wants_replication(&params) {
+        return Err(ProxyError::BadStartup(
+            "replication connections are not supported through pgrelay; connect to a node directly"
+                .into(),
+        ));
+    }
+
+    let mut out = BytesMut::new();
+    negotiate_protocol(&params, &mut out);
+    timeout_at(
+        deadline,
+        authenticate(client, &mut inbuf, &mut out, &shared.credentials, &user),
+    )
+    .await
+    .map_err(timed_out)??;
+
+    let lease = lease_primary(ctx, &params, &user).await?;
+    let cancel_key = shared.cancels.register();
+    for (name, value) in &lease.conn().params {
+        be::parameter_status(&mut out, name, value);
+    }
+    be::backend_key_data(&mut out, cancel_key.pid, cancel_key.secret);
+    be::ready_for_query(&mut out, b'I');
+    client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
+    Ok(Some(Login {
+        lease,
+        cancel_key,
+        leftover: inbuf,
+    }))
+}
+
+/// `replication=true|database` asks for a walsender, which a statement
+/// proxy cannot offer.
+fn wants_replication(params: &StartupParams) -> bool {
+    params.get("replication").is_some_and(|v| {
+        !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "false" | "off" | "no" | "0"
+        )
+    })
+}
+
+/// Waits (up to `failover.hold_writes`) for a primary to be known, then
+/// takes an idle connection to it from the worker's pool or opens one.
+async fn lease_primary(
+    ctx: &SessionContext,
+    params: &StartupParams,
+    user: &str,
+) -> Result<Lease, ProxyError> {
+    let shared = &ctx.shared;
+    let hold = shared.config.failover.hold_writes;
+    let topology = shared
+        .topology
+        .wait_until(hold, |t| t.primary.is_some())
+        .await;
+    let Some(primary) = topology.primary else {
+        return Err(ProxyError::NoPrimary(hold));
+    };
+    let key = PoolKey {
+        node: primary,
+        params: params.params.clone(),
+    };
+    if let Some(lease) = ctx.pool.take(&key) {
+        return Ok(lease);
+    }
+    let node = shared
+        .config
+        .nodes
+        .get(primary)
+        .ok_or(ProxyError::NoPrimary(hold))?;
+    let conn = connect(
+        primary,
+        node.name.as_str(),
+        &node.addr,
+        LoginRequest {
+            user,
+            params: &key.params,
+            password: shared.credentials.backend_password(user),
+        },
+        shared.config.listen.login_timeout,
+    )
+    .await?;
+    Ok(ctx.pool.lease_new(key, conn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_requests_are_recognised() {
+        let with = |v: &str| StartupParams {
+            protocol: crate::wire::startup::PROTOCOL_3_0,
+            params: vec![
+                ("user".into(), "u".into()),
+                ("replication".into(), v.into()),
+            ],
+        };
+        assert!(wants_replication(&with("true")));
+        assert!(wants_replication(&with("database")));
+        assert!(!wants_replication(&with("off")));
+        assert!(!wants_replication(&StartupParams::default()));
+    }
+}

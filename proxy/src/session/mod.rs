@@ -1,0 +1,131 @@
+//! One client connection, from its first byte to its last: login, then
+//! forwarding, then handing the backend connection back.
+
+mod forward;
+mod login;
+mod tracker;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::{Instrument, debug, field, info_span, warn};
+
+use crate::backend::{Pool, Reuse};
+use crate::cancel::CancelTarget;
+use crate::error::ProxyError;
+use crate::shared::{ClientSlot, Shared};
+use crate::wire::be::{self, Severity};
+use crate::wire::pump::Pump;
+
+use forward::{ForwardEnd, Identity, forward};
+use login::{Login, login};
+pub use tracker::{Tracker, TxStatus};
+
+/// What a worker hands to each accepted connection.
+pub struct SessionContext {
+    pub shared: Arc<Shared>,
+    pub pool: Rc<Pool>,
+    pub peer: SocketAddr,
+    pub slot: ClientSlot,
+}
+
+/// Runs one client connection to its end, inside its own tracing span.
+pub async fn run(client: TcpStream, ctx: SessionContext) {
+    let span = info_span!(
+        "client",
+        conn = ctx.shared.next_conn_id(),
+        peer = %ctx.peer,
+        user = field::Empty,
+        database = field::Empty,
+    );
+    async move {
+        let mut client = client;
+        match serve(&mut client, &ctx).await {
+            Ok(()) => debug!("session ended"),
+            Err(e) => {
+                if e.client_reachable() {
+                    let mut out = BytesMut::new();
+                    e.write_fatal(&mut out);
+                    let _ = client.write_all(&out).await;
+                }
+                if e.is_client_fault() {
+                    debug!(error = %e, "session ended");
+                } else {
+                    warn!(error = %e, "session failed");
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve(client: &mut TcpStream, ctx: &SessionContext) -> Result<(), ProxyError> {
+    let Some(Login {
+        mut lease,
+        cancel_key,
+        leftover,
+    }) = login(client, ctx).await?
+    else {
+        return Ok(());
+    };
+    let max = ctx.shared.config.listen.max_message_size.as_usize();
+    let mut up = Pump::with_bytes(max, &leftover);
+    let mut down = Pump::new(max);
+    let mut tracker = Tracker::default();
+    let identity = Identity {
+        client_pid: cancel_key.pid,
+        backend_pid: lease.conn().key.pid,
+        node: lease.conn().node_name.clone(),
+    };
+    cancel_key.set_target(Some(CancelTarget {
+        addr: lease.conn().peer,
+        key: lease.conn().key,
+    }));
+    let end = {
+        let backend = &mut lease.conn_mut().stream;
+        forward(
+            client,
+            backend,
+            &mut up,
+            &mut down,
+            &mut tracker,
+            &identity,
+            &ctx.shared.drain,
+            &ctx.shared.stop,
+        )
+        .await
+    };
+    cancel_key.set_target(None);
+    let end = match end {
+        Ok(end) => end,
+        Err(e) => {
+            lease.release(Reuse::Close);
+            return Err(e);
+        }
+    };
+    debug!(?end, "forwarding ended");
+    match end {
+        ForwardEnd::ClientTerminated | ForwardEnd::ClientClosed => {
+            let clean = tracker.is_idle() && down.is_empty();
+            lease.release(if clean { Reuse::Reset } else { Reuse::Close });
+        }
+        ForwardEnd::BackendClosed => lease.release(Reuse::Close),
+        ForwardEnd::Drained | ForwardEnd::Stopped => {
+            lease.release(Reuse::Close);
+            let mut out = BytesMut::new();
+            be::error_response(
+                &mut out,
+                Severity::Fatal,
+                "57P01",
+                "terminating connection because pgrelay is shutting down",
+            );
+            let _ = client.write_all(&out).await;
+        }
+    }
+    Ok(())
+}

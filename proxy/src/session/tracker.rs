@@ -1,0 +1,117 @@
+//! Knowing when a backend connection is between requests: only then may a
+//! session end cleanly, drain for shutdown, or give the connection back.
+
+/// The transaction status byte of the last ReadyForQuery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    Idle,
+    InTransaction,
+    Failed,
+}
+
+impl TxStatus {
+    pub fn from_byte(b: u8) -> Option<TxStatus> {
+        match b {
+            b'I' => Some(TxStatus::Idle),
+            b'T' => Some(TxStatus::InTransaction),
+            b'E' => Some(TxStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Counts the requests that will each be answered by a ReadyForQuery.
+/// Simple Query, Sync and FunctionCall each get exactly one; extended
+/// protocol messages before a Sync get none until that Sync.
+#[derive(Debug)]
+pub struct Tracker {
+    awaiting_ready: u32,
+    /// Extended-protocol messages were sent since the last Sync.
+    unsynced: bool,
+    status: TxStatus,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker {
+            awaiting_ready: 0,
+            unsynced: false,
+            status: TxStatus::Idle,
+        }
+    }
+}
+
+impl Tracker {
+    /// Notes a message the client sent to the backend.
+    pub fn client_sent(&mut self, tag: u8) {
+        match tag {
+            b'Q' | b'F' => self.awaiting_ready += 1,
+            b'S' => {
+                self.awaiting_ready += 1;
+                self.unsynced = false;
+            }
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => self.unsynced = true,
+            _ => {}
+        }
+    }
+
+    /// Notes a ReadyForQuery from the backend.
+    pub fn ready_for_query(&mut self, status: u8) {
+        self.awaiting_ready = self.awaiting_ready.saturating_sub(1);
+        if let Some(status) = TxStatus::from_byte(status) {
+            self.status = status;
+        }
+    }
+
+    /// Nothing is in flight and no transaction is open: the connection
+    /// could be handed to someone else right now.
+    pub fn is_idle(&self) -> bool {
+        self.awaiting_ready == 0 && !self.unsynced && self.status == TxStatus::Idle
+    }
+
+    pub fn status(&self) -> TxStatus {
+        self.status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_query_round_trip() {
+        let mut t = Tracker::default();
+        assert!(t.is_idle());
+        t.client_sent(b'Q');
+        assert!(!t.is_idle());
+        t.ready_for_query(b'I');
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn pipelined_extended_protocol_waits_for_every_sync() {
+        let mut t = Tracker::default();
+        for tag in [b'P', b'B', b'E', b'S', b'B', b'E', b'S'] {
+            t.client_sent(tag);
+        }
+        t.ready_for_query(b'I');
+        assert!(!t.is_idle(), "one Sync still unanswered");
+        t.ready_for_query(b'I');
+        assert!(t.is_idle());
+        t.client_sent(b'P');
+        t.client_sent(b'H');
+        assert!(!t.is_idle(), "Flush without Sync leaves work pending");
+    }
+
+    #[test]
+    fn an_open_transaction_is_not_idle() {
+        let mut t = Tracker::default();
+        t.client_sent(b'Q');
+        t.ready_for_query(b'T');
+        assert!(!t.is_idle());
+        assert_eq!(t.status(), TxStatus::InTransaction);
+        t.client_sent(b'Q');
+        t.ready_for_query(b'E');
+        assert_eq!(t.status(), TxStatus::Failed);
+    }
+}

@@ -1,0 +1,68 @@
+//! State shared by every worker thread of one running proxy. Passed down
+//! explicitly (no globals), so tests can run many proxies in one process.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use pgrelay_health::TopologyCell;
+use tokio_util::sync::CancellationToken;
+
+use crate::cancel::CancelRegistry;
+use crate::client::Credentials;
+use crate::config::Config;
+
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub credentials: Credentials,
+    pub topology: Arc<TopologyCell>,
+    pub cancels: Arc<CancelRegistry>,
+    /// Client connections open right now (including ones still logging in).
+    pub clients: AtomicUsize,
+    next_conn_id: AtomicU64,
+    /// Stop accepting; sessions end at their next idle point.
+    pub drain: CancellationToken,
+    /// End everything now (the drain grace is over).
+    pub stop: CancellationToken,
+}
+
+impl Shared {
+    pub fn new(config: Arc<Config>, topology: Arc<TopologyCell>) -> Shared {
+        Shared {
+            credentials: Credentials::new(&config.auth),
+            config,
+            topology,
+            cancels: Arc::new(CancelRegistry::default()),
+            clients: AtomicUsize::new(0),
+            next_conn_id: AtomicU64::new(1),
+            drain: CancellationToken::new(),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a new client; the slot is given back when the guard drops.
+    /// `over_limit` tells whether it exceeds `max_client_connections`.
+    pub fn client_slot(self: &Arc<Self>) -> ClientSlot {
+        let before = self.clients.fetch_add(1, Ordering::AcqRel);
+        ClientSlot {
+            shared: Arc::clone(self),
+            over_limit: before >= self.config.listen.max_client_connections,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ClientSlot {
+    shared: Arc<Shared>,
+    pub over_limit: bool,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+}

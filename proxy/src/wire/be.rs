@@ -1,0 +1,147 @@
+//! Backend messages that the proxy writes to clients itself (the rest are
+//! forwarded as the server sent them).
+
+use bytes::{BufMut, BytesMut};
+
+/// Writes one tagged message whose body `body` fills in; the length is
+/// patched in afterwards so callers never count bytes by hand.
+fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+    buf.put_u8(tag);
+    let len_at = buf.len();
+    buf.put_u32(0);
+    body(buf);
+    let len = (buf.len() - len_at) as u32;
+    buf[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+fn cstr(buf: &mut BytesMut, s: &str) {
+    // A NUL inside would end the string early on the client; PostgreSQL's
+    // own strings never contain one, and ours must not either.
+    buf.extend(s.bytes().filter(|&b| b != 0));
+    buf.put_u8(0);
+}
+
+/// ErrorResponse severities the proxy uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Ends the statement; the session goes on.
+    Error,
+    /// Ends the session.
+    Fatal,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+        }
+    }
+}
+
+pub fn error_response(buf: &mut BytesMut, severity: Severity, code: &str, text: &str) {
+    message(buf, b'E', |b| {
+        b.put_u8(b'S');
+        cstr(b, severity.as_str());
+        b.put_u8(b'V');
+        cstr(b, severity.as_str());
+        b.put_u8(b'C');
+        cstr(b, code);
+        b.put_u8(b'M');
+        cstr(b, text);
+        b.put_u8(0);
+    });
+}
+
+pub fn authentication_ok(buf: &mut BytesMut) {
+    message(buf, b'R', |b| b.put_u32(0));
+}
+
+pub fn authentication_md5(buf: &mut BytesMut, salt: [u8; 4]) {
+    message(buf, b'R', |b| {
+        b.put_u32(5);
+        b.put_slice(&salt);
+    });
+}
+
+pub fn authentication_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
+    message(buf, b'R', |b| {
+        b.put_u32(10);
+        for m in mechanisms {
+            cstr(b, m);
+        }
+        b.put_u8(0);
+    });
+}
+
+pub fn authentication_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
+    message(buf, b'R', |b| {
+        b.put_u32(11);
+        b.put_slice(data);
+    });
+}
+
+pub fn authentication_sasl_final(buf: &mut BytesMut, data: &[u8]) {
+    message(buf, b'R', |b| {
+        b.put_u32(12);
+        b.put_slice(data);
+    });
+}
+
+pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
+    message(buf, b'S', |b| {
+        cstr(b, name);
+        cstr(b, value);
+    });
+}
+
+pub fn backend_key_data(buf: &mut BytesMut, pid: i32, secret: i32) {
+    message(buf, b'K', |b| {
+        b.put_i32(pid);
+        b.put_i32(secret);
+    });
+}
+
+pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
+    message(buf, b'Z', |b| b.put_u8(status));
+}
+
+/// Tells a client that asked for a newer 3.x minor version or for `_pq_.`
+/// options which of them this server speaks: 3.0 and none of the options.
+pub fn negotiate_protocol_version<'a>(
+    buf: &mut BytesMut,
+    newest_minor: u32,
+    unsupported: impl Iterator<Item = &'a str>,
+) {
+    let unsupported: Vec<&str> = unsupported.collect();
+    message(buf, b'v', |b| {
+        b.put_u32(newest_minor);
+        b.put_u32(unsupported.len() as u32);
+        for option in unsupported {
+            cstr(b, option);
+        }
+    });
+}
+
+/// The single byte that refuses SSL or GSS encryption.
+pub const ENCRYPTION_REFUSED: u8 = b'N';
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::frame::split_frame;
+
+    #[test]
+    fn lengths_are_patched_in() {
+        let mut buf = BytesMut::new();
+        ready_for_query(&mut buf, b'I');
+        assert_eq!(&buf[..], b"Z\0\0\0\x05I");
+        buf.clear();
+        error_response(&mut buf, Severity::Fatal, "28P01", "no\0pe");
+        let f = split_frame(&buf).expect("valid").expect("complete");
+        assert_eq!(f.tag, b'E');
+        assert_eq!(f.len, buf.len());
+        assert!(f.body.windows(6).any(|w| w == b"C28P01"));
+        assert!(f.body.windows(5).any(|w| w == b"Mnope"), "NUL stripped");
+    }
+}

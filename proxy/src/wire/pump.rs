@@ -1,0 +1,364 @@
+//! Moves messages from one socket to another without decoding them.
+//!
+//! A `Pump` reads whatever the socket has, walks the complete frames in
+//! place, shows the inspector only the frames (or frame prefixes) it asked
+//! for, and writes the whole run out with one `write` call. A frame larger
+//! than the buffer is streamed through in pieces unless the inspector needs
+//! it whole; then `max_whole` bounds how much the pump will buffer.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::frame::{FrameError, FrameHeader, HEADER_LEN};
+
+/// Reads are made into at least this much free space.
+const READ_CHUNK: usize = 16 * 1024;
+/// A buffer that grew past this for one large message is given back once
+/// it is empty, so an idle session holds little memory.
+const SHRINK_ABOVE: usize = 256 * 1024;
+/// Rounds of read/write before yielding to other tasks on this thread.
+const ROUNDS_PER_POLL: usize = 32;
+
+/// How much of a frame the inspector must see before it decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Tag and length are enough.
+    Header,
+    /// The first `n` body bytes (fewer if the frame is shorter).
+    Prefix(usize),
+    /// The complete frame, buffered (bounded by `max_whole`).
+    Whole,
+}
+
+/// What to do with an inspected frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Forward,
+    /// Drop the frame; the pump goes on.
+    Swallow,
+    /// Drop the frame and return [`PumpEvent::Stopped`] once everything
+    /// before it has been written.
+    Stop,
+}
+
+/// The decisions a pump asks of its owner, one frame at a time.
+pub trait Inspect {
+    fn need(&self, header: FrameHeader) -> Need;
+    /// `frame` starts at the tag and holds at least what `need` asked for;
+    /// it may be changed in place (the length must stay the same).
+    fn inspect(&mut self, header: FrameHeader, frame: &mut [u8]) -> Verdict;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PumpEvent {
+    /// The reader closed and everything read was written.
+    Eof,
+    /// The inspector returned [`Verdict::Stop`].
+    Stopped,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PumpError {
+    #[error("read failed: {0}")]
+    Read(#[source] io::Error),
+    #[error("write failed: {0}")]
+    Write(#[source] io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("message of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+}
+
+#[derive(Debug)]
+pub struct Pump {
+    buf: BytesMut,
+    /// `buf[..ready]` has been scanned and waits to be written.
+    ready: usize,
+    /// Bytes of a frame being streamed through that have not arrived yet.
+    passthrough: usize,
+    /// Bytes of a swallowed frame still to drop once `ready` is zero.
+    discard: usize,
+    stop_after_discard: bool,
+    /// Free space the next read must have (a whole frame being buffered).
+    want: usize,
+    max_whole: usize,
+    eof: bool,
+}
+
+impl Pump {
+    pub fn new(max_whole: usize) -> Pump {
+        Pump {
+            buf: BytesMut::new(),
+            ready: 0,
+            passthrough: 0,
+            discard: 0,
+            stop_after_discard: false,
+            want: 0,
+            max_whole,
+            eof: false,
+        }
+    }
+
+    /// Starts with bytes that were already read (e.g. messages a client
+    /// pipelined behind its startup packet).
+    pub fn with_bytes(max_whole: usize, bytes: &[u8]) -> Pump {
+        let mut pump = Pump::new(max_whole);
+        pump.buf.extend_from_slice(bytes);
+        pump
+    }
+
+    /// True when nothing read is waiting to be written or scanned.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty() && self.passthrough == 0
+    }
+
+    /// Drives the pump until it blocks, the reader closes, or the inspector
+    /// stops it.
+    pub fn poll_pump<R, W, I>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut reader: Pin<&mut R>,
+        mut writer: Pin<&mut W>,
+        inspector: &mut I,
+    ) -> Poll<Result<PumpEvent, PumpError>>
+    where
+        R: AsyncRead + ?Sized,
+        W: AsyncWrite + ?Sized,
+        I: Inspect + ?Sized,
+    {
+        for _ in 0..ROUNDS_PER_POLL {
+            if self.ready > 0 {
+                match writer.as_mut().poll_write(cx, &self.buf[..self.ready]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(PumpError::Write(io::ErrorKind::WriteZero.into())));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.buf.advance(n);
+                        self.ready -= n;
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpError::Write(e))),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if self.discard > 0 && !self.buf.is_empty() {
+                let n = self.discard.min(self.buf.len());
+                self.buf.advance(n);
+                self.discard -= n;
+            }
+            if self.discard == 0 && self.stop_after_discard {
+                self.stop_after_discard = false;
+                return Poll::Ready(Ok(PumpEvent::Stopped));
+            }
+            if self.discard == 0 && !self.buf.is_empty() {
+                self.scan(inspector)?;
+                if self.ready > 0 || self.discard > 0 {
+                    continue;
+                }
+            }
+            if self.eof {
+                return Poll::Ready(Ok(PumpEvent::Eof));
+            }
+            self.make_room();
+            match tokio_util::io::poll_read_buf(reader.as_mut(), cx, &mut self.buf) {
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpError::Read(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Walks frames from `ready` on, extending `ready` over everything that
+    /// may be forwarded, until a frame is incomplete or must be dropped.
+    fn scan<I: Inspect + ?Sized>(&mut self, inspector: &mut I) -> Result<(), PumpError> {
+        loop {
+            let available = self.buf.len() - self.ready;
+            if available == 0 {
+                return Ok(());
+            }
+            if self.passthrough > 0 {
+                let n = self.passthrough.min(available);
+                self.ready += n;
+                self.passthrough -= n;
+                continue;
+            }
+            let Some(header) = FrameHeader::parse(&self.buf[self.ready..])? else {
+                return Ok(());
+            };
+            let need = match inspector.need(header) {
+                Need::Header => HEADER_LEN,
+                Need::Prefix(n) => (HEADER_LEN + n).min(header.len),
+                Need::Whole if header.len > self.max_whole => {
+                    return Err(PumpError::TooLarge {
+                        len: header.len,
+                        max: self.max_whole,
+                    });
+                }
+                Need::Whole => header.len,
+            };
+            if available < need {
+                self.want = need - available;
+                return Ok(());
+            }
+            let frame = &mut self.buf[self.ready..self.ready + need];
+            match inspector.inspect(header, frame) {
+                Verdict::Forward if available >= header.len => self.ready += header.len,
+                Verdict::Forward => {
+                    self.ready += available;
+                    self.passthrough = header.len - available;
+                }
+                verdict @ (Verdict::Swallow | Verdict::Stop) => {
+                    self.discard = header.len;
+                    self.stop_after_discard = verdict == Verdict::Stop;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn make_room(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > SHRINK_ABOVE {
+            self.buf = BytesMut::new();
+        }
+        let wanted = self.want.max(READ_CHUNK / 4);
+        if self.buf.capacity() - self.buf.len() < wanted {
+            self.buf.reserve(self.want.max(READ_CHUNK));
+        }
+        self.want = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use tokio::io::AsyncWriteExt;
+
+    /// Forwards everything, swallows `X`, stops on `S`, needs `Q` whole and
+    /// records what it saw.
+    #[derive(Default)]
+    struct Recorder {
+        seen: Vec<(u8, usize)>,
+    }
+
+    impl Inspect for Recorder {
+        fn need(&self, header: FrameHeader) -> Need {
+            match header.tag {
+                b'Q' => Need::Whole,
+                b'A' => Need::Prefix(4),
+                _ => Need::Header,
+            }
+        }
+        fn inspect(&mut self, header: FrameHeader, frame: &mut [u8]) -> Verdict {
+            self.seen.push((header.tag, frame.len()));
+            match header.tag {
+                b'X' => Verdict::Swallow,
+                b'S' => Verdict::Stop,
+                b'A' => {
+                    frame[5..9].copy_from_slice(&7u32.to_be_bytes());
+                    Verdict::Forward
+                }
+                _ => Verdict::Forward,
+            }
+        }
+    }
+
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![tag];
+        f.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    }
+
+    async fn run(input: Vec<u8>, max: usize) -> (Result<PumpEvent, PumpError>, Vec<u8>, Recorder) {
+        let (mut feed, mut reader) = tokio::io::duplex(1024);
+        let mut out: Vec<u8> = Vec::new();
+        let mut rec = Recorder::default();
+        let writer_task = tokio::spawn(async move {
+            // Dribble the input in small pieces to exercise partial frames.
+            for chunk in input.chunks(7) {
+                if feed.write_all(chunk).await.is_err() {
+                    return; // the pump stopped reading (e.g. it refused a frame)
+                }
+            }
+        });
+        let mut pump = Pump::new(max);
+        let result =
+            poll_fn(|cx| pump.poll_pump(cx, Pin::new(&mut reader), Pin::new(&mut out), &mut rec))
+                .await;
+        drop(reader);
+        writer_task.await.expect("feeder");
+        (result, out, rec)
+    }
+
+    #[tokio::test]
+    async fn forwards_bytes_unchanged_across_partial_reads() {
+        let mut input = frame(b'Q', b"select 1\0");
+        input.extend(frame(b'D', &[0xff; 5000]));
+        input.extend(frame(b'd', b"copy\xe9data"));
+        let (result, out, rec) = run(input.clone(), 1 << 20).await;
+        assert_eq!(result.expect("pump"), PumpEvent::Eof);
+        assert_eq!(out, input);
+        assert_eq!(rec.seen, vec![(b'Q', 14), (b'D', 5), (b'd', 5)]);
+    }
+
+    #[tokio::test]
+    async fn swallows_and_stops_where_told() {
+        let mut input = frame(b'Q', b"x\0");
+        input.extend(frame(b'X', b""));
+        input.extend(frame(b'P', b"y"));
+        input.extend(frame(b'S', b""));
+        input.extend(frame(b'Q', b"never\0"));
+        let (result, out, _) = run(input, 1 << 20).await;
+        assert_eq!(result.expect("pump"), PumpEvent::Stopped);
+        let mut expected = frame(b'Q', b"x\0");
+        expected.extend(frame(b'P', b"y"));
+        assert_eq!(out, expected);
+    }
+
+    #[tokio::test]
+    async fn rewrites_a_prefix_in_place() {
+        let input = frame(b'A', b"\0\0\0\x01chan\0payload\0");
+        let (_, out, _) = run(input, 1 << 20).await;
+        assert_eq!(&out[5..9], &7u32.to_be_bytes());
+        assert_eq!(&out[9..], b"chan\0payload\0");
+    }
+
+    #[tokio::test]
+    async fn refuses_whole_frames_beyond_the_limit() {
+        let input = frame(b'Q', &[b'a'; 2000]);
+        let (result, out, _) = run(input, 1000).await;
+        assert!(matches!(
+            result,
+            Err(PumpError::TooLarge {
+                len: 2005,
+                max: 1000
+            })
+        ));
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn streams_frames_larger_than_the_limit_when_not_needed_whole() {
+        let input = frame(b'D', &[1u8; 300_000]);
+        let (result, out, _) = run(input.clone(), 1000).await;
+        assert_eq!(result.expect("pump"), PumpEvent::Eof);
+        assert_eq!(out, input);
+    }
+
+    #[tokio::test]
+    async fn a_bad_length_is_an_error() {
+        let (result, _, _) = run(b"Q\0\0\0\x01".to_vec(), 1000).await;
+        assert!(matches!(
+            result,
+            Err(PumpError::Frame(FrameError::BadLength(1)))
+        ));
+    }
+}

@@ -1,0 +1,188 @@
+//! The untagged first message of a connection: StartupMessage,
+//! SSLRequest, GSSENCRequest or CancelRequest.
+
+/// PostgreSQL refuses startup packets longer than this (MAX_STARTUP_PACKET_LENGTH).
+pub const MAX_STARTUP_PACKET: usize = 10_000;
+
+const SSL_REQUEST: u32 = 80_877_103;
+const GSSENC_REQUEST: u32 = 80_877_104;
+const CANCEL_REQUEST: u32 = 80_877_102;
+pub const PROTOCOL_3_0: u32 = 3 << 16;
+
+/// A client's first message, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartupRequest {
+    Ssl,
+    GssEnc,
+    Cancel { pid: i32, secret: i32 },
+    Startup(StartupParams),
+}
+
+/// The parameters of a StartupMessage, in the order the client sent them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StartupParams {
+    /// Requested protocol: major in the high 16 bits, minor in the low.
+    pub protocol: u32,
+    pub params: Vec<(String, String)>,
+}
+
+impl StartupParams {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.get("user")
+    }
+
+    /// The database, which defaults to the user name as in PostgreSQL.
+    pub fn database(&self) -> Option<&str> {
+        self.get("database").or_else(|| self.user())
+    }
+
+    /// Protocol-extension options (`_pq_.*`) that the proxy does not
+    /// support and must name in NegotiateProtocolVersion.
+    pub fn protocol_options(&self) -> impl Iterator<Item = &str> {
+        self.params
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| k.starts_with("_pq_."))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid length of startup packet: {0}")]
+    BadLength(u32),
+    #[error("unsupported frontend protocol {}.{}", .0 >> 16, .0 & 0xffff)]
+    UnsupportedProtocol(u32),
+    #[error("malformed startup packet")]
+    Malformed,
+}
+
+/// The total length of the startup packet whose first bytes are in `buf`,
+/// or `None` if the 4-byte length has not arrived yet.
+pub fn packet_len(buf: &[u8]) -> Result<Option<usize>, StartupError> {
+    let Some(len) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+    if !(8..=MAX_STARTUP_PACKET as u32).contains(&len) {
+        return Err(StartupError::BadLength(len));
+    }
+    Ok(Some(len as usize))
+}
+
+/// Decodes a complete startup packet (length prefix included).
+pub fn parse(packet: &[u8]) -> Result<StartupRequest, StartupError> {
+    let code = read_u32(packet, 4).ok_or(StartupError::Malformed)?;
+    match code {
+        SSL_REQUEST if packet.len() == 8 => Ok(StartupRequest::Ssl),
+        GSSENC_REQUEST if packet.len() == 8 => Ok(StartupRequest::GssEnc),
+        CANCEL_REQUEST if packet.len() == 16 => Ok(StartupRequest::Cancel {
+            pid: read_u32(packet, 8).ok_or(StartupError::Malformed)? as i32,
+            secret: read_u32(packet, 12).ok_or(StartupError::Malformed)? as i32,
+        }),
+        SSL_REQUEST | GSSENC_REQUEST | CANCEL_REQUEST => Err(StartupError::Malformed),
+        version if version >> 16 == 3 => parse_params(version, &packet[8..]),
+        version => Err(StartupError::UnsupportedProtocol(version)),
+    }
+}
+
+fn parse_params(protocol: u32, mut body: &[u8]) -> Result<StartupRequest, StartupError> {
+    let mut params = Vec::new();
+    loop {
+        let (name, rest) = cstr(body)?;
+        if name.is_empty() {
+            break;
+        }
+        let (value, rest) = cstr(rest)?;
+        params.push((name.to_owned(), value.to_owned()));
+        body = rest;
+    }
+    Ok(StartupRequest::Startup(StartupParams { protocol, params }))
+}
+
+/// A NUL-terminated string. Startup parameters are ASCII in practice;
+/// anything that is not UTF-8 is treated as malformed rather than guessed at.
+fn cstr(buf: &[u8]) -> Result<(&str, &[u8]), StartupError> {
+    let end = buf
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or(StartupError::Malformed)?;
+    let s = std::str::from_utf8(&buf[..end]).map_err(|_| StartupError::Malformed)?;
+    Ok((s, &buf[end + 1..]))
+}
+
+fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
+    let b = buf.get(at..at + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(code: u32, body: &[u8]) -> Vec<u8> {
+        let mut p = ((8 + body.len()) as u32).to_be_bytes().to_vec();
+        p.extend_from_slice(&code.to_be_bytes());
+        p.extend_from_slice(body);
+        p
+    }
+
+    #[test]
+    fn decodes_each_kind_of_first_message() {
+        assert_eq!(parse(&packet(SSL_REQUEST, b"")), Ok(StartupRequest::Ssl));
+        assert_eq!(
+            parse(&packet(GSSENC_REQUEST, b"")),
+            Ok(StartupRequest::GssEnc)
+        );
+        let mut key = 42i32.to_be_bytes().to_vec();
+        key.extend_from_slice(&(-7i32).to_be_bytes());
+        assert_eq!(
+            parse(&packet(CANCEL_REQUEST, &key)),
+            Ok(StartupRequest::Cancel {
+                pid: 42,
+                secret: -7
+            })
+        );
+        let startup = parse(&packet(PROTOCOL_3_0, b"user\0app\0database\0db\0\0"));
+        let Ok(StartupRequest::Startup(p)) = startup else {
+            panic!("startup expected, got {startup:?}");
+        };
+        assert_eq!(p.user(), Some("app"));
+        assert_eq!(p.database(), Some("db"));
+    }
+
+    #[test]
+    fn database_defaults_to_user() {
+        let Ok(StartupRequest::Startup(p)) = parse(&packet(PROTOCOL_3_0, b"user\0app\0\0")) else {
+            panic!("startup expected");
+        };
+        assert_eq!(p.database(), Some("app"));
+    }
+
+    #[test]
+    fn rejects_what_is_not_postgresql() {
+        assert_eq!(
+            packet_len(b"GET "),
+            Err(StartupError::BadLength(0x4745_5420))
+        );
+        assert_eq!(packet_len(b"\0\0\0\x04"), Err(StartupError::BadLength(4)));
+        assert_eq!(
+            parse(&packet(2 << 16, b"")),
+            Err(StartupError::UnsupportedProtocol(2 << 16))
+        );
+        assert_eq!(
+            parse(&packet(PROTOCOL_3_0, b"user\0app")),
+            Err(StartupError::Malformed)
+        );
+        assert_eq!(
+            parse(&packet(CANCEL_REQUEST, b"")),
+            Err(StartupError::Malformed)
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! Helpers shared by pgrelay's integration tests and benchmarks: proxies
+//! started in-process in front of a real cluster, clients, deadlines.
+
+pub mod proxy;
+pub mod raw;
+pub mod wait;
+
+pub use proxy::{ProxyOptions, TestProxy};
+pub use wait::poll_until;

@@ -1,0 +1,140 @@
+//! A pgrelay started in-process in front of a test cluster.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use pgrelay::{Config, ProxyHandle};
+use pgrelay_cluster::Cluster;
+use tokio_postgres::NoTls;
+
+use crate::wait::poll_until;
+
+/// Knobs a test may turn; everything else is the config default.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// `[auth] mode`.
+    pub auth_mode: &'static str,
+    /// `[[auth.users]]` (name, password).
+    pub users: Vec<(String, String)>,
+    /// Extra TOML appended to `[listen]` (e.g. `max_client_connections = 2`).
+    pub listen_extra: String,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            auth_mode: "trust",
+            users: Vec::new(),
+            listen_extra: String::new(),
+        }
+    }
+}
+
+/// A running proxy; stopped when dropped.
+pub struct TestProxy {
+    handle: Option<ProxyHandle>,
+    addr: SocketAddr,
+}
+
+impl TestProxy {
+    /// Starts a proxy in front of `cluster` and waits until it has found
+    /// the primary.
+    pub async fn start(cluster: &Cluster, options: ProxyOptions) -> anyhow::Result<TestProxy> {
+        let config = config_for(cluster, &options)?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let handle = pgrelay::start(config, listener)?;
+        let addr = handle.local_addr();
+        let topology = handle.topology().clone();
+        poll_until(
+            Duration::from_secs(30),
+            "pgrelay to discover the primary",
+            || {
+                let found = topology.load().primary.is_some();
+                async move { found.then_some(()) }
+            },
+        )
+        .await?;
+        Ok(TestProxy {
+            handle: Some(handle),
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn handle(&self) -> &ProxyHandle {
+        self.handle.as_ref().expect("handle is present until drop")
+    }
+
+    /// Takes the handle out, e.g. to shut the proxy down explicitly.
+    pub fn into_handle(mut self) -> ProxyHandle {
+        self.handle.take().expect("handle is present until drop")
+    }
+
+    /// A libpq-style connection string to this proxy.
+    pub fn conninfo(&self, user: &str, database: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} dbname={database}",
+            self.addr.port()
+        )
+    }
+
+    /// A tokio-postgres client through the proxy (superuser, trust).
+    pub async fn client(&self) -> anyhow::Result<tokio_postgres::Client> {
+        connect(&self.conninfo(pgrelay_cluster::superuser(), "postgres")).await
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            // Joining threads must not block a runtime worker for long;
+            // the proxy's threads stop within a second of `stop`.
+            drop(handle);
+        }
+    }
+}
+
+/// Connects with tokio-postgres and drives the connection in a task.
+pub async fn connect(conninfo: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(conninfo, NoTls)
+        .await
+        .with_context(|| format!("connecting to {conninfo}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// A config for `cluster` as a user would write it.
+pub fn config_for(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<Config> {
+    let mut toml = String::new();
+    writeln!(toml, "[listen]\naddr = \"127.0.0.1:0\"\nworkers = 2")?;
+    writeln!(toml, "{}", options.listen_extra)?;
+    for node in cluster.nodes() {
+        writeln!(
+            toml,
+            "[[nodes]]\nname = \"{}\"\naddr = \"{}\"",
+            node.name,
+            node.addr()
+        )?;
+    }
+    writeln!(toml, "[auth]\nmode = \"{}\"", options.auth_mode)?;
+    for (name, password) in &options.users {
+        writeln!(
+            toml,
+            "[[auth.users]]\nname = \"{name}\"\npassword = \"{password}\""
+        )?;
+    }
+    writeln!(toml, "[monitor]\ninterval = \"50ms\"")?;
+    Config::from_toml_str(&toml, &|_| None)
+        .map_err(|e| anyhow::anyhow!("{e}\n--- config ---\n{toml}"))
+}

@@ -1,0 +1,33 @@
+//! pgrelay in front of one real cluster, shared by every test of this
+//! binary (they use separate tables, users and proxies, so they cannot
+//! disturb each other). The cluster is stopped when `main` returns, also
+//! when tests fail: libtest-mimic catches their panics.
+
+mod auth;
+mod data;
+mod env;
+mod limits;
+mod pgbench;
+mod session;
+
+use std::process::ExitCode;
+
+use libtest_mimic::Arguments;
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let env = env::LazyEnv::new();
+    let mut trials = Vec::new();
+    trials.extend(data::trials(&env));
+    trials.extend(session::trials(&env));
+    trials.extend(auth::trials(&env));
+    trials.extend(limits::trials(&env));
+    trials.extend(pgbench::trials(&env));
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(env);
+    if conclusion.has_failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,280 @@
+//! Session behaviour: identity, notifications, cancel, pooling, shutdown.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use libtest_mimic::Trial;
+use pgrelay_tests::raw::RawClient;
+use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
+use tokio_postgres::NoTls;
+
+use crate::env::{LazyEnv, trial};
+
+pub fn trials(env: &LazyEnv) -> Vec<Trial> {
+    vec![
+        trial(
+            env,
+            "session::parameter_status_from_backend_and_own_key_data",
+            |env| async move {
+                let params = [
+                    ("user", "postgres"),
+                    ("database", "postgres"),
+                    ("application_name", "keytest"),
+                ];
+                let proxied = RawClient::connect(env.proxy.addr(), &params).await?;
+                let primary = env.cluster.nodes()[0].addr().parse()?;
+                let direct = RawClient::connect(primary, &params).await?;
+                for name in [
+                    "server_version",
+                    "server_encoding",
+                    "client_encoding",
+                    "DateStyle",
+                    "TimeZone",
+                    "application_name",
+                ] {
+                    ensure!(
+                        proxied.params.get(name) == direct.params.get(name),
+                        "ParameterStatus {name}: {:?} vs {:?}",
+                        proxied.params.get(name),
+                        direct.params.get(name)
+                    );
+                }
+                ensure!(
+                    proxied.pid >= 1 << 20,
+                    "pgrelay issues its own process ids, got {}",
+                    proxied.pid
+                );
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "session::listen_notify_delivered_with_client_pid",
+            |env| async move {
+                let params = [("user", "postgres"), ("database", "postgres")];
+                let mut listener = RawClient::connect(env.proxy.addr(), &params).await?;
+                listener.simple_query(b"LISTEN pgrelay_test").await?;
+                // Our own NOTIFY: the sender pid must be the one we were given.
+                let messages = listener
+                    .simple_query(b"NOTIFY pgrelay_test, 'self'")
+                    .await?;
+                let own = messages
+                    .iter()
+                    .find(|m| m.tag == b'A')
+                    .context("no self-notification")?;
+                let pid = i32::from_be_bytes(own.body[..4].try_into()?);
+                ensure!(
+                    pid == listener.pid,
+                    "notification pid {pid}, BackendKeyData pid {}",
+                    listener.pid
+                );
+                // Another session's NOTIFY arrives while we are idle.
+                let notifier = env.proxy.client().await?;
+                notifier
+                    .batch_execute("NOTIFY pgrelay_test, 'hello'")
+                    .await?;
+                let m = listener.read_message().await?;
+                ensure!(
+                    m.tag == b'A',
+                    "expected a NotificationResponse, got {}",
+                    m.tag as char
+                );
+                ensure!(
+                    m.body.ends_with(b"pgrelay_test\0hello\0"),
+                    "payload: {:?}",
+                    m.body
+                );
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "session::cancel_reaches_the_right_backend_within_1s",
+            |env| async move {
+                let victim = env.proxy.client().await?;
+                let bystander = env.proxy.client().await?;
+                let direct = env.cluster.client(0).await?;
+                let cancel = victim.cancel_token();
+                let victim_query = tokio::spawn(async move {
+                    let r = victim
+                        .simple_query("SELECT pg_sleep(30) /* victim */")
+                        .await;
+                    (r, Instant::now())
+                });
+                let bystander_query = tokio::spawn(async move {
+                    bystander
+                        .simple_query("SELECT pg_sleep(2) /* bystander */")
+                        .await
+                });
+                poll_until(Duration::from_secs(10), "both sleeps to run", || async {
+                let n: i64 = direct
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(%' AND state = 'active'",
+                        &[],
+                    )
+                    .await
+                    .ok()?
+                    .get(0);
+                (n == 2).then_some(())
+            })
+            .await?;
+                let sent = Instant::now();
+                cancel.cancel_query(NoTls).await?;
+                let (result, ended) = victim_query.await?;
+                let e = result.expect_err("the query was cancelled");
+                ensure!(
+                    e.as_db_error().map(|d| d.code().code()) == Some("57014"),
+                    "expected query_canceled, got {e:?}"
+                );
+                let took = ended - sent;
+                ensure!(took < Duration::from_secs(1), "cancel took {took:?}");
+                bystander_query
+                    .await?
+                    .context("the other session's query must not be cancelled")?;
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "session::pooled_backend_is_reused_and_reset",
+            |env| async move {
+                let conninfo = format!(
+                    "{} application_name=pooltest",
+                    env.proxy.conninfo("postgres", "postgres")
+                );
+                let first = pgrelay_tests::proxy::connect(&conninfo).await?;
+                let pid: i32 = first
+                    .query_one("SELECT pg_backend_pid()", &[])
+                    .await?
+                    .get(0);
+                first
+                    .batch_execute(
+                        "SET search_path TO pg_catalog; PREPARE leftover AS SELECT 1; \
+                     CREATE TEMP TABLE leftover_tmp (x int); SELECT pg_advisory_lock(4242)",
+                    )
+                    .await?;
+                drop(first);
+                let reused = poll_until(
+                    Duration::from_secs(10),
+                    "the pooled backend to be handed out again",
+                    || async {
+                        let c = pgrelay_tests::proxy::connect(&conninfo).await.ok()?;
+                        let p: i32 = c
+                            .query_one("SELECT pg_backend_pid()", &[])
+                            .await
+                            .ok()?
+                            .get(0);
+                        (p == pid).then_some(c)
+                    },
+                )
+                .await?;
+                let row = reused
+                .query_one(
+                    "SELECT current_setting('search_path'), \
+                     (SELECT count(*) FROM pg_prepared_statements WHERE name = 'leftover'), \
+                     (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), \
+                     to_regclass('pg_temp.leftover_tmp') IS NULL",
+                    &[],
+                )
+                .await?;
+                ensure!(
+                    row.get::<_, String>(0) == "\"$user\", public",
+                    "search_path leaked"
+                );
+                ensure!(row.get::<_, i64>(1) == 0, "prepared statement leaked");
+                ensure!(row.get::<_, i64>(2) == 0, "advisory lock leaked");
+                ensure!(row.get::<_, bool>(3), "temp table leaked");
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "session::ssl_request_is_refused_cleanly",
+            |env| async move {
+                let base = env.proxy.conninfo("postgres", "postgres");
+                let ok = run_psql(&format!("{base} sslmode=prefer"), "SELECT 41 + 1").await?;
+                ensure!(
+                    ok.0 && ok.1.trim() == "42",
+                    "sslmode=prefer must fall back to plain: {ok:?}"
+                );
+                let refused = run_psql(&format!("{base} sslmode=require"), "SELECT 1").await?;
+                ensure!(!refused.0, "sslmode=require must fail without TLS");
+                ensure!(
+                    refused.2.contains("does not support SSL"),
+                    "psql said: {}",
+                    refused.2
+                );
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "session::drain_lets_running_queries_finish",
+            |env| async move {
+                let proxy = TestProxy::start(&env.cluster, ProxyOptions::default()).await?;
+                let busy = proxy.client().await?;
+                let idle = proxy.client().await?;
+                let addr = proxy.addr();
+                let query = tokio::spawn(async move {
+                    let r = busy
+                        .query_one("SELECT pg_sleep(0.5), 7", &[])
+                        .await
+                        .map(|r| r.get::<_, i32>(1));
+                    (r, busy)
+                });
+                let handle = proxy.into_handle();
+                // Let the query reach the server before draining.
+                let direct = env.cluster.client(0).await?;
+                poll_until(Duration::from_secs(10), "the query to run", || async {
+                let n: i64 = direct
+                    .query_one("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(0.5), 7'", &[])
+                    .await
+                    .ok()?
+                    .get(0);
+                (n == 1).then_some(())
+            })
+            .await?;
+                handle.drain();
+                let (result, busy) = query.await?;
+                ensure!(
+                    result? == 7,
+                    "the running query must complete during a drain"
+                );
+                poll_until(
+                    Duration::from_secs(5),
+                    "drained sessions to be closed",
+                    || async { (busy.is_closed() && idle.is_closed()).then_some(()) },
+                )
+                .await?;
+                ensure!(
+                    tokio_postgres::connect(
+                        &format!(
+                            "host=127.0.0.1 port={} user=postgres connect_timeout=2",
+                            addr.port()
+                        ),
+                        NoTls
+                    )
+                    .await
+                    .is_err(),
+                    "no new connections during a drain"
+                );
+                tokio::task::spawn_blocking(move || handle.shutdown(Duration::from_secs(1)))
+                    .await?;
+                Ok(())
+            },
+        ),
+    ]
+}
+
+/// psql with one command: (success, stdout, stderr).
+async fn run_psql(conninfo: &str, sql: &str) -> anyhow::Result<(bool, String, String)> {
+    let out = tokio::process::Command::new("psql")
+        .args([conninfo, "-X", "-At", "-c", sql])
+        .output()
+        .await?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
