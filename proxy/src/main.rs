@@ -32,6 +32,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Start a local primary, replicas and the proxy; Ctrl-C removes it all.
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
             Ok(config) => exit(cmd::serve::serve(config)),
             Err(e) => bad_config(&path, &e),
         },
+        Command::Demo(args) => exit(cmd::demo::demo(args)),
     }
 }
 

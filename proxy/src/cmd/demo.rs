@@ -1,1 +1,105 @@
-//! placeholder
+//! `pgrelay demo`: a primary, N streaming replicas and the proxy on this
+//! machine, from the installed PostgreSQL binaries, until Ctrl-C.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use pgrelay::Config;
+use pgrelay_cluster::{Cluster, ClusterOptions, pg_bin_dir, superuser};
+
+use super::signals::wait_for_shutdown_signal;
+
+/// How long the proxy may take to find the primary it was just given.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Demo sessions are interactive; nobody needs a long drain on Ctrl-C.
+const DEMO_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Streaming replicas besides the primary.
+    #[arg(long, default_value_t = 2)]
+    pub replicas: usize,
+    /// Port pgrelay listens on (0 picks a free one).
+    #[arg(long, default_value_t = 6432)]
+    pub port: u16,
+    /// Where the cluster's temporary directory is created (default: the
+    /// system temp dir). It is removed on exit.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    pg_bin_dir().map_err(|e| anyhow!("{e}"))?;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", args.port)).with_context(|| {
+        format!(
+            "cannot listen on 127.0.0.1:{} (is another pgrelay or PgBouncer running? try --port 0)",
+            args.port
+        )
+    })?;
+    let port = listener.local_addr()?.port();
+
+    eprintln!(
+        "pgrelay demo: starting a primary and {} replicas...",
+        args.replicas
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let cluster = runtime.block_on(Cluster::start(ClusterOptions {
+        replicas: args.replicas,
+        base_dir: args.dir,
+        ..ClusterOptions::default()
+    }))?;
+    let config = demo_config(&cluster)?;
+    let proxy = pgrelay::start(config, listener).context("starting the proxy")?;
+    let started = Instant::now();
+    while proxy.topology().load().primary.is_none() {
+        if started.elapsed() > DISCOVERY_TIMEOUT {
+            return Err(anyhow!(
+                "pgrelay did not discover the primary within {DISCOVERY_TIMEOUT:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    println!("pgrelay demo is ready.");
+    for node in cluster.nodes() {
+        println!(
+            "  node {:<4} {}  (data: {})",
+            node.name,
+            node.addr(),
+            node.data_dir.display()
+        );
+    }
+    println!("Connect through pgrelay:");
+    println!(
+        "  psql \"host=127.0.0.1 port={port} user={} dbname=postgres\"",
+        superuser()
+    );
+    println!(
+        "Press Ctrl-C to stop everything and remove {}",
+        cluster.dir().display()
+    );
+
+    wait_for_shutdown_signal()?;
+    proxy.shutdown(DEMO_SHUTDOWN_GRACE);
+    drop(cluster);
+    drop(runtime);
+    eprintln!("pgrelay demo: stopped and cleaned up");
+    Ok(())
+}
+
+fn demo_config(cluster: &Cluster) -> anyhow::Result<Config> {
+    let mut toml = String::from("[auth]\nmode = \"trust\"\n");
+    for node in cluster.nodes() {
+        write!(
+            toml,
+            "[[nodes]]\nname = \"{}\"\naddr = \"{}\"\n",
+            node.name,
+            node.addr()
+        )?;
+    }
+    Config::from_toml_str(&toml, &|_| None).map_err(|e| anyhow!("demo config: {e}"))
+}

@@ -1,0 +1,281 @@
+//! The `pgrelay` binary as a user runs it: config checking, `serve` with
+//! SIGTERM, and `demo` with Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use pgrelay_cluster::{Cluster, ClusterOptions};
+
+const PGRELAY: &str = env!("CARGO_BIN_EXE_pgrelay");
+const EXIT_BAD_CONFIG: i32 = 64;
+
+/// Kills the child on drop so a failing test leaves no process behind.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("pgrelay.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn check_accepts_a_valid_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        "[listen]\naddr = \"127.0.0.1:6432\"\n[[nodes]]\nname = \"pg1\"\naddr = \"127.0.0.1:5432\"\n\
+         [auth]\nmode = \"md5\"\n[[auth.users]]\nname = \"app\"\npassword = \"x\"\n",
+    );
+    let out = Command::new(PGRELAY)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run pgrelay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_reports_every_problem_with_its_key_and_exits_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        "[listen]\nshutdown_grace = \"ten\"\nmax_client_connections = \"many\"\n\
+         [[nodes]]\nname = \"PG 1\"\naddr = \"127.0.0.1\"\n[routing]\nconsistency = \"fast\"\nmax_lagg = \"1s\"\n",
+    );
+    let out = Command::new(PGRELAY)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run pgrelay");
+    assert_eq!(out.status.code(), Some(EXIT_BAD_CONFIG));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "listen.shutdown_grace",
+        "listen.max_client_connections",
+        "nodes[0].name",
+        "nodes[0].addr",
+        "routing.consistency",
+        "routing.max_lagg",
+    ] {
+        assert!(
+            stderr.contains(key),
+            "no problem reported for {key}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn serve_rejects_a_bad_config_before_binding() {
+    // Hold the port the config names: if serve bound before validating,
+    // it would fail with a bind error instead of the config's exit code.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = held.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[listen]\naddr = \"127.0.0.1:{port}\"\nbogus = 1\n[[nodes]]\nname = \"pg1\"\naddr = \"127.0.0.1:5432\"\n"
+        ),
+    );
+    let out = Command::new(PGRELAY)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run pgrelay");
+    assert_eq!(out.status.code(), Some(EXIT_BAD_CONFIG));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen.bogus"));
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Connects until the deadline; the proxy may still be discovering roles.
+async fn connect_until(conninfo: &str, timeout: Duration) -> tokio_postgres::Client {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                return client;
+            }
+            Err(e) if Instant::now() > deadline => panic!("cannot connect to {conninfo}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serve_drains_on_sigterm_and_exits_0() {
+    let rt = runtime();
+    let cluster = rt
+        .block_on(Cluster::start(ClusterOptions {
+            replicas: 0,
+            ..ClusterOptions::default()
+        }))
+        .expect("cluster");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[listen]\naddr = \"127.0.0.1:{port}\"\nadmin_addr = \"127.0.0.1:0\"\nshutdown_grace = \"10s\"\n\
+             [[nodes]]\nname = \"pg1\"\naddr = \"{}\"\n[auth]\nmode = \"trust\"\n",
+            cluster.nodes()[0].addr()
+        ),
+    );
+    let mut child = Reaped(
+        Command::new(PGRELAY)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pgrelay"),
+    );
+    let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    rt.block_on(async {
+        let client = connect_until(&conninfo, Duration::from_secs(30)).await;
+        let running = tokio::spawn(async move {
+            client
+                .query_one("SELECT pg_sleep(1), 'finished'", &[])
+                .await
+                .map(|r| r.get::<_, String>(1))
+        });
+        // Give the query time to be sent before the signal arrives.
+        let direct = cluster.client(0).await.expect("direct");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let n: i64 = direct
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(1)%'",
+                    &[],
+                )
+                .await
+                .expect("count")
+                .get(0);
+            if n == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "query never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        kill(Pid::from_raw(child.0.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+        let result = running.await.expect("join");
+        assert_eq!(
+            result.expect("the running query completes during the drain"),
+            "finished"
+        );
+    });
+    let status =
+        wait_exit(&mut child.0, Duration::from_secs(15)).expect("pgrelay exits after the drain");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn demo_serves_psql_and_ctrl_c_leaves_nothing_behind() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let mut child = Reaped(
+        Command::new(PGRELAY)
+            .args(["demo", "--replicas", "1", "--port", "0", "--dir"])
+            .arg(base.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn demo"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut conninfo = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read demo output");
+        if let Some(start) = line.find("psql \"") {
+            conninfo = Some(line[start + 6..line.len() - 1].to_owned());
+            break;
+        }
+    }
+    let conninfo = conninfo.expect("the demo prints a psql connection string");
+    let out = Command::new("psql")
+        .args([
+            conninfo.as_str(),
+            "-X",
+            "-At",
+            "-c",
+            "SELECT pg_is_in_recovery(), 6 * 7",
+        ])
+        .output()
+        .expect("run psql");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "f|42",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cluster_dirs: Vec<_> = std::fs::read_dir(base.path())
+        .expect("list")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(cluster_dirs.len(), 1, "the demo made one cluster dir");
+
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGINT).expect("SIGINT");
+    let status = wait_exit(&mut child.0, Duration::from_secs(30)).expect("demo exits on Ctrl-C");
+    assert!(status.success(), "demo exit status {status:?}");
+    assert!(
+        !cluster_dirs[0].exists(),
+        "temp dir {} left behind",
+        cluster_dirs[0].display()
+    );
+    let leftovers = postgres_processes_under(&cluster_dirs[0]);
+    assert!(leftovers.is_empty(), "processes left behind: {leftovers:?}");
+}
+
+/// PIDs whose command line mentions `dir` (a postmaster started with -D).
+fn postgres_processes_under(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                        .unwrap_or(false)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
