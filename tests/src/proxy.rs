@@ -20,6 +20,8 @@ pub struct ProxyOptions {
     pub users: Vec<(String, String)>,
     /// Extra TOML appended to `[listen]` (e.g. `max_client_connections = 2`).
     pub listen_extra: String,
+    /// `listen.workers`: data-path threads.
+    pub workers: usize,
 }
 
 impl Default for ProxyOptions {
@@ -28,6 +30,7 @@ impl Default for ProxyOptions {
             auth_mode: "trust",
             users: Vec::new(),
             listen_extra: String::new(),
+            workers: 2,
         }
     }
 }
@@ -117,7 +120,11 @@ pub async fn connect(conninfo: &str) -> anyhow::Result<tokio_postgres::Client> {
 /// A config for `cluster` as a user would write it.
 pub fn config_for(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<Config> {
     let mut toml = String::new();
-    writeln!(toml, "[listen]\naddr = \"127.0.0.1:0\"\nworkers = 2")?;
+    writeln!(
+        toml,
+        "[listen]\naddr = \"127.0.0.1:0\"\nworkers = {}",
+        options.workers
+    )?;
     writeln!(toml, "{}", options.listen_extra)?;
     for node in cluster.nodes() {
         writeln!(

@@ -87,6 +87,21 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 Ok(())
             },
         ),
+        trial(env, "session::notices_reach_the_client", |env| async move {
+            let params = [("user", "postgres"), ("database", "postgres")];
+            let mut raw = RawClient::connect(env.proxy.addr(), &params).await?;
+            let messages = raw
+                .simple_query(
+                    b"DO $$ BEGIN RAISE NOTICE 'hello from plpgsql'; RAISE WARNING 'careful'; END $$",
+                )
+                .await?;
+            let notices: Vec<_> = messages.iter().filter(|m| m.tag == b'N').collect();
+            ensure!(notices.len() == 2, "expected two notices, got {messages:?}");
+            ensure!(notices[0].field(b'M').as_deref() == Some("hello from plpgsql"));
+            ensure!(notices[1].field(b'S').as_deref() == Some("WARNING"));
+            ensure!(notices[0].sqlstate().as_deref() == Some("00000"));
+            Ok(())
+        }),
         trial(
             env,
             "session::cancel_reaches_the_right_backend_within_1s",
