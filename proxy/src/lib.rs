@@ -13,6 +13,7 @@ pub mod error;
 pub mod server;
 pub mod session;
 pub mod shared;
+pub mod shutdown;
 pub mod wire;
 
 pub use config::Config;

@@ -25,6 +25,7 @@ use crate::backend::Pool;
 use crate::config::Config;
 use crate::session::{self, SessionContext};
 use crate::shared::Shared;
+use crate::shutdown::{LocalShutdown, Phase};
 
 /// After an accept error such as EMFILE, wait this long before accepting
 /// again rather than spinning.
@@ -181,6 +182,8 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
             }
         };
         let pool = Pool::new();
+        let shutdown = LocalShutdown::new();
+        tokio::task::spawn_local(mirror_shutdown(Arc::clone(&shared), Rc::clone(&shutdown)));
         let mut sessions = JoinSet::new();
         loop {
             tokio::select! {
@@ -195,6 +198,7 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
                             slot: shared.client_slot(),
                             shared: Arc::clone(&shared),
                             pool: Rc::clone(&pool),
+                            shutdown: Rc::clone(&shutdown),
                             peer,
                         };
                         sessions.spawn_local(session::run(stream, ctx));
@@ -222,6 +226,14 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
         }
         pool.clear();
     });
+}
+
+/// Copies the process-wide shutdown tokens into this thread's state.
+async fn mirror_shutdown(shared: Arc<Shared>, local: Rc<LocalShutdown>) {
+    shared.drain.cancelled().await;
+    local.advance(Phase::Draining);
+    shared.stop.cancelled().await;
+    local.advance(Phase::Stopping);
 }
 
 fn configure_client_socket(stream: &tokio::net::TcpStream) -> io::Result<()> {

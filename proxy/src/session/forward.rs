@@ -3,13 +3,13 @@
 //! the other (a COPY that makes the server emit notices must not deadlock).
 
 use std::future::poll_fn;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::task::Poll;
 
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use crate::error::ProxyError;
+use crate::shutdown::{Phase, ShutdownWatch};
 use crate::wire::frame::FrameHeader;
 use crate::wire::pump::{Inspect, Need, Pump, PumpError, PumpEvent, Verdict};
 
@@ -105,7 +105,6 @@ fn rewrite_notification_pid(frame: &mut [u8], identity: &Identity) {
 }
 
 /// Pumps until one side closes, the client terminates, or shutdown.
-#[allow(clippy::too_many_arguments)]
 pub async fn forward(
     client: &mut TcpStream,
     backend: &mut TcpStream,
@@ -113,12 +112,8 @@ pub async fn forward(
     down: &mut Pump,
     tracker: &mut Tracker,
     identity: &Identity,
-    drain: &CancellationToken,
-    stop: &CancellationToken,
+    shutdown: &mut ShutdownWatch,
 ) -> Result<ForwardEnd, ProxyError> {
-    let mut drain_requested = pin!(drain.cancelled());
-    let mut stop_requested = pin!(stop.cancelled());
-    let mut draining = drain.is_cancelled();
     poll_fn(|cx| {
         let mut client_side = ClientSide { tracker };
         match up.poll_pump(
@@ -145,16 +140,14 @@ pub async fn forward(
             Poll::Ready(Err(e)) => return Poll::Ready(Err(down_error(e, &identity.node))),
             Poll::Pending => {}
         }
-        if stop_requested.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Ok(ForwardEnd::Stopped));
+        match shutdown.poll_phase(cx) {
+            Phase::Running => Poll::Pending,
+            Phase::Draining if tracker.is_idle() && up.is_empty() && down.is_empty() => {
+                Poll::Ready(Ok(ForwardEnd::Drained))
+            }
+            Phase::Draining => Poll::Pending,
+            Phase::Stopping => Poll::Ready(Ok(ForwardEnd::Stopped)),
         }
-        if !draining && drain_requested.as_mut().poll(cx).is_ready() {
-            draining = true;
-        }
-        if draining && tracker.is_idle() && up.is_empty() && down.is_empty() {
-            return Poll::Ready(Ok(ForwardEnd::Drained));
-        }
-        Poll::Pending
     })
     .await
 }

@@ -12,12 +12,13 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tracing::{Instrument, debug, field, info_span, warn};
+use tracing::{Instrument, Span, debug, field, info_span, warn};
 
 use crate::backend::{Pool, Reuse};
 use crate::cancel::CancelTarget;
 use crate::error::ProxyError;
 use crate::shared::{ClientSlot, Shared};
+use crate::shutdown::LocalShutdown;
 use crate::wire::be::{self, Severity};
 use crate::wire::pump::Pump;
 
@@ -29,11 +30,17 @@ pub use tracker::{Tracker, TxStatus};
 pub struct SessionContext {
     pub shared: Arc<Shared>,
     pub pool: Rc<Pool>,
+    pub shutdown: Rc<LocalShutdown>,
     pub peer: SocketAddr,
     pub slot: ClientSlot,
 }
 
-/// Runs one client connection to its end, inside its own tracing span.
+/// Runs one client connection to its end.
+///
+/// Everything it logs is in the connection's span. The span is entered
+/// while logging in and when something is logged, but not around each
+/// poll of the data path: entering a span takes the subscriber's locks,
+/// and nothing is logged per message anyway.
 pub async fn run(client: TcpStream, ctx: SessionContext) {
     let span = info_span!(
         "client",
@@ -42,36 +49,34 @@ pub async fn run(client: TcpStream, ctx: SessionContext) {
         user = field::Empty,
         database = field::Empty,
     );
-    async move {
-        let mut client = client;
-        match serve(&mut client, &ctx).await {
-            Ok(()) => debug!("session ended"),
-            Err(e) => {
-                if e.client_reachable() {
-                    let mut out = BytesMut::new();
-                    e.write_fatal(&mut out);
-                    let _ = client.write_all(&out).await;
-                }
-                if e.is_client_fault() {
-                    debug!(error = %e, "session ended");
-                } else {
-                    warn!(error = %e, "session failed");
-                }
-            }
-        }
+    let mut client = client;
+    let result = serve(&mut client, &ctx, &span).await;
+    if let Err(e) = &result
+        && e.client_reachable()
+    {
+        let mut out = BytesMut::new();
+        e.write_fatal(&mut out);
+        let _ = client.write_all(&out).await;
     }
-    .instrument(span)
-    .await
+    span.in_scope(|| match result {
+        Ok(end) => debug!(?end, "session ended"),
+        Err(e) if e.is_client_fault() => debug!(error = %e, "session ended"),
+        Err(e) => warn!(error = %e, "session failed"),
+    });
 }
 
-async fn serve(client: &mut TcpStream, ctx: &SessionContext) -> Result<(), ProxyError> {
+async fn serve(
+    client: &mut TcpStream,
+    ctx: &SessionContext,
+    span: &Span,
+) -> Result<Option<ForwardEnd>, ProxyError> {
     let Some(Login {
         mut lease,
         cancel_key,
         leftover,
-    }) = login(client, ctx).await?
+    }) = login(client, ctx).instrument(span.clone()).await?
     else {
-        return Ok(());
+        return Ok(None);
     };
     let max = ctx.shared.config.listen.max_message_size.as_usize();
     let mut up = Pump::with_bytes(max, &leftover);
@@ -95,8 +100,7 @@ async fn serve(client: &mut TcpStream, ctx: &SessionContext) -> Result<(), Proxy
             &mut down,
             &mut tracker,
             &identity,
-            &ctx.shared.drain,
-            &ctx.shared.stop,
+            &mut ctx.shutdown.watch(),
         )
         .await
     };
@@ -108,7 +112,6 @@ async fn serve(client: &mut TcpStream, ctx: &SessionContext) -> Result<(), Proxy
             return Err(e);
         }
     };
-    debug!(?end, "forwarding ended");
     match end {
         ForwardEnd::ClientTerminated | ForwardEnd::ClientClosed => {
             let clean = tracker.is_idle() && down.is_empty();
@@ -127,5 +130,5 @@ async fn serve(client: &mut TcpStream, ctx: &SessionContext) -> Result<(), Proxy
             let _ = client.write_all(&out).await;
         }
     }
-    Ok(())
+    Ok(Some(end))
 }

@@ -1,0 +1,242 @@
+//! pgrelay against PostgreSQL directly and against PgBouncer, under pgbench.
+//!
+//! `cargo run --release -p pgrelay-tests --bin bench [-- --rounds N --duration SECS --scale S]`
+//!
+//! Targets run interleaved (each workload on direct, pgrelay, pgbouncer in
+//! turn, round after round) so that drift on a small shared machine hits
+//! all of them alike. Missing a target is a finding, not a failure: the exit
+//! status is non-zero only when the measurement itself could not be made.
+
+// A binary's root file resolves modules next to itself, in src/bin/, where
+// cargo would take each for a binary of its own; hence the explicit paths.
+#[path = "bench/cpu.rs"]
+mod cpu;
+#[path = "bench/pgbench.rs"]
+mod pgbench;
+#[path = "bench/pgbouncer.rs"]
+mod pgbouncer;
+#[path = "bench/report.rs"]
+mod report;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use pgrelay_cluster::{Cluster, ClusterError, ClusterOptions};
+use pgrelay_tests::{ProxyOptions, TestProxy};
+
+use crate::cpu::Probe;
+use crate::pgbench::WORKLOADS;
+use crate::pgbouncer::PgBouncer;
+use crate::report::{Measured, Run, Target};
+
+const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S]";
+
+/// Command-line settings.
+#[derive(Debug, Clone, Copy)]
+struct Args {
+    rounds: usize,
+    /// pgbench `-T` of every measured run.
+    duration: u64,
+    /// pgbench `-i -s`.
+    scale: u64,
+}
+
+impl Args {
+    fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
+        let mut parsed = Args {
+            rounds: 3,
+            duration: 10,
+            scale: 10,
+        };
+        while let Some(arg) = args.next() {
+            let (key, inline) = match arg.split_once('=') {
+                Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                None => (arg, None),
+            };
+            if key == "-h" || key == "--help" {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            let value = match inline {
+                Some(v) => v,
+                None => args
+                    .next()
+                    .with_context(|| format!("{key} needs a value\n{USAGE}"))?,
+            };
+            let number: u64 =
+                value.parse().ok().filter(|&n| n > 0).with_context(|| {
+                    format!("{key}: expected a positive integer, got {value:?}")
+                })?;
+            match key.as_str() {
+                "--rounds" => parsed.rounds = usize::try_from(number)?,
+                "--duration" => parsed.duration = number,
+                "--scale" => parsed.scale = number,
+                _ => bail!("unknown argument {key:?}\n{USAGE}"),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+fn main() -> ExitCode {
+    match Args::parse(std::env::args().skip(1)).and_then(drive) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The cause chain on one line, without the backtrace a
+        // RUST_BACKTRACE in the environment would add to `main`'s Err.
+        Err(e) => {
+            eprintln!("bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn drive(args: Args) -> anyhow::Result<()> {
+    // Named so that the CPU accounting, which charges threads named
+    // `pgrelay-*`, can never mistake the driver for the proxy.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bench-driver")
+        .build()?;
+    runtime.block_on(async {
+        tokio::select! {
+            result = bench(args) => result,
+            // Returning, rather than dying on the signal, lets the guards
+            // stop PgBouncer, the proxy and the cluster.
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        }
+    })
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
+    let hz = cpu::ticks_per_second();
+    println!(
+        "bench: {} rounds x {} workloads x {} s, scale {}",
+        args.rounds,
+        WORKLOADS.len(),
+        args.duration,
+        args.scale
+    );
+
+    let cluster = start_cluster().await?;
+    let pg_port = cluster.nodes()[0].port;
+    cluster
+        .client(0)
+        .await?
+        .batch_execute("CREATE DATABASE bench")
+        .await
+        .context("creating database bench")?;
+    let scale = args.scale.to_string();
+    println!("bench: pgbench -i -s {scale} on the primary (port {pg_port})");
+    pgbench::run(
+        pg_port,
+        &["-i", "-s", &scale, "-q", "bench"],
+        Duration::from_secs(600),
+    )
+    .await
+    .context("initializing the pgbench tables")?;
+
+    let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
+    let bouncer = match pgbouncer::find() {
+        Some(binary) => Some(PgBouncer::start(&binary, pg_port).await?),
+        None => None,
+    };
+    println!(
+        "bench: direct on port {pg_port}, pgrelay on port {}, pgbouncer {}",
+        proxy.port(),
+        bouncer.as_ref().map_or_else(
+            || "not installed".to_owned(),
+            |b| format!("on port {}", b.port())
+        )
+    );
+
+    let mut targets = vec![
+        (Target::Direct, pg_port, Probe::None),
+        (Target::Pgrelay, proxy.port(), Probe::Pgrelay),
+    ];
+    if let Some(b) = &bouncer {
+        targets.push((Target::Pgbouncer, b.port(), Probe::Process(b.pid())));
+    }
+
+    let mut runs = Vec::new();
+    for round in 0..args.rounds {
+        for workload in &WORKLOADS {
+            for &(target, port, probe) in &targets {
+                let outcome = measure(port, workload, args.duration, probe, hz).await?;
+                let run = Run {
+                    round,
+                    workload: workload.name,
+                    target,
+                    outcome: outcome.map_err(|e| format!("{e:#}")),
+                };
+                println!("{}", report::run_line(&run, args.rounds));
+                runs.push(run);
+            }
+        }
+    }
+
+    let names: Vec<&'static str> = WORKLOADS.iter().map(|w| w.name).collect();
+    report::print(&runs, &names, bouncer.is_some());
+
+    for run in runs.iter().filter(|r| r.outcome.is_err()) {
+        if let Err(e) = &run.outcome {
+            eprintln!(
+                "\nround {} {} on {} failed:\n{e}",
+                run.round + 1,
+                run.workload,
+                run.target.name()
+            );
+        }
+    }
+    // PgBouncer's limits (e.g. no `-M prepared` in transaction pooling
+    // before 1.21) are part of the comparison; ours and PostgreSQL's are not.
+    let broken = runs
+        .iter()
+        .filter(|r| r.outcome.is_err() && r.target != Target::Pgbouncer)
+        .count();
+    if broken > 0 {
+        bail!("{broken} pgbench runs against direct or pgrelay failed");
+    }
+    Ok(())
+}
+
+/// One run with the proxy's CPU time around it. The outer error is a
+/// failure of the bench itself; the inner one a failed pgbench run, kept
+/// to be reported with the others.
+async fn measure(
+    port: u16,
+    workload: &pgbench::Workload,
+    seconds: u64,
+    probe: Probe,
+    hz: f64,
+) -> anyhow::Result<anyhow::Result<Measured>> {
+    let before = probe.ticks()?;
+    let report = match pgbench::measure(port, workload, seconds).await {
+        Ok(report) => report,
+        Err(e) => return Ok(Err(e)),
+    };
+    let after = probe.ticks()?;
+    let cpu_us_per_tx = before.zip(after).map(|(b, a)| {
+        let seconds = a.saturating_sub(b) as f64 / hz;
+        seconds / report.processed.max(1) as f64 * 1e6
+    });
+    Ok(Ok(Measured {
+        report,
+        cpu_us_per_tx,
+    }))
+}
+
+/// A lone primary: replicas would only take CPU from the measured path.
+async fn start_cluster() -> anyhow::Result<Cluster> {
+    let options = |replicas| ClusterOptions {
+        replicas,
+        ..ClusterOptions::default()
+    };
+    match Cluster::start(options(0)).await {
+        Err(ClusterError::InvalidOptions(why)) => {
+            println!("bench: cluster without replicas rejected ({why}); using one replica");
+            Ok(Cluster::start(options(1)).await?)
+        }
+        other => Ok(other.context("starting the PostgreSQL cluster")?),
+    }
+}

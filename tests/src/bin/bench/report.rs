@@ -1,0 +1,246 @@
+//! What a bench prints: a line per run as it completes, then one table of
+//! medians and the issue's targets.
+//!
+//! Ratios and added latencies are medians of per-round pairs rather than
+//! ratios of medians: the targets of one round run back to back, so pairing
+//! them cancels most of the drift between rounds on a noisy machine.
+
+use crate::pgbench::Report;
+
+/// Where pgbench connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Direct,
+    Pgrelay,
+    Pgbouncer,
+}
+
+impl Target {
+    /// In the order each round runs them.
+    pub const ALL: [Target; 3] = [Target::Direct, Target::Pgrelay, Target::Pgbouncer];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Pgrelay => "pgrelay",
+            Target::Pgbouncer => "pgbouncer",
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub report: Report,
+    /// `None` when nothing sits between pgbench and PostgreSQL.
+    pub cpu_us_per_tx: Option<f64>,
+}
+
+/// One pgbench run, or why it did not produce figures.
+#[derive(Debug)]
+pub struct Run {
+    pub round: usize,
+    pub workload: &'static str,
+    pub target: Target,
+    pub outcome: Result<Measured, String>,
+}
+
+/// The progress line of a completed run.
+pub fn run_line(run: &Run, rounds: usize) -> String {
+    let head = format!(
+        "round {}/{rounds}  {:<13} {:<10}",
+        run.round + 1,
+        run.workload,
+        run.target.name()
+    );
+    match &run.outcome {
+        Ok(m) => format!(
+            "{head} tps {:>10.1}  lat {:>7.3} ms  failed {:>4}  proxy cpu {}",
+            m.report.tps,
+            m.report.latency_ms,
+            m.report.failed,
+            opt(m.cpu_us_per_tx, |v| format!("{v:.1} µs/tx"))
+        ),
+        // pgbench's first error says more than our "exited with" line.
+        Err(e) => format!(
+            "{head} FAILED: {}",
+            e.lines()
+                .find(|l| l.contains("error:"))
+                .or_else(|| e.lines().next())
+                .unwrap_or("")
+                .trim()
+        ),
+    }
+}
+
+/// Medians over the rounds of one workload on one target.
+#[derive(Debug, Default)]
+struct Summary {
+    tps: Option<f64>,
+    latency_ms: Option<f64>,
+    vs_direct: Option<f64>,
+    vs_pgbouncer: Option<f64>,
+    added_latency_us: Option<f64>,
+    cpu_us_per_tx: Option<f64>,
+    failed: u64,
+    ok: usize,
+    errors: usize,
+}
+
+fn summarize(runs: &[Run], workload: &str, target: Target) -> Summary {
+    let measured = |t: Target, round: usize| {
+        runs.iter()
+            .find(|r| r.workload == workload && r.target == t && r.round == round)
+            .and_then(|r| r.outcome.as_ref().ok())
+    };
+    let mine: Vec<(usize, &Measured)> = runs
+        .iter()
+        .filter(|r| r.workload == workload && r.target == target)
+        .filter_map(|r| r.outcome.as_ref().ok().map(|m| (r.round, m)))
+        .collect();
+    let paired = |other: Target, f: &dyn Fn(&Measured, &Measured) -> f64| {
+        median(
+            mine.iter()
+                .filter_map(|&(round, m)| measured(other, round).map(|o| f(m, o)))
+                .collect(),
+        )
+    };
+    Summary {
+        tps: median(mine.iter().map(|(_, m)| m.report.tps).collect()),
+        latency_ms: median(mine.iter().map(|(_, m)| m.report.latency_ms).collect()),
+        vs_direct: paired(Target::Direct, &|m, d| m.report.tps / d.report.tps),
+        vs_pgbouncer: paired(Target::Pgbouncer, &|m, b| m.report.tps / b.report.tps),
+        added_latency_us: paired(Target::Direct, &|m, d| {
+            (m.report.latency_ms - d.report.latency_ms) * 1000.0
+        }),
+        cpu_us_per_tx: median(mine.iter().filter_map(|(_, m)| m.cpu_us_per_tx).collect()),
+        failed: mine.iter().map(|(_, m)| m.report.failed).sum(),
+        ok: mine.len(),
+        errors: runs
+            .iter()
+            .filter(|r| r.workload == workload && r.target == target && r.outcome.is_err())
+            .count(),
+    }
+}
+
+/// Prints the table and the targets of the issue.
+pub fn print(runs: &[Run], workloads: &[&'static str], pgbouncer_installed: bool) {
+    println!();
+    println!(
+        "{:<13} {:<10} {:>10} {:>8} {:>9} {:>11} {:>9} {:>10} {:>7}",
+        "workload",
+        "target",
+        "tps",
+        "lat ms",
+        "x direct",
+        "x pgbouncer",
+        "+lat µs",
+        "cpu µs/tx",
+        "failed"
+    );
+    for &workload in workloads {
+        for target in Target::ALL {
+            let head = format!("{workload:<13} {:<10}", target.name());
+            if target == Target::Pgbouncer && !pgbouncer_installed {
+                println!("{head} {:>10} pgbouncer not installed", "-");
+                continue;
+            }
+            let s = summarize(runs, workload, target);
+            if s.ok == 0 {
+                println!("{head} {:>10} failed in every run ({})", "-", s.errors);
+                continue;
+            }
+            let is_direct = target == Target::Direct;
+            let is_bouncer = target == Target::Pgbouncer;
+            print!(
+                "{head} {:>10} {:>8} {:>9} {:>11} {:>9} {:>10} {:>7}",
+                opt(s.tps, |v| format!("{v:.1}")),
+                opt(s.latency_ms, |v| format!("{v:.3}")),
+                opt(s.vs_direct, |v| format!("{v:.3}")),
+                opt(s.vs_pgbouncer.filter(|_| !is_bouncer), |v| format!(
+                    "{v:.3}"
+                )),
+                opt(s.added_latency_us.filter(|_| !is_direct), |v| format!(
+                    "{v:+.0}"
+                )),
+                opt(s.cpu_us_per_tx, |v| format!("{v:.1}")),
+                s.failed
+            );
+            if s.errors > 0 {
+                print!("  ({} of {} runs failed)", s.errors, s.errors + s.ok);
+            }
+            println!();
+        }
+    }
+
+    println!();
+    println!("targets:");
+    let simple8 = summarize(runs, "S-simple-8", Target::Pgrelay);
+    let simple1 = summarize(runs, "S-simple-1", Target::Pgrelay);
+    let throughput = if pgbouncer_installed {
+        simple8.vs_pgbouncer
+    } else {
+        None
+    };
+    check(
+        "pgrelay tps >= 1.0x pgbouncer (S-simple-8)",
+        throughput.map(|v| (format!("{v:.3}x"), v >= 1.0)),
+        if pgbouncer_installed {
+            "no paired runs"
+        } else {
+            "pgbouncer not installed"
+        },
+    );
+    check(
+        "pgrelay cpu <= 15 µs/tx (S-simple-8)",
+        simple8
+            .cpu_us_per_tx
+            .map(|v| (format!("{v:.1} µs/tx"), v <= 15.0)),
+        "no successful runs",
+    );
+    check(
+        "pgrelay added latency <= +80 µs (S-simple-1)",
+        simple1
+            .added_latency_us
+            .map(|v| (format!("{v:+.0} µs"), v <= 80.0)),
+        "no paired runs",
+    );
+}
+
+fn check(what: &str, result: Option<(String, bool)>, missing: &str) {
+    match result {
+        Some((value, true)) => println!("  {what:<46} {value:>12}  MET"),
+        Some((value, false)) => println!("  {what:<46} {value:>12}  MISSED"),
+        None => println!("  {what:<46} {:>12}  NOT MEASURED ({missing})", "-"),
+    }
+}
+
+fn opt(value: Option<f64>, show: impl Fn(f64) -> String) -> String {
+    value.map_or_else(|| "-".to_owned(), show)
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
+}
