@@ -77,7 +77,10 @@ impl ShutdownWatch {
             .is_none_or(|w| !w.will_wake(cx.waker()))
         {
             let waker = cx.waker().clone();
-            self.owner.wakers.borrow_mut().insert(self.id, waker.clone());
+            self.owner
+                .wakers
+                .borrow_mut()
+                .insert(self.id, waker.clone());
             self.registered = Some(waker);
         }
         self.owner.phase()
@@ -113,10 +116,17 @@ mod tests {
                 tokio::task::yield_now().await;
                 shutdown.advance(Phase::Draining);
                 shutdown.advance(Phase::Running);
-                assert_eq!(shutdown.phase(), Phase::Draining, "phases only move forward");
+                assert_eq!(
+                    shutdown.phase(),
+                    Phase::Draining,
+                    "phases only move forward"
+                );
                 shutdown.advance(Phase::Stopping);
                 waiter.await.expect("woken and finished");
-                assert!(shutdown.wakers.borrow().is_empty(), "the watch unsubscribed");
+                assert!(
+                    shutdown.wakers.borrow().is_empty(),
+                    "the watch unsubscribed"
+                );
             })
             .await;
     }
