@@ -26,40 +26,41 @@ impl NodeProbe {
     /// timeout: tokio-postgres' own connect timeout covers only the TCP
     /// connect, not the startup exchange.
     pub async fn probe(&mut self) -> Result<NodeRole, HealthError> {
-        let result = self.probe_once().await;
-        if result.is_err() {
-            self.client = None;
-        }
-        result
+        // A failed probe leaves `client` empty: the next one reconnects.
+        self.probe_once().await
     }
 
     async fn probe_once(&mut self) -> Result<NodeRole, HealthError> {
-        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            self.client = Some(self.connect().await?);
-        }
-        let Some(client) = self.client.as_ref() else {
-            unreachable!("connected just above");
+        let client = match self.client.take().filter(|c| !c.is_closed()) {
+            Some(client) => client,
+            None => self.connect().await?,
         };
+        let in_recovery = self.in_recovery(&client).await?;
+        self.client = Some(client);
+        Ok(if in_recovery {
+            NodeRole::Replica
+        } else {
+            NodeRole::Primary
+        })
+    }
+
+    async fn in_recovery(&self, client: &Client) -> Result<bool, HealthError> {
+        let node = || self.target.name.clone();
         let timeout = self.settings.query_timeout;
         let row =
             tokio::time::timeout(timeout, client.query_one("SELECT pg_is_in_recovery()", &[]))
                 .await
                 .map_err(|_| HealthError::QueryTimeout {
-                    node: self.target.name.clone(),
+                    node: node(),
                     timeout,
                 })?
                 .map_err(|source| HealthError::Postgres {
-                    node: self.target.name.clone(),
+                    node: node(),
                     source,
                 })?;
-        let in_recovery: bool = row.try_get(0).map_err(|source| HealthError::Postgres {
-            node: self.target.name.clone(),
+        row.try_get(0).map_err(|source| HealthError::Postgres {
+            node: node(),
             source,
-        })?;
-        Ok(if in_recovery {
-            NodeRole::Replica
-        } else {
-            NodeRole::Primary
         })
     }
 
