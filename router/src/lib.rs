@@ -1,13 +1,33 @@
 //! Routing decisions for pgrelay, kept free of I/O and async so that every
 //! decision can be table-tested and fuzzed in isolation.
 //!
-//! The proxy fills a [`TopologyView`] from the health monitor's snapshot and
-//! asks [`route`] where a statement goes. Statement classification (reads to
-//! replicas) arrives with the router issue; until then every statement is
-//! routed to the primary, and the [`RouteReason`] says so.
+//! [`classify`] turns a query string into a [`Statement`] verdict (read or
+//! write, transaction and session effects, pgrelay commands, hints, and the
+//! functions whose volatility still needs a `pg_proc` lookup). The
+//! [`Classifier`] caches verdicts by [`fingerprint`], so the full parse
+//! happens once per query shape. The proxy fills a [`TopologyView`] from the
+//! health monitor's snapshot and asks [`route`] where a statement goes.
 
+mod classifier;
+mod classify;
+mod classify_ast;
+mod fingerprint;
+mod function_lists;
+mod functions;
+mod hint;
+mod lru;
+mod pgrelay_cmd;
 mod route;
+mod statement;
 mod view;
 
+pub use classifier::{CacheStats, Classifier, Volatility};
+pub use classify::classify;
+pub use fingerprint::{Fingerprint, fingerprint};
+pub use hint::leading_hint;
 pub use route::{Route, RouteError, RouteReason, route};
+pub use statement::{
+    Access, Consistency, DiscardKind, Hint, PgrelayCommand, SessionEffect, Statement, TxEffect,
+    WriteReason,
+};
 pub use view::{NodeView, Role, TopologyView};

@@ -1,3 +1,4 @@
+use crate::statement::{Access, WriteReason};
 use crate::view::TopologyView;
 
 /// Why a statement went where it went. The same value is the log field, the
@@ -7,12 +8,58 @@ use crate::view::TopologyView;
 pub enum RouteReason {
     /// Read/write splitting is not enabled: everything goes to the primary.
     PrimaryOnly,
+    /// A read, sent to a replica that is fresh enough.
+    ReplicaRead,
+    /// A write (DML, DDL, locking read, …) on the primary.
+    PrimaryWrite,
+    /// A read that calls a volatile or not yet resolved function.
+    PrimaryVolatileFunction,
+    /// sqlparser could not parse the statement.
+    PrimaryUnparsed,
+    /// `/* pgrelay:primary */`.
+    PrimaryHint,
+    /// `/* pgrelay:replica */` on a read.
+    ReplicaHint,
+    /// Inside an explicit transaction: stays on the transaction's node.
+    TransactionPinned,
+    /// Session state (temp tables, advisory locks, WITH HOLD cursors, LISTEN)
+    /// lives on one node.
+    SessionPinned,
+    /// A read with no replica fresh enough: the primary serves it.
+    PrimaryFallback,
+    /// A pgrelay command, answered by the proxy itself.
+    Pgrelay,
 }
 
 impl RouteReason {
     pub fn as_str(self) -> &'static str {
         match self {
             RouteReason::PrimaryOnly => "primary only",
+            RouteReason::ReplicaRead => "replica read",
+            RouteReason::PrimaryWrite => "primary write",
+            RouteReason::PrimaryVolatileFunction => "primary volatile function",
+            RouteReason::PrimaryUnparsed => "primary unparsed",
+            RouteReason::PrimaryHint => "primary hint",
+            RouteReason::ReplicaHint => "replica hint",
+            RouteReason::TransactionPinned => "transaction pinned",
+            RouteReason::SessionPinned => "session pinned",
+            RouteReason::PrimaryFallback => "primary fallback",
+            RouteReason::Pgrelay => "pgrelay",
+        }
+    }
+
+    /// The reason that follows from a statement's access alone (before
+    /// hints, pins and freshness are considered).
+    pub fn for_access(access: &Access) -> RouteReason {
+        match access {
+            Access::Read => RouteReason::ReplicaRead,
+            Access::Write {
+                why: WriteReason::Unparsed,
+            } => RouteReason::PrimaryUnparsed,
+            Access::Write {
+                why: WriteReason::VolatileFunction(_),
+            } => RouteReason::PrimaryVolatileFunction,
+            Access::Write { .. } => RouteReason::PrimaryWrite,
         }
     }
 }
@@ -79,5 +126,26 @@ mod tests {
         assert_eq!(route(&view(None, true)), Err(RouteError::NoPrimary));
         assert_eq!(route(&view(Some(1), false)), Err(RouteError::NoPrimary));
         assert_eq!(route(&view(Some(7), true)), Err(RouteError::NoPrimary));
+    }
+
+    #[test]
+    fn reasons_follow_access() {
+        let w = |why| Access::Write { why };
+        assert_eq!(
+            RouteReason::for_access(&Access::Read).as_str(),
+            "replica read"
+        );
+        assert_eq!(
+            RouteReason::for_access(&w(WriteReason::Dml)).as_str(),
+            "primary write"
+        );
+        assert_eq!(
+            RouteReason::for_access(&w(WriteReason::Unparsed)).as_str(),
+            "primary unparsed"
+        );
+        assert_eq!(
+            RouteReason::for_access(&w(WriteReason::VolatileFunction("f".into()))).as_str(),
+            "primary volatile function"
+        );
     }
 }

@@ -1,0 +1,266 @@
+//! The proxy's per-session (or per-worker) classifier: verdicts cached by
+//! fingerprint, statements refused by replicas remembered as writes, and
+//! the volatility of user functions learned from `pg_proc`.
+
+use std::sync::Arc;
+
+use crate::classify::classify_with_cacheability;
+use crate::fingerprint::{Fingerprint, fingerprint};
+use crate::lru::Lru;
+use crate::statement::{Access, Statement, WriteReason};
+
+/// A function's `pg_proc.provolatile`: `i`, `s` or `v`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Volatility {
+    Immutable,
+    Stable,
+    Volatile,
+}
+
+/// Cache counters for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Statements classified without caching because a literal decided
+    /// their verdict (pgrelay commands, `EXPLAIN (ANALYZE 0)`).
+    pub uncacheable: u64,
+    pub entries: usize,
+}
+
+/// Classifies statements with a bounded LRU cache keyed by [`Fingerprint`].
+///
+/// Caching rule: a verdict is cached only when it depends on nothing the
+/// fingerprint drops, i.e. on keywords and identifiers but no literal.
+/// pgrelay commands (`SET pgrelay.consistency = 'x'`) and `EXPLAIN
+/// (ANALYZE <literal>)` are classified afresh every time. `SET name =
+/// value`, `SET TRANSACTION READ ONLY`, `PREPARE name`, `DEALLOCATE name`
+/// are cached: their names and keywords are part of the fingerprint and
+/// their values are not part of the verdict.
+pub struct Classifier {
+    cache: Lru<Fingerprint, Arc<Statement>>,
+    refused: Lru<Fingerprint, ()>,
+    volatility: Lru<String, Volatility>,
+    stats: CacheStats,
+}
+
+impl Classifier {
+    /// `capacity` bounds the verdict cache; the remembered writes and the
+    /// learned function volatilities are bounded by the same number.
+    pub fn new(capacity: usize) -> Classifier {
+        Classifier {
+            cache: Lru::new(capacity),
+            refused: Lru::new(capacity),
+            volatility: Lru::new(capacity),
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// The verdict for `sql`; a cache hit costs one fingerprint scan and a
+    /// hash lookup. Call it once per Query or Parse message.
+    pub fn classify(&mut self, sql: &str) -> Arc<Statement> {
+        let fp = fingerprint(sql);
+        if let Some(hit) = self.cache.get(&fp) {
+            self.stats.hits += 1;
+            return Arc::clone(hit);
+        }
+        let (mut statement, cacheable) = classify_with_cacheability(sql);
+        if self.refused.get(&fp).is_some() && statement.pgrelay.is_none() {
+            statement.access = Access::Write {
+                why: WriteReason::RefusedByReplica,
+            };
+            statement.functions.clear();
+        }
+        let statement = Arc::new(statement);
+        if cacheable {
+            self.stats.misses += 1;
+            self.cache.insert(fp, Arc::clone(&statement));
+        } else {
+            self.stats.uncacheable += 1;
+        }
+        statement
+    }
+
+    /// Records that a replica refused `sql` with SQLSTATE 25006 (read-only
+    /// transaction): from now on its fingerprint is a write. Catches what
+    /// the classifier cannot see: volatile functions behind views,
+    /// operators or triggers.
+    pub fn remember_write(&mut self, sql: &str) {
+        let fp = fingerprint(sql);
+        self.refused.insert(fp, ());
+        if let Some(cached) = self.cache.peek(&fp)
+            && cached.pgrelay.is_none()
+        {
+            let mut s = Statement::clone(cached);
+            s.access = Access::Write {
+                why: WriteReason::RefusedByReplica,
+            };
+            s.functions.clear();
+            self.cache.insert(fp, Arc::new(s));
+        }
+    }
+
+    /// Stores a function's volatility as the proxy found it in `pg_proc`
+    /// (name as listed in [`Statement::functions`]).
+    pub fn learn_volatility(&mut self, name: &str, volatility: Volatility) {
+        self.volatility.insert(name.to_owned(), volatility);
+    }
+
+    /// The volatility learned for `name`, if any.
+    pub fn volatility(&self, name: &str) -> Option<Volatility> {
+        self.volatility.peek(&name.to_owned()).copied()
+    }
+
+    /// The functions of `statement` whose volatility is not known yet: the
+    /// proxy looks these up (and routes the statement to the primary
+    /// meanwhile).
+    pub fn unresolved_functions<'s>(&self, statement: &'s Statement) -> Vec<&'s str> {
+        statement
+            .functions
+            .iter()
+            .filter(|f| self.volatility(f).is_none())
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The access after function volatility: a read that calls a function
+    /// known to be volatile, or not known yet, is a write (primary until
+    /// learned: the safe default).
+    pub fn effective_access(&self, statement: &Statement) -> Access {
+        if !statement.access.is_read() {
+            return statement.access.clone();
+        }
+        for f in &statement.functions {
+            match self.volatility(f) {
+                Some(Volatility::Immutable | Volatility::Stable) => {}
+                Some(Volatility::Volatile) | None => {
+                    return Access::Write {
+                        why: WriteReason::VolatileFunction(f.clone()),
+                    };
+                }
+            }
+        }
+        Access::Read
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.cache.len(),
+            ..self.stats
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::statement::{Consistency, PgrelayCommand};
+
+    #[test]
+    fn literal_variants_hit_the_cache() {
+        let mut c = Classifier::new(16);
+        for aid in 1..=100 {
+            let s = c.classify(&format!(
+                "SELECT abalance FROM pgbench_accounts WHERE aid = {aid};"
+            ));
+            assert_eq!(s.access, Access::Read);
+        }
+        assert_eq!(c.stats().misses, 1);
+        assert_eq!(c.stats().hits, 99);
+    }
+
+    #[test]
+    fn literal_dependent_verdicts_are_not_cached() {
+        let mut c = Classifier::new(16);
+        let strong = c.classify("SET pgrelay.consistency = 'strong'");
+        let eventual = c.classify("SET pgrelay.consistency = 'eventual'");
+        assert_eq!(
+            strong.pgrelay,
+            Some(PgrelayCommand::SetConsistency(Consistency::Strong))
+        );
+        assert_eq!(
+            eventual.pgrelay,
+            Some(PgrelayCommand::SetConsistency(Consistency::Eventual))
+        );
+        let on = c.classify("EXPLAIN (ANALYZE 1) DELETE FROM t");
+        let off = c.classify("EXPLAIN (ANALYZE 0) DELETE FROM t");
+        assert!(!on.access.is_read());
+        assert!(off.access.is_read());
+        assert_eq!(c.stats().uncacheable, 4);
+        assert_eq!(c.stats().entries, 0);
+    }
+
+    #[test]
+    fn set_verdicts_are_cached_by_name() {
+        let mut c = Classifier::new(16);
+        let a = c.classify("SET statement_timeout = 5");
+        let b = c.classify("SET statement_timeout = '10s'");
+        let other = c.classify("SET search_path = public");
+        assert_eq!(a, b);
+        assert_ne!(a, other);
+        assert_eq!(c.stats().hits, 1);
+    }
+
+    #[test]
+    fn hints_survive_caching() {
+        let mut c = Classifier::new(16);
+        let plain = c.classify("SELECT 1");
+        let hinted = c.classify("/* pgrelay:primary */ SELECT 2");
+        assert_eq!(plain.hint, None);
+        assert_eq!(hinted.hint, Some(crate::Hint::Primary));
+    }
+
+    #[test]
+    fn remembered_writes_stick() {
+        let mut c = Classifier::new(16);
+        assert!(c.classify("SELECT * FROM v WHERE id = 1").access.is_read());
+        c.remember_write("SELECT * FROM v WHERE id = 2");
+        let again = c.classify("SELECT * FROM v WHERE id = 3");
+        assert_eq!(
+            again.access,
+            Access::Write {
+                why: WriteReason::RefusedByReplica
+            }
+        );
+        let mut fresh = Classifier::new(16);
+        fresh.remember_write("SELECT * FROM v WHERE id = 2");
+        assert!(
+            !fresh
+                .classify("SELECT * FROM v WHERE id = 9")
+                .access
+                .is_read()
+        );
+    }
+
+    #[test]
+    fn unknown_functions_are_writes_until_learned() {
+        let mut c = Classifier::new(16);
+        let s = c.classify("SELECT my_fn(1), myschema.g(2), lower('x')");
+        assert_eq!(
+            s.functions,
+            vec!["my_fn".to_owned(), "myschema.g".to_owned()]
+        );
+        assert_eq!(c.unresolved_functions(&s), vec!["my_fn", "myschema.g"]);
+        assert!(!c.effective_access(&s).is_read());
+        c.learn_volatility("my_fn", Volatility::Stable);
+        c.learn_volatility("myschema.g", Volatility::Immutable);
+        assert!(c.unresolved_functions(&s).is_empty());
+        assert_eq!(c.effective_access(&s), Access::Read);
+        c.learn_volatility("my_fn", Volatility::Volatile);
+        assert_eq!(
+            c.effective_access(&s),
+            Access::Write {
+                why: WriteReason::VolatileFunction("my_fn".to_owned())
+            }
+        );
+    }
+
+    #[test]
+    fn cache_stays_bounded() {
+        let mut c = Classifier::new(8);
+        for i in 0..100 {
+            c.classify(&format!("SELECT c{i} FROM t"));
+        }
+        assert_eq!(c.stats().entries, 8);
+    }
+}

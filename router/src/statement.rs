@@ -1,0 +1,278 @@
+//! The verdict of classifying one query string: plain data, so that it can be
+//! cached, compared in table tests and handed to the proxy without borrowing
+//! the text it came from.
+
+/// What a statement needs from the node it runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Provably safe on a hot standby (subject to the `functions` the
+    /// statement calls, see [`Statement::functions`]).
+    Read,
+    /// Must run on the primary. Anything not provably read-only lands here.
+    Write { why: WriteReason },
+}
+
+impl Access {
+    pub fn is_read(&self) -> bool {
+        matches!(self, Access::Read)
+    }
+
+    pub(crate) fn write(why: WriteReason) -> Access {
+        Access::Write { why }
+    }
+}
+
+/// Why a statement has to go to the primary. Kept as an enum (not text) so
+/// the proxy can count and log it with a bounded label set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum WriteReason {
+    /// INSERT, UPDATE, DELETE, MERGE.
+    Dml,
+    /// CREATE, ALTER, DROP, TRUNCATE, GRANT, REVOKE, COMMENT, ...
+    Ddl,
+    /// `SELECT … FOR UPDATE | SHARE | NO KEY UPDATE | KEY SHARE`.
+    LockingRead,
+    /// A data-modifying CTE or subquery (`WITH x AS (DELETE …) SELECT …`).
+    ModifyingCte,
+    /// `SELECT … INTO t` creates a table.
+    SelectInto,
+    /// `COPY … FROM`, and `COPY … TO 'file' | PROGRAM` (server-side effects).
+    CopyFrom,
+    /// `EXPLAIN ANALYZE` of a statement that writes executes the write.
+    ExplainAnalyzeWrite,
+    /// `LOCK TABLE`.
+    Lock,
+    /// `LISTEN`, `UNLISTEN`, `NOTIFY`: refused during recovery.
+    ListenNotify,
+    /// `CALL p()`: procedures may do anything.
+    Call,
+    /// `DO $$ … $$`: anonymous code blocks may do anything.
+    Do,
+    /// `EXECUTE p`: the classifier does not know what `p` is; the proxy may
+    /// know it from the PREPARE it saw and override this.
+    Execute,
+    /// VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT, REFRESH MATERIALIZED VIEW.
+    Maintenance,
+    /// A call of a function on the deny list, or (from
+    /// [`crate::Classifier::effective_access`]) one whose volatility is
+    /// `Volatile` or not yet known.
+    VolatileFunction(String),
+    /// BEGIN (read-write), SET TRANSACTION other than READ ONLY,
+    /// PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED.
+    TransactionControl,
+    /// A replica refused this statement shape with SQLSTATE 25006 before
+    /// (see [`crate::Classifier::remember_write`]).
+    RefusedByReplica,
+    /// sqlparser could not parse it: where in doubt, the primary.
+    Unparsed,
+    /// Parsed, but not a statement kind the classifier knows to be read-only.
+    Other,
+}
+
+impl WriteReason {
+    /// Stable spelling for logs and metric labels (function names omitted to
+    /// keep the label set bounded).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            WriteReason::Dml => "dml",
+            WriteReason::Ddl => "ddl",
+            WriteReason::LockingRead => "locking read",
+            WriteReason::ModifyingCte => "modifying cte",
+            WriteReason::SelectInto => "select into",
+            WriteReason::CopyFrom => "copy from",
+            WriteReason::ExplainAnalyzeWrite => "explain analyze write",
+            WriteReason::Lock => "lock",
+            WriteReason::ListenNotify => "listen notify",
+            WriteReason::Call => "call",
+            WriteReason::Do => "do",
+            WriteReason::Execute => "execute",
+            WriteReason::Maintenance => "maintenance",
+            WriteReason::VolatileFunction(_) => "volatile function",
+            WriteReason::TransactionControl => "transaction control",
+            WriteReason::RefusedByReplica => "refused by replica",
+            WriteReason::Unparsed => "unparsed",
+            WriteReason::Other => "other",
+        }
+    }
+}
+
+/// How a statement changes the session's transaction state. The proxy pins
+/// a transaction to one node from `Begin` until `Commit`/`Rollback`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TxEffect {
+    None,
+    /// BEGIN / START TRANSACTION. `read_only` is true only when the
+    /// transaction can run on a hot standby: READ ONLY and not SERIALIZABLE
+    /// (standbys refuse serializable transactions).
+    Begin {
+        read_only: bool,
+    },
+    /// `SET TRANSACTION READ ONLY` (not SERIALIZABLE).
+    SetTransactionReadOnly,
+    /// COMMIT, END.
+    Commit,
+    /// ROLLBACK, ABORT.
+    Rollback,
+    Savepoint {
+        name: String,
+    },
+    Release {
+        name: String,
+    },
+    RollbackTo {
+        name: String,
+    },
+    /// `PREPARE TRANSACTION 'gid'`: ends the transaction on the primary.
+    PrepareTransaction,
+}
+
+/// Which `DISCARD` was requested (`DISCARD ALL` is [`SessionEffect::DiscardAll`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DiscardKind {
+    Plans,
+    Sequences,
+    Temp,
+}
+
+/// Session state a statement creates or drops: the things that pin a session
+/// to a node or must be replayed on another node before it can serve reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SessionEffect {
+    None,
+    /// `SET [SESSION|LOCAL] name …`, `SET TIME ZONE`, `SET ROLE`, `SET NAMES`,
+    /// `SET SESSION AUTHORIZATION`. `name` is lowercased.
+    Set {
+        name: String,
+        local: bool,
+    },
+    /// `RESET name` (`name: None` is `RESET ALL`).
+    Reset {
+        name: Option<String>,
+    },
+    /// SQL `PREPARE name AS …`; `inner` is the access of the prepared
+    /// statement (deny-listed functions applied), so the proxy can route a
+    /// later `EXECUTE name` without re-parsing.
+    Prepare {
+        name: String,
+        inner: Access,
+    },
+    /// `DEALLOCATE name` (`name: None` is `DEALLOCATE ALL`).
+    Deallocate {
+        name: Option<String>,
+    },
+    Listen {
+        channel: String,
+    },
+    /// `UNLISTEN channel` or `UNLISTEN *` (`all`).
+    Unlisten {
+        all: bool,
+    },
+    /// CREATE TEMP TABLE / VIEW / SEQUENCE.
+    TempObject,
+    /// A session-level `pg_advisory_lock*` / `pg_try_advisory_lock*` call.
+    AdvisoryLock,
+    /// `pg_advisory_unlock_all()`.
+    AdvisoryUnlockAll,
+    /// `set_config(…)`: changes a GUC whose name is a literal.
+    SetConfig,
+    /// `DECLARE … CURSOR WITH HOLD` outlives its transaction.
+    DeclareCursorWithHold,
+    DiscardAll,
+    Discard(DiscardKind),
+    /// A statement that looks like it changes session state (SET, RESET,
+    /// PREPARE, DECLARE, LISTEN, CREATE TEMP …) but did not parse: pin the
+    /// session to the primary.
+    Unknown,
+    /// A multi-statement string with more than one effect, in order.
+    Many(Vec<SessionEffect>),
+}
+
+/// Per-statement routing override from a leading `/* pgrelay:… */` comment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hint {
+    Primary,
+    /// Ignored by the router for writes: a hint never sends a write to a replica.
+    Replica,
+}
+
+/// A session's read consistency policy (`SET pgrelay.consistency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Consistency {
+    Strong,
+    Eventual,
+    ReadYourWrites,
+}
+
+impl Consistency {
+    /// Parses the spelling used in the config file and in `SET pgrelay.consistency`.
+    pub fn parse(s: &str) -> Option<Consistency> {
+        match s.to_ascii_lowercase().as_str() {
+            "strong" => Some(Consistency::Strong),
+            "eventual" => Some(Consistency::Eventual),
+            "read-your-writes" => Some(Consistency::ReadYourWrites),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::Strong => "strong",
+            Consistency::Eventual => "eventual",
+            Consistency::ReadYourWrites => "read-your-writes",
+        }
+    }
+}
+
+/// Session SQL that pgrelay answers itself and never forwards. Durations and
+/// LSNs stay strings: the proxy parses them with its config parsers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PgrelayCommand {
+    SetConsistency(Consistency),
+    ResetConsistency,
+    ShowConsistency,
+    SetMaxLag(String),
+    ResetMaxLag,
+    ShowMaxLag,
+    SetMinLsn(String),
+    ResetMinLsn,
+    ShowMinLsn,
+    ShowLastLsn,
+    ShowRoute,
+    /// Unknown `pgrelay.*` setting (`sqlstate` 42704) or a bad value or
+    /// form (22023). The proxy answers with an ErrorResponse.
+    Invalid {
+        message: String,
+        sqlstate: &'static str,
+    },
+}
+
+/// Everything the router and proxy need to know about one query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub access: Access,
+    pub transaction: TxEffect,
+    pub session: SessionEffect,
+    pub pgrelay: Option<PgrelayCommand>,
+    pub hint: Option<Hint>,
+    /// Lowercased names (schema-qualified as written) of functions called by
+    /// a `Read` statement that are on neither the built-in allow nor deny
+    /// list. Empty for writes. The proxy resolves them in `pg_proc`; a name
+    /// `pg_proc` does not know is not a function call the classifier could
+    /// tell apart from syntax (e.g. a CTE column list) and should be learned
+    /// as `Stable`.
+    pub functions: Vec<String>,
+}
+
+impl Statement {
+    /// A read with no effects: the starting point of every classification.
+    pub fn read() -> Statement {
+        Statement {
+            access: Access::Read,
+            transaction: TxEffect::None,
+            session: SessionEffect::None,
+            pgrelay: None,
+            hint: None,
+            functions: Vec::new(),
+        }
+    }
+}
