@@ -21,7 +21,7 @@ use socket2::SockRef;
 use tokio::task::{JoinSet, LocalSet};
 use tracing::{debug, error, info};
 
-use crate::backend::Pool;
+use crate::backend::{IDLE_TIMEOUT, Pool};
 use crate::config::Config;
 use crate::session::{self, SessionContext};
 use crate::shared::Shared;
@@ -184,6 +184,7 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
         let pool = Pool::new();
         let shutdown = LocalShutdown::new();
         tokio::task::spawn_local(mirror_shutdown(Arc::clone(&shared), Rc::clone(&shutdown)));
+        tokio::task::spawn_local(expire_idle_connections(Rc::clone(&pool)));
         let mut sessions = JoinSet::new();
         loop {
             tokio::select! {
@@ -226,6 +227,16 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
         }
         pool.clear();
     });
+}
+
+/// Closes pooled connections idle past their time, a few times per timeout.
+async fn expire_idle_connections(pool: Rc<Pool>) {
+    let mut ticker = tokio::time::interval(IDLE_TIMEOUT / 4);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        pool.expire_idle();
+    }
 }
 
 /// Copies the process-wide shutdown tokens into this thread's state.

@@ -2,8 +2,9 @@
 //! for the login (no row decoding ever happens here) and per-node pools.
 
 mod connect;
+mod idle;
 mod pool;
 mod reset;
 
 pub use connect::{BackendConn, BackendKey, LoginRequest, connect};
-pub use pool::{Lease, Pool, PoolKey, Reuse};
+pub use pool::{IDLE_TIMEOUT, Lease, Pool, PoolKey, Reuse};

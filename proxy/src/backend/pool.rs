@@ -6,15 +6,18 @@
 //! shape is what transaction-level pooling will use too.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::connect::BackendConn;
+use super::idle::{IdleSet, OnNode};
 use super::reset::reset;
 
-/// Idle connections kept per node and login; beyond this they are closed.
-const MAX_IDLE_PER_KEY: usize = 64;
+/// Idle connections one worker keeps per node, across all logins.
+const MAX_IDLE_PER_NODE: usize = 32;
+/// Idle connections older than this are closed, so a quiet proxy does not
+/// hold server slots it no longer needs.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A reset that takes longer than this means the node is in trouble; the
 /// connection is closed instead of pooled.
 const RESET_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,9 +30,15 @@ pub struct PoolKey {
     pub params: Vec<(String, String)>,
 }
 
-#[derive(Debug, Default)]
+impl OnNode for PoolKey {
+    fn node(&self) -> usize {
+        self.node
+    }
+}
+
+#[derive(Debug)]
 pub struct Pool {
-    idle: RefCell<HashMap<PoolKey, Vec<BackendConn>>>,
+    idle: RefCell<IdleSet<PoolKey, BackendConn>>,
 }
 
 /// Whether a connection handed back may serve another client.
@@ -43,23 +52,19 @@ pub enum Reuse {
 
 impl Pool {
     pub fn new() -> Rc<Pool> {
-        Rc::new(Pool::default())
+        Rc::new(Pool {
+            idle: RefCell::new(IdleSet::new(MAX_IDLE_PER_NODE, IDLE_TIMEOUT)),
+        })
     }
 
     /// An idle connection for `key` that is still open, if there is one.
     pub fn take(self: &Rc<Pool>, key: &PoolKey) -> Option<Lease> {
-        let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(key)?;
-        while let Some(conn) = list.pop() {
-            if still_open(&conn) {
-                return Some(Lease {
-                    conn,
-                    key: key.clone(),
-                    pool: Rc::clone(self),
-                });
-            }
-        }
-        None
+        let conn = self.idle.borrow_mut().take(key, still_open)?;
+        Some(Lease {
+            conn,
+            key: key.clone(),
+            pool: Rc::clone(self),
+        })
     }
 
     /// Wraps a freshly connected backend in a lease.
@@ -72,15 +77,16 @@ impl Pool {
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.borrow().values().map(Vec::len).sum()
+        self.idle.borrow().len()
     }
 
     fn put(&self, key: PoolKey, conn: BackendConn) {
-        let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(key).or_default();
-        if list.len() < MAX_IDLE_PER_KEY {
-            list.push(conn);
-        }
+        self.idle.borrow_mut().put(key, conn, Instant::now());
+    }
+
+    /// Closes connections that have been idle too long.
+    pub fn expire_idle(&self) {
+        self.idle.borrow_mut().expire(Instant::now());
     }
 
     /// Closes every idle connection (shutdown).

@@ -169,6 +169,10 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     )
                     .await?;
                 drop(first);
+                // The reset runs after the client leaves; until it is done
+                // another backend may be handed out. Those are kept leased
+                // so that the pool cannot keep offering them instead.
+                let held = std::sync::Mutex::new(Vec::new());
                 let reused = poll_until(
                     Duration::from_secs(10),
                     "the pooled backend to be handed out again",
@@ -179,7 +183,12 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                             .await
                             .ok()?
                             .get(0);
-                        (p == pid).then_some(c)
+                        if p == pid {
+                            Some(c)
+                        } else {
+                            held.lock().ok()?.push(c);
+                            None
+                        }
                     },
                 )
                 .await?;
@@ -199,6 +208,49 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 ensure!(row.get::<_, i64>(1) == 0, "prepared statement leaked");
                 ensure!(row.get::<_, i64>(2) == 0, "advisory lock leaked");
                 ensure!(row.get::<_, bool>(3), "temp table leaked");
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "session::idle_backends_are_bounded_per_node",
+            |env| async move {
+                // One application_name per client makes one pool key each; the
+                // per-node cap (32 per worker) must keep them from piling up.
+                let proxy = TestProxy::start(
+                    &env.cluster,
+                    ProxyOptions {
+                        workers: 1,
+                        ..ProxyOptions::default()
+                    },
+                )
+                .await?;
+                for i in 0..40 {
+                    let conninfo = format!(
+                        "{} application_name=pile{i}",
+                        proxy.conninfo("postgres", "postgres")
+                    );
+                    let client = pgrelay_tests::proxy::connect(&conninfo).await?;
+                    client.simple_query("SELECT 1").await?;
+                }
+                let direct = env.cluster.client(0).await?;
+                let count = || async {
+                    let n: i64 = direct
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pile%'",
+                        &[],
+                    )
+                    .await
+                    .ok()?
+                    .get(0);
+                    Some(n)
+                };
+                poll_until(
+                    Duration::from_secs(10),
+                    "evicted backends to close",
+                    || async { count().await.filter(|&n| n <= 32) },
+                )
+                .await?;
                 Ok(())
             },
         ),

@@ -1,0 +1,174 @@
+//! Bookkeeping of idle pooled connections: grouped by key, bounded per
+//! node, and expired after a while. Generic over the connection type so the
+//! rules can be tested without sockets.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+/// Something that belongs to one node.
+pub trait OnNode {
+    fn node(&self) -> usize;
+}
+
+#[derive(Debug)]
+struct Entry<T> {
+    item: T,
+    since: Instant,
+}
+
+#[derive(Debug)]
+pub struct IdleSet<K, T> {
+    by_key: HashMap<K, Vec<Entry<T>>>,
+    max_per_node: usize,
+    max_age: Duration,
+}
+
+impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
+    pub fn new(max_per_node: usize, max_age: Duration) -> IdleSet<K, T> {
+        IdleSet {
+            by_key: HashMap::new(),
+            max_per_node,
+            max_age,
+        }
+    }
+
+    /// The most recently parked item for `key` that `usable` accepts;
+    /// rejected items are dropped (closed) on the way.
+    pub fn take(&mut self, key: &K, usable: impl Fn(&T) -> bool) -> Option<T> {
+        let list = self.by_key.get_mut(key)?;
+        while let Some(entry) = list.pop() {
+            if usable(&entry.item) {
+                return Some(entry.item);
+            }
+        }
+        None
+    }
+
+    /// Parks an item; if its node already has `max_per_node` idle ones, the
+    /// oldest of them makes room. Distinct startup parameters (say, one
+    /// `application_name` per client) must not pile up idle connections
+    /// until the server runs out of `max_connections`.
+    pub fn put(&mut self, key: K, item: T, now: Instant) {
+        let node = key.node();
+        if self.count_on(node) >= self.max_per_node {
+            self.evict_oldest_on(node);
+        }
+        if self.max_per_node > 0 {
+            self.by_key
+                .entry(key)
+                .or_default()
+                .push(Entry { item, since: now });
+        }
+    }
+
+    /// Drops items idle for longer than the maximum age.
+    pub fn expire(&mut self, now: Instant) {
+        let max_age = self.max_age;
+        for list in self.by_key.values_mut() {
+            list.retain(|e| now.saturating_duration_since(e.since) < max_age);
+        }
+        self.by_key.retain(|_, list| !list.is_empty());
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.values().map(Vec::len).sum()
+    }
+
+    pub fn clear(&mut self) {
+        self.by_key.clear();
+    }
+
+    fn count_on(&self, node: usize) -> usize {
+        self.by_key
+            .iter()
+            .filter(|(k, _)| k.node() == node)
+            .map(|(_, list)| list.len())
+            .sum()
+    }
+
+    /// Lists are in parking order, so each key's oldest item is its first.
+    fn evict_oldest_on(&mut self, node: usize) {
+        let oldest = self
+            .by_key
+            .iter()
+            .filter(|(k, _)| k.node() == node)
+            .filter_map(|(k, list)| list.first().map(|e| (e.since, k.clone())))
+            .min_by_key(|(since, _)| *since);
+        let Some((_, key)) = oldest else {
+            return;
+        };
+        if let Some(list) = self.by_key.get_mut(&key) {
+            list.remove(0);
+            if list.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    struct Key(usize, &'static str);
+
+    impl OnNode for Key {
+        fn node(&self) -> usize {
+            self.0
+        }
+    }
+
+    #[test]
+    fn takes_the_latest_usable_item_of_its_key() {
+        let now = Instant::now();
+        let mut set = IdleSet::new(10, Duration::from_secs(60));
+        set.put(Key(0, "a"), 1, now);
+        set.put(Key(0, "a"), 2, now);
+        set.put(Key(0, "b"), 3, now);
+        assert_eq!(set.take(&Key(0, "a"), |_| true), Some(2));
+        assert_eq!(
+            set.take(&Key(0, "a"), |&i| i != 1),
+            None,
+            "1 is rejected and dropped"
+        );
+        assert_eq!(set.take(&Key(0, "a"), |_| true), None);
+        assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn each_node_keeps_at_most_its_share_evicting_the_oldest() {
+        let t0 = Instant::now();
+        let mut set = IdleSet::new(2, Duration::from_secs(60));
+        set.put(Key(0, "app1"), 1, t0);
+        set.put(Key(0, "app2"), 2, t0 + Duration::from_secs(1));
+        set.put(Key(1, "app1"), 10, t0);
+        set.put(Key(0, "app3"), 3, t0 + Duration::from_secs(2));
+        assert_eq!(set.len(), 3);
+        assert_eq!(
+            set.take(&Key(0, "app1"), |_| true),
+            None,
+            "oldest on node 0 evicted"
+        );
+        assert_eq!(set.take(&Key(0, "app3"), |_| true), Some(3));
+        assert_eq!(
+            set.take(&Key(1, "app1"), |_| true),
+            Some(10),
+            "node 1 untouched"
+        );
+    }
+
+    #[test]
+    fn old_items_expire() {
+        let t0 = Instant::now();
+        let mut set = IdleSet::new(10, Duration::from_secs(60));
+        set.put(Key(0, "a"), 1, t0);
+        set.put(Key(0, "a"), 2, t0 + Duration::from_secs(50));
+        set.expire(t0 + Duration::from_secs(70));
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.take(&Key(0, "a"), |_| true), Some(2));
+        set.expire(t0 + Duration::from_secs(200));
+        assert_eq!(set.len(), 0);
+    }
+}
