@@ -11,6 +11,7 @@
 mod classifier;
 mod classify;
 mod classify_ast;
+mod decide;
 mod fingerprint;
 mod function_lists;
 mod functions;
@@ -23,6 +24,7 @@ mod view;
 
 pub use classifier::{CacheStats, Classifier, Volatility};
 pub use classify::classify;
+pub use decide::{Balance, Balancer, Decision, SessionView, decide};
 pub use fingerprint::{Fingerprint, fingerprint};
 pub use hint::leading_hint;
 pub use route::{Route, RouteError, RouteReason, route};

@@ -29,6 +29,11 @@ pub enum RouteReason {
     PrimaryFallback,
     /// A pgrelay command, answered by the proxy itself.
     Pgrelay,
+    /// `pgrelay.consistency = strong`: every statement on the primary.
+    PrimaryStrong,
+    /// A statement that changes session state (SET, PREPARE, …) runs where
+    /// the session's state is kept: the primary.
+    PrimarySessionState,
 }
 
 impl RouteReason {
@@ -45,6 +50,8 @@ impl RouteReason {
             RouteReason::SessionPinned => "session pinned",
             RouteReason::PrimaryFallback => "primary fallback",
             RouteReason::Pgrelay => "pgrelay",
+            RouteReason::PrimaryStrong => "primary strong",
+            RouteReason::PrimarySessionState => "primary session state",
         }
     }
 
@@ -104,11 +111,15 @@ mod tests {
                     name: "pg1".into(),
                     role: Role::Replica,
                     healthy: true,
+                    replay_lsn: None,
+                    connections: 0,
                 },
                 NodeView {
                     name: "pg2".into(),
                     role: Role::Primary,
                     healthy,
+                    replay_lsn: None,
+                    connections: 0,
                 },
             ],
         }

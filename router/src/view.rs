@@ -29,6 +29,12 @@ pub struct NodeView {
     pub name: String,
     pub role: Role,
     pub healthy: bool,
+    /// WAL position the node has replayed (replicas) or written (primary),
+    /// when the monitor knows it; reads that need a causal position go only
+    /// to nodes known to have reached it.
+    pub replay_lsn: Option<u64>,
+    /// Client statements in flight on this node, for least-connections.
+    pub connections: u32,
 }
 
 /// A consistent picture of the cluster at one topology epoch.

@@ -1,0 +1,308 @@
+//! Where the next statement of a session goes, given what the statement
+//! is, what the session holds, and what the cluster looks like.
+//!
+//! The order of the rules is the contract: a pgrelay command is answered
+//! locally; an open transaction keeps its node; session state pins to the
+//! primary; a primary hint, a write, a state-changing statement or the
+//! `strong` policy go to the primary; everything left is a read, which goes
+//! to a replica that has replayed the session's causal position (a replica
+//! hint skips the `strong` policy but never the write rule), or falls back
+//! to the primary.
+
+use crate::route::{Route, RouteError, RouteReason};
+use crate::statement::{Access, Consistency, Hint, SessionEffect, Statement};
+use crate::view::{Role, TopologyView};
+
+/// What the session knows when it asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionView {
+    pub consistency: Consistency,
+    /// The node an open explicit transaction runs on.
+    pub transaction_node: Option<usize>,
+    /// The session holds state only the primary has (temp tables, LISTEN,
+    /// session advisory locks, WITH HOLD cursors).
+    pub pinned: bool,
+    /// The WAL position this session must see (its last write under
+    /// read-your-writes, a `pgrelay.min_lsn`, or what it last read);
+    /// 0 when there is none.
+    pub min_lsn: u64,
+}
+
+/// The outcome of a routing decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// pgrelay answers the statement itself.
+    Local,
+    Node(Route),
+}
+
+/// How to pick among replicas that qualify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConnections,
+}
+
+/// Replica choice state; one per worker, so round-robin spreads that
+/// worker's sessions without shared counters.
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    policy: Balance,
+    turn: usize,
+}
+
+impl Balancer {
+    pub fn new(policy: Balance) -> Balancer {
+        Balancer { policy, turn: 0 }
+    }
+
+    fn choose(&mut self, candidates: &[usize], view: &TopologyView) -> Option<usize> {
+        match self.policy {
+            Balance::RoundRobin => {
+                let pick = candidates.get(self.turn % candidates.len().max(1)).copied();
+                self.turn = self.turn.wrapping_add(1);
+                pick
+            }
+            Balance::LeastConnections => candidates
+                .iter()
+                .copied()
+                .min_by_key(|&i| (view.nodes[i].connections, i)),
+        }
+    }
+}
+
+pub fn decide(
+    statement: &Statement,
+    access: &Access,
+    session: &SessionView,
+    view: &TopologyView,
+    balancer: &mut Balancer,
+) -> Result<Decision, RouteError> {
+    if statement.pgrelay.is_some() {
+        return Ok(Decision::Local);
+    }
+    if let Some(node) = session.transaction_node {
+        return Ok(node_route(node, RouteReason::TransactionPinned));
+    }
+    let primary = |reason| primary_route(view, reason);
+    if session.pinned {
+        return primary(RouteReason::SessionPinned);
+    }
+    if statement.hint == Some(Hint::Primary) {
+        return primary(RouteReason::PrimaryHint);
+    }
+    if !access.is_read() {
+        return primary(RouteReason::for_access(access));
+    }
+    if statement.session != SessionEffect::None {
+        return primary(RouteReason::PrimarySessionState);
+    }
+    let hinted_replica = statement.hint == Some(Hint::Replica);
+    if session.consistency == Consistency::Strong && !hinted_replica {
+        return primary(RouteReason::PrimaryStrong);
+    }
+    let candidates: Vec<usize> = view
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.role == Role::Replica && n.healthy)
+        .filter(|(_, n)| {
+            session.min_lsn == 0 || n.replay_lsn.is_some_and(|lsn| lsn >= session.min_lsn)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    match balancer.choose(&candidates, view) {
+        Some(node) => Ok(node_route(
+            node,
+            if hinted_replica {
+                RouteReason::ReplicaHint
+            } else {
+                RouteReason::ReplicaRead
+            },
+        )),
+        None => primary(RouteReason::PrimaryFallback),
+    }
+}
+
+fn node_route(node: usize, reason: RouteReason) -> Decision {
+    Decision::Node(Route { node, reason })
+}
+
+fn primary_route(view: &TopologyView, reason: RouteReason) -> Result<Decision, RouteError> {
+    match view.primary.and_then(|p| view.nodes.get(p).map(|n| (p, n))) {
+        Some((p, n)) if n.healthy => Ok(node_route(p, reason)),
+        _ => Err(RouteError::NoPrimary),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::classify;
+    use crate::view::NodeView;
+
+    fn node(name: &str, role: Role, healthy: bool, lsn: u64, connections: u32) -> NodeView {
+        NodeView {
+            name: name.into(),
+            role,
+            healthy,
+            replay_lsn: Some(lsn),
+            connections,
+        }
+    }
+
+    fn cluster() -> TopologyView {
+        TopologyView {
+            epoch: 1,
+            primary: Some(0),
+            nodes: vec![
+                node("pg1", Role::Primary, true, 500, 0),
+                node("pg2", Role::Replica, true, 400, 3),
+                node("pg3", Role::Replica, true, 300, 1),
+                node("pg4", Role::Replica, false, 500, 0),
+            ],
+        }
+    }
+
+    fn session() -> SessionView {
+        SessionView {
+            consistency: Consistency::ReadYourWrites,
+            transaction_node: None,
+            pinned: false,
+            min_lsn: 0,
+        }
+    }
+
+    fn route_of(sql: &str, session: SessionView, balance: Balance) -> (String, &'static str) {
+        let view = cluster();
+        let statement = classify(sql);
+        let mut balancer = Balancer::new(balance);
+        match decide(
+            &statement,
+            &statement.access,
+            &session,
+            &view,
+            &mut balancer,
+        ) {
+            Ok(Decision::Node(r)) => (view.nodes[r.node].name.clone(), r.reason.as_str()),
+            Ok(Decision::Local) => ("local".into(), "pgrelay"),
+            Err(e) => (
+                "error".into(),
+                if e == RouteError::NoPrimary {
+                    "no primary"
+                } else {
+                    "?"
+                },
+            ),
+        }
+    }
+
+    #[test]
+    fn the_rules_in_order() {
+        let s = session();
+        let lc = Balance::LeastConnections;
+        let cases: &[(&str, SessionView, (&str, &str))] = &[
+            ("SELECT 1", s, ("pg3", "replica read")),
+            ("INSERT INTO t VALUES (1)", s, ("pg1", "primary write")),
+            (
+                "/* pgrelay:replica */ DELETE FROM t",
+                s,
+                ("pg1", "primary write"),
+            ),
+            ("/* pgrelay:primary */ SELECT 1", s, ("pg1", "primary hint")),
+            ("SET search_path TO a", s, ("pg1", "primary session state")),
+            ("SHOW pgrelay.route", s, ("local", "pgrelay")),
+            (
+                "SELECT 1",
+                SessionView { pinned: true, ..s },
+                ("pg1", "session pinned"),
+            ),
+            (
+                "SELECT 1",
+                SessionView {
+                    transaction_node: Some(2),
+                    ..s
+                },
+                ("pg3", "transaction pinned"),
+            ),
+            (
+                "SELECT 1",
+                SessionView {
+                    consistency: Consistency::Strong,
+                    ..s
+                },
+                ("pg1", "primary strong"),
+            ),
+            (
+                "/* pgrelay:replica */ SELECT 1",
+                SessionView {
+                    consistency: Consistency::Strong,
+                    ..s
+                },
+                ("pg3", "replica hint"),
+            ),
+            (
+                "SELECT 1",
+                SessionView { min_lsn: 350, ..s },
+                ("pg2", "replica read"),
+            ),
+            (
+                "SELECT 1",
+                SessionView { min_lsn: 450, ..s },
+                ("pg1", "primary fallback"),
+            ),
+            (
+                "SELECT nextval('s')",
+                s,
+                ("pg1", "primary volatile function"),
+            ),
+            ("SELEC garbage", s, ("pg1", "primary unparsed")),
+        ];
+        for (sql, session, expected) in cases {
+            let got = route_of(sql, *session, lc);
+            assert_eq!((got.0.as_str(), got.1), *expected, "{sql} with {session:?}");
+        }
+    }
+
+    #[test]
+    fn round_robin_takes_turns_among_healthy_replicas() {
+        let view = cluster();
+        let statement = classify("SELECT 1");
+        let mut balancer = Balancer::new(Balance::RoundRobin);
+        let picks: Vec<usize> = (0..4)
+            .map(|_| {
+                match decide(
+                    &statement,
+                    &statement.access,
+                    &session(),
+                    &view,
+                    &mut balancer,
+                ) {
+                    Ok(Decision::Node(r)) => r.node,
+                    other => panic!("unexpected {other:?}"),
+                }
+            })
+            .collect();
+        assert_eq!(picks, vec![1, 2, 1, 2], "pg4 is unhealthy and never chosen");
+    }
+
+    #[test]
+    fn without_a_primary_writes_fail_and_reads_still_flow() {
+        let mut view = cluster();
+        view.primary = None;
+        let mut balancer = Balancer::new(Balance::RoundRobin);
+        let write = classify("UPDATE t SET a = 1");
+        assert_eq!(
+            decide(&write, &write.access, &session(), &view, &mut balancer),
+            Err(RouteError::NoPrimary)
+        );
+        let read = classify("SELECT 1");
+        assert!(matches!(
+            decide(&read, &read.access, &session(), &view, &mut balancer),
+            Ok(Decision::Node(Route {
+                reason: RouteReason::ReplicaRead,
+                ..
+            }))
+        ));
+    }
+}
