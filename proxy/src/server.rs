@@ -195,8 +195,12 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
                             debug!(error = %e, %peer, "client socket setup failed");
                             continue;
                         }
+                        let Some(slot) = shared.client_slot() else {
+                            debug!(%peer, "far beyond max_client_connections; closed");
+                            continue;
+                        };
                         let ctx = SessionContext {
-                            slot: shared.client_slot(),
+                            slot,
                             shared: Arc::clone(&shared),
                             pool: Rc::clone(&pool),
                             shutdown: Rc::clone(&shutdown),

@@ -11,6 +11,10 @@ use crate::cancel::CancelRegistry;
 use crate::client::Credentials;
 use crate::config::Config;
 
+/// Connections beyond `max_client_connections` that are still answered
+/// with a proper 53300 rather than closed unanswered.
+const OVER_LIMIT_HEADROOM: usize = 1024;
+
 #[derive(Debug)]
 pub struct Shared {
     pub config: Arc<Config>,
@@ -45,13 +49,20 @@ impl Shared {
     }
 
     /// Counts a new client; the slot is given back when the guard drops.
-    /// `over_limit` tells whether it exceeds `max_client_connections`.
-    pub fn client_slot(self: &Arc<Self>) -> ClientSlot {
+    /// `over_limit` tells whether it exceeds `max_client_connections`:
+    /// such a client is still read up to its startup packet (it may be a
+    /// CancelRequest, which PostgreSQL also serves when full) and then told
+    /// 53300. Beyond the limit plus a headroom, connections are closed at
+    /// once, so a connection storm cannot make the proxy hold unbounded
+    /// tasks and buffers.
+    pub fn client_slot(self: &Arc<Self>) -> Option<ClientSlot> {
+        let max = self.config.listen.max_client_connections;
         let before = self.clients.fetch_add(1, Ordering::AcqRel);
-        ClientSlot {
+        let slot = ClientSlot {
             shared: Arc::clone(self),
-            over_limit: before >= self.config.listen.max_client_connections,
-        }
+            over_limit: before >= max,
+        };
+        (before < max.saturating_add(OVER_LIMIT_HEADROOM)).then_some(slot)
     }
 }
 

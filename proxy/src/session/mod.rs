@@ -114,7 +114,9 @@ async fn serve(
     };
     match end {
         ForwardEnd::ClientTerminated | ForwardEnd::ClientClosed => {
-            let clean = tracker.is_idle() && down.is_empty();
+            // A frame the client began but never finished may already be
+            // half-forwarded (large frames stream through): not reusable.
+            let clean = tracker.is_idle() && up.is_empty() && down.is_empty();
             lease.release(if clean { Reuse::Reset } else { Reuse::Close });
         }
         ForwardEnd::BackendClosed => lease.release(Reuse::Close),
