@@ -23,7 +23,7 @@ use tracing::{debug, error, info};
 
 use crate::backend::{IDLE_TIMEOUT, Pool};
 use crate::config::Config;
-use crate::session::{self, SessionContext};
+use crate::session::{self, SessionContext, WorkerRouter};
 use crate::shared::Shared;
 use crate::shutdown::{LocalShutdown, Phase};
 
@@ -183,6 +183,7 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
         };
         let pool = Pool::new();
         let shutdown = LocalShutdown::new();
+        let router = Rc::new(WorkerRouter::new(shared.config.routing.load_balance));
         tokio::task::spawn_local(mirror_shutdown(Arc::clone(&shared), Rc::clone(&shutdown)));
         tokio::task::spawn_local(expire_idle_connections(Rc::clone(&pool)));
         let mut sessions = JoinSet::new();
@@ -204,6 +205,7 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
                             shared: Arc::clone(&shared),
                             pool: Rc::clone(&pool),
                             shutdown: Rc::clone(&shutdown),
+                            router: Rc::clone(&router),
                             peer,
                         };
                         sessions.spawn_local(session::run(stream, ctx));

@@ -55,6 +55,11 @@ impl RouteReason {
         }
     }
 
+    /// Whether this reason sends the statement to a replica.
+    pub fn is_replica(self) -> bool {
+        matches!(self, RouteReason::ReplicaRead | RouteReason::ReplicaHint)
+    }
+
     /// The reason that follows from a statement's access alone (before
     /// hints, pins and freshness are considered).
     pub fn for_access(access: &Access) -> RouteReason {

@@ -22,6 +22,8 @@ pub struct ProxyOptions {
     pub listen_extra: String,
     /// `listen.workers`: data-path threads.
     pub workers: usize,
+    /// TOML lines for `[routing]` (e.g. `consistency = "eventual"`).
+    pub routing: String,
 }
 
 impl Default for ProxyOptions {
@@ -31,6 +33,7 @@ impl Default for ProxyOptions {
             users: Vec::new(),
             listen_extra: String::new(),
             workers: 2,
+            routing: String::new(),
         }
     }
 }
@@ -142,6 +145,7 @@ pub fn config_for(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<C
         )?;
     }
     writeln!(toml, "[monitor]\ninterval = \"50ms\"")?;
+    writeln!(toml, "[routing]\n{}", options.routing)?;
     Config::from_toml_str(&toml, &|_| None)
         .map_err(|e| anyhow::anyhow!("{e}\n--- config ---\n{toml}"))
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, anyhow};
 use pgrelay::Config;
 use pgrelay_cluster::{Cluster, ClusterOptions, pg_bin_dir, superuser};
 
-use super::signals::wait_for_shutdown_signal;
+use super::signals::ShutdownSignals;
 
 /// How long the proxy may take to find the primary it was just given.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,6 +32,7 @@ pub struct DemoArgs {
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     pg_bin_dir().map_err(|e| anyhow!("{e}"))?;
+    let signals = ShutdownSignals::install()?;
     let listener = std::net::TcpListener::bind(("127.0.0.1", args.port)).with_context(|| {
         format!(
             "cannot listen on 127.0.0.1:{} (is another pgrelay or PgBouncer running? try --port 0)",
@@ -83,7 +84,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         cluster.dir().display()
     );
 
-    wait_for_shutdown_signal()?;
+    signals.wait();
     proxy.shutdown(DEMO_SHUTDOWN_GRACE);
     drop(cluster);
     drop(runtime);

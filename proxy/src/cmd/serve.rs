@@ -3,14 +3,15 @@
 use anyhow::Context;
 use pgrelay::Config;
 
-use super::signals::wait_for_shutdown_signal;
+use super::signals::ShutdownSignals;
 
 pub fn serve(config: Config) -> anyhow::Result<()> {
+    let signals = ShutdownSignals::install()?;
     let listener = std::net::TcpListener::bind(config.listen.addr)
         .with_context(|| format!("cannot listen on {}", config.listen.addr))?;
     let grace = config.listen.shutdown_grace;
     let proxy = pgrelay::start(config, listener).context("starting the proxy")?;
-    wait_for_shutdown_signal()?;
+    signals.wait();
     proxy.shutdown(grace);
     Ok(())
 }

@@ -1,28 +1,55 @@
 //! Waiting for the signals that end a foreground pgrelay.
 
 use anyhow::Context;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::runtime::Runtime;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
 
-/// Blocks until SIGTERM or SIGINT. SIGHUP (which would otherwise kill the
-/// process) is acknowledged: hot reload is not implemented yet, so the
-/// operator is told to restart instead of the signal being lost silently.
-pub fn wait_for_shutdown_signal() -> anyhow::Result<&'static str> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal runtime")?;
-    runtime.block_on(async {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
-        loop {
-            tokio::select! {
-                _ = term.recv() => return Ok("SIGTERM"),
-                _ = int.recv() => return Ok("SIGINT"),
-                _ = hup.recv() => warn!("SIGHUP: configuration reload is not supported yet; restart pgrelay to apply changes"),
+/// Handlers for SIGTERM, SIGINT and SIGHUP, installed when this is created.
+/// Create it before announcing that pgrelay is up: a signal that arrives
+/// before the handlers exist kills the process without cleanup.
+pub struct ShutdownSignals {
+    runtime: Runtime,
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl ShutdownSignals {
+    pub fn install() -> anyhow::Result<ShutdownSignals> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the signal runtime")?;
+        let (term, int, hup) = runtime.block_on(async {
+            anyhow::Ok((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
+            ))
+        })?;
+        Ok(ShutdownSignals {
+            runtime,
+            term,
+            int,
+            hup,
+        })
+    }
+
+    /// Blocks until SIGTERM or SIGINT. SIGHUP is acknowledged: hot reload
+    /// is not implemented yet, so the operator is told to restart instead
+    /// of the signal being lost silently.
+    pub fn wait(mut self) -> &'static str {
+        let name = self.runtime.block_on(async {
+            loop {
+                tokio::select! {
+                    _ = self.term.recv() => return "SIGTERM",
+                    _ = self.int.recv() => return "SIGINT",
+                    _ = self.hup.recv() => warn!("SIGHUP: configuration reload is not supported yet; restart pgrelay to apply changes"),
+                }
             }
-        }
-    })
-    .inspect(|name| info!(signal = name, "shutting down"))
+        });
+        info!(signal = name, "shutting down");
+        name
+    }
 }

@@ -13,7 +13,9 @@ use crate::shutdown::{Phase, ShutdownWatch};
 use crate::wire::frame::FrameHeader;
 use crate::wire::pump::{Inspect, Need, Pump, PumpError, PumpEvent, Verdict};
 
+use super::steer::{ClientSide, RouteState, WorkerRouter};
 use super::tracker::Tracker;
+use pgrelay_health::TopologyCell;
 
 /// How a forwarding phase ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +30,10 @@ pub enum ForwardEnd {
     Drained,
     /// The shutdown grace ran out.
     Stopped,
+    /// A client frame is held (see `steer`) and every earlier request has
+    /// been answered and forwarded: the session may switch backends or
+    /// answer the frame itself.
+    Held,
 }
 
 /// Session facts the inspectors need.
@@ -39,30 +45,6 @@ pub struct Identity {
     pub backend_pid: i32,
     /// The node that backend belongs to, for error messages.
     pub node: String,
-}
-
-struct ClientSide<'a> {
-    tracker: &'a mut Tracker,
-}
-
-impl Inspect for ClientSide<'_> {
-    /// Query and Parse carry the SQL that routing will classify, so they
-    /// are buffered whole and bounded by `max_message_size`; everything
-    /// else (COPY data, Bind parameters) streams through at any size.
-    fn need(&self, header: FrameHeader) -> Need {
-        match header.tag {
-            b'Q' | b'P' => Need::Whole,
-            _ => Need::Header,
-        }
-    }
-
-    fn inspect(&mut self, header: FrameHeader, _frame: &mut [u8]) -> Verdict {
-        if header.tag == b'X' {
-            return Verdict::Stop;
-        }
-        self.tracker.client_sent(header.tag);
-        Verdict::Forward
-    }
 }
 
 struct ServerSide<'a> {
@@ -104,30 +86,60 @@ fn rewrite_notification_pid(frame: &mut [u8], identity: &Identity) {
     }
 }
 
-/// Pumps until one side closes, the client terminates, or shutdown.
+/// Everything `forward` works on besides the two sockets.
+pub struct Pumps<'a> {
+    pub up: &'a mut Pump,
+    pub down: &'a mut Pump,
+    pub tracker: &'a mut Tracker,
+    pub route: &'a mut RouteState,
+    pub router: &'a WorkerRouter,
+    pub topology: &'a TopologyCell,
+    pub identity: &'a Identity,
+    pub shutdown: &'a mut ShutdownWatch,
+}
+
+/// Pumps until one side closes, the client terminates, a held frame is
+/// ready for the session, or shutdown.
 pub async fn forward(
     client: &mut TcpStream,
     backend: &mut TcpStream,
-    up: &mut Pump,
-    down: &mut Pump,
-    tracker: &mut Tracker,
-    identity: &Identity,
-    shutdown: &mut ShutdownWatch,
+    p: Pumps<'_>,
 ) -> Result<ForwardEnd, ProxyError> {
+    let Pumps {
+        up,
+        down,
+        tracker,
+        route,
+        router,
+        topology,
+        identity,
+        shutdown,
+    } = p;
+    let mut holding = false;
     poll_fn(|cx| {
-        let mut client_side = ClientSide { tracker };
-        match up.poll_pump(
-            cx,
-            Pin::new(&mut *client),
-            Pin::new(&mut *backend),
-            &mut client_side,
-        ) {
-            Poll::Ready(Ok(PumpEvent::Stopped)) => {
-                return Poll::Ready(Ok(ForwardEnd::ClientTerminated));
+        if !holding {
+            let mut client_side = ClientSide {
+                tracker,
+                route,
+                router,
+                topology,
+            };
+            match up.poll_pump(
+                cx,
+                Pin::new(&mut *client),
+                Pin::new(&mut *backend),
+                &mut client_side,
+            ) {
+                Poll::Ready(Ok(PumpEvent::Stopped)) => {
+                    return Poll::Ready(Ok(ForwardEnd::ClientTerminated));
+                }
+                Poll::Ready(Ok(PumpEvent::Eof)) => {
+                    return Poll::Ready(Ok(ForwardEnd::ClientClosed));
+                }
+                Poll::Ready(Ok(PumpEvent::Held)) => holding = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(up_error(e, &identity.node))),
+                Poll::Pending => {}
             }
-            Poll::Ready(Ok(PumpEvent::Eof)) => return Poll::Ready(Ok(ForwardEnd::ClientClosed)),
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(up_error(e, &identity.node))),
-            Poll::Pending => {}
         }
         let mut server_side = ServerSide { tracker, identity };
         match down.poll_pump(
@@ -139,6 +151,9 @@ pub async fn forward(
             Poll::Ready(Ok(_)) => return Poll::Ready(Ok(ForwardEnd::BackendClosed)),
             Poll::Ready(Err(e)) => return Poll::Ready(Err(down_error(e, &identity.node))),
             Poll::Pending => {}
+        }
+        if holding && tracker.all_answered() && down.is_empty() {
+            return Poll::Ready(Ok(ForwardEnd::Held));
         }
         match shutdown.poll_phase(cx) {
             Phase::Running => Poll::Pending,

@@ -22,6 +22,9 @@ pub struct Login {
     pub lease: Lease,
     pub cancel_key: CancelKey,
     pub leftover: BytesMut,
+    /// The user and startup parameters, for connections to other nodes.
+    pub user: String,
+    pub params: Vec<(String, String)>,
 }
 
 /// Logs the client in. `Ok(None)`: the connection was a CancelRequest and
@@ -87,6 +90,8 @@ pub async fn login(
         lease,
         cancel_key,
         leftover: inbuf,
+        user,
+        params: params.params,
     }))
 }
 
@@ -102,7 +107,7 @@ fn wants_replication(params: &StartupParams) -> bool {
 }
 
 /// Waits (up to `failover.hold_writes`) for a primary to be known, then
-/// takes an idle connection to it from the worker's pool or opens one.
+/// leases a connection to it.
 async fn lease_primary(
     ctx: &SessionContext,
     params: &StartupParams,
@@ -117,22 +122,35 @@ async fn lease_primary(
     let Some(primary) = topology.primary else {
         return Err(ProxyError::NoPrimary(hold));
     };
+    lease_node(ctx, primary, &params.params, user).await
+}
+
+/// An idle connection to `node` from the worker's pool, or a new one,
+/// logged in with the client's own startup parameters.
+pub async fn lease_node(
+    ctx: &SessionContext,
+    node: usize,
+    params: &[(String, String)],
+    user: &str,
+) -> Result<Lease, ProxyError> {
+    let shared = &ctx.shared;
     let key = PoolKey {
-        node: primary,
-        params: params.params.clone(),
+        node,
+        params: params.to_vec(),
     };
     if let Some(lease) = ctx.pool.take(&key) {
         return Ok(lease);
     }
-    let node = shared
+    let hold = shared.config.failover.hold_writes;
+    let config = shared
         .config
         .nodes
-        .get(primary)
+        .get(node)
         .ok_or(ProxyError::NoPrimary(hold))?;
     let conn = connect(
-        primary,
-        node.name.as_str(),
-        &node.addr,
+        node,
+        config.name.as_str(),
+        &config.addr,
         LoginRequest {
             user,
             params: &key.params,

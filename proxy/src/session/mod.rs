@@ -2,7 +2,10 @@
 //! forwarding, then handing the backend connection back.
 
 mod forward;
+mod leases;
+mod local;
 mod login;
+mod steer;
 mod tracker;
 
 use std::net::SocketAddr;
@@ -22,8 +25,12 @@ use crate::shutdown::LocalShutdown;
 use crate::wire::be::{self, Severity};
 use crate::wire::pump::Pump;
 
-use forward::{ForwardEnd, Identity, forward};
-use login::{Login, login};
+use forward::{ForwardEnd, Identity, Pumps, forward};
+use leases::Leases;
+use login::{Login, lease_node, login};
+use pgrelay_router::RouteReason;
+pub use steer::WorkerRouter;
+use steer::{Pending, RouteState, consistency_from_config};
 pub use tracker::{Tracker, TxStatus};
 
 /// What a worker hands to each accepted connection.
@@ -31,6 +38,7 @@ pub struct SessionContext {
     pub shared: Arc<Shared>,
     pub pool: Rc<Pool>,
     pub shutdown: Rc<LocalShutdown>,
+    pub router: Rc<WorkerRouter>,
     pub peer: SocketAddr,
     pub slot: ClientSlot,
 }
@@ -71,9 +79,11 @@ async fn serve(
     span: &Span,
 ) -> Result<Option<ForwardEnd>, ProxyError> {
     let Some(Login {
-        mut lease,
+        lease,
         cancel_key,
         leftover,
+        user,
+        params,
     }) = login(client, ctx).instrument(span.clone()).await?
     else {
         return Ok(None);
@@ -82,46 +92,103 @@ async fn serve(
     let mut up = Pump::with_bytes(max, &leftover);
     let mut down = Pump::new(max);
     let mut tracker = Tracker::default();
-    let identity = Identity {
+    let configured = consistency_from_config(ctx.shared.config.routing.consistency);
+    let mut route = RouteState::new(configured, lease.conn().node);
+    let mut identity = Identity {
         client_pid: cancel_key.pid,
         backend_pid: lease.conn().key.pid,
         node: lease.conn().node_name.clone(),
     };
-    cancel_key.set_target(Some(CancelTarget {
-        addr: lease.conn().peer,
-        key: lease.conn().key,
-    }));
-    let end = {
-        let backend = &mut lease.conn_mut().stream;
-        forward(
-            client,
-            backend,
-            &mut up,
-            &mut down,
-            &mut tracker,
-            &identity,
-            &mut ctx.shutdown.watch(),
-        )
-        .await
-    };
-    cancel_key.set_target(None);
-    let end = match end {
-        Ok(end) => end,
-        Err(e) => {
-            lease.release(Reuse::Close);
-            return Err(e);
+    let mut leases = Leases::new(lease);
+    let mut watch = ctx.shutdown.watch();
+    let end = loop {
+        let current = leases.current_mut();
+        cancel_key.set_target(Some(CancelTarget {
+            addr: current.conn().peer,
+            key: current.conn().key,
+        }));
+        let pumps = Pumps {
+            up: &mut up,
+            down: &mut down,
+            tracker: &mut tracker,
+            route: &mut route,
+            router: &ctx.router,
+            topology: &ctx.shared.topology,
+            identity: &identity,
+            shutdown: &mut watch,
+        };
+        let end = match forward(client, &mut current.conn_mut().stream, pumps).await {
+            Ok(end) => end,
+            Err(e) => {
+                cancel_key.set_target(None);
+                leases.release_all(Reuse::Close, Reuse::Close);
+                return Err(e);
+            }
+        };
+        if end != ForwardEnd::Held {
+            break end;
+        }
+        match route.pending.take() {
+            Some(Pending::Local(command)) => {
+                let mut out = BytesMut::new();
+                let names = |i: usize| {
+                    ctx.shared
+                        .config
+                        .nodes
+                        .get(i)
+                        .map(|n| n.name.to_string())
+                        .unwrap_or_default()
+                };
+                local::answer(&command, &mut route, configured, names, &mut out);
+                be::ready_for_query(&mut out, tracker.status().as_byte());
+                client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
+                up.skip_head();
+            }
+            Some(Pending::Switch { node, reason }) if tracker.status() == TxStatus::Idle => {
+                match leases
+                    .switch_to(node, || lease_node(ctx, node, &params, &user))
+                    .await
+                {
+                    Ok(()) => route.last = Some((node, reason)),
+                    Err(e) if leases.current_node() != node && reason.is_replica() => {
+                        // A replica that cannot be reached: the current
+                        // node (the primary) serves the read instead.
+                        debug!(error = %e, "replica unavailable; reading from the current node");
+                        route.last = Some((leases.current_node(), RouteReason::PrimaryFallback));
+                    }
+                    Err(e) => {
+                        leases.release_all(Reuse::Close, Reuse::Close);
+                        return Err(e);
+                    }
+                }
+                route.current = leases.current_node();
+                identity.node = leases.current_mut().conn().node_name.clone();
+                route.resume_head = true;
+                up.resume();
+            }
+            // A transaction opened meanwhile (pipelined BEGIN): it stays here.
+            Some(Pending::Switch { .. }) | None => {
+                route.resume_head = true;
+                up.resume();
+            }
         }
     };
+    cancel_key.set_target(None);
     match end {
         ForwardEnd::ClientTerminated | ForwardEnd::ClientClosed => {
             // A frame the client began but never finished may already be
             // half-forwarded (large frames stream through): not reusable.
             let clean = tracker.is_idle() && up.is_empty() && down.is_empty();
-            lease.release(if clean { Reuse::Reset } else { Reuse::Close });
+            leases.release_all(
+                if clean { Reuse::Reset } else { Reuse::Close },
+                Reuse::Reset,
+            );
         }
-        ForwardEnd::BackendClosed => lease.release(Reuse::Close),
+        ForwardEnd::BackendClosed | ForwardEnd::Held => {
+            leases.release_all(Reuse::Close, Reuse::Reset)
+        }
         ForwardEnd::Drained | ForwardEnd::Stopped => {
-            lease.release(Reuse::Close);
+            leases.release_all(Reuse::Close, Reuse::Close);
             let mut out = BytesMut::new();
             be::error_response(
                 &mut out,

@@ -10,6 +10,15 @@ pub enum TxStatus {
 }
 
 impl TxStatus {
+    /// The ReadyForQuery status byte.
+    pub fn as_byte(self) -> u8 {
+        match self {
+            TxStatus::Idle => b'I',
+            TxStatus::InTransaction => b'T',
+            TxStatus::Failed => b'E',
+        }
+    }
+
     pub fn from_byte(b: u8) -> Option<TxStatus> {
         match b {
             b'I' => Some(TxStatus::Idle),
@@ -67,6 +76,12 @@ impl Tracker {
     /// could be handed to someone else right now.
     pub fn is_idle(&self) -> bool {
         self.awaiting_ready == 0 && !self.unsynced && self.status == TxStatus::Idle
+    }
+
+    /// Every request sent so far has had its ReadyForQuery (a transaction
+    /// may still be open).
+    pub fn all_answered(&self) -> bool {
+        self.awaiting_ready == 0 && !self.unsynced
     }
 
     pub fn status(&self) -> TxStatus {

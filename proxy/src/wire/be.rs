@@ -123,6 +123,35 @@ pub fn negotiate_protocol_version<'a>(
     });
 }
 
+/// CommandComplete with its command tag (e.g. "SET", "SHOW").
+pub fn command_complete(buf: &mut BytesMut, tag: &str) {
+    message(buf, b'C', |b| cstr(b, tag));
+}
+
+/// The `text` type's OID, for RowDescription.
+const TEXT_OID: u32 = 25;
+
+/// RowDescription, DataRow and CommandComplete of a one-column, one-row
+/// text result, as `SHOW name` returns it.
+pub fn show_result(buf: &mut BytesMut, column: &str, value: &str) {
+    message(buf, b'T', |b| {
+        b.put_u16(1);
+        cstr(b, column);
+        b.put_u32(0); // not from a table
+        b.put_u16(0);
+        b.put_u32(TEXT_OID);
+        b.put_i16(-1); // variable length
+        b.put_i32(-1); // no type modifier
+        b.put_u16(0); // text format
+    });
+    message(buf, b'D', |b| {
+        b.put_u16(1);
+        b.put_u32(value.len() as u32);
+        b.put_slice(value.as_bytes());
+    });
+    command_complete(buf, "SHOW");
+}
+
 /// The single byte that refuses SSL or GSS encryption.
 pub const ENCRYPTION_REFUSED: u8 = b'N';
 

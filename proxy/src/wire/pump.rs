@@ -43,6 +43,10 @@ pub enum Verdict {
     /// Drop the frame and return [`PumpEvent::Stopped`] once everything
     /// before it has been written.
     Stop,
+    /// Leave the frame unread and return [`PumpEvent::Held`] once
+    /// everything before it has been written; the owner decides what to do
+    /// with it and calls [`Pump::resume`] or [`Pump::skip_head`].
+    Hold,
 }
 
 /// The decisions a pump asks of its owner, one frame at a time.
@@ -59,6 +63,9 @@ pub enum PumpEvent {
     Eof,
     /// The inspector returned [`Verdict::Stop`].
     Stopped,
+    /// The inspector returned [`Verdict::Hold`]; the held frame is at the
+    /// head of the buffer.
+    Held,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +90,8 @@ pub struct Pump {
     /// Bytes of a swallowed frame still to drop once `ready` is zero.
     discard: usize,
     stop_after_discard: bool,
+    /// A frame is held at the head of the buffer.
+    held: bool,
     /// Free space the next read must have (a whole frame being buffered).
     want: usize,
     max_whole: usize,
@@ -97,6 +106,7 @@ impl Pump {
             passthrough: 0,
             discard: 0,
             stop_after_discard: false,
+            held: false,
             want: 0,
             max_whole,
             eof: false,
@@ -109,6 +119,28 @@ impl Pump {
         let mut pump = Pump::new(max_whole);
         pump.buf.extend_from_slice(bytes);
         pump
+    }
+
+    /// Goes on after a hold; the held frame is inspected again.
+    pub fn resume(&mut self) {
+        self.held = false;
+    }
+
+    /// Drops the held frame (the owner answered it itself) and goes on.
+    pub fn skip_head(&mut self) {
+        if let Ok(Some(header)) = FrameHeader::parse(&self.buf) {
+            self.discard = header.len;
+        }
+        self.held = false;
+    }
+
+    /// The held frame, complete (holds are only for frames the inspector
+    /// saw whole).
+    pub fn head(&self) -> &[u8] {
+        match FrameHeader::parse(&self.buf) {
+            Ok(Some(header)) if self.held => self.buf.get(..header.len).unwrap_or_default(),
+            _ => &[],
+        }
     }
 
     /// True when nothing read is waiting to be written or scanned.
@@ -154,9 +186,12 @@ impl Pump {
                 self.stop_after_discard = false;
                 return Poll::Ready(Ok(PumpEvent::Stopped));
             }
-            if self.discard == 0 && !self.buf.is_empty() {
+            if self.held {
+                return Poll::Ready(Ok(PumpEvent::Held));
+            }
+            if self.discard == 0 && !self.held && !self.buf.is_empty() {
                 self.scan(inspector)?;
-                if self.ready > 0 || self.discard > 0 {
+                if self.ready > 0 || self.discard > 0 || self.held {
                     continue;
                 }
             }
@@ -217,6 +252,10 @@ impl Pump {
                 verdict @ (Verdict::Swallow | Verdict::Stop) => {
                     self.discard = header.len;
                     self.stop_after_discard = verdict == Verdict::Stop;
+                    return Ok(());
+                }
+                Verdict::Hold => {
+                    self.held = true;
                     return Ok(());
                 }
             }
@@ -321,6 +360,75 @@ mod tests {
         let mut expected = frame(b'Q', b"x\0");
         expected.extend(frame(b'P', b"y"));
         assert_eq!(out, expected);
+    }
+
+    #[tokio::test]
+    async fn holds_a_frame_until_resumed_or_skipped() {
+        struct HoldQ(usize);
+        impl Inspect for HoldQ {
+            fn need(&self, _: FrameHeader) -> Need {
+                Need::Whole
+            }
+            fn inspect(&mut self, header: FrameHeader, _: &mut [u8]) -> Verdict {
+                if header.tag == b'Q' && self.0 > 0 {
+                    self.0 -= 1;
+                    Verdict::Hold
+                } else {
+                    Verdict::Forward
+                }
+            }
+        }
+        let mut input = frame(b'P', b"a");
+        input.extend(frame(b'Q', b"one\0"));
+        input.extend(frame(b'Q', b"two\0"));
+        let mut reader = &input[..];
+        let mut out: Vec<u8> = Vec::new();
+        let mut pump = Pump::new(1 << 20);
+        let mut inspector = HoldQ(2);
+        let step = |pump: &mut Pump,
+                    out: &mut Vec<u8>,
+                    reader: &mut &[u8],
+                    inspector: &mut HoldQ| {
+            futures_lite_poll(|cx| pump.poll_pump(cx, Pin::new(reader), Pin::new(out), inspector))
+        };
+        assert_eq!(
+            step(&mut pump, &mut out, &mut reader, &mut inspector),
+            Some(PumpEvent::Held)
+        );
+        assert_eq!(
+            out,
+            frame(b'P', b"a"),
+            "bytes before the held frame are written"
+        );
+        assert_eq!(pump.head(), &frame(b'Q', b"one\0")[..]);
+        pump.skip_head();
+        assert_eq!(
+            step(&mut pump, &mut out, &mut reader, &mut inspector),
+            Some(PumpEvent::Held)
+        );
+        assert_eq!(pump.head(), &frame(b'Q', b"two\0")[..]);
+        pump.resume();
+        assert_eq!(
+            step(&mut pump, &mut out, &mut reader, &mut inspector),
+            Some(PumpEvent::Eof)
+        );
+        let mut expected = frame(b'P', b"a");
+        expected.extend(frame(b'Q', b"two\0"));
+        assert_eq!(
+            out, expected,
+            "the skipped frame is gone, the resumed one forwarded"
+        );
+    }
+
+    /// Polls once with a no-op waker; `None` if pending.
+    fn futures_lite_poll<T>(
+        mut f: impl FnMut(&mut Context<'_>) -> Poll<Result<T, PumpError>>,
+    ) -> Option<T> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match f(&mut cx) {
+            Poll::Ready(r) => Some(r.expect("pump")),
+            Poll::Pending => None,
+        }
     }
 
     #[tokio::test]

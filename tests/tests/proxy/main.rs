@@ -8,6 +8,7 @@ mod data;
 mod env;
 mod limits;
 mod pgbench;
+mod routing;
 mod session;
 
 use std::process::ExitCode;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     trials.extend(auth::trials(&env));
     trials.extend(limits::trials(&env));
     trials.extend(pgbench::trials(&env));
+    trials.extend(routing::trials(&env));
     let conclusion = libtest_mimic::run(&args, trials);
     drop(env);
     if conclusion.has_failed() {

@@ -37,7 +37,7 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
     )]
 }
 
-async fn run_pgbench(args: &[&str]) -> anyhow::Result<String> {
+pub async fn run_pgbench(args: &[&str]) -> anyhow::Result<String> {
     let out = tokio::time::timeout(
         Duration::from_secs(180),
         tokio::process::Command::new("pgbench").args(args).output(),
@@ -54,7 +54,7 @@ async fn run_pgbench(args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// The first number after `label` in pgbench's report.
-fn field(out: &str, label: &str) -> Option<u64> {
+pub fn field(out: &str, label: &str) -> Option<u64> {
     let line = out.lines().find(|l| l.starts_with(label))?;
     line[label.len()..]
         .split_whitespace()

@@ -1,0 +1,57 @@
+//! The backend connections one session holds: the one its pumps use now,
+//! and others it has used (kept for the next statement that goes there).
+
+use std::future::Future;
+
+use crate::backend::{Lease, Reuse};
+use crate::error::ProxyError;
+
+pub struct Leases {
+    current: Lease,
+    others: Vec<Lease>,
+}
+
+impl Leases {
+    pub fn new(first: Lease) -> Leases {
+        Leases {
+            current: first,
+            others: Vec::new(),
+        }
+    }
+
+    pub fn current_mut(&mut self) -> &mut Lease {
+        &mut self.current
+    }
+
+    pub fn current_node(&self) -> usize {
+        self.current.conn().node
+    }
+
+    /// Makes `node`'s connection current, opening one with `open` if the
+    /// session has none yet. On error the current connection stays.
+    pub async fn switch_to<F, Fut>(&mut self, node: usize, open: F) -> Result<(), ProxyError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Lease, ProxyError>>,
+    {
+        if self.current.conn().node == node {
+            return Ok(());
+        }
+        let next = match self.others.iter().position(|l| l.conn().node == node) {
+            Some(i) => self.others.swap_remove(i),
+            None => open().await?,
+        };
+        let previous = std::mem::replace(&mut self.current, next);
+        self.others.push(previous);
+        Ok(())
+    }
+
+    /// Ends every lease: the current one as `current`, the others (idle
+    /// since the session switched away from them) as `others`.
+    pub fn release_all(self, current: Reuse, others: Reuse) {
+        self.current.release(current);
+        for lease in self.others {
+            lease.release(others);
+        }
+    }
+}

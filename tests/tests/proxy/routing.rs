@@ -1,0 +1,184 @@
+//! Read/write splitting through pgrelay, judged by where each statement
+//! actually ran (`current_setting('port')` of the serving node).
+
+use anyhow::{Context, ensure};
+use libtest_mimic::Trial;
+use pgrelay_tests::{ProxyOptions, TestProxy};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::env::{LazyEnv, trial};
+
+/// First column of the first row of a simple query.
+async fn value(client: &Client, sql: &str) -> anyhow::Result<String> {
+    for message in client.simple_query(sql).await? {
+        if let SimpleQueryMessage::Row(row) = message {
+            return Ok(row.get(0).unwrap_or_default().to_owned());
+        }
+    }
+    anyhow::bail!("{sql} returned no row")
+}
+
+fn eventual() -> ProxyOptions {
+    ProxyOptions {
+        routing: "consistency = \"eventual\"".into(),
+        ..ProxyOptions::default()
+    }
+}
+
+pub fn trials(env: &LazyEnv) -> Vec<Trial> {
+    vec![
+        trial(
+            env,
+            "routing::eventual_reads_on_replicas_writes_on_primary",
+            |env| async move {
+                let primary = env.cluster.nodes()[0].port.to_string();
+                let replica = env.cluster.nodes()[1].port.to_string();
+                let proxy = TestProxy::start(&env.cluster, eventual()).await?;
+                let c = proxy.client().await?;
+                let port = "SELECT current_setting('port')";
+                ensure!(
+                    value(&c, port).await? == replica,
+                    "a read goes to the replica"
+                );
+                ensure!(value(&c, "SHOW pgrelay.route").await? == "pg2 replica read");
+                c.simple_query("CREATE TABLE IF NOT EXISTS routing_rw (id int)")
+                    .await?;
+                let written = value(
+                    &c,
+                    "INSERT INTO routing_rw VALUES (1) RETURNING current_setting('port')",
+                )
+                .await?;
+                ensure!(written == primary, "a write goes to the primary");
+                ensure!(value(&c, "SHOW pgrelay.route").await? == "pg1 primary write");
+                ensure!(
+                    value(&c, port).await? == replica,
+                    "the next read is back on the replica"
+                );
+
+                c.simple_query("BEGIN").await?;
+                ensure!(
+                    value(&c, port).await? == primary,
+                    "a read-write transaction stays on the primary"
+                );
+                ensure!(value(&c, "SHOW pgrelay.route").await? == "pg1 transaction pinned");
+                c.simple_query("COMMIT").await?;
+                c.simple_query("BEGIN READ ONLY").await?;
+                ensure!(
+                    value(&c, port).await? == replica,
+                    "a read-only transaction runs on a replica"
+                );
+                c.simple_query("COMMIT").await?;
+
+                let extended: String = c
+                    .query_one("SELECT current_setting('port')", &[])
+                    .await?
+                    .get(0);
+                ensure!(extended == primary, "extended protocol runs on the primary");
+                ensure!(value(&c, port).await? == replica);
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "routing::read_your_writes_keeps_reads_on_the_primary_until_lsns_exist",
+            |env| async move {
+                let primary = env.cluster.nodes()[0].port.to_string();
+                let replica = env.cluster.nodes()[1].port.to_string();
+                let c = env.proxy.client().await?;
+                let port = "SELECT current_setting('port')";
+                ensure!(value(&c, port).await? == primary);
+                ensure!(value(&c, "SHOW pgrelay.route").await? == "pg1 primary strong");
+                ensure!(value(&c, "SHOW pgrelay.consistency").await? == "read-your-writes");
+                c.simple_query("SET pgrelay.consistency = 'eventual'")
+                    .await?;
+                ensure!(
+                    value(&c, port).await? == replica,
+                    "SET pgrelay.consistency applies to the session"
+                );
+                c.simple_query("RESET pgrelay.consistency").await?;
+                ensure!(value(&c, port).await? == primary);
+                let e = c
+                    .simple_query("SET pgrelay.consistency = 'sometimes'")
+                    .await
+                    .err()
+                    .context("a bad policy is refused")?;
+                ensure!(e.as_db_error().is_some(), "{e:?}");
+                ensure!(
+                    value(&c, "SELECT 1").await? == "1",
+                    "the session goes on after the error"
+                );
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "routing::session_state_pins_to_the_primary_until_discard_all",
+            |env| async move {
+                let primary = env.cluster.nodes()[0].port.to_string();
+                let replica = env.cluster.nodes()[1].port.to_string();
+                let proxy = TestProxy::start(&env.cluster, eventual()).await?;
+                let c = proxy.client().await?;
+                let port = "SELECT current_setting('port')";
+                ensure!(value(&c, port).await? == replica);
+                c.simple_query("CREATE TEMP TABLE routing_tmp (x int)")
+                    .await?;
+                c.simple_query("INSERT INTO routing_tmp VALUES (42)")
+                    .await?;
+                ensure!(
+                    value(&c, "SELECT x FROM routing_tmp").await? == "42",
+                    "the temp table is where the session reads"
+                );
+                ensure!(value(&c, port).await? == primary);
+                ensure!(value(&c, "SHOW pgrelay.route").await? == "pg1 session pinned");
+                c.simple_query("DISCARD ALL").await?;
+                ensure!(
+                    value(&c, port).await? == replica,
+                    "DISCARD ALL ends the pin"
+                );
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "routing::pgbench_under_eventual_has_no_failures",
+            |env| async move {
+                let proxy = TestProxy::start(&env.cluster, eventual()).await?;
+                let direct = env.cluster.client(0).await?;
+                direct
+                    .batch_execute("CREATE DATABASE bench_eventual")
+                    .await?;
+                let port = proxy.port().to_string();
+                let base = ["-h", "127.0.0.1", "-p", port.as_str(), "-U", "postgres"];
+                crate::pgbench::run_pgbench(
+                    &[&base[..], &["-i", "-s", "1", "-q", "bench_eventual"]].concat(),
+                )
+                .await?;
+                for script in [&["-S"][..], &[][..]] {
+                    let out = crate::pgbench::run_pgbench(
+                        &[
+                            &base[..],
+                            script,
+                            &[
+                                "-T",
+                                "3",
+                                "-c",
+                                "4",
+                                "-j",
+                                "2",
+                                "-M",
+                                "simple",
+                                "bench_eventual",
+                            ],
+                        ]
+                        .concat(),
+                    )
+                    .await?;
+                    let failed =
+                        crate::pgbench::field(&out, "number of failed transactions:").unwrap_or(0);
+                    ensure!(failed == 0, "{script:?}: {failed} failed\n{out}");
+                }
+                Ok(())
+            },
+        ),
+    ]
+}
