@@ -6,7 +6,7 @@ use libtest_mimic::Trial;
 use pgrelay_tests::{ProxyOptions, TestProxy};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::env::{LazyEnv, trial};
+use crate::env::{Env, LazyEnv, trial};
 
 /// First column of the first row of a simple query.
 async fn value(client: &Client, sql: &str) -> anyhow::Result<String> {
@@ -16,6 +16,15 @@ async fn value(client: &Client, sql: &str) -> anyhow::Result<String> {
         }
     }
     anyhow::bail!("{sql} returned no row")
+}
+
+/// Where a statement ran: the serving node's port.
+const PORT: &str = "SELECT current_setting('port')";
+
+/// The primary's and the replica's ports, as `PORT` reports them.
+fn ports(env: &Env) -> (String, String) {
+    let nodes = env.cluster.nodes();
+    (nodes[0].port.to_string(), nodes[1].port.to_string())
 }
 
 fn eventual() -> ProxyOptions {
@@ -31,13 +40,11 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
             env,
             "routing::eventual_reads_on_replicas_writes_on_primary",
             |env| async move {
-                let primary = env.cluster.nodes()[0].port.to_string();
-                let replica = env.cluster.nodes()[1].port.to_string();
+                let (primary, replica) = ports(&env);
                 let proxy = TestProxy::start(&env.cluster, eventual()).await?;
                 let c = proxy.client().await?;
-                let port = "SELECT current_setting('port')";
                 ensure!(
-                    value(&c, port).await? == replica,
+                    value(&c, PORT).await? == replica,
                     "a read goes to the replica"
                 );
                 ensure!(value(&c, "SHOW pgrelay.route").await? == "pg2 replica read");
@@ -51,30 +58,27 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 ensure!(written == primary, "a write goes to the primary");
                 ensure!(value(&c, "SHOW pgrelay.route").await? == "pg1 primary write");
                 ensure!(
-                    value(&c, port).await? == replica,
+                    value(&c, PORT).await? == replica,
                     "the next read is back on the replica"
                 );
 
                 c.simple_query("BEGIN").await?;
                 ensure!(
-                    value(&c, port).await? == primary,
+                    value(&c, PORT).await? == primary,
                     "a read-write transaction stays on the primary"
                 );
                 ensure!(value(&c, "SHOW pgrelay.route").await? == "pg1 transaction pinned");
                 c.simple_query("COMMIT").await?;
                 c.simple_query("BEGIN READ ONLY").await?;
                 ensure!(
-                    value(&c, port).await? == replica,
+                    value(&c, PORT).await? == replica,
                     "a read-only transaction runs on a replica"
                 );
                 c.simple_query("COMMIT").await?;
 
-                let extended: String = c
-                    .query_one("SELECT current_setting('port')", &[])
-                    .await?
-                    .get(0);
+                let extended: String = c.query_one(PORT, &[]).await?.get(0);
                 ensure!(extended == primary, "extended protocol runs on the primary");
-                ensure!(value(&c, port).await? == replica);
+                ensure!(value(&c, PORT).await? == replica);
                 Ok(())
             },
         ),
@@ -82,21 +86,19 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
             env,
             "routing::read_your_writes_keeps_reads_on_the_primary_until_lsns_exist",
             |env| async move {
-                let primary = env.cluster.nodes()[0].port.to_string();
-                let replica = env.cluster.nodes()[1].port.to_string();
+                let (primary, replica) = ports(&env);
                 let c = env.proxy.client().await?;
-                let port = "SELECT current_setting('port')";
-                ensure!(value(&c, port).await? == primary);
+                ensure!(value(&c, PORT).await? == primary);
                 ensure!(value(&c, "SHOW pgrelay.route").await? == "pg1 primary strong");
                 ensure!(value(&c, "SHOW pgrelay.consistency").await? == "read-your-writes");
                 c.simple_query("SET pgrelay.consistency = 'eventual'")
                     .await?;
                 ensure!(
-                    value(&c, port).await? == replica,
+                    value(&c, PORT).await? == replica,
                     "SET pgrelay.consistency applies to the session"
                 );
                 c.simple_query("RESET pgrelay.consistency").await?;
-                ensure!(value(&c, port).await? == primary);
+                ensure!(value(&c, PORT).await? == primary);
                 let e = c
                     .simple_query("SET pgrelay.consistency = 'sometimes'")
                     .await
@@ -114,12 +116,10 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
             env,
             "routing::session_state_pins_to_the_primary_until_discard_all",
             |env| async move {
-                let primary = env.cluster.nodes()[0].port.to_string();
-                let replica = env.cluster.nodes()[1].port.to_string();
+                let (primary, replica) = ports(&env);
                 let proxy = TestProxy::start(&env.cluster, eventual()).await?;
                 let c = proxy.client().await?;
-                let port = "SELECT current_setting('port')";
-                ensure!(value(&c, port).await? == replica);
+                ensure!(value(&c, PORT).await? == replica);
                 c.simple_query("CREATE TEMP TABLE routing_tmp (x int)")
                     .await?;
                 c.simple_query("INSERT INTO routing_tmp VALUES (42)")
@@ -128,11 +128,11 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     value(&c, "SELECT x FROM routing_tmp").await? == "42",
                     "the temp table is where the session reads"
                 );
-                ensure!(value(&c, port).await? == primary);
+                ensure!(value(&c, PORT).await? == primary);
                 ensure!(value(&c, "SHOW pgrelay.route").await? == "pg1 session pinned");
                 c.simple_query("DISCARD ALL").await?;
                 ensure!(
-                    value(&c, port).await? == replica,
+                    value(&c, PORT).await? == replica,
                     "DISCARD ALL ends the pin"
                 );
                 Ok(())
