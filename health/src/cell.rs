@@ -30,6 +30,17 @@ impl TopologyCell {
         self.current.load_full()
     }
 
+    /// The primary of the latest snapshot, read without taking a reference
+    /// to it: cheap enough for every message of a session.
+    pub fn primary(&self) -> Option<usize> {
+        self.current.load().primary
+    }
+
+    /// Whether `snapshot` is still the latest one (same allocation).
+    pub fn is_current(&self, snapshot: &Arc<Topology>) -> bool {
+        Arc::ptr_eq(&self.current.load(), snapshot)
+    }
+
     pub fn publish(&self, topology: Topology) {
         self.current.store(Arc::new(topology));
         self.published.send_modify(|n| *n = n.wrapping_add(1));

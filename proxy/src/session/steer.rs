@@ -54,16 +54,18 @@ impl WorkerRouter {
     }
 
     fn classify(&self, sql: &[u8]) -> Arc<Statement> {
+        // SQL in a non-UTF-8 client_encoding cannot be parsed here; a text
+        // no parser accepts makes it "unparsed", which routes to the primary.
         let text = std::str::from_utf8(sql).unwrap_or("\u{0}not utf-8");
         self.classifier.borrow_mut().classify(text)
     }
 
     fn refresh(&self, topology: &TopologyCell) {
-        let snapshot = topology.load();
         let mut view = self.view.borrow_mut();
-        if view.0.as_ref().is_some_and(|t| Arc::ptr_eq(t, &snapshot)) {
+        if view.0.as_ref().is_some_and(|t| topology.is_current(t)) {
             return;
         }
+        let snapshot = topology.load();
         view.1 = TopologyView {
             epoch: snapshot.epoch,
             primary: snapshot.primary,
@@ -234,9 +236,7 @@ impl ClientSide<'_> {
     /// Extended protocol and FunctionCall run on the primary, where named
     /// prepared statements live.
     fn steer_to_primary(&mut self) -> Verdict {
-        self.router.refresh(self.topology);
-        let primary = self.router.view.borrow().1.primary;
-        match primary {
+        match self.topology.primary() {
             Some(p) if p != self.route.current && self.tracker.status() == TxStatus::Idle => {
                 self.route.pending = Some(Pending::Switch {
                     node: p,
