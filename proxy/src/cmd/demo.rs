@@ -2,6 +2,7 @@
 //! machine, from the installed PostgreSQL binaries, until Ctrl-C.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -65,31 +66,41 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    println!("pgrelay demo is ready.");
+    announce(&cluster, port);
+
+    signals.wait();
+    proxy.shutdown(DEMO_SHUTDOWN_GRACE);
+    drop(cluster);
+    drop(runtime);
+    let _ = writeln!(std::io::stderr(), "pgrelay demo: stopped and cleaned up");
+    Ok(())
+}
+
+/// Prints where to connect. Write errors are ignored: whoever reads the
+/// demo's output may stop reading (a closed pipe), and that must not stop
+/// the demo — `println!` would panic and skip the cleanup.
+fn announce(cluster: &Cluster, port: u16) {
+    let mut text = String::from("pgrelay demo is ready.\n");
     for node in cluster.nodes() {
-        println!(
+        let _ = writeln!(
+            text,
             "  node {:<4} {}  (data: {})",
             node.name,
             node.addr(),
             node.data_dir.display()
         );
     }
-    println!("Connect through pgrelay:");
-    println!(
-        "  psql \"host=127.0.0.1 port={port} user={} dbname=postgres\"",
-        superuser()
-    );
-    println!(
-        "Press Ctrl-C to stop everything and remove {}",
+    let _ = writeln!(
+        text,
+        "Connect through pgrelay:\n  psql \"host=127.0.0.1 port={port} user={} dbname=postgres\"\n\
+         Press Ctrl-C to stop everything and remove {}",
+        superuser(),
         cluster.dir().display()
     );
-
-    signals.wait();
-    proxy.shutdown(DEMO_SHUTDOWN_GRACE);
-    drop(cluster);
-    drop(runtime);
-    eprintln!("pgrelay demo: stopped and cleaned up");
-    Ok(())
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 fn demo_config(cluster: &Cluster) -> anyhow::Result<Config> {
