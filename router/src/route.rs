@@ -34,6 +34,10 @@ pub enum RouteReason {
     /// A statement that changes session state (SET, PREPARE, …) runs where
     /// the session's state is kept: the primary.
     PrimarySessionState,
+    /// An extended-protocol batch that could not be judged as a whole
+    /// before it runs (a Flush before its Sync, or statements pgrelay does
+    /// not know): the primary can run anything.
+    PrimaryOpenBatch,
 }
 
 impl RouteReason {
@@ -52,6 +56,7 @@ impl RouteReason {
             RouteReason::Pgrelay => "pgrelay",
             RouteReason::PrimaryStrong => "primary strong",
             RouteReason::PrimarySessionState => "primary session state",
+            RouteReason::PrimaryOpenBatch => "primary open batch",
         }
     }
 

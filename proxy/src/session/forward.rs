@@ -61,7 +61,7 @@ impl Inspect for ServerSide<'_> {
         }
     }
 
-    fn inspect(&mut self, header: FrameHeader, frame: &mut [u8]) -> Verdict {
+    fn inspect(&mut self, header: FrameHeader, frame: &mut [u8], _: &[u8]) -> Verdict {
         match header.tag {
             b'Z' => {
                 if let Some(&status) = frame.get(5) {

@@ -28,22 +28,30 @@ impl Leases {
     }
 
     /// Makes `node`'s connection current, opening one with `open` if the
-    /// session has none yet. On error the current connection stays.
-    pub async fn switch_to<F, Fut>(&mut self, node: usize, open: F) -> Result<(), ProxyError>
+    /// session has none yet (then returns `true`). On error the current
+    /// connection stays.
+    pub async fn switch_to<F, Fut>(&mut self, node: usize, open: F) -> Result<bool, ProxyError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Lease, ProxyError>>,
     {
         if self.current.conn().node == node {
-            return Ok(());
+            return Ok(false);
         }
-        let next = match self.others.iter().position(|l| l.conn().node == node) {
-            Some(i) => self.others.swap_remove(i),
-            None => open().await?,
+        let (next, opened) = match self.others.iter().position(|l| l.conn().node == node) {
+            Some(i) => (self.others.swap_remove(i), false),
+            None => (open().await?, true),
         };
         let previous = std::mem::replace(&mut self.current, next);
         self.others.push(previous);
-        Ok(())
+        Ok(opened)
+    }
+
+    /// Closes every connection (they may be mid-request) without ending
+    /// the leases' owner: the session is about to fail.
+    pub fn close_all(&mut self) {
+        // Dropping a lease without release closes its connection.
+        self.others.clear();
     }
 
     /// Ends every lease: the current one as `current`, the others (idle

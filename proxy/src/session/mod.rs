@@ -1,10 +1,14 @@
 //! One client connection, from its first byte to its last: login, then
 //! forwarding, then handing the backend connection back.
 
+mod batch;
+mod exchange;
 mod forward;
 mod leases;
 mod local;
 mod login;
+mod prepared;
+mod setup;
 mod steer;
 mod tracker;
 
@@ -93,7 +97,7 @@ async fn serve(
     let mut down = Pump::new(max);
     let mut tracker = Tracker::default();
     let configured = consistency_from_config(ctx.shared.config.routing.consistency);
-    let mut route = RouteState::new(configured, lease.conn().node);
+    let mut route = RouteState::new(configured, lease.conn().node, ctx.shared.config.nodes.len());
     let mut identity = Identity {
         client_pid: cancel_key.pid,
         backend_pid: lease.conn().key.pid,
@@ -144,21 +148,53 @@ async fn serve(
                 client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
                 up.skip_head();
             }
-            Some(Pending::Switch { node, reason }) if tracker.status() == TxStatus::Idle => {
-                match leases
-                    .switch_to(node, || lease_node(ctx, node, &params, &user))
-                    .await
-                {
-                    Ok(()) => route.last = Some((node, reason)),
-                    Err(e) if leases.current_node() != node && reason.is_replica() => {
-                        // A replica that cannot be reached: the current
-                        // node (the primary) serves the read instead.
-                        debug!(error = %e, "replica unavailable; reading from the current node");
-                        route.last = Some((leases.current_node(), RouteReason::PrimaryFallback));
-                    }
-                    Err(e) => {
-                        leases.release_all(Reuse::Close, Reuse::Close);
-                        return Err(e);
+            Some(Pending::Switch {
+                node,
+                reason,
+                batch,
+            }) => {
+                // A transaction opened meanwhile (pipelined BEGIN): it stays here.
+                let node = if tracker.status() == TxStatus::Idle {
+                    node
+                } else {
+                    leases.current_node()
+                };
+                let reason =
+                    switch(ctx, &mut leases, &mut route, node, reason, &params, &user).await?;
+                route.last = Some((leases.current_node(), reason));
+                if let Some(needs) = &batch {
+                    let ready = setup::prepare_statements(
+                        leases.current_mut().conn_mut(),
+                        &mut route.prepared,
+                        needs,
+                    )
+                    .await;
+                    let ready = match ready {
+                        Ok(ready) => ready,
+                        Err(e) => {
+                            leases.release_all(Reuse::Close, Reuse::Close);
+                            return Err(e);
+                        }
+                    };
+                    let primary = ctx.shared.topology.primary();
+                    if !ready
+                        && tracker.status() == TxStatus::Idle
+                        && let Some(p) = primary.filter(|&p| p != leases.current_node())
+                    {
+                        // The statement does not prepare on this replica:
+                        // the primary runs the batch (and says what is wrong).
+                        switch(ctx, &mut leases, &mut route, p, reason, &params, &user).await?;
+                        route.last = Some((p, RouteReason::PrimaryFallback));
+                        let prepared = setup::prepare_statements(
+                            leases.current_mut().conn_mut(),
+                            &mut route.prepared,
+                            needs,
+                        )
+                        .await;
+                        if let Err(e) = prepared {
+                            leases.release_all(Reuse::Close, Reuse::Close);
+                            return Err(e);
+                        }
                     }
                 }
                 route.current = leases.current_node();
@@ -166,8 +202,7 @@ async fn serve(
                 route.resume_head = true;
                 up.resume();
             }
-            // A transaction opened meanwhile (pipelined BEGIN): it stays here.
-            Some(Pending::Switch { .. }) | None => {
+            None => {
                 route.resume_head = true;
                 up.resume();
             }
@@ -200,4 +235,39 @@ async fn serve(
         }
     }
     Ok(Some(end))
+}
+
+/// Makes `node` the session's current backend, opening a connection there
+/// if it has none; returns the reason the statement runs where it now does.
+/// A replica that cannot be reached leaves the session where it is (the
+/// primary serves the read); any other failure ends the session, and its
+/// connections with it.
+async fn switch(
+    ctx: &SessionContext,
+    leases: &mut Leases,
+    route: &mut RouteState,
+    node: usize,
+    reason: RouteReason,
+    params: &[(String, String)],
+    user: &str,
+) -> Result<RouteReason, ProxyError> {
+    match leases
+        .switch_to(node, || lease_node(ctx, node, params, user))
+        .await
+    {
+        Ok(opened) => {
+            if opened {
+                route.prepared.node_reset(node);
+            }
+            Ok(reason)
+        }
+        Err(e) if leases.current_node() != node && reason.is_replica() => {
+            debug!(error = %e, "replica unavailable; reading from the current node");
+            Ok(RouteReason::PrimaryFallback)
+        }
+        Err(e) => {
+            leases.close_all();
+            Err(e)
+        }
+    }
 }

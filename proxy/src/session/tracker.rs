@@ -87,6 +87,12 @@ impl Tracker {
     pub fn status(&self) -> TxStatus {
         self.status
     }
+
+    /// Extended-protocol messages were sent and their Sync has not been:
+    /// the next message continues that batch.
+    pub fn in_batch(&self) -> bool {
+        self.unsynced
+    }
 }
 
 #[cfg(test)]

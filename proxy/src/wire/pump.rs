@@ -47,14 +47,20 @@ pub enum Verdict {
     /// everything before it has been written; the owner decides what to do
     /// with it and calls [`Pump::resume`] or [`Pump::skip_head`].
     Hold,
+    /// The inspector needs to see more of what follows the frame before it
+    /// decides: the pump reads more and inspects the same frame again. The
+    /// inspector bounds this itself by how much `ahead` it accepts.
+    Wait,
 }
 
 /// The decisions a pump asks of its owner, one frame at a time.
 pub trait Inspect {
     fn need(&self, header: FrameHeader) -> Need;
     /// `frame` starts at the tag and holds at least what `need` asked for;
-    /// it may be changed in place (the length must stay the same).
-    fn inspect(&mut self, header: FrameHeader, frame: &mut [u8]) -> Verdict;
+    /// it may be changed in place (the length must stay the same). `ahead`
+    /// is whatever has been read after `frame` so far (the rest of this
+    /// frame, then later frames).
+    fn inspect(&mut self, header: FrameHeader, frame: &mut [u8], ahead: &[u8]) -> Verdict;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,8 +248,8 @@ impl Pump {
                 self.want = need - available;
                 return Ok(());
             }
-            let frame = &mut self.buf[self.ready..self.ready + need];
-            match inspector.inspect(header, frame) {
+            let (frame, ahead) = self.buf[self.ready..].split_at_mut(need);
+            match inspector.inspect(header, frame, ahead) {
                 Verdict::Forward if available >= header.len => self.ready += header.len,
                 Verdict::Forward => {
                     self.ready += available;
@@ -256,6 +262,10 @@ impl Pump {
                 }
                 Verdict::Hold => {
                     self.held = true;
+                    return Ok(());
+                }
+                Verdict::Wait => {
+                    self.want = READ_CHUNK;
                     return Ok(());
                 }
             }
@@ -295,7 +305,7 @@ mod tests {
                 _ => Need::Header,
             }
         }
-        fn inspect(&mut self, header: FrameHeader, frame: &mut [u8]) -> Verdict {
+        fn inspect(&mut self, header: FrameHeader, frame: &mut [u8], _: &[u8]) -> Verdict {
             self.seen.push((header.tag, frame.len()));
             match header.tag {
                 b'X' => Verdict::Swallow,
@@ -369,7 +379,7 @@ mod tests {
             fn need(&self, _: FrameHeader) -> Need {
                 Need::Whole
             }
-            fn inspect(&mut self, header: FrameHeader, _: &mut [u8]) -> Verdict {
+            fn inspect(&mut self, header: FrameHeader, _: &mut [u8], _: &[u8]) -> Verdict {
                 if header.tag == b'Q' && self.0 > 0 {
                     self.0 -= 1;
                     Verdict::Hold

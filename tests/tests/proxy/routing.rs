@@ -77,8 +77,81 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 c.simple_query("COMMIT").await?;
 
                 let extended: String = c.query_one(PORT, &[]).await?.get(0);
-                ensure!(extended == primary, "extended protocol runs on the primary");
+                ensure!(
+                    extended == replica,
+                    "an extended-protocol read runs on the replica"
+                );
+                let written: String = c
+                    .query_one(
+                        "INSERT INTO routing_rw VALUES ($1) RETURNING current_setting('port')",
+                        &[&2i32],
+                    )
+                    .await?
+                    .get(0);
+                ensure!(
+                    written == primary,
+                    "an extended-protocol write runs on the primary"
+                );
                 ensure!(value(&c, PORT).await? == replica);
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "routing::prepared_statements_exist_wherever_they_run",
+            |env| async move {
+                let (primary, replica) = ports(&env);
+                let proxy = TestProxy::start(&env.cluster, eventual()).await?;
+                let c = proxy.client().await?;
+                // Prepared inside a read-write transaction: on the primary.
+                c.simple_query("BEGIN").await?;
+                let on_primary = c.prepare(PORT).await?;
+                let add = c
+                    .prepare("SELECT $1::int + 1, current_setting('port')")
+                    .await?;
+                c.simple_query("COMMIT").await?;
+                // Outside it, reads go to the replica, which never saw them.
+                for i in 0..20i32 {
+                    let port: String = c.query_one(&on_primary, &[]).await?.get(0);
+                    ensure!(port == replica, "run {i}: re-prepared on the replica");
+                    let row = c.query_one(&add, &[&i]).await?;
+                    ensure!(row.get::<_, i32>(0) == i + 1);
+                    ensure!(row.get::<_, String>(1) == replica);
+                }
+                ensure!(value(&c, "SHOW pgrelay.route").await? == "pg2 replica read");
+                // Prepared on the replica, used in a transaction on the primary.
+                let on_replica = c.prepare("SELECT current_setting('port') AS p").await?;
+                c.simple_query("BEGIN").await?;
+                c.simple_query("SELECT txid_current()").await?;
+                let port: String = c.query_one(&on_replica, &[]).await?.get(0);
+                ensure!(
+                    port == primary,
+                    "re-prepared on the primary inside the transaction"
+                );
+                c.simple_query("COMMIT").await?;
+                // A write statement always runs on the primary.
+                c.simple_query("CREATE TABLE IF NOT EXISTS routing_prep (id int)")
+                    .await?;
+                let insert = c
+                    .prepare(
+                        "INSERT INTO routing_prep VALUES ($1) RETURNING current_setting('port')",
+                    )
+                    .await?;
+                for i in 0..5i32 {
+                    let port: String = c.query_one(&insert, &[&i]).await?.get(0);
+                    ensure!(port == primary);
+                    let port: String = c.query_one(&on_primary, &[]).await?.get(0);
+                    ensure!(port == replica);
+                }
+                // A pipeline mixing reads and writes: each batch on its node.
+                let (a, b, d) = tokio::try_join!(
+                    c.query_one(&on_replica, &[]),
+                    c.query_one(&insert, &[&99i32]),
+                    c.query_one(&add, &[&41i32]),
+                )?;
+                ensure!(a.get::<_, String>(0) == replica);
+                ensure!(b.get::<_, String>(0) == primary);
+                ensure!(d.get::<_, i32>(0) == 42);
                 Ok(())
             },
         ),

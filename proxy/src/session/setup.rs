@@ -1,0 +1,46 @@
+//! Bringing a backend connection up to what the session's next request
+//! expects of it: the prepared statements a batch uses.
+
+use bytes::BytesMut;
+use tracing::debug;
+
+use crate::backend::BackendConn;
+use crate::error::ProxyError;
+use crate::wire::fe;
+
+use super::exchange::exchange;
+use super::prepared::Registry;
+use super::steer::BatchNeeds;
+
+/// Whether the node could be set up; `false` leaves the batch to meet the
+/// server's own error there (or the caller to try another node).
+pub async fn prepare_statements(
+    conn: &mut BackendConn,
+    registry: &mut Registry,
+    needs: &BatchNeeds,
+) -> Result<bool, ProxyError> {
+    let node = conn.node;
+    let setup = registry.setup_for(
+        node,
+        needs.defines.iter().map(Vec::as_slice),
+        needs.uses.iter().map(Vec::as_slice),
+    );
+    if setup.is_empty() {
+        return Ok(true);
+    }
+    let mut request = BytesMut::new();
+    for name in &setup.close {
+        fe::close_statement(&mut request, name);
+    }
+    for parse in &setup.parse {
+        request.extend_from_slice(parse);
+    }
+    fe::sync(&mut request);
+    let answer = exchange(conn, &request).await?;
+    if let Some((code, message)) = answer.error {
+        debug!(node = %conn.node_name, %code, %message, "re-preparing statements failed");
+        return Ok(false);
+    }
+    registry.set_up(node, &setup);
+    Ok(true)
+}
