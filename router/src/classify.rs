@@ -159,6 +159,19 @@ fn unparsed(tokens: &[&Token], features: &Features) -> Part {
     };
     let lower = |i: usize| word(i).map_or(String::new(), |w| w.value.to_ascii_lowercase());
     let (first, second) = (lower(0), lower(1));
+    let only_words = |n: usize| {
+        tokens.len() == n || (tokens.len() == n + 1 && matches!(tokens[n], Token::SemiColon))
+    };
+    // sqlparser does not know `RESET TIME ZONE`; it is common (JDBC, ORMs).
+    if (first.as_str(), second.as_str(), lower(2).as_str()) == ("reset", "time", "zone")
+        && only_words(3)
+    {
+        let mut part = Part::read();
+        part.session = SessionEffect::Reset {
+            name: Some("timezone".into()),
+        };
+        return part;
+    }
     let mut part = match (first.as_str(), second.as_str()) {
         ("do", _) => Part::write(WriteReason::Do),
         (

@@ -529,6 +529,13 @@ fn session_effects() {
     );
     assert_eq!(se("RESET ALL"), SessionEffect::Reset { name: None });
     assert_eq!(
+        se("reset time zone;"),
+        SessionEffect::Reset {
+            name: Some("timezone".into())
+        }
+    );
+    assert_eq!(se("RESET TIME ZONE x"), SessionEffect::Unknown);
+    assert_eq!(
         se("PREPARE p AS SELECT 1"),
         SessionEffect::Prepare {
             name: "p".into(),

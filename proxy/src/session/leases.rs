@@ -47,13 +47,6 @@ impl Leases {
         Ok(opened)
     }
 
-    /// Closes every connection (they may be mid-request) without ending
-    /// the leases' owner: the session is about to fail.
-    pub fn close_all(&mut self) {
-        // Dropping a lease without release closes its connection.
-        self.others.clear();
-    }
-
     /// Ends every lease: the current one as `current`, the others (idle
     /// since the session switched away from them) as `others`.
     pub fn release_all(self, current: Reuse, others: Reuse) {

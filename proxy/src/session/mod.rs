@@ -8,8 +8,10 @@ mod leases;
 mod local;
 mod login;
 mod prepared;
+mod settings;
 mod setup;
 mod steer;
+mod switch;
 mod tracker;
 
 use std::net::SocketAddr;
@@ -31,10 +33,10 @@ use crate::wire::pump::Pump;
 
 use forward::{ForwardEnd, Identity, Pumps, forward};
 use leases::Leases;
-use login::{Login, lease_node, login};
-use pgrelay_router::RouteReason;
+use login::{Login, login};
 pub use steer::WorkerRouter;
 use steer::{Pending, RouteState, consistency_from_config};
+use switch::{LoginAs, switch_for_statement};
 pub use tracker::{Tracker, TxStatus};
 
 /// What a worker hands to each accepted connection.
@@ -153,51 +155,26 @@ async fn serve(
                 reason,
                 batch,
             }) => {
-                // A transaction opened meanwhile (pipelined BEGIN): it stays here.
-                let node = if tracker.status() == TxStatus::Idle {
-                    node
-                } else {
-                    leases.current_node()
+                let login = LoginAs {
+                    params: &params,
+                    user: &user,
                 };
-                let reason =
-                    switch(ctx, &mut leases, &mut route, node, reason, &params, &user).await?;
-                route.last = Some((leases.current_node(), reason));
-                if let Some(needs) = &batch {
-                    let ready = setup::prepare_statements(
-                        leases.current_mut().conn_mut(),
-                        &mut route.prepared,
-                        needs,
-                    )
-                    .await;
-                    let ready = match ready {
-                        Ok(ready) => ready,
-                        Err(e) => {
-                            leases.release_all(Reuse::Close, Reuse::Close);
-                            return Err(e);
-                        }
-                    };
-                    let primary = ctx.shared.topology.primary();
-                    if !ready
-                        && tracker.status() == TxStatus::Idle
-                        && let Some(p) = primary.filter(|&p| p != leases.current_node())
-                    {
-                        // The statement does not prepare on this replica:
-                        // the primary runs the batch (and says what is wrong).
-                        switch(ctx, &mut leases, &mut route, p, reason, &params, &user).await?;
-                        route.last = Some((p, RouteReason::PrimaryFallback));
-                        let prepared = setup::prepare_statements(
-                            leases.current_mut().conn_mut(),
-                            &mut route.prepared,
-                            needs,
-                        )
-                        .await;
-                        if let Err(e) = prepared {
-                            leases.release_all(Reuse::Close, Reuse::Close);
-                            return Err(e);
-                        }
-                    }
+                let idle = tracker.status() == TxStatus::Idle;
+                let switched = switch_for_statement(
+                    ctx,
+                    &mut leases,
+                    &mut route,
+                    idle,
+                    (node, reason),
+                    batch.as_ref(),
+                    &login,
+                )
+                .await;
+                if let Err(e) = switched {
+                    cancel_key.set_target(None);
+                    leases.release_all(Reuse::Close, Reuse::Close);
+                    return Err(e);
                 }
-                route.current = leases.current_node();
                 identity.node = leases.current_mut().conn().node_name.clone();
                 route.resume_head = true;
                 up.resume();
@@ -235,39 +212,4 @@ async fn serve(
         }
     }
     Ok(Some(end))
-}
-
-/// Makes `node` the session's current backend, opening a connection there
-/// if it has none; returns the reason the statement runs where it now does.
-/// A replica that cannot be reached leaves the session where it is (the
-/// primary serves the read); any other failure ends the session, and its
-/// connections with it.
-async fn switch(
-    ctx: &SessionContext,
-    leases: &mut Leases,
-    route: &mut RouteState,
-    node: usize,
-    reason: RouteReason,
-    params: &[(String, String)],
-    user: &str,
-) -> Result<RouteReason, ProxyError> {
-    match leases
-        .switch_to(node, || lease_node(ctx, node, params, user))
-        .await
-    {
-        Ok(opened) => {
-            if opened {
-                route.prepared.node_reset(node);
-            }
-            Ok(reason)
-        }
-        Err(e) if leases.current_node() != node && reason.is_replica() => {
-            debug!(error = %e, "replica unavailable; reading from the current node");
-            Ok(RouteReason::PrimaryFallback)
-        }
-        Err(e) => {
-            leases.close_all();
-            Err(e)
-        }
-    }
 }

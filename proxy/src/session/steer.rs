@@ -31,6 +31,7 @@ use crate::wire::pump::{Inspect, Need, Verdict};
 
 use super::batch::{self, BatchEnd, BatchItem};
 use super::prepared::Registry;
+use super::settings::Settings;
 use super::tracker::{Tracker, TxStatus};
 
 /// How much of an extended-protocol batch is waited for before it is
@@ -143,6 +144,7 @@ pub struct RouteState {
     /// The held frame has been dealt with: forward it without asking again.
     pub resume_head: bool,
     pub prepared: Registry,
+    pub settings: Settings,
 }
 
 impl RouteState {
@@ -155,6 +157,7 @@ impl RouteState {
             pending: None,
             resume_head: false,
             prepared: Registry::new(nodes),
+            settings: Settings::new(nodes),
         }
     }
 }
@@ -243,17 +246,39 @@ impl ClientSide<'_> {
         }
         if self.tracker.status() != TxStatus::Idle {
             self.note_dropped_statements(self.route.current, &statement.session);
+            // Whatever state a transaction creates may still be rolled back
+            // (or committed): only the node it runs on will know.
+            if pins_session(&statement.session, false) {
+                self.route.pinned = true;
+            }
             self.route.last = Some((self.route.current, RouteReason::TransactionPinned));
             return Verdict::Forward;
         }
-        self.note_session_effect(&statement.session);
+        self.note_session_effect(&statement.session, true);
         let Some(route) = self.decide(std::slice::from_ref(&statement)) else {
             // No primary known: stay where we are; the backend answers.
             self.route.last = Some((self.route.current, RouteReason::PrimaryFallback));
             return Verdict::Forward;
         };
         self.note_dropped_statements(route.node, &statement.session);
+        self.note_setting(route.node, sql, &statement.session);
         self.steer(route.node, route.reason, None)
+    }
+
+    /// A setting made outside a transaction, kept for replay on the other
+    /// nodes the session uses.
+    fn note_setting(&mut self, node: usize, sql: &[u8], effect: &SessionEffect) {
+        let name = match effect {
+            SessionEffect::Set { name, local: false } => Some(name.as_str()),
+            SessionEffect::Reset { name } => name.as_deref(),
+            SessionEffect::DiscardAll => None,
+            _ => return,
+        };
+        let recorded =
+            std::str::from_utf8(sql).is_ok_and(|sql| self.route.settings.record(node, name, sql));
+        if !recorded {
+            self.route.pinned = true;
+        }
     }
 
     /// SQL `DEALLOCATE` and `DISCARD ALL` drop protocol-level prepared
@@ -310,13 +335,18 @@ impl ClientSide<'_> {
         }
         let current = self.route.current;
         let route = if self.tracker.status() != TxStatus::Idle {
+            if statements.iter().any(|s| pins_session(&s.session, false)) {
+                self.route.pinned = true;
+            }
             Some(Route {
                 node: current,
                 reason: RouteReason::TransactionPinned,
             })
         } else {
             for statement in &statements {
-                self.note_session_effect(&statement.session);
+                // Settings made through the extended protocol are not
+                // replayed (yet): they pin.
+                self.note_session_effect(&statement.session, false);
             }
             if end != BatchEnd::Sync || unknown {
                 self.topology.primary().map(|node| Route {
@@ -352,11 +382,13 @@ impl ClientSide<'_> {
         Verdict::Hold
     }
 
-    /// SET and friends: what the session now holds on the primary.
-    fn note_session_effect(&mut self, effect: &SessionEffect) {
+    /// Temp tables and friends: what the session now holds on the primary.
+    /// `replayed_settings`: a SET/RESET here is replayed on other nodes
+    /// rather than pinning.
+    fn note_session_effect(&mut self, effect: &SessionEffect, replayed_settings: bool) {
         match effect {
             SessionEffect::DiscardAll => self.route.pinned = false,
-            effect if pins_session(effect) => self.route.pinned = true,
+            effect if pins_session(effect, replayed_settings) => self.route.pinned = true,
             _ => {}
         }
     }
@@ -447,12 +479,18 @@ impl ClientSide<'_> {
     }
 }
 
-/// Effects whose state only the node that ran them has. SET and RESET are
-/// among them until settings are replayed on replicas.
-fn pins_session(effect: &SessionEffect) -> bool {
+/// Effects whose state only the node that ran them has. Settings are
+/// among them unless they are replayed on the other nodes; a string of
+/// several statements is never replayed.
+fn pins_session(effect: &SessionEffect, replayed_settings: bool) -> bool {
     match effect {
-        SessionEffect::None | SessionEffect::DiscardAll | SessionEffect::Discard(_) => false,
-        SessionEffect::Many(effects) => effects.iter().any(pins_session),
+        SessionEffect::None
+        | SessionEffect::DiscardAll
+        | SessionEffect::Discard(_)
+        | SessionEffect::Deallocate { .. }
+        | SessionEffect::Set { local: true, .. } => false,
+        SessionEffect::Set { local: false, .. } | SessionEffect::Reset { .. } => !replayed_settings,
+        SessionEffect::Many(effects) => effects.iter().any(|e| pins_session(e, false)),
         _ => true,
     }
 }

@@ -3,7 +3,9 @@
 
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
-use pgrelay_tests::{ProxyOptions, TestProxy};
+use std::time::Duration;
+
+use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::env::{Env, LazyEnv, trial};
@@ -25,6 +27,16 @@ const PORT: &str = "SELECT current_setting('port')";
 fn ports(env: &Env) -> (String, String) {
     let nodes = env.cluster.nodes();
     (nodes[0].port.to_string(), nodes[1].port.to_string())
+}
+
+/// Waits until a standby has replayed the primary's WAL up to `lsn`.
+async fn until_replayed(standby: &Client, lsn: &str) -> anyhow::Result<()> {
+    let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
+    poll_until(Duration::from_secs(10), "the replica to replay", || async {
+        let row = standby.query_one(sql.as_str(), &[]).await.ok()?;
+        row.get::<_, bool>(0).then_some(())
+    })
+    .await
 }
 
 fn eventual() -> ProxyOptions {
@@ -93,6 +105,74 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     "an extended-protocol write runs on the primary"
                 );
                 ensure!(value(&c, PORT).await? == replica);
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "routing::settings_apply_on_every_node_the_session_uses",
+            |env| async move {
+                let (primary, replica) = ports(&env);
+                let proxy = TestProxy::start(&env.cluster, eventual()).await?;
+                let c = proxy.client().await?;
+                let direct = env.cluster.client(0).await?;
+                direct
+                    .batch_execute(
+                        "CREATE SCHEMA IF NOT EXISTS routing_a;
+                         CREATE SCHEMA IF NOT EXISTS routing_b;
+                         CREATE TABLE IF NOT EXISTS routing_a.t AS SELECT 'a'::text AS v;
+                         CREATE TABLE IF NOT EXISTS routing_b.t AS SELECT 'b'::text AS v;",
+                    )
+                    .await?;
+                let lsn: String = direct
+                    .query_one("SELECT pg_current_wal_lsn()::text", &[])
+                    .await?
+                    .get(0);
+                let standby = env.cluster.client(1).await?;
+                until_replayed(&standby, &lsn).await?;
+                ensure!(
+                    value(&c, PORT).await? == replica,
+                    "the replica is in use first"
+                );
+                c.simple_query("SET search_path = routing_a").await?;
+                c.simple_query("SET TIME ZONE 'Asia/Kathmandu'").await?;
+                c.simple_query("SET statement_timeout = '1234ms'").await?;
+                ensure!(value(&c, "SHOW pgrelay.route").await? == "pg1 primary session state");
+                for round in 0..3 {
+                    ensure!(
+                        value(&c, PORT).await? == replica,
+                        "round {round}: still on the replica"
+                    );
+                    ensure!(
+                        value(&c, "SELECT v FROM t").await? == "a",
+                        "search_path replayed"
+                    );
+                    ensure!(value(&c, "SHOW TimeZone").await? == "Asia/Kathmandu");
+                    ensure!(value(&c, "SHOW statement_timeout").await? == "1234ms");
+                    let extended: String = c.query_one("SELECT v FROM t", &[]).await?.get(0);
+                    ensure!(extended == "a");
+                }
+                c.simple_query("SET search_path = routing_b").await?;
+                ensure!(
+                    value(&c, "SELECT v FROM t").await? == "b",
+                    "a later SET wins"
+                );
+                c.simple_query("RESET TIME ZONE").await?;
+                ensure!(value(&c, "SHOW TimeZone").await? != "Asia/Kathmandu");
+                ensure!(value(&c, PORT).await? == replica);
+                c.simple_query("RESET ALL").await?;
+                ensure!(value(&c, "SHOW statement_timeout").await? == "0");
+                ensure!(value(&c, PORT).await? == replica);
+                // A setting made inside a transaction may be rolled back:
+                // the session stays where it was made.
+                c.simple_query("BEGIN").await?;
+                c.simple_query("SET search_path = routing_b").await?;
+                c.simple_query("COMMIT").await?;
+                ensure!(
+                    value(&c, PORT).await? == primary,
+                    "pinned after an in-transaction SET"
+                );
+                ensure!(value(&c, "SELECT v FROM t").await? == "b");
                 Ok(())
             },
         ),

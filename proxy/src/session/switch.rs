@@ -1,0 +1,125 @@
+//! Moving a session to the node its next statement needs, with the state
+//! the session has built up: its settings, and the prepared statements the
+//! statement uses.
+
+use bytes::BytesMut;
+use pgrelay_router::RouteReason;
+use tracing::debug;
+
+use crate::error::ProxyError;
+use crate::wire::fe;
+
+use super::SessionContext;
+use super::exchange::exchange;
+use super::leases::Leases;
+use super::login::lease_node;
+use super::setup::prepare_statements;
+use super::steer::{BatchNeeds, RouteState};
+
+/// Who the session is, for connections it opens to other nodes.
+pub struct LoginAs<'a> {
+    pub params: &'a [(String, String)],
+    pub user: &'a str,
+}
+
+/// Makes `node` current and ready for the held statement. `idle`: no
+/// transaction is open (otherwise the session stays where it is and only
+/// prepares what the batch needs there). Where a replica cannot take the
+/// statement (unreachable, a setting or statement that will not replay),
+/// the primary runs it. Sets `route.last` and `route.current`.
+pub async fn switch_for_statement(
+    ctx: &SessionContext,
+    leases: &mut Leases,
+    route: &mut RouteState,
+    idle: bool,
+    (node, reason): (usize, RouteReason),
+    batch: Option<&BatchNeeds>,
+    login: &LoginAs<'_>,
+) -> Result<(), ProxyError> {
+    let mut reason = reason;
+    if idle {
+        reason = switch(ctx, leases, route, node, reason, login).await?;
+        if !replay_settings(leases, route).await? {
+            route.pinned = true;
+            reason = to_primary(ctx, leases, route, RouteReason::SessionPinned, login).await?;
+        }
+    }
+    if let Some(needs) = batch {
+        let current = leases.current_mut().conn_mut();
+        if !prepare_statements(current, &mut route.prepared, needs).await? && idle {
+            // The statement does not prepare here: the primary runs the
+            // batch (and says what is wrong with it, if anything).
+            reason = to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
+            let current = leases.current_mut().conn_mut();
+            prepare_statements(current, &mut route.prepared, needs).await?;
+        }
+    }
+    route.current = leases.current_node();
+    route.last = Some((route.current, reason));
+    Ok(())
+}
+
+/// Replays the session's settings on the current node if it is behind;
+/// `false` if the node refused them.
+async fn replay_settings(leases: &mut Leases, route: &mut RouteState) -> Result<bool, ProxyError> {
+    let node = leases.current_node();
+    let Some(sql) = route.settings.replay_for(node) else {
+        return Ok(true);
+    };
+    let mut request = BytesMut::new();
+    fe::query(&mut request, sql.as_bytes());
+    let conn = leases.current_mut().conn_mut();
+    let answer = exchange(conn, &request).await?;
+    if let Some((code, message)) = answer.error {
+        debug!(node = %conn.node_name, %code, %message, "replaying settings failed");
+        return Ok(false);
+    }
+    route.settings.replayed(node);
+    Ok(true)
+}
+
+async fn to_primary(
+    ctx: &SessionContext,
+    leases: &mut Leases,
+    route: &mut RouteState,
+    reason: RouteReason,
+    login: &LoginAs<'_>,
+) -> Result<RouteReason, ProxyError> {
+    match ctx.shared.topology.primary() {
+        Some(p) if p != leases.current_node() => {
+            switch(ctx, leases, route, p, reason, login).await?;
+            // The primary ran every setting the session made.
+            Ok(reason)
+        }
+        _ => Ok(reason),
+    }
+}
+
+/// Makes `node` the session's current backend, opening a connection there
+/// if it has none; returns the reason the statement runs where it now does.
+/// A replica that cannot be reached leaves the session where it is (the
+/// primary serves the read).
+async fn switch(
+    ctx: &SessionContext,
+    leases: &mut Leases,
+    route: &mut RouteState,
+    node: usize,
+    reason: RouteReason,
+    login: &LoginAs<'_>,
+) -> Result<RouteReason, ProxyError> {
+    let open = || lease_node(ctx, node, login.params, login.user);
+    match leases.switch_to(node, open).await {
+        Ok(opened) => {
+            if opened {
+                route.prepared.node_reset(node);
+                route.settings.node_reset(node);
+            }
+            Ok(reason)
+        }
+        Err(e) if leases.current_node() != node && reason.is_replica() => {
+            debug!(error = %e, "replica unavailable; reading from the current node");
+            Ok(RouteReason::PrimaryFallback)
+        }
+        Err(e) => Err(e),
+    }
+}
