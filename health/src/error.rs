@@ -1,7 +1,8 @@
 use std::time::Duration;
 
 /// Everything that can go wrong while talking to a node on the monitor's
-/// own connections. None of these reach clients; they decide node state.
+/// own connections. None of these reach clients; they decide node state,
+/// and every one of them counts as a failed probe.
 #[derive(Debug, thiserror::Error)]
 pub enum HealthError {
     #[error("connecting to {node} timed out after {timeout:?}")]
@@ -13,5 +14,13 @@ pub enum HealthError {
         node: String,
         #[source]
         source: tokio_postgres::Error,
+    },
+    /// The node answered something that cannot be true of a PostgreSQL
+    /// server (an unparsable LSN, a timeline 0): we do not guess.
+    #[error("{node}: unexpected {column} {value:?}")]
+    BadValue {
+        node: String,
+        column: &'static str,
+        value: String,
     },
 }

@@ -2,16 +2,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::cell::TopologyCell;
+use crate::liveness::FAILURES_BEFORE_DOWN;
+use crate::observe::Observer;
 use crate::probe::NodeProbe;
-use crate::topology::{NodeRole, NodeStatus};
+use crate::sample::{NodeSample, host_port};
+use crate::topology::{NodeStatus, Topology};
 
-/// Consecutive failed probes before a node that was up is declared down.
-/// One lost probe on a loaded machine must not take the primary away.
-pub const FAILURES_BEFORE_DOWN: u32 = 3;
+/// Longest pause between connection attempts to a node that keeps failing:
+/// short, because it also bounds how late a restarted node is noticed.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// A node to watch, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,15 +27,15 @@ pub struct NodeTarget {
 
 impl NodeTarget {
     pub fn addr(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        host_port(&self.host, self.port)
     }
 }
 
 /// The monitor's own login and pacing.
+///
+/// The user needs no privileges for roles and positions; the WAL receiver
+/// details of replicas (streaming, upstream, timeline) need
+/// `pg_read_all_stats` or `pg_monitor` (or a superuser).
 #[derive(Clone)]
 pub struct MonitorSettings {
     pub user: String,
@@ -55,7 +59,10 @@ impl std::fmt::Debug for MonitorSettings {
 
 struct ProbeResult {
     index: usize,
-    role: Option<NodeRole>,
+    /// `None`: the probe failed.
+    sample: Option<NodeSample>,
+    /// When the answer arrived: the primary was at its position by then.
+    at: Instant,
 }
 
 /// Starts one probing task per node and one task that folds their results
@@ -88,24 +95,48 @@ async fn probe_loop(
     results: mpsc::Sender<ProbeResult>,
     shutdown: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0u32;
+    let mut next = Instant::now();
     loop {
-        tokio::select! {
+        let started = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let role = match probe.probe().await {
-            Ok(role) => Some(role),
+            _ = tokio::time::sleep_until(next) => Instant::now(),
+        };
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            outcome = probe.probe() => outcome,
+        };
+        let at = Instant::now();
+        let sample = match outcome {
+            Ok(sample) => {
+                failures = 0;
+                next = started + interval;
+                Some(sample)
+            }
             Err(e) => {
-                debug!(error = %e, "probe failed");
+                failures = failures.saturating_add(1);
+                next = at + retry_delay(interval, failures);
+                debug!(error = %e, failures, "probe failed");
                 None
             }
         };
-        if results.send(ProbeResult { index, role }).await.is_err() {
+        let result = ProbeResult { index, sample, at };
+        if results.send(result).await.is_err() {
             return;
         }
     }
+}
+
+/// The pause after the `failures`-th consecutive failure. Until the node
+/// is declared down it is retried at the normal pace, so detection takes
+/// [`FAILURES_BEFORE_DOWN`] intervals; after that the pause doubles up to
+/// [`MAX_RETRY_DELAY`] (or the interval, if that is longer).
+fn retry_delay(interval: Duration, failures: u32) -> Duration {
+    let beyond = failures.saturating_sub(FAILURES_BEFORE_DOWN - 1);
+    let factor = 1u32 << beyond.min(16);
+    interval
+        .saturating_mul(factor)
+        .min(MAX_RETRY_DELAY.max(interval))
 }
 
 async fn publish_loop(
@@ -113,98 +144,90 @@ async fn publish_loop(
     cell: Arc<TopologyCell>,
     shutdown: CancellationToken,
 ) {
-    let mut failures = vec![0u32; cell.load().nodes.len()];
+    let mut observer = Observer::new(cell.load().nodes.len());
     loop {
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = results.recv() => match r { Some(r) => r, None => return },
         };
         let current = cell.load();
-        let mut nodes = current.nodes.clone();
-        let Some(node) = nodes.get_mut(result.index) else {
+        let now = Instant::now().into_std();
+        let Some(next) = observer.observe(
+            &current,
+            result.index,
+            result.sample.as_ref(),
+            result.at.into_std(),
+            now,
+        ) else {
             continue;
         };
-        let changed = apply_probe(node, &mut failures[result.index], result.role);
-        if changed {
-            let next = current.with_nodes(nodes);
-            log_change(&current.nodes[result.index], &next.nodes[result.index]);
-            if next.primary != current.primary {
-                match next.primary {
-                    Some(p) => {
-                        info!(epoch = next.epoch, primary = %next.nodes[p].name, "primary discovered")
-                    }
-                    None => warn!(epoch = next.epoch, "no routable primary"),
-                }
-            }
-            cell.publish(next);
+        log_changes(&current, &next, result.index);
+        cell.publish(next);
+    }
+}
+
+fn log_changes(current: &Topology, next: &Topology, index: usize) {
+    if let (Some(before), Some(after)) = (current.nodes.get(index), next.nodes.get(index)) {
+        log_node_change(before, after);
+    }
+    if next.primary != current.primary {
+        match next.primary.and_then(|p| next.nodes.get(p)) {
+            Some(p) => info!(epoch = next.epoch, primary = %p.name, "primary discovered"),
+            None => warn!(epoch = next.epoch, "no routable primary"),
         }
     }
 }
 
-/// Applies one probe outcome with hysteresis; returns whether the node's
-/// published state changed.
-fn apply_probe(node: &mut NodeStatus, failures: &mut u32, role: Option<NodeRole>) -> bool {
-    let before = (node.role, node.healthy);
-    match role {
-        Some(role) => {
-            *failures = 0;
-            node.role = role;
-            node.healthy = true;
-        }
-        None => {
-            *failures = failures.saturating_add(1);
-            if !node.healthy || *failures >= FAILURES_BEFORE_DOWN {
-                node.role = NodeRole::Down;
-                node.healthy = false;
-            }
-        }
+fn log_node_change(before: &NodeStatus, after: &NodeStatus) {
+    if (before.role, before.healthy) != (after.role, after.healthy) {
+        info!(
+            node = %after.name,
+            from = before.role.as_str(),
+            to = after.role.as_str(),
+            healthy = after.healthy,
+            "node state changed"
+        );
     }
-    before != (node.role, node.healthy)
-}
-
-fn log_change(before: &NodeStatus, after: &NodeStatus) {
-    info!(
-        node = %after.name,
-        from = before.role.as_str(),
-        to = after.role.as_str(),
-        healthy = after.healthy,
-        "node state changed"
-    );
+    if before.timeline.is_some() && before.timeline != after.timeline {
+        info!(node = %after.name, from = ?before.timeline, to = ?after.timeline, "timeline changed");
+    }
+    if (before.streaming, &before.upstream) != (after.streaming, &after.upstream) {
+        debug!(
+            node = %after.name,
+            streaming = after.streaming,
+            upstream = ?after.upstream,
+            "WAL receiver changed"
+        );
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn node() -> NodeStatus {
-        NodeStatus {
+    #[test]
+    fn retries_keep_pace_until_down_then_back_off_to_a_bound() {
+        let interval = Duration::from_millis(100);
+        let delays: Vec<u64> = (1..=8)
+            .map(|f| retry_delay(interval, f).as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [100, 100, 200, 400, 800, 1000, 1000, 1000]);
+        assert_eq!(retry_delay(interval, u32::MAX), MAX_RETRY_DELAY);
+    }
+
+    #[test]
+    fn a_slow_interval_is_never_shortened() {
+        let interval = Duration::from_secs(5);
+        assert_eq!(retry_delay(interval, 10), interval);
+    }
+
+    #[test]
+    fn ipv6_targets_are_bracketed() {
+        let t = NodeTarget {
             name: "pg1".into(),
-            addr: "127.0.0.1:5432".into(),
-            role: NodeRole::Unknown,
-            healthy: false,
-        }
-    }
-
-    #[test]
-    fn a_node_is_up_after_one_success_and_down_after_several_failures() {
-        let mut n = node();
-        let mut failures = 0;
-        assert!(apply_probe(&mut n, &mut failures, Some(NodeRole::Primary)));
-        assert!(n.healthy);
-        for _ in 1..FAILURES_BEFORE_DOWN {
-            assert!(!apply_probe(&mut n, &mut failures, None));
-            assert!(n.healthy, "one lost probe does not take a node down");
-        }
-        assert!(apply_probe(&mut n, &mut failures, None));
-        assert_eq!(n.role, NodeRole::Down);
-        assert!(!n.healthy);
-    }
-
-    #[test]
-    fn an_unknown_node_that_fails_is_down_at_once() {
-        let mut n = node();
-        let mut failures = 0;
-        assert!(apply_probe(&mut n, &mut failures, None));
-        assert_eq!(n.role, NodeRole::Down);
+            host: "::1".into(),
+            port: 5432,
+        };
+        assert_eq!(t.addr(), "[::1]:5432");
     }
 }

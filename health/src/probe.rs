@@ -1,16 +1,25 @@
-use tokio_postgres::{Client, NoTls};
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use crate::error::HealthError;
 use crate::monitor::{MonitorSettings, NodeTarget};
-use crate::topology::NodeRole;
+use crate::sample::{NodeSample, PROBE_SQL, ProbeRow};
 
 /// The monitor's own connection to one node. It is kept open between
-/// probes (a probe then costs one round trip) and re-established after any
-/// failure.
+/// probes, with the probe statement prepared on it, so a probe costs one
+/// round trip (Bind/Execute/Sync); it is re-established after any failure.
 pub struct NodeProbe {
     target: NodeTarget,
     settings: MonitorSettings,
-    client: Option<Client>,
+    connection: Option<Prepared>,
+}
+
+/// An open connection and the probe statement prepared on it.
+struct Prepared {
+    client: Client,
+    statement: Statement,
 }
 
 impl NodeProbe {
@@ -18,53 +27,68 @@ impl NodeProbe {
         NodeProbe {
             target,
             settings,
-            client: None,
+            connection: None,
         }
     }
 
-    /// Asks the node whether it is in recovery. Every step has a hard
-    /// timeout: tokio-postgres' own connect timeout covers only the TCP
-    /// connect, not the startup exchange.
-    pub async fn probe(&mut self) -> Result<NodeRole, HealthError> {
-        // A failed probe leaves `client` empty: the next one reconnects.
-        self.probe_once().await
-    }
-
-    async fn probe_once(&mut self) -> Result<NodeRole, HealthError> {
-        let client = match self.client.take().filter(|c| !c.is_closed()) {
-            Some(client) => client,
+    /// Asks the node for its role, WAL positions and WAL receiver in one
+    /// statement. Every step has a hard timeout: tokio-postgres' own
+    /// connect timeout covers only the TCP connect, not the startup
+    /// exchange.
+    pub async fn probe(&mut self) -> Result<NodeSample, HealthError> {
+        // A failed probe leaves `connection` empty: the next one reconnects.
+        let prepared = match self.connection.take().filter(|c| !c.client.is_closed()) {
+            Some(prepared) => prepared,
             None => self.connect().await?,
         };
-        let in_recovery = self.in_recovery(&client).await?;
-        self.client = Some(client);
-        Ok(if in_recovery {
-            NodeRole::Replica
-        } else {
-            NodeRole::Primary
-        })
+        let row = self.query(&prepared).await?;
+        let sample = self.decode(&row)?;
+        self.connection = Some(prepared);
+        Ok(sample)
     }
 
-    async fn in_recovery(&self, client: &Client) -> Result<bool, HealthError> {
-        let node = || self.target.name.clone();
+    async fn query(&self, prepared: &Prepared) -> Result<Row, HealthError> {
         let timeout = self.settings.query_timeout;
-        let row =
-            tokio::time::timeout(timeout, client.query_one("SELECT pg_is_in_recovery()", &[]))
-                .await
-                .map_err(|_| HealthError::QueryTimeout {
-                    node: node(),
+        let query = prepared.client.query_one(&prepared.statement, &[]);
+        match tokio::time::timeout(timeout, query).await {
+            Ok(result) => result.map_err(|source| self.postgres(source)),
+            Err(_) => {
+                // Dropping the connection does not stop the server's query.
+                let cancel = prepared.client.cancel_token();
+                let connect_timeout = self.settings.connect_timeout;
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(connect_timeout, cancel.cancel_query(NoTls)).await;
+                });
+                Err(HealthError::QueryTimeout {
+                    node: self.target.name.clone(),
                     timeout,
-                })?
-                .map_err(|source| HealthError::Postgres {
-                    node: node(),
-                    source,
-                })?;
-        row.try_get(0).map_err(|source| HealthError::Postgres {
-            node: node(),
-            source,
+                })
+            }
+        }
+    }
+
+    fn decode(&self, row: &Row) -> Result<NodeSample, HealthError> {
+        let get = |i| row.try_get(i).map_err(|source| self.postgres(source));
+        let get_i32 = |i| row.try_get(i).map_err(|source| self.postgres(source));
+        let raw = ProbeRow {
+            recovery: row.try_get(0).map_err(|source| self.postgres(source))?,
+            wal_lsn: get(1)?,
+            walfile: get(2)?,
+            receive_lsn: get(3)?,
+            replay_lsn: get(4)?,
+            receiver_status: get(5)?,
+            received_tli: get_i32(6)?,
+            sender_host: get(7)?,
+            sender_port: get_i32(8)?,
+        };
+        raw.decode().map_err(|bad| HealthError::BadValue {
+            node: self.target.name.clone(),
+            column: bad.column,
+            value: bad.value,
         })
     }
 
-    async fn connect(&self) -> Result<Client, HealthError> {
+    async fn connect(&self) -> Result<Prepared, HealthError> {
         let mut config = tokio_postgres::Config::new();
         config
             .host(&self.target.host)
@@ -77,21 +101,42 @@ impl NodeProbe {
             config.password(&self.settings.password);
         }
         let timeout = self.settings.connect_timeout;
-        let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
-            .await
-            .map_err(|_| HealthError::ConnectTimeout {
-                node: self.target.name.clone(),
-                timeout,
-            })?
-            .map_err(|source| HealthError::Postgres {
-                node: self.target.name.clone(),
-                source,
-            })?;
+        let (client, connection) = self
+            .bounded(timeout, config.connect(NoTls), |node| {
+                HealthError::ConnectTimeout { node, timeout }
+            })
+            .await?;
         tokio::spawn(async move {
             // The connection ends when the client is dropped or the node
             // goes away; either is handled by the next probe.
             let _ = connection.await;
         });
-        Ok(client)
+        let timeout = self.settings.query_timeout;
+        let statement = self
+            .bounded(timeout, client.prepare(PROBE_SQL), |node| {
+                HealthError::QueryTimeout { node, timeout }
+            })
+            .await?;
+        Ok(Prepared { client, statement })
+    }
+
+    /// Runs `step` with a hard `timeout`.
+    async fn bounded<T>(
+        &self,
+        timeout: Duration,
+        step: impl Future<Output = Result<T, tokio_postgres::Error>>,
+        timed_out: impl FnOnce(String) -> HealthError,
+    ) -> Result<T, HealthError> {
+        tokio::time::timeout(timeout, step)
+            .await
+            .map_err(|_| timed_out(self.target.name.clone()))?
+            .map_err(|source| self.postgres(source))
+    }
+
+    fn postgres(&self, source: tokio_postgres::Error) -> HealthError {
+        HealthError::Postgres {
+            node: self.target.name.clone(),
+            source,
+        }
     }
 }

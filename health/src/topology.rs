@@ -23,19 +23,76 @@ impl NodeRole {
 }
 
 /// One node as the monitor last saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Positions and receiver details are the last ones a probe returned; they
+/// stay while a node fails probes (and after it is declared down), so read
+/// them together with `healthy`. The lag fields are recomputed with every
+/// publication and are `None` whenever they cannot be known.
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeStatus {
     pub name: String,
     /// `host:port` as configured.
     pub addr: String,
     pub role: NodeRole,
     pub healthy: bool,
+    /// On a primary the timeline it writes; on a replica the one it last
+    /// received WAL on (kept while its WAL receiver is not running).
+    pub timeline: Option<u32>,
+    /// A primary's `pg_current_wal_lsn()`; `None` on replicas.
+    pub wal_lsn: Option<u64>,
+    /// A replica's `pg_last_wal_receive_lsn()`; `None` on primaries.
+    pub receive_lsn: Option<u64>,
+    /// A replica's `pg_last_wal_replay_lsn()`; `None` on primaries.
+    pub replay_lsn: Option<u64>,
+    /// Whether a replica's WAL receiver is streaming.
+    pub streaming: bool,
+    /// `host:port` a replica's WAL receiver is connected to.
+    pub upstream: Option<String>,
+    /// The routable primary's WAL position minus this replica's replay
+    /// position; 0 on the primary itself.
+    pub lag_bytes: Option<u64>,
+    /// Age of the oldest primary WAL position this replica has not
+    /// replayed (see `lag.rs`); 0 on the primary and whenever
+    /// `lag_bytes` is 0.
+    pub lag_seconds: Option<f64>,
+}
+
+impl NodeStatus {
+    /// A node not probed yet.
+    pub fn new(name: String, addr: String) -> NodeStatus {
+        NodeStatus {
+            name,
+            addr,
+            role: NodeRole::Unknown,
+            healthy: false,
+            timeline: None,
+            wal_lsn: None,
+            receive_lsn: None,
+            replay_lsn: None,
+            streaming: false,
+            upstream: None,
+            lag_bytes: None,
+            lag_seconds: None,
+        }
+    }
+
+    /// The WAL position up to which queries on this node see data: a
+    /// primary's current position, a replica's replay position. `None`
+    /// for a node down or never seen.
+    pub fn visible_lsn(&self) -> Option<u64> {
+        match self.role {
+            NodeRole::Primary => self.wal_lsn,
+            NodeRole::Replica => self.replay_lsn,
+            NodeRole::Down | NodeRole::Unknown => None,
+        }
+    }
 }
 
 /// An immutable picture of the cluster. `epoch` changes whenever the
 /// primary changes, so a session can tell that a connection it holds may
-/// now point at a node with another role.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// now point at a node with another role. Positions and lag change between
+/// snapshots of the same epoch.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Topology {
     pub epoch: u64,
     /// Index into `nodes` of the single writable node, if exactly one is
@@ -53,12 +110,7 @@ impl Topology {
             primary: None,
             nodes: nodes
                 .into_iter()
-                .map(|(name, addr)| NodeStatus {
-                    name,
-                    addr,
-                    role: NodeRole::Unknown,
-                    healthy: false,
-                })
+                .map(|(name, addr)| NodeStatus::new(name, addr))
                 .collect(),
         }
     }
@@ -66,15 +118,7 @@ impl Topology {
     /// Recomputes the primary from the node states; bumps the epoch when it
     /// changed.
     pub fn with_nodes(&self, nodes: Vec<NodeStatus>) -> Topology {
-        let mut writable = nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.healthy && n.role == NodeRole::Primary)
-            .map(|(i, _)| i);
-        let primary = match (writable.next(), writable.next()) {
-            (Some(i), None) => Some(i),
-            _ => None,
-        };
+        let primary = routable_primary(&nodes);
         let epoch = if primary == self.primary {
             self.epoch
         } else {
@@ -86,6 +130,29 @@ impl Topology {
             nodes,
         }
     }
+
+    /// Node `index`'s [`NodeStatus::visible_lsn`].
+    pub fn replay_lsn(&self, index: usize) -> Option<u64> {
+        self.nodes.get(index).and_then(NodeStatus::visible_lsn)
+    }
+
+    /// The routable primary's current WAL position.
+    pub fn primary_lsn(&self) -> Option<u64> {
+        self.nodes.get(self.primary?)?.wal_lsn
+    }
+}
+
+/// The single healthy writable node, if there is exactly one.
+fn routable_primary(nodes: &[NodeStatus]) -> Option<usize> {
+    let mut writable = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.healthy && n.role == NodeRole::Primary)
+        .map(|(i, _)| i);
+    match (writable.next(), writable.next()) {
+        (Some(i), None) => Some(i),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -94,10 +161,9 @@ mod tests {
 
     fn node(role: NodeRole, healthy: bool) -> NodeStatus {
         NodeStatus {
-            name: "n".into(),
-            addr: "127.0.0.1:1".into(),
             role,
             healthy,
+            ..NodeStatus::new("n".into(), "127.0.0.1:1".into())
         }
     }
 
@@ -127,5 +193,28 @@ mod tests {
     fn an_unhealthy_primary_is_not_routable() {
         let t = Topology::initial(vec![]).with_nodes(vec![node(NodeRole::Primary, false)]);
         assert_eq!(t.primary, None);
+    }
+
+    #[test]
+    fn visible_lsn_is_the_primary_position_or_the_replica_replay() {
+        let primary = NodeStatus {
+            wal_lsn: Some(200),
+            replay_lsn: Some(50),
+            ..node(NodeRole::Primary, true)
+        };
+        let replica = NodeStatus {
+            replay_lsn: Some(150),
+            ..node(NodeRole::Replica, true)
+        };
+        let down = NodeStatus {
+            replay_lsn: Some(150),
+            ..node(NodeRole::Down, false)
+        };
+        let t = Topology::initial(vec![]).with_nodes(vec![primary, replica, down]);
+        assert_eq!(t.replay_lsn(0), Some(200));
+        assert_eq!(t.replay_lsn(1), Some(150));
+        assert_eq!(t.replay_lsn(2), None);
+        assert_eq!(t.replay_lsn(3), None);
+        assert_eq!(t.primary_lsn(), Some(200));
     }
 }
