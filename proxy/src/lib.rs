@@ -3,13 +3,16 @@
 //! Clients connect as to PostgreSQL; [`server::start`] accepts them, each
 //! [`session`] logs its client in, leases a connection to the primary
 //! discovered by the health monitor, and forwards raw protocol frames both
-//! ways. See `DESIGN.md` for the contracts and the architecture.
+//! ways. The [`admin`] HTTP server reports the topology and the
+//! [`metrics`]. See `DESIGN.md` for the contracts and the architecture.
 
+pub mod admin;
 pub mod backend;
 pub mod cancel;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod server;
 pub mod session;
 pub mod shared;

@@ -1,6 +1,6 @@
 //! Running the proxy: one data-path thread per core, each with its own
 //! single-threaded tokio runtime, accepting from the same listening socket;
-//! and one thread for the health monitor.
+//! one thread for the health monitor; and one for the admin HTTP server.
 //!
 //! A session lives entirely on the thread that accepted it, with its
 //! backend connections from that thread's pool, so no message crosses
@@ -21,6 +21,7 @@ use socket2::SockRef;
 use tokio::task::{JoinSet, LocalSet};
 use tracing::{debug, error, info};
 
+use crate::admin;
 use crate::backend::{IDLE_TIMEOUT, Pool};
 use crate::config::Config;
 use crate::session::{self, SessionContext, WorkerRouter};
@@ -39,48 +40,73 @@ const STOP_GOODBYE: Duration = Duration::from_secs(1);
 pub struct ProxyHandle {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    admin_addr: SocketAddr,
     threads: Vec<JoinHandle<()>>,
 }
 
 /// Starts the proxy on an already bound listener (tests bind port 0).
+///
+/// The admin HTTP listener is bound here, from `listen.admin_addr`, before
+/// any thread starts: a taken port fails the start with a message naming
+/// the setting. Port 0 picks a free one; [`ProxyHandle::admin_addr`] tells
+/// which.
 pub fn start(config: Config, listener: std::net::TcpListener) -> io::Result<ProxyHandle> {
     let config = Arc::new(config);
     let local_addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
+    let admin_listener = admin::bind(config.listen.admin_addr)?;
+    let admin_addr = admin_listener.local_addr()?;
     let topology = Arc::new(TopologyCell::new(Topology::initial(
         config
             .nodes
             .iter()
             .map(|n| (n.name.to_string(), n.addr.to_string())),
     )));
-    let shared = Arc::new(Shared::new(Arc::clone(&config), topology));
-
-    let mut threads = Vec::new();
-    threads.push(spawn_monitor_thread(Arc::clone(&shared))?);
+    let shared = Shared::new(Arc::clone(&config), topology)
+        .map_err(|e| io::Error::other(format!("registering the metrics: {e}")))?;
+    // Built before the threads, so that a failure to start one of them
+    // stops (on drop) the ones already running.
+    let mut handle = ProxyHandle {
+        shared: Arc::new(shared),
+        local_addr,
+        admin_addr,
+        threads: Vec::new(),
+    };
+    let monitor = spawn_monitor_thread(Arc::clone(&handle.shared))?;
+    handle.threads.push(monitor);
+    let admin = admin::spawn(admin_listener, Arc::clone(&handle.shared))?;
+    handle.threads.push(admin);
     let workers = match config.listen.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
     for index in 0..workers {
         let listener = listener.try_clone()?;
-        let shared = Arc::clone(&shared);
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("pgrelay-worker-{index}"))
-                .spawn(move || run_worker(listener, shared))?,
-        );
+        let shared = Arc::clone(&handle.shared);
+        let worker = std::thread::Builder::new()
+            .name(format!("pgrelay-worker-{index}"))
+            .spawn(move || run_worker(listener, shared))?;
+        handle.threads.push(worker);
     }
-    info!(addr = %local_addr, workers, nodes = config.nodes.len(), "pgrelay listening");
-    Ok(ProxyHandle {
-        shared,
-        local_addr,
-        threads,
-    })
+    info!(
+        addr = %local_addr,
+        admin = %admin_addr,
+        workers,
+        nodes = config.nodes.len(),
+        "pgrelay listening"
+    );
+    Ok(handle)
 }
 
 impl ProxyHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the admin HTTP server (`/status`, `/healthz`, `/metrics`)
+    /// listens: `listen.admin_addr` with the port actually bound.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     pub fn client_count(&self) -> usize {
@@ -183,7 +209,7 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
         };
         let pool = Pool::new();
         let shutdown = LocalShutdown::new();
-        let router = Rc::new(WorkerRouter::new(shared.config.routing.load_balance));
+        let router = Rc::new(WorkerRouter::new(&shared.config.routing));
         tokio::task::spawn_local(mirror_shutdown(Arc::clone(&shared), Rc::clone(&shutdown)));
         tokio::task::spawn_local(expire_idle_connections(Rc::clone(&pool)));
         let mut sessions = JoinSet::new();

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cancel::CancelRegistry;
 use crate::client::Credentials;
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// Connections beyond `max_client_connections` that are still answered
 /// with a proper 53300 rather than closed unanswered.
@@ -22,7 +23,10 @@ pub struct Shared {
     pub topology: Arc<TopologyCell>,
     pub cancels: Arc<CancelRegistry>,
     /// Client connections open right now (including ones still logging in).
-    pub clients: AtomicUsize,
+    /// Shared with the metrics, which read it at scrape time.
+    pub clients: Arc<AtomicUsize>,
+    /// The Prometheus registry of this proxy (served on `/metrics`).
+    pub metrics: Metrics,
     next_conn_id: AtomicU64,
     /// Stop accepting; sessions end at their next idle point.
     pub drain: CancellationToken,
@@ -31,17 +35,25 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Arc<Config>, topology: Arc<TopologyCell>) -> Shared {
-        Shared {
+    /// Fails only if the metrics cannot be registered (a programming
+    /// error: two metrics with one name).
+    pub fn new(
+        config: Arc<Config>,
+        topology: Arc<TopologyCell>,
+    ) -> Result<Shared, prometheus::Error> {
+        let clients = Arc::new(AtomicUsize::new(0));
+        let metrics = Metrics::new(Arc::clone(&topology), Arc::clone(&clients))?;
+        Ok(Shared {
             credentials: Credentials::new(&config.auth),
             config,
             topology,
             cancels: Arc::new(CancelRegistry::default()),
-            clients: AtomicUsize::new(0),
+            clients,
+            metrics,
             next_conn_id: AtomicU64::new(1),
             drain: CancellationToken::new(),
             stop: CancellationToken::new(),
-        }
+        })
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -218,8 +218,9 @@ fn demo_serves_psql_and_ctrl_c_leaves_nothing_behind() {
             .expect("spawn demo"),
     );
     let stdout = child.0.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
     let mut conninfo = None;
-    for line in BufReader::new(stdout).lines() {
+    for line in lines.by_ref() {
         let line = line.expect("read demo output");
         if let Some(start) = line.find("psql \"") {
             conninfo = Some(line[start + 6..line.len() - 1].to_owned());
@@ -227,6 +228,15 @@ fn demo_serves_psql_and_ctrl_c_leaves_nothing_behind() {
         }
     }
     let conninfo = conninfo.expect("the demo prints a psql connection string");
+    let status_url = lines
+        .map_while(Result::ok)
+        .find_map(|line| Some(line.split_once("status:")?.1.trim().to_owned()))
+        .expect("the demo prints the admin URL");
+    let status = http_get(&status_url);
+    assert!(
+        status.starts_with("HTTP/1.1 200") && status.contains("\"primary\":\"pg1\""),
+        "{status_url}: {status}"
+    );
     let out = Command::new("psql")
         .args([
             conninfo.as_str(),
@@ -237,9 +247,11 @@ fn demo_serves_psql_and_ctrl_c_leaves_nothing_behind() {
         ])
         .output()
         .expect("run psql");
+    // Under the default read-your-writes policy a session that has not
+    // written reads from a replica.
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "f|42",
+        "t|42",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -278,4 +290,23 @@ fn postgres_processes_under(dir: &Path) -> Vec<u32> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A bare HTTP/1.1 GET of `url` (`http://host:port/path`): the whole reply.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect to the admin port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read the reply");
+    reply
 }

@@ -26,6 +26,13 @@ pub struct SessionView {
     /// read-your-writes, a `pgrelay.min_lsn`, or what it last read);
     /// 0 when there is none.
     pub min_lsn: u64,
+    /// The staleness budget: a replica further behind gets no reads.
+    /// `None`: no bound.
+    pub max_lag_bytes: Option<u64>,
+    pub max_lag_millis: Option<u64>,
+    /// The replica the session already has a connection to: chosen when it
+    /// qualifies, so a session does not open one connection per replica.
+    pub prefer: Option<usize>,
 }
 
 /// The outcome of a routing decision.
@@ -41,6 +48,8 @@ pub enum Decision {
 pub enum Balance {
     RoundRobin,
     LeastConnections,
+    /// The replica with the fewest WAL bytes still to replay.
+    LowestLag,
 }
 
 /// Replica choice state; one per worker, so round-robin spreads that
@@ -67,6 +76,10 @@ impl Balancer {
                 .iter()
                 .copied()
                 .min_by_key(|&i| (view.nodes[i].connections, i)),
+            Balance::LowestLag => candidates
+                .iter()
+                .copied()
+                .min_by_key(|&i| (view.nodes[i].lag_bytes.unwrap_or(u64::MAX), i)),
         }
     }
 }
@@ -109,9 +122,14 @@ pub fn decide(
         .filter(|(_, n)| {
             session.min_lsn == 0 || n.replay_lsn.is_some_and(|lsn| lsn >= session.min_lsn)
         })
+        .filter(|(_, n)| {
+            within(n.lag_bytes, session.max_lag_bytes)
+                && within(n.lag_millis, session.max_lag_millis)
+        })
         .map(|(i, _)| i)
         .collect();
-    match balancer.choose(&candidates, view) {
+    let preferred = session.prefer.filter(|p| candidates.contains(p));
+    match preferred.or_else(|| balancer.choose(&candidates, view)) {
         Some(node) => Ok(node_route(
             node,
             if hinted_replica {
@@ -121,6 +139,14 @@ pub fn decide(
             },
         )),
         None => primary(RouteReason::PrimaryFallback),
+    }
+}
+
+/// Whether a lag is known and within its bound (anything is within no bound).
+fn within(lag: Option<u64>, max: Option<u64>) -> bool {
+    match max {
+        None => true,
+        Some(max) => lag.is_some_and(|lag| lag <= max),
     }
 }
 
@@ -148,6 +174,9 @@ mod tests {
             healthy,
             replay_lsn: Some(lsn),
             connections,
+            // Lag in bytes behind the primary's 500; a millisecond per 100.
+            lag_bytes: Some(500 - lsn.min(500)),
+            lag_millis: Some((500 - lsn.min(500)) / 100),
         }
     }
 
@@ -170,6 +199,9 @@ mod tests {
             transaction_node: None,
             pinned: false,
             min_lsn: 0,
+            max_lag_bytes: None,
+            max_lag_millis: None,
+            prefer: None,
         }
     }
 
@@ -250,6 +282,39 @@ mod tests {
                 "SELECT 1",
                 SessionView { min_lsn: 450, ..s },
                 ("pg1", "primary fallback"),
+            ),
+            (
+                "SELECT 1",
+                SessionView {
+                    max_lag_bytes: Some(150),
+                    ..s
+                },
+                ("pg2", "replica read"),
+            ),
+            (
+                "SELECT 1",
+                SessionView {
+                    max_lag_millis: Some(0),
+                    ..s
+                },
+                ("pg1", "primary fallback"),
+            ),
+            (
+                "SELECT 1",
+                SessionView {
+                    prefer: Some(2),
+                    ..s
+                },
+                ("pg3", "replica read"),
+            ),
+            (
+                "SELECT 1",
+                SessionView {
+                    prefer: Some(2),
+                    min_lsn: 350,
+                    ..s
+                },
+                ("pg2", "replica read"),
             ),
             (
                 "SELECT nextval('s')",

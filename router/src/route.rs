@@ -38,6 +38,9 @@ pub enum RouteReason {
     /// before it runs (a Flush before its Sync, or statements pgrelay does
     /// not know): the primary can run anything.
     PrimaryOpenBatch,
+    /// A replica refused the statement as a write (SQLSTATE 25006) before
+    /// any result reached the client: it ran again on the primary.
+    PrimaryRetried,
 }
 
 impl RouteReason {
@@ -57,6 +60,7 @@ impl RouteReason {
             RouteReason::PrimaryStrong => "primary strong",
             RouteReason::PrimarySessionState => "primary session state",
             RouteReason::PrimaryOpenBatch => "primary open batch",
+            RouteReason::PrimaryRetried => "primary retried",
         }
     }
 
@@ -123,6 +127,8 @@ mod tests {
                     healthy: true,
                     replay_lsn: None,
                     connections: 0,
+                    lag_bytes: None,
+                    lag_millis: None,
                 },
                 NodeView {
                     name: "pg2".into(),
@@ -130,6 +136,8 @@ mod tests {
                     healthy,
                     replay_lsn: None,
                     connections: 0,
+                    lag_bytes: None,
+                    lag_millis: None,
                 },
             ],
         }

@@ -35,6 +35,12 @@ pub struct NodeView {
     pub replay_lsn: Option<u64>,
     /// Client statements in flight on this node, for least-connections.
     pub connections: u32,
+    /// How far behind the primary the node is, in WAL bytes and in
+    /// milliseconds; `None` when the monitor cannot tell (no primary, or
+    /// the node is down). A replica of unknown lag gets no reads that have
+    /// a lag budget.
+    pub lag_bytes: Option<u64>,
+    pub lag_millis: Option<u64>,
 }
 
 /// A consistent picture of the cluster at one topology epoch.

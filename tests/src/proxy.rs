@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use pgrelay::{Config, ProxyHandle};
 use pgrelay_cluster::Cluster;
+use pgrelay_health::NodeRole;
 use tokio_postgres::NoTls;
 
 use crate::wait::poll_until;
@@ -46,7 +47,8 @@ pub struct TestProxy {
 
 impl TestProxy {
     /// Starts a proxy in front of `cluster` and waits until it has found
-    /// the primary.
+    /// the primary and knows every node's role and every replica's lag (a
+    /// replica of unknown lag gets no reads).
     pub async fn start(cluster: &Cluster, options: ProxyOptions) -> anyhow::Result<TestProxy> {
         let config = config_for(cluster, &options)?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -55,9 +57,15 @@ impl TestProxy {
         let topology = handle.topology().clone();
         poll_until(
             Duration::from_secs(30),
-            "pgrelay to discover the primary",
+            "pgrelay to discover the primary and the replicas' lag",
             || {
-                let found = topology.load().primary.is_some();
+                let t = topology.load();
+                let found = t.primary.is_some()
+                    && t.nodes.iter().all(|n| match n.role {
+                        NodeRole::Replica => n.lag_bytes.is_some(),
+                        NodeRole::Unknown => false,
+                        NodeRole::Primary | NodeRole::Down => true,
+                    });
                 async move { found.then_some(()) }
             },
         )
@@ -74,6 +82,11 @@ impl TestProxy {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Where this proxy's admin HTTP server listens (a free port).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.handle().admin_addr()
     }
 
     pub fn handle(&self) -> &ProxyHandle {
@@ -125,7 +138,7 @@ pub fn config_for(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<C
     let mut toml = String::new();
     writeln!(
         toml,
-        "[listen]\naddr = \"127.0.0.1:0\"\nworkers = {}",
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\nworkers = {}",
         options.workers
     )?;
     writeln!(toml, "{}", options.listen_extra)?;

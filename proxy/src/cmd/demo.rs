@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -66,7 +67,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    announce(&cluster, port);
+    announce(&cluster, port, proxy.admin_addr());
 
     signals.wait();
     proxy.shutdown(DEMO_SHUTDOWN_GRACE);
@@ -79,7 +80,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
 /// Prints where to connect. Write errors are ignored: whoever reads the
 /// demo's output may stop reading (a closed pipe), and that must not stop
 /// the demo — `println!` would panic and skip the cleanup.
-fn announce(cluster: &Cluster, port: u16) {
+fn announce(cluster: &Cluster, port: u16, admin: SocketAddr) {
     let mut text = String::from("pgrelay demo is ready.\n");
     for node in cluster.nodes() {
         let _ = writeln!(
@@ -93,6 +94,7 @@ fn announce(cluster: &Cluster, port: u16) {
     let _ = writeln!(
         text,
         "Connect through pgrelay:\n  psql \"host=127.0.0.1 port={port} user={} dbname=postgres\"\n\
+         Admin HTTP:\n  status:  http://{admin}/status\n  metrics: http://{admin}/metrics\n\
          Press Ctrl-C to stop everything and remove {}",
         superuser(),
         cluster.dir().display()
@@ -103,8 +105,11 @@ fn announce(cluster: &Cluster, port: u16) {
         .and_then(|()| stdout.flush());
 }
 
+/// Trust auth, and the admin server on a free port: a fixed one could be
+/// taken by another pgrelay (`announce` prints the one bound).
 fn demo_config(cluster: &Cluster) -> anyhow::Result<Config> {
-    let mut toml = String::from("[auth]\nmode = \"trust\"\n");
+    let mut toml =
+        String::from("[listen]\nadmin_addr = \"127.0.0.1:0\"\n[auth]\nmode = \"trust\"\n");
     for node in cluster.nodes() {
         write!(
             toml,

@@ -270,6 +270,13 @@ fn listen_limits_are_enforced() {
         )),
         vec!["listen.admin_addr: must differ from listen.addr (127.0.0.1:6432)"]
     );
+    // Port 0 means "any free port": two of them never collide, which is
+    // how tests run many proxies at once.
+    let any = parse(&format!(
+        "{ONE_NODE}[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n"
+    ))
+    .expect("both on port 0 is valid");
+    assert_eq!(any.listen.admin_addr, SocketAddr::from(([127, 0, 0, 1], 0)));
 }
 
 #[test]

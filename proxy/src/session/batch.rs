@@ -119,13 +119,7 @@ fn item(tag: u8, body: &[u8]) -> Step<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut f = vec![tag];
-        f.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        f.extend_from_slice(body);
-        f
-    }
+    use crate::wire::frame::test_frame as frame;
 
     fn walk(bytes: &[u8], first_len: usize) -> (Vec<String>, BatchEnd) {
         let header = FrameHeader::parse(bytes).expect("valid").expect("header");

@@ -66,6 +66,44 @@ pub async fn exchange(conn: &mut BackendConn, request: &[u8]) -> Result<Answer, 
     }
 }
 
+/// Reads and drops `answers` complete answers (each up to its
+/// ReadyForQuery) that the proxy's own pipelined requests still have on
+/// their way.
+pub async fn drain_answers(conn: &mut BackendConn, answers: usize) -> Result<(), ProxyError> {
+    let node = conn.node_name.clone();
+    let work = async {
+        let mut inbuf = BytesMut::new();
+        let mut left = answers;
+        while left > 0 {
+            let (tag, _) = read_message(&mut conn.stream, &mut inbuf, MAX_ANSWER_MESSAGE)
+                .await
+                .map_err(|e| ProxyError::BackendProtocol {
+                    node: node.clone(),
+                    message: e.to_string(),
+                })?;
+            if tag == b'Z' {
+                left -= 1;
+            }
+        }
+        if inbuf.is_empty() {
+            Ok(())
+        } else {
+            Err(ProxyError::BackendProtocol {
+                node: node.clone(),
+                message: "unexpected bytes after the proxy's own answers".into(),
+            })
+        }
+    };
+    tokio::time::timeout(EXCHANGE_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ProxyError::BackendIo {
+                node: node.clone(),
+                source: std::io::ErrorKind::TimedOut.into(),
+            })
+        })
+}
+
 /// SQLSTATE (`C`) and message (`M`) of an ErrorResponse body.
 fn error_fields(body: &[u8]) -> (String, String) {
     let mut code = String::new();

@@ -13,6 +13,8 @@ use crate::shutdown::{Phase, ShutdownWatch};
 use crate::wire::frame::FrameHeader;
 use crate::wire::pump::{Inspect, Need, Pump, PumpError, PumpEvent, Verdict};
 
+use super::capture::LsnCapture;
+use super::retry::Retry;
 use super::steer::{ClientSide, RouteState, WorkerRouter};
 use super::tracker::Tracker;
 use pgrelay_health::TopologyCell;
@@ -34,6 +36,9 @@ pub enum ForwardEnd {
     /// been answered and forwarded: the session may switch backends or
     /// answer the frame itself.
     Held,
+    /// A replica refused the session's Query as a write; nothing of it
+    /// reached the client (see `retry`).
+    Refused,
 }
 
 /// Session facts the inspectors need.
@@ -50,6 +55,8 @@ pub struct Identity {
 struct ServerSide<'a> {
     tracker: &'a mut Tracker,
     identity: &'a Identity,
+    retry: &'a mut Retry,
+    capture: &'a mut LsnCapture,
 }
 
 impl Inspect for ServerSide<'_> {
@@ -57,11 +64,19 @@ impl Inspect for ServerSide<'_> {
         match header.tag {
             b'Z' => Need::Prefix(1),
             b'A' => Need::Prefix(4),
+            b'E' if self.retry.armed() => Need::Whole,
+            b'D' if self.capture.wants_rows() => Need::Whole,
             _ => Need::Header,
         }
     }
 
-    fn inspect(&mut self, header: FrameHeader, frame: &mut [u8], _: &[u8]) -> Verdict {
+    fn inspect(&mut self, header: FrameHeader, frame: &mut [u8], ahead: &[u8]) -> Verdict {
+        if let Some(verdict) = self.capture.inspect(header, frame) {
+            return verdict;
+        }
+        if let Some(verdict) = self.retry.inspect(header, frame, ahead) {
+            return verdict;
+        }
         match header.tag {
             b'Z' => {
                 if let Some(&status) = frame.get(5) {
@@ -69,6 +84,7 @@ impl Inspect for ServerSide<'_> {
                 }
             }
             b'A' => rewrite_notification_pid(frame, self.identity),
+            b'G' => self.tracker.copy_in_started(),
             _ => {}
         }
         Verdict::Forward
@@ -141,23 +157,34 @@ pub async fn forward(
                 Poll::Pending => {}
             }
         }
-        let mut server_side = ServerSide { tracker, identity };
+        let mut server_side = ServerSide {
+            tracker,
+            identity,
+            retry: &mut route.retry,
+            capture: &mut route.capture,
+        };
         match down.poll_pump(
             cx,
             Pin::new(&mut *backend),
             Pin::new(&mut *client),
             &mut server_side,
         ) {
+            Poll::Ready(Ok(PumpEvent::Stopped)) => return Poll::Ready(Ok(ForwardEnd::Refused)),
             Poll::Ready(Ok(_)) => return Poll::Ready(Ok(ForwardEnd::BackendClosed)),
             Poll::Ready(Err(e)) => return Poll::Ready(Err(down_error(e, &identity.node))),
             Poll::Pending => {}
         }
-        if holding && tracker.all_answered() && down.is_empty() {
+        if holding && tracker.all_answered() && route.capture.is_idle() && down.is_empty() {
             return Poll::Ready(Ok(ForwardEnd::Held));
         }
         match shutdown.poll_phase(cx) {
             Phase::Running => Poll::Pending,
-            Phase::Draining if tracker.is_idle() && up.is_empty() && down.is_empty() => {
+            Phase::Draining
+                if tracker.is_idle()
+                    && route.capture.is_idle()
+                    && up.is_empty()
+                    && down.is_empty() =>
+            {
                 Poll::Ready(Ok(ForwardEnd::Drained))
             }
             Phase::Draining => Poll::Pending,

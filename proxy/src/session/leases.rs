@@ -23,6 +23,14 @@ impl Leases {
         &mut self.current
     }
 
+    /// The session's connection to `node`, current or not.
+    pub fn on_node_mut(&mut self, node: usize) -> Option<&mut Lease> {
+        if self.current.conn().node == node {
+            return Some(&mut self.current);
+        }
+        self.others.iter_mut().find(|l| l.conn().node == node)
+    }
+
     pub fn current_node(&self) -> usize {
         self.current.conn().node
     }

@@ -1,8 +1,13 @@
 //! Answers to the session SQL that pgrelay handles itself
 //! (`SET/SHOW/RESET pgrelay.*`), written in place of a backend's.
 
+use std::time::Duration;
+
 use bytes::BytesMut;
+use pgrelay_health::{format_lsn, parse_lsn};
 use pgrelay_router::{Consistency, PgrelayCommand};
+
+use crate::config::parse_duration;
 
 use crate::wire::be::{self, Severity};
 
@@ -14,6 +19,7 @@ pub fn answer(
     command: &PgrelayCommand,
     route: &mut RouteState,
     configured: Consistency,
+    configured_max_lag: Duration,
     node_name: impl Fn(usize) -> String,
     out: &mut BytesMut,
 ) {
@@ -36,27 +42,49 @@ pub fn answer(
             };
             be::show_result(out, "pgrelay.route", &text);
         }
+        PgrelayCommand::SetMaxLag(text) => match parse_duration(text) {
+            Ok(lag) => {
+                route.max_lag = Some(lag);
+                be::command_complete(out, "SET");
+            }
+            Err(why) => invalid(out, "pgrelay.max_lag", text, &why),
+        },
+        PgrelayCommand::ResetMaxLag => {
+            route.max_lag = None;
+            be::command_complete(out, "RESET");
+        }
+        PgrelayCommand::ShowMaxLag => {
+            let lag = route.max_lag.unwrap_or(configured_max_lag);
+            be::show_result(out, "pgrelay.max_lag", &format!("{}ms", lag.as_millis()));
+        }
+        PgrelayCommand::SetMinLsn(text) => match parse_lsn(text.trim()) {
+            Some(lsn) => {
+                route.min_lsn = lsn;
+                be::command_complete(out, "SET");
+            }
+            None => invalid(out, "pgrelay.min_lsn", text, "an LSN looks like 0/3000060"),
+        },
+        PgrelayCommand::ResetMinLsn => {
+            route.min_lsn = 0;
+            be::command_complete(out, "RESET");
+        }
+        PgrelayCommand::ShowMinLsn => {
+            be::show_result(out, "pgrelay.min_lsn", &format_lsn(route.min_lsn));
+        }
+        PgrelayCommand::ShowLastLsn => {
+            be::show_result(out, "pgrelay.last_lsn", &format_lsn(route.capture.last_lsn));
+        }
         PgrelayCommand::Invalid { message, sqlstate } => {
             be::error_response(out, Severity::Error, sqlstate, message);
         }
-        other => be::error_response(
-            out,
-            Severity::Error,
-            "0A000",
-            &format!("{} is not supported by this pgrelay yet", describe(other)),
-        ),
     }
 }
 
-fn describe(command: &PgrelayCommand) -> &'static str {
-    match command {
-        PgrelayCommand::SetMaxLag(_) | PgrelayCommand::ResetMaxLag | PgrelayCommand::ShowMaxLag => {
-            "pgrelay.max_lag"
-        }
-        PgrelayCommand::SetMinLsn(_) | PgrelayCommand::ResetMinLsn | PgrelayCommand::ShowMinLsn => {
-            "pgrelay.min_lsn"
-        }
-        PgrelayCommand::ShowLastLsn => "pgrelay.last_lsn",
-        _ => "this pgrelay command",
-    }
+fn invalid(out: &mut BytesMut, name: &str, value: &str, why: &str) {
+    be::error_response(
+        out,
+        Severity::Error,
+        "22023",
+        &format!("invalid value for parameter \"{name}\": \"{value}\" ({why})"),
+    );
 }

@@ -2,12 +2,15 @@
 //! forwarding, then handing the backend connection back.
 
 mod batch;
+mod capture;
 mod exchange;
 mod forward;
+mod functions;
 mod leases;
 mod local;
 mod login;
 mod prepared;
+mod retry;
 mod settings;
 mod setup;
 mod steer;
@@ -29,15 +32,20 @@ use crate::error::ProxyError;
 use crate::shared::{ClientSlot, Shared};
 use crate::shutdown::LocalShutdown;
 use crate::wire::be::{self, Severity};
-use crate::wire::pump::Pump;
+use crate::wire::{self, pump::Pump};
 
 use forward::{ForwardEnd, Identity, Pumps, forward};
 use leases::Leases;
 use login::{Login, login};
+use pgrelay_router::RouteReason;
 pub use steer::WorkerRouter;
 use steer::{Pending, RouteState, consistency_from_config};
 use switch::{LoginAs, switch_for_statement};
 pub use tracker::{Tracker, TxStatus};
+
+/// `when_no_replica = "error"`: "cannot connect now", the class clients
+/// treat as transient, since a replica may catch up a moment later.
+pub const NO_REPLICA_SQLSTATE: &str = "57P03";
 
 /// What a worker hands to each accepted connection.
 pub struct SessionContext {
@@ -131,6 +139,23 @@ async fn serve(
                 return Err(e);
             }
         };
+        if end == ForwardEnd::Refused {
+            let rerun =
+                retry_on_primary(ctx, &mut leases, &mut route, &mut tracker, &params, &user).await;
+            match rerun {
+                Ok(Some(answer)) => client
+                    .write_all(&answer)
+                    .await
+                    .map_err(ProxyError::ClientIo)?,
+                Ok(None) => identity.node = leases.current_mut().conn().node_name.clone(),
+                Err(e) => {
+                    cancel_key.set_target(None);
+                    leases.release_all(Reuse::Close, Reuse::Close);
+                    return Err(e);
+                }
+            }
+            continue;
+        }
         if end != ForwardEnd::Held {
             break end;
         }
@@ -145,7 +170,8 @@ async fn serve(
                         .map(|n| n.name.to_string())
                         .unwrap_or_default()
                 };
-                local::answer(&command, &mut route, configured, names, &mut out);
+                let max_lag = ctx.shared.config.routing.max_lag;
+                local::answer(&command, &mut route, configured, max_lag, names, &mut out);
                 be::ready_for_query(&mut out, tracker.status().as_byte());
                 client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
                 up.skip_head();
@@ -179,6 +205,78 @@ async fn serve(
                 route.resume_head = true;
                 up.resume();
             }
+            Some(Pending::Reinspect) => up.resume(),
+            Some(Pending::CaptureLsn) => {
+                route.capture_due = false;
+                let primary = ctx.shared.topology.primary();
+                if let Some(lease) = primary.and_then(|p| leases.on_node_mut(p)) {
+                    let mut request = BytesMut::new();
+                    wire::fe::query(&mut request, b"SELECT pg_current_wal_insert_lsn()::text");
+                    match exchange::exchange(lease.conn_mut(), &request).await {
+                        Ok(answer) => {
+                            let lsn = answer
+                                .rows
+                                .first()
+                                .and_then(|r| r.first().cloned().flatten())
+                                .and_then(|text| pgrelay_health::parse_lsn(&text));
+                            if let Some(lsn) = lsn {
+                                route.capture.last_lsn = route.capture.last_lsn.max(lsn);
+                            }
+                        }
+                        Err(e) => {
+                            cancel_key.set_target(None);
+                            leases.release_all(Reuse::Close, Reuse::Close);
+                            return Err(e);
+                        }
+                    }
+                }
+                up.resume();
+            }
+            Some(Pending::AwaitReplica) => {
+                // Any new snapshot may bring a replica within limits; the
+                // frame is judged again either way (at the deadline, the
+                // primary serves it).
+                let seen = ctx.shared.topology.load();
+                let left = route
+                    .wait_deadline
+                    .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+                    .unwrap_or_default();
+                ctx.shared
+                    .topology
+                    .wait_until(left, |t| !std::ptr::eq(t, &*seen))
+                    .await;
+                up.resume();
+            }
+            Some(Pending::NoReplica(message)) => {
+                let mut out = BytesMut::new();
+                be::error_response(&mut out, Severity::Error, NO_REPLICA_SQLSTATE, &message);
+                be::ready_for_query(&mut out, tracker.status().as_byte());
+                client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
+                up.skip_head();
+            }
+            Some(Pending::Resolve(names)) => {
+                let conn = leases.current_mut().conn_mut();
+                let mut request = BytesMut::new();
+                wire::fe::query(&mut request, functions::lookup_sql(&names).as_bytes());
+                let learned = match exchange::exchange(conn, &request).await {
+                    Ok(answer) if answer.error.is_none() => {
+                        functions::volatilities(&names, &answer.rows)
+                    }
+                    // A catalog the session cannot read: the primary it is.
+                    Ok(_) => names
+                        .into_iter()
+                        .map(|n| (n, pgrelay_router::Volatility::Volatile))
+                        .collect(),
+                    Err(e) => {
+                        cancel_key.set_target(None);
+                        leases.release_all(Reuse::Close, Reuse::Close);
+                        return Err(e);
+                    }
+                };
+                ctx.router.learn_volatility(&learned);
+                // The frame is inspected again, now with what was learned.
+                up.resume();
+            }
             None => {
                 route.resume_head = true;
                 up.resume();
@@ -190,13 +288,22 @@ async fn serve(
         ForwardEnd::ClientTerminated | ForwardEnd::ClientClosed => {
             // A frame the client began but never finished may already be
             // half-forwarded (large frames stream through): not reusable.
-            let clean = tracker.is_idle() && up.is_empty() && down.is_empty();
+            let mut clean = tracker.is_idle() && up.is_empty() && down.is_empty();
+            if clean && !route.capture.is_idle() {
+                // The client left right after a write: the answer to our
+                // LSN request is still on its way. Read it, so the
+                // connection can be reused.
+                let answers = route.capture.pending_answers();
+                let conn = leases.current_mut().conn_mut();
+                clean = exchange::drain_answers(conn, answers).await.is_ok();
+                route.capture.drained();
+            }
             leases.release_all(
                 if clean { Reuse::Reset } else { Reuse::Close },
                 Reuse::Reset,
             );
         }
-        ForwardEnd::BackendClosed | ForwardEnd::Held => {
+        ForwardEnd::BackendClosed | ForwardEnd::Held | ForwardEnd::Refused => {
             leases.release_all(Reuse::Close, Reuse::Reset)
         }
         ForwardEnd::Drained | ForwardEnd::Stopped => {
@@ -212,4 +319,48 @@ async fn serve(
         }
     }
     Ok(Some(end))
+}
+
+/// Runs a Query the replica refused as a write on the primary instead,
+/// and remembers its shape as a write. `Ok(Some(bytes))`: no primary is
+/// available; `bytes` is the error (and ReadyForQuery) to send the client.
+async fn retry_on_primary(
+    ctx: &SessionContext,
+    leases: &mut Leases,
+    route: &mut RouteState,
+    tracker: &mut Tracker,
+    params: &[(String, String)],
+    user: &str,
+) -> Result<Option<BytesMut>, ProxyError> {
+    let Some(query) = route.retry.take_refused() else {
+        return Ok(None);
+    };
+    let sql = query
+        .get(5..query.len().saturating_sub(1))
+        .unwrap_or_default();
+    ctx.router.remember_write(sql);
+    let Some(primary) = ctx.shared.topology.primary() else {
+        let mut out = BytesMut::new();
+        be::error_response(
+            &mut out,
+            Severity::Error,
+            "25006",
+            "a replica refused this statement as a write, and no primary is available to run it",
+        );
+        tracker.ready_for_query(b'I');
+        be::ready_for_query(&mut out, b'I');
+        return Ok(Some(out));
+    };
+    let login = LoginAs { params, user };
+    let target = (primary, RouteReason::PrimaryRetried);
+    switch_for_statement(ctx, leases, route, true, target, None, &login).await?;
+    let conn = leases.current_mut().conn_mut();
+    conn.stream
+        .write_all(&query)
+        .await
+        .map_err(|source| ProxyError::BackendIo {
+            node: conn.node_name.clone(),
+            source,
+        })?;
+    Ok(None)
 }

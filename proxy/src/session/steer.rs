@@ -11,26 +11,32 @@
 //! prepares what is missing (or answers) and goes on, so responses reach
 //! the client in order.
 //!
-//! Reads go to replicas only under `pgrelay.consistency = eventual` for
-//! now: `read-your-writes` needs the session LSNs of the health issue, so
-//! until then it behaves like `strong`.
+//! A read goes to a replica within the lag budget (`max_lag_bytes`,
+//! `max_lag` or the session's `pgrelay.max_lag`); under read-your-writes
+//! (the default) only to one that has replayed the session's last write
+//! (captured behind each write, see `capture`), any `pgrelay.min_lsn`,
+//! and whatever the session read before (monotonic reads).
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use pgrelay_health::{NodeRole, Topology, TopologyCell};
 use pgrelay_router::{
-    Balance, Balancer, Classifier, Consistency, Decision, NodeView, PgrelayCommand, Role, Route,
-    RouteReason, SessionEffect, SessionView, Statement, TopologyView, decide,
+    Access, Balance, Balancer, Classifier, Consistency, Decision, NodeView, PgrelayCommand, Role,
+    Route, RouteReason, SessionEffect, SessionView, Statement, TopologyView, TxEffect, Volatility,
+    WriteReason, decide,
 };
 
-use crate::config::{self, LoadBalance};
+use crate::config::{self, LoadBalance, RoutingConfig, WhenNoReplica};
 use crate::wire::fe;
 use crate::wire::frame::FrameHeader;
 use crate::wire::pump::{Inspect, Need, Verdict};
 
 use super::batch::{self, BatchEnd, BatchItem};
+use super::capture::{LSN_QUERY, LsnCapture};
 use super::prepared::Registry;
+use super::retry::Retry;
 use super::settings::Settings;
 use super::tracker::{Tracker, TxStatus};
 
@@ -43,6 +49,7 @@ const CLASSIFIER_CAPACITY: usize = 4096;
 
 /// Routing machinery one worker thread shares among its sessions.
 pub struct WorkerRouter {
+    routing: RoutingConfig,
     classifier: RefCell<Classifier>,
     balancer: RefCell<Balancer>,
     /// The router's view of the latest topology snapshot, rebuilt only when
@@ -51,13 +58,14 @@ pub struct WorkerRouter {
 }
 
 impl WorkerRouter {
-    pub fn new(load_balance: LoadBalance) -> WorkerRouter {
-        let balance = match load_balance {
+    pub fn new(routing: &RoutingConfig) -> WorkerRouter {
+        let balance = match routing.load_balance {
             LoadBalance::LeastConnections => Balance::LeastConnections,
-            // Lowest-lag needs the lag figures of the health issue.
-            LoadBalance::RoundRobin | LoadBalance::LowestLag => Balance::RoundRobin,
+            LoadBalance::LowestLag => Balance::LowestLag,
+            LoadBalance::RoundRobin => Balance::RoundRobin,
         };
         WorkerRouter {
+            routing: routing.clone(),
             classifier: RefCell::new(Classifier::new(CLASSIFIER_CAPACITY)),
             balancer: RefCell::new(Balancer::new(balance)),
             view: RefCell::new((None, TopologyView::default())),
@@ -69,6 +77,35 @@ impl WorkerRouter {
         // no parser accepts makes it "unparsed", which routes to the primary.
         let text = std::str::from_utf8(sql).unwrap_or("\u{0}not utf-8");
         self.classifier.borrow_mut().classify(text)
+    }
+
+    /// Functions the statements call whose volatility this worker has not
+    /// learned yet.
+    fn unresolved(&self, statements: &[Arc<Statement>]) -> Vec<String> {
+        let classifier = self.classifier.borrow();
+        let mut names: Vec<String> = Vec::new();
+        for statement in statements {
+            for name in classifier.unresolved_functions(statement) {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names
+    }
+
+    /// A replica refused this statement shape as a write.
+    pub fn remember_write(&self, sql: &[u8]) {
+        if let Ok(sql) = std::str::from_utf8(sql) {
+            self.classifier.borrow_mut().remember_write(sql);
+        }
+    }
+
+    pub fn learn_volatility(&self, learned: &[(String, Volatility)]) {
+        let mut classifier = self.classifier.borrow_mut();
+        for (name, volatility) in learned {
+            classifier.learn_volatility(name, *volatility);
+        }
     }
 
     fn refresh(&self, topology: &TopologyCell) {
@@ -92,8 +129,10 @@ impl WorkerRouter {
                         NodeRole::Unknown => Role::Unknown,
                     },
                     healthy: n.healthy,
-                    replay_lsn: None,
+                    replay_lsn: n.visible_lsn(),
                     connections: 0,
+                    lag_bytes: n.lag_bytes,
+                    lag_millis: n.lag_seconds.map(|s| (s * 1000.0) as u64),
                 })
                 .collect(),
         };
@@ -121,6 +160,18 @@ pub enum Pending {
         batch: Option<BatchNeeds>,
     },
     Local(PgrelayCommand),
+    /// Look these functions up in `pg_proc`, then inspect the frame again.
+    Resolve(Vec<String>),
+    /// Inspect the frame again once everything before it is answered.
+    Reinspect,
+    /// Ask the primary for the session's LSN, then inspect the frame again.
+    CaptureLsn,
+    /// No replica is fresh enough: inspect the frame again when the
+    /// topology changes (`when_no_replica = "wait"`).
+    AwaitReplica,
+    /// No replica is fresh enough and the policy says so: answer with this
+    /// error (`when_no_replica = "error"`).
+    NoReplica(String),
 }
 
 /// The prepared statements an extended-protocol batch defines and uses.
@@ -145,6 +196,28 @@ pub struct RouteState {
     pub resume_head: bool,
     pub prepared: Registry,
     pub settings: Settings,
+    pub retry: Retry,
+    /// The Query being steered goes to a replica: arm the retry net when
+    /// it is forwarded, if nothing else is in flight then.
+    retry_candidate: bool,
+    /// The session's last write (read-your-writes) and the LSN requests
+    /// in flight.
+    pub capture: LsnCapture,
+    /// The batch being forwarded commits a write: capture its LSN behind
+    /// its Sync.
+    capture_after_sync: bool,
+    /// A write whose LSN could not be asked for behind it (a COPY FROM
+    /// STDIN: the server takes no Query in copy-in mode; an open batch):
+    /// ask before the next read is routed.
+    pub capture_due: bool,
+    /// `SET pgrelay.min_lsn`: a causal position from elsewhere.
+    pub min_lsn: u64,
+    /// Monotonic reads: the position of the freshest node read from.
+    pub read_floor: u64,
+    /// `SET pgrelay.max_lag`, tighter or looser than the config.
+    pub max_lag: Option<Duration>,
+    /// When a read waiting for a fresh replica gives up on it.
+    pub wait_deadline: Option<Instant>,
 }
 
 impl RouteState {
@@ -158,6 +231,15 @@ impl RouteState {
             resume_head: false,
             prepared: Registry::new(nodes),
             settings: Settings::new(nodes),
+            retry: Retry::default(),
+            retry_candidate: false,
+            capture: LsnCapture::default(),
+            capture_after_sync: false,
+            capture_due: false,
+            min_lsn: 0,
+            read_floor: 0,
+            max_lag: None,
+            wait_deadline: None,
         }
     }
 }
@@ -190,8 +272,13 @@ impl Inspect for ClientSide<'_> {
             return Verdict::Stop;
         }
         if std::mem::take(&mut self.route.resume_head) {
-            self.forwarded(tag, frame);
-            return Verdict::Forward;
+            return self.forwarded(tag, frame);
+        }
+        if self.route.retry.armed() {
+            // A Query that may yet be re-run elsewhere is in flight: what
+            // follows must not overtake it.
+            self.route.pending = Some(Pending::Reinspect);
+            return Verdict::Hold;
         }
         let verdict = match tag {
             b'Q' => self.steer_query(frame),
@@ -202,7 +289,7 @@ impl Inspect for ClientSide<'_> {
             _ => Verdict::Forward,
         };
         if verdict == Verdict::Forward {
-            self.forwarded(tag, frame);
+            return self.forwarded(tag, frame);
         }
         verdict
     }
@@ -213,9 +300,22 @@ impl Inspect for ClientSide<'_> {
 const BIND_PREFIX: usize = 512;
 
 impl ClientSide<'_> {
-    /// Book-keeping for a message on its way to the current node.
-    fn forwarded(&mut self, tag: u8, frame: &[u8]) {
+    /// Book-keeping for a message on its way to the current node; says
+    /// whether an LSN request follows it.
+    fn forwarded(&mut self, tag: u8, frame: &[u8]) -> Verdict {
+        if tag == b'Q' && std::mem::take(&mut self.route.retry_candidate) && self.tracker.is_idle()
+        {
+            self.route.retry.arm(frame);
+        }
+        let capture =
+            matches!(tag, b'Q' | b'S') && std::mem::take(&mut self.route.capture_after_sync);
         self.tracker.client_sent(tag);
+        let verdict = if capture {
+            self.route.capture.requested(self.tracker.awaiting_ready());
+            Verdict::ForwardThen(LSN_QUERY)
+        } else {
+            Verdict::Forward
+        };
         let node = self.route.current;
         let body = frame.get(5..).unwrap_or_default();
         match tag {
@@ -233,6 +333,7 @@ impl ClientSide<'_> {
             }
             _ => {}
         }
+        verdict
     }
 
     fn steer_query(&mut self, frame: &[u8]) -> Verdict {
@@ -251,8 +352,15 @@ impl ClientSide<'_> {
             if pins_session(&statement.session, false) {
                 self.route.pinned = true;
             }
+            self.note_commit(std::slice::from_ref(&statement));
             self.route.last = Some((self.route.current, RouteReason::TransactionPinned));
             return Verdict::Forward;
+        }
+        if let Some(verdict) = self.capture_first() {
+            return verdict;
+        }
+        if let Some(verdict) = self.resolve_first(std::slice::from_ref(&statement)) {
+            return verdict;
         }
         self.note_session_effect(&statement.session, true);
         let Some(route) = self.decide(std::slice::from_ref(&statement)) else {
@@ -260,9 +368,49 @@ impl ClientSide<'_> {
             self.route.last = Some((self.route.current, RouteReason::PrimaryFallback));
             return Verdict::Forward;
         };
+        if route.reason == RouteReason::PrimaryFallback
+            && let Some(verdict) = self.no_replica(true)
+        {
+            self.route.capture_after_sync = false;
+            return verdict;
+        }
         self.note_dropped_statements(route.node, &statement.session);
         self.note_setting(route.node, sql, &statement.session);
+        self.route.retry_candidate = route.reason.is_replica();
         self.steer(route.node, route.reason, None)
+    }
+
+    /// Read-your-writes routes by the LSN of the session's last write: a
+    /// statement waits until that is known.
+    fn capture_first(&mut self) -> Option<Verdict> {
+        if self.route.consistency == Consistency::Strong {
+            self.route.capture_due = false;
+            return None;
+        }
+        if self.route.capture_due {
+            self.route.pending = Some(Pending::CaptureLsn);
+            return Some(Verdict::Hold);
+        }
+        if !self.route.capture.is_idle() {
+            self.route.pending = Some(Pending::Reinspect);
+            return Some(Verdict::Hold);
+        }
+        None
+    }
+
+    /// Holds the statement while the functions it calls are looked up, if
+    /// that could send it to a replica (reads may go there, the session is
+    /// not pinned).
+    fn resolve_first(&mut self, statements: &[Arc<Statement>]) -> Option<Verdict> {
+        if self.route.pinned || self.route.consistency == Consistency::Strong {
+            return None;
+        }
+        let names = self.router.unresolved(statements);
+        if names.is_empty() {
+            return None;
+        }
+        self.route.pending = Some(Pending::Resolve(names));
+        Some(Verdict::Hold)
     }
 
     /// A setting made outside a transaction, kept for replay on the other
@@ -278,6 +426,16 @@ impl ClientSide<'_> {
             std::str::from_utf8(sql).is_ok_and(|sql| self.route.settings.record(node, name, sql));
         if !recorded {
             self.route.pinned = true;
+        }
+    }
+
+    /// A COMMIT of a transaction on the primary: capture its LSN.
+    fn note_commit(&mut self, statements: &[Arc<Statement>]) {
+        if self.route.consistency != Consistency::Strong
+            && self.topology.primary() == Some(self.route.current)
+            && statements.iter().any(|s| s.transaction == TxEffect::Commit)
+        {
+            self.route.capture_after_sync = true;
         }
     }
 
@@ -333,11 +491,19 @@ impl ClientSide<'_> {
             // to route by; portals live where they were bound.
             return Verdict::Forward;
         }
+        if self.tracker.status() == TxStatus::Idle
+            && let Some(verdict) = self
+                .capture_first()
+                .or_else(|| self.resolve_first(&statements))
+        {
+            return verdict;
+        }
         let current = self.route.current;
         let route = if self.tracker.status() != TxStatus::Idle {
             if statements.iter().any(|s| pins_session(&s.session, false)) {
                 self.route.pinned = true;
             }
+            self.note_commit(&statements);
             Some(Route {
                 node: current,
                 reason: RouteReason::TransactionPinned,
@@ -349,12 +515,23 @@ impl ClientSide<'_> {
                 self.note_session_effect(&statement.session, false);
             }
             if end != BatchEnd::Sync || unknown {
+                // Whatever it does, it may commit a write (or COPY).
+                self.route.capture_due |= self.route.consistency != Consistency::Strong;
                 self.topology.primary().map(|node| Route {
                     node,
                     reason: RouteReason::PrimaryOpenBatch,
                 })
             } else {
-                self.decide(&statements)
+                match self.decide(&statements) {
+                    Some(route) if route.reason == RouteReason::PrimaryFallback => {
+                        if let Some(verdict) = self.no_replica(false) {
+                            self.route.capture_after_sync = false;
+                            return verdict;
+                        }
+                        Some(route)
+                    }
+                    other => other,
+                }
             }
         };
         let Some(route) = route else {
@@ -399,20 +576,33 @@ impl ClientSide<'_> {
     fn decide(&mut self, statements: &[Arc<Statement>]) -> Option<Route> {
         self.router.refresh(self.topology);
         let view = self.router.view.borrow();
+        let routing = &self.router.routing;
+        let min_lsn = match self.route.consistency {
+            Consistency::Strong => 0,
+            Consistency::Eventual => self.route.min_lsn,
+            Consistency::ReadYourWrites => self
+                .route
+                .capture
+                .last_lsn
+                .max(self.route.min_lsn)
+                .max(self.route.read_floor),
+        };
+        let max_lag = self.route.max_lag.unwrap_or(routing.max_lag);
         let session = SessionView {
-            // Read-your-writes without session LSNs would be a guess:
-            // until they exist, it keeps reads on the primary.
-            consistency: match self.route.consistency {
-                Consistency::ReadYourWrites => Consistency::Strong,
-                other => other,
-            },
+            consistency: self.route.consistency,
             transaction_node: None,
             pinned: self.route.pinned,
-            min_lsn: 0,
+            min_lsn,
+            max_lag_bytes: Some(routing.max_lag_bytes.0),
+            max_lag_millis: Some(u64::try_from(max_lag.as_millis()).unwrap_or(u64::MAX)),
+            prefer: Some(self.route.current),
         };
         let mut chosen: Option<Route> = None;
+        let mut writes = false;
         for statement in statements {
             let access = self.router.classifier.borrow().effective_access(statement);
+            let begins = matches!(statement.transaction, TxEffect::Begin { .. });
+            writes |= (!access.is_read() && !begins) || statement.transaction == TxEffect::Commit;
             let decision = decide(
                 statement,
                 &access,
@@ -438,20 +628,58 @@ impl ClientSide<'_> {
             }
         }
         let route = chosen?;
-        let current_is_good_replica = view
-            .1
-            .nodes
-            .get(self.route.current)
-            .is_some_and(|n| n.role == Role::Replica && n.healthy);
-        Some(if route.reason.is_replica() && current_is_good_replica {
-            // Stay on the replica already in use: no switch, no new backend.
-            Route {
-                node: self.route.current,
-                reason: route.reason,
+        if route.reason != RouteReason::PrimaryFallback {
+            self.route.wait_deadline = None;
+        }
+        if self.route.consistency == Consistency::ReadYourWrites && !writes {
+            // Monotonic reads: never again from a node behind this one.
+            let seen = view.1.nodes.get(route.node).and_then(|n| n.replay_lsn);
+            self.route.read_floor = self.route.read_floor.max(seen.unwrap_or(0));
+        }
+        if writes && self.route.consistency != Consistency::Strong {
+            let on_primary = view.1.primary == Some(route.node);
+            let copies = statements.iter().any(|s| {
+                s.access
+                    == Access::Write {
+                        why: WriteReason::CopyFrom,
+                    }
+            });
+            self.route.capture_after_sync = on_primary && !copies;
+            self.route.capture_due |= on_primary && copies;
+        }
+        Some(route)
+    }
+
+    /// No replica is fresh enough for a read: the primary serves it, or
+    /// the session waits for a replica, or the client gets an error, as
+    /// `when_no_replica` says. `None`: go to the primary.
+    fn no_replica(&mut self, simple_query: bool) -> Option<Verdict> {
+        match self.router.routing.when_no_replica {
+            WhenNoReplica::Primary => None,
+            WhenNoReplica::Wait => {
+                let deadline = *self
+                    .route
+                    .wait_deadline
+                    .get_or_insert_with(|| Instant::now() + self.router.routing.wait_timeout);
+                if Instant::now() >= deadline {
+                    self.route.wait_deadline = None;
+                    return None;
+                }
+                self.route.pending = Some(Pending::AwaitReplica);
+                Some(Verdict::Hold)
             }
-        } else {
-            route
-        })
+            // An error for a batch would have to skip the rest of it; the
+            // primary (no lag at all) serves it instead.
+            WhenNoReplica::Error if !simple_query => None,
+            WhenNoReplica::Error => {
+                self.route.pending = Some(Pending::NoReplica(format!(
+                    "no replica is within this session's consistency and lag limits \
+                     (consistency = {}, when_no_replica = error)",
+                    self.route.consistency.as_str()
+                )));
+                Some(Verdict::Hold)
+            }
+        }
     }
 
     /// FunctionCall runs on the primary.

@@ -38,6 +38,12 @@ pub struct Tracker {
     /// Extended-protocol messages were sent since the last Sync.
     unsynced: bool,
     status: TxStatus,
+    /// Syncs sent since the last Execute or Query: if that started a COPY
+    /// FROM STDIN, the server ignored them (it ignores Sync in copy-in mode).
+    syncs_since_execute: u32,
+    /// The server is in copy-in mode: Syncs are ignored until CopyDone or
+    /// CopyFail.
+    copy_in: bool,
 }
 
 impl Default for Tracker {
@@ -46,6 +52,8 @@ impl Default for Tracker {
             awaiting_ready: 0,
             unsynced: false,
             status: TxStatus::Idle,
+            syncs_since_execute: 0,
+            copy_in: false,
         }
     }
 }
@@ -54,14 +62,37 @@ impl Tracker {
     /// Notes a message the client sent to the backend.
     pub fn client_sent(&mut self, tag: u8) {
         match tag {
-            b'Q' | b'F' => self.awaiting_ready += 1,
+            b'Q' => {
+                self.awaiting_ready += 1;
+                self.syncs_since_execute = 0;
+            }
+            b'F' => self.awaiting_ready += 1,
+            b'S' if self.copy_in => {}
             b'S' => {
                 self.awaiting_ready += 1;
+                self.syncs_since_execute += 1;
                 self.unsynced = false;
             }
-            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => self.unsynced = true,
+            b'E' => {
+                self.syncs_since_execute = 0;
+                self.unsynced = true;
+            }
+            b'P' | b'B' | b'D' | b'C' | b'H' => self.unsynced = true,
+            b'c' | b'f' => self.copy_in = false,
             _ => {}
         }
+    }
+
+    /// Notes a CopyInResponse: Syncs the client sent behind the Execute
+    /// that started the COPY were ignored by the server and will get no
+    /// ReadyForQuery; the batch goes on until the Sync after CopyDone.
+    pub fn copy_in_started(&mut self) {
+        self.awaiting_ready = self.awaiting_ready.saturating_sub(self.syncs_since_execute);
+        if self.syncs_since_execute > 0 {
+            self.unsynced = true;
+        }
+        self.syncs_since_execute = 0;
+        self.copy_in = true;
     }
 
     /// Notes a ReadyForQuery from the backend.
@@ -86,6 +117,11 @@ impl Tracker {
 
     pub fn status(&self) -> TxStatus {
         self.status
+    }
+
+    /// Requests sent whose ReadyForQuery has not come back yet.
+    pub fn awaiting_ready(&self) -> u32 {
+        self.awaiting_ready
     }
 
     /// Extended-protocol messages were sent and their Sync has not been:
@@ -122,6 +158,29 @@ mod tests {
         t.client_sent(b'P');
         t.client_sent(b'H');
         assert!(!t.is_idle(), "Flush without Sync leaves work pending");
+    }
+
+    #[test]
+    fn syncs_sent_into_a_copy_from_stdin_are_not_answered() {
+        let mut t = Tracker::default();
+        // tokio-postgres: Bind, Execute, Sync; then the data, CopyDone, Sync.
+        for tag in [b'B', b'E', b'S'] {
+            t.client_sent(tag);
+        }
+        t.copy_in_started();
+        for tag in [b'd', b'd', b'S', b'c', b'S'] {
+            t.client_sent(tag);
+        }
+        assert!(!t.is_idle());
+        t.ready_for_query(b'I');
+        assert!(t.is_idle(), "one ReadyForQuery answers the whole COPY");
+        // A simple-query COPY is unaffected.
+        t.client_sent(b'Q');
+        t.copy_in_started();
+        t.client_sent(b'd');
+        t.client_sent(b'c');
+        t.ready_for_query(b'I');
+        assert!(t.is_idle());
     }
 
     #[test]

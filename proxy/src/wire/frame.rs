@@ -61,6 +61,15 @@ pub fn split_frame(buf: &[u8]) -> Result<Option<Frame<'_>>, FrameError> {
     }))
 }
 
+/// A frame with `tag` and `body`, for tests.
+#[cfg(test)]
+pub fn test_frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![tag];
+    f.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    f.extend_from_slice(body);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

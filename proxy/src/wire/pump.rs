@@ -38,6 +38,9 @@ pub enum Need {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Forward,
+    /// Forward the frame, then these bytes (a request of the proxy's own,
+    /// sent right behind the client's so it costs no extra round trip).
+    ForwardThen(&'static [u8]),
     /// Drop the frame; the pump goes on.
     Swallow,
     /// Drop the frame and return [`PumpEvent::Stopped`] once everything
@@ -93,6 +96,8 @@ pub struct Pump {
     ready: usize,
     /// Bytes of a frame being streamed through that have not arrived yet.
     passthrough: usize,
+    /// Bytes to add once the frame being streamed through is complete.
+    after_passthrough: Option<&'static [u8]>,
     /// Bytes of a swallowed frame still to drop once `ready` is zero.
     discard: usize,
     stop_after_discard: bool,
@@ -110,6 +115,7 @@ impl Pump {
             buf: BytesMut::new(),
             ready: 0,
             passthrough: 0,
+            after_passthrough: None,
             discard: 0,
             stop_after_discard: false,
             held: false,
@@ -228,6 +234,11 @@ impl Pump {
                 let n = self.passthrough.min(available);
                 self.ready += n;
                 self.passthrough -= n;
+                if self.passthrough == 0
+                    && let Some(bytes) = self.after_passthrough.take()
+                {
+                    self.insert_at_ready(bytes);
+                }
                 continue;
             }
             let Some(header) = FrameHeader::parse(&self.buf[self.ready..])? else {
@@ -255,6 +266,15 @@ impl Pump {
                     self.ready += available;
                     self.passthrough = header.len - available;
                 }
+                Verdict::ForwardThen(bytes) if available >= header.len => {
+                    self.ready += header.len;
+                    self.insert_at_ready(bytes);
+                }
+                Verdict::ForwardThen(bytes) => {
+                    self.ready += available;
+                    self.passthrough = header.len - available;
+                    self.after_passthrough = Some(bytes);
+                }
                 verdict @ (Verdict::Swallow | Verdict::Stop) => {
                     self.discard = header.len;
                     self.stop_after_discard = verdict == Verdict::Stop;
@@ -272,6 +292,16 @@ impl Pump {
         }
     }
 
+    /// Puts `bytes` into the stream at `ready`, ahead of anything read but
+    /// not yet scanned (usually nothing, so usually no copy).
+    fn insert_at_ready(&mut self, bytes: &[u8]) {
+        let unscanned = self.buf[self.ready..].to_vec();
+        self.buf.truncate(self.ready);
+        self.buf.extend_from_slice(bytes);
+        self.buf.extend_from_slice(&unscanned);
+        self.ready += bytes.len();
+    }
+
     fn make_room(&mut self) {
         if self.buf.is_empty() && self.buf.capacity() > SHRINK_ABOVE {
             self.buf = BytesMut::new();
@@ -287,6 +317,7 @@ impl Pump {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::frame::test_frame as frame;
     use std::future::poll_fn;
     use tokio::io::AsyncWriteExt;
 
@@ -317,13 +348,6 @@ mod tests {
                 _ => Verdict::Forward,
             }
         }
-    }
-
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut f = vec![tag];
-        f.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        f.extend_from_slice(body);
-        f
     }
 
     async fn run(input: Vec<u8>, max: usize) -> (Result<PumpEvent, PumpError>, Vec<u8>, Recorder) {
@@ -493,6 +517,41 @@ mod tests {
             let tags: Vec<u8> = rec.seen.iter().map(|(t, _)| *t).collect();
             proptest::prop_assert_eq!(tags, frames.iter().map(|(t, _)| *t).collect::<Vec<_>>());
         }
+    }
+
+    #[tokio::test]
+    async fn adds_bytes_behind_a_forwarded_frame() {
+        struct Adder;
+        impl Inspect for Adder {
+            fn need(&self, _: FrameHeader) -> Need {
+                Need::Header
+            }
+            fn inspect(&mut self, header: FrameHeader, _: &mut [u8], _: &[u8]) -> Verdict {
+                if header.tag == b'S' {
+                    Verdict::ForwardThen(b"+extra+")
+                } else {
+                    Verdict::Forward
+                }
+            }
+        }
+        let mut input = frame(b'S', b"");
+        input.extend(frame(b'd', &[7; 40_000]));
+        input.extend(frame(b'S', b""));
+        let (mut feed, mut reader) = tokio::io::duplex(1 << 20);
+        feed.write_all(&input).await.expect("feed");
+        drop(feed);
+        let mut out: Vec<u8> = Vec::new();
+        let mut pump = Pump::new(1 << 20);
+        let result =
+            poll_fn(|cx| pump.poll_pump(cx, Pin::new(&mut reader), Pin::new(&mut out), &mut Adder))
+                .await;
+        assert_eq!(result.expect("pump"), PumpEvent::Eof);
+        let mut expected = frame(b'S', b"");
+        expected.extend_from_slice(b"+extra+");
+        expected.extend(frame(b'd', &[7; 40_000]));
+        expected.extend(frame(b'S', b""));
+        expected.extend_from_slice(b"+extra+");
+        assert_eq!(out, expected);
     }
 
     #[tokio::test]

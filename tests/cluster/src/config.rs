@@ -38,7 +38,7 @@ pub(crate) fn write_common(
         ("fsync", "off".into()),
         ("full_page_writes", "on".into()),
         ("logging_collector", "off".into()),
-        ("max_connections", "200".into()),
+        ("max_connections", "500".into()),
         ("shared_buffers", "64MB".into()),
         // Replay positions reach the primary quickly, so lag checks converge fast.
         ("wal_receiver_status_interval", "100ms".into()),

@@ -106,7 +106,16 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                      CREATE TABLE copy_dst (LIKE copy_src)",
                 )
                 .await?;
+                // Written on another connection: its LSN is the causal
+                // token that makes the proxied session read it.
+                let lsn: String = direct
+                    .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+                    .await?
+                    .get(0);
                 let proxied = env.proxy.client().await?;
+                proxied
+                    .simple_query(&format!("SET pgrelay.min_lsn = '{lsn}'"))
+                    .await?;
                 let through_proxy = copy_out(&proxied, "COPY copy_src TO STDOUT").await?;
                 let from_primary = copy_out(&direct, "COPY copy_src TO STDOUT").await?;
                 ensure!(

@@ -3,6 +3,7 @@
 //! disturb each other). The cluster is stopped when `main` returns, also
 //! when tests fail: libtest-mimic catches their panics.
 
+mod admin;
 mod auth;
 mod data;
 mod env;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     trials.extend(limits::trials(&env));
     trials.extend(pgbench::trials(&env));
     trials.extend(routing::trials(&env));
+    trials.extend(admin::trials(&env));
     let conclusion = libtest_mimic::run(&args, trials);
     drop(env);
     if conclusion.has_failed() {

@@ -39,6 +39,17 @@ async fn until_replayed(standby: &Client, lsn: &str) -> anyhow::Result<()> {
     .await
 }
 
+/// Committed transactions a node counted for one database.
+async fn xact_commits(node: &Client, database: &str) -> anyhow::Result<i64> {
+    let row = node
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+            &[&database],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 fn eventual() -> ProxyOptions {
     ProxyOptions {
         routing: "consistency = \"eventual\"".into(),
@@ -178,6 +189,74 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         ),
         trial(
             env,
+            "routing::functions_route_by_their_volatility_and_refusals_rerun_on_the_primary",
+            |env| async move {
+                let (primary, replica) = ports(&env);
+                let direct = env.cluster.client(0).await?;
+                direct
+                    .batch_execute(
+                        "CREATE TABLE IF NOT EXISTS routing_fn (x int);
+                         CREATE SEQUENCE IF NOT EXISTS routing_seq;
+                         CREATE OR REPLACE FUNCTION routing_ins() RETURNS text
+                           LANGUAGE sql VOLATILE AS
+                           $$ INSERT INTO routing_fn VALUES (1); SELECT current_setting('port') $$;
+                         CREATE OR REPLACE FUNCTION routing_stable() RETURNS text
+                           LANGUAGE sql STABLE AS $$ SELECT current_setting('port') $$;
+                         CREATE OR REPLACE FUNCTION routing_liar() RETURNS text
+                           LANGUAGE plpgsql STABLE AS
+                           $$ BEGIN PERFORM nextval('routing_seq'); RETURN current_setting('port'); END $$;",
+                    )
+                    .await?;
+                let lsn: String = direct
+                    .query_one("SELECT pg_current_wal_lsn()::text", &[])
+                    .await?
+                    .get(0);
+                until_replayed(&env.cluster.client(1).await?, &lsn).await?;
+                let proxy = TestProxy::start(&env.cluster, eventual()).await?;
+                let c = proxy.client().await?;
+                ensure!(
+                    value(&c, "SELECT routing_ins()").await? == primary,
+                    "a VOLATILE function that writes runs on the primary"
+                );
+                ensure!(value(&c, "SHOW pgrelay.route").await? == "pg1 primary volatile function");
+                ensure!(
+                    value(&c, "SELECT routing_stable()").await? == replica,
+                    "a STABLE function is read on the replica"
+                );
+                let before: i64 = direct
+                    .query_one(
+                        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM routing_seq",
+                        &[],
+                    )
+                    .await?
+                    .get(0);
+                ensure!(
+                    value(&c, "SELECT routing_liar()").await? == primary,
+                    "refused by the replica, re-run on the primary, no error"
+                );
+                ensure!(value(&c, "SHOW pgrelay.route").await? == "pg1 primary retried");
+                let after: i64 = direct
+                    .query_one(
+                        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM routing_seq",
+                        &[],
+                    )
+                    .await?
+                    .get(0);
+                ensure!(after == before + 1, "it ran exactly once on the primary");
+                ensure!(value(&c, "SELECT routing_liar()").await? == primary);
+                ensure!(
+                    value(&c, "SHOW pgrelay.route").await? == "pg1 primary write",
+                    "the refused shape is remembered as a write"
+                );
+                ensure!(
+                    value(&c, PORT).await? == replica,
+                    "other reads stay on the replica"
+                );
+                Ok(())
+            },
+        ),
+        trial(
+            env,
             "routing::prepared_statements_exist_wherever_they_run",
             |env| async move {
                 let (primary, replica) = ports(&env);
@@ -237,21 +316,58 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         ),
         trial(
             env,
-            "routing::read_your_writes_keeps_reads_on_the_primary_until_lsns_exist",
+            "routing::read_your_writes_reads_from_a_replica_that_has_the_write",
             |env| async move {
-                let (primary, replica) = ports(&env);
+                let (_, replica) = ports(&env);
                 let c = env.proxy.client().await?;
-                ensure!(value(&c, PORT).await? == primary);
-                ensure!(value(&c, "SHOW pgrelay.route").await? == "pg1 primary strong");
                 ensure!(value(&c, "SHOW pgrelay.consistency").await? == "read-your-writes");
-                c.simple_query("SET pgrelay.consistency = 'eventual'")
-                    .await?;
                 ensure!(
                     value(&c, PORT).await? == replica,
-                    "SET pgrelay.consistency applies to the session"
+                    "a read goes to the replica"
+                );
+                ensure!(value(&c, "SHOW pgrelay.last_lsn").await? == "0/0");
+                c.simple_query("CREATE TABLE IF NOT EXISTS routing_ryw (id int)")
+                    .await?;
+                for i in 0..20 {
+                    c.simple_query(&format!("INSERT INTO routing_ryw VALUES ({i})"))
+                        .await?;
+                    let seen = value(
+                        &c,
+                        &format!("SELECT count(*) FROM routing_ryw WHERE id = {i}"),
+                    )
+                    .await?;
+                    ensure!(seen == "1", "write {i} is visible to the next read");
+                }
+                let token = value(&c, "SHOW pgrelay.last_lsn").await?;
+                ensure!(token != "0/0", "the session has a causal token");
+                ensure!(
+                    !value(&c, "SHOW pgrelay.route").await?.is_empty(),
+                    "SHOW pgrelay.route answers"
+                );
+                // The token read on one connection makes another read it.
+                let other = env.proxy.client().await?;
+                other
+                    .simple_query(&format!("SET pgrelay.min_lsn = '{token}'"))
+                    .await?;
+                ensure!(value(&other, "SHOW pgrelay.min_lsn").await? == token);
+                ensure!(
+                    value(&other, "SELECT count(*) FROM routing_ryw WHERE id = 19").await? == "1"
+                );
+                let e = other
+                    .simple_query("SET pgrelay.min_lsn = 'yesterday'")
+                    .await
+                    .err()
+                    .context("a bad LSN is refused")?;
+                ensure!(
+                    e.as_db_error().map(|d| d.code().code()) == Some("22023"),
+                    "{e:?}"
+                );
+                c.simple_query("SET pgrelay.consistency = 'strong'").await?;
+                ensure!(
+                    value(&c, PORT).await? != replica,
+                    "strong reads the primary"
                 );
                 c.simple_query("RESET pgrelay.consistency").await?;
-                ensure!(value(&c, PORT).await? == primary);
                 let e = c
                     .simple_query("SET pgrelay.consistency = 'sometimes'")
                     .await
@@ -287,6 +403,63 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 ensure!(
                     value(&c, PORT).await? == replica,
                     "DISCARD ALL ends the pin"
+                );
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "routing::pgbench_select_only_prepared_reads_from_the_replica",
+            |env| async move {
+                let proxy = TestProxy::start(&env.cluster, eventual()).await?;
+                let primary = env.cluster.client(0).await?;
+                let standby = env.cluster.client(1).await?;
+                primary
+                    .batch_execute("CREATE DATABASE bench_prepared")
+                    .await?;
+                let port = proxy.port().to_string();
+                let base = ["-h", "127.0.0.1", "-p", port.as_str(), "-U", "postgres"];
+                crate::pgbench::run_pgbench(
+                    &[&base[..], &["-i", "-s", "1", "-q", "bench_prepared"]].concat(),
+                )
+                .await?;
+                let primary_before = xact_commits(&primary, "bench_prepared").await?;
+                let standby_before = xact_commits(&standby, "bench_prepared").await?;
+                let out = crate::pgbench::run_pgbench(
+                    &[
+                        &base[..],
+                        &["-S", "-M", "prepared", "-T", "3", "-c", "4", "-j", "2"],
+                        &["bench_prepared"],
+                    ]
+                    .concat(),
+                )
+                .await?;
+                let failed =
+                    crate::pgbench::field(&out, "number of failed transactions:").unwrap_or(0);
+                ensure!(failed == 0, "{failed} failed\n{out}");
+                let done =
+                    crate::pgbench::field(&out, "number of transactions actually processed:")
+                        .context("pgbench reports its transactions")?;
+                ensure!(done > 100, "pgbench ran: {out}");
+                // Backends report their counters when they exit: stop the
+                // proxy (and its pooled connections), then wait for them.
+                drop(proxy);
+                let (on_primary, on_standby) = poll_until(
+                    Duration::from_secs(20),
+                    "the nodes to report pgbench's transactions",
+                    || async {
+                        let p =
+                            xact_commits(&primary, "bench_prepared").await.ok()? - primary_before;
+                        let s =
+                            xact_commits(&standby, "bench_prepared").await.ok()? - standby_before;
+                        (p + s >= done as i64).then_some((p, s))
+                    },
+                )
+                .await?;
+                let share = on_standby as f64 / done as f64;
+                ensure!(
+                    share >= 0.95,
+                    "{on_standby} of {done} transactions on the replica ({on_primary} on the primary)"
                 );
                 Ok(())
             },

@@ -108,7 +108,9 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
             |env| async move {
                 let victim = env.proxy.client().await?;
                 let bystander = env.proxy.client().await?;
-                let direct = env.cluster.client(0).await?;
+                // Reads of sessions that never wrote run on the replica:
+                // the cancel must find the replica's backend.
+                let direct = env.cluster.client(1).await?;
                 let cancel = victim.cancel_token();
                 let victim_query = tokio::spawn(async move {
                     let r = victim
@@ -290,8 +292,9 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     (r, busy)
                 });
                 let handle = proxy.into_handle();
-                // Let the query reach the server before draining.
-                let direct = env.cluster.client(0).await?;
+                // Let the query reach the server (the replica: a read)
+                // before draining.
+                let direct = env.cluster.client(1).await?;
                 poll_until(Duration::from_secs(10), "the query to run", || async {
                 let n: i64 = direct
                     .query_one("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(0.5), 7'", &[])

@@ -1,0 +1,21 @@
+//! The admin HTTP server on `listen.admin_addr` (see DESIGN.md, "Admin
+//! HTTP"): `/status` (the topology as JSON), `/healthz` (is a primary
+//! routable), `/metrics` (Prometheus text) and `/promote/{node}`.
+//!
+//! It runs on a thread of its own with a small current-thread runtime, so
+//! a slow scraper never delays a data-path worker or a health probe, and it
+//! stops with the rest of the proxy. Handlers only read what the proxy
+//! already keeps (the topology snapshot, the metrics registry); none
+//! awaits, and none changes anything yet.
+
+mod healthz;
+mod promote;
+mod response;
+mod routes;
+mod scrape;
+mod server;
+mod status;
+
+pub use routes::{Route, respond};
+pub use server::{bind, spawn};
+pub use status::{FailoverBody, NodeBody, StatusBody};

@@ -1,0 +1,144 @@
+//! Which endpoint a request is for, and which method it takes.
+
+use hyper::{Method, Response};
+
+use super::response::{self, Body};
+use super::{healthz, promote, scrape, status};
+use crate::shared::Shared;
+
+/// The admin endpoints. Each has one method; any other gets 405.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `GET /status`: the topology as JSON.
+    Status,
+    /// `GET /healthz`: 200 while a primary is routable, 503 otherwise.
+    Healthz,
+    /// `GET /metrics`: Prometheus text format.
+    Metrics,
+    /// `POST /promote/{node}`: manual promotion of a replica.
+    Promote { node: &'a str },
+}
+
+impl<'a> Route<'a> {
+    /// The endpoint at `path` (without the query string), if any.
+    pub fn parse(path: &'a str) -> Option<Route<'a>> {
+        match path {
+            "/status" => Some(Route::Status),
+            "/healthz" => Some(Route::Healthz),
+            "/metrics" => Some(Route::Metrics),
+            _ => {
+                let node = path.strip_prefix("/promote/")?;
+                (!node.is_empty() && !node.contains('/')).then_some(Route::Promote { node })
+            }
+        }
+    }
+
+    pub fn method(self) -> Method {
+        match self {
+            Route::Status | Route::Healthz | Route::Metrics => Method::GET,
+            Route::Promote { .. } => Method::POST,
+        }
+    }
+}
+
+/// The answer to `method path`. Synchronous: every handler reads state the
+/// proxy already holds.
+pub fn respond(method: &Method, path: &str, shared: &Shared) -> Response<Body> {
+    let Some(route) = Route::parse(path) else {
+        return response::not_found(path);
+    };
+    let allowed = route.method();
+    if *method != allowed {
+        return response::method_not_allowed(&allowed);
+    }
+    match route {
+        Route::Status => status::respond(&shared.topology.load()),
+        Route::Healthz => healthz::respond(&shared.topology.load(), shared.drain.is_cancelled()),
+        Route::Metrics => scrape::respond(&shared.metrics),
+        Route::Promote { node } => promote::respond(node),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use hyper::StatusCode;
+    use hyper::header::{ALLOW, CONTENT_TYPE};
+    use pgrelay_health::{NodeRole, NodeStatus, Topology, TopologyCell};
+
+    use super::*;
+    use crate::config::Config;
+
+    fn shared() -> Shared {
+        let config = Config::from_toml_str(
+            "[[nodes]]\nname = \"pg1\"\naddr = \"127.0.0.1:5432\"\n[auth]\nmode = \"trust\"\n",
+            &|_| None,
+        )
+        .expect("config");
+        let topology = Topology::initial(vec![("pg1".into(), "127.0.0.1:5432".into())]);
+        Shared::new(Arc::new(config), Arc::new(TopologyCell::new(topology))).expect("shared")
+    }
+
+    fn primary_found(shared: &Shared) {
+        let nodes = vec![NodeStatus {
+            role: NodeRole::Primary,
+            healthy: true,
+            ..NodeStatus::new("pg1".into(), "127.0.0.1:5432".into())
+        }];
+        shared
+            .topology
+            .publish(shared.topology.load().with_nodes(nodes));
+    }
+
+    #[test]
+    fn paths_map_to_routes() {
+        assert_eq!(Route::parse("/status"), Some(Route::Status));
+        assert_eq!(Route::parse("/healthz"), Some(Route::Healthz));
+        assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
+        assert_eq!(
+            Route::parse("/promote/pg2"),
+            Some(Route::Promote { node: "pg2" })
+        );
+        for path in ["/", "", "/status/", "/promote/", "/promote/a/b", "/statusx"] {
+            assert_eq!(Route::parse(path), None, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_wrong_methods_405() {
+        let shared = shared();
+        let missing = respond(&Method::GET, "/nope", &shared);
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        let post = respond(&Method::POST, "/status", &shared);
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(post.headers()[ALLOW], "GET");
+        let get = respond(&Method::GET, "/promote/pg1", &shared);
+        assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(get.headers()[ALLOW], "POST");
+    }
+
+    #[test]
+    fn each_endpoint_answers_with_its_content_type() {
+        let shared = shared();
+        let status = respond(&Method::GET, "/status", &shared);
+        assert_eq!(status.status(), StatusCode::OK);
+        assert_eq!(status.headers()[CONTENT_TYPE], "application/json");
+        let metrics = respond(&Method::GET, "/metrics", &shared);
+        assert_eq!(metrics.status(), StatusCode::OK);
+        assert_eq!(metrics.headers()[CONTENT_TYPE], prometheus::TEXT_FORMAT);
+        let promote = respond(&Method::POST, "/promote/pg1", &shared);
+        assert_eq!(promote.status(), StatusCode::NOT_IMPLEMENTED);
+    }
+
+    #[test]
+    fn healthz_follows_the_primary_and_the_drain() {
+        let shared = shared();
+        let healthz = || respond(&Method::GET, "/healthz", &shared).status();
+        assert_eq!(healthz(), StatusCode::SERVICE_UNAVAILABLE);
+        primary_found(&shared);
+        assert_eq!(healthz(), StatusCode::OK);
+        shared.drain.cancel();
+        assert_eq!(healthz(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

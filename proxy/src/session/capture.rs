@@ -1,0 +1,162 @@
+//! Read-your-writes needs the WAL position of each write the session
+//! commits. pgrelay asks the primary itself, on the session's own
+//! connection, right behind the write: `pg_current_wal_insert_lsn()` is
+//! the insert position, which is past the commit record even with
+//! `synchronous_commit = off`. The request travels in the same packet as
+//! the client's, and its answer is taken out of the stream, so the client
+//! pays no extra round trip and sees nothing.
+
+use std::collections::VecDeque;
+
+use pgrelay_health::parse_lsn;
+
+use crate::wire::frame::{FrameHeader, HEADER_LEN};
+use crate::wire::pump::Verdict;
+
+/// The proxy's own Query, sent as is.
+pub const LSN_QUERY: &[u8] = b"Q\0\0\0\x2dSELECT pg_current_wal_insert_lsn()::text\0";
+
+/// The session's causal position and the LSN requests still unanswered.
+#[derive(Debug, Default)]
+pub struct LsnCapture {
+    /// For each request in flight, how many of the client's own
+    /// ReadyForQuery messages come before its answer.
+    pending: VecDeque<u32>,
+    /// The LSN of the session's last captured write; 0 before any.
+    pub last_lsn: u64,
+}
+
+impl LsnCapture {
+    /// An LSN request was sent behind the client's requests, of which
+    /// `client_requests_ahead` are still unanswered.
+    pub fn requested(&mut self, client_requests_ahead: u32) {
+        let earlier: u32 = self.pending.iter().sum();
+        self.pending
+            .push_back(client_requests_ahead.saturating_sub(earlier));
+    }
+
+    /// No answer of ours is on its way: the connection carries only the
+    /// client's traffic.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Whether the message now arriving belongs to our request.
+    fn ours(&self) -> bool {
+        self.pending.front() == Some(&0)
+    }
+
+    /// Answers of ours still to come.
+    pub fn pending_answers(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The connection is about to be reused: its answers were read.
+    pub fn drained(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Whether the next DataRow must be seen whole.
+    pub fn wants_rows(&self) -> bool {
+        self.ours()
+    }
+
+    /// Judges a backend message: swallows the answers to our requests and
+    /// keeps the LSN; `None` for the client's messages.
+    pub fn inspect(&mut self, header: FrameHeader, frame: &[u8]) -> Option<Verdict> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        if !self.ours() {
+            if header.tag == b'Z'
+                && let Some(front) = self.pending.front_mut()
+            {
+                *front -= 1;
+            }
+            return None;
+        }
+        match header.tag {
+            b'D' => {
+                if let Some(lsn) =
+                    first_column(frame.get(HEADER_LEN..).unwrap_or_default()).and_then(parse_lsn)
+                {
+                    self.last_lsn = self.last_lsn.max(lsn);
+                }
+            }
+            b'Z' => {
+                self.pending.pop_front();
+            }
+            _ => {}
+        }
+        Some(Verdict::Swallow)
+    }
+}
+
+/// The first column of a DataRow body, as text.
+fn first_column(body: &[u8]) -> Option<&str> {
+    let len = body.get(2..6)?;
+    let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+    let value = body.get(6..6 + usize::try_from(len).ok()?)?;
+    std::str::from_utf8(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::frame::test_frame as frame;
+
+    fn feed(c: &mut LsnCapture, f: &[u8]) -> Option<Verdict> {
+        let header = FrameHeader::parse(f).expect("ok").expect("header");
+        c.inspect(header, f)
+    }
+
+    #[test]
+    fn the_query_is_one_well_formed_message() {
+        let f = crate::wire::frame::split_frame(LSN_QUERY)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(f.len, LSN_QUERY.len());
+        assert_eq!(f.body, b"SELECT pg_current_wal_insert_lsn()::text\0");
+    }
+
+    #[test]
+    fn answers_behind_the_clients_are_swallowed_and_read() {
+        let mut c = LsnCapture::default();
+        // The client's INSERT is unanswered; our request follows it.
+        c.requested(1);
+        assert_eq!(feed(&mut c, &frame(b'C', b"INSERT 0 1\0")), None);
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), None);
+        assert!(c.wants_rows());
+        assert_eq!(
+            feed(&mut c, &frame(b'T', b"\0\x01x\0")),
+            Some(Verdict::Swallow)
+        );
+        let row = frame(b'D', b"\0\x01\0\0\0\x090/3000060");
+        assert_eq!(feed(&mut c, &row), Some(Verdict::Swallow));
+        assert_eq!(
+            feed(&mut c, &frame(b'C', b"SELECT 1\0")),
+            Some(Verdict::Swallow)
+        );
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Some(Verdict::Swallow));
+        assert!(c.is_idle());
+        assert_eq!(c.last_lsn, 0x3000060);
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), None, "the client's again");
+    }
+
+    #[test]
+    fn several_requests_keep_their_places() {
+        let mut c = LsnCapture::default();
+        c.requested(1);
+        c.requested(2);
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), None);
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Some(Verdict::Swallow));
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), None);
+        assert_eq!(
+            feed(&mut c, &frame(b'D', b"\0\x01\0\0\0\x030/5")),
+            Some(Verdict::Swallow)
+        );
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Some(Verdict::Swallow));
+        assert!(c.is_idle());
+        assert_eq!(c.last_lsn, 5);
+    }
+}

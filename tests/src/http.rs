@@ -1,0 +1,96 @@
+//! A deliberately small HTTP/1.1 client for the admin endpoints: one
+//! request per connection (`Connection: close`), the reply read to EOF.
+//! Enough for tests; the server side is hyper.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Any request in a test taking longer than this is a failure.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A parsed reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    /// Header names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET path`.
+pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Reply> {
+    request(addr, "GET", path).await
+}
+
+/// `method path` with an empty body.
+pub async fn request(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<Reply> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        anyhow::Ok(raw)
+    };
+    let raw = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .with_context(|| format!("{method} http://{addr}{path} timed out"))?
+        .with_context(|| format!("{method} http://{addr}{path}"))?;
+    parse(&raw).with_context(|| {
+        format!(
+            "{method} http://{addr}{path}: bad reply {:?}",
+            String::from_utf8_lossy(&raw)
+        )
+    })
+}
+
+fn parse(raw: &[u8]) -> anyhow::Result<Reply> {
+    let text = std::str::from_utf8(raw).context("reply is not UTF-8")?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().context("empty reply")?;
+    let status = match status_line.split(' ').collect::<Vec<_>>()[..] {
+        ["HTTP/1.1", code, ..] => code.parse().context("status code")?,
+        _ => bail!("bad status line {status_line:?}"),
+    };
+    let headers = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').context("header without ':'")?;
+            Ok((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let reply = Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    };
+    if reply.header("transfer-encoding").is_some() {
+        bail!("chunked replies are not supported by this test client");
+    }
+    if let Some(length) = reply.header("content-length") {
+        let length: usize = length.parse().context("content-length")?;
+        if length != reply.body.len() {
+            bail!(
+                "body of {} bytes, content-length {length}",
+                reply.body.len()
+            );
+        }
+    }
+    Ok(reply)
+}
