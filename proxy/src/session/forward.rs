@@ -39,6 +39,10 @@ pub enum ForwardEnd {
     /// A replica refused the session's Query as a write; nothing of it
     /// reached the client (see `retry`).
     Refused,
+    /// The replica running the session's read was lost before any of the
+    /// answer reached the client (see `retry`), or while the session had
+    /// nothing in flight there.
+    BackendLost,
 }
 
 /// Session facts the inspectors need.
@@ -54,6 +58,8 @@ pub struct Identity {
 
 struct ServerSide<'a> {
     tracker: &'a mut Tracker,
+    /// The backend is a replica: losing it costs the session nothing.
+    on_replica: bool,
     identity: &'a Identity,
     retry: &'a mut Retry,
     capture: &'a mut LsnCapture,
@@ -71,6 +77,11 @@ impl Inspect for ServerSide<'_> {
     }
 
     fn inspect(&mut self, header: FrameHeader, frame: &mut [u8], ahead: &[u8]) -> Verdict {
+        if header.tag == b'E' && self.on_replica && self.tracker.is_idle() {
+            // Nothing was asked: the server is ending the connection
+            // (shutdown, crash). The session goes on without it.
+            return Verdict::Swallow;
+        }
         if let Some(verdict) = self.capture.inspect(header, frame) {
             return verdict;
         }
@@ -132,6 +143,7 @@ pub async fn forward(
         shutdown,
     } = p;
     let mut holding = false;
+    let on_replica = topology.primary() != Some(route.current);
     poll_fn(|cx| {
         if !holding {
             let mut client_side = ClientSide {
@@ -153,12 +165,17 @@ pub async fn forward(
                     return Poll::Ready(Ok(ForwardEnd::ClientClosed));
                 }
                 Poll::Ready(Ok(PumpEvent::Held)) => holding = true,
+                Poll::Ready(Err(PumpError::Write(_))) if route.retry.armed() => {
+                    return Poll::Ready(Ok(ForwardEnd::BackendLost));
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(up_error(e, &identity.node))),
                 Poll::Pending => {}
             }
         }
+        let lost_is_harmless = route.retry.armed() || (on_replica && tracker.is_idle());
         let mut server_side = ServerSide {
             tracker,
+            on_replica,
             identity,
             retry: &mut route.retry,
             capture: &mut route.capture,
@@ -170,6 +187,11 @@ pub async fn forward(
             &mut server_side,
         ) {
             Poll::Ready(Ok(PumpEvent::Stopped)) => return Poll::Ready(Ok(ForwardEnd::Refused)),
+            Poll::Ready(Ok(PumpEvent::Eof) | Err(PumpError::Read(_)))
+                if lost_is_harmless || route.retry.armed() =>
+            {
+                return Poll::Ready(Ok(ForwardEnd::BackendLost));
+            }
             Poll::Ready(Ok(_)) => return Poll::Ready(Ok(ForwardEnd::BackendClosed)),
             Poll::Ready(Err(e)) => return Poll::Ready(Err(down_error(e, &identity.node))),
             Poll::Pending => {}

@@ -23,6 +23,12 @@ impl Leases {
         &mut self.current
     }
 
+    /// Closes the session's idle connection to `node`, if any (it was
+    /// lost); the current connection stays.
+    pub fn forget(&mut self, node: usize) {
+        self.others.retain(|l| l.conn().node != node);
+    }
+
     /// The session's connection to `node`, current or not.
     pub fn on_node_mut(&mut self, node: usize) -> Option<&mut Lease> {
         if self.current.conn().node == node {

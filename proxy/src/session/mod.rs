@@ -139,6 +139,18 @@ async fn serve(
                 return Err(e);
             }
         };
+        if end == ForwardEnd::BackendLost {
+            let rerun = rerun_elsewhere(ctx, &mut leases, &mut route, &params, &user).await;
+            if let Err(e) = rerun {
+                cancel_key.set_target(None);
+                leases.release_all(Reuse::Close, Reuse::Close);
+                return Err(e);
+            }
+            identity.node = leases.current_mut().conn().node_name.clone();
+            up.discard_ready();
+            down = Pump::new(max);
+            continue;
+        }
         if end == ForwardEnd::Refused {
             let rerun =
                 retry_on_primary(ctx, &mut leases, &mut route, &mut tracker, &params, &user).await;
@@ -303,9 +315,10 @@ async fn serve(
                 Reuse::Reset,
             );
         }
-        ForwardEnd::BackendClosed | ForwardEnd::Held | ForwardEnd::Refused => {
-            leases.release_all(Reuse::Close, Reuse::Reset)
-        }
+        ForwardEnd::BackendClosed
+        | ForwardEnd::Held
+        | ForwardEnd::Refused
+        | ForwardEnd::BackendLost => leases.release_all(Reuse::Close, Reuse::Reset),
         ForwardEnd::Drained | ForwardEnd::Stopped => {
             leases.release_all(Reuse::Close, Reuse::Close);
             let mut out = BytesMut::new();
@@ -363,4 +376,44 @@ async fn retry_on_primary(
             source,
         })?;
     Ok(None)
+}
+
+/// Moves the session off a replica whose connection was lost, to the
+/// primary, re-running the read that was in flight there (none of its
+/// answer reached the client), if any; the lost connection is closed.
+async fn rerun_elsewhere(
+    ctx: &SessionContext,
+    leases: &mut Leases,
+    route: &mut RouteState,
+    params: &[(String, String)],
+    user: &str,
+) -> Result<(), ProxyError> {
+    let lost = leases.current_node();
+    let lost_name = leases.current_mut().conn().node_name.clone();
+    let query = route.retry.take_for_rerun();
+    let primary = ctx.shared.topology.primary().filter(|&p| p != lost);
+    let Some(primary) = primary else {
+        return Err(ProxyError::BackendIo {
+            node: lost_name,
+            source: std::io::ErrorKind::ConnectionReset.into(),
+        });
+    };
+    tracing::info!(node = %lost_name, rerun = query.is_some(), "replica connection lost; going on on the primary");
+    let login = LoginAs { params, user };
+    let target = (primary, RouteReason::PrimaryRetried);
+    switch_for_statement(ctx, leases, route, true, target, None, &login).await?;
+    leases.forget(lost);
+    route.prepared.node_reset(lost);
+    route.settings.node_reset(lost);
+    let Some(query) = query else {
+        return Ok(());
+    };
+    let conn = leases.current_mut().conn_mut();
+    conn.stream
+        .write_all(&query)
+        .await
+        .map_err(|source| ProxyError::BackendIo {
+            node: conn.node_name.clone(),
+            source,
+        })
 }

@@ -50,15 +50,27 @@ impl Retry {
         self.query.take()
     }
 
+    /// The Query, when its node was lost before any of its answer reached
+    /// the client.
+    pub fn take_for_rerun(&mut self) -> Option<Bytes> {
+        self.refused = false;
+        self.answered = false;
+        self.query.take()
+    }
+
     /// Judges a backend message while armed; `None` lets the caller
     /// handle it as usual.
     pub fn inspect(&mut self, header: FrameHeader, frame: &[u8], ahead: &[u8]) -> Option<Verdict> {
         self.query.as_ref()?;
+        let body = frame.get(HEADER_LEN..).unwrap_or_default();
         match header.tag {
-            b'E' if is_read_only_error(frame.get(HEADER_LEN..).unwrap_or_default()) => {
+            b'E' if sqlstate(body) == Some(READ_ONLY_SQL_TRANSACTION) => {
                 self.refused = true;
                 Some(Verdict::Swallow)
             }
+            // The server going away (shutdown, crash, lost postmaster):
+            // the connection closes next, and the Query runs elsewhere.
+            b'E' if sqlstate(body).is_some_and(is_server_going_away) => Some(Verdict::Swallow),
             b'Z' if self.refused => {
                 self.answered = true;
                 Some(Verdict::Stop)
@@ -70,7 +82,9 @@ impl Retry {
                 match after.map(FrameHeader::parse) {
                     Some(Ok(Some(next))) if next.tag == b'E' => {
                         match after.and_then(|a| a.get(HEADER_LEN..next.len)) {
-                            Some(body) if is_read_only_error(body) => Some(Verdict::Swallow),
+                            Some(body) if sqlstate(body).is_some_and(is_retriable) => {
+                                Some(Verdict::Swallow)
+                            }
                             Some(_) => self.disarm(),
                             None if ahead.len() < MAX_WITHHELD => Some(Verdict::Wait),
                             None => self.disarm(),
@@ -95,20 +109,32 @@ impl Retry {
     }
 }
 
-/// Whether an ErrorResponse body carries SQLSTATE 25006.
-fn is_read_only_error(body: &[u8]) -> bool {
+/// The SQLSTATE of an ErrorResponse body.
+fn sqlstate(body: &[u8]) -> Option<&[u8]> {
     let mut rest = body;
     while let Some((&field, tail)) = rest.split_first() {
         if field == 0 {
-            return false;
+            return None;
         }
         let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
         if field == b'C' {
-            return &tail[..end] == READ_ONLY_SQL_TRANSACTION;
+            return Some(&tail[..end]);
         }
         rest = tail.get(end + 1..).unwrap_or_default();
     }
-    false
+    None
+}
+
+/// Operator intervention (57P01 admin shutdown, 57P02 crash shutdown,
+/// 57P03 cannot connect now) and connection exceptions (08…): the server
+/// is ending the connection, not refusing the statement.
+fn is_server_going_away(sqlstate: &[u8]) -> bool {
+    sqlstate.starts_with(b"57P0") || sqlstate.starts_with(b"08")
+}
+
+/// Errors after which the Query runs again elsewhere.
+fn is_retriable(sqlstate: &[u8]) -> bool {
+    sqlstate == READ_ONLY_SQL_TRANSACTION || is_server_going_away(sqlstate)
 }
 
 #[cfg(test)]

@@ -39,9 +39,24 @@ pub async fn switch_for_statement(
     let mut reason = reason;
     if idle {
         reason = switch(ctx, leases, route, node, reason, login).await?;
-        if !replay_settings(leases, route).await? {
-            route.pinned = true;
-            reason = to_primary(ctx, leases, route, RouteReason::SessionPinned, login).await?;
+        match replay_settings(leases, route).await {
+            Ok(true) => {}
+            Ok(false) => {
+                route.pinned = true;
+                reason = to_primary(ctx, leases, route, RouteReason::SessionPinned, login).await?;
+            }
+            // A replica connection that died while the session was
+            // elsewhere: the primary serves the statement.
+            Err(e) if reason.is_replica() => {
+                let lost = leases.current_node();
+                debug!(error = %e, "replica connection lost; reading from the primary");
+                reason =
+                    to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
+                leases.forget(lost);
+                route.prepared.node_reset(lost);
+                route.settings.node_reset(lost);
+            }
+            Err(e) => return Err(e),
         }
     }
     if let Some(needs) = batch {

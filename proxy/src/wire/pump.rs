@@ -155,6 +155,13 @@ impl Pump {
         }
     }
 
+    /// Drops what was scanned but not written (its destination is gone);
+    /// what was not scanned yet stays.
+    pub fn discard_ready(&mut self) {
+        self.buf.advance(self.ready);
+        self.ready = 0;
+    }
+
     /// True when nothing read is waiting to be written or scanned.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty() && self.passthrough == 0
