@@ -117,6 +117,11 @@ impl ProxyHandle {
         &self.shared.topology
     }
 
+    /// Backend connections client sessions hold on `node` right now.
+    pub fn backend_connections(&self, node: usize) -> u32 {
+        self.shared.node_load.leased(node)
+    }
+
     /// Stops accepting; sessions end at their next idle point.
     pub fn drain(&self) {
         self.shared.drain.cancel();
@@ -207,9 +212,12 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
                 return;
             }
         };
-        let pool = Pool::new();
+        let pool = Pool::new(Arc::clone(&shared.node_load));
         let shutdown = LocalShutdown::new();
-        let router = Rc::new(WorkerRouter::new(&shared.config.routing));
+        let router = Rc::new(WorkerRouter::new(
+            &shared.config.routing,
+            Arc::clone(&shared.node_load),
+        ));
         tokio::task::spawn_local(mirror_shutdown(Arc::clone(&shared), Rc::clone(&shutdown)));
         tokio::task::spawn_local(expire_idle_connections(Rc::clone(&pool)));
         let mut sessions = JoinSet::new();

@@ -1,6 +1,7 @@
 //! State shared by every worker thread of one running proxy. Passed down
 //! explicitly (no globals), so tests can run many proxies in one process.
 
+use crate::backend::NodeLoad;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -27,6 +28,8 @@ pub struct Shared {
     pub clients: Arc<AtomicUsize>,
     /// The Prometheus registry of this proxy (served on `/metrics`).
     pub metrics: Metrics,
+    /// Backend connections leased per node (least-connections balancing).
+    pub node_load: Arc<NodeLoad>,
     next_conn_id: AtomicU64,
     /// Stop accepting; sessions end at their next idle point.
     pub drain: CancellationToken,
@@ -42,8 +45,14 @@ impl Shared {
         topology: Arc<TopologyCell>,
     ) -> Result<Shared, prometheus::Error> {
         let clients = Arc::new(AtomicUsize::new(0));
-        let metrics = Metrics::new(Arc::clone(&topology), Arc::clone(&clients))?;
+        let node_load = NodeLoad::new(config.nodes.len());
+        let metrics = Metrics::new(
+            Arc::clone(&topology),
+            Arc::clone(&clients),
+            Arc::clone(&node_load),
+        )?;
         Ok(Shared {
+            node_load,
             credentials: Credentials::new(&config.auth),
             config,
             topology,

@@ -3,8 +3,10 @@
 
 mod connect;
 mod idle;
+mod load;
 mod pool;
 mod reset;
 
 pub use connect::{BackendConn, BackendKey, LoginRequest, connect};
+pub use load::NodeLoad;
 pub use pool::{IDLE_TIMEOUT, Lease, Pool, PoolKey, Reuse};

@@ -7,10 +7,12 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::connect::BackendConn;
 use super::idle::{IdleSet, OnNode};
+use super::load::{LoadGuard, NodeLoad};
 use super::reset::reset;
 
 /// Idle connections one worker keeps per node, across all logins.
@@ -39,6 +41,7 @@ impl OnNode for PoolKey {
 #[derive(Debug)]
 pub struct Pool {
     idle: RefCell<IdleSet<PoolKey, BackendConn>>,
+    load: Arc<NodeLoad>,
 }
 
 /// Whether a connection handed back may serve another client.
@@ -51,9 +54,10 @@ pub enum Reuse {
 }
 
 impl Pool {
-    pub fn new() -> Rc<Pool> {
+    pub fn new(load: Arc<NodeLoad>) -> Rc<Pool> {
         Rc::new(Pool {
             idle: RefCell::new(IdleSet::new(MAX_IDLE_PER_NODE, IDLE_TIMEOUT)),
+            load,
         })
     }
 
@@ -61,6 +65,7 @@ impl Pool {
     pub fn take(self: &Rc<Pool>, key: &PoolKey) -> Option<Lease> {
         let conn = self.idle.borrow_mut().take(key, still_open)?;
         Some(Lease {
+            _counted: self.load.lease(key.node),
             conn,
             key: key.clone(),
             pool: Rc::clone(self),
@@ -70,6 +75,7 @@ impl Pool {
     /// Wraps a freshly connected backend in a lease.
     pub fn lease_new(self: &Rc<Pool>, key: PoolKey, conn: BackendConn) -> Lease {
         Lease {
+            _counted: self.load.lease(key.node),
             conn,
             key,
             pool: Rc::clone(self),
@@ -105,6 +111,8 @@ fn still_open(conn: &BackendConn) -> bool {
 /// A backend connection lent to one session.
 #[derive(Debug)]
 pub struct Lease {
+    /// Counts the connection on its node while the lease lives.
+    _counted: LoadGuard,
     conn: BackendConn,
     key: PoolKey,
     pool: Rc<Pool>,
@@ -122,7 +130,9 @@ impl Lease {
     /// Ends the lease. A reusable connection is reset in a task of its own
     /// so the client that is leaving does not wait for it.
     pub fn release(self, reuse: Reuse) {
-        let Lease { conn, key, pool } = self;
+        let Lease {
+            conn, key, pool, ..
+        } = self;
         if reuse == Reuse::Close {
             return;
         }

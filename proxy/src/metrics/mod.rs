@@ -8,6 +8,7 @@
 //! updates itself (queries, fallbacks) are registered here too, with their
 //! labelled handles cached by whoever increments them.
 
+mod backends;
 mod clients;
 mod topology;
 
@@ -15,8 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use pgrelay_health::TopologyCell;
+
+use crate::backend::NodeLoad;
 use prometheus::{Registry, TextEncoder};
 
+pub use backends::BackendsCollector;
 pub use clients::ClientsCollector;
 pub use topology::TopologyCollector;
 
@@ -35,9 +39,17 @@ impl Metrics {
     pub fn new(
         topology: Arc<TopologyCell>,
         clients: Arc<AtomicUsize>,
+        node_load: Arc<NodeLoad>,
     ) -> prometheus::Result<Metrics> {
         let registry = Registry::new();
+        let names = topology
+            .load()
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
         registry.register(Box::new(ClientsCollector::new(clients)?))?;
+        registry.register(Box::new(BackendsCollector::new(node_load, names)?))?;
         registry.register(Box::new(TopologyCollector::new(topology)?))?;
         Ok(Metrics { registry })
     }
@@ -92,7 +104,10 @@ mod tests {
             "127.0.0.1:5432".into(),
         )])));
         let clients = Arc::new(AtomicUsize::new(0));
-        let metrics = Metrics::new(Arc::clone(&cell), Arc::clone(&clients)).expect("registers");
+        let load = NodeLoad::new(1);
+        let metrics = Metrics::new(Arc::clone(&cell), Arc::clone(&clients), Arc::clone(&load))
+            .expect("registers");
+        let _held = load.lease(0);
 
         let before = metrics.encode().expect("encodes");
         assert!(
@@ -114,6 +129,7 @@ mod tests {
         for line in [
             "# TYPE pgrelay_client_connections gauge",
             "pgrelay_client_connections 3",
+            "pgrelay_backend_connections{node=\"pg1\"} 1",
             "pgrelay_node_up{node=\"pg1\"} 1",
             "pgrelay_node_up{node=\"pg2\"} 1",
             "pgrelay_node_up{node=\"pg3\"} 0",

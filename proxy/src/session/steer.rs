@@ -28,6 +28,7 @@ use pgrelay_router::{
     WriteReason, decide,
 };
 
+use crate::backend::NodeLoad;
 use crate::config::{self, LoadBalance, RoutingConfig, WhenNoReplica};
 use crate::wire::fe;
 use crate::wire::frame::FrameHeader;
@@ -50,6 +51,7 @@ const CLASSIFIER_CAPACITY: usize = 4096;
 /// Routing machinery one worker thread shares among its sessions.
 pub struct WorkerRouter {
     routing: RoutingConfig,
+    load: Arc<NodeLoad>,
     classifier: RefCell<Classifier>,
     balancer: RefCell<Balancer>,
     /// The router's view of the latest topology snapshot, rebuilt only when
@@ -58,7 +60,7 @@ pub struct WorkerRouter {
 }
 
 impl WorkerRouter {
-    pub fn new(routing: &RoutingConfig) -> WorkerRouter {
+    pub fn new(routing: &RoutingConfig, load: Arc<NodeLoad>) -> WorkerRouter {
         let balance = match routing.load_balance {
             LoadBalance::LeastConnections => Balance::LeastConnections,
             LoadBalance::LowestLag => Balance::LowestLag,
@@ -66,6 +68,7 @@ impl WorkerRouter {
         };
         WorkerRouter {
             routing: routing.clone(),
+            load,
             classifier: RefCell::new(Classifier::new(CLASSIFIER_CAPACITY)),
             balancer: RefCell::new(Balancer::new(balance)),
             view: RefCell::new((None, TopologyView::default())),
@@ -575,6 +578,12 @@ impl ClientSide<'_> {
     /// primary is known.
     fn decide(&mut self, statements: &[Arc<Statement>]) -> Option<Route> {
         self.router.refresh(self.topology);
+        if self.router.routing.load_balance == LoadBalance::LeastConnections {
+            let mut view = self.router.view.borrow_mut();
+            for (i, node) in view.1.nodes.iter_mut().enumerate() {
+                node.connections = self.router.load.leased(i);
+            }
+        }
         let view = self.router.view.borrow();
         let routing = &self.router.routing;
         let min_lsn = match self.route.consistency {

@@ -1,8 +1,9 @@
-//! Nodes failing under a client load. Each trial starts a cluster of its
-//! own, since it kills nodes; the clusters stop when the trials end, also
-//! when they fail (libtest-mimic catches their panics, and clusters stop on
-//! drop).
+//! Tests that need a cluster of their own: nodes failing under a client
+//! load, several replicas. Each trial starts its cluster; the clusters stop
+//! when the trials end, also when they fail (libtest-mimic catches their
+//! panics, and clusters stop on drop).
 
+mod balance;
 mod replica_loss;
 
 use std::process::ExitCode;
@@ -13,9 +14,27 @@ fn main() -> ExitCode {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
     trials.extend(replica_loss::trials());
+    trials.extend(balance::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// A trial running `body` on a runtime of its own.
+pub fn run_trial<F, Fut>(name: &str, body: F) -> libtest_mimic::Trial
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    libtest_mimic::Trial::test(name, move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| libtest_mimic::Failed::from(e.to_string()))?
+            .block_on(body())
+            .map_err(|e| libtest_mimic::Failed::from(format!("{e:#}")))
+    })
 }

@@ -6,29 +6,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use libtest_mimic::{Failed, Trial};
+use libtest_mimic::Trial;
 use pgrelay_cluster::{Cluster, ClusterOptions};
 use pgrelay_health::NodeRole;
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 use tokio_postgres::SimpleQueryMessage;
 
-pub fn trials() -> Vec<Trial> {
-    vec![Trial::test(
-        "failure::replica_loss_under_read_load_gives_no_errors",
-        || run(replica_loss_under_read_load).map_err(|e| Failed::from(format!("{e:#}"))),
-    )]
-}
+use crate::run_trial;
 
-fn run<F, Fut>(body: F) -> anyhow::Result<()>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(body())
+pub fn trials() -> Vec<Trial> {
+    vec![run_trial(
+        "failure::replica_loss_under_read_load_gives_no_errors",
+        replica_loss_under_read_load,
+    )]
 }
 
 /// Counts of what the readers saw.

@@ -1,0 +1,45 @@
+//! `pgrelay_backend_connections{node}`: the connections sessions hold on
+//! each node, read from the least-connections counters at scrape time.
+
+use std::sync::Arc;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntGaugeVec, Opts};
+
+use crate::backend::NodeLoad;
+
+#[derive(Debug)]
+pub struct BackendsCollector {
+    load: Arc<NodeLoad>,
+    nodes: Vec<String>,
+    gauge: IntGaugeVec,
+}
+
+impl BackendsCollector {
+    pub fn new(load: Arc<NodeLoad>, nodes: Vec<String>) -> prometheus::Result<BackendsCollector> {
+        let gauge = IntGaugeVec::new(
+            Opts::new(
+                "pgrelay_backend_connections",
+                "Backend connections client sessions hold on each node (idle pooled ones excluded).",
+            ),
+            &["node"],
+        )?;
+        Ok(BackendsCollector { load, nodes, gauge })
+    }
+}
+
+impl Collector for BackendsCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        for (i, name) in self.nodes.iter().enumerate() {
+            self.gauge
+                .with_label_values(&[name])
+                .set(i64::from(self.load.leased(i)));
+        }
+        self.gauge.collect()
+    }
+}
