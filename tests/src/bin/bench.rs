@@ -1,6 +1,11 @@
 //! pgrelay against PostgreSQL directly and against PgBouncer, under pgbench.
 //!
-//! `cargo run --release -p pgrelay-tests --bin bench [-- --rounds N --duration SECS --scale S]`
+//! `cargo run --release -p pgrelay-tests --bin bench [-- --rounds N --duration SECS --scale S --replicas R]`
+//!
+//! With `--replicas 1` pgrelay routes the read-only workloads to the
+//! replica (its default read-your-writes policy), while direct and
+//! PgBouncer runs go to the primary: the figure a read/write-splitting
+//! deployment cares about.
 //!
 //! Targets run interleaved (each workload on direct, pgrelay, pgbouncer in
 //! turn, round after round) so that drift on a small shared machine hits
@@ -30,7 +35,7 @@ use crate::pgbench::WORKLOADS;
 use crate::pgbouncer::PgBouncer;
 use crate::report::{Measured, Run, Target};
 
-const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S]";
+const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R]";
 
 /// Command-line settings.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +45,8 @@ struct Args {
     duration: u64,
     /// pgbench `-i -s`.
     scale: u64,
+    /// Streaming replicas behind pgrelay (0: a lone primary).
+    replicas: usize,
 }
 
 impl Args {
@@ -48,6 +55,7 @@ impl Args {
             rounds: 3,
             duration: 10,
             scale: 10,
+            replicas: 0,
         };
         while let Some(arg) = args.next() {
             let (key, inline) = match arg.split_once('=') {
@@ -64,14 +72,16 @@ impl Args {
                     .next()
                     .with_context(|| format!("{key} needs a value\n{USAGE}"))?,
             };
-            let number: u64 =
-                value.parse().ok().filter(|&n| n > 0).with_context(|| {
-                    format!("{key}: expected a positive integer, got {value:?}")
-                })?;
+            let number: u64 = value
+                .parse()
+                .ok()
+                .filter(|&n| n > 0 || key == "--replicas")
+                .with_context(|| format!("{key}: expected a positive integer, got {value:?}"))?;
             match key.as_str() {
                 "--rounds" => parsed.rounds = usize::try_from(number)?,
                 "--duration" => parsed.duration = number,
                 "--scale" => parsed.scale = number,
+                "--replicas" => parsed.replicas = usize::try_from(number)?,
                 _ => bail!("unknown argument {key:?}\n{USAGE}"),
             }
         }
@@ -118,7 +128,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         args.scale
     );
 
-    let cluster = start_cluster().await?;
+    let cluster = start_cluster(args.replicas).await?;
     let pg_port = cluster.nodes()[0].port;
     cluster
         .client(0)
@@ -135,6 +145,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     )
     .await
     .context("initializing the pgbench tables")?;
+    wait_for_replicas(&cluster, args.replicas).await?;
 
     let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
     let bouncer = match pgbouncer::find() {
@@ -226,12 +237,17 @@ async fn measure(
     }))
 }
 
-/// A lone primary: replicas would only take CPU from the measured path.
-async fn start_cluster() -> anyhow::Result<Cluster> {
+/// A lone primary by default: replicas would only take CPU from the
+/// measured path unless pgrelay is to route reads to them.
+async fn start_cluster(replicas: usize) -> anyhow::Result<Cluster> {
     let options = |replicas| ClusterOptions {
         replicas,
         ..ClusterOptions::default()
     };
+    if replicas > 0 {
+        let cluster = Cluster::start(options(replicas)).await;
+        return cluster.context("starting the PostgreSQL cluster");
+    }
     match Cluster::start(options(0)).await {
         Err(ClusterError::InvalidOptions(why)) => {
             println!("bench: cluster without replicas rejected ({why}); using one replica");
@@ -239,4 +255,32 @@ async fn start_cluster() -> anyhow::Result<Cluster> {
         }
         other => Ok(other.context("starting the PostgreSQL cluster")?),
     }
+}
+
+/// Waits until every replica has replayed the primary's WAL as it is now
+/// (the pgbench tables), so reads routed there find them.
+async fn wait_for_replicas(cluster: &Cluster, replicas: usize) -> anyhow::Result<()> {
+    if replicas == 0 {
+        return Ok(());
+    }
+    let lsn: String = cluster
+        .client(0)
+        .await?
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?
+        .get(0);
+    let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
+    for replica in 1..=replicas {
+        let client = cluster.client(replica).await?;
+        pgrelay_tests::poll_until(
+            Duration::from_secs(120),
+            "a replica to replay the tables",
+            || async {
+                let row = client.query_one(sql.as_str(), &[]).await.ok()?;
+                row.get::<_, bool>(0).then_some(())
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
