@@ -24,6 +24,7 @@ use tracing::{debug, error, info};
 use crate::admin;
 use crate::backend::{IDLE_TIMEOUT, Pool};
 use crate::config::Config;
+use crate::metrics::WorkerQueryMetrics;
 use crate::session::{self, SessionContext, WorkerRouter};
 use crate::shared::Shared;
 use crate::shutdown::{LocalShutdown, Phase};
@@ -214,9 +215,16 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
         };
         let pool = Pool::new(Arc::clone(&shared.node_load));
         let shutdown = LocalShutdown::new();
+        let node_names = shared
+            .config
+            .nodes
+            .iter()
+            .map(|n| n.name.to_string())
+            .collect();
         let router = Rc::new(WorkerRouter::new(
             &shared.config.routing,
             Arc::clone(&shared.node_load),
+            WorkerQueryMetrics::new(shared.metrics.queries.clone(), node_names),
         ));
         tokio::task::spawn_local(mirror_shutdown(Arc::clone(&shared), Rc::clone(&shutdown)));
         tokio::task::spawn_local(expire_idle_connections(Rc::clone(&pool)));

@@ -10,6 +10,7 @@
 
 mod backends;
 mod clients;
+mod queries;
 mod topology;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use prometheus::{Registry, TextEncoder};
 
 pub use backends::BackendsCollector;
 pub use clients::ClientsCollector;
+pub use queries::{FallbackReason, QueryMetrics, RoleLabel, WorkerQueryMetrics};
 pub use topology::TopologyCollector;
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
@@ -31,6 +33,8 @@ pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// What each worker counts on the data path.
+    pub queries: QueryMetrics,
 }
 
 impl Metrics {
@@ -51,7 +55,8 @@ impl Metrics {
         registry.register(Box::new(ClientsCollector::new(clients)?))?;
         registry.register(Box::new(BackendsCollector::new(node_load, names)?))?;
         registry.register(Box::new(TopologyCollector::new(topology)?))?;
-        Ok(Metrics { registry })
+        let queries = QueryMetrics::register(&registry)?;
+        Ok(Metrics { registry, queries })
     }
 
     /// Where later metrics (queries, failovers) get registered.

@@ -17,6 +17,7 @@ use super::capture::LsnCapture;
 use super::retry::Retry;
 use super::steer::{ClientSide, RouteState, WorkerRouter};
 use super::tracker::Tracker;
+use crate::metrics::{RoleLabel, WorkerQueryMetrics};
 use pgrelay_health::TopologyCell;
 
 /// How a forwarding phase ended.
@@ -63,6 +64,7 @@ struct ServerSide<'a> {
     identity: &'a Identity,
     retry: &'a mut Retry,
     capture: &'a mut LsnCapture,
+    metrics: &'a WorkerQueryMetrics,
 }
 
 impl Inspect for ServerSide<'_> {
@@ -90,8 +92,15 @@ impl Inspect for ServerSide<'_> {
         }
         match header.tag {
             b'Z' => {
-                if let Some(&status) = frame.get(5) {
-                    self.tracker.ready_for_query(status);
+                if let Some(&status) = frame.get(5)
+                    && let Some((sent, replica)) = self.tracker.ready_for_query(status)
+                {
+                    let role = if replica {
+                        RoleLabel::Replica
+                    } else {
+                        RoleLabel::Primary
+                    };
+                    self.metrics.answered(role, sent.elapsed());
                 }
             }
             b'A' => rewrite_notification_pid(frame, self.identity),
@@ -144,6 +153,7 @@ pub async fn forward(
     } = p;
     let mut holding = false;
     let on_replica = topology.primary() != Some(route.current);
+    tracker.set_on_replica(on_replica);
     poll_fn(|cx| {
         if !holding {
             let mut client_side = ClientSide {
@@ -179,6 +189,7 @@ pub async fn forward(
             identity,
             retry: &mut route.retry,
             capture: &mut route.capture,
+            metrics: &router.metrics,
         };
         match down.poll_pump(
             cx,

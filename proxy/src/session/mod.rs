@@ -352,6 +352,9 @@ async fn retry_on_primary(
         .get(5..query.len().saturating_sub(1))
         .unwrap_or_default();
     ctx.router.remember_write(sql);
+    ctx.router
+        .metrics
+        .fell_back(crate::metrics::FallbackReason::RefusedByReplica);
     let Some(primary) = ctx.shared.topology.primary() else {
         let mut out = BytesMut::new();
         be::error_response(
@@ -408,6 +411,9 @@ async fn rerun_elsewhere(
     let Some(query) = query else {
         return Ok(());
     };
+    ctx.router
+        .metrics
+        .fell_back(crate::metrics::FallbackReason::ReplicaLost);
     let conn = leases.current_mut().conn_mut();
     conn.stream
         .write_all(&query)

@@ -30,6 +30,7 @@ use pgrelay_router::{
 
 use crate::backend::NodeLoad;
 use crate::config::{self, LoadBalance, RoutingConfig, WhenNoReplica};
+use crate::metrics::{FallbackReason, RoleLabel, WorkerQueryMetrics};
 use crate::wire::fe;
 use crate::wire::frame::FrameHeader;
 use crate::wire::pump::{Inspect, Need, Verdict};
@@ -52,6 +53,7 @@ const CLASSIFIER_CAPACITY: usize = 4096;
 pub struct WorkerRouter {
     routing: RoutingConfig,
     load: Arc<NodeLoad>,
+    pub metrics: WorkerQueryMetrics,
     classifier: RefCell<Classifier>,
     balancer: RefCell<Balancer>,
     /// The router's view of the latest topology snapshot, rebuilt only when
@@ -60,7 +62,11 @@ pub struct WorkerRouter {
 }
 
 impl WorkerRouter {
-    pub fn new(routing: &RoutingConfig, load: Arc<NodeLoad>) -> WorkerRouter {
+    pub fn new(
+        routing: &RoutingConfig,
+        load: Arc<NodeLoad>,
+        metrics: WorkerQueryMetrics,
+    ) -> WorkerRouter {
         let balance = match routing.load_balance {
             LoadBalance::LeastConnections => Balance::LeastConnections,
             LoadBalance::LowestLag => Balance::LowestLag,
@@ -69,6 +75,7 @@ impl WorkerRouter {
         WorkerRouter {
             routing: routing.clone(),
             load,
+            metrics,
             classifier: RefCell::new(Classifier::new(CLASSIFIER_CAPACITY)),
             balancer: RefCell::new(Balancer::new(balance)),
             view: RefCell::new((None, TopologyView::default())),
@@ -80,6 +87,24 @@ impl WorkerRouter {
         // no parser accepts makes it "unparsed", which routes to the primary.
         let text = std::str::from_utf8(sql).unwrap_or("\u{0}not utf-8");
         self.classifier.borrow_mut().classify(text)
+    }
+
+    /// Counts a statement routed to `node` (the metric) and remembers it
+    /// for `SHOW pgrelay.route`.
+    pub fn routed(
+        &self,
+        topology: &TopologyCell,
+        route: &mut RouteState,
+        node: usize,
+        reason: RouteReason,
+    ) {
+        let role = if topology.primary() == Some(node) {
+            RoleLabel::Primary
+        } else {
+            RoleLabel::Replica
+        };
+        self.metrics.routed(node, role, reason);
+        route.last = Some((node, reason));
     }
 
     /// Functions the statements call whose volatility this worker has not
@@ -219,8 +244,10 @@ pub struct RouteState {
     pub read_floor: u64,
     /// `SET pgrelay.max_lag`, tighter or looser than the config.
     pub max_lag: Option<Duration>,
-    /// When a read waiting for a fresh replica gives up on it.
+    /// When a read waiting for a fresh replica gives up on it, and when
+    /// it began to wait.
     pub wait_deadline: Option<Instant>,
+    wait_started: Option<Instant>,
 }
 
 impl RouteState {
@@ -243,6 +270,7 @@ impl RouteState {
             read_floor: 0,
             max_lag: None,
             wait_deadline: None,
+            wait_started: None,
         }
     }
 }
@@ -303,6 +331,10 @@ impl Inspect for ClientSide<'_> {
 const BIND_PREFIX: usize = 512;
 
 impl ClientSide<'_> {
+    fn routed(&mut self, node: usize, reason: RouteReason) {
+        self.router.routed(self.topology, self.route, node, reason);
+    }
+
     /// Book-keeping for a message on its way to the current node; says
     /// whether an LSN request follows it.
     fn forwarded(&mut self, tag: u8, frame: &[u8]) -> Verdict {
@@ -356,7 +388,7 @@ impl ClientSide<'_> {
                 self.route.pinned = true;
             }
             self.note_commit(std::slice::from_ref(&statement));
-            self.route.last = Some((self.route.current, RouteReason::TransactionPinned));
+            self.routed(self.route.current, RouteReason::TransactionPinned);
             return Verdict::Forward;
         }
         if let Some(verdict) = self.capture_first() {
@@ -368,7 +400,7 @@ impl ClientSide<'_> {
         self.note_session_effect(&statement.session, true);
         let Some(route) = self.decide(std::slice::from_ref(&statement)) else {
             // No primary known: stay where we are; the backend answers.
-            self.route.last = Some((self.route.current, RouteReason::PrimaryFallback));
+            self.routed(self.route.current, RouteReason::PrimaryFallback);
             return Verdict::Forward;
         };
         if route.reason == RouteReason::PrimaryFallback
@@ -538,7 +570,7 @@ impl ClientSide<'_> {
             }
         };
         let Some(route) = route else {
-            self.route.last = Some((current, RouteReason::PrimaryFallback));
+            self.routed(current, RouteReason::PrimaryFallback);
             return Verdict::Forward;
         };
         let setup_needed = !self
@@ -547,7 +579,7 @@ impl ClientSide<'_> {
             .setup_for(route.node, defines.iter().copied(), uses.iter().copied())
             .is_empty();
         if route.node == current && !setup_needed {
-            self.route.last = Some((current, route.reason));
+            self.routed(current, route.reason);
             return Verdict::Forward;
         }
         let needs = BatchNeeds {
@@ -639,6 +671,9 @@ impl ClientSide<'_> {
         let route = chosen?;
         if route.reason != RouteReason::PrimaryFallback {
             self.route.wait_deadline = None;
+            if let Some(started) = self.route.wait_started.take() {
+                self.router.metrics.waited(started.elapsed());
+            }
         }
         if self.route.consistency == Consistency::ReadYourWrites && !writes {
             // Monotonic reads: never again from a node behind this one.
@@ -663,15 +698,24 @@ impl ClientSide<'_> {
     /// the session waits for a replica, or the client gets an error, as
     /// `when_no_replica` says. `None`: go to the primary.
     fn no_replica(&mut self, simple_query: bool) -> Option<Verdict> {
+        let metrics = &self.router.metrics;
         match self.router.routing.when_no_replica {
-            WhenNoReplica::Primary => None,
+            WhenNoReplica::Primary => {
+                metrics.fell_back(FallbackReason::NoFreshReplica);
+                None
+            }
             WhenNoReplica::Wait => {
+                let now = Instant::now();
                 let deadline = *self
                     .route
                     .wait_deadline
-                    .get_or_insert_with(|| Instant::now() + self.router.routing.wait_timeout);
-                if Instant::now() >= deadline {
+                    .get_or_insert_with(|| now + self.router.routing.wait_timeout);
+                let started = *self.route.wait_started.get_or_insert(now);
+                if now >= deadline {
                     self.route.wait_deadline = None;
+                    self.route.wait_started = None;
+                    metrics.waited(now - started);
+                    metrics.fell_back(FallbackReason::WaitTimedOut);
                     return None;
                 }
                 self.route.pending = Some(Pending::AwaitReplica);
@@ -679,7 +723,10 @@ impl ClientSide<'_> {
             }
             // An error for a batch would have to skip the rest of it; the
             // primary (no lag at all) serves it instead.
-            WhenNoReplica::Error if !simple_query => None,
+            WhenNoReplica::Error if !simple_query => {
+                metrics.fell_back(FallbackReason::NoFreshReplica);
+                None
+            }
             WhenNoReplica::Error => {
                 self.route.pending = Some(Pending::NoReplica(format!(
                     "no replica is within this session's consistency and lag limits \
@@ -703,7 +750,7 @@ impl ClientSide<'_> {
 
     fn steer(&mut self, target: usize, reason: RouteReason, batch: Option<BatchNeeds>) -> Verdict {
         if target == self.route.current {
-            self.route.last = Some((target, reason));
+            self.routed(target, reason);
             Verdict::Forward
         } else {
             self.route.pending = Some(Pending::Switch {

@@ -7,6 +7,7 @@ use pgrelay_router::RouteReason;
 use tracing::debug;
 
 use crate::error::ProxyError;
+use crate::metrics::FallbackReason;
 use crate::wire::fe;
 
 use super::SessionContext;
@@ -70,7 +71,8 @@ pub async fn switch_for_statement(
         }
     }
     route.current = leases.current_node();
-    route.last = Some((route.current, reason));
+    ctx.router
+        .routed(&ctx.shared.topology, route, route.current, reason);
     Ok(())
 }
 
@@ -133,6 +135,9 @@ async fn switch(
         }
         Err(e) if leases.current_node() != node && reason.is_replica() => {
             debug!(error = %e, "replica unavailable; reading from the current node");
+            ctx.router
+                .metrics
+                .fell_back(FallbackReason::ReplicaUnreachable);
             Ok(RouteReason::PrimaryFallback)
         }
         Err(e) => Err(e),

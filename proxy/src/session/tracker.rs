@@ -1,6 +1,9 @@
 //! Knowing when a backend connection is between requests: only then may a
 //! session end cleanly, drain for shutdown, or give the connection back.
 
+use std::collections::VecDeque;
+use std::time::Instant;
+
 /// The transaction status byte of the last ReadyForQuery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxStatus {
@@ -44,6 +47,11 @@ pub struct Tracker {
     /// The server is in copy-in mode: Syncs are ignored until CopyDone or
     /// CopyFail.
     copy_in: bool,
+    /// When each unanswered request was sent, and whether to a replica
+    /// (for the latency histogram).
+    sent: VecDeque<(Instant, bool)>,
+    /// The session's backend now is a replica.
+    on_replica: bool,
 }
 
 impl Default for Tracker {
@@ -54,6 +62,8 @@ impl Default for Tracker {
             status: TxStatus::Idle,
             syncs_since_execute: 0,
             copy_in: false,
+            sent: VecDeque::new(),
+            on_replica: false,
         }
     }
 }
@@ -63,13 +73,13 @@ impl Tracker {
     pub fn client_sent(&mut self, tag: u8) {
         match tag {
             b'Q' => {
-                self.awaiting_ready += 1;
+                self.request_sent();
                 self.syncs_since_execute = 0;
             }
-            b'F' => self.awaiting_ready += 1,
+            b'F' => self.request_sent(),
             b'S' if self.copy_in => {}
             b'S' => {
-                self.awaiting_ready += 1;
+                self.request_sent();
                 self.syncs_since_execute += 1;
                 self.unsynced = false;
             }
@@ -88,6 +98,9 @@ impl Tracker {
     /// ReadyForQuery; the batch goes on until the Sync after CopyDone.
     pub fn copy_in_started(&mut self) {
         self.awaiting_ready = self.awaiting_ready.saturating_sub(self.syncs_since_execute);
+        for _ in 0..self.syncs_since_execute {
+            self.sent.pop_back();
+        }
         if self.syncs_since_execute > 0 {
             self.unsynced = true;
         }
@@ -95,12 +108,24 @@ impl Tracker {
         self.copy_in = true;
     }
 
-    /// Notes a ReadyForQuery from the backend.
-    pub fn ready_for_query(&mut self, status: u8) {
+    fn request_sent(&mut self) {
+        self.awaiting_ready += 1;
+        self.sent.push_back((Instant::now(), self.on_replica));
+    }
+
+    /// Requests from now on go to a replica (or not).
+    pub fn set_on_replica(&mut self, on_replica: bool) {
+        self.on_replica = on_replica;
+    }
+
+    /// Notes a ReadyForQuery from the backend; returns when the request it
+    /// answers was sent, and whether to a replica.
+    pub fn ready_for_query(&mut self, status: u8) -> Option<(Instant, bool)> {
         self.awaiting_ready = self.awaiting_ready.saturating_sub(1);
         if let Some(status) = TxStatus::from_byte(status) {
             self.status = status;
         }
+        self.sent.pop_front()
     }
 
     /// Nothing is in flight and no transaction is open: the connection

@@ -344,6 +344,21 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     !value(&c, "SHOW pgrelay.route").await?.is_empty(),
                     "SHOW pgrelay.route answers"
                 );
+                let metrics = pgrelay_tests::http::get(env.proxy.admin_addr(), "/metrics").await?;
+                for series in [
+                    "pgrelay_queries_total{node=\"pg2\",reason=\"replica read\",role=\"replica\"}",
+                    "pgrelay_queries_total{node=\"pg1\",reason=\"primary write\",role=\"primary\"}",
+                    "pgrelay_query_duration_seconds_count{role=\"replica\"}",
+                    "pgrelay_query_duration_seconds_count{role=\"primary\"}",
+                ] {
+                    let count = metrics
+                        .body
+                        .lines()
+                        .find_map(|l| l.strip_prefix(series))
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .with_context(|| format!("{series} in /metrics"))?;
+                    ensure!(count > 0.0, "{series} counted nothing");
+                }
                 // The token read on one connection makes another read it.
                 let other = env.proxy.client().await?;
                 other

@@ -1,0 +1,206 @@
+//! What the data path counts: statements by where they went and why, their
+//! latency, reads that fell back to the primary, and consistency waits.
+//!
+//! The vectors are registered once per proxy; each worker keeps its own
+//! cache of labelled handles ([`WorkerQueryMetrics`]), so counting a
+//! statement is a small hash lookup and an atomic add, not a label lookup
+//! in the registry.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pgrelay_router::RouteReason;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
+
+/// Statement latencies on a LAN are tens of microseconds to seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+/// Waits for a replica to catch up: milliseconds to `wait_timeout`.
+const WAIT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+];
+
+/// The role label: where a statement ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoleLabel {
+    Primary,
+    Replica,
+}
+
+impl RoleLabel {
+    fn as_str(self) -> &'static str {
+        match self {
+            RoleLabel::Primary => "primary",
+            RoleLabel::Replica => "replica",
+        }
+    }
+}
+
+/// Why a read that could have gone to a replica ran on the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FallbackReason {
+    /// No replica within the session's consistency and lag limits.
+    NoFreshReplica,
+    /// `when_no_replica = "wait"` waited `wait_timeout` in vain.
+    WaitTimedOut,
+    /// The chosen replica could not be connected to.
+    ReplicaUnreachable,
+    /// The replica went away while running the read.
+    ReplicaLost,
+    /// The replica refused the statement as a write (25006).
+    RefusedByReplica,
+}
+
+impl FallbackReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackReason::NoFreshReplica => "no fresh replica",
+            FallbackReason::WaitTimedOut => "wait timed out",
+            FallbackReason::ReplicaUnreachable => "replica unreachable",
+            FallbackReason::ReplicaLost => "replica lost",
+            FallbackReason::RefusedByReplica => "refused by replica",
+        }
+    }
+}
+
+/// The vectors, registered in the proxy's registry.
+#[derive(Debug, Clone)]
+pub struct QueryMetrics {
+    queries: IntCounterVec,
+    duration: HistogramVec,
+    fallbacks: IntCounterVec,
+    consistency_wait: Histogram,
+}
+
+impl QueryMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<QueryMetrics> {
+        let queries = IntCounterVec::new(
+            Opts::new(
+                "pgrelay_queries_total",
+                "Statements (simple queries and extended-protocol batches) routed, by node, the node's role and the routing reason.",
+            ),
+            &["node", "role", "reason"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "pgrelay_query_duration_seconds",
+                "Time from a request reaching the node to its ReadyForQuery, by the node's role.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["role"],
+        )?;
+        let fallbacks = IntCounterVec::new(
+            Opts::new(
+                "pgrelay_read_fallbacks_total",
+                "Reads that ran on the primary although they could have run on a replica, by why.",
+            ),
+            &["reason"],
+        )?;
+        let consistency_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "pgrelay_consistency_wait_seconds",
+                "Time reads waited for a replica to catch up (when_no_replica = \"wait\").",
+            )
+            .buckets(WAIT_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(queries.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(fallbacks.clone()))?;
+        registry.register(Box::new(consistency_wait.clone()))?;
+        Ok(QueryMetrics {
+            queries,
+            duration,
+            fallbacks,
+            consistency_wait,
+        })
+    }
+}
+
+/// One worker's labelled handles.
+#[derive(Debug)]
+pub struct WorkerQueryMetrics {
+    vectors: QueryMetrics,
+    node_names: Vec<String>,
+    queries: RefCell<HashMap<(usize, RoleLabel, RouteReason), IntCounter>>,
+    duration: [Histogram; 2],
+    fallbacks: RefCell<HashMap<FallbackReason, IntCounter>>,
+}
+
+impl WorkerQueryMetrics {
+    pub fn new(vectors: QueryMetrics, node_names: Vec<String>) -> WorkerQueryMetrics {
+        let duration = [RoleLabel::Primary, RoleLabel::Replica]
+            .map(|role| vectors.duration.with_label_values(&[role.as_str()]));
+        WorkerQueryMetrics {
+            vectors,
+            node_names,
+            queries: RefCell::new(HashMap::new()),
+            duration,
+            fallbacks: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn routed(&self, node: usize, role: RoleLabel, reason: RouteReason) {
+        let mut cache = self.queries.borrow_mut();
+        let counter = cache.entry((node, role, reason)).or_insert_with(|| {
+            let name = self.node_names.get(node).map_or("?", String::as_str);
+            self.vectors
+                .queries
+                .with_label_values(&[name, role.as_str(), reason.as_str()])
+        });
+        counter.inc();
+    }
+
+    pub fn answered(&self, role: RoleLabel, took: Duration) {
+        let i = match role {
+            RoleLabel::Primary => 0,
+            RoleLabel::Replica => 1,
+        };
+        self.duration[i].observe(took.as_secs_f64());
+    }
+
+    pub fn fell_back(&self, reason: FallbackReason) {
+        let mut cache = self.fallbacks.borrow_mut();
+        cache
+            .entry(reason)
+            .or_insert_with(|| self.vectors.fallbacks.with_label_values(&[reason.as_str()]))
+            .inc();
+    }
+
+    pub fn waited(&self, took: Duration) {
+        self.vectors.consistency_wait.observe(took.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_count_into_the_registered_vectors() {
+        let registry = Registry::new();
+        let vectors = QueryMetrics::register(&registry).expect("registers");
+        let worker = WorkerQueryMetrics::new(vectors, vec!["pg1".into(), "pg2".into()]);
+        worker.routed(1, RoleLabel::Replica, RouteReason::ReplicaRead);
+        worker.routed(1, RoleLabel::Replica, RouteReason::ReplicaRead);
+        worker.answered(RoleLabel::Replica, Duration::from_micros(300));
+        worker.fell_back(FallbackReason::NoFreshReplica);
+        worker.waited(Duration::from_millis(20));
+        let mut text = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&registry.gather(), &mut text)
+            .expect("encodes");
+        for line in [
+            "pgrelay_queries_total{node=\"pg2\",reason=\"replica read\",role=\"replica\"} 2",
+            "pgrelay_query_duration_seconds_bucket{role=\"replica\",le=\"0.0005\"} 1",
+            "pgrelay_read_fallbacks_total{reason=\"no fresh replica\"} 1",
+            "pgrelay_consistency_wait_seconds_count 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+    }
+}
