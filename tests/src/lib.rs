@@ -1,6 +1,7 @@
 //! Helpers shared by pgrelay's integration tests and benchmarks: proxies
 //! started in-process in front of a real cluster, clients, deadlines.
 
+pub mod consistency;
 pub mod http;
 pub mod proxy;
 pub mod raw;

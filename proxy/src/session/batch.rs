@@ -13,16 +13,30 @@ pub enum BatchItem<'a> {
         name: &'a [u8],
         sql: &'a [u8],
     },
-    /// A Bind, or a Describe of a prepared statement: both need the named
-    /// statement on the node.
-    UsesStatement {
+    Bind {
+        statement: &'a [u8],
+    },
+    DescribeStatement {
         name: &'a [u8],
     },
     CloseStatement {
         name: &'a [u8],
     },
     /// Execute, Describe/Close of a portal: nothing to route by.
-    Neutral,
+    Execute,
+    DescribePortal,
+    ClosePortal,
+}
+
+impl<'a> BatchItem<'a> {
+    /// The prepared statement the message needs on the node, if any.
+    pub fn uses(&self) -> Option<&'a [u8]> {
+        match *self {
+            BatchItem::Bind { statement } => Some(statement),
+            BatchItem::DescribeStatement { name } => Some(name),
+            _ => None,
+        }
+    }
 }
 
 /// How far the batch could be read.
@@ -42,43 +56,48 @@ pub enum BatchEnd {
 
 /// Walks the batch that starts with the frame `header`, of which `first`
 /// (from the tag) is available, followed by `ahead`; calls `visit` for each
-/// message until the batch ends or the bytes run out.
+/// message until the batch ends or the bytes run out. Also returns how
+/// many bytes the batch takes through its Sync (meaningful for
+/// [`BatchEnd::Sync`]).
 pub fn scan<'a>(
     header: FrameHeader,
     first: &'a [u8],
     ahead: &'a [u8],
     mut visit: impl FnMut(BatchItem<'a>),
-) -> BatchEnd {
+) -> (BatchEnd, usize) {
     let first_body = first.get(HEADER_LEN..).unwrap_or_default();
+    let mut taken = header.len;
     match item(header.tag, first_body) {
         Step::Item(item) => visit(item),
-        Step::End(end) => return end,
+        Step::End(end) => return (end, taken),
     }
     // The rest of the first frame, if it was not all needed, is in `ahead`.
     let Some(mut rest) = ahead.get(header.len.saturating_sub(first.len())..) else {
-        return BatchEnd::Unread;
+        return (BatchEnd::Unread, taken);
     };
     loop {
         let Ok(Some(next)) = FrameHeader::parse(rest) else {
-            return if rest.len() < HEADER_LEN {
+            let end = if rest.len() < HEADER_LEN {
                 BatchEnd::Unread
             } else {
                 BatchEnd::Malformed
             };
+            return (end, taken);
         };
         let Some(frame) = rest.get(..next.len) else {
             // A Bind's names are at its start; its parameters may still be
             // arriving, and so may everything after it.
             if next.tag == b'B'
-                && let Some((_, name)) = fe::bind_fields(&rest[HEADER_LEN..])
+                && let Some((_, statement)) = fe::bind_fields(&rest[HEADER_LEN..])
             {
-                visit(BatchItem::UsesStatement { name });
+                visit(BatchItem::Bind { statement });
             }
-            return BatchEnd::Unread;
+            return (BatchEnd::Unread, taken);
         };
+        taken += next.len;
         match item(next.tag, &frame[HEADER_LEN..]) {
             Step::Item(item) => visit(item),
-            Step::End(end) => return end,
+            Step::End(end) => return (end, taken),
         }
         rest = &rest[next.len..];
     }
@@ -97,20 +116,20 @@ fn item(tag: u8, body: &[u8]) -> Step<'_> {
             None => malformed,
         },
         b'B' => match fe::bind_fields(body) {
-            Some((_, name)) => Step::Item(BatchItem::UsesStatement { name }),
+            Some((_, statement)) => Step::Item(BatchItem::Bind { statement }),
             None => malformed,
         },
         b'D' => match fe::target_fields(body) {
-            Some((b'S', name)) => Step::Item(BatchItem::UsesStatement { name }),
-            Some(_) => Step::Item(BatchItem::Neutral),
+            Some((b'S', name)) => Step::Item(BatchItem::DescribeStatement { name }),
+            Some(_) => Step::Item(BatchItem::DescribePortal),
             None => malformed,
         },
         b'C' => match fe::target_fields(body) {
             Some((b'S', name)) => Step::Item(BatchItem::CloseStatement { name }),
-            Some(_) => Step::Item(BatchItem::Neutral),
+            Some(_) => Step::Item(BatchItem::ClosePortal),
             None => malformed,
         },
-        b'E' => Step::Item(BatchItem::Neutral),
+        b'E' => Step::Item(BatchItem::Execute),
         b'S' => Step::End(BatchEnd::Sync),
         _ => Step::End(BatchEnd::Open),
     }
@@ -125,20 +144,22 @@ mod tests {
         let header = FrameHeader::parse(bytes).expect("valid").expect("header");
         let (first, ahead) = bytes.split_at(first_len);
         let mut seen = Vec::new();
-        let end = scan(header, first, ahead, |item| {
+        let (end, _) = scan(header, first, ahead, |item| {
             seen.push(match item {
                 BatchItem::Parse { name, sql } => format!(
                     "P {} {}",
                     String::from_utf8_lossy(name),
                     String::from_utf8_lossy(sql)
                 ),
-                BatchItem::UsesStatement { name } => {
+                BatchItem::Bind { statement: name } | BatchItem::DescribeStatement { name } => {
                     format!("U {}", String::from_utf8_lossy(name))
                 }
                 BatchItem::CloseStatement { name } => {
                     format!("C {}", String::from_utf8_lossy(name))
                 }
-                BatchItem::Neutral => "-".into(),
+                BatchItem::Execute | BatchItem::DescribePortal | BatchItem::ClosePortal => {
+                    "-".into()
+                }
             })
         });
         (seen, end)

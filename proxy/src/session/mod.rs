@@ -182,8 +182,13 @@ async fn serve(
                         .map(|n| n.name.to_string())
                         .unwrap_or_default()
                 };
-                let max_lag = ctx.shared.config.routing.max_lag;
-                local::answer(&command, &mut route, configured, max_lag, names, &mut out);
+                let defaults = local::Defaults {
+                    consistency: configured,
+                    max_lag: ctx.shared.config.routing.max_lag,
+                    node_name: &names,
+                };
+                let reply = local::execute(&command, &mut route, &defaults);
+                local::write_simple(&reply, &mut out);
                 be::ready_for_query(&mut out, tracker.status().as_byte());
                 client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
                 up.skip_head();
@@ -216,6 +221,26 @@ async fn serve(
                 identity.node = leases.current_mut().conn().node_name.clone();
                 route.resume_head = true;
                 up.resume();
+            }
+            Some(Pending::LocalBatch { command, len }) => {
+                let names = |i: usize| {
+                    ctx.shared
+                        .config
+                        .nodes
+                        .get(i)
+                        .map(|n| n.name.to_string())
+                        .unwrap_or_default()
+                };
+                let defaults = local::Defaults {
+                    consistency: configured,
+                    max_lag: ctx.shared.config.routing.max_lag,
+                    node_name: &names,
+                };
+                let status = tracker.status().as_byte();
+                let out =
+                    local::answer_batch(up.held(), command.as_ref(), &mut route, &defaults, status);
+                client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
+                up.skip(len);
             }
             Some(Pending::Reinspect) => up.resume(),
             Some(Pending::CaptureLsn) => {

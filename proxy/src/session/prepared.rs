@@ -64,6 +64,12 @@ impl Registry {
         self.definitions.get(name).map(|d| &d.statement)
     }
 
+    /// The SQL text the client prepared as `name` (named statements only).
+    pub fn sql(&self, name: &[u8]) -> Option<&[u8]> {
+        let parse = self.definitions.get(name)?.parse.as_ref()?;
+        crate::wire::fe::parse_fields(parse.get(5..)?).map(|(_, sql)| sql)
+    }
+
     /// Whether `node` holds the client's current statement `name`.
     pub fn holds(&self, node: usize, name: &[u8]) -> bool {
         match (self.definitions.get(name), self.node(node)) {
@@ -92,6 +98,21 @@ impl Registry {
         if let Some(held) = self.on_node.get_mut(node) {
             held.insert(name.to_vec(), id);
         }
+    }
+
+    /// A Parse of a pgrelay command, answered by pgrelay: the client may
+    /// bind it later, and pgrelay answers that too; no node holds it.
+    pub fn defined_locally(&mut self, name: &[u8], statement: Arc<Statement>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.definitions.insert(
+            name.to_vec(),
+            Definition {
+                id,
+                statement,
+                parse: None,
+            },
+        );
     }
 
     /// A Close of statement `name` was forwarded to `node`. Other nodes

@@ -192,6 +192,13 @@ pub enum Pending {
     Resolve(Vec<String>),
     /// Inspect the frame again once everything before it is answered.
     Reinspect,
+    /// Answer the extended-protocol batch (`len` bytes from the held frame
+    /// through its Sync) that uses this pgrelay command; `None`: it mixes
+    /// one with other statements.
+    LocalBatch {
+        command: Option<PgrelayCommand>,
+        len: usize,
+    },
     /// Ask the primary for the session's LSN, then inspect the frame again.
     CaptureLsn,
     /// No replica is fresh enough: inspect the frame again when the
@@ -502,16 +509,24 @@ impl ClientSide<'_> {
         let mut defines: Vec<&[u8]> = Vec::new();
         let mut uses: Vec<&[u8]> = Vec::new();
         let mut unknown = false;
-        let end = batch::scan(header, frame, ahead, |item| match item {
+        // Where the SQL of the batch's (last) statement is: its Parse, or
+        // the name it was prepared under.
+        let mut sql_text: Option<Result<&[u8], &[u8]>> = None;
+        let mut executes = false;
+        let (end, len) = batch::scan(header, frame, ahead, |item| match item {
             BatchItem::Parse { name, sql } => {
                 statements.push(router.classify(sql));
                 defines.push(name);
+                sql_text = Some(Ok(sql));
             }
-            BatchItem::UsesStatement { name } if !defines.contains(&name) => {
+            BatchItem::Execute => executes = true,
+            item if item.uses().is_some_and(|name| !defines.contains(&name)) => {
+                let name = item.uses().unwrap_or_default();
                 match prepared.statement(name) {
                     Some(statement) => {
                         statements.push(Arc::clone(statement));
                         uses.push(name);
+                        sql_text = Some(Err(name));
                     }
                     None => unknown = true,
                 }
@@ -525,6 +540,25 @@ impl ClientSide<'_> {
             // Executing or describing portals, closing, syncing: nothing
             // to route by; portals live where they were bound.
             return Verdict::Forward;
+        }
+        if end == BatchEnd::Sync && statements.iter().any(|s| s.pgrelay.is_some()) {
+            // PostgreSQL would take `SET pgrelay.x` as a placeholder
+            // setting and say nothing: pgrelay answers it, as for a Query.
+            let command = match statements.as_slice() {
+                [only] => only.pgrelay.clone(),
+                _ => None,
+            };
+            if command.is_some() {
+                for name in defines.iter().filter(|n| !n.is_empty()) {
+                    if let Some(statement) = statements.first() {
+                        self.route
+                            .prepared
+                            .defined_locally(name, Arc::clone(statement));
+                    }
+                }
+            }
+            self.route.pending = Some(Pending::LocalBatch { command, len });
+            return Verdict::Hold;
         }
         if self.tracker.status() == TxStatus::Idle
             && let Some(verdict) = self
@@ -544,10 +578,26 @@ impl ClientSide<'_> {
                 reason: RouteReason::TransactionPinned,
             })
         } else {
-            for statement in &statements {
-                // Settings made through the extended protocol are not
-                // replayed (yet): they pin.
-                self.note_session_effect(&statement.session, false);
+            // A lone SET (as JDBC sends it) is replayed like a Query's;
+            // settings among other statements pin. Statements only parsed
+            // (not executed) change nothing yet.
+            let lone_setting = match (statements.as_slice(), sql_text) {
+                ([only], Some(sql)) if executes && only.session != SessionEffect::None => {
+                    let sql = match sql {
+                        Ok(sql) => Some(sql.to_vec()),
+                        Err(name) => self.route.prepared.sql(name).map(<[u8]>::to_vec),
+                    };
+                    sql.map(|sql| (Arc::clone(only), sql))
+                }
+                _ => None,
+            };
+            for statement in statements.iter().filter(|_| executes) {
+                self.note_session_effect(&statement.session, lone_setting.is_some());
+            }
+            if let Some((statement, sql)) = &lone_setting
+                && let Some(primary) = self.topology.primary()
+            {
+                self.note_setting(primary, sql, &statement.session);
             }
             if end != BatchEnd::Sync || unknown {
                 // Whatever it does, it may commit a write (or COPY).

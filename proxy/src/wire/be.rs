@@ -134,6 +134,24 @@ const TEXT_OID: u32 = 25;
 /// RowDescription, DataRow and CommandComplete of a one-column, one-row
 /// text result, as `SHOW name` returns it.
 pub fn show_result(buf: &mut BytesMut, column: &str, value: &str) {
+    text_row_description(buf, column);
+    text_data_row(buf, value);
+    command_complete(buf, "SHOW");
+}
+
+/// The extended protocol's acknowledgements, which carry no body:
+/// ParseComplete `1`, BindComplete `2`, CloseComplete `3`, NoData `n`.
+pub fn empty(buf: &mut BytesMut, tag: u8) {
+    message(buf, tag, |_| {});
+}
+
+/// ParameterDescription of a statement without parameters.
+pub fn no_parameters(buf: &mut BytesMut) {
+    message(buf, b't', |b| b.put_u16(0));
+}
+
+/// RowDescription of one text column.
+pub fn text_row_description(buf: &mut BytesMut, column: &str) {
     message(buf, b'T', |b| {
         b.put_u16(1);
         cstr(b, column);
@@ -144,12 +162,15 @@ pub fn show_result(buf: &mut BytesMut, column: &str, value: &str) {
         b.put_i32(-1); // no type modifier
         b.put_u16(0); // text format
     });
+}
+
+/// DataRow of one text value.
+pub fn text_data_row(buf: &mut BytesMut, value: &str) {
     message(buf, b'D', |b| {
         b.put_u16(1);
         b.put_u32(value.len() as u32);
         b.put_slice(value.as_bytes());
     });
-    command_complete(buf, "SHOW");
 }
 
 /// The single byte that refuses SSL or GSS encryption.

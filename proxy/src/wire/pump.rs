@@ -146,6 +146,18 @@ impl Pump {
         self.held = false;
     }
 
+    /// Drops `len` bytes from the held frame on (frames the owner
+    /// answered itself) and goes on.
+    pub fn skip(&mut self, len: usize) {
+        self.discard = len;
+        self.held = false;
+    }
+
+    /// Everything read from the held frame on.
+    pub fn held(&self) -> &[u8] {
+        if self.held { &self.buf[..] } else { &[] }
+    }
+
     /// The held frame, complete (holds are only for frames the inspector
     /// saw whole).
     pub fn head(&self) -> &[u8] {

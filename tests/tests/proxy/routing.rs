@@ -257,6 +257,60 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         ),
         trial(
             env,
+            "routing::pgrelay_commands_and_settings_work_through_the_extended_protocol",
+            |env| async move {
+                let (primary, replica) = ports(&env);
+                let direct = env.cluster.client(0).await?;
+                direct
+                    .batch_execute(
+                        "CREATE SCHEMA IF NOT EXISTS routing_ext;
+                         CREATE TABLE IF NOT EXISTS routing_ext.t AS SELECT 'ext'::text AS v;",
+                    )
+                    .await?;
+                let lsn: String = direct
+                    .query_one("SELECT pg_current_wal_lsn()::text", &[])
+                    .await?
+                    .get(0);
+                until_replayed(&env.cluster.client(1).await?, &lsn).await?;
+                let c = env.proxy.client().await?;
+                c.execute("SET pgrelay.consistency = 'strong'", &[]).await?;
+                let policy: String = c.query_one("SHOW pgrelay.consistency", &[]).await?.get(0);
+                ensure!(
+                    policy == "strong",
+                    "SET through Parse/Bind/Execute took effect"
+                );
+                let port: String = c.query_one(PORT, &[]).await?.get(0);
+                ensure!(port == primary);
+                c.execute("SET pgrelay.consistency = 'eventual'", &[])
+                    .await?;
+                let port: String = c.query_one(PORT, &[]).await?.get(0);
+                ensure!(port == replica);
+                let route: String = c.query_one("SHOW pgrelay.route", &[]).await?.get(0);
+                ensure!(route == "pg2 replica read", "{route}");
+                let e = c
+                    .execute("SET pgrelay.consistency = 'sometimes'", &[])
+                    .await
+                    .err()
+                    .context("a bad policy is refused")?;
+                ensure!(e.as_db_error().is_some(), "{e:?}");
+                // A prepared pgrelay command can be run again.
+                let show = c.prepare("SHOW pgrelay.consistency").await?;
+                for _ in 0..3 {
+                    let policy: String = c.query_one(&show, &[]).await?.get(0);
+                    ensure!(policy == "eventual");
+                }
+                // JDBC sends SET through the extended protocol too: it is
+                // replayed on the replica like a Query's.
+                c.execute("SET search_path = routing_ext", &[]).await?;
+                let v: String = c.query_one("SELECT v FROM t", &[]).await?.get(0);
+                ensure!(v == "ext");
+                let port: String = c.query_one(PORT, &[]).await?.get(0);
+                ensure!(port == replica, "the SET did not pin the session");
+                Ok(())
+            },
+        ),
+        trial(
+            env,
             "routing::prepared_statements_exist_wherever_they_run",
             |env| async move {
                 let (primary, replica) = ports(&env);
