@@ -284,12 +284,15 @@ async fn serve(
                     .await;
                 up.resume();
             }
-            Some(Pending::NoReplica(message)) => {
+            Some(Pending::NoReplica { message, batch_len }) => {
                 let mut out = BytesMut::new();
                 be::error_response(&mut out, Severity::Error, NO_REPLICA_SQLSTATE, &message);
                 be::ready_for_query(&mut out, tracker.status().as_byte());
                 client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
-                up.skip_head();
+                match batch_len {
+                    Some(len) => up.skip(len),
+                    None => up.skip_head(),
+                }
             }
             Some(Pending::Resolve(names)) => {
                 let conn = leases.current_mut().conn_mut();

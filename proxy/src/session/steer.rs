@@ -205,8 +205,12 @@ pub enum Pending {
     /// topology changes (`when_no_replica = "wait"`).
     AwaitReplica,
     /// No replica is fresh enough and the policy says so: answer with this
-    /// error (`when_no_replica = "error"`).
-    NoReplica(String),
+    /// error (`when_no_replica = "error"`), in place of the Query or of the
+    /// whole batch of `batch_len` bytes.
+    NoReplica {
+        message: String,
+        batch_len: Option<usize>,
+    },
 }
 
 /// The prepared statements an extended-protocol batch defines and uses.
@@ -411,7 +415,7 @@ impl ClientSide<'_> {
             return Verdict::Forward;
         };
         if route.reason == RouteReason::PrimaryFallback
-            && let Some(verdict) = self.no_replica(true)
+            && let Some(verdict) = self.no_replica(None)
         {
             self.route.capture_after_sync = false;
             return verdict;
@@ -609,7 +613,7 @@ impl ClientSide<'_> {
             } else {
                 match self.decide(&statements) {
                     Some(route) if route.reason == RouteReason::PrimaryFallback => {
-                        if let Some(verdict) = self.no_replica(false) {
+                        if let Some(verdict) = self.no_replica(Some(len)) {
                             self.route.capture_after_sync = false;
                             return verdict;
                         }
@@ -746,8 +750,10 @@ impl ClientSide<'_> {
 
     /// No replica is fresh enough for a read: the primary serves it, or
     /// the session waits for a replica, or the client gets an error, as
-    /// `when_no_replica` says. `None`: go to the primary.
-    fn no_replica(&mut self, simple_query: bool) -> Option<Verdict> {
+    /// `when_no_replica` says. `None`: go to the primary. `batch_len`: the
+    /// read is an extended-protocol batch of that many bytes (refused
+    /// whole), not a Query.
+    fn no_replica(&mut self, batch_len: Option<usize>) -> Option<Verdict> {
         let metrics = &self.router.metrics;
         match self.router.routing.when_no_replica {
             WhenNoReplica::Primary => {
@@ -771,18 +777,13 @@ impl ClientSide<'_> {
                 self.route.pending = Some(Pending::AwaitReplica);
                 Some(Verdict::Hold)
             }
-            // An error for a batch would have to skip the rest of it; the
-            // primary (no lag at all) serves it instead.
-            WhenNoReplica::Error if !simple_query => {
-                metrics.fell_back(FallbackReason::NoFreshReplica);
-                None
-            }
             WhenNoReplica::Error => {
-                self.route.pending = Some(Pending::NoReplica(format!(
+                let message = format!(
                     "no replica is within this session's consistency and lag limits \
                      (consistency = {}, when_no_replica = error)",
                     self.route.consistency.as_str()
-                )));
+                );
+                self.route.pending = Some(Pending::NoReplica { message, batch_len });
                 Some(Verdict::Hold)
             }
         }

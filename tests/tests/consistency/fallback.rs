@@ -202,6 +202,14 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 let db = e.as_db_error().with_context(|| format!("{e:?}"))?;
                 ensure!(db.code().code() == "57P03", "{db:?}");
                 ensure!(db.message().contains("when_no_replica"), "{db:?}");
+                // The extended protocol gets the same answer for its batch.
+                let e = c
+                    .query_one("SELECT count(*) FROM error_rows WHERE id = $1", &[&1i32])
+                    .await
+                    .err()
+                    .context("an extended-protocol read is refused too")?;
+                let db = e.as_db_error().with_context(|| format!("{e:?}"))?;
+                ensure!(db.code().code() == "57P03", "{db:?}");
                 ensure!(
                     value(&c, "/* pgrelay:primary */ SELECT 1").await? == "1",
                     "the session goes on after the error"
