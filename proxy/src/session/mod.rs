@@ -13,6 +13,7 @@ mod prepared;
 mod retry;
 mod settings;
 mod setup;
+mod sql_prepared;
 mod steer;
 mod switch;
 mod tracker;
@@ -40,7 +41,7 @@ use login::{Login, login};
 use pgrelay_router::RouteReason;
 pub use steer::WorkerRouter;
 use steer::{Pending, RouteState, consistency_from_config};
-use switch::{LoginAs, switch_for_statement};
+use switch::{LoginAs, Needs, switch_for_statement};
 pub use tracker::{Tracker, TxStatus};
 
 /// `when_no_replica = "error"`: "cannot connect now", the class clients
@@ -197,6 +198,7 @@ async fn serve(
                 node,
                 reason,
                 batch,
+                sql_prepared,
             }) => {
                 let login = LoginAs {
                     params: &params,
@@ -209,7 +211,10 @@ async fn serve(
                     &mut route,
                     idle,
                     (node, reason),
-                    batch.as_ref(),
+                    Needs {
+                        batch: batch.as_ref(),
+                        sql_prepared: sql_prepared.as_deref(),
+                    },
                     &login,
                 )
                 .await;
@@ -397,7 +402,7 @@ async fn retry_on_primary(
     };
     let login = LoginAs { params, user };
     let target = (primary, RouteReason::PrimaryRetried);
-    switch_for_statement(ctx, leases, route, true, target, None, &login).await?;
+    switch_for_statement(ctx, leases, route, true, target, Needs::default(), &login).await?;
     let conn = leases.current_mut().conn_mut();
     conn.stream
         .write_all(&query)
@@ -432,7 +437,7 @@ async fn rerun_elsewhere(
     tracing::info!(node = %lost_name, rerun = query.is_some(), "replica connection lost; going on on the primary");
     let login = LoginAs { params, user };
     let target = (primary, RouteReason::PrimaryRetried);
-    switch_for_statement(ctx, leases, route, true, target, None, &login).await?;
+    switch_for_statement(ctx, leases, route, true, target, Needs::default(), &login).await?;
     leases.forget(lost);
     route.prepared.node_reset(lost);
     route.settings.node_reset(lost);

@@ -40,6 +40,7 @@ use super::capture::{LSN_QUERY, LsnCapture};
 use super::prepared::Registry;
 use super::retry::Retry;
 use super::settings::Settings;
+use super::sql_prepared::{SqlPrepared, execute_name};
 use super::tracker::{Tracker, TxStatus};
 
 /// How much of an extended-protocol batch is waited for before it is
@@ -186,6 +187,8 @@ pub enum Pending {
         node: usize,
         reason: RouteReason,
         batch: Option<BatchNeeds>,
+        /// An `EXECUTE` of this SQL-prepared statement follows.
+        sql_prepared: Option<String>,
     },
     Local(PgrelayCommand),
     /// Look these functions up in `pg_proc`, then inspect the frame again.
@@ -234,6 +237,7 @@ pub struct RouteState {
     /// The held frame has been dealt with: forward it without asking again.
     pub resume_head: bool,
     pub prepared: Registry,
+    pub sql_prepared: SqlPrepared,
     pub settings: Settings,
     pub retry: Retry,
     /// The Query being steered goes to a replica: arm the retry net when
@@ -271,6 +275,7 @@ impl RouteState {
             pending: None,
             resume_head: false,
             prepared: Registry::new(nodes),
+            sql_prepared: SqlPrepared::new(nodes),
             settings: Settings::new(nodes),
             retry: Retry::default(),
             retry_candidate: false,
@@ -409,6 +414,28 @@ impl ClientSide<'_> {
             return verdict;
         }
         self.note_session_effect(&statement.session, true);
+        // An EXECUTE of a statement prepared with SQL goes where what it
+        // runs may go.
+        let executed = match &statement.access {
+            Access::Write {
+                why: WriteReason::Execute,
+            } => std::str::from_utf8(sql)
+                .ok()
+                .and_then(execute_name)
+                .and_then(|name| {
+                    let access = self.route.sql_prepared.access(&name)?.clone();
+                    Some((name, access))
+                }),
+            _ => None,
+        };
+        let statement = match &executed {
+            Some((_, access)) => Arc::new(Statement {
+                access: access.clone(),
+                hint: statement.hint,
+                ..Statement::read()
+            }),
+            None => statement,
+        };
         let Some(route) = self.decide(std::slice::from_ref(&statement)) else {
             // No primary known: stay where we are; the backend answers.
             self.routed(self.route.current, RouteReason::PrimaryFallback);
@@ -422,7 +449,23 @@ impl ClientSide<'_> {
         }
         self.note_dropped_statements(route.node, &statement.session);
         self.note_setting(route.node, sql, &statement.session);
+        self.note_sql_prepare(route.node, sql, &statement.session);
         self.route.retry_candidate = route.reason.is_replica();
+        if let Some((name, _)) = executed
+            && self
+                .route
+                .sql_prepared
+                .replay_for(route.node, &name)
+                .is_some()
+        {
+            self.route.pending = Some(Pending::Switch {
+                node: route.node,
+                reason: route.reason,
+                batch: None,
+                sql_prepared: Some(name),
+            });
+            return Verdict::Hold;
+        }
         self.steer(route.node, route.reason, None)
     }
 
@@ -459,6 +502,22 @@ impl ClientSide<'_> {
         Some(Verdict::Hold)
     }
 
+    /// A SQL `PREPARE` made outside a transaction, kept for replay where
+    /// its EXECUTEs go.
+    fn note_sql_prepare(&mut self, node: usize, sql: &[u8], effect: &SessionEffect) {
+        let SessionEffect::Prepare { name, inner } = effect else {
+            return;
+        };
+        let recorded = std::str::from_utf8(sql).is_ok_and(|sql| {
+            self.route
+                .sql_prepared
+                .prepared(node, name, sql, inner.clone())
+        });
+        if !recorded {
+            self.route.pinned = true;
+        }
+    }
+
     /// A setting made outside a transaction, kept for replay on the other
     /// nodes the session uses.
     fn note_setting(&mut self, node: usize, sql: &[u8], effect: &SessionEffect) {
@@ -490,10 +549,12 @@ impl ClientSide<'_> {
     fn note_dropped_statements(&mut self, node: usize, effect: &SessionEffect) {
         match effect {
             SessionEffect::DiscardAll | SessionEffect::Deallocate { name: None } => {
-                self.route.prepared.all_dropped(node)
+                self.route.prepared.all_dropped(node);
+                self.route.sql_prepared.all_dropped(node);
             }
             SessionEffect::Deallocate { name: Some(name) } => {
-                self.route.prepared.closed(node, name.as_bytes())
+                self.route.prepared.closed(node, name.as_bytes());
+                self.route.sql_prepared.deallocated(node, name);
             }
             SessionEffect::Many(effects) => {
                 for effect in effects {
@@ -644,6 +705,7 @@ impl ClientSide<'_> {
             node: route.node,
             reason: route.reason,
             batch: Some(needs),
+            sql_prepared: None,
         });
         Verdict::Hold
     }
@@ -808,6 +870,7 @@ impl ClientSide<'_> {
                 node: target,
                 reason,
                 batch,
+                sql_prepared: None,
             });
             Verdict::Hold
         }
@@ -824,7 +887,9 @@ fn pins_session(effect: &SessionEffect, replayed_settings: bool) -> bool {
         | SessionEffect::Discard(_)
         | SessionEffect::Deallocate { .. }
         | SessionEffect::Set { local: true, .. } => false,
-        SessionEffect::Set { local: false, .. } | SessionEffect::Reset { .. } => !replayed_settings,
+        SessionEffect::Set { local: false, .. }
+        | SessionEffect::Reset { .. }
+        | SessionEffect::Prepare { .. } => !replayed_settings,
         SessionEffect::Many(effects) => effects.iter().any(|e| pins_session(e, false)),
         _ => true,
     }

@@ -23,6 +23,16 @@ pub struct LoginAs<'a> {
     pub user: &'a str,
 }
 
+/// What the held statement needs on its node besides the session's
+/// settings.
+#[derive(Default)]
+pub struct Needs<'a> {
+    /// The prepared statements an extended-protocol batch uses.
+    pub batch: Option<&'a BatchNeeds>,
+    /// The SQL-prepared statement an EXECUTE runs.
+    pub sql_prepared: Option<&'a str>,
+}
+
 /// Makes `node` current and ready for the held statement. `idle`: no
 /// transaction is open (otherwise the session stays where it is and only
 /// prepares what the batch needs there). Where a replica cannot take the
@@ -34,9 +44,10 @@ pub async fn switch_for_statement(
     route: &mut RouteState,
     idle: bool,
     (node, reason): (usize, RouteReason),
-    batch: Option<&BatchNeeds>,
+    needs: Needs<'_>,
     login: &LoginAs<'_>,
 ) -> Result<(), ProxyError> {
+    let batch = needs.batch;
     let mut reason = reason;
     if idle {
         reason = switch(ctx, leases, route, node, reason, login).await?;
@@ -60,6 +71,13 @@ pub async fn switch_for_statement(
             Err(e) => return Err(e),
         }
     }
+    if let Some(name) = needs.sql_prepared
+        && !replay_sql_prepare(leases, route, name).await?
+        && idle
+    {
+        // The primary ran the PREPARE; it runs the EXECUTE.
+        reason = to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
+    }
     if let Some(needs) = batch {
         let current = leases.current_mut().conn_mut();
         if !prepare_statements(current, &mut route.prepared, needs).await? && idle {
@@ -74,6 +92,29 @@ pub async fn switch_for_statement(
     ctx.router
         .routed(&ctx.shared.topology, route, route.current, reason);
     Ok(())
+}
+
+/// Replays a SQL PREPARE on the current node if it lacks the statement;
+/// `false` if the node refused it.
+async fn replay_sql_prepare(
+    leases: &mut Leases,
+    route: &mut RouteState,
+    name: &str,
+) -> Result<bool, ProxyError> {
+    let node = leases.current_node();
+    let Some(sql) = route.sql_prepared.replay_for(node, name) else {
+        return Ok(true);
+    };
+    let mut request = BytesMut::new();
+    fe::query(&mut request, sql.as_bytes());
+    let conn = leases.current_mut().conn_mut();
+    let answer = exchange(conn, &request).await?;
+    if let Some((code, message)) = answer.error {
+        debug!(node = %conn.node_name, %code, %message, "replaying a PREPARE failed");
+        return Ok(false);
+    }
+    route.sql_prepared.replayed(node, name);
+    Ok(true)
 }
 
 /// Replays the session's settings on the current node if it is behind;
@@ -129,6 +170,7 @@ async fn switch(
         Ok(opened) => {
             if opened {
                 route.prepared.node_reset(node);
+                route.sql_prepared.node_reset(node);
                 route.settings.node_reset(node);
             }
             Ok(reason)

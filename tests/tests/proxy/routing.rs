@@ -356,6 +356,35 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     let port: String = c.query_one(&on_primary, &[]).await?.get(0);
                     ensure!(port == replica);
                 }
+                // SQL PREPARE: its EXECUTEs go where the statement may run,
+                // re-prepared there (an outdated one replaced).
+                c.simple_query("PREPARE routing_q(int) AS SELECT $1 + 1, current_setting('port')")
+                    .await?;
+                let row = c.simple_query("EXECUTE routing_q(41)").await?;
+                let first = row.iter().find_map(|m| match m {
+                    SimpleQueryMessage::Row(r) => Some((
+                        r.get(0).unwrap_or("").to_owned(),
+                        r.get(1).unwrap_or("").to_owned(),
+                    )),
+                    _ => None,
+                });
+                ensure!(
+                    first == Some(("42".into(), replica.clone())),
+                    "EXECUTE of a read runs on the replica: {first:?}"
+                );
+                c.simple_query(
+                    "PREPARE routing_w AS INSERT INTO routing_prep VALUES (7) RETURNING current_setting('port')",
+                )
+                .await?;
+                ensure!(value(&c, "EXECUTE routing_w").await? == primary);
+                c.simple_query("DEALLOCATE routing_q").await?;
+                c.simple_query("PREPARE routing_q AS SELECT current_setting('port') || ' v2'")
+                    .await?;
+                ensure!(
+                    value(&c, "EXECUTE routing_q").await? == format!("{replica} v2"),
+                    "the replica runs the new definition"
+                );
+                ensure!(value(&c, "SHOW pgrelay.route").await? == "pg2 replica read");
                 // A pipeline mixing reads and writes: each batch on its node.
                 let (a, b, d) = tokio::try_join!(
                     c.query_one(&on_replica, &[]),

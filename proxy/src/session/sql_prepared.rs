@@ -1,0 +1,204 @@
+//! Statements the client prepared with SQL `PREPARE name AS …`, so that an
+//! `EXECUTE name` can run on a replica: the PREPARE is replayed there the
+//! first time it is needed.
+
+use std::collections::HashMap;
+
+use pgrelay_router::Access;
+
+/// SQL-prepared statements one session may keep; beyond this a PREPARE
+/// pins the session to the primary instead.
+const MAX_REMEMBERED: usize = 1_000;
+
+#[derive(Debug)]
+struct Definition {
+    id: u64,
+    /// The PREPARE statement as the client sent it.
+    sql: String,
+    access: Access,
+}
+
+#[derive(Debug)]
+pub struct SqlPrepared {
+    definitions: HashMap<String, Definition>,
+    /// Per node: name → id of the definition it holds.
+    on_node: Vec<HashMap<String, u64>>,
+    next_id: u64,
+}
+
+impl SqlPrepared {
+    pub fn new(nodes: usize) -> SqlPrepared {
+        SqlPrepared {
+            definitions: HashMap::new(),
+            on_node: (0..nodes).map(|_| HashMap::new()).collect(),
+            next_id: 1,
+        }
+    }
+
+    /// `PREPARE name` (as `sql`) runs on `node`; `false` if too many are
+    /// kept already.
+    pub fn prepared(&mut self, node: usize, name: &str, sql: &str, access: Access) -> bool {
+        if !self.definitions.contains_key(name) && self.definitions.len() >= MAX_REMEMBERED {
+            return false;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.definitions.insert(
+            name.to_owned(),
+            Definition {
+                id,
+                sql: sql.to_owned(),
+                access,
+            },
+        );
+        if let Some(held) = self.on_node.get_mut(node) {
+            held.insert(name.to_owned(), id);
+        }
+        true
+    }
+
+    /// What the prepared statement does, for routing its EXECUTE.
+    pub fn access(&self, name: &str) -> Option<&Access> {
+        self.definitions.get(name).map(|d| &d.access)
+    }
+
+    /// `DEALLOCATE name` ran on `node`.
+    pub fn deallocated(&mut self, node: usize, name: &str) {
+        self.definitions.remove(name);
+        if let Some(held) = self.on_node.get_mut(node) {
+            held.remove(name);
+        }
+    }
+
+    /// `DEALLOCATE ALL` / `DISCARD ALL` ran on `node`.
+    pub fn all_dropped(&mut self, node: usize) {
+        self.definitions.clear();
+        if let Some(held) = self.on_node.get_mut(node) {
+            held.clear();
+        }
+    }
+
+    /// `node`'s connection is new: it holds nothing.
+    pub fn node_reset(&mut self, node: usize) {
+        if let Some(held) = self.on_node.get_mut(node) {
+            held.clear();
+        }
+    }
+
+    /// The SQL that makes `name` exist on `node` as the client defined it,
+    /// if it does not yet (an outdated one is deallocated first).
+    pub fn replay_for(&self, node: usize, name: &str) -> Option<String> {
+        let definition = self.definitions.get(name)?;
+        let held = self.on_node.get(node)?;
+        match held.get(name) {
+            Some(&id) if id == definition.id => None,
+            Some(_) => Some(format!(
+                "DEALLOCATE {};{}",
+                quote_ident(name),
+                definition.sql
+            )),
+            None => Some(definition.sql.clone()),
+        }
+    }
+
+    /// The replay of `name` on `node` succeeded.
+    pub fn replayed(&mut self, node: usize, name: &str) {
+        let Some(id) = self.definitions.get(name).map(|d| d.id) else {
+            return;
+        };
+        if let Some(held) = self.on_node.get_mut(node) {
+            held.insert(name.to_owned(), id);
+        }
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The statement name of `EXECUTE name [(args)]`, folded as PostgreSQL
+/// folds identifiers; leading comments and whitespace are skipped.
+pub fn execute_name(sql: &str) -> Option<String> {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/")?.1.trim_start();
+        } else if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else {
+            break;
+        }
+    }
+    let keyword = rest.get(..7)?;
+    if !keyword.eq_ignore_ascii_case("execute") {
+        return None;
+    }
+    let rest = rest.get(7..)?;
+    if !rest.starts_with(|c: char| c.is_whitespace()) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    name.push('"');
+                }
+                '"' => return Some(name),
+                c => name.push(c),
+            }
+        }
+        return None;
+    }
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+        .collect();
+    (!name.is_empty()).then(|| name.to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_name_of_an_execute() {
+        assert_eq!(execute_name("EXECUTE q1(1, 2)").as_deref(), Some("q1"));
+        assert_eq!(execute_name("  execute Q1;").as_deref(), Some("q1"));
+        assert_eq!(
+            execute_name("/* pgrelay:replica */ EXECUTE \"My\"\"Q\" (1)").as_deref(),
+            Some("My\"Q")
+        );
+        assert_eq!(execute_name("-- c\nEXECUTE q").as_deref(), Some("q"));
+        assert_eq!(execute_name("EXECUTEq"), None);
+        assert_eq!(execute_name("SELECT 1"), None);
+    }
+
+    #[test]
+    fn a_prepare_is_replayed_once_where_it_is_missing_or_outdated() {
+        let mut p = SqlPrepared::new(2);
+        assert!(p.prepared(0, "q", "PREPARE q AS SELECT 1", Access::Read));
+        assert_eq!(p.replay_for(0, "q"), None);
+        assert_eq!(
+            p.replay_for(1, "q").as_deref(),
+            Some("PREPARE q AS SELECT 1")
+        );
+        p.replayed(1, "q");
+        assert_eq!(p.replay_for(1, "q"), None);
+        p.deallocated(0, "q");
+        assert!(p.access("q").is_none());
+        p.prepared(0, "q", "PREPARE q AS SELECT 2", Access::Read);
+        assert_eq!(
+            p.replay_for(1, "q").as_deref(),
+            Some("DEALLOCATE \"q\";PREPARE q AS SELECT 2")
+        );
+        p.node_reset(1);
+        assert_eq!(
+            p.replay_for(1, "q").as_deref(),
+            Some("PREPARE q AS SELECT 2")
+        );
+    }
+}
