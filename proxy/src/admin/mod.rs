@@ -1,6 +1,7 @@
 //! The admin HTTP server on `listen.admin_addr` (see DESIGN.md, "Admin
-//! HTTP"): `/status` (the topology as JSON), `/healthz` (is a primary
-//! routable), `/metrics` (Prometheus text) and `/promote/{node}`.
+//! HTTP"): `/` (an HTML status page), `/status` (the topology as JSON),
+//! `/healthz` (is a primary routable), `/metrics` (Prometheus text) and
+//! `/promote/{node}`.
 //!
 //! It runs on a thread of its own with a small current-thread runtime, so
 //! a slow scraper never delays a data-path worker or a health probe, and it
@@ -9,6 +10,7 @@
 //! awaits, and none changes anything yet.
 
 mod healthz;
+mod page;
 mod promote;
 mod response;
 mod routes;

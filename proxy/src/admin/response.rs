@@ -49,7 +49,7 @@ pub fn internal_error() -> Response<Body> {
 pub fn not_found(path: &str) -> Response<Body> {
     text(
         StatusCode::NOT_FOUND,
-        &format!("no such endpoint: {path} (try /status, /healthz or /metrics)"),
+        &format!("no such endpoint: {path} (try /, /status, /healthz or /metrics)"),
     )
 }
 

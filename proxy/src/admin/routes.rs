@@ -3,12 +3,14 @@
 use hyper::{Method, Response};
 
 use super::response::{self, Body};
-use super::{healthz, promote, scrape, status};
+use super::{healthz, page, promote, scrape, status};
 use crate::shared::Shared;
 
 /// The admin endpoints. Each has one method; any other gets 405.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {
+    /// `GET /`: the HTML status page.
+    Page,
     /// `GET /status`: the topology as JSON.
     Status,
     /// `GET /healthz`: 200 while a primary is routable, 503 otherwise.
@@ -23,6 +25,7 @@ impl<'a> Route<'a> {
     /// The endpoint at `path` (without the query string), if any.
     pub fn parse(path: &'a str) -> Option<Route<'a>> {
         match path {
+            "/" => Some(Route::Page),
             "/status" => Some(Route::Status),
             "/healthz" => Some(Route::Healthz),
             "/metrics" => Some(Route::Metrics),
@@ -35,7 +38,7 @@ impl<'a> Route<'a> {
 
     pub fn method(self) -> Method {
         match self {
-            Route::Status | Route::Healthz | Route::Metrics => Method::GET,
+            Route::Page | Route::Status | Route::Healthz | Route::Metrics => Method::GET,
             Route::Promote { .. } => Method::POST,
         }
     }
@@ -52,6 +55,11 @@ pub fn respond(method: &Method, path: &str, shared: &Shared) -> Response<Body> {
         return response::method_not_allowed(&allowed);
     }
     match route {
+        Route::Page => {
+            let topology = shared.topology.load();
+            let budget = page::Budget::from(&shared.config.routing);
+            page::respond(&status::current(&topology), budget)
+        }
         Route::Status => status::respond(&shared.topology.load()),
         Route::Healthz => healthz::respond(&shared.topology.load(), shared.drain.is_cancelled()),
         Route::Metrics => scrape::respond(&shared.metrics),
@@ -93,6 +101,7 @@ mod tests {
 
     #[test]
     fn paths_map_to_routes() {
+        assert_eq!(Route::parse("/"), Some(Route::Page));
         assert_eq!(Route::parse("/status"), Some(Route::Status));
         assert_eq!(Route::parse("/healthz"), Some(Route::Healthz));
         assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
@@ -100,7 +109,15 @@ mod tests {
             Route::parse("/promote/pg2"),
             Some(Route::Promote { node: "pg2" })
         );
-        for path in ["/", "", "/status/", "/promote/", "/promote/a/b", "/statusx"] {
+        for path in [
+            "",
+            "//",
+            "/index.html",
+            "/status/",
+            "/promote/",
+            "/promote/a/b",
+            "/statusx",
+        ] {
             assert_eq!(Route::parse(path), None, "{path:?}");
         }
     }
@@ -124,6 +141,9 @@ mod tests {
         let status = respond(&Method::GET, "/status", &shared);
         assert_eq!(status.status(), StatusCode::OK);
         assert_eq!(status.headers()[CONTENT_TYPE], "application/json");
+        let page = respond(&Method::GET, "/", &shared);
+        assert_eq!(page.status(), StatusCode::OK);
+        assert_eq!(page.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
         let metrics = respond(&Method::GET, "/metrics", &shared);
         assert_eq!(metrics.status(), StatusCode::OK);
         assert_eq!(metrics.headers()[CONTENT_TYPE], prometheus::TEXT_FORMAT);

@@ -87,9 +87,14 @@ impl<'a> From<&'a NodeStatus> for NodeBody<'a> {
     }
 }
 
-pub fn respond(topology: &Topology) -> Response<Body> {
+/// What `/status` and the status page show for `topology`.
+pub fn current(topology: &Topology) -> StatusBody<'_> {
     // No failover history is kept yet: failover is a later issue.
-    response::json(StatusCode::OK, &StatusBody::new(topology, Vec::new()))
+    StatusBody::new(topology, Vec::new())
+}
+
+pub fn respond(topology: &Topology) -> Response<Body> {
+    response::json(StatusCode::OK, &current(topology))
 }
 
 #[cfg(test)]

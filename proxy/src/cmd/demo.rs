@@ -94,7 +94,7 @@ fn announce(cluster: &Cluster, port: u16, admin: SocketAddr) {
     let _ = writeln!(
         text,
         "Connect through pgrelay:\n  psql \"host=127.0.0.1 port={port} user={} dbname=postgres\"\n\
-         Admin HTTP:\n  status:  http://{admin}/status\n  metrics: http://{admin}/metrics\n\
+         Admin HTTP:\n  page:    http://{admin}/\n  status:  http://{admin}/status\n  metrics: http://{admin}/metrics\n\
          Press Ctrl-C to stop everything and remove {}",
         superuser(),
         cluster.dir().display()

@@ -10,6 +10,7 @@
 
 mod backends;
 mod clients;
+mod failover;
 mod queries;
 mod topology;
 
@@ -23,6 +24,7 @@ use prometheus::{Registry, TextEncoder};
 
 pub use backends::BackendsCollector;
 pub use clients::ClientsCollector;
+pub use failover::FailoverMetrics;
 pub use queries::{FallbackReason, QueryMetrics, RoleLabel, WorkerQueryMetrics};
 pub use topology::TopologyCollector;
 
@@ -35,6 +37,7 @@ pub struct Metrics {
     registry: Registry,
     /// What each worker counts on the data path.
     pub queries: QueryMetrics,
+    pub failover: FailoverMetrics,
 }
 
 impl Metrics {
@@ -56,7 +59,12 @@ impl Metrics {
         registry.register(Box::new(BackendsCollector::new(node_load, names)?))?;
         registry.register(Box::new(TopologyCollector::new(topology)?))?;
         let queries = QueryMetrics::register(&registry)?;
-        Ok(Metrics { registry, queries })
+        let failover = FailoverMetrics::register(&registry)?;
+        Ok(Metrics {
+            registry,
+            queries,
+            failover,
+        })
     }
 
     /// Where later metrics (queries, failovers) get registered.

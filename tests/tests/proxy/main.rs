@@ -11,6 +11,7 @@ mod limits;
 mod pgbench;
 mod routing;
 mod session;
+mod status_page;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
     trials.extend(pgbench::trials(&env));
     trials.extend(routing::trials(&env));
     trials.extend(admin::trials(&env));
+    trials.extend(status_page::trials(&env));
     let conclusion = libtest_mimic::run(&args, trials);
     drop(env);
     if conclusion.has_failed() {

@@ -1,0 +1,394 @@
+//! The Grafana dashboard `dashboards/pgrelay.json` may use only metric names
+//! that pgrelay's `/metrics` exports (DESIGN.md, metric contract): a panel
+//! built on a name pgrelay does not export shows "No data" forever, and
+//! nothing else would notice.
+//!
+//! The static tests read the dashboard only; the last one runs queries
+//! through a real pgrelay in front of a real cluster and reads `/metrics`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use pgrelay_cluster::{Cluster, ClusterOptions};
+use pgrelay_tests::{ProxyOptions, TestProxy, http, poll_until};
+use serde_json::Value;
+
+/// DESIGN.md's metric contract: every name pgrelay promises to export.
+const CONTRACT: [&str; 12] = [
+    "pgrelay_client_connections",
+    "pgrelay_queries_total",
+    "pgrelay_query_duration_seconds",
+    "pgrelay_node_up",
+    "pgrelay_node_role",
+    "pgrelay_replica_lag_bytes",
+    "pgrelay_replica_lag_seconds",
+    "pgrelay_failovers_total",
+    "pgrelay_failover_duration_seconds",
+    "pgrelay_read_fallbacks_total",
+    "pgrelay_consistency_wait_seconds",
+    "pgrelay_backend_connections",
+];
+
+/// Series a histogram family exposes besides its `# TYPE` name.
+const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
+
+/// How long counters may take to show the queries just run.
+const SCRAPE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The data source every query must use: the dashboard's own variable, so
+/// the dashboard imports into any Grafana.
+const DATASOURCE_UID: &str = "${datasource}";
+
+fn dashboard_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboards/pgrelay.json")
+}
+
+fn load_dashboard() -> anyhow::Result<Value> {
+    let path = dashboard_path();
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// One PromQL query of the dashboard and where it is, for messages.
+#[derive(Debug)]
+struct Query {
+    place: String,
+    expr: String,
+}
+
+/// Every PromQL expression of the dashboard: panel targets (rows nest
+/// their panels when collapsed), annotations, and query variables.
+fn queries(dashboard: &Value) -> Vec<Query> {
+    let mut out = Vec::new();
+    if let Some(panels) = dashboard["panels"].as_array() {
+        panel_queries(panels, &mut out);
+    }
+    for annotation in dashboard["annotations"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(expr) = annotation["expr"].as_str() {
+            out.push(Query {
+                place: format!("annotation {:?}", annotation["name"]),
+                expr: expr.to_owned(),
+            });
+        }
+    }
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if variable["type"] != "query" {
+            continue;
+        }
+        let query = &variable["query"];
+        let expr = query.as_str().or_else(|| query["query"].as_str());
+        if let Some(expr) = expr {
+            out.push(Query {
+                place: format!("variable {:?}", variable["name"]),
+                expr: expr.to_owned(),
+            });
+        }
+    }
+    out
+}
+
+fn panel_queries(panels: &[Value], out: &mut Vec<Query>) {
+    for panel in panels {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            out.push(Query {
+                place: format!("panel {:?} target {:?}", panel["title"], target["refId"]),
+                expr: target["expr"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        if let Some(nested) = panel["panels"].as_array() {
+            panel_queries(nested, out);
+        }
+    }
+}
+
+/// Every panel, rows' nested ones included.
+fn all_panels(panels: &[Value]) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for panel in panels {
+        out.push(panel);
+        if let Some(nested) = panel["panels"].as_array() {
+            out.extend(all_panels(nested));
+        }
+    }
+    out
+}
+
+/// Characters of a Prometheus metric name.
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == ':'
+}
+
+/// The `pgrelay_*` identifiers of a PromQL expression, as written (a
+/// histogram's `_bucket`/`_sum`/`_count` suffix included).
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (at, _) in expr.match_indices("pgrelay_") {
+        let starts_word = expr[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !is_name_char(c));
+        if !starts_word {
+            continue;
+        }
+        let end = expr[at..]
+            .find(|c: char| !is_name_char(c))
+            .map_or(expr.len(), |len| at + len);
+        names.insert(expr[at..end].to_owned());
+    }
+    names
+}
+
+/// A series name with its histogram suffix taken off, if it has one.
+fn histogram_family(name: &str) -> Option<&str> {
+    HISTOGRAM_SUFFIXES
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+}
+
+/// The family a dashboard name refers to: itself, or the histogram it is a
+/// series of. Used where no exposition is at hand to tell the two apart.
+fn family_of(name: &str) -> &str {
+    histogram_family(name).unwrap_or(name)
+}
+
+/// `# TYPE name kind` lines of a text exposition: family name → kind.
+fn exported_families(exposition: &str) -> BTreeMap<String, String> {
+    exposition
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.strip_prefix("# TYPE ")?.split_whitespace();
+            Some((words.next()?.to_owned(), words.next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// The dashboard names the exposition lacks. `x_bucket`, `x_sum` and
+/// `x_count` count as exported when `x` is a histogram family; a name that
+/// is itself a family is exported whatever its suffix.
+fn missing_names(used: &BTreeSet<String>, families: &BTreeMap<String, String>) -> Vec<String> {
+    used.iter()
+        .filter(|name| {
+            if families.contains_key(name.as_str()) {
+                return false;
+            }
+            let histogram = histogram_family(name)
+                .and_then(|family| families.get(family))
+                .is_some_and(|kind| kind == "histogram");
+            !histogram
+        })
+        .cloned()
+        .collect()
+}
+
+/// Every `pgrelay_*` name the dashboard's queries use.
+fn dashboard_names(dashboard: &Value) -> BTreeSet<String> {
+    queries(dashboard)
+        .iter()
+        .flat_map(|q| metric_names(&q.expr))
+        .collect()
+}
+
+#[test]
+fn extracts_names_and_histogram_families() {
+    let expr = "histogram_quantile(0.95, sum by (le, role) (rate(pgrelay_query_duration_seconds_bucket{instance=~\"$i\"}[1m]))) / my_pgrelay_x + pgrelay_up2";
+    let names = metric_names(expr);
+    let expected: BTreeSet<String> = ["pgrelay_query_duration_seconds_bucket", "pgrelay_up2"]
+        .map(String::from)
+        .into();
+    assert_eq!(names, expected, "my_pgrelay_x is not a pgrelay name");
+
+    let exposition = "# HELP pgrelay_query_duration_seconds x\n\
+                      # TYPE pgrelay_query_duration_seconds histogram\n\
+                      # TYPE pgrelay_client_connections gauge\n\
+                      # TYPE pgrelay_failovers_total counter\n";
+    let families = exported_families(exposition);
+    let used: BTreeSet<String> = [
+        "pgrelay_query_duration_seconds_bucket",
+        "pgrelay_query_duration_seconds_count",
+        "pgrelay_client_connections",
+        "pgrelay_client_connections_count",
+        "pgrelay_failovers_total",
+        "pgrelay_read_fallbacks_total",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(
+        missing_names(&used, &families),
+        [
+            // A gauge has no _count series.
+            "pgrelay_client_connections_count",
+            "pgrelay_read_fallbacks_total",
+        ]
+    );
+}
+
+#[test]
+fn dashboard_uses_exactly_the_metric_contract() -> anyhow::Result<()> {
+    let dashboard = load_dashboard()?;
+    for query in queries(&dashboard) {
+        ensure!(!query.expr.trim().is_empty(), "{}: empty expr", query.place);
+    }
+    let families: BTreeSet<String> = dashboard_names(&dashboard)
+        .iter()
+        .map(|name| family_of(name).to_owned())
+        .collect();
+    let unknown: Vec<&String> = families
+        .iter()
+        .filter(|family| !CONTRACT.contains(&family.as_str()))
+        .collect();
+    ensure!(
+        unknown.is_empty(),
+        "not in DESIGN.md's metric contract: {unknown:?}"
+    );
+    let unused: Vec<&str> = CONTRACT
+        .into_iter()
+        .filter(|name| !families.contains(*name))
+        .collect();
+    ensure!(
+        unused.is_empty(),
+        "the dashboard shows nothing of {unused:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn dashboard_imports_anywhere() -> anyhow::Result<()> {
+    let dashboard = load_dashboard()?;
+    ensure!(
+        dashboard.get("__inputs").is_none(),
+        "__inputs are not resolved by file provisioning; use the datasource variable"
+    );
+    ensure!(
+        dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 39),
+        "schemaVersion {}",
+        dashboard["schemaVersion"]
+    );
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .context("templating.list")?;
+    ensure!(
+        variables.iter().any(|v| v["name"] == "datasource"
+            && v["type"] == "datasource"
+            && v["query"] == "prometheus"),
+        "no Prometheus `datasource` variable"
+    );
+
+    let panels = dashboard["panels"].as_array().context("panels")?;
+    let mut ids = BTreeSet::new();
+    for panel in all_panels(panels) {
+        let id = panel["id"].as_u64().context("panel without id")?;
+        ensure!(ids.insert(id), "panel id {id} used twice");
+        if panel["type"] == "row" {
+            continue;
+        }
+        let targets = panel["targets"].as_array().map_or(&[][..], Vec::as_slice);
+        ensure!(
+            !targets.is_empty(),
+            "panel {:?} has no query",
+            panel["title"]
+        );
+        for source in
+            std::iter::once(&panel["datasource"]).chain(targets.iter().map(|t| &t["datasource"]))
+        {
+            ensure!(
+                source["uid"] == DATASOURCE_UID,
+                "panel {:?}: datasource {source} is not {DATASOURCE_UID}",
+                panel["title"]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs writes and reads through the proxy, so that labelled counters and
+/// histograms have samples (an unlabelled-yet family has no `# TYPE` line
+/// in the prometheus crate's output).
+async fn exercise(proxy: &TestProxy) -> anyhow::Result<()> {
+    let client = proxy.client().await?;
+    let run = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .simple_query(sql)
+                .await
+                .with_context(|| format!("running {sql}"))
+        }
+    };
+    run("CREATE TABLE dashboard_probe (id int)").await?;
+    run("INSERT INTO dashboard_probe VALUES (1)").await?;
+    // read-your-writes (the default) right after a write.
+    for _ in 0..3 {
+        run("SELECT count(*) FROM dashboard_probe").await?;
+    }
+    // Reads a replica may serve. pgrelay commands go one per statement.
+    run("SET pgrelay.consistency = 'eventual'").await?;
+    for _ in 0..3 {
+        run("SELECT 1").await?;
+    }
+    // A causal token no node has replayed: no replica qualifies, so the
+    // read falls back (to the primary: when_no_replica = "primary").
+    // Only the samples matter here, not how the read ends (served by the
+    // primary, or an error after waiting): other tests check routing.
+    run("SET pgrelay.consistency = 'read-your-writes'").await?;
+    run("SET pgrelay.min_lsn = 'FFFFFFFF/0'").await?;
+    if let Err(e) = run("SELECT 1").await {
+        eprintln!("the read with an unreachable min_lsn failed: {e:#}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_metric_is_exported() -> anyhow::Result<()> {
+    let used = dashboard_names(&load_dashboard()?);
+    ensure!(!used.is_empty(), "no pgrelay metric in the dashboard");
+
+    let cluster = Cluster::start(ClusterOptions {
+        replicas: 1,
+        ..Default::default()
+    })
+    .await?;
+    let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
+    exercise(&proxy).await?;
+
+    let admin = proxy.admin_addr();
+    let scrape = || async {
+        let reply = http::get(admin, "/metrics").await?;
+        ensure!(reply.status == 200, "GET /metrics: {reply:?}");
+        anyhow::Ok(exported_families(&reply.body))
+    };
+    let all_there = poll_until(
+        SCRAPE_DEADLINE,
+        "every dashboard metric in /metrics",
+        || async {
+            let families = scrape().await.ok()?;
+            missing_names(&used, &families).is_empty().then_some(())
+        },
+    )
+    .await;
+    if all_there.is_ok() {
+        return Ok(());
+    }
+    let families = scrape().await?;
+    let missing = missing_names(&used, &families);
+    let missing_families: BTreeSet<&str> = missing.iter().map(|name| family_of(name)).collect();
+    let exported: Vec<&String> = families
+        .keys()
+        .filter(|family| family.starts_with("pgrelay_"))
+        .collect();
+    bail!(
+        "dashboards/pgrelay.json uses metrics that /metrics does not export: \
+         {missing_families:?} (as written in the dashboard: {missing:?})\n\
+         exported pgrelay families: {exported:?}"
+    )
+}
