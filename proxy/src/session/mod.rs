@@ -199,6 +199,7 @@ async fn serve(
                 reason,
                 batch,
                 sql_prepared,
+                check_lsn,
             }) => {
                 let login = LoginAs {
                     params: &params,
@@ -214,6 +215,7 @@ async fn serve(
                     Needs {
                         batch: batch.as_ref(),
                         sql_prepared: sql_prepared.as_deref(),
+                        check_lsn,
                     },
                     &login,
                 )

@@ -57,6 +57,9 @@ pub struct WorkerRouter {
     pub metrics: WorkerQueryMetrics,
     classifier: RefCell<Classifier>,
     balancer: RefCell<Balancer>,
+    /// Per node, the replay position sessions of this worker saw the node
+    /// reach by asking it (fresher than the monitor's last poll).
+    confirmed: RefCell<Vec<u64>>,
     /// The router's view of the latest topology snapshot, rebuilt only when
     /// the snapshot changes.
     view: RefCell<(Option<Arc<Topology>>, TopologyView)>,
@@ -77,6 +80,7 @@ impl WorkerRouter {
             routing: routing.clone(),
             load,
             metrics,
+            confirmed: RefCell::new(Vec::new()),
             classifier: RefCell::new(Classifier::new(CLASSIFIER_CAPACITY)),
             balancer: RefCell::new(Balancer::new(balance)),
             view: RefCell::new((None, TopologyView::default())),
@@ -121,6 +125,15 @@ impl WorkerRouter {
             }
         }
         names
+    }
+
+    /// A replica answered that it has replayed up to `lsn`.
+    pub fn confirm_replay(&self, node: usize, lsn: u64) {
+        let mut confirmed = self.confirmed.borrow_mut();
+        if confirmed.len() <= node {
+            confirmed.resize(node + 1, 0);
+        }
+        confirmed[node] = confirmed[node].max(lsn);
     }
 
     /// A replica refused this statement shape as a write.
@@ -189,6 +202,9 @@ pub enum Pending {
         batch: Option<BatchNeeds>,
         /// An `EXECUTE` of this SQL-prepared statement follows.
         sql_prepared: Option<String>,
+        /// The read needs this WAL position, which the monitor has not seen
+        /// the replica reach yet: ask the replica first.
+        check_lsn: Option<u64>,
     },
     Local(PgrelayCommand),
     /// Look these functions up in `pg_proc`, then inspect the frame again.
@@ -259,6 +275,9 @@ pub struct RouteState {
     pub read_floor: u64,
     /// `SET pgrelay.max_lag`, tighter or looser than the config.
     pub max_lag: Option<Duration>,
+    /// The route just decided reads from a replica the monitor has not
+    /// yet seen reach the session's position: this position.
+    check_lsn: Option<u64>,
     /// When a read waiting for a fresh replica gives up on it, and when
     /// it began to wait.
     pub wait_deadline: Option<Instant>,
@@ -287,6 +306,7 @@ impl RouteState {
             max_lag: None,
             wait_deadline: None,
             wait_started: None,
+            check_lsn: None,
         }
     }
 }
@@ -451,18 +471,19 @@ impl ClientSide<'_> {
         self.note_setting(route.node, sql, &statement.session);
         self.note_sql_prepare(route.node, sql, &statement.session);
         self.route.retry_candidate = route.reason.is_replica();
-        if let Some((name, _)) = executed
-            && self
-                .route
+        let replay_prepare = executed.as_ref().is_some_and(|(name, _)| {
+            self.route
                 .sql_prepared
-                .replay_for(route.node, &name)
+                .replay_for(route.node, name)
                 .is_some()
-        {
+        });
+        if replay_prepare || self.route.check_lsn.is_some() {
             self.route.pending = Some(Pending::Switch {
                 node: route.node,
                 reason: route.reason,
                 batch: None,
-                sql_prepared: Some(name),
+                sql_prepared: executed.map(|(name, _)| name).filter(|_| replay_prepare),
+                check_lsn: self.route.check_lsn.take(),
             });
             return Verdict::Hold;
         }
@@ -693,7 +714,7 @@ impl ClientSide<'_> {
             .prepared
             .setup_for(route.node, defines.iter().copied(), uses.iter().copied())
             .is_empty();
-        if route.node == current && !setup_needed {
+        if route.node == current && !setup_needed && self.route.check_lsn.is_none() {
             self.routed(current, route.reason);
             return Verdict::Forward;
         }
@@ -706,6 +727,7 @@ impl ClientSide<'_> {
             reason: route.reason,
             batch: Some(needs),
             sql_prepared: None,
+            check_lsn: self.route.check_lsn.take(),
         });
         Verdict::Hold
     }
@@ -726,10 +748,19 @@ impl ClientSide<'_> {
     /// primary is known.
     fn decide(&mut self, statements: &[Arc<Statement>]) -> Option<Route> {
         self.router.refresh(self.topology);
-        if self.router.routing.load_balance == LoadBalance::LeastConnections {
+        {
             let mut view = self.router.view.borrow_mut();
+            let confirmed = self.router.confirmed.borrow();
+            let least = self.router.routing.load_balance == LoadBalance::LeastConnections;
             for (i, node) in view.1.nodes.iter_mut().enumerate() {
-                node.connections = self.router.load.leased(i);
+                if least {
+                    node.connections = self.router.load.leased(i);
+                }
+                if let Some(&lsn) = confirmed.get(i)
+                    && node.role == Role::Replica
+                {
+                    node.replay_lsn = Some(node.replay_lsn.unwrap_or(0).max(lsn));
+                }
             }
         }
         let view = self.router.view.borrow();
@@ -784,7 +815,31 @@ impl ClientSide<'_> {
                 Some(_) => {}
             }
         }
-        let route = chosen?;
+        let mut route = chosen?;
+        self.route.check_lsn = None;
+        if route.reason == RouteReason::PrimaryFallback
+            && min_lsn > 0
+            && !writes
+            && routing.when_no_replica == WhenNoReplica::Primary
+            && let Some(first) = statements.first()
+        {
+            // The monitor polls every `monitor.interval`; a replica within
+            // the lag budget has usually replayed a write a moment after it
+            // commits. Ask it rather than sending every read that follows a
+            // write to the primary.
+            let relaxed = SessionView {
+                min_lsn: 0,
+                ..session
+            };
+            let access = self.router.classifier.borrow().effective_access(first);
+            let mut balancer = self.router.balancer.borrow_mut();
+            if let Ok(Decision::Node(r)) = decide(first, &access, &relaxed, &view.1, &mut balancer)
+                && r.reason.is_replica()
+            {
+                route = r;
+                self.route.check_lsn = Some(min_lsn);
+            }
+        }
         if route.reason != RouteReason::PrimaryFallback {
             self.route.wait_deadline = None;
             if let Some(started) = self.route.wait_started.take() {
@@ -871,6 +926,7 @@ impl ClientSide<'_> {
                 reason,
                 batch,
                 sql_prepared: None,
+                check_lsn: self.route.check_lsn.take(),
             });
             Verdict::Hold
         }

@@ -31,6 +31,9 @@ pub struct Needs<'a> {
     pub batch: Option<&'a BatchNeeds>,
     /// The SQL-prepared statement an EXECUTE runs.
     pub sql_prepared: Option<&'a str>,
+    /// The WAL position a read needs the replica to have replayed, which
+    /// the monitor has not seen it reach yet.
+    pub check_lsn: Option<u64>,
 }
 
 /// Makes `node` current and ready for the held statement. `idle`: no
@@ -51,6 +54,16 @@ pub async fn switch_for_statement(
     let mut reason = reason;
     if idle {
         reason = switch(ctx, leases, route, node, reason, login).await?;
+        if let Some(lsn) = needs.check_lsn
+            && reason.is_replica()
+            && !replica_has_replayed(ctx, leases, lsn).await?
+        {
+            ctx.router.metrics.fell_back(FallbackReason::NoFreshReplica);
+            reason = to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
+            // Monotonic reads: what the primary shows is at least this new.
+            let primary_lsn = ctx.shared.topology.load().primary_lsn().unwrap_or(0);
+            route.read_floor = route.read_floor.max(primary_lsn).max(lsn);
+        }
         match replay_settings(leases, route).await {
             Ok(true) => {}
             Ok(false) => {
@@ -92,6 +105,32 @@ pub async fn switch_for_statement(
     ctx.router
         .routed(&ctx.shared.topology, route, route.current, reason);
     Ok(())
+}
+
+/// Asks the current node (a replica) how far it has replayed; whether that
+/// reaches `lsn`. What it says is kept for the worker's other sessions.
+async fn replica_has_replayed(
+    ctx: &SessionContext,
+    leases: &mut Leases,
+    lsn: u64,
+) -> Result<bool, ProxyError> {
+    let mut request = BytesMut::new();
+    fe::query(&mut request, b"SELECT pg_last_wal_replay_lsn()::text");
+    let lease = leases.current_mut();
+    let node = lease.conn().node;
+    let answer = exchange(lease.conn_mut(), &request).await?;
+    let replayed = answer
+        .rows
+        .first()
+        .and_then(|row| row.first().cloned().flatten())
+        .and_then(|text| pgrelay_health::parse_lsn(&text));
+    match replayed {
+        Some(replayed) => {
+            ctx.router.confirm_replay(node, replayed);
+            Ok(replayed >= lsn)
+        }
+        None => Ok(false),
+    }
 }
 
 /// Replays a SQL PREPARE on the current node if it lacks the statement;

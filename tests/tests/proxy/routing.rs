@@ -411,6 +411,7 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 ensure!(value(&c, "SHOW pgrelay.last_lsn").await? == "0/0");
                 c.simple_query("CREATE TABLE IF NOT EXISTS routing_ryw (id int)")
                     .await?;
+                let mut on_replica = 0;
                 for i in 0..20 {
                     c.simple_query(&format!("INSERT INTO routing_ryw VALUES ({i})"))
                         .await?;
@@ -420,7 +421,16 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     )
                     .await?;
                     ensure!(seen == "1", "write {i} is visible to the next read");
+                    if value(&c, "SHOW pgrelay.route").await? == "pg2 replica read" {
+                        on_replica += 1;
+                    }
                 }
+                // The replica is asked whether it has the write when the monitor
+                // has not seen it yet: most read-backs are served there.
+                ensure!(
+                    on_replica >= 10,
+                    "only {on_replica} of 20 read-backs on the replica"
+                );
                 let token = value(&c, "SHOW pgrelay.last_lsn").await?;
                 ensure!(token != "0/0", "the session has a causal token");
                 ensure!(
