@@ -47,6 +47,9 @@ pub struct Pool {
 /// Whether a connection handed back may serve another client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reuse {
+    /// Idle, and nothing that leaves session state ran on it (only plain
+    /// reads): pool it as it is, without the cost of a reset.
+    Clean,
     /// Idle between transactions: reset its session state and pool it.
     Reset,
     /// In an unknown state (mid-query, mid-COPY, broken): close it.
@@ -133,8 +136,13 @@ impl Lease {
         let Lease {
             conn, key, pool, ..
         } = self;
-        if reuse == Reuse::Close {
-            return;
+        match reuse {
+            Reuse::Close => return,
+            Reuse::Clean => {
+                pool.put(key, conn);
+                return;
+            }
+            Reuse::Reset => {}
         }
         tokio::task::spawn_local(async move {
             let mut conn = conn;

@@ -69,4 +69,28 @@ impl Leases {
             lease.release(others);
         }
     }
+
+    /// Ends every lease of a session that ends cleanly: connections that
+    /// ran only plain reads (`dirty(node)` false) go back to the pool as
+    /// they are, the others are reset first. `current_reusable`: the
+    /// current connection is between requests.
+    pub fn release_idle(self, current_reusable: bool, dirty: impl Fn(usize) -> bool) {
+        let reuse = |lease: &Lease| {
+            if dirty(lease.conn().node) {
+                Reuse::Reset
+            } else {
+                Reuse::Clean
+            }
+        };
+        let current = if current_reusable {
+            reuse(&self.current)
+        } else {
+            Reuse::Close
+        };
+        self.current.release(current);
+        for lease in self.others {
+            let others = reuse(&lease);
+            lease.release(others);
+        }
+    }
 }

@@ -345,10 +345,7 @@ async fn serve(
                 clean = exchange::drain_answers(conn, answers).await.is_ok();
                 route.capture.drained();
             }
-            leases.release_all(
-                if clean { Reuse::Reset } else { Reuse::Close },
-                Reuse::Reset,
-            );
+            leases.release_idle(clean, |node| route.is_dirty(node));
         }
         ForwardEnd::BackendClosed
         | ForwardEnd::Held

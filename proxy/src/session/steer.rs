@@ -275,6 +275,12 @@ pub struct RouteState {
     pub read_floor: u64,
     /// `SET pgrelay.max_lag`, tighter or looser than the config.
     pub max_lag: Option<Duration>,
+    /// Per node (bit index), whether something that may leave session
+    /// state ran on the session's connection there; clean connections go
+    /// back to the pool without a reset.
+    dirty: u64,
+    /// The Query or batch being steered runs only plain reads.
+    next_clean: bool,
     /// The route just decided reads from a replica the monitor has not
     /// yet seen reach the session's position: this position.
     check_lsn: Option<u64>,
@@ -307,6 +313,20 @@ impl RouteState {
             wait_deadline: None,
             wait_started: None,
             check_lsn: None,
+            dirty: 0,
+            next_clean: false,
+        }
+    }
+
+    /// Whether the session's connection to `node` may hold session state.
+    pub fn is_dirty(&self, node: usize) -> bool {
+        node >= 64 || self.dirty & (1 << node) != 0
+    }
+
+    /// Something that may leave session state runs on `node`.
+    pub fn dirtied(&mut self, node: usize) {
+        if node < 64 {
+            self.dirty |= 1 << node;
         }
     }
 }
@@ -380,6 +400,18 @@ impl ClientSide<'_> {
         }
         let capture =
             matches!(tag, b'Q' | b'S') && std::mem::take(&mut self.route.capture_after_sync);
+        let clean = match tag {
+            b'Q' | b'S' => std::mem::take(&mut self.route.next_clean),
+            // Unnamed statements are replaced by the next client's; named
+            // ones and function calls are state.
+            b'P' => fe::parse_fields(frame.get(5..).unwrap_or_default())
+                .is_some_and(|(name, _)| name.is_empty()),
+            b'B' | b'D' | b'E' | b'C' | b'H' | b'X' => true,
+            _ => false,
+        };
+        if !clean {
+            self.route.dirtied(self.route.current);
+        }
         self.tracker.client_sent(tag);
         let verdict = if capture {
             self.route.capture.requested(self.tracker.awaiting_ready());
@@ -416,6 +448,7 @@ impl ClientSide<'_> {
             self.route.pending = Some(Pending::Local(command.clone()));
             return Verdict::Hold;
         }
+        self.route.next_clean = is_plain_read(&statement);
         if self.tracker.status() != TxStatus::Idle {
             self.note_dropped_statements(self.route.current, &statement.session);
             // Whatever state a transaction creates may still be rolled back
@@ -622,6 +655,9 @@ impl ClientSide<'_> {
         if end == BatchEnd::Unread && ahead.len() < BATCH_LOOKAHEAD {
             return Verdict::Wait;
         }
+        // The batch's Sync marks the connection if any statement may leave
+        // state (its named Parses mark it themselves).
+        self.route.next_clean = !unknown && statements.iter().all(|s| is_plain_read(s));
         if statements.is_empty() && !unknown {
             // Executing or describing portals, closing, syncing: nothing
             // to route by; portals live where they were bound.
@@ -931,6 +967,17 @@ impl ClientSide<'_> {
             Verdict::Hold
         }
     }
+}
+
+/// A statement that leaves nothing behind in the session: a read with no
+/// effects and no function calls (which may keep state, like nextval's
+/// currval).
+fn is_plain_read(statement: &Statement) -> bool {
+    statement.access.is_read()
+        && statement.session == SessionEffect::None
+        && statement.transaction == TxEffect::None
+        && statement.functions.is_empty()
+        && statement.pgrelay.is_none()
 }
 
 /// Effects whose state only the node that ran them has. Settings are

@@ -146,6 +146,7 @@ async fn replay_sql_prepare(
     };
     let mut request = BytesMut::new();
     fe::query(&mut request, sql.as_bytes());
+    route.dirtied(node);
     let conn = leases.current_mut().conn_mut();
     let answer = exchange(conn, &request).await?;
     if let Some((code, message)) = answer.error {
@@ -163,6 +164,7 @@ async fn replay_settings(leases: &mut Leases, route: &mut RouteState) -> Result<
     let Some(sql) = route.settings.replay_for(node) else {
         return Ok(true);
     };
+    route.dirtied(node);
     let mut request = BytesMut::new();
     fe::query(&mut request, sql.as_bytes());
     let conn = leases.current_mut().conn_mut();

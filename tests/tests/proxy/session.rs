@@ -215,6 +215,69 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         ),
         trial(
             env,
+            "session::read_only_sessions_hand_back_connections_without_a_reset",
+            |env| async move {
+                let proxy = TestProxy::start(
+                    &env.cluster,
+                    ProxyOptions {
+                        workers: 1,
+                        ..ProxyOptions::default()
+                    },
+                )
+                .await?;
+                let replica = env.cluster.client(1).await?;
+                let last_query = |marker: &'static str| {
+                    let replica = &replica;
+                    async move {
+                        let row = replica
+                            .query_opt(
+                                "SELECT query FROM pg_stat_activity \
+                                 WHERE backend_type = 'client backend' AND query LIKE $1 \
+                                    OR query = 'DISCARD ALL' AND application_name = $2",
+                                &[&format!("%{marker}%"), &marker],
+                            )
+                            .await
+                            .ok()??;
+                        Some(row.get::<_, String>(0))
+                    }
+                };
+                // A session that only read: its replica connection goes
+                // back to the pool as it is.
+                let reader = pgrelay_tests::proxy::connect(&format!(
+                    "{} application_name=clean_reader",
+                    proxy.conninfo("postgres", "postgres")
+                ))
+                .await?;
+                reader.simple_query("SELECT 'clean_reader_marker'").await?;
+                drop(reader);
+                // A session that SET something: reset before reuse.
+                let setter = pgrelay_tests::proxy::connect(&format!(
+                    "{} application_name=dirty_setter",
+                    proxy.conninfo("postgres", "postgres")
+                ))
+                .await?;
+                setter.simple_query("SET work_mem = '8MB'").await?;
+                setter.simple_query("SELECT 'dirty_setter_marker'").await?;
+                drop(setter);
+                poll_until(
+                    Duration::from_secs(10),
+                    "the SET session's reset",
+                    || async {
+                        (last_query("dirty_setter").await.as_deref() == Some("DISCARD ALL"))
+                            .then_some(())
+                    },
+                )
+                .await?;
+                let clean = last_query("clean_reader_marker").await;
+                ensure!(
+                    clean.as_deref() == Some("SELECT 'clean_reader_marker'"),
+                    "the read-only session's connection was not reset: {clean:?}"
+                );
+                Ok(())
+            },
+        ),
+        trial(
+            env,
             "session::idle_backends_are_bounded_per_node",
             |env| async move {
                 // One application_name per client makes one pool key each; the
