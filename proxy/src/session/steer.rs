@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use pgrelay_health::{NodeRole, Topology, TopologyCell};
 use pgrelay_router::{
-    Access, Balance, Balancer, Classifier, Consistency, Decision, NodeView, PgrelayCommand, Role,
-    Route, RouteReason, SessionEffect, SessionView, Statement, TopologyView, TxEffect, Volatility,
-    WriteReason, decide,
+    Access, Balance, Balancer, Classifier, Consistency, Decision, DiscardKind, NodeView,
+    PgrelayCommand, Role, Route, RouteReason, SessionEffect, SessionView, Statement, TopologyView,
+    TxEffect, Volatility, WriteReason, decide,
 };
 
 use crate::backend::NodeLoad;
@@ -244,7 +244,7 @@ pub struct BatchNeeds {
 pub struct RouteState {
     pub consistency: Consistency,
     /// Session state lives on the primary: no more replica reads.
-    pub pinned: bool,
+    pub pins: Pins,
     /// The node the session's pumps are connected to now.
     pub current: usize,
     /// Where the last statement went and why (`SHOW pgrelay.route`).
@@ -294,7 +294,7 @@ impl RouteState {
     pub fn new(consistency: Consistency, current: usize, nodes: usize) -> RouteState {
         RouteState {
             consistency,
-            pinned: false,
+            pins: Pins::default(),
             current,
             last: None,
             pending: None,
@@ -454,7 +454,7 @@ impl ClientSide<'_> {
             // Whatever state a transaction creates may still be rolled back
             // (or committed): only the node it runs on will know.
             if pins_session(&statement.session, false) {
-                self.route.pinned = true;
+                self.route.pins.add(Pins::OTHER);
             }
             self.note_commit(std::slice::from_ref(&statement));
             self.routed(self.route.current, RouteReason::TransactionPinned);
@@ -545,7 +545,7 @@ impl ClientSide<'_> {
     /// that could send it to a replica (reads may go there, the session is
     /// not pinned).
     fn resolve_first(&mut self, statements: &[Arc<Statement>]) -> Option<Verdict> {
-        if self.route.pinned || self.route.consistency == Consistency::Strong {
+        if self.route.pins.any() || self.route.consistency == Consistency::Strong {
             return None;
         }
         let names = self.router.unresolved(statements);
@@ -568,7 +568,7 @@ impl ClientSide<'_> {
                 .prepared(node, name, sql, inner.clone())
         });
         if !recorded {
-            self.route.pinned = true;
+            self.route.pins.add(Pins::OTHER);
         }
     }
 
@@ -584,7 +584,7 @@ impl ClientSide<'_> {
         let recorded =
             std::str::from_utf8(sql).is_ok_and(|sql| self.route.settings.record(node, name, sql));
         if !recorded {
-            self.route.pinned = true;
+            self.route.pins.add(Pins::OTHER);
         }
     }
 
@@ -692,7 +692,7 @@ impl ClientSide<'_> {
         let current = self.route.current;
         let route = if self.tracker.status() != TxStatus::Idle {
             if statements.iter().any(|s| pins_session(&s.session, false)) {
-                self.route.pinned = true;
+                self.route.pins.add(Pins::OTHER);
             }
             self.note_commit(&statements);
             Some(Route {
@@ -773,8 +773,18 @@ impl ClientSide<'_> {
     /// rather than pinning.
     fn note_session_effect(&mut self, effect: &SessionEffect, replayed_settings: bool) {
         match effect {
-            SessionEffect::DiscardAll => self.route.pinned = false,
-            effect if pins_session(effect, replayed_settings) => self.route.pinned = true,
+            SessionEffect::DiscardAll => self.route.pins = Pins::default(),
+            SessionEffect::Unlisten { all: true } => self.route.pins.remove(Pins::LISTEN),
+            SessionEffect::AdvisoryUnlockAll => self.route.pins.remove(Pins::ADVISORY),
+            SessionEffect::Discard(DiscardKind::Temp) => self.route.pins.remove(Pins::TEMP),
+            SessionEffect::Many(effects) => {
+                for effect in effects {
+                    self.note_session_effect(effect, false);
+                }
+            }
+            effect if pins_session(effect, replayed_settings) => {
+                self.route.pins.add(Pins::kind_of(effect))
+            }
             _ => {}
         }
     }
@@ -815,7 +825,7 @@ impl ClientSide<'_> {
         let session = SessionView {
             consistency: self.route.consistency,
             transaction_node: None,
-            pinned: self.route.pinned,
+            pinned: self.route.pins.any(),
             min_lsn,
             max_lag_bytes: Some(routing.max_lag_bytes.0),
             max_lag_millis: Some(u64::try_from(max_lag.as_millis()).unwrap_or(u64::MAX)),
@@ -980,6 +990,45 @@ fn is_plain_read(statement: &Statement) -> bool {
         && statement.pgrelay.is_none()
 }
 
+/// Why the session is pinned to the primary. Each kind of state goes away
+/// on its own (`UNLISTEN *`, `pg_advisory_unlock_all()`, `DISCARD TEMP`),
+/// all of it with `DISCARD ALL`; the session is free again when none is
+/// left.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pins(u8);
+
+impl Pins {
+    pub const TEMP: u8 = 1;
+    pub const LISTEN: u8 = 2;
+    pub const ADVISORY: u8 = 4;
+    pub const CURSOR: u8 = 8;
+    /// Anything else (set_config, unparsed session statements, ...): only
+    /// DISCARD ALL ends it.
+    pub const OTHER: u8 = 16;
+
+    pub fn any(self) -> bool {
+        self.0 != 0
+    }
+
+    pub fn add(&mut self, kind: u8) {
+        self.0 |= kind;
+    }
+
+    pub fn remove(&mut self, kind: u8) {
+        self.0 &= !kind;
+    }
+
+    fn kind_of(effect: &SessionEffect) -> u8 {
+        match effect {
+            SessionEffect::TempObject => Pins::TEMP,
+            SessionEffect::Listen { .. } => Pins::LISTEN,
+            SessionEffect::AdvisoryLock => Pins::ADVISORY,
+            SessionEffect::DeclareCursorWithHold => Pins::CURSOR,
+            _ => Pins::OTHER,
+        }
+    }
+}
+
 /// Effects whose state only the node that ran them has. Settings are
 /// among them unless they are replayed on the other nodes; a string of
 /// several statements is never replayed.
@@ -989,6 +1038,8 @@ fn pins_session(effect: &SessionEffect, replayed_settings: bool) -> bool {
         | SessionEffect::DiscardAll
         | SessionEffect::Discard(_)
         | SessionEffect::Deallocate { .. }
+        | SessionEffect::Unlisten { .. }
+        | SessionEffect::AdvisoryUnlockAll
         | SessionEffect::Set { local: true, .. } => false,
         SessionEffect::Set { local: false, .. }
         | SessionEffect::Reset { .. }

@@ -67,7 +67,7 @@ pub async fn switch_for_statement(
         match replay_settings(leases, route).await {
             Ok(true) => {}
             Ok(false) => {
-                route.pinned = true;
+                route.pins.add(super::steer::Pins::OTHER);
                 reason = to_primary(ctx, leases, route, RouteReason::SessionPinned, login).await?;
             }
             // A replica connection that died while the session was

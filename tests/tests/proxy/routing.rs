@@ -522,6 +522,21 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     value(&c, PORT).await? == replica,
                     "DISCARD ALL ends the pin"
                 );
+                // Each kind of state ends on its own.
+                c.simple_query("LISTEN routing_channel").await?;
+                ensure!(value(&c, PORT).await? == primary, "LISTEN pins");
+                c.simple_query("UNLISTEN *").await?;
+                ensure!(value(&c, PORT).await? == replica, "UNLISTEN * ends the pin");
+                c.simple_query("SELECT pg_advisory_lock(4711)").await?;
+                ensure!(
+                    value(&c, PORT).await? == primary,
+                    "a session advisory lock pins"
+                );
+                c.simple_query("SELECT pg_advisory_unlock_all()").await?;
+                ensure!(
+                    value(&c, PORT).await? == replica,
+                    "pg_advisory_unlock_all() ends the pin"
+                );
                 Ok(())
             },
         ),
