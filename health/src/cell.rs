@@ -41,6 +41,11 @@ impl TopologyCell {
         Arc::ptr_eq(&self.current.load(), snapshot)
     }
 
+    /// Changes with every publication.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
     pub fn publish(&self, topology: Topology) {
         self.current.store(Arc::new(topology));
         self.published.send_modify(|n| *n = n.wrapping_add(1));

@@ -23,4 +23,11 @@ pub enum HealthError {
         column: &'static str,
         value: String,
     },
+    /// A failover step did not have the effect it must have.
+    #[error("{node}: {step}: {reason}")]
+    Failover {
+        node: String,
+        step: &'static str,
+        reason: String,
+    },
 }

@@ -4,10 +4,12 @@
 //!
 //! Sessions read the snapshot through [`TopologyCell::load`] (an `ArcSwap`
 //! load, a few nanoseconds) for every routing decision and never await the
-//! monitor. The monitor is the only writer.
+//! monitor. The monitor is the only writer; with failover enabled it also
+//! promotes a replica when the primary fails (see `failover/`).
 
 mod cell;
 mod error;
+mod failover;
 mod lag;
 mod liveness;
 mod lsn;
@@ -19,9 +21,15 @@ mod topology;
 
 pub use cell::TopologyCell;
 pub use error::HealthError;
+pub use failover::{
+    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverRecord, FailoverSettings,
+    FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
+};
 pub use liveness::{FAILURES_BEFORE_DOWN, SUCCESSES_BEFORE_UP};
 pub use lsn::{format_lsn, parse_lsn};
-pub use monitor::{MAX_RETRY_DELAY, MonitorSettings, NodeTarget, spawn_monitor};
+pub use monitor::{
+    MAX_RETRY_DELAY, MonitorSettings, NodeTarget, spawn_monitor, spawn_monitor_with_failover,
+};
 pub use probe::NodeProbe;
 pub use sample::{NodeSample, ReplicaSample};
-pub use topology::{NodeRole, NodeStatus, Topology};
+pub use topology::{FAILOVER_HISTORY, NodeRole, NodeStatus, Topology};

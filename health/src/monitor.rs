@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::cell::TopologyCell;
+use crate::failover::{Edit, FailoverSettings, spawn_failover};
 use crate::liveness::FAILURES_BEFORE_DOWN;
 use crate::observe::Observer;
 use crate::probe::NodeProbe;
@@ -67,14 +68,48 @@ struct ProbeResult {
 
 /// Starts one probing task per node and one task that folds their results
 /// into topology snapshots, on the current tokio runtime. Everything stops
-/// when `shutdown` is cancelled.
+/// when `shutdown` is cancelled. No failover: see
+/// [`spawn_monitor_with_failover`].
 pub fn spawn_monitor(
     targets: Vec<NodeTarget>,
     settings: MonitorSettings,
     cell: Arc<TopologyCell>,
     shutdown: CancellationToken,
 ) {
+    spawn_monitor_with_failover(
+        targets,
+        settings,
+        FailoverSettings::disabled(),
+        cell,
+        shutdown,
+    );
+}
+
+/// [`spawn_monitor`], plus, when `failover.enabled`, the failover task: it
+/// watches the snapshots and promotes a replica when the primary fails
+/// (`Topology::failover` says what it is doing, `Topology::failovers`
+/// what it did).
+pub fn spawn_monitor_with_failover(
+    targets: Vec<NodeTarget>,
+    settings: MonitorSettings,
+    failover: FailoverSettings,
+    cell: Arc<TopologyCell>,
+    shutdown: CancellationToken,
+) {
     let (tx, rx) = mpsc::channel(targets.len().max(1) * 4);
+    let (edit_tx, edit_rx) = mpsc::channel(16);
+    if failover.enabled {
+        spawn_failover(
+            targets.clone(),
+            settings.clone(),
+            failover,
+            Arc::clone(&cell),
+            edit_tx,
+            shutdown.clone(),
+        );
+    } else {
+        drop(edit_tx);
+    }
     for (index, target) in targets.into_iter().enumerate() {
         let probe = NodeProbe::new(target, settings.clone());
         tokio::spawn(probe_loop(
@@ -85,7 +120,7 @@ pub fn spawn_monitor(
             shutdown.clone(),
         ));
     }
-    tokio::spawn(publish_loop(rx, cell, shutdown));
+    tokio::spawn(publish_loop(rx, edit_rx, cell, shutdown));
 }
 
 async fn probe_loop(
@@ -139,15 +174,34 @@ fn retry_delay(interval: Duration, failures: u32) -> Duration {
         .min(MAX_RETRY_DELAY.max(interval))
 }
 
+/// The cell's only writer: folds probe results and failover edits into
+/// snapshots, one at a time.
 async fn publish_loop(
     mut results: mpsc::Receiver<ProbeResult>,
+    mut edits: mpsc::Receiver<Edit>,
     cell: Arc<TopologyCell>,
     shutdown: CancellationToken,
 ) {
     let mut observer = Observer::new(cell.load().nodes.len());
+    let mut editing = true;
     loop {
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
+            edit = edits.recv(), if editing => {
+                match edit {
+                    Some(edit) => {
+                        let current = cell.load();
+                        let next = edit(&current);
+                        if next.primary != current.primary {
+                            log_primary_change(&next);
+                        }
+                        cell.publish(next);
+                    }
+                    // Failover is off (or gone): probe results only.
+                    None => editing = false,
+                }
+                continue;
+            }
             r = results.recv() => match r { Some(r) => r, None => return },
         };
         let current = cell.load();
@@ -171,14 +225,21 @@ fn log_changes(current: &Topology, next: &Topology, index: usize) {
         log_node_change(before, after);
     }
     if next.primary != current.primary {
-        match next.primary.and_then(|p| next.nodes.get(p)) {
-            Some(p) => info!(epoch = next.epoch, primary = %p.name, "primary discovered"),
-            None => warn!(epoch = next.epoch, "no routable primary"),
-        }
+        log_primary_change(next);
+    }
+}
+
+fn log_primary_change(next: &Topology) {
+    match next.primary.and_then(|p| next.nodes.get(p)) {
+        Some(p) => info!(epoch = next.epoch, primary = %p.name, "primary discovered"),
+        None => warn!(epoch = next.epoch, "no routable primary"),
     }
 }
 
 fn log_node_change(before: &NodeStatus, after: &NodeStatus) {
+    if before.fenced != after.fenced {
+        warn!(node = %after.name, fenced = after.fenced, "fence changed");
+    }
     if (before.role, before.healthy) != (after.role, after.healthy) {
         info!(
             node = %after.name,

@@ -46,6 +46,12 @@ impl Observer {
         if let Some(sample) = outcome {
             apply_sample(node, sample);
         }
+        if let Some(NodeSample::Primary { sync_standbys, .. }) = outcome {
+            for other in nodes.iter_mut() {
+                other.synchronous = sync_standbys.contains(&other.name);
+            }
+        }
+        let node = nodes.get_mut(index)?;
         match liveness {
             Liveness::Up => {
                 if let Some(sample) = outcome {
@@ -115,7 +121,9 @@ fn liveness_of(node: &NodeStatus) -> Liveness {
 /// Copies what a probe saw; the role is left to the hysteresis.
 fn apply_sample(node: &mut NodeStatus, sample: &NodeSample) {
     match sample {
-        NodeSample::Primary { timeline, wal_lsn } => {
+        NodeSample::Primary {
+            timeline, wal_lsn, ..
+        } => {
             node.timeline = Some(*timeline);
             node.wal_lsn = Some(*wal_lsn);
             node.receive_lsn = None;
@@ -150,6 +158,7 @@ mod tests {
         NodeSample::Primary {
             timeline: 1,
             wal_lsn,
+            sync_standbys: Vec::new(),
         }
     }
 
@@ -333,6 +342,7 @@ mod tests {
             Some(NodeSample::Primary {
                 timeline: 2,
                 wal_lsn: 1100,
+                sync_standbys: Vec::new(),
             }),
             1000,
         );
@@ -354,6 +364,7 @@ mod tests {
             Some(NodeSample::Primary {
                 timeline: 2,
                 wal_lsn: 1200,
+                sync_standbys: Vec::new(),
             }),
             3000,
         );

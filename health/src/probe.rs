@@ -80,6 +80,7 @@ impl NodeProbe {
             received_tli: get_i32(6)?,
             sender_host: get(7)?,
             sender_port: get_i32(8)?,
+            sync_standbys: row.try_get(9).map_err(|source| self.postgres(source))?,
         };
         raw.decode().map_err(|bad| HealthError::BadValue {
             node: self.target.name.clone(),

@@ -17,7 +17,10 @@ SELECT r.recovery, \
        CASE WHEN NOT r.recovery THEN pg_walfile_name(pg_current_wal_lsn()) END, \
        pg_last_wal_receive_lsn()::text, \
        pg_last_wal_replay_lsn()::text, \
-       w.status, w.received_tli, w.sender_host, w.sender_port \
+       w.status, w.received_tli, w.sender_host, w.sender_port, \
+       CASE WHEN NOT r.recovery THEN \
+         (SELECT array_agg(coalesce(application_name, '')) FROM pg_stat_replication \
+          WHERE sync_state IN ('sync', 'quorum')) END \
 FROM r LEFT JOIN pg_stat_wal_receiver w ON r.recovery";
 
 /// A node that answered, as it answered.
@@ -28,6 +31,9 @@ pub enum NodeSample {
         timeline: u32,
         /// `pg_current_wal_lsn()`: what replicas can have at most.
         wal_lsn: u64,
+        /// `application_name`s of the standbys whose `sync_state` is
+        /// `sync` or `quorum` (empty without `pg_read_all_stats`).
+        sync_standbys: Vec<String>,
     },
     /// In recovery.
     Replica(ReplicaSample),
@@ -73,6 +79,7 @@ pub(crate) struct ProbeRow {
     pub(crate) received_tli: Option<i32>,
     pub(crate) sender_host: Option<String>,
     pub(crate) sender_port: Option<i32>,
+    pub(crate) sync_standbys: Option<Vec<String>>,
 }
 
 /// A column whose value makes no sense.
@@ -90,7 +97,11 @@ impl ProbeRow {
             let walfile = self.walfile.ok_or_else(|| bad("pg_walfile_name", "NULL"))?;
             let timeline =
                 timeline_of_walfile(&walfile).ok_or_else(|| bad("pg_walfile_name", &walfile))?;
-            return Ok(NodeSample::Primary { timeline, wal_lsn });
+            return Ok(NodeSample::Primary {
+                timeline,
+                wal_lsn,
+                sync_standbys: self.sync_standbys.unwrap_or_default(),
+            });
         }
         let timeline = match self.received_tli {
             None => None,
@@ -172,7 +183,8 @@ mod tests {
             row.decode(),
             Ok(NodeSample::Primary {
                 timeline: 2,
-                wal_lsn: 0x300_0060
+                wal_lsn: 0x300_0060,
+                sync_standbys: Vec::new(),
             })
         );
     }

@@ -1,3 +1,8 @@
+use crate::failover::{FailoverRecord, FailoverState};
+
+/// Failover history entries kept in the snapshot (oldest dropped first).
+pub const FAILOVER_HISTORY: usize = 20;
+
 /// The role a node was last seen in. Discovered by probing, never configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NodeRole {
@@ -55,6 +60,16 @@ pub struct NodeStatus {
     /// replayed (see `lag.rs`); 0 on the primary and whenever
     /// `lag_bytes` is 0.
     pub lag_seconds: Option<f64>,
+    /// Never the primary again: a failover replaced it, or it is writable
+    /// on an older timeline than another writable node. Cleared only when
+    /// the node is seen as a healthy streaming replica (rebuilt by an
+    /// operator). Not persisted: after a restart of pgrelay the timeline
+    /// rule alone decides.
+    pub fenced: bool,
+    /// Last seen as a `sync` or `quorum` standby in the primary's
+    /// `pg_stat_replication` (matched by `application_name` = node name).
+    /// Kept after the primary is lost: failover prefers such a replica.
+    pub synchronous: bool,
 }
 
 impl NodeStatus {
@@ -73,6 +88,8 @@ impl NodeStatus {
             upstream: None,
             lag_bytes: None,
             lag_seconds: None,
+            fenced: false,
+            synchronous: false,
         }
     }
 
@@ -100,6 +117,10 @@ pub struct Topology {
     /// writing to either could split the cluster's history.
     pub primary: Option<usize>,
     pub nodes: Vec<NodeStatus>,
+    /// What automatic failover is doing now.
+    pub failover: FailoverState,
+    /// Completed failovers, oldest first, at most [`FAILOVER_HISTORY`].
+    pub failovers: Vec<FailoverRecord>,
 }
 
 impl Topology {
@@ -112,12 +133,16 @@ impl Topology {
                 .into_iter()
                 .map(|(name, addr)| NodeStatus::new(name, addr))
                 .collect(),
+            failover: FailoverState::Idle,
+            failovers: Vec::new(),
         }
     }
 
-    /// Recomputes the primary from the node states; bumps the epoch when it
-    /// changed.
-    pub fn with_nodes(&self, nodes: Vec<NodeStatus>) -> Topology {
+    /// Recomputes fences and the primary from the node states; bumps the
+    /// epoch when the primary changed. Failover state and history carry
+    /// over.
+    pub fn with_nodes(&self, mut nodes: Vec<NodeStatus>) -> Topology {
+        apply_fences(&mut nodes);
         let primary = routable_primary(&nodes);
         let epoch = if primary == self.primary {
             self.epoch
@@ -128,7 +153,26 @@ impl Topology {
             epoch,
             primary,
             nodes,
+            failover: self.failover.clone(),
+            failovers: self.failovers.clone(),
         }
+    }
+
+    /// The same snapshot with another failover state.
+    pub fn with_failover(&self, failover: FailoverState) -> Topology {
+        Topology {
+            failover,
+            ..self.clone()
+        }
+    }
+
+    /// The same snapshot with `record` appended to the bounded history.
+    pub fn with_record(&self, record: FailoverRecord) -> Topology {
+        let mut next = self.clone();
+        next.failovers.push(record);
+        let excess = next.failovers.len().saturating_sub(FAILOVER_HISTORY);
+        next.failovers.drain(..excess);
+        next
     }
 
     /// Node `index`'s [`NodeStatus::visible_lsn`].
@@ -142,12 +186,36 @@ impl Topology {
     }
 }
 
-/// The single healthy writable node, if there is exactly one.
+/// Fences every healthy writable node on an older timeline than the
+/// newest writable one (it missed a promotion: its writes are a dead
+/// branch), and lifts the fence of a node that came back as a healthy
+/// streaming replica (it follows someone, so it cannot take writes).
+fn apply_fences(nodes: &mut [NodeStatus]) {
+    let newest = nodes
+        .iter()
+        .filter(|n| n.healthy && n.role == NodeRole::Primary)
+        .filter_map(|n| n.timeline)
+        .max();
+    for node in nodes.iter_mut() {
+        if node.healthy && node.role == NodeRole::Primary {
+            if let (Some(newest), Some(timeline)) = (newest, node.timeline)
+                && timeline < newest
+            {
+                node.fenced = true;
+            }
+        } else if node.healthy && node.role == NodeRole::Replica && node.streaming {
+            node.fenced = false;
+        }
+    }
+}
+
+/// The single healthy, writable, unfenced node, if there is exactly one.
+/// Two on the same timeline mean no primary until an operator acts.
 fn routable_primary(nodes: &[NodeStatus]) -> Option<usize> {
     let mut writable = nodes
         .iter()
         .enumerate()
-        .filter(|(_, n)| n.healthy && n.role == NodeRole::Primary)
+        .filter(|(_, n)| n.healthy && n.role == NodeRole::Primary && !n.fenced)
         .map(|(i, _)| i);
     match (writable.next(), writable.next()) {
         (Some(i), None) => Some(i),
@@ -187,6 +255,65 @@ mod tests {
             node(NodeRole::Primary, true),
         ]);
         assert_eq!(t.primary, None);
+    }
+
+    #[test]
+    fn a_fenced_node_is_never_the_primary() {
+        let t = Topology::initial(vec![]).with_nodes(vec![
+            NodeStatus {
+                fenced: true,
+                ..node(NodeRole::Primary, true)
+            },
+            node(NodeRole::Replica, true),
+        ]);
+        assert_eq!(t.primary, None);
+        assert!(t.nodes[0].fenced, "the fence stays");
+    }
+
+    #[test]
+    fn a_writable_node_on_an_older_timeline_is_fenced() {
+        let on = |timeline| NodeStatus {
+            timeline: Some(timeline),
+            ..node(NodeRole::Primary, true)
+        };
+        let t = Topology::initial(vec![]).with_nodes(vec![on(1), on(2)]);
+        assert_eq!(t.primary, Some(1));
+        assert!(t.nodes[0].fenced && !t.nodes[1].fenced);
+        let same = Topology::initial(vec![]).with_nodes(vec![on(2), on(2)]);
+        assert_eq!(same.primary, None, "same timeline: nobody writes");
+        assert!(!same.nodes[0].fenced && !same.nodes[1].fenced);
+    }
+
+    #[test]
+    fn a_fence_lifts_when_the_node_streams_as_a_replica() {
+        let t = Topology::initial(vec![]).with_nodes(vec![NodeStatus {
+            fenced: true,
+            streaming: true,
+            ..node(NodeRole::Replica, true)
+        }]);
+        assert!(!t.nodes[0].fenced);
+        let down = Topology::initial(vec![]).with_nodes(vec![NodeStatus {
+            fenced: true,
+            ..node(NodeRole::Down, false)
+        }]);
+        assert!(down.nodes[0].fenced);
+    }
+
+    #[test]
+    fn failover_history_is_bounded_and_survives_new_nodes() {
+        let mut t = Topology::initial(vec![]);
+        for i in 0..FAILOVER_HISTORY + 5 {
+            t = t.with_record(FailoverRecord {
+                at: std::time::SystemTime::UNIX_EPOCH,
+                epoch: i as u64,
+                from: "a".into(),
+                to: "b".into(),
+                duration: std::time::Duration::ZERO,
+            });
+        }
+        let t = t.with_nodes(vec![node(NodeRole::Primary, true)]);
+        assert_eq!(t.failovers.len(), FAILOVER_HISTORY);
+        assert_eq!(t.failovers[0].epoch, 5);
     }
 
     #[test]

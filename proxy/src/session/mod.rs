@@ -377,13 +377,16 @@ async fn retry_on_primary(
     params: &[(String, String)],
     user: &str,
 ) -> Result<Option<BytesMut>, ProxyError> {
-    let Some(query) = route.retry.take_refused() else {
+    let Some(rerun) = route.retry.take_refused() else {
         return Ok(None);
     };
-    let sql = query
-        .get(5..query.len().saturating_sub(1))
-        .unwrap_or_default();
-    ctx.router.remember_write(sql);
+    if rerun.batch.is_none() {
+        let query = &rerun.request;
+        let sql = query
+            .get(5..query.len().saturating_sub(1))
+            .unwrap_or_default();
+        ctx.router.remember_write(sql);
+    }
     ctx.router
         .metrics
         .fell_back(crate::metrics::FallbackReason::RefusedByReplica);
@@ -400,17 +403,49 @@ async fn retry_on_primary(
         return Ok(Some(out));
     };
     let login = LoginAs { params, user };
-    let target = (primary, RouteReason::PrimaryRetried);
-    switch_for_statement(ctx, leases, route, true, target, Needs::default(), &login).await?;
+    resend(ctx, leases, route, primary, rerun, &login).await?;
+    Ok(None)
+}
+
+/// Sends a Query or batch again, on `node` (made current and set up for
+/// it); the part of its answer the client already has is swallowed.
+async fn resend(
+    ctx: &SessionContext,
+    leases: &mut Leases,
+    route: &mut RouteState,
+    node: usize,
+    rerun: retry::Rerun,
+    login: &LoginAs<'_>,
+) -> Result<(), ProxyError> {
+    let target = (node, RouteReason::PrimaryRetried);
+    let needs = Needs {
+        batch: rerun.batch.as_ref(),
+        ..Needs::default()
+    };
+    switch_for_statement(ctx, leases, route, true, target, needs, login).await?;
     let conn = leases.current_mut().conn_mut();
     conn.stream
-        .write_all(&query)
+        .write_all(&rerun.request)
         .await
         .map_err(|source| ProxyError::BackendIo {
             node: conn.node_name.clone(),
             source,
         })?;
-    Ok(None)
+    route.retry.skip_replies(rerun.skip);
+    // The batch's own statements now exist there.
+    let mut rest = &rerun.request[..];
+    while let Ok(Some(frame)) = wire::frame::split_frame(rest) {
+        if frame.tag == b'P'
+            && let Some((name, sql)) = wire::fe::parse_fields(frame.body)
+        {
+            let statement = ctx.router.classify(sql);
+            route
+                .prepared
+                .parsed(node, name, statement, &rest[..frame.len]);
+        }
+        rest = &rest[frame.len..];
+    }
+    Ok(())
 }
 
 /// Moves the session off a replica whose connection was lost, to the
@@ -435,23 +470,22 @@ async fn rerun_elsewhere(
     };
     tracing::info!(node = %lost_name, rerun = query.is_some(), "replica connection lost; going on on the primary");
     let login = LoginAs { params, user };
-    let target = (primary, RouteReason::PrimaryRetried);
-    switch_for_statement(ctx, leases, route, true, target, Needs::default(), &login).await?;
+    match query {
+        Some(rerun) => {
+            ctx.router
+                .metrics
+                .fell_back(crate::metrics::FallbackReason::ReplicaLost);
+            resend(ctx, leases, route, primary, rerun, &login).await?;
+        }
+        None => {
+            let target = (primary, RouteReason::PrimaryRetried);
+            switch_for_statement(ctx, leases, route, true, target, Needs::default(), &login)
+                .await?;
+        }
+    }
     leases.forget(lost);
     route.prepared.node_reset(lost);
+    route.sql_prepared.node_reset(lost);
     route.settings.node_reset(lost);
-    let Some(query) = query else {
-        return Ok(());
-    };
-    ctx.router
-        .metrics
-        .fell_back(crate::metrics::FallbackReason::ReplicaLost);
-    let conn = leases.current_mut().conn_mut();
-    conn.stream
-        .write_all(&query)
-        .await
-        .map_err(|source| ProxyError::BackendIo {
-            node: conn.node_name.clone(),
-            source,
-        })
+    Ok(())
 }

@@ -3,12 +3,19 @@
 //! transaction") before any of its result reached the client is run again
 //! on the primary, and the client never sees the refusal.
 //!
+//! The same net catches a read whose replica goes away before answering:
+//! it runs again on the primary. An extended-protocol batch is re-run
+//! whole; the acknowledgements (ParseComplete, BindComplete, ...) the
+//! client already has are taken out of the second answer.
+//!
 //! A refusal usually comes after the RowDescription (a function that
 //! writes fails when the first row is computed), so while the net is armed
 //! a RowDescription is held back until the message after it shows whether
 //! the statement failed.
 
 use bytes::Bytes;
+
+use super::steer::BatchNeeds;
 
 use crate::wire::frame::{FrameHeader, HEADER_LEN};
 use crate::wire::pump::Verdict;
@@ -20,9 +27,16 @@ const MAX_WITHHELD: usize = 64 * 1024;
 
 #[derive(Debug, Default)]
 pub struct Retry {
-    /// The Query that may be re-run, while nothing of its result reached
-    /// the client.
+    /// The Query (or batch) that may be re-run, while nothing of its
+    /// result reached the client.
     query: Option<Bytes>,
+    /// For a batch: the prepared statements it uses.
+    batch: Option<BatchNeeds>,
+    /// Acknowledgements of the batch the client already has.
+    acknowledged: usize,
+    /// Messages at the start of a re-run's answer that the client already
+    /// has: swallowed.
+    skip: usize,
     /// The replica refused it: its error and ReadyForQuery are swallowed.
     refused: bool,
     /// The refusal's ReadyForQuery has been swallowed too.
@@ -32,8 +46,26 @@ pub struct Retry {
 impl Retry {
     pub fn arm(&mut self, frame: &[u8]) {
         self.query = Some(Bytes::copy_from_slice(frame));
+        self.batch = None;
+        self.acknowledged = 0;
         self.refused = false;
         self.answered = false;
+    }
+
+    /// Arms the net for an extended-protocol batch (`bytes` through its
+    /// Sync) that uses the prepared statements `needs`.
+    pub fn arm_batch(&mut self, bytes: Bytes, needs: BatchNeeds) {
+        self.query = Some(bytes);
+        self.batch = Some(needs);
+        self.acknowledged = 0;
+        self.refused = false;
+        self.answered = false;
+    }
+
+    /// The re-run was sent: its first `n` messages are already with the
+    /// client.
+    pub fn skip_replies(&mut self, n: usize) {
+        self.skip = n;
     }
 
     pub fn armed(&self) -> bool {
@@ -41,26 +73,33 @@ impl Retry {
     }
 
     /// The refused Query, once its ReadyForQuery has been swallowed.
-    pub fn take_refused(&mut self) -> Option<Bytes> {
+    pub fn take_refused(&mut self) -> Option<Rerun> {
         if !self.answered {
             return None;
         }
-        self.refused = false;
-        self.answered = false;
-        self.query.take()
+        self.take_for_rerun()
     }
 
     /// The Query, when its node was lost before any of its answer reached
     /// the client.
-    pub fn take_for_rerun(&mut self) -> Option<Bytes> {
+    pub fn take_for_rerun(&mut self) -> Option<Rerun> {
         self.refused = false;
         self.answered = false;
-        self.query.take()
+        let request = self.query.take()?;
+        Some(Rerun {
+            request,
+            batch: self.batch.take(),
+            skip: std::mem::take(&mut self.acknowledged),
+        })
     }
 
     /// Judges a backend message while armed; `None` lets the caller
     /// handle it as usual.
     pub fn inspect(&mut self, header: FrameHeader, frame: &[u8], ahead: &[u8]) -> Option<Verdict> {
+        if self.skip > 0 && header.tag != b'E' && header.tag != b'Z' {
+            self.skip -= 1;
+            return Some(Verdict::Swallow);
+        }
         self.query.as_ref()?;
         let body = frame.get(HEADER_LEN..).unwrap_or_default();
         match header.tag {
@@ -96,17 +135,34 @@ impl Retry {
                 }
             }
             // Notices and parameter reports may precede the refusal.
-            b'N' | b'S' => None,
+            b'N' | b'S' if self.batch.is_none() => None,
+            // A batch's acknowledgements: the client gets them once.
+            b'1' | b'2' | b'3' | b't' | b'n' if self.batch.is_some() => {
+                self.acknowledged += 1;
+                None
+            }
             _ => self.disarm(),
         }
     }
 
     fn disarm(&mut self) -> Option<Verdict> {
         self.query = None;
+        self.batch = None;
+        self.acknowledged = 0;
         self.refused = false;
         self.answered = false;
         None
     }
+}
+
+/// What to send again, and where.
+#[derive(Debug)]
+pub struct Rerun {
+    pub request: Bytes,
+    /// For a batch: the prepared statements it needs on the new node.
+    pub batch: Option<BatchNeeds>,
+    /// Messages at the start of the new answer the client already has.
+    pub skip: usize,
 }
 
 /// The SQLSTATE of an ErrorResponse body.
@@ -172,10 +228,9 @@ mod tests {
         );
         assert!(r.take_refused().is_none(), "not before its ReadyForQuery");
         assert_eq!(judge(&mut r, &frame(b'Z', b"I"), 6), Some(Verdict::Stop));
-        assert_eq!(
-            r.take_refused().as_deref(),
-            Some(&b"Q\0\0\0\x0dSELECT f()\0"[..])
-        );
+        let rerun = r.take_refused().expect("refused");
+        assert_eq!(&rerun.request[..], &b"Q\0\0\0\x0dSELECT f()\0"[..]);
+        assert_eq!(rerun.skip, 0);
         assert!(!r.armed());
     }
 
@@ -195,6 +250,29 @@ mod tests {
             judge(&mut r, &frame(b'E', REFUSAL), 5 + REFUSAL.len()),
             None,
             "disarmed"
+        );
+    }
+
+    #[test]
+    fn a_lost_batch_is_rerun_without_repeating_what_the_client_has() {
+        let mut r = Retry::default();
+        r.arm_batch(Bytes::from_static(b"batch"), BatchNeeds::default());
+        assert_eq!(judge(&mut r, &frame(b'1', b""), 5), None);
+        assert_eq!(judge(&mut r, &frame(b'2', b""), 5), None);
+        let goodbye = b"SFATAL\0C57P01\0Mterminating connection\0\0";
+        assert_eq!(
+            judge(&mut r, &frame(b'E', goodbye), 5 + goodbye.len()),
+            Some(Verdict::Swallow)
+        );
+        let rerun = r.take_for_rerun().expect("armed");
+        assert_eq!((&rerun.request[..], rerun.skip), (&b"batch"[..], 2));
+        r.skip_replies(rerun.skip);
+        assert_eq!(judge(&mut r, &frame(b'1', b""), 5), Some(Verdict::Swallow));
+        assert_eq!(judge(&mut r, &frame(b'2', b""), 5), Some(Verdict::Swallow));
+        assert_eq!(
+            judge(&mut r, &frame(b'D', b"\0\0"), 5),
+            None,
+            "the rows go through"
         );
     }
 }

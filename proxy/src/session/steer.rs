@@ -21,6 +21,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use pgrelay_health::{NodeRole, Topology, TopologyCell};
 use pgrelay_router::{
     Access, Balance, Balancer, Classifier, Consistency, Decision, DiscardKind, NodeView,
@@ -87,7 +88,7 @@ impl WorkerRouter {
         }
     }
 
-    fn classify(&self, sql: &[u8]) -> Arc<Statement> {
+    pub fn classify(&self, sql: &[u8]) -> Arc<Statement> {
         // SQL in a non-UTF-8 client_encoding cannot be parsed here; a text
         // no parser accepts makes it "unparsed", which routes to the primary.
         let text = std::str::from_utf8(sql).unwrap_or("\u{0}not utf-8");
@@ -259,6 +260,9 @@ pub struct RouteState {
     /// The Query being steered goes to a replica: arm the retry net when
     /// it is forwarded, if nothing else is in flight then.
     retry_candidate: bool,
+    /// The same for an extended-protocol batch: its bytes and the prepared
+    /// statements it uses, armed when its Sync is forwarded.
+    retry_batch: Option<(Bytes, BatchNeeds)>,
     /// The session's last write (read-your-writes) and the LSN requests
     /// in flight.
     pub capture: LsnCapture,
@@ -304,6 +308,7 @@ impl RouteState {
             settings: Settings::new(nodes),
             retry: Retry::default(),
             retry_candidate: false,
+            retry_batch: None,
             capture: LsnCapture::default(),
             capture_after_sync: false,
             capture_due: false,
@@ -397,6 +402,13 @@ impl ClientSide<'_> {
         if tag == b'Q' && std::mem::take(&mut self.route.retry_candidate) && self.tracker.is_idle()
         {
             self.route.retry.arm(frame);
+        }
+        if tag == b'S'
+            && let Some((bytes, needs)) = self.route.retry_batch.take()
+            && self.tracker.awaiting_ready() == 0
+            && self.tracker.status() == TxStatus::Idle
+        {
+            self.route.retry.arm_batch(bytes, needs);
         }
         let capture =
             matches!(tag, b'Q' | b'S') && std::mem::take(&mut self.route.capture_after_sync);
@@ -745,6 +757,26 @@ impl ClientSide<'_> {
             self.routed(current, RouteReason::PrimaryFallback);
             return Verdict::Forward;
         };
+        self.route.retry_batch = None;
+        if route.reason.is_replica()
+            && end == BatchEnd::Sync
+            && self.tracker.status() == TxStatus::Idle
+        {
+            // The safety net: if the replica goes away (or refuses the
+            // batch as a write) before any row reached the client, the
+            // batch runs again on the primary.
+            let rest = ahead
+                .get(..len.saturating_sub(frame.len()))
+                .unwrap_or_default();
+            let mut bytes = Vec::with_capacity(len);
+            bytes.extend_from_slice(frame);
+            bytes.extend_from_slice(rest);
+            let needs = BatchNeeds {
+                defines: defines.iter().map(|n| n.to_vec()).collect(),
+                uses: uses.iter().map(|n| n.to_vec()).collect(),
+            };
+            self.route.retry_batch = Some((Bytes::from(bytes), needs));
+        }
         let setup_needed = !self
             .route
             .prepared

@@ -50,10 +50,47 @@ pub async fn switch_for_statement(
     needs: Needs<'_>,
     login: &LoginAs<'_>,
 ) -> Result<(), ProxyError> {
-    let batch = needs.batch;
     let mut reason = reason;
     if idle {
         reason = switch(ctx, leases, route, node, reason, login).await?;
+    }
+    reason = match set_up(ctx, leases, route, idle, reason, &needs, login).await {
+        Ok(reason) => reason,
+        // A replica connection that died while the session was elsewhere:
+        // the primary serves the statement.
+        Err(e) if idle && ctx.shared.topology.primary() != Some(leases.current_node()) => {
+            let lost = leases.current_node();
+            debug!(error = %e, "replica connection lost; going on on the primary");
+            let reason =
+                to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
+            leases.forget(lost);
+            route.prepared.node_reset(lost);
+            route.sql_prepared.node_reset(lost);
+            route.settings.node_reset(lost);
+            set_up(ctx, leases, route, idle, reason, &needs, login).await?
+        }
+        Err(e) => return Err(e),
+    };
+    route.current = leases.current_node();
+    ctx.router
+        .routed(&ctx.shared.topology, route, route.current, reason);
+    Ok(())
+}
+
+/// Brings the current connection up to what the statement needs: a
+/// replica that has the session's position, its settings, its prepared
+/// statements; falls back to the primary where a replica cannot.
+async fn set_up(
+    ctx: &SessionContext,
+    leases: &mut Leases,
+    route: &mut RouteState,
+    idle: bool,
+    reason: RouteReason,
+    needs: &Needs<'_>,
+    login: &LoginAs<'_>,
+) -> Result<RouteReason, ProxyError> {
+    let mut reason = reason;
+    if idle {
         if let Some(lsn) = needs.check_lsn
             && reason.is_replica()
             && !replica_has_replayed(ctx, leases, lsn).await?
@@ -64,24 +101,9 @@ pub async fn switch_for_statement(
             let primary_lsn = ctx.shared.topology.load().primary_lsn().unwrap_or(0);
             route.read_floor = route.read_floor.max(primary_lsn).max(lsn);
         }
-        match replay_settings(leases, route).await {
-            Ok(true) => {}
-            Ok(false) => {
-                route.pins.add(super::steer::Pins::OTHER);
-                reason = to_primary(ctx, leases, route, RouteReason::SessionPinned, login).await?;
-            }
-            // A replica connection that died while the session was
-            // elsewhere: the primary serves the statement.
-            Err(e) if reason.is_replica() => {
-                let lost = leases.current_node();
-                debug!(error = %e, "replica connection lost; reading from the primary");
-                reason =
-                    to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
-                leases.forget(lost);
-                route.prepared.node_reset(lost);
-                route.settings.node_reset(lost);
-            }
-            Err(e) => return Err(e),
+        if !replay_settings(leases, route).await? {
+            route.pins.add(super::steer::Pins::OTHER);
+            reason = to_primary(ctx, leases, route, RouteReason::SessionPinned, login).await?;
         }
     }
     if let Some(name) = needs.sql_prepared
@@ -91,20 +113,17 @@ pub async fn switch_for_statement(
         // The primary ran the PREPARE; it runs the EXECUTE.
         reason = to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
     }
-    if let Some(needs) = batch {
+    if let Some(batch) = needs.batch {
         let current = leases.current_mut().conn_mut();
-        if !prepare_statements(current, &mut route.prepared, needs).await? && idle {
+        if !prepare_statements(current, &mut route.prepared, batch).await? && idle {
             // The statement does not prepare here: the primary runs the
             // batch (and says what is wrong with it, if anything).
             reason = to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
             let current = leases.current_mut().conn_mut();
-            prepare_statements(current, &mut route.prepared, needs).await?;
+            prepare_statements(current, &mut route.prepared, batch).await?;
         }
     }
-    route.current = leases.current_node();
-    ctx.router
-        .routed(&ctx.shared.topology, route, route.current, reason);
-    Ok(())
+    Ok(reason)
 }
 
 /// Asks the current node (a replica) how far it has replayed; whether that

@@ -1,0 +1,64 @@
+//! Fresh connections for failover steps, with the monitor's login and a
+//! hard timeout around every call (tokio-postgres' own connect timeout
+//! covers only the TCP connect).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::error::HealthError;
+use crate::monitor::{MonitorSettings, NodeTarget};
+
+/// A connection that is not the probe's: a step never waits behind a
+/// probe, and a probe never sees a step's session state.
+pub(crate) async fn connect(
+    target: &NodeTarget,
+    settings: &MonitorSettings,
+) -> Result<Client, HealthError> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&target.host)
+        .port(target.port)
+        .user(&settings.user)
+        .dbname(&settings.database)
+        .application_name("pgrelay-failover")
+        .connect_timeout(settings.connect_timeout);
+    if !settings.password.is_empty() {
+        config.password(&settings.password);
+    }
+    let timeout = settings.connect_timeout;
+    let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
+        .await
+        .map_err(|_| HealthError::ConnectTimeout {
+            node: target.name.clone(),
+            timeout,
+        })?
+        .map_err(|source| postgres(target, source))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// Runs one call against `target` with a hard `timeout`.
+pub(crate) async fn bounded<T>(
+    target: &NodeTarget,
+    timeout: Duration,
+    call: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, HealthError> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| HealthError::QueryTimeout {
+            node: target.name.clone(),
+            timeout,
+        })?
+        .map_err(|source| postgres(target, source))
+}
+
+pub(crate) fn postgres(target: &NodeTarget, source: tokio_postgres::Error) -> HealthError {
+    HealthError::Postgres {
+        node: target.name.clone(),
+        source,
+    }
+}

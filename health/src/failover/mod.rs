@@ -1,0 +1,27 @@
+//! Automatic failover: detect a failed primary (confirmed by the
+//! replicas), promote the most advanced replica, fence the old primary and
+//! re-point the other replicas. One job per file:
+//!
+//! - `detect`: when the watched primary counts as failed, or pgrelay as cut off;
+//! - `candidate`: which replica to promote;
+//! - `connection`: fresh monitor-login connections with hard timeouts;
+//! - `promote`: `pg_promote()` and its verification;
+//! - `repoint`: `primary_conninfo` and replication slots for the others;
+//! - `task`: the task that watches snapshots and runs the steps in order.
+//!
+//! The task never publishes snapshots itself: it sends edits to the
+//! monitor's publish loop, which stays the only writer of the cell.
+
+mod candidate;
+mod connection;
+mod detect;
+mod promote;
+mod repoint;
+mod state;
+mod task;
+
+pub use state::{
+    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverRecord, FailoverSettings,
+    FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
+};
+pub(crate) use task::{Edit, spawn_failover};

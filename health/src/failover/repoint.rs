@@ -1,0 +1,119 @@
+//! Pointing a replica at the new primary: its slot first, then
+//! `primary_conninfo`. Since PostgreSQL 13 a reload applies a changed
+//! `primary_conninfo` (the WAL receiver restarts); the caller verifies
+//! that it streams from the new primary.
+
+use tokio_postgres::error::SqlState;
+
+use crate::error::HealthError;
+use crate::failover::connection::{bounded, connect, postgres};
+use crate::monitor::{MonitorSettings, NodeTarget};
+
+/// `template` with `{name}` filled in and the primary's address appended.
+pub(crate) fn conninfo(template: &str, name: &str, primary: &NodeTarget) -> String {
+    format!(
+        "{} host={} port={}",
+        template.replace("{name}", name).trim(),
+        conninfo_value(&primary.host),
+        primary.port
+    )
+}
+
+/// A libpq conninfo value, quoted when it has to be.
+fn conninfo_value(value: &str) -> String {
+    if !value.is_empty() && !value.contains([' ', '\'', '\\']) {
+        return value.to_owned();
+    }
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// An SQL string literal (`ALTER SYSTEM` takes no parameters).
+fn sql_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// Re-points `replica` at `primary`. Returns the slot it uses, if any.
+pub(crate) async fn repoint(
+    replica: &NodeTarget,
+    primary: &NodeTarget,
+    settings: &MonitorSettings,
+    template: &str,
+) -> Result<Option<String>, HealthError> {
+    let timeout = settings.query_timeout;
+    let client = connect(replica, settings).await?;
+    let row = bounded(
+        replica,
+        timeout,
+        client.query_one("SHOW primary_slot_name", &[]),
+    )
+    .await?;
+    let slot: String = row.try_get(0).map_err(|e| postgres(replica, e))?;
+    let slot = (!slot.is_empty()).then_some(slot);
+    if let Some(slot) = &slot {
+        ensure_slot(primary, settings, slot).await?;
+    }
+    let sql = format!(
+        "ALTER SYSTEM SET primary_conninfo = {}",
+        sql_literal(&conninfo(template, &replica.name, primary))
+    );
+    // Separate statements: ALTER SYSTEM refuses a transaction block.
+    bounded(replica, timeout, client.batch_execute(&sql)).await?;
+    bounded(
+        replica,
+        timeout,
+        client.batch_execute("SELECT pg_reload_conf()"),
+    )
+    .await?;
+    Ok(slot)
+}
+
+/// Creates the physical slot `slot` on `primary` unless it exists.
+async fn ensure_slot(
+    primary: &NodeTarget,
+    settings: &MonitorSettings,
+    slot: &str,
+) -> Result<(), HealthError> {
+    let client = connect(primary, settings).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&slot];
+    let call = client.execute("SELECT pg_create_physical_replication_slot($1)", &params);
+    match bounded(primary, settings.query_timeout, call).await {
+        Ok(_) => Ok(()),
+        Err(HealthError::Postgres { source, .. })
+            if source.code() == Some(&SqlState::DUPLICATE_OBJECT) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(host: &str) -> NodeTarget {
+        NodeTarget {
+            name: "pg2".into(),
+            host: host.into(),
+            port: 5433,
+        }
+    }
+
+    #[test]
+    fn fills_the_name_and_appends_the_new_primary() {
+        assert_eq!(
+            conninfo(
+                "user=postgres application_name={name} ",
+                "pg3",
+                &target("127.0.0.1")
+            ),
+            "user=postgres application_name=pg3 host=127.0.0.1 port=5433"
+        );
+    }
+
+    #[test]
+    fn quotes_what_needs_quoting() {
+        assert_eq!(conninfo_value("a b'c"), "'a b\\'c'");
+        assert_eq!(sql_literal("x='y'"), "'x=''y'''");
+    }
+}

@@ -1,0 +1,108 @@
+//! What failover is doing (published in every snapshot), what it did (the
+//! history), and how it is configured.
+
+use std::time::{Duration, Instant, SystemTime};
+
+/// `[failover] detect_after` when not configured.
+pub const DEFAULT_DETECT_AFTER: Duration = Duration::from_secs(1);
+/// `[failover] replica_conninfo` when not configured.
+pub const DEFAULT_REPLICA_CONNINFO: &str = "user=postgres application_name={name}";
+/// How long `pg_promote(wait => true)` may take (measured: 0.36 s).
+pub const PROMOTE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a re-pointed replica may take to stream from the new primary.
+pub const REPOINT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `[failover]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverSettings {
+    pub enabled: bool,
+    /// The primary must be unreachable this long, and confirmed lost by
+    /// the replicas, before a replica is promoted.
+    pub detect_after: Duration,
+    /// `primary_conninfo` for re-pointed replicas: `{name}` becomes the
+    /// replica's node name; `host` and `port` of the new primary are
+    /// appended.
+    pub replica_conninfo: String,
+}
+
+impl FailoverSettings {
+    /// Failover off: the monitor only watches.
+    pub fn disabled() -> FailoverSettings {
+        FailoverSettings {
+            enabled: false,
+            ..FailoverSettings::default()
+        }
+    }
+}
+
+impl Default for FailoverSettings {
+    fn default() -> FailoverSettings {
+        FailoverSettings {
+            enabled: true,
+            detect_after: DEFAULT_DETECT_AFTER,
+            replica_conninfo: DEFAULT_REPLICA_CONNINFO.to_owned(),
+        }
+    }
+}
+
+/// What automatic failover is doing. Node fields are indexes into
+/// `Topology::nodes`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FailoverState {
+    /// Nothing to do: the primary is routable, failover is off, or no
+    /// primary was ever seen.
+    Idle,
+    /// The primary has been unreachable since `since`; waiting for
+    /// `detect_after` to pass.
+    Suspect { primary: usize, since: Instant },
+    /// The primary is unreachable from pgrelay but the replicas `streaming`
+    /// still stream from it: pgrelay is the one cut off. No promotion.
+    CutOff {
+        primary: usize,
+        streaming: Vec<usize>,
+    },
+    /// The primary is confirmed failed but no healthy replica can take over.
+    NoCandidate { primary: usize },
+    /// `primary` is fenced and `candidate` is being promoted.
+    Promoting { primary: usize, candidate: usize },
+    /// `primary` is the new, published primary; the other replicas are
+    /// being re-pointed at it.
+    Repointing { primary: usize },
+    /// The last promotion attempt failed; detection starts over.
+    Failed {
+        primary: usize,
+        candidate: usize,
+        reason: String,
+    },
+}
+
+impl FailoverState {
+    /// A label for logs, `/status` and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FailoverState::Idle => "idle",
+            FailoverState::Suspect { .. } => "suspect",
+            FailoverState::CutOff { .. } => "cut off",
+            FailoverState::NoCandidate { .. } => "no candidate",
+            FailoverState::Promoting { .. } => "promoting",
+            FailoverState::Repointing { .. } => "repointing",
+            FailoverState::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// One completed failover.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverRecord {
+    /// When the new primary was published.
+    pub at: SystemTime,
+    /// The epoch of the snapshot that published it.
+    pub epoch: u64,
+    /// Node names.
+    pub from: String,
+    pub to: String,
+    /// From the first snapshot without the old primary to the one with
+    /// the new primary: what writes waited, minus the probes' own
+    /// detection streak.
+    pub duration: Duration,
+}

@@ -1,0 +1,269 @@
+//! The failover task: watches snapshots, and when the detector says the
+//! primary failed, fences it, promotes the candidate, waits for the new
+//! primary to be published, records the failover and re-points the other
+//! replicas. Sequential, so one failover at a time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::cell::TopologyCell;
+use crate::failover::candidate::choose;
+use crate::failover::detect::{Decision, Detector};
+use crate::failover::promote::{promote, still_replica};
+use crate::failover::repoint::repoint;
+use crate::failover::state::{
+    FailoverRecord, FailoverSettings, FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
+};
+use crate::monitor::{MonitorSettings, NodeTarget};
+use crate::topology::{NodeRole, Topology};
+
+/// A change to the published snapshot, applied by the monitor's publish
+/// loop (the cell's only writer) to whatever snapshot is current then.
+pub(crate) type Edit = Box<dyn FnOnce(&Topology) -> Topology + Send>;
+
+/// How long to wait for the publish loop to apply an edit, or for the
+/// probe to see the promoted node writable.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Failover {
+    targets: Vec<NodeTarget>,
+    monitor: MonitorSettings,
+    settings: FailoverSettings,
+    cell: Arc<TopologyCell>,
+    edits: mpsc::Sender<Edit>,
+    /// The state last sent, so that each change is logged and sent once.
+    state: FailoverState,
+}
+
+pub(crate) fn spawn_failover(
+    targets: Vec<NodeTarget>,
+    monitor: MonitorSettings,
+    settings: FailoverSettings,
+    cell: Arc<TopologyCell>,
+    edits: mpsc::Sender<Edit>,
+    shutdown: CancellationToken,
+) {
+    let failover = Failover {
+        targets,
+        monitor,
+        settings,
+        cell,
+        edits,
+        state: FailoverState::Idle,
+    };
+    tokio::spawn(failover.run(shutdown));
+}
+
+impl Failover {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut detector = Detector::default();
+        let mut changes = self.cell.subscribe();
+        // Snapshots do not change while every node is silently down, so
+        // the clock needs a tick of its own.
+        let tick = self.monitor.interval;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(tick) => {}
+            }
+            let t = self.cell.load();
+            let now = Instant::now();
+            match detector.step(&t, now, self.settings.detect_after) {
+                Decision::Idle => self.set_state(&t, FailoverState::Idle).await,
+                Decision::Suspect { primary, since } => {
+                    if !matches!(self.state, FailoverState::Suspect { primary: p, .. } if p == primary)
+                    {
+                        warn!(epoch = t.epoch, node = %t.nodes[primary].name, "primary unreachable");
+                        self.set_state(&t, FailoverState::Suspect { primary, since })
+                            .await;
+                    }
+                }
+                Decision::CutOff { primary, streaming } => {
+                    self.set_state(&t, FailoverState::CutOff { primary, streaming })
+                        .await
+                }
+                Decision::Failed { primary, since } => match choose(&t, primary) {
+                    None => {
+                        self.set_state(&t, FailoverState::NoCandidate { primary })
+                            .await
+                    }
+                    Some(candidate) => {
+                        if !self.fail_over(&t, primary, candidate, since).await {
+                            detector.retry_later(Instant::now());
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Sends `state` unless it is the one last sent; logs the change.
+    async fn set_state(&mut self, t: &Topology, state: FailoverState) {
+        if self.state == state {
+            return;
+        }
+        let name = |i: usize| t.nodes.get(i).map_or("?", |n| n.name.as_str());
+        match &state {
+            FailoverState::CutOff { primary, streaming } => {
+                let streaming: Vec<&str> = streaming.iter().map(|&i| name(i)).collect();
+                warn!(
+                    epoch = t.epoch,
+                    primary = name(*primary),
+                    ?streaming,
+                    "primary unreachable from pgrelay but replicas still stream from it: \
+                     pgrelay is cut off, no promotion"
+                );
+            }
+            FailoverState::NoCandidate { primary } => {
+                error!(
+                    epoch = t.epoch,
+                    primary = name(*primary),
+                    "primary failed and no replica can take over"
+                );
+            }
+            FailoverState::Idle if matches!(self.state, FailoverState::Suspect { .. }) => {
+                info!(epoch = t.epoch, "primary reachable again; no failover");
+            }
+            _ => {}
+        }
+        self.state = state.clone();
+        self.edit(move |t| t.with_failover(state)).await;
+    }
+
+    async fn edit(&self, edit: impl FnOnce(&Topology) -> Topology + Send + 'static) {
+        // Fails only when the monitor is shutting down.
+        let _ = self.edits.send(Box::new(edit)).await;
+    }
+
+    /// One failover attempt. Returns whether a new primary was published.
+    async fn fail_over(
+        &mut self,
+        t: &Topology,
+        primary: usize,
+        candidate: usize,
+        since: Instant,
+    ) -> bool {
+        let (from, to) = (
+            t.nodes[primary].name.clone(),
+            t.nodes[candidate].name.clone(),
+        );
+        info!(epoch = t.epoch, %from, %to, lsn = ?t.nodes[candidate].receive_lsn,
+            synchronous = t.nodes[candidate].synchronous, "primary failed; fencing it and promoting");
+        // Fence first: if the old primary answers again mid-promotion it
+        // must not be routed.
+        self.state = FailoverState::Promoting { primary, candidate };
+        let state = self.state.clone();
+        self.edit(move |t| fence(t, primary, true).with_failover(state))
+            .await;
+        self.cell
+            .wait_until(PUBLISH_TIMEOUT, |t| t.nodes[primary].fenced)
+            .await;
+
+        let started = Instant::now();
+        let target = &self.targets[candidate];
+        if let Err(e) = promote(target, &self.monitor, PROMOTE_TIMEOUT).await {
+            let unfence = still_replica(target, &self.monitor).await;
+            error!(epoch = t.epoch, %from, %to, error = %e, unfenced = unfence, "promotion failed");
+            let state = FailoverState::Failed {
+                primary,
+                candidate,
+                reason: e.to_string(),
+            };
+            self.state = state.clone();
+            // Nothing else can be writable: let the old primary back in
+            // should it return. If the promotion finishes after all, the
+            // timeline rule fences the old primary again.
+            self.edit(move |t| fence(t, primary, !unfence).with_failover(state))
+                .await;
+            return false;
+        }
+        let promoted = started.elapsed();
+        // The probe publishes it once it sees it out of recovery, which
+        // the promotion's own verification has just seen.
+        let published = self
+            .cell
+            .wait_until(PUBLISH_TIMEOUT, |t| t.primary == Some(candidate))
+            .await;
+        if published.primary != Some(candidate) {
+            error!(epoch = published.epoch, %to, "promoted but not published as primary in time");
+            return false;
+        }
+        let record = FailoverRecord {
+            at: SystemTime::now(),
+            epoch: published.epoch,
+            from: from.clone(),
+            to: to.clone(),
+            duration: since.elapsed(),
+        };
+        info!(epoch = published.epoch, %from, %to, promote_ms = promoted.as_millis() as u64,
+            since_lost_ms = record.duration.as_millis() as u64, "new primary published");
+        self.state = FailoverState::Repointing { primary: candidate };
+        let state = self.state.clone();
+        self.edit(move |t| t.with_record(record).with_failover(state))
+            .await;
+        self.repoint_all(&published, primary, candidate).await;
+        true
+    }
+
+    /// Re-points every healthy replica but the new primary, concurrently,
+    /// and waits (with a deadline) until each streams from it.
+    async fn repoint_all(&self, t: &Topology, old: usize, new: usize) {
+        let replicas: Vec<usize> = t
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|&(i, n)| i != old && i != new && n.healthy && n.role == NodeRole::Replica)
+            .map(|(i, _)| i)
+            .collect();
+        let primary = self.targets[new].clone();
+        let upstream = primary.addr();
+        let mut jobs = JoinSet::new();
+        for i in replicas {
+            let replica = self.targets[i].clone();
+            let (primary, upstream) = (primary.clone(), upstream.clone());
+            let monitor = self.monitor.clone();
+            let template = self.settings.replica_conninfo.clone();
+            let cell = Arc::clone(&self.cell);
+            let epoch = t.epoch;
+            jobs.spawn(async move {
+                let started = Instant::now();
+                let slot = match repoint(&replica, &primary, &monitor, &template).await {
+                    Ok(slot) => slot,
+                    Err(e) => {
+                        error!(epoch, node = %replica.name, error = %e, "re-pointing failed");
+                        return;
+                    }
+                };
+                let follows = |t: &Topology| {
+                    t.nodes.get(i).is_some_and(|n| {
+                        n.streaming && n.upstream.as_deref() == Some(upstream.as_str())
+                    })
+                };
+                let seen = cell.wait_until(REPOINT_TIMEOUT, follows).await;
+                if follows(&seen) {
+                    info!(epoch, node = %replica.name, primary = %primary.name, ?slot,
+                        ms = started.elapsed().as_millis() as u64, "replica streams from the new primary");
+                } else {
+                    error!(epoch, node = %replica.name, primary = %primary.name, ?slot,
+                        "re-pointed replica does not stream from the new primary");
+                }
+            });
+        }
+        while jobs.join_next().await.is_some() {}
+    }
+}
+
+/// `t` with node `index` fenced (or not).
+fn fence(t: &Topology, index: usize, fenced: bool) -> Topology {
+    let mut nodes = t.nodes.clone();
+    if let Some(node) = nodes.get_mut(index) {
+        node.fenced = fenced;
+    }
+    t.with_nodes(nodes)
+}
