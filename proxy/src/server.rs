@@ -16,7 +16,10 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use pgrelay_health::{MonitorSettings, NodeTarget, Topology, TopologyCell, spawn_monitor};
+use pgrelay_health::{
+    FailoverSettings, MonitorSettings, NodeTarget, Topology, TopologyCell,
+    spawn_monitor_with_failover,
+};
 use socket2::SockRef;
 use tokio::task::{JoinSet, LocalSet};
 use tracing::{debug, error, info};
@@ -185,10 +188,16 @@ fn spawn_monitor_thread(shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
                 connect_timeout: config.monitor.connect_timeout,
                 query_timeout: config.monitor.query_timeout,
             };
+            let failover = FailoverSettings {
+                enabled: config.failover.enabled,
+                detect_after: config.failover.detect_after,
+                replica_conninfo: config.failover.replica_conninfo.clone(),
+            };
             runtime.block_on(async {
-                spawn_monitor(
+                spawn_monitor_with_failover(
                     targets,
                     settings,
+                    failover,
                     Arc::clone(&shared.topology),
                     shared.stop.clone(),
                 );

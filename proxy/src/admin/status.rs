@@ -77,7 +77,11 @@ impl<'a> From<&'a NodeStatus> for NodeBody<'a> {
         NodeBody {
             name: &node.name,
             addr: &node.addr,
-            role: node.role.as_str(),
+            role: if node.fenced {
+                "fenced"
+            } else {
+                node.role.as_str()
+            },
             healthy: node.healthy,
             timeline: node.timeline,
             replay_lsn: node.visible_lsn().map(format_lsn),
@@ -89,8 +93,41 @@ impl<'a> From<&'a NodeStatus> for NodeBody<'a> {
 
 /// What `/status` and the status page show for `topology`.
 pub fn current(topology: &Topology) -> StatusBody<'_> {
-    // No failover history is kept yet: failover is a later issue.
-    StatusBody::new(topology, Vec::new())
+    let failovers = topology
+        .failovers
+        .iter()
+        .map(|f| FailoverBody {
+            at: rfc3339(f.at),
+            from: f.from.clone(),
+            to: f.to.clone(),
+            duration_seconds: f.duration.as_secs_f64(),
+        })
+        .collect();
+    StatusBody::new(topology, failovers)
+}
+
+/// `2026-12-02T01:57:42Z`: a UTC timestamp to the second.
+fn rfc3339(at: std::time::SystemTime) -> String {
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
 }
 
 pub fn respond(topology: &Topology) -> Response<Body> {
@@ -173,5 +210,14 @@ mod tests {
             text,
             r#"{"primary":null,"nodes":[{"name":"pg1","addr":"db:5432","role":"unknown","healthy":false,"timeline":null,"replay_lsn":null,"lag_bytes":null,"lag_seconds":null}],"failovers":[]}"#
         );
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_176_662);
+        assert_eq!(rfc3339(at), "2026-12-02T01:57:42Z");
+        assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap = std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
     }
 }

@@ -1,20 +1,30 @@
-//! `pgrelay_failovers_total` and `pgrelay_failover_duration_seconds`:
-//! registered from the start (at zero) so dashboards and alerts see them
-//! before the first failover; the failover code counts into them.
+//! `pgrelay_failovers_total` and `pgrelay_failover_duration_seconds`,
+//! counted from the failover history the monitor publishes in the
+//! topology, at scrape time: registered from the start (at zero) so
+//! dashboards and alerts see them before the first failover.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
+use std::sync::{Arc, Mutex};
+
+use pgrelay_health::TopologyCell;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Histogram, HistogramOpts, IntCounter};
 
 /// A failover takes a fraction of a second to tens of seconds.
 const DURATION_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
 
-#[derive(Debug, Clone)]
-pub struct FailoverMetrics {
-    pub failovers: IntCounter,
-    pub duration: Histogram,
+#[derive(Debug)]
+pub struct FailoverCollector {
+    topology: Arc<TopologyCell>,
+    failovers: IntCounter,
+    duration: Histogram,
+    /// The epoch of the newest failover already counted.
+    counted_up_to: Mutex<u64>,
+    descs: Vec<Desc>,
 }
 
-impl FailoverMetrics {
-    pub fn register(registry: &Registry) -> prometheus::Result<FailoverMetrics> {
+impl FailoverCollector {
+    pub fn new(topology: Arc<TopologyCell>) -> prometheus::Result<FailoverCollector> {
         let failovers = IntCounter::new(
             "pgrelay_failovers_total",
             "Primaries replaced: a replica promoted after the primary was lost.",
@@ -26,11 +36,39 @@ impl FailoverMetrics {
             )
             .buckets(DURATION_BUCKETS.to_vec()),
         )?;
-        registry.register(Box::new(failovers.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        Ok(FailoverMetrics {
+        let descs = failovers
+            .desc()
+            .into_iter()
+            .chain(duration.desc())
+            .cloned()
+            .collect();
+        Ok(FailoverCollector {
+            topology,
             failovers,
             duration,
+            counted_up_to: Mutex::new(0),
+            descs,
         })
+    }
+}
+
+impl Collector for FailoverCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let topology = self.topology.load();
+        if let Ok(mut counted) = self.counted_up_to.lock() {
+            let since = *counted;
+            for record in topology.failovers.iter().filter(|f| f.epoch > since) {
+                self.failovers.inc();
+                self.duration.observe(record.duration.as_secs_f64());
+                *counted = (*counted).max(record.epoch);
+            }
+        }
+        let mut families = self.failovers.collect();
+        families.extend(self.duration.collect());
+        families
     }
 }

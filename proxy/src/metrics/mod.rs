@@ -24,7 +24,7 @@ use prometheus::{Registry, TextEncoder};
 
 pub use backends::BackendsCollector;
 pub use clients::ClientsCollector;
-pub use failover::FailoverMetrics;
+pub use failover::FailoverCollector;
 pub use queries::{FallbackReason, QueryMetrics, RoleLabel, WorkerQueryMetrics};
 pub use topology::TopologyCollector;
 
@@ -37,7 +37,6 @@ pub struct Metrics {
     registry: Registry,
     /// What each worker counts on the data path.
     pub queries: QueryMetrics,
-    pub failover: FailoverMetrics,
 }
 
 impl Metrics {
@@ -57,14 +56,10 @@ impl Metrics {
             .collect();
         registry.register(Box::new(ClientsCollector::new(clients)?))?;
         registry.register(Box::new(BackendsCollector::new(node_load, names)?))?;
-        registry.register(Box::new(TopologyCollector::new(topology)?))?;
+        registry.register(Box::new(TopologyCollector::new(Arc::clone(&topology))?))?;
         let queries = QueryMetrics::register(&registry)?;
-        let failover = FailoverMetrics::register(&registry)?;
-        Ok(Metrics {
-            registry,
-            queries,
-            failover,
-        })
+        registry.register(Box::new(FailoverCollector::new(Arc::clone(&topology))?))?;
+        Ok(Metrics { registry, queries })
     }
 
     /// Where later metrics (queries, failovers) get registered.

@@ -4,6 +4,7 @@
 //! panics, and clusters stop on drop).
 
 mod balance;
+mod failover;
 mod replica_loss;
 
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
     let mut trials = Vec::new();
     trials.extend(replica_loss::trials());
     trials.extend(balance::trials());
+    trials.extend(failover::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
     } else {
