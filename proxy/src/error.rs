@@ -52,6 +52,13 @@ pub enum ProxyError {
     NoBackendPassword { user: String, node: String },
     #[error("pgrelay is shutting down")]
     ShuttingDown,
+    /// The session's connection to the primary was lost and with it state
+    /// only that connection had.
+    #[error(
+        "the connection to {node} was lost (the node failed or is failing over), and with it \
+         this session's temporary tables, LISTENs, advisory locks or held cursors; reconnect"
+    )]
+    SessionStateLost { node: String },
 }
 
 impl ProxyError {
@@ -70,6 +77,23 @@ impl ProxyError {
             ProxyError::BackendIo { .. } | ProxyError::BackendProtocol { .. } => "08006",
             ProxyError::NoBackendPassword { .. } => "28P01",
             ProxyError::ShuttingDown => "57P01",
+            ProxyError::SessionStateLost { .. } => "08006",
+        }
+    }
+
+    /// A backend could not be reached or its connection broke: the node
+    /// may be down or restarting, rather than refusing this client.
+    pub fn is_backend_unreachable(&self) -> bool {
+        match self {
+            ProxyError::BackendIo { .. } | ProxyError::BackendProtocol { .. } => true,
+            // "the database system is starting up / shutting down / in
+            // recovery mode" and friends.
+            ProxyError::BackendRefused(raw) => {
+                let body = raw.get(crate::wire::HEADER_LEN..).unwrap_or_default();
+                crate::wire::fields::error_field(body, b'C')
+                    .is_some_and(|code| code.starts_with(b"57P0") || code.starts_with(b"08"))
+            }
+            _ => false,
         }
     }
 

@@ -10,7 +10,8 @@ use tokio::net::TcpStream;
 
 use crate::error::ProxyError;
 use crate::shutdown::{Phase, ShutdownWatch};
-use crate::wire::frame::FrameHeader;
+use crate::wire::fields;
+use crate::wire::frame::{FrameHeader, HEADER_LEN};
 use crate::wire::pump::{Inspect, Need, Pump, PumpError, PumpEvent, Verdict};
 
 use super::capture::LsnCapture;
@@ -40,10 +41,16 @@ pub enum ForwardEnd {
     /// A replica refused the session's Query as a write; nothing of it
     /// reached the client (see `retry`).
     Refused,
-    /// The replica running the session's read was lost before any of the
-    /// answer reached the client (see `retry`), or while the session had
-    /// nothing in flight there.
+    /// The backend connection was lost while nothing was in flight on it,
+    /// or while a read that may run again elsewhere was and none of its
+    /// answer reached the client (see `retry`). The session goes on on
+    /// another connection; a transaction that was open is lost.
     BackendLost,
+    /// The backend connection was lost with requests in flight that cannot
+    /// run again (a write may or may not have happened); what the client
+    /// got of their answers ends on a message boundary, so each can still
+    /// be answered with an error.
+    LostInFlight,
 }
 
 /// Session facts the inspectors need.
@@ -59,8 +66,6 @@ pub struct Identity {
 
 struct ServerSide<'a> {
     tracker: &'a mut Tracker,
-    /// The backend is a replica: losing it costs the session nothing.
-    on_replica: bool,
     identity: &'a Identity,
     retry: &'a mut Retry,
     capture: &'a mut LsnCapture,
@@ -72,16 +77,18 @@ impl Inspect for ServerSide<'_> {
         match header.tag {
             b'Z' => Need::Prefix(1),
             b'A' => Need::Prefix(4),
-            b'E' if self.retry.armed() => Need::Whole,
+            // Small, and its severity says whether the connection ends.
+            b'E' => Need::Whole,
             b'D' if self.capture.wants_rows() => Need::Whole,
             _ => Need::Header,
         }
     }
 
     fn inspect(&mut self, header: FrameHeader, frame: &mut [u8], ahead: &[u8]) -> Verdict {
-        if header.tag == b'E' && self.on_replica && self.tracker.is_idle() {
+        if header.tag == b'E' && self.tracker.all_answered() && self.capture.is_idle() {
             // Nothing was asked: the server is ending the connection
-            // (shutdown, crash). The session goes on without it.
+            // (shutdown, crash, a timeout, an operator). The session goes
+            // on without it.
             return Verdict::Swallow;
         }
         if let Some(verdict) = self.capture.inspect(header, frame) {
@@ -89,6 +96,11 @@ impl Inspect for ServerSide<'_> {
         }
         if let Some(verdict) = self.retry.inspect(header, frame, ahead) {
             return verdict;
+        }
+        if header.tag == b'E' && fields::is_fatal(frame.get(HEADER_LEN..).unwrap_or_default()) {
+            // The connection ends with requests in flight: the session
+            // answers them itself when it sees the end, and goes on.
+            return Verdict::Swallow;
         }
         match header.tag {
             b'Z' => {
@@ -175,17 +187,15 @@ pub async fn forward(
                     return Poll::Ready(Ok(ForwardEnd::ClientClosed));
                 }
                 Poll::Ready(Ok(PumpEvent::Held)) => holding = true,
-                Poll::Ready(Err(PumpError::Write(_))) if route.retry.armed() => {
-                    return Poll::Ready(Ok(ForwardEnd::BackendLost));
+                Poll::Ready(Err(PumpError::Write(_))) if !up.mid_frame() => {
+                    return Poll::Ready(Ok(lost_how(tracker, route, down)));
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(up_error(e, &identity.node))),
                 Poll::Pending => {}
             }
         }
-        let lost_is_harmless = route.retry.armed() || (on_replica && tracker.is_idle());
         let mut server_side = ServerSide {
             tracker,
-            on_replica,
             identity,
             retry: &mut route.retry,
             capture: &mut route.capture,
@@ -198,10 +208,8 @@ pub async fn forward(
             &mut server_side,
         ) {
             Poll::Ready(Ok(PumpEvent::Stopped)) => return Poll::Ready(Ok(ForwardEnd::Refused)),
-            Poll::Ready(Ok(PumpEvent::Eof) | Err(PumpError::Read(_)))
-                if lost_is_harmless || route.retry.armed() =>
-            {
-                return Poll::Ready(Ok(ForwardEnd::BackendLost));
+            Poll::Ready(Ok(PumpEvent::Eof) | Err(PumpError::Read(_))) => {
+                return Poll::Ready(Ok(lost_how(tracker, route, down)));
             }
             Poll::Ready(Ok(_)) => return Poll::Ready(Ok(ForwardEnd::BackendClosed)),
             Poll::Ready(Err(e)) => return Poll::Ready(Err(down_error(e, &identity.node))),
@@ -225,6 +233,21 @@ pub async fn forward(
         }
     })
     .await
+}
+
+/// What losing the backend connection means for the session.
+fn lost_how(tracker: &Tracker, route: &RouteState, down: &Pump) -> ForwardEnd {
+    if down.mid_frame() {
+        // The client has part of a message it will never get the rest of.
+        ForwardEnd::BackendClosed
+    } else if route.retry.armed() || (tracker.all_answered() && route.capture.is_idle()) {
+        ForwardEnd::BackendLost
+    } else if tracker.in_batch() {
+        // The client is still sending the batch; its Sync has not come.
+        ForwardEnd::BackendClosed
+    } else {
+        ForwardEnd::LostInFlight
+    }
 }
 
 fn up_error(e: PumpError, node: &str) -> ProxyError {

@@ -14,7 +14,7 @@ use crate::error::ProxyError;
 use crate::wire::be;
 use crate::wire::startup::StartupParams;
 
-use super::SessionContext;
+use super::{RETRY_UNREACHABLE_AFTER, SessionContext};
 
 /// A logged-in client: its backend lease, its cancel key, and any bytes it
 /// sent ahead of ReadyForQuery.
@@ -106,8 +106,10 @@ fn wants_replication(params: &StartupParams) -> bool {
     })
 }
 
-/// Waits (up to `failover.hold_writes`) for a primary to be known, then
-/// leases a connection to it.
+/// Waits (up to `failover.hold_writes`) for a primary to be known and
+/// reachable, then leases a connection to it. A primary that cannot be
+/// reached is tried again on each new snapshot: it may be restarting, or
+/// failing over before the monitor has noticed.
 async fn lease_primary(
     ctx: &SessionContext,
     params: &StartupParams,
@@ -115,14 +117,29 @@ async fn lease_primary(
 ) -> Result<Lease, ProxyError> {
     let shared = &ctx.shared;
     let hold = shared.config.failover.hold_writes;
-    let topology = shared
-        .topology
-        .wait_until(hold, |t| t.primary.is_some())
-        .await;
-    let Some(primary) = topology.primary else {
-        return Err(ProxyError::NoPrimary(hold));
-    };
-    lease_node(ctx, primary, &params.params, user).await
+    let deadline = std::time::Instant::now() + hold;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let topology = shared
+            .topology
+            .wait_until(left, |t| t.primary.is_some())
+            .await;
+        let Some(primary) = topology.primary else {
+            return Err(ProxyError::NoPrimary(hold));
+        };
+        match lease_node(ctx, primary, &params.params, user).await {
+            Err(e) if e.is_backend_unreachable() && std::time::Instant::now() < deadline => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                shared
+                    .topology
+                    .wait_until(left.min(RETRY_UNREACHABLE_AFTER), |t| {
+                        !std::ptr::eq(t, &*topology)
+                    })
+                    .await;
+            }
+            leased => return leased,
+        }
+    }
 }
 
 /// An idle connection to `node` from the worker's pool, or a new one,

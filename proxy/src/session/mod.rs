@@ -10,6 +10,7 @@ mod leases;
 mod local;
 mod login;
 mod prepared;
+mod recover;
 mod retry;
 mod settings;
 mod setup;
@@ -39,6 +40,7 @@ use forward::{ForwardEnd, Identity, Pumps, forward};
 use leases::Leases;
 use login::{Login, login};
 use pgrelay_router::RouteReason;
+use recover::{Loss, recover};
 pub use steer::WorkerRouter;
 use steer::{Pending, RouteState, consistency_from_config};
 use switch::{LoginAs, Needs, switch_for_statement};
@@ -140,9 +142,27 @@ async fn serve(
                 return Err(e);
             }
         };
-        if end == ForwardEnd::BackendLost {
-            let rerun = rerun_elsewhere(ctx, &mut leases, &mut route, &params, &user).await;
-            if let Err(e) = rerun {
+        if let Some(loss) = match end {
+            ForwardEnd::BackendLost => Some(Loss::Idle),
+            ForwardEnd::LostInFlight => Some(Loss::InFlight),
+            _ => None,
+        } {
+            let login = LoginAs {
+                params: &params,
+                user: &user,
+            };
+            let sides = (&mut *client, &mut down);
+            let recovered = recover(
+                ctx,
+                &mut leases,
+                &mut route,
+                &mut tracker,
+                &login,
+                sides,
+                loss,
+            )
+            .await;
+            if let Err(e) = recovered {
                 cancel_key.set_target(None);
                 leases.release_all(Reuse::Close, Reuse::Close);
                 return Err(e);
@@ -220,11 +240,30 @@ async fn serve(
                     &login,
                 )
                 .await;
-                if let Err(e) = switched {
-                    cancel_key.set_target(None);
-                    leases.release_all(Reuse::Close, Reuse::Close);
-                    return Err(e);
+                match switched {
+                    Err(e)
+                        if idle && leases.current_node() != node && e.is_backend_unreachable() =>
+                    {
+                        // The primary cannot be reached yet the monitor has
+                        // not noticed: a failover may be starting. The
+                        // statement is judged again on the next snapshot,
+                        // within failover.hold_writes.
+                        debug!(error = %e, "primary unreachable; holding the statement");
+                        if let Err(e) = hold_for_primary(ctx, &mut up, &mut route, e).await {
+                            cancel_key.set_target(None);
+                            leases.release_all(Reuse::Close, Reuse::Close);
+                            return Err(e);
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        cancel_key.set_target(None);
+                        leases.release_all(Reuse::Close, Reuse::Close);
+                        return Err(e);
+                    }
+                    Ok(()) => {}
                 }
+                route.hold_deadline = None;
                 identity.node = leases.current_mut().conn().node_name.clone();
                 route.resume_head = true;
                 up.resume();
@@ -291,14 +330,35 @@ async fn serve(
                     .await;
                 up.resume();
             }
-            Some(Pending::NoReplica { message, batch_len }) => {
-                let mut out = BytesMut::new();
-                be::error_response(&mut out, Severity::Error, NO_REPLICA_SQLSTATE, &message);
-                be::ready_for_query(&mut out, tracker.status().as_byte());
-                client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
-                match batch_len {
-                    Some(len) => up.skip(len),
-                    None => up.skip_head(),
+            Some(Pending::Refuse {
+                sqlstate,
+                message,
+                batch_len,
+                aborts,
+            }) => {
+                if aborts {
+                    tracker.set_status(TxStatus::Failed);
+                }
+                refuse(client, &mut up, &tracker, (sqlstate, &message), batch_len).await?;
+            }
+            Some(Pending::AwaitPrimary { batch_len }) => {
+                let hold = ctx.shared.config.failover.hold_writes;
+                let now = std::time::Instant::now();
+                let deadline = *route.hold_deadline.get_or_insert(now + hold);
+                if now >= deadline {
+                    route.hold_deadline = None;
+                    let message = format!(
+                        "no primary is available: pgrelay held this statement for {hold:?} \
+                         (failover.hold_writes) waiting for one"
+                    );
+                    let error = (ProxyError::NoPrimary(hold).sqlstate(), message.as_str());
+                    refuse(client, &mut up, &tracker, error, batch_len).await?;
+                } else {
+                    ctx.shared
+                        .topology
+                        .wait_until(deadline - now, |t| t.primary.is_some())
+                        .await;
+                    up.resume();
                 }
             }
             Some(Pending::Resolve(names)) => {
@@ -350,7 +410,8 @@ async fn serve(
         ForwardEnd::BackendClosed
         | ForwardEnd::Held
         | ForwardEnd::Refused
-        | ForwardEnd::BackendLost => leases.release_all(Reuse::Close, Reuse::Reset),
+        | ForwardEnd::BackendLost
+        | ForwardEnd::LostInFlight => leases.release_all(Reuse::Close, Reuse::Reset),
         ForwardEnd::Drained | ForwardEnd::Stopped => {
             leases.release_all(Reuse::Close, Reuse::Close);
             let mut out = BytesMut::new();
@@ -448,44 +509,52 @@ async fn resend(
     Ok(())
 }
 
-/// Moves the session off a replica whose connection was lost, to the
-/// primary, re-running the read that was in flight there (none of its
-/// answer reached the client), if any; the lost connection is closed.
-async fn rerun_elsewhere(
-    ctx: &SessionContext,
-    leases: &mut Leases,
-    route: &mut RouteState,
-    params: &[(String, String)],
-    user: &str,
+/// Answers the held Query (or the held batch of `batch_len` bytes) with
+/// `error` and ReadyForQuery, and skips it.
+async fn refuse(
+    client: &mut TcpStream,
+    up: &mut Pump,
+    tracker: &Tracker,
+    (sqlstate, message): (&str, &str),
+    batch_len: Option<usize>,
 ) -> Result<(), ProxyError> {
-    let lost = leases.current_node();
-    let lost_name = leases.current_mut().conn().node_name.clone();
-    let query = route.retry.take_for_rerun();
-    let primary = ctx.shared.topology.primary().filter(|&p| p != lost);
-    let Some(primary) = primary else {
-        return Err(ProxyError::BackendIo {
-            node: lost_name,
-            source: std::io::ErrorKind::ConnectionReset.into(),
-        });
-    };
-    tracing::info!(node = %lost_name, rerun = query.is_some(), "replica connection lost; going on on the primary");
-    let login = LoginAs { params, user };
-    match query {
-        Some(rerun) => {
-            ctx.router
-                .metrics
-                .fell_back(crate::metrics::FallbackReason::ReplicaLost);
-            resend(ctx, leases, route, primary, rerun, &login).await?;
-        }
-        None => {
-            let target = (primary, RouteReason::PrimaryRetried);
-            switch_for_statement(ctx, leases, route, true, target, Needs::default(), &login)
-                .await?;
-        }
+    let mut out = BytesMut::new();
+    be::error_response(&mut out, Severity::Error, sqlstate, message);
+    be::ready_for_query(&mut out, tracker.status().as_byte());
+    client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
+    match batch_len {
+        Some(len) => up.skip(len),
+        None => up.skip_head(),
     }
-    leases.forget(lost);
-    route.prepared.node_reset(lost);
-    route.sql_prepared.node_reset(lost);
-    route.settings.node_reset(lost);
     Ok(())
 }
+
+/// The node the held statement needs could not be reached: wait for the
+/// next snapshot (a new primary, or the same one back) and judge the
+/// statement again; once `failover.hold_writes` is over, the session ends
+/// with the error.
+async fn hold_for_primary(
+    ctx: &SessionContext,
+    up: &mut Pump,
+    route: &mut RouteState,
+    error: ProxyError,
+) -> Result<(), ProxyError> {
+    let now = std::time::Instant::now();
+    let hold = ctx.shared.config.failover.hold_writes;
+    let deadline = *route.hold_deadline.get_or_insert(now + hold);
+    if now >= deadline {
+        return Err(error);
+    }
+    let seen = ctx.shared.topology.load();
+    let next = std::cmp::min(deadline - now, RETRY_UNREACHABLE_AFTER);
+    ctx.shared
+        .topology
+        .wait_until(next, |t| !std::ptr::eq(t, &*seen))
+        .await;
+    up.resume();
+    Ok(())
+}
+
+/// How long a statement whose node could not be reached waits before
+/// trying again when no new snapshot comes.
+const RETRY_UNREACHABLE_AFTER: std::time::Duration = std::time::Duration::from_millis(200);

@@ -167,18 +167,7 @@ pub struct Rerun {
 
 /// The SQLSTATE of an ErrorResponse body.
 fn sqlstate(body: &[u8]) -> Option<&[u8]> {
-    let mut rest = body;
-    while let Some((&field, tail)) = rest.split_first() {
-        if field == 0 {
-            return None;
-        }
-        let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
-        if field == b'C' {
-            return Some(&tail[..end]);
-        }
-        rest = tail.get(end + 1..).unwrap_or_default();
-    }
-    None
+    crate::wire::fields::error_field(body, b'C')
 }
 
 /// Operator intervention (57P01 admin shutdown, 57P02 crash shutdown,

@@ -17,6 +17,8 @@
 //! (captured behind each write, see `capture`), any `pgrelay.min_lsn`,
 //! and whatever the session read before (monotonic reads).
 
+mod outage;
+
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -224,11 +226,21 @@ pub enum Pending {
     /// No replica is fresh enough: inspect the frame again when the
     /// topology changes (`when_no_replica = "wait"`).
     AwaitReplica,
-    /// No replica is fresh enough and the policy says so: answer with this
-    /// error (`when_no_replica = "error"`), in place of the Query or of the
-    /// whole batch of `batch_len` bytes.
-    NoReplica {
+    /// Answer with this error in place of the Query (or FunctionCall) or
+    /// of the whole batch of `batch_len` bytes: no replica is fresh enough
+    /// and `when_no_replica = "error"`, no primary came within
+    /// `failover.hold_writes`, or the session's transaction was lost.
+    /// `aborts`: the client's transaction is failed from now on.
+    Refuse {
+        sqlstate: &'static str,
         message: String,
+        batch_len: Option<usize>,
+        aborts: bool,
+    },
+    /// The statement needs the primary and none is known (a failover is
+    /// under way): inspect it again when the topology changes, until
+    /// `failover.hold_writes` is over.
+    AwaitPrimary {
         batch_len: Option<usize>,
     },
 }
@@ -292,6 +304,12 @@ pub struct RouteState {
     /// it began to wait.
     pub wait_deadline: Option<Instant>,
     wait_started: Option<Instant>,
+    /// Until when a statement that needs the primary waits for one.
+    pub hold_deadline: Option<Instant>,
+    /// The connection a transaction was open on was lost: the client's
+    /// next request is answered with this error (unless it ends the
+    /// transaction).
+    pub lost_transaction: Option<String>,
 }
 
 impl RouteState {
@@ -317,6 +335,8 @@ impl RouteState {
             max_lag: None,
             wait_deadline: None,
             wait_started: None,
+            hold_deadline: None,
+            lost_transaction: None,
             check_lsn: None,
             dirty: 0,
             next_clean: false,
@@ -372,6 +392,11 @@ impl Inspect for ClientSide<'_> {
             self.route.pending = Some(Pending::Reinspect);
             return Verdict::Hold;
         }
+        if self.route.lost_transaction.is_some()
+            && let Some(verdict) = self.report_lost_transaction(header, frame, ahead)
+        {
+            return verdict;
+        }
         let verdict = match tag {
             b'Q' => self.steer_query(frame),
             b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' if !self.tracker.in_batch() => {
@@ -393,6 +418,7 @@ const BIND_PREFIX: usize = 512;
 
 impl ClientSide<'_> {
     fn routed(&mut self, node: usize, reason: RouteReason) {
+        self.route.hold_deadline = None;
         self.router.routed(self.topology, self.route, node, reason);
     }
 
@@ -502,9 +528,7 @@ impl ClientSide<'_> {
             None => statement,
         };
         let Some(route) = self.decide(std::slice::from_ref(&statement)) else {
-            // No primary known: stay where we are; the backend answers.
-            self.routed(self.route.current, RouteReason::PrimaryFallback);
-            return Verdict::Forward;
+            return self.await_primary(None);
         };
         if route.reason == RouteReason::PrimaryFallback
             && let Some(verdict) = self.no_replica(None)
@@ -754,6 +778,9 @@ impl ClientSide<'_> {
             }
         };
         let Some(route) = route else {
+            if end == BatchEnd::Sync && self.tracker.status() == TxStatus::Idle {
+                return self.await_primary(Some(len));
+            }
             self.routed(current, RouteReason::PrimaryFallback);
             return Verdict::Forward;
         };
@@ -978,7 +1005,12 @@ impl ClientSide<'_> {
                      (consistency = {}, when_no_replica = error)",
                     self.route.consistency.as_str()
                 );
-                self.route.pending = Some(Pending::NoReplica { message, batch_len });
+                self.route.pending = Some(Pending::Refuse {
+                    sqlstate: super::NO_REPLICA_SQLSTATE,
+                    message,
+                    batch_len,
+                    aborts: false,
+                });
                 Some(Verdict::Hold)
             }
         }
@@ -986,10 +1018,12 @@ impl ClientSide<'_> {
 
     /// FunctionCall runs on the primary.
     fn steer_to_primary(&mut self) -> Verdict {
+        let idle = self.tracker.status() == TxStatus::Idle;
         match self.topology.primary() {
-            Some(p) if p != self.route.current && self.tracker.status() == TxStatus::Idle => {
+            Some(p) if p != self.route.current && idle => {
                 self.steer(p, RouteReason::PrimaryWrite, None)
             }
+            None if idle => self.await_primary(None),
             _ => Verdict::Forward,
         }
     }

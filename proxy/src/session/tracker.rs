@@ -140,6 +140,12 @@ impl Tracker {
         self.awaiting_ready == 0 && !self.unsynced
     }
 
+    /// The session answered for the backend (a transaction it lost is
+    /// failed now).
+    pub fn set_status(&mut self, status: TxStatus) {
+        self.status = status;
+    }
+
     pub fn status(&self) -> TxStatus {
         self.status
     }

@@ -6,6 +6,7 @@
 
 pub mod be;
 pub mod fe;
+pub mod fields;
 pub mod frame;
 pub mod pump;
 pub mod startup;

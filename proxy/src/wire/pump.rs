@@ -174,6 +174,25 @@ impl Pump {
         self.ready = 0;
     }
 
+    /// The reader is gone: what was scanned and not yet written, if it
+    /// ends on a frame boundary (no frame is still streaming through), so
+    /// the owner can deliver it before answering for the reader itself.
+    /// Unscanned bytes (a frame cut off mid-way) are dropped.
+    pub fn take_scanned(&mut self) -> Option<BytesMut> {
+        if self.passthrough > 0 {
+            return None;
+        }
+        let scanned = self.buf.split_to(self.ready);
+        self.ready = 0;
+        self.buf.clear();
+        Some(scanned)
+    }
+
+    /// A frame is being streamed through and has not all arrived.
+    pub fn mid_frame(&self) -> bool {
+        self.passthrough > 0
+    }
+
     /// True when nothing read is waiting to be written or scanned.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty() && self.passthrough == 0

@@ -5,6 +5,7 @@
 
 mod balance;
 mod failover;
+mod outage;
 mod replica_loss;
 
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     trials.extend(replica_loss::trials());
     trials.extend(balance::trials());
     trials.extend(failover::trials());
+    trials.extend(outage::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
     } else {

@@ -1,0 +1,200 @@
+//! A backend connection the session was using is gone (its node crashed,
+//! was shut down, or is being failed over): the session goes on on another
+//! node instead of ending. Nothing the client asked for is dropped
+//! silently: a read that may run again does; each request whose outcome is
+//! unknown gets an error; a transaction that was open is reported lost to
+//! the client's next request. Only state that cannot be rebuilt elsewhere
+//! (temporary tables, LISTEN, advisory locks, held cursors) ends the
+//! session.
+
+use bytes::BytesMut;
+use pgrelay_health::{NodeRole, Topology};
+use pgrelay_router::RouteReason;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::info;
+
+use crate::error::ProxyError;
+use crate::wire::be::{self, Severity};
+use crate::wire::fe;
+use crate::wire::pump::Pump;
+
+use super::SessionContext;
+use super::exchange::exchange;
+use super::leases::Leases;
+use super::steer::RouteState;
+use super::switch::{LoginAs, Needs, switch_for_statement};
+use super::tracker::{Tracker, TxStatus};
+use super::{resend, retry};
+
+/// What a client gets for a request or transaction lost with its
+/// connection: a connection failure, as PostgreSQL itself would report.
+pub const CONNECTION_LOST_SQLSTATE: &str = "08006";
+
+/// What was going on when the connection was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// Nothing was in flight, or only a read that runs again elsewhere.
+    Idle,
+    /// Requests were in flight whose outcome is unknown.
+    InFlight,
+}
+
+/// Moves the session off its lost current connection onto another node,
+/// and tells the client what it lost. `down`: the pump of the lost
+/// connection's answers.
+pub async fn recover(
+    ctx: &SessionContext,
+    leases: &mut Leases,
+    route: &mut RouteState,
+    tracker: &mut Tracker,
+    login: &LoginAs<'_>,
+    (client, down): (&mut TcpStream, &mut Pump),
+    loss: Loss,
+) -> Result<(), ProxyError> {
+    let lost = leases.current_node();
+    let lost_name = leases.current_mut().conn().node_name.clone();
+    if route.pins.any() {
+        return Err(ProxyError::SessionStateLost { node: lost_name });
+    }
+    let in_transaction = tracker.status() != TxStatus::Idle;
+    let rerun = match loss {
+        Loss::Idle => route.retry.take_for_rerun(),
+        Loss::InFlight => None,
+    };
+    // Whatever the lost connection still owed us is not coming.
+    route.capture.drained();
+    info!(node = %lost_name, ?loss, in_transaction, rerun = rerun.is_some(),
+        "backend connection lost; going on on another node");
+    move_off(ctx, leases, route, lost, rerun, login).await?;
+    leases.forget(lost);
+    route.prepared.node_reset(lost);
+    route.sql_prepared.node_reset(lost);
+    route.settings.node_reset(lost);
+
+    if in_transaction {
+        // The client still thinks its transaction is open: the new
+        // connection holds a failed one, so that everything up to the
+        // client's ROLLBACK is refused as PostgreSQL would refuse it.
+        abort_transaction(leases).await?;
+    }
+    match loss {
+        Loss::Idle if in_transaction => {
+            route.lost_transaction = Some(format!(
+                "the connection to {lost_name} was lost while a transaction was open \
+                 (the node failed or is failing over); the transaction was rolled back"
+            ));
+        }
+        Loss::Idle => {}
+        Loss::InFlight => {
+            let mut out = down.take_scanned().unwrap_or_default();
+            let status = if in_transaction { b'E' } else { b'I' };
+            let message = format!(
+                "the connection to {lost_name} was lost while this request ran \
+                 (the node failed or is failing over); whether it took effect is unknown"
+            );
+            for _ in 0..tracker.awaiting_ready() {
+                be::error_response(
+                    &mut out,
+                    Severity::Error,
+                    CONNECTION_LOST_SQLSTATE,
+                    &message,
+                );
+                be::ready_for_query(&mut out, status);
+                tracker.ready_for_query(status);
+            }
+            client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes another node current: the primary for a read that runs again
+/// (or when the lost node was a replica), else a healthy replica so reads
+/// go on while the primary is being replaced; with neither, waits up to
+/// `failover.hold_writes` for a primary.
+async fn move_off(
+    ctx: &SessionContext,
+    leases: &mut Leases,
+    route: &mut RouteState,
+    lost: usize,
+    rerun: Option<retry::Rerun>,
+    login: &LoginAs<'_>,
+) -> Result<(), ProxyError> {
+    let topology = ctx.shared.topology.load();
+    let primary = topology.primary.filter(|&p| p != lost);
+    if let Some(rerun) = rerun {
+        ctx.router
+            .metrics
+            .fell_back(crate::metrics::FallbackReason::ReplicaLost);
+        let primary = match primary {
+            Some(p) => p,
+            None => wait_for_primary(ctx, lost).await?,
+        };
+        return resend(ctx, leases, route, primary, rerun, login).await;
+    }
+    let target = primary.or_else(|| replica_besides(&topology, lost, leases));
+    if let Some(node) = target {
+        let moved = to_node(ctx, leases, route, node, login).await;
+        if moved.is_ok() && leases.current_node() == node {
+            return Ok(());
+        }
+    }
+    let primary = wait_for_primary(ctx, lost).await?;
+    to_node(ctx, leases, route, primary, login).await
+}
+
+async fn to_node(
+    ctx: &SessionContext,
+    leases: &mut Leases,
+    route: &mut RouteState,
+    node: usize,
+    login: &LoginAs<'_>,
+) -> Result<(), ProxyError> {
+    // Not a replica reason: a node that cannot be reached is an error
+    // here, not a reason to stay on the lost connection.
+    let target = (node, RouteReason::PrimaryRetried);
+    switch_for_statement(ctx, leases, route, true, target, Needs::default(), login).await
+}
+
+/// A healthy, routable replica other than `lost`, one the session already
+/// has a connection to first.
+fn replica_besides(topology: &Topology, lost: usize, leases: &mut Leases) -> Option<usize> {
+    let usable = |i: usize| {
+        i != lost
+            && topology
+                .nodes
+                .get(i)
+                .is_some_and(|n| n.healthy && !n.fenced && n.role == NodeRole::Replica)
+    };
+    let nodes = 0..topology.nodes.len();
+    nodes
+        .clone()
+        .find(|&i| usable(i) && leases.on_node_mut(i).is_some())
+        .or_else(|| nodes.clone().find(|&i| usable(i)))
+}
+
+/// Waits up to `failover.hold_writes` for a primary other than `lost`.
+async fn wait_for_primary(ctx: &SessionContext, lost: usize) -> Result<usize, ProxyError> {
+    let hold = ctx.shared.config.failover.hold_writes;
+    let seen = ctx
+        .shared
+        .topology
+        .wait_until(hold, |t| t.primary.is_some_and(|p| p != lost))
+        .await;
+    seen.primary
+        .filter(|&p| p != lost)
+        .ok_or(ProxyError::NoPrimary(hold))
+}
+
+/// Leaves the current connection inside a failed transaction.
+async fn abort_transaction(leases: &mut Leases) -> Result<(), ProxyError> {
+    let mut request = BytesMut::new();
+    fe::query(
+        &mut request,
+        b"BEGIN; SELECT 'pgrelay: the transaction was lost with its connection'::int",
+    );
+    let conn = leases.current_mut().conn_mut();
+    exchange(conn, &request).await?;
+    Ok(())
+}

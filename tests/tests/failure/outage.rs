@@ -1,0 +1,254 @@
+//! Client sessions across a failover: sessions opened before the primary
+//! dies go on. An idle one sees nothing; one inside a transaction gets one
+//! clear error and works after its ROLLBACK; writers under load keep their
+//! sessions, and with a synchronous standby no acknowledged write is lost.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use libtest_mimic::Trial;
+use pgrelay_cluster::{Cluster, ClusterOptions};
+use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
+use tokio_postgres::error::SqlState;
+
+use crate::run_trial;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        run_trial(
+            "failover::idle_and_open_sessions_go_on",
+            idle_and_open_sessions_go_on,
+        ),
+        run_trial(
+            "failover::writers_keep_their_sessions_and_acknowledged_rows",
+            writers_keep_their_sessions,
+        ),
+    ]
+}
+
+async fn idle_and_open_sessions_go_on() -> anyhow::Result<()> {
+    let cluster = Cluster::start(ClusterOptions {
+        replicas: 2,
+        ..ClusterOptions::default()
+    })
+    .await?;
+    let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
+    let old_port = i32::from(cluster.nodes()[0].port);
+    let idle = proxy.client().await?;
+    idle.batch_execute(
+        "CREATE TABLE outage_rows (id int PRIMARY KEY); INSERT INTO outage_rows VALUES (1)",
+    )
+    .await?;
+    idle.batch_execute("SET application_name = 'survivor'")
+        .await?;
+    let open = proxy.client().await?;
+    open.batch_execute("BEGIN; INSERT INTO outage_rows VALUES (2)")
+        .await?;
+
+    cluster.kill(0)?;
+    let killed = Instant::now();
+    // The idle session's next write waits for the new primary and runs.
+    let row = idle
+        .query_one(
+            "INSERT INTO outage_rows VALUES (3) RETURNING inet_server_port(), \
+             current_setting('application_name')",
+            &[],
+        )
+        .await
+        .context("the idle session's first write after the failover")?;
+    println!(
+        "outage: an idle session's write ran {:?} after kill -9",
+        killed.elapsed()
+    );
+    let (port, name): (i32, String) = (row.get(0), row.get(1));
+    ensure!(port != old_port, "the write ran on the new primary");
+    ensure!(
+        name == "survivor",
+        "the session's settings came along: {name}"
+    );
+
+    // The open transaction is reported lost, once, with a connection
+    // failure code; ROLLBACK ends it and the session works.
+    let lost = open
+        .batch_execute("INSERT INTO outage_rows VALUES (4)")
+        .await
+        .expect_err("the transaction was lost");
+    let db = lost.as_db_error().context("an ErrorResponse")?;
+    ensure!(
+        *db.code() == SqlState::CONNECTION_FAILURE,
+        "code {:?}",
+        db.code()
+    );
+    ensure!(
+        db.message().contains("transaction was rolled back"),
+        "{}",
+        db.message()
+    );
+    let refused = open
+        .batch_execute("SELECT 1")
+        .await
+        .expect_err("the transaction stays failed until ROLLBACK");
+    ensure!(
+        refused.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION),
+        "{refused}"
+    );
+    open.batch_execute("ROLLBACK").await?;
+    let row = open
+        .query_one(
+            "INSERT INTO outage_rows VALUES (5) RETURNING inet_server_port()",
+            &[],
+        )
+        .await?;
+    ensure!(row.get::<_, i32>(0) == port, "the new primary");
+    let ids: Vec<i32> = idle
+        .query(
+            "/* pgrelay:primary */ SELECT id FROM outage_rows ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    ensure!(
+        ids == [1, 3, 5],
+        "the lost transaction's row is not there: {ids:?}"
+    );
+    Ok(())
+}
+
+/// What one writer saw.
+#[derive(Default)]
+struct Writer {
+    acknowledged: Vec<i32>,
+    errors: Vec<String>,
+    on_new_primary: usize,
+    first_on_new_primary: Option<Instant>,
+}
+
+/// Writes each writer makes on the new primary before it stops.
+const WRITES_AFTER_FAILOVER: usize = 20;
+
+async fn writers_keep_their_sessions() -> anyhow::Result<()> {
+    let cluster = Cluster::start(ClusterOptions {
+        replicas: 2,
+        synchronous: true,
+        ..ClusterOptions::default()
+    })
+    .await?;
+    let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
+    let old_port = i32::from(cluster.nodes()[0].port);
+    proxy
+        .client()
+        .await?
+        .batch_execute("CREATE TABLE load_rows (id int PRIMARY KEY)")
+        .await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let client = proxy.client().await?;
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut seen = Writer::default();
+            let mut id = w * 1_000_000;
+            while seen.on_new_primary < WRITES_AFTER_FAILOVER && !stop.load(Ordering::Relaxed) {
+                id += 1;
+                let port = client
+                    .query_one(
+                        "INSERT INTO load_rows VALUES ($1) RETURNING inet_server_port()",
+                        &[&id],
+                    )
+                    .await;
+                match port {
+                    Ok(row) => {
+                        seen.acknowledged.push(id);
+                        if row.get::<_, i32>(0) != old_port {
+                            seen.on_new_primary += 1;
+                            seen.first_on_new_primary.get_or_insert_with(Instant::now);
+                        }
+                    }
+                    Err(e) if client.is_closed() => {
+                        seen.errors.push(format!("session closed: {e}"));
+                        break;
+                    }
+                    Err(e) => seen.errors.push(match e.as_db_error() {
+                        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                        None => e.to_string(),
+                    }),
+                }
+            }
+            seen
+        }));
+    }
+    // Some writes before the kill.
+    let counter = proxy.client().await?;
+    poll_until(
+        Duration::from_secs(10),
+        "writes before the kill",
+        || async {
+            let n: i64 = counter
+                .query_one("SELECT count(*) FROM load_rows", &[])
+                .await
+                .ok()?
+                .get(0);
+            (n >= 200).then_some(())
+        },
+    )
+    .await?;
+    cluster.kill(0)?;
+    let killed = Instant::now();
+    // Each writer stops once it has written on the new primary; the flag
+    // stops them if that never happens.
+    let all = futures_join(writers);
+    let seen = match tokio::time::timeout(Duration::from_secs(60), all).await {
+        Ok(seen) => seen?,
+        Err(_) => {
+            stop.store(true, Ordering::Relaxed);
+            anyhow::bail!("writers did not get to write on a new primary within 60 s");
+        }
+    };
+    let mut acknowledged = BTreeSet::new();
+    let mut errors = Vec::new();
+    let mut resumed = None;
+    for seen in seen {
+        resumed = resumed.max(seen.first_on_new_primary.map(|t| t - killed));
+        ensure!(
+            seen.on_new_primary > 0,
+            "every writer wrote on the new primary in the session it had: {:?}",
+            seen.errors
+        );
+        acknowledged.extend(seen.acknowledged);
+        errors.extend(seen.errors);
+    }
+    let c = proxy.client().await?;
+    let present: BTreeSet<i32> = c
+        .query("/* pgrelay:primary */ SELECT id FROM load_rows", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let lost = acknowledged.difference(&present).count();
+    println!(
+        "outage: {} writes acknowledged, {lost} lost, {} errors ({errors:?}), \
+         every writer writing on the new primary {resumed:?} after kill -9",
+        acknowledged.len(),
+        errors.len()
+    );
+    ensure!(lost == 0, "acknowledged writes lost: {lost}");
+    // At most the write each session had in flight at the kill fails.
+    ensure!(errors.len() <= 4, "errors: {errors:?}");
+    Ok(())
+}
+
+/// Waits for every writer task.
+async fn futures_join(
+    writers: Vec<tokio::task::JoinHandle<Writer>>,
+) -> anyhow::Result<Vec<Writer>> {
+    let mut seen = Vec::new();
+    for writer in writers {
+        seen.push(writer.await?);
+    }
+    Ok(seen)
+}
