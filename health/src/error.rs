@@ -1,8 +1,10 @@
 use std::time::Duration;
 
 /// Everything that can go wrong while talking to a node on the monitor's
-/// own connections. None of these reach clients; they decide node state,
-/// and every one of them counts as a failed probe.
+/// own connections, or with a manual promotion. None of these reach
+/// database clients; they decide node state (every I/O one counts as a
+/// failed probe), and the last three answer an operator's promotion
+/// request (the admin server maps them to HTTP statuses).
 #[derive(Debug, thiserror::Error)]
 pub enum HealthError {
     #[error("connecting to {node} timed out after {timeout:?}")]
@@ -30,4 +32,15 @@ pub enum HealthError {
         step: &'static str,
         reason: String,
     },
+    /// A manual promotion named a node that is not configured.
+    #[error("no node called {node}")]
+    UnknownNode { node: String },
+    /// A manual promotion that would be unsafe, or cannot work: the
+    /// primary is alive, or the node is not a healthy, unfenced replica.
+    /// Nothing was changed.
+    #[error("{node} not promoted: {reason}")]
+    Refused { node: String, reason: String },
+    /// The failover task is gone: the monitor is shutting down.
+    #[error("the failover task is not running (pgrelay is stopping)")]
+    Stopped,
 }

@@ -5,7 +5,8 @@
 //! Sessions read the snapshot through [`TopologyCell::load`] (an `ArcSwap`
 //! load, a few nanoseconds) for every routing decision and never await the
 //! monitor. The monitor is the only writer; with failover enabled it also
-//! promotes a replica when the primary fails (see `failover/`).
+//! promotes a replica when the primary fails, and on an operator's request
+//! through a [`FailoverControl`] whether enabled or not (see `failover/`).
 
 mod cell;
 mod error;
@@ -22,13 +23,14 @@ mod topology;
 pub use cell::TopologyCell;
 pub use error::HealthError;
 pub use failover::{
-    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverRecord, FailoverSettings,
-    FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
+    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverControl, FailoverRecord,
+    FailoverRequests, FailoverSettings, FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
 };
 pub use liveness::{FAILURES_BEFORE_DOWN, SUCCESSES_BEFORE_UP};
 pub use lsn::{format_lsn, parse_lsn};
 pub use monitor::{
-    MAX_RETRY_DELAY, MonitorSettings, NodeTarget, spawn_monitor, spawn_monitor_with_failover,
+    MAX_RETRY_DELAY, MonitorSettings, NodeTarget, spawn_monitor, spawn_monitor_controlled,
+    spawn_monitor_with_failover,
 };
 pub use probe::NodeProbe;
 pub use sample::{NodeSample, ReplicaSample};

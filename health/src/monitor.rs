@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::cell::TopologyCell;
-use crate::failover::{Edit, FailoverSettings, spawn_failover};
+use crate::failover::{Edit, FailoverControl, FailoverRequests, FailoverSettings, spawn_failover};
 use crate::liveness::FAILURES_BEFORE_DOWN;
 use crate::observe::Observer;
 use crate::probe::NodeProbe;
@@ -76,7 +76,8 @@ pub fn spawn_monitor(
     cell: Arc<TopologyCell>,
     shutdown: CancellationToken,
 ) {
-    spawn_monitor_with_failover(
+    // Nobody keeps the control: the failover task ends at once.
+    let _ = spawn_monitor_with_failover(
         targets,
         settings,
         FailoverSettings::disabled(),
@@ -85,31 +86,47 @@ pub fn spawn_monitor(
     );
 }
 
-/// [`spawn_monitor`], plus, when `failover.enabled`, the failover task: it
+/// [`spawn_monitor`], plus the failover task: when `failover.enabled` it
 /// watches the snapshots and promotes a replica when the primary fails
 /// (`Topology::failover` says what it is doing, `Topology::failovers`
-/// what it did).
+/// what it did). The returned control asks it for manual promotions,
+/// also when `failover.enabled` is false.
 pub fn spawn_monitor_with_failover(
     targets: Vec<NodeTarget>,
     settings: MonitorSettings,
     failover: FailoverSettings,
     cell: Arc<TopologyCell>,
     shutdown: CancellationToken,
+) -> FailoverControl {
+    let (control, requests) = FailoverControl::channel();
+    spawn_monitor_controlled(targets, settings, failover, requests, cell, shutdown);
+    control
+}
+
+/// [`spawn_monitor_with_failover`] with the requests of a
+/// [`FailoverControl`] made beforehand (by [`FailoverControl::channel`]),
+/// for a caller that hands the control out before the monitor starts.
+pub fn spawn_monitor_controlled(
+    targets: Vec<NodeTarget>,
+    settings: MonitorSettings,
+    failover: FailoverSettings,
+    requests: FailoverRequests,
+    cell: Arc<TopologyCell>,
+    shutdown: CancellationToken,
 ) {
     let (tx, rx) = mpsc::channel(targets.len().max(1) * 4);
     let (edit_tx, edit_rx) = mpsc::channel(16);
-    if failover.enabled {
-        spawn_failover(
-            targets.clone(),
-            settings.clone(),
-            failover,
-            Arc::clone(&cell),
-            edit_tx,
-            shutdown.clone(),
-        );
-    } else {
-        drop(edit_tx);
-    }
+    // With failover disabled the task serves manual requests only, and
+    // ends (closing `edit_tx`) once no control is left.
+    spawn_failover(
+        targets.clone(),
+        settings.clone(),
+        failover,
+        Arc::clone(&cell),
+        edit_tx,
+        requests,
+        shutdown.clone(),
+    );
     for (index, target) in targets.into_iter().enumerate() {
         let probe = NodeProbe::new(target, settings.clone());
         tokio::spawn(probe_loop(

@@ -17,8 +17,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use pgrelay_health::{
-    FailoverSettings, MonitorSettings, NodeTarget, Topology, TopologyCell,
-    spawn_monitor_with_failover,
+    FailoverControl, FailoverRequests, FailoverSettings, MonitorSettings, NodeTarget, Topology,
+    TopologyCell, spawn_monitor_controlled,
 };
 use socket2::SockRef;
 use tokio::task::{JoinSet, LocalSet};
@@ -66,7 +66,8 @@ pub fn start(config: Config, listener: std::net::TcpListener) -> io::Result<Prox
             .iter()
             .map(|n| (n.name.to_string(), n.addr.to_string())),
     )));
-    let shared = Shared::new(Arc::clone(&config), topology)
+    let (failover, requests) = FailoverControl::channel();
+    let shared = Shared::new(Arc::clone(&config), topology, failover)
         .map_err(|e| io::Error::other(format!("registering the metrics: {e}")))?;
     // Built before the threads, so that a failure to start one of them
     // stops (on drop) the ones already running.
@@ -76,7 +77,7 @@ pub fn start(config: Config, listener: std::net::TcpListener) -> io::Result<Prox
         admin_addr,
         threads: Vec::new(),
     };
-    let monitor = spawn_monitor_thread(Arc::clone(&handle.shared))?;
+    let monitor = spawn_monitor_thread(Arc::clone(&handle.shared), requests)?;
     handle.threads.push(monitor);
     let admin = admin::spawn(admin_listener, Arc::clone(&handle.shared))?;
     handle.threads.push(admin);
@@ -165,7 +166,12 @@ fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-fn spawn_monitor_thread(shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
+/// The monitor, and the failover task that serves `requests` (manual
+/// promotions through `shared.failover`) even with failover disabled.
+fn spawn_monitor_thread(
+    shared: Arc<Shared>,
+    requests: FailoverRequests,
+) -> io::Result<JoinHandle<()>> {
     let runtime = current_thread_runtime()?;
     std::thread::Builder::new()
         .name("pgrelay-monitor".into())
@@ -194,10 +200,11 @@ fn spawn_monitor_thread(shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
                 replica_conninfo: config.failover.replica_conninfo.clone(),
             };
             runtime.block_on(async {
-                spawn_monitor_with_failover(
+                spawn_monitor_controlled(
                     targets,
                     settings,
                     failover,
+                    requests,
                     Arc::clone(&shared.topology),
                     shared.stop.clone(),
                 );

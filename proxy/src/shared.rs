@@ -5,7 +5,7 @@ use crate::backend::NodeLoad;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use pgrelay_health::TopologyCell;
+use pgrelay_health::{FailoverControl, TopologyCell};
 use tokio_util::sync::CancellationToken;
 
 use crate::cancel::CancelRegistry;
@@ -22,6 +22,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub credentials: Credentials,
     pub topology: Arc<TopologyCell>,
+    /// Asks the monitor's failover task for a manual promotion.
+    pub failover: FailoverControl,
     pub cancels: Arc<CancelRegistry>,
     /// Client connections open right now (including ones still logging in).
     /// Shared with the metrics, which read it at scrape time.
@@ -43,6 +45,7 @@ impl Shared {
     pub fn new(
         config: Arc<Config>,
         topology: Arc<TopologyCell>,
+        failover: FailoverControl,
     ) -> Result<Shared, prometheus::Error> {
         let clients = Arc::new(AtomicUsize::new(0));
         let node_load = NodeLoad::new(config.nodes.len());
@@ -56,6 +59,7 @@ impl Shared {
             credentials: Credentials::new(&config.auth),
             config,
             topology,
+            failover,
             cancels: Arc::new(CancelRegistry::default()),
             clients,
             metrics,

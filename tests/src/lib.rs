@@ -6,6 +6,7 @@ pub mod http;
 pub mod proxy;
 pub mod raw;
 pub mod wait;
+pub mod write_load;
 
 pub use proxy::{ProxyOptions, TestProxy};
 pub use wait::poll_until;

@@ -25,6 +25,8 @@ pub struct ProxyOptions {
     pub workers: usize,
     /// TOML lines for `[routing]` (e.g. `consistency = "eventual"`).
     pub routing: String,
+    /// TOML lines for `[failover]` (e.g. `enabled = false`).
+    pub failover: String,
 }
 
 impl Default for ProxyOptions {
@@ -35,6 +37,7 @@ impl Default for ProxyOptions {
             listen_extra: String::new(),
             workers: 2,
             routing: String::new(),
+            failover: String::new(),
         }
     }
 }
@@ -159,6 +162,7 @@ pub fn config_for(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<C
     }
     writeln!(toml, "[monitor]\ninterval = \"50ms\"")?;
     writeln!(toml, "[routing]\n{}", options.routing)?;
+    writeln!(toml, "[failover]\n{}", options.failover)?;
     Config::from_toml_str(&toml, &|_| None)
         .map_err(|e| anyhow::anyhow!("{e}\n--- config ---\n{toml}"))
 }

@@ -75,11 +75,21 @@ impl Detector {
     pub(crate) fn retry_later(&mut self, now: Instant) {
         self.since = Some(now);
     }
+
+    /// The last routable primary seen, if any (manual promotion replaces it).
+    pub(crate) fn watched(&self) -> Option<usize> {
+        self.watched
+    }
+
+    /// Since when the watched primary is unreachable, if it is.
+    pub(crate) fn lost_since(&self) -> Option<Instant> {
+        self.since
+    }
 }
 
 /// Healthy replicas whose WAL receiver streams from `primary` (or from
 /// somewhere that is not another node of ours).
-fn still_attached(t: &Topology, primary: usize) -> Vec<usize> {
+pub(crate) fn still_attached(t: &Topology, primary: usize) -> Vec<usize> {
     let others: Vec<&str> = t
         .nodes
         .iter()

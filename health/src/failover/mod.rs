@@ -7,7 +7,9 @@
 //! - `connection`: fresh monitor-login connections with hard timeouts;
 //! - `promote`: `pg_promote()` and its verification;
 //! - `repoint`: `primary_conninfo` and replication slots for the others;
-//! - `task`: the task that watches snapshots and runs the steps in order.
+//! - `manual`: an operator's promotion requests, and when they are refused;
+//! - `task`: the task that watches snapshots, serves the requests and runs
+//!   the steps in order.
 //!
 //! The task never publishes snapshots itself: it sends edits to the
 //! monitor's publish loop, which stays the only writer of the cell.
@@ -15,11 +17,13 @@
 mod candidate;
 mod connection;
 mod detect;
+mod manual;
 mod promote;
 mod repoint;
 mod state;
 mod task;
 
+pub use manual::{FailoverControl, FailoverRequests};
 pub use state::{
     DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverRecord, FailoverSettings,
     FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,

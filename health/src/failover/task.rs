@@ -1,7 +1,14 @@
 //! The failover task: watches snapshots, and when the detector says the
 //! primary failed, fences it, promotes the candidate, waits for the new
 //! primary to be published, records the failover and re-points the other
-//! replicas. Sequential, so one failover at a time.
+//! replicas. It also serves manual promotion requests (see `manual`), with
+//! the same steps. Sequential, so one failover at a time.
+//!
+//! With automatic failover disabled the task still tracks the primary and
+//! serves manual requests, but promotes nothing by itself and publishes no
+//! automatic states; it ends when no [`FailoverControl`] is left.
+//!
+//! [`FailoverControl`]: crate::FailoverControl
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cell::TopologyCell;
+use crate::error::HealthError;
 use crate::failover::candidate::choose;
 use crate::failover::detect::{Decision, Detector};
+use crate::failover::manual::{self, FailoverRequests, ManualRequest};
 use crate::failover::promote::{promote, still_replica};
 use crate::failover::repoint::repoint;
 use crate::failover::state::{
@@ -46,6 +55,7 @@ pub(crate) fn spawn_failover(
     settings: FailoverSettings,
     cell: Arc<TopologyCell>,
     edits: mpsc::Sender<Edit>,
+    requests: FailoverRequests,
     shutdown: CancellationToken,
 ) {
     let failover = Failover {
@@ -56,25 +66,53 @@ pub(crate) fn spawn_failover(
         edits,
         state: FailoverState::Idle,
     };
-    tokio::spawn(failover.run(shutdown));
+    tokio::spawn(failover.run(requests.receiver, shutdown));
 }
 
 impl Failover {
-    async fn run(mut self, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<ManualRequest>,
+        shutdown: CancellationToken,
+    ) {
         let mut detector = Detector::default();
         let mut changes = self.cell.subscribe();
+        let mut controlled = true;
         // Snapshots do not change while every node is silently down, so
         // the clock needs a tick of its own.
         let tick = self.monitor.interval;
         loop {
-            tokio::select! {
+            let request = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = changes.changed() => {}
-                _ = tokio::time::sleep(tick) => {}
-            }
+                _ = changes.changed() => None,
+                _ = tokio::time::sleep(tick) => None,
+                request = requests.recv(), if controlled => match request {
+                    Some(request) => Some(request),
+                    None if self.settings.enabled => {
+                        controlled = false;
+                        None
+                    }
+                    // Nothing to do, ever: no automatic failover and
+                    // nobody left to ask for a manual one.
+                    None => return,
+                },
+            };
             let t = self.cell.load();
             let now = Instant::now();
-            match detector.step(&t, now, self.settings.detect_after) {
+            // Always stepped, so that it knows the primary a manual
+            // promotion replaces and since when it is lost.
+            let decision = detector.step(&t, now, self.settings.detect_after);
+            if let Some(request) = request {
+                self.manual(&mut detector, &t, request).await;
+                continue;
+            }
+            if !self.settings.enabled {
+                if decision == Decision::Idle {
+                    self.set_state(&t, FailoverState::Idle).await;
+                }
+                continue;
+            }
+            match decision {
                 Decision::Idle => self.set_state(&t, FailoverState::Idle).await,
                 Decision::Suspect { primary, since } => {
                     if !matches!(self.state, FailoverState::Suspect { primary: p, .. } if p == primary)
@@ -99,6 +137,41 @@ impl Failover {
                         }
                     }
                 },
+            }
+        }
+    }
+
+    /// Serves one manual promotion request: checks it against `t`, and if
+    /// it may go ahead, runs the same steps as an automatic failover. The
+    /// answer goes out once the new primary is published; the re-pointing
+    /// follows.
+    async fn manual(&mut self, detector: &mut Detector, t: &Topology, request: ManualRequest) {
+        let ManualRequest { node, reply } = request;
+        let (primary, candidate) = match manual::check(t, detector.watched(), &node) {
+            Ok(pair) => pair,
+            Err(e) => {
+                info!(epoch = t.epoch, %node, reason = %e, "manual promotion refused");
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        if let Some(best) = choose(t, primary).filter(|&best| best != candidate) {
+            warn!(epoch = t.epoch, %node, most_advanced = %t.nodes[best].name,
+                "manual promotion of a replica that is not the most advanced");
+        }
+        info!(epoch = t.epoch, %node, "manual promotion requested");
+        let since = detector.lost_since().unwrap_or_else(Instant::now);
+        match self.promote_and_publish(t, primary, candidate, since).await {
+            Ok((record, published)) => {
+                // The operator may have hung up; the promotion stands.
+                let _ = reply.send(Ok(record));
+                self.repoint_all(&published, primary, candidate).await;
+            }
+            Err(e) => {
+                if self.settings.enabled {
+                    detector.retry_later(Instant::now());
+                }
+                let _ = reply.send(Err(e));
             }
         }
     }
@@ -141,7 +214,8 @@ impl Failover {
         let _ = self.edits.send(Box::new(edit)).await;
     }
 
-    /// One failover attempt. Returns whether a new primary was published.
+    /// One automatic failover attempt. Returns whether a new primary was
+    /// published.
     async fn fail_over(
         &mut self,
         t: &Topology,
@@ -149,6 +223,25 @@ impl Failover {
         candidate: usize,
         since: Instant,
     ) -> bool {
+        match self.promote_and_publish(t, primary, candidate, since).await {
+            Ok((_, published)) => {
+                self.repoint_all(&published, primary, candidate).await;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Fences `primary`, promotes `candidate`, waits until it is published
+    /// as the primary and records the failover. Returns the record and the
+    /// snapshot that published it; errors are logged here.
+    async fn promote_and_publish(
+        &mut self,
+        t: &Topology,
+        primary: usize,
+        candidate: usize,
+        since: Instant,
+    ) -> Result<(FailoverRecord, Arc<Topology>), HealthError> {
         let (from, to) = (
             t.nodes[primary].name.clone(),
             t.nodes[candidate].name.clone(),
@@ -181,7 +274,7 @@ impl Failover {
             // timeline rule fences the old primary again.
             self.edit(move |t| fence(t, primary, !unfence).with_failover(state))
                 .await;
-            return false;
+            return Err(e);
         }
         let promoted = started.elapsed();
         // The probe publishes it once it sees it out of recovery, which
@@ -192,7 +285,11 @@ impl Failover {
             .await;
         if published.primary != Some(candidate) {
             error!(epoch = published.epoch, %to, "promoted but not published as primary in time");
-            return false;
+            return Err(HealthError::Failover {
+                node: to,
+                step: "publish",
+                reason: format!("promoted but not published as primary within {PUBLISH_TIMEOUT:?}"),
+            });
         }
         let record = FailoverRecord {
             at: SystemTime::now(),
@@ -205,10 +302,14 @@ impl Failover {
             since_lost_ms = record.duration.as_millis() as u64, "new primary published");
         self.state = FailoverState::Repointing { primary: candidate };
         let state = self.state.clone();
-        self.edit(move |t| t.with_record(record).with_failover(state))
+        let history = record.clone();
+        self.edit(move |t| t.with_record(history).with_failover(state))
             .await;
-        self.repoint_all(&published, primary, candidate).await;
-        true
+        // Whoever hears of it (an operator's promotion) finds it in the
+        // history of the next snapshot they read.
+        let recorded = |t: &Topology| t.failovers.last().is_some_and(|f| f.epoch == record.epoch);
+        self.cell.wait_until(PUBLISH_TIMEOUT, recorded).await;
+        Ok((record, published))
     }
 
     /// Re-points every healthy replica but the new primary, concurrently,

@@ -5,9 +5,10 @@
 //!
 //! It runs on a thread of its own with a small current-thread runtime, so
 //! a slow scraper never delays a data-path worker or a health probe, and it
-//! stops with the rest of the proxy. Handlers only read what the proxy
-//! already keeps (the topology snapshot, the metrics registry); none
-//! awaits, and none changes anything yet.
+//! stops with the rest of the proxy. Handlers read what the proxy already
+//! keeps (the topology snapshot, the metrics registry) and answer at once,
+//! except `/promote`, which asks the monitor's failover task and waits for
+//! its answer (other connections are served meanwhile).
 
 mod healthz;
 mod page;

@@ -44,9 +44,10 @@ impl<'a> Route<'a> {
     }
 }
 
-/// The answer to `method path`. Synchronous: every handler reads state the
-/// proxy already holds.
-pub fn respond(method: &Method, path: &str, shared: &Shared) -> Response<Body> {
+/// The answer to `method path`. Every handler but `/promote` reads state
+/// the proxy already holds and answers at once; a promotion waits for the
+/// monitor's failover task.
+pub async fn respond(method: &Method, path: &str, shared: &Shared) -> Response<Body> {
     let Some(route) = Route::parse(path) else {
         return response::not_found(path);
     };
@@ -63,7 +64,7 @@ pub fn respond(method: &Method, path: &str, shared: &Shared) -> Response<Body> {
         Route::Status => status::respond(&shared.topology.load()),
         Route::Healthz => healthz::respond(&shared.topology.load(), shared.drain.is_cancelled()),
         Route::Metrics => scrape::respond(&shared.metrics),
-        Route::Promote { node } => promote::respond(node),
+        Route::Promote { node } => promote::respond(node, shared).await,
     }
 }
 
@@ -73,7 +74,7 @@ mod tests {
 
     use hyper::StatusCode;
     use hyper::header::{ALLOW, CONTENT_TYPE};
-    use pgrelay_health::{NodeRole, NodeStatus, Topology, TopologyCell};
+    use pgrelay_health::{FailoverControl, NodeRole, NodeStatus, Topology, TopologyCell};
 
     use super::*;
     use crate::config::Config;
@@ -85,7 +86,14 @@ mod tests {
         )
         .expect("config");
         let topology = Topology::initial(vec![("pg1".into(), "127.0.0.1:5432".into())]);
-        Shared::new(Arc::new(config), Arc::new(TopologyCell::new(topology))).expect("shared")
+        // No failover task: promotions find it gone, as while stopping.
+        let (failover, _) = FailoverControl::channel();
+        Shared::new(
+            Arc::new(config),
+            Arc::new(TopologyCell::new(topology)),
+            failover,
+        )
+        .expect("shared")
     }
 
     fn primary_found(shared: &Shared) {
@@ -122,43 +130,46 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unknown_paths_are_404_and_wrong_methods_405() {
+    #[tokio::test]
+    async fn unknown_paths_are_404_and_wrong_methods_405() {
         let shared = shared();
-        let missing = respond(&Method::GET, "/nope", &shared);
+        let missing = respond(&Method::GET, "/nope", &shared).await;
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-        let post = respond(&Method::POST, "/status", &shared);
+        let post = respond(&Method::POST, "/status", &shared).await;
         assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(post.headers()[ALLOW], "GET");
-        let get = respond(&Method::GET, "/promote/pg1", &shared);
+        let get = respond(&Method::GET, "/promote/pg1", &shared).await;
         assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(get.headers()[ALLOW], "POST");
     }
 
-    #[test]
-    fn each_endpoint_answers_with_its_content_type() {
+    #[tokio::test]
+    async fn each_endpoint_answers_with_its_content_type() {
         let shared = shared();
-        let status = respond(&Method::GET, "/status", &shared);
+        let status = respond(&Method::GET, "/status", &shared).await;
         assert_eq!(status.status(), StatusCode::OK);
         assert_eq!(status.headers()[CONTENT_TYPE], "application/json");
-        let page = respond(&Method::GET, "/", &shared);
+        let page = respond(&Method::GET, "/", &shared).await;
         assert_eq!(page.status(), StatusCode::OK);
         assert_eq!(page.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
-        let metrics = respond(&Method::GET, "/metrics", &shared);
+        let metrics = respond(&Method::GET, "/metrics", &shared).await;
         assert_eq!(metrics.status(), StatusCode::OK);
         assert_eq!(metrics.headers()[CONTENT_TYPE], prometheus::TEXT_FORMAT);
-        let promote = respond(&Method::POST, "/promote/pg1", &shared);
-        assert_eq!(promote.status(), StatusCode::NOT_IMPLEMENTED);
+        let promote = respond(&Method::POST, "/promote/pg1", &shared).await;
+        assert_eq!(promote.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(promote.headers()[CONTENT_TYPE], "application/json");
+        let unknown = respond(&Method::POST, "/promote/pg9", &shared).await;
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     }
 
-    #[test]
-    fn healthz_follows_the_primary_and_the_drain() {
+    #[tokio::test]
+    async fn healthz_follows_the_primary_and_the_drain() {
         let shared = shared();
-        let healthz = || respond(&Method::GET, "/healthz", &shared).status();
-        assert_eq!(healthz(), StatusCode::SERVICE_UNAVAILABLE);
+        let healthz = async || respond(&Method::GET, "/healthz", &shared).await.status();
+        assert_eq!(healthz().await, StatusCode::SERVICE_UNAVAILABLE);
         primary_found(&shared);
-        assert_eq!(healthz(), StatusCode::OK);
+        assert_eq!(healthz().await, StatusCode::OK);
         shared.drain.cancel();
-        assert_eq!(healthz(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(healthz().await, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

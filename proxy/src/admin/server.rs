@@ -88,8 +88,11 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, _slot: OwnedSemaphorePermit) {
     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        let response = routes::respond(request.method(), request.uri().path(), &shared);
-        std::future::ready(Ok::<_, Infallible>(response))
+        let shared = Arc::clone(&shared);
+        async move {
+            let response = routes::respond(request.method(), request.uri().path(), &shared).await;
+            Ok::<_, Infallible>(response)
+        }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())

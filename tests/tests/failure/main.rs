@@ -6,6 +6,7 @@
 mod balance;
 mod failover;
 mod outage;
+mod promote;
 mod replica_loss;
 
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
     trials.extend(balance::trials());
     trials.extend(failover::trials());
     trials.extend(outage::trials());
+    trials.extend(promote::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
     } else {

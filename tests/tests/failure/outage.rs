@@ -4,13 +4,12 @@
 //! sessions, and with a synchronous standby no acknowledged write is lost.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
 use pgrelay_cluster::{Cluster, ClusterOptions};
+use pgrelay_tests::write_load::{Tally, WriteLoad};
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 use tokio_postgres::error::SqlState;
 
@@ -119,18 +118,6 @@ async fn idle_and_open_sessions_go_on() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What one writer saw.
-#[derive(Default)]
-struct Writer {
-    acknowledged: Vec<i32>,
-    errors: Vec<String>,
-    on_new_primary: usize,
-    first_on_new_primary: Option<Instant>,
-}
-
-/// Writes each writer makes on the new primary before it stops.
-const WRITES_AFTER_FAILOVER: usize = 20;
-
 async fn writers_keep_their_sessions() -> anyhow::Result<()> {
     let cluster = Cluster::start(ClusterOptions {
         replicas: 2,
@@ -139,49 +126,16 @@ async fn writers_keep_their_sessions() -> anyhow::Result<()> {
     })
     .await?;
     let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
-    let old_port = i32::from(cluster.nodes()[0].port);
     proxy
         .client()
         .await?
         .batch_execute("CREATE TABLE load_rows (id int PRIMARY KEY)")
         .await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let client = proxy.client().await?;
-        let stop = stop.clone();
-        writers.push(tokio::spawn(async move {
-            let mut seen = Writer::default();
-            let mut id = w * 1_000_000;
-            while seen.on_new_primary < WRITES_AFTER_FAILOVER && !stop.load(Ordering::Relaxed) {
-                id += 1;
-                let port = client
-                    .query_one(
-                        "INSERT INTO load_rows VALUES ($1) RETURNING inet_server_port()",
-                        &[&id],
-                    )
-                    .await;
-                match port {
-                    Ok(row) => {
-                        seen.acknowledged.push(id);
-                        if row.get::<_, i32>(0) != old_port {
-                            seen.on_new_primary += 1;
-                            seen.first_on_new_primary.get_or_insert_with(Instant::now);
-                        }
-                    }
-                    Err(e) if client.is_closed() => {
-                        seen.errors.push(format!("session closed: {e}"));
-                        break;
-                    }
-                    Err(e) => seen.errors.push(match e.as_db_error() {
-                        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-                        None => e.to_string(),
-                    }),
-                }
-            }
-            seen
-        }));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(proxy.client().await?);
     }
+    let load = WriteLoad::start(clients, "load_rows", cluster.nodes()[0].port, 20);
     // Some writes before the kill.
     let counter = proxy.client().await?;
     poll_until(
@@ -199,29 +153,7 @@ async fn writers_keep_their_sessions() -> anyhow::Result<()> {
     .await?;
     cluster.kill(0)?;
     let killed = Instant::now();
-    // Each writer stops once it has written on the new primary; the flag
-    // stops them if that never happens.
-    let all = futures_join(writers);
-    let seen = match tokio::time::timeout(Duration::from_secs(60), all).await {
-        Ok(seen) => seen?,
-        Err(_) => {
-            stop.store(true, Ordering::Relaxed);
-            anyhow::bail!("writers did not get to write on a new primary within 60 s");
-        }
-    };
-    let mut acknowledged = BTreeSet::new();
-    let mut errors = Vec::new();
-    let mut resumed = None;
-    for seen in seen {
-        resumed = resumed.max(seen.first_on_new_primary.map(|t| t - killed));
-        ensure!(
-            seen.on_new_primary > 0,
-            "every writer wrote on the new primary in the session it had: {:?}",
-            seen.errors
-        );
-        acknowledged.extend(seen.acknowledged);
-        errors.extend(seen.errors);
-    }
+    let reports = load.finish(Duration::from_secs(60)).await?;
     let c = proxy.client().await?;
     let present: BTreeSet<i32> = c
         .query("/* pgrelay:primary */ SELECT id FROM load_rows", &[])
@@ -229,26 +161,15 @@ async fn writers_keep_their_sessions() -> anyhow::Result<()> {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let lost = acknowledged.difference(&present).count();
-    println!(
-        "outage: {} writes acknowledged, {lost} lost, {} errors ({errors:?}), \
-         every writer writing on the new primary {resumed:?} after kill -9",
-        acknowledged.len(),
-        errors.len()
+    let tally = Tally::of(&reports, &present, killed);
+    println!("outage: {tally:?}");
+    ensure!(tally.lost == 0, "acknowledged writes lost: {tally:?}");
+    ensure!(tally.sessions_lost == 0, "sessions lost: {tally:?}");
+    ensure!(
+        reports.iter().all(|r| r.on_new_primary > 0),
+        "every writer wrote on the new primary in the session it had"
     );
-    ensure!(lost == 0, "acknowledged writes lost: {lost}");
     // At most the write each session had in flight at the kill fails.
-    ensure!(errors.len() <= 4, "errors: {errors:?}");
+    ensure!(tally.errors.len() <= 4, "errors: {:?}", tally.errors);
     Ok(())
-}
-
-/// Waits for every writer task.
-async fn futures_join(
-    writers: Vec<tokio::task::JoinHandle<Writer>>,
-) -> anyhow::Result<Vec<Writer>> {
-    let mut seen = Vec::new();
-    for writer in writers {
-        seen.push(writer.await?);
-    }
-    Ok(seen)
 }

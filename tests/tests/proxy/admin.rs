@@ -198,10 +198,13 @@ async fn errors(env: Arc<Env>) -> anyhow::Result<()> {
         post.status == 405 && post.header("allow") == Some("GET"),
         "{post:?}"
     );
+    // The primary is alive: no promotion.
     let promote = http::request(admin, "POST", "/promote/pg2").await?;
-    ensure!(promote.status == 501, "{promote:?}");
+    ensure!(promote.status == 409, "{promote:?}");
     let body: Value = serde_json::from_str(&promote.body)?;
     ensure!(body["node"] == "pg2", "{body}");
+    let unknown = http::request(admin, "POST", "/promote/pg9").await?;
+    ensure!(unknown.status == 404, "{unknown:?}");
     // A query string does not change the endpoint.
     let status = http::get(admin, "/status?pretty=1").await?;
     ensure!(status.status == 200, "{status:?}");

@@ -1,0 +1,176 @@
+//! Failover figures: kills the primary under a write load through pgrelay,
+//! on a fresh cluster per trial, and prints how long writes took to resume
+//! and whether any acknowledged write was lost.
+//!
+//! `cargo run --release -p pgrelay-tests --bin failover -- [--trials N]
+//!  [--writers W] [--synchronous] [--detect-after 1s]`
+//!
+//! RTO is from `kill -9` of the primary to a writer's first acknowledged
+//! write on the new primary, in the session it had before the kill:
+//! "first" is the earliest writer, "all" the last one to get there.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use pgrelay_cluster::{Cluster, ClusterOptions};
+use pgrelay_tests::write_load::{Tally, WriteLoad};
+use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
+
+const USAGE: &str =
+    "usage: failover [--trials N] [--writers W] [--synchronous] [--detect-after DURATION]";
+
+struct Options {
+    trials: usize,
+    writers: usize,
+    synchronous: bool,
+    detect_after: String,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
+    let mut options = Options {
+        trials: 5,
+        writers: 4,
+        synchronous: false,
+        detect_after: "1s".to_owned(),
+    };
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--trials" => options.trials = value()?.parse()?,
+            "--writers" => options.writers = value()?.parse()?,
+            "--detect-after" => options.detect_after = value()?,
+            "--synchronous" => options.synchronous = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}\n{USAGE}"),
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    let run = || -> anyhow::Result<()> {
+        let options = parse(std::env::args().skip(1))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(trials(&options))
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("failover: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn trials(options: &Options) -> anyhow::Result<()> {
+    println!(
+        "{} trials, {} writers, {} standby, detect_after {}",
+        options.trials,
+        options.writers,
+        if options.synchronous {
+            "synchronous"
+        } else {
+            "asynchronous"
+        },
+        options.detect_after
+    );
+    let mut first = Vec::new();
+    let mut all = Vec::new();
+    let (mut acknowledged, mut lost, mut errors, mut sessions_lost) = (0, 0, 0, 0);
+    for n in 1..=options.trials {
+        let tally = trial(options).await?;
+        println!(
+            "trial {n}: first write on the new primary {:?}, all writers {:?}, \
+             {} acknowledged, {} lost, {} client errors, {} sessions lost",
+            tally.first_resumed,
+            tally.all_resumed,
+            tally.acknowledged,
+            tally.lost,
+            tally.errors.len(),
+            tally.sessions_lost
+        );
+        first.extend(tally.first_resumed);
+        all.extend(tally.all_resumed);
+        acknowledged += tally.acknowledged;
+        lost += tally.lost;
+        errors += tally.errors.len();
+        sessions_lost += tally.sessions_lost;
+    }
+    println!(
+        "RTO first writer: median {:?}, max {:?}; all writers: median {:?}, max {:?}",
+        median(&mut first),
+        first.iter().max(),
+        median(&mut all),
+        all.iter().max()
+    );
+    println!(
+        "writes: {acknowledged} acknowledged, {lost} lost; {errors} client errors; \
+         {sessions_lost} sessions lost"
+    );
+    Ok(())
+}
+
+async fn trial(options: &Options) -> anyhow::Result<Tally> {
+    let cluster = Cluster::start(ClusterOptions {
+        replicas: 2,
+        synchronous: options.synchronous,
+        ..ClusterOptions::default()
+    })
+    .await?;
+    let proxy = TestProxy::start(
+        &cluster,
+        ProxyOptions {
+            failover: format!("detect_after = \"{}\"", options.detect_after),
+            ..ProxyOptions::default()
+        },
+    )
+    .await?;
+    proxy
+        .client()
+        .await?
+        .batch_execute("CREATE TABLE rto_rows (id int PRIMARY KEY)")
+        .await?;
+    let mut clients = Vec::new();
+    for _ in 0..options.writers {
+        clients.push(proxy.client().await?);
+    }
+    let load = WriteLoad::start(clients, "rto_rows", cluster.nodes()[0].port, 50);
+    let counter = proxy.client().await?;
+    poll_until(
+        Duration::from_secs(10),
+        "writes before the kill",
+        || async {
+            let n: i64 = counter
+                .query_one("/* pgrelay:primary */ SELECT count(*) FROM rto_rows", &[])
+                .await
+                .ok()?
+                .get(0);
+            (n >= 500).then_some(())
+        },
+    )
+    .await?;
+    cluster.kill(0)?;
+    let killed = Instant::now();
+    let reports = load.finish(Duration::from_secs(120)).await?;
+    let present: BTreeSet<i32> = proxy
+        .client()
+        .await?
+        .query("/* pgrelay:primary */ SELECT id FROM rto_rows", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(Tally::of(&reports, &present, killed))
+}
+
+fn median(values: &mut [Duration]) -> Option<Duration> {
+    values.sort();
+    values.get(values.len() / 2).copied()
+}
