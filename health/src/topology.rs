@@ -17,7 +17,7 @@ pub enum NodeRole {
 }
 
 impl NodeRole {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             NodeRole::Primary => "primary",
             NodeRole::Replica => "replica",
@@ -210,8 +210,14 @@ fn apply_fences(nodes: &mut [NodeStatus]) {
 }
 
 /// The single healthy, writable, unfenced node, if there is exactly one.
-/// Two on the same timeline mean no primary until an operator acts.
+/// Two on the same timeline mean no primary until an operator acts. No
+/// primary either while a node has not been heard from: after a restart of
+/// pgrelay, an old primary that came back writable must not be routed to
+/// before the node that replaced it (on a newer timeline) fences it.
 fn routable_primary(nodes: &[NodeStatus]) -> Option<usize> {
+    if nodes.iter().any(|n| n.role == NodeRole::Unknown) {
+        return None;
+    }
     let mut writable = nodes
         .iter()
         .enumerate()
@@ -282,6 +288,24 @@ mod tests {
         let same = Topology::initial(vec![]).with_nodes(vec![on(2), on(2)]);
         assert_eq!(same.primary, None, "same timeline: nobody writes");
         assert!(!same.nodes[0].fenced && !same.nodes[1].fenced);
+    }
+
+    #[test]
+    fn no_primary_until_every_node_was_heard_from() {
+        let old = NodeStatus {
+            timeline: Some(1),
+            ..node(NodeRole::Primary, true)
+        };
+        let unheard = node(NodeRole::Unknown, false);
+        let t = Topology::initial(vec![]).with_nodes(vec![old.clone(), unheard]);
+        assert_eq!(t.primary, None, "the unheard node may be a newer primary");
+        let newer = NodeStatus {
+            timeline: Some(2),
+            ..node(NodeRole::Primary, true)
+        };
+        let t = t.with_nodes(vec![old, newer]);
+        assert_eq!(t.primary, Some(1));
+        assert!(t.nodes[0].fenced);
     }
 
     #[test]

@@ -274,7 +274,13 @@ fn combine(statement: &mut Statement, parts: Vec<Part>) {
             }
         }
     }
-    statement.session = many(effects);
+    // A SET among other statements stays `Many`: the string as a whole is
+    // not a setting that could be replayed elsewhere.
+    statement.session = if count > 1 && !effects.is_empty() {
+        SessionEffect::Many(effects)
+    } else {
+        many(effects)
+    };
     if !statement.access.is_read() {
         statement.functions.clear();
     }

@@ -5,6 +5,7 @@ pub mod consistency;
 pub mod http;
 pub mod proxy;
 pub mod raw;
+pub mod relay;
 pub mod wait;
 pub mod write_load;
 

@@ -27,6 +27,9 @@ pub struct ProxyOptions {
     pub routing: String,
     /// TOML lines for `[failover]` (e.g. `enabled = false`).
     pub failover: String,
+    /// Addresses pgrelay uses instead of the nodes' own, by node name
+    /// (e.g. a relay a test can cut).
+    pub node_addrs: Vec<(String, String)>,
 }
 
 impl Default for ProxyOptions {
@@ -38,6 +41,7 @@ impl Default for ProxyOptions {
             workers: 2,
             routing: String::new(),
             failover: String::new(),
+            node_addrs: Vec::new(),
         }
     }
 }
@@ -146,11 +150,15 @@ pub fn config_for(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<C
     )?;
     writeln!(toml, "{}", options.listen_extra)?;
     for node in cluster.nodes() {
+        let addr = options
+            .node_addrs
+            .iter()
+            .find(|(name, _)| *name == node.name)
+            .map_or_else(|| node.addr(), |(_, addr)| addr.clone());
         writeln!(
             toml,
-            "[[nodes]]\nname = \"{}\"\naddr = \"{}\"",
+            "[[nodes]]\nname = \"{}\"\naddr = \"{addr}\"",
             node.name,
-            node.addr()
         )?;
     }
     writeln!(toml, "[auth]\nmode = \"{}\"", options.auth_mode)?;

@@ -77,17 +77,29 @@ pub enum FailoverState {
 }
 
 impl FailoverState {
+    /// Every label `as_str` gives, for metrics with one series per state.
+    pub const LABELS: [&'static str; 7] = [
+        "idle",
+        "suspect",
+        "cut_off",
+        "no_candidate",
+        "promoting",
+        "repointing",
+        "failed",
+    ];
+
     /// A label for logs, `/status` and metrics.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            FailoverState::Idle => "idle",
-            FailoverState::Suspect { .. } => "suspect",
-            FailoverState::CutOff { .. } => "cut off",
-            FailoverState::NoCandidate { .. } => "no candidate",
-            FailoverState::Promoting { .. } => "promoting",
-            FailoverState::Repointing { .. } => "repointing",
-            FailoverState::Failed { .. } => "failed",
-        }
+        let i = match self {
+            FailoverState::Idle => 0,
+            FailoverState::Suspect { .. } => 1,
+            FailoverState::CutOff { .. } => 2,
+            FailoverState::NoCandidate { .. } => 3,
+            FailoverState::Promoting { .. } => 4,
+            FailoverState::Repointing { .. } => 5,
+            FailoverState::Failed { .. } => 6,
+        };
+        Self::LABELS[i]
     }
 }
 

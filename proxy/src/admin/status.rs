@@ -26,6 +26,11 @@ pub struct StatusBody<'a> {
     pub nodes: Vec<NodeBody<'a>>,
     /// Past failovers, oldest first.
     pub failovers: Vec<FailoverBody>,
+    /// What automatic failover is doing now: `idle`, `suspect` (the
+    /// primary is unreachable, for less than `detect_after`), `cut_off`
+    /// (unreachable from pgrelay but replicas still stream from it: no
+    /// promotion), `no_candidate`, `promoting`, `repointing`, `failed`.
+    pub failover_state: &'static str,
 }
 
 /// One node of `/status`.
@@ -68,6 +73,7 @@ impl<'a> StatusBody<'a> {
                 .map(|n| n.name.as_str()),
             nodes: topology.nodes.iter().map(NodeBody::from).collect(),
             failovers,
+            failover_state: topology.failover.as_str(),
         }
     }
 }
@@ -198,6 +204,7 @@ mod tests {
                     {"at": "2025-01-02T03:04:05Z", "from": "pg0", "to": "pg1",
                      "duration_seconds": 1.5},
                 ],
+                "failover_state": "idle",
             })
         );
     }
@@ -208,7 +215,7 @@ mod tests {
         let text = serde_json::to_string(&StatusBody::new(&topology, Vec::new())).expect("json");
         assert_eq!(
             text,
-            r#"{"primary":null,"nodes":[{"name":"pg1","addr":"db:5432","role":"unknown","healthy":false,"timeline":null,"replay_lsn":null,"lag_bytes":null,"lag_seconds":null}],"failovers":[]}"#
+            r#"{"primary":null,"nodes":[{"name":"pg1","addr":"db:5432","role":"unknown","healthy":false,"timeline":null,"replay_lsn":null,"lag_bytes":null,"lag_seconds":null}],"failovers":[],"failover_state":"idle"}"#
         );
     }
 

@@ -46,6 +46,16 @@ pub struct BackendConn {
     pub params: Vec<(String, String)>,
 }
 
+impl BackendConn {
+    /// An idle connection has nothing to say; if the socket is readable,
+    /// the server has closed it or sent a FATAL (it was restarted, or the
+    /// node is gone).
+    pub fn is_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
 impl Drop for BackendConn {
     fn drop(&mut self) {
         // A Terminate lets the server end the session without logging an

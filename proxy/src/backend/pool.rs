@@ -66,7 +66,7 @@ impl Pool {
 
     /// An idle connection for `key` that is still open, if there is one.
     pub fn take(self: &Rc<Pool>, key: &PoolKey) -> Option<Lease> {
-        let conn = self.idle.borrow_mut().take(key, still_open)?;
+        let conn = self.idle.borrow_mut().take(key, BackendConn::is_open)?;
         Some(Lease {
             _counted: self.load.lease(key.node),
             conn,
@@ -102,13 +102,6 @@ impl Pool {
     pub fn clear(&self) {
         self.idle.borrow_mut().clear();
     }
-}
-
-/// An idle pooled connection has nothing to say; if the socket is readable,
-/// the server has closed it or sent a FATAL (e.g. it was restarted).
-fn still_open(conn: &BackendConn) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(conn.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// A backend connection lent to one session.

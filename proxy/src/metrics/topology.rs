@@ -1,5 +1,5 @@
 //! Per-node gauges derived from the health monitor's topology snapshot:
-//! `pgrelay_node_up{node}`, `pgrelay_node_role{node,role}`,
+//! `pgrelay_node_up{node}`, `pgrelay_node_role{node,role}` (role `fenced` too),
 //! `pgrelay_replica_lag_bytes{node}` and `pgrelay_replica_lag_seconds{node}`.
 //!
 //! They are refreshed from the latest snapshot whenever the registry is
@@ -15,22 +15,26 @@ use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntGaugeVec, Opts};
 
 /// Every role a node can be in; `pgrelay_node_role` has one series per
-/// node and role, 1 for the current one and 0 for the others.
-const ROLES: [NodeRole; 4] = [
-    NodeRole::Primary,
-    NodeRole::Replica,
-    NodeRole::Down,
-    NodeRole::Unknown,
+/// node and role, 1 for the current one and 0 for the others. A fenced
+/// node (replaced by a failover, never routed to again) is `fenced`
+/// whatever it answers, as in `/status`.
+const ROLES: [&str; 5] = [
+    NodeRole::Primary.as_str(),
+    NodeRole::Replica.as_str(),
+    NodeRole::Down.as_str(),
+    NodeRole::Unknown.as_str(),
+    FENCED,
 ];
+const FENCED: &str = "fenced";
 
-/// Exhaustive on purpose: a new `NodeRole` variant (`fenced` comes with
-/// failover) stops the build here until it is added to [`ROLES`].
+/// Exhaustive on purpose: a new `NodeRole` variant stops the build here
+/// until it is added to [`ROLES`].
 const fn role_is_listed(role: NodeRole) -> bool {
     match role {
         NodeRole::Primary | NodeRole::Replica | NodeRole::Down | NodeRole::Unknown => true,
     }
 }
-const _: () = assert!(role_is_listed(ROLES[0]));
+const _: () = assert!(role_is_listed(NodeRole::Primary));
 
 #[derive(Debug)]
 pub struct TopologyCollector {
@@ -86,10 +90,15 @@ impl TopologyCollector {
         self.up
             .with_label_values(&[name])
             .set(i64::from(node.healthy));
+        let current = if node.fenced {
+            FENCED
+        } else {
+            node.role.as_str()
+        };
         for role in ROLES {
             self.role
-                .with_label_values(&[name, role.as_str()])
-                .set(i64::from(role == node.role));
+                .with_label_values(&[name, role])
+                .set(i64::from(role == current));
         }
         if node.role == NodeRole::Replica {
             if let Some(bytes) = node.lag_bytes {

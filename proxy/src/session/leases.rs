@@ -29,6 +29,13 @@ impl Leases {
         self.others.retain(|l| l.conn().node != node);
     }
 
+    /// Puts a new connection in place of the current one, which is closed
+    /// (it was lost; the new one is to the same node or another).
+    pub fn replace_current(&mut self, fresh: Lease) {
+        let lost = std::mem::replace(&mut self.current, fresh);
+        lost.release(Reuse::Close);
+    }
+
     /// The session's connection to `node`, current or not.
     pub fn on_node_mut(&mut self, node: usize) -> Option<&mut Lease> {
         if self.current.conn().node == node {
@@ -51,6 +58,15 @@ impl Leases {
     {
         if self.current.conn().node == node {
             return Ok(false);
+        }
+        // A connection kept idle may have died meanwhile (its node
+        // restarted or failed over): a new one replaces it.
+        if let Some(i) = self
+            .others
+            .iter()
+            .position(|l| l.conn().node == node && !l.conn().is_open())
+        {
+            self.others.swap_remove(i).release(Reuse::Close);
         }
         let (next, opened) = match self.others.iter().position(|l| l.conn().node == node) {
             Some(i) => (self.others.swap_remove(i), false),

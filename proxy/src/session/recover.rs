@@ -22,6 +22,7 @@ use crate::wire::pump::Pump;
 use super::SessionContext;
 use super::exchange::exchange;
 use super::leases::Leases;
+use super::login::lease_node;
 use super::steer::RouteState;
 use super::switch::{LoginAs, Needs, switch_for_statement};
 use super::tracker::{Tracker, TxStatus};
@@ -66,11 +67,13 @@ pub async fn recover(
     route.capture.drained();
     info!(node = %lost_name, ?loss, in_transaction, rerun = rerun.is_some(),
         "backend connection lost; going on on another node");
-    move_off(ctx, leases, route, lost, rerun, login).await?;
-    leases.forget(lost);
+    // Nothing the session set up there is left.
     route.prepared.node_reset(lost);
     route.sql_prepared.node_reset(lost);
     route.settings.node_reset(lost);
+    route.dirtied(lost);
+    move_off(ctx, leases, route, lost, rerun, login).await?;
+    leases.forget(lost);
 
     if in_transaction {
         // The client still thinks its transaction is open: the new
@@ -129,28 +132,34 @@ async fn move_off(
             .fell_back(crate::metrics::FallbackReason::ReplicaLost);
         let primary = match primary {
             Some(p) => p,
-            None => wait_for_primary(ctx, lost).await?,
+            None => wait_for_primary(ctx).await?,
         };
         return resend(ctx, leases, route, primary, rerun, login).await;
     }
     let target = primary.or_else(|| replica_besides(&topology, lost, leases));
     if let Some(node) = target {
-        let moved = to_node(ctx, leases, route, node, login).await;
+        let moved = to_node(ctx, leases, route, (lost, node), login).await;
         if moved.is_ok() && leases.current_node() == node {
             return Ok(());
         }
     }
-    let primary = wait_for_primary(ctx, lost).await?;
-    to_node(ctx, leases, route, primary, login).await
+    let primary = wait_for_primary(ctx).await?;
+    to_node(ctx, leases, route, (lost, primary), login).await
 }
 
+/// Makes `node` current: a new connection when it is the `lost` node
+/// itself (it restarted, or is the primary again).
 async fn to_node(
     ctx: &SessionContext,
     leases: &mut Leases,
     route: &mut RouteState,
-    node: usize,
+    (lost, node): (usize, usize),
     login: &LoginAs<'_>,
 ) -> Result<(), ProxyError> {
+    if node == lost {
+        let fresh = lease_node(ctx, node, login.params, login.user).await?;
+        leases.replace_current(fresh);
+    }
     // Not a replica reason: a node that cannot be reached is an error
     // here, not a reason to stay on the lost connection.
     let target = (node, RouteReason::PrimaryRetried);
@@ -174,17 +183,17 @@ fn replica_besides(topology: &Topology, lost: usize, leases: &mut Leases) -> Opt
         .or_else(|| nodes.clone().find(|&i| usable(i)))
 }
 
-/// Waits up to `failover.hold_writes` for a primary other than `lost`.
-async fn wait_for_primary(ctx: &SessionContext, lost: usize) -> Result<usize, ProxyError> {
+/// Waits up to `failover.hold_writes` for a primary: a new one, or the
+/// lost one back after a restart. One that cannot be reached yet is tried
+/// again on the next snapshot.
+async fn wait_for_primary(ctx: &SessionContext) -> Result<usize, ProxyError> {
     let hold = ctx.shared.config.failover.hold_writes;
     let seen = ctx
         .shared
         .topology
-        .wait_until(hold, |t| t.primary.is_some_and(|p| p != lost))
+        .wait_until(hold, |t| t.primary.is_some())
         .await;
-    seen.primary
-        .filter(|&p| p != lost)
-        .ok_or(ProxyError::NoPrimary(hold))
+    seen.primary.ok_or(ProxyError::NoPrimary(hold))
 }
 
 /// Leaves the current connection inside a failed transaction.

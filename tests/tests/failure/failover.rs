@@ -5,15 +5,30 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
 use pgrelay_cluster::{Cluster, ClusterOptions};
+use pgrelay_tests::relay::Relay;
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 
 use crate::run_trial;
 
 pub fn trials() -> Vec<Trial> {
-    vec![run_trial(
-        "failover::writes_resume_on_the_promoted_replica",
-        writes_resume,
-    )]
+    vec![
+        run_trial(
+            "failover::writes_resume_on_the_promoted_replica",
+            writes_resume,
+        ),
+        run_trial(
+            "failover::old_primary_back_is_never_written",
+            old_primary_back_is_never_written,
+        ),
+        run_trial(
+            "failover::cut_off_pgrelay_promotes_nothing",
+            cut_off_promotes_nothing,
+        ),
+        run_trial(
+            "failover::quick_restart_and_replica_loss_fail_nothing_over",
+            quick_restart_fails_nothing_over,
+        ),
+    ]
 }
 
 async fn writes_resume() -> anyhow::Result<()> {
@@ -101,5 +116,247 @@ async fn writes_resume() -> anyhow::Result<()> {
         .await?
         .get(0);
     ensure!(n == 2, "rows: {n}");
+    Ok(())
+}
+
+/// `/status` as JSON.
+async fn status(proxy: &TestProxy) -> Option<serde_json::Value> {
+    let status = pgrelay_tests::http::get(proxy.admin_addr(), "/status")
+        .await
+        .ok()?;
+    serde_json::from_str(&status.body).ok()
+}
+
+/// The port of the server a write through `proxy` ran on.
+async fn write_port(proxy: &TestProxy, table: &str) -> anyhow::Result<i32> {
+    let c = proxy.client().await?;
+    let row = c
+        .query_one(
+            &format!("INSERT INTO {table} VALUES (DEFAULT) RETURNING inet_server_port()"),
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+async fn old_primary_back_is_never_written() -> anyhow::Result<()> {
+    let cluster = Cluster::start(ClusterOptions {
+        replicas: 2,
+        ..ClusterOptions::default()
+    })
+    .await?;
+    let old_port = i32::from(cluster.nodes()[0].port);
+    let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
+    let c = proxy.client().await?;
+    c.batch_execute("CREATE TABLE back_rows (id serial PRIMARY KEY)")
+        .await?;
+    cluster.wait_streaming(Duration::from_secs(10)).await?;
+    cluster.kill(0)?;
+    poll_until(Duration::from_secs(20), "a failover", || async {
+        let json = status(&proxy).await?;
+        (json["failovers"].as_array()?.len() == 1).then_some(())
+    })
+    .await?;
+    // The old primary comes back as it was: writable, on the old timeline.
+    cluster.start_node(0).await?;
+    let direct = cluster.client(0).await?;
+    let in_recovery: bool = direct
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await?
+        .get(0);
+    ensure!(!in_recovery, "the old primary came back writable");
+    poll_until(
+        Duration::from_secs(10),
+        "the old primary seen again, fenced",
+        || async {
+            let json = status(&proxy).await?;
+            let pg1 = &json["nodes"][0];
+            (pg1["healthy"] == true && pg1["role"] == "fenced").then_some(())
+        },
+    )
+    .await?;
+    for _ in 0..10 {
+        let port = write_port(&proxy, "back_rows").await?;
+        ensure!(port != old_port, "a write reached the fenced old primary");
+    }
+    // A restarted pgrelay knows nothing of the failover: the timelines
+    // decide, and the old primary stays fenced.
+    drop(c);
+    drop(proxy);
+    let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
+    let json = status(&proxy).await.context("/status")?;
+    ensure!(
+        json["nodes"][0]["role"] == "fenced",
+        "fenced after the restart: {json}"
+    );
+    for _ in 0..10 {
+        let port = write_port(&proxy, "back_rows").await?;
+        ensure!(
+            port != old_port,
+            "a write reached the old primary after a restart"
+        );
+    }
+    let on_old: i64 = direct
+        .query_one("SELECT count(*) FROM back_rows", &[])
+        .await?
+        .get(0);
+    ensure!(
+        on_old == 0,
+        "rows written on the old primary since it came back: {on_old}"
+    );
+    Ok(())
+}
+
+async fn cut_off_promotes_nothing() -> anyhow::Result<()> {
+    let cluster = Cluster::start(ClusterOptions {
+        replicas: 2,
+        ..ClusterOptions::default()
+    })
+    .await?;
+    let relay = Relay::start(cluster.nodes()[0].addr()).await?;
+    let detect_after = Duration::from_millis(500);
+    let proxy = TestProxy::start(
+        &cluster,
+        ProxyOptions {
+            node_addrs: vec![("pg1".into(), relay.addr())],
+            failover: format!("detect_after = \"{}ms\"", detect_after.as_millis()),
+            ..ProxyOptions::default()
+        },
+    )
+    .await?;
+    proxy
+        .client()
+        .await?
+        .batch_execute("CREATE TABLE cut_rows (id serial PRIMARY KEY)")
+        .await?;
+    let primary_port = i32::from(cluster.nodes()[0].port);
+    ensure!(write_port(&proxy, "cut_rows").await? == primary_port);
+
+    relay.cut();
+    let cut = Instant::now();
+    poll_until(
+        Duration::from_secs(10),
+        "/status saying pgrelay is cut off",
+        || async {
+            let json = status(&proxy).await?;
+            (json["failover_state"] == "cut_off").then_some(())
+        },
+    )
+    .await?;
+    let metrics = pgrelay_tests::http::get(proxy.admin_addr(), "/metrics").await?;
+    ensure!(
+        metrics
+            .body
+            .contains("pgrelay_failover_state{state=\"cut_off\"} 1"),
+        "the metric says so"
+    );
+    // Four times detect_after later, still nothing promoted.
+    while cut.elapsed() < detect_after * 4 {
+        let json = status(&proxy).await.context("/status")?;
+        ensure!(
+            json["failovers"].as_array().is_some_and(Vec::is_empty),
+            "{json}"
+        );
+        ensure!(json["failover_state"] == "cut_off", "{json}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 1..=2 {
+        let in_recovery: bool = cluster
+            .client(i)
+            .await?
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await?
+            .get(0);
+        ensure!(in_recovery, "pg{} was not promoted", i + 1);
+    }
+    relay.restore();
+    let port = poll_until(
+        Duration::from_secs(10),
+        "writes through pgrelay again",
+        || async { write_port(&proxy, "cut_rows").await.ok() },
+    )
+    .await?;
+    ensure!(port == primary_port, "the same primary takes writes");
+    Ok(())
+}
+
+async fn quick_restart_fails_nothing_over() -> anyhow::Result<()> {
+    let cluster = Cluster::start(ClusterOptions {
+        replicas: 2,
+        ..ClusterOptions::default()
+    })
+    .await?;
+    let detect_after = Duration::from_secs(5);
+    let proxy = TestProxy::start(
+        &cluster,
+        ProxyOptions {
+            failover: format!("detect_after = \"{}s\"", detect_after.as_secs()),
+            ..ProxyOptions::default()
+        },
+    )
+    .await?;
+    let primary_port = i32::from(cluster.nodes()[0].port);
+    let session = proxy.client().await?;
+    session
+        .batch_execute("CREATE TABLE quick_rows (id serial PRIMARY KEY)")
+        .await?;
+    session
+        .batch_execute("SET application_name = 'stays'")
+        .await?;
+
+    // A replica dies: reads move, nothing is promoted.
+    cluster.kill(2)?;
+    poll_until(Duration::from_secs(10), "pg3 down", || async {
+        let json = status(&proxy).await?;
+        (json["nodes"][2]["healthy"] == false).then_some(())
+    })
+    .await?;
+
+    // The primary restarts faster than detect_after.
+    let restart = Instant::now();
+    cluster.stop(0)?;
+    cluster.start_node(0).await?;
+    let took = restart.elapsed();
+    ensure!(
+        took < detect_after,
+        "the restart took {took:?}, longer than detect_after: the test proves nothing"
+    );
+    // The session that was open writes again, on the same primary, with
+    // its settings.
+    let row = session
+        .query_one(
+            "INSERT INTO quick_rows VALUES (DEFAULT) \
+             RETURNING inet_server_port(), current_setting('application_name')",
+            &[],
+        )
+        .await
+        .context("the session's write after the restart")?;
+    ensure!(row.get::<_, i32>(0) == primary_port, "the same primary");
+    ensure!(row.get::<_, String>(1) == "stays", "settings replayed");
+    println!(
+        "quick restart: primary back after {took:?}, session wrote {:?} after the stop",
+        restart.elapsed()
+    );
+    let json = poll_until(
+        Duration::from_secs(10),
+        "the primary routable again",
+        || async {
+            let json = status(&proxy).await?;
+            (json["primary"] == "pg1" && json["failover_state"] == "idle").then_some(json)
+        },
+    )
+    .await?;
+    ensure!(
+        json["failovers"].as_array().is_some_and(Vec::is_empty),
+        "no failover: {json}"
+    );
+    ensure!(json["nodes"][0]["role"] == "primary", "not fenced: {json}");
+    let in_recovery: bool = cluster
+        .client(1)
+        .await?
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await?
+        .get(0);
+    ensure!(in_recovery, "pg2 was not promoted");
     Ok(())
 }
