@@ -86,6 +86,11 @@ impl Observer {
         for (i, node) in topology.nodes.iter_mut().enumerate() {
             let (bytes, seconds) = if Some(i) == primary {
                 (Some(0), Some(0.0))
+            } else if node.healthy && node.role == NodeRole::Replica && primary.is_none() {
+                // No primary (one is being replaced): no WAL is written that
+                // the replica could miss, so it is as stale as it was when
+                // the primary was last seen, and reads go on by that.
+                (node.lag_bytes, node.lag_seconds)
             } else if node.healthy && node.role == NodeRole::Replica {
                 match (primary_lsn, node.replay_lsn) {
                     (Some(written), Some(replayed)) => {
@@ -317,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn losing_the_primary_bumps_the_epoch_and_makes_lag_unknown() {
+    fn losing_the_primary_bumps_the_epoch_and_keeps_the_last_known_lag() {
         let mut f = Fixture::new();
         f.feed(0, Some(primary(1000)), 0);
         f.feed(1, Some(replica(1000)), 0);
@@ -326,7 +331,12 @@ mod tests {
         }
         assert_eq!(f.topology.primary, None);
         assert_eq!(f.topology.epoch, 2);
-        assert_eq!((f.node(1).lag_bytes, f.node(1).lag_seconds), (None, None));
+        // Reads go on from the replica while a new primary is found.
+        f.feed(1, Some(replica(1000)), 1000);
+        assert_eq!(
+            (f.node(1).lag_bytes, f.node(1).lag_seconds),
+            (Some(0), Some(0.0))
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! sessions, and with a synchronous standby no acknowledged write is lost.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
@@ -136,6 +138,24 @@ async fn writers_keep_their_sessions() -> anyhow::Result<()> {
         clients.push(proxy.client().await?);
     }
     let load = WriteLoad::start(clients, "load_rows", cluster.nodes()[0].port, 20);
+    // A session that only reads, throughout.
+    let reader = proxy.client().await?;
+    let reading = Arc::new(AtomicBool::new(true));
+    let reads = tokio::spawn({
+        let reading = reading.clone();
+        async move {
+            let mut seen: Vec<(Instant, Result<i32, String>)> = Vec::new();
+            while reading.load(Ordering::Relaxed) {
+                let port = reader
+                    .query_one("SELECT inet_server_port(), count(*) FROM pg_class", &[])
+                    .await
+                    .map(|row| row.get::<_, i32>(0))
+                    .map_err(|e| e.to_string());
+                seen.push((Instant::now(), port));
+            }
+            seen
+        }
+    });
     // Some writes before the kill.
     let counter = proxy.client().await?;
     poll_until(
@@ -154,6 +174,28 @@ async fn writers_keep_their_sessions() -> anyhow::Result<()> {
     cluster.kill(0)?;
     let killed = Instant::now();
     let reports = load.finish(Duration::from_secs(60)).await?;
+    let resumed = Instant::now();
+    reading.store(false, Ordering::Relaxed);
+    let reads = reads.await?;
+    let errors: Vec<&String> = reads.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+    ensure!(errors.is_empty(), "the reader saw errors: {errors:?}");
+    let old_port = i32::from(cluster.nodes()[0].port);
+    let during = reads
+        .iter()
+        .filter(|(at, port)| {
+            *at > killed && *at < resumed && port.as_ref().is_ok_and(|p| *p != old_port)
+        })
+        .count();
+    let longest_wait = reads
+        .windows(2)
+        .filter(|w| w[1].0 > killed && w[0].0 < resumed)
+        .map(|w| w[1].0 - w[0].0)
+        .max();
+    println!(
+        "outage: {during} reads served by replicas while the primary was being replaced \
+         (longest wait for a read {longest_wait:?})"
+    );
+    ensure!(during > 0, "reads went on during the failover");
     let c = proxy.client().await?;
     let present: BTreeSet<i32> = c
         .query("/* pgrelay:primary */ SELECT id FROM load_rows", &[])
@@ -171,5 +213,29 @@ async fn writers_keep_their_sessions() -> anyhow::Result<()> {
     );
     // At most the write each session had in flight at the kill fails.
     ensure!(tally.errors.len() <= 4, "errors: {:?}", tally.errors);
+    // The replica that was not promoted follows the new primary: the last
+    // acknowledged row reaches it.
+    let primary = c
+        .query_one("/* pgrelay:primary */ SELECT inet_server_port()", &[])
+        .await?
+        .get::<_, i32>(0);
+    let follower = (1..=2)
+        .find(|&i| i32::from(cluster.nodes()[i].port) != primary)
+        .context("a replica that was not promoted")?;
+    let last = *present.iter().max().context("rows")?;
+    let direct = cluster.client(follower).await?;
+    poll_until(
+        Duration::from_secs(15),
+        "the last row on the other replica",
+        || async {
+            let n: i64 = direct
+                .query_one("SELECT count(*) FROM load_rows WHERE id = $1", &[&last])
+                .await
+                .ok()?
+                .get(0);
+            (n == 1).then_some(())
+        },
+    )
+    .await?;
     Ok(())
 }
