@@ -32,6 +32,10 @@ use super::{resend, retry};
 /// connection: a connection failure, as PostgreSQL itself would report.
 pub const CONNECTION_LOST_SQLSTATE: &str = "08006";
 
+/// How long a session whose state was lost waits for its client's next
+/// request to answer it with the error, before it closes anyway.
+const TELL_LOST_STATE_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What was going on when the connection was lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loss {
@@ -56,6 +60,11 @@ pub async fn recover(
     let lost = leases.current_node();
     let lost_name = leases.current_mut().conn().node_name.clone();
     if route.pins.any() {
+        // Told when the client next asks for something, so it reads the
+        // reason as the answer rather than as a closed connection.
+        if loss == Loss::Idle {
+            let _ = tokio::time::timeout(TELL_LOST_STATE_WITHIN, client.readable()).await;
+        }
         return Err(ProxyError::SessionStateLost { node: lost_name });
     }
     let in_transaction = tracker.status() != TxStatus::Idle;

@@ -45,10 +45,33 @@ async fn idle_and_open_sessions_go_on() -> anyhow::Result<()> {
     .await?;
     idle.batch_execute("SET application_name = 'survivor'")
         .await?;
+    // A statement prepared before the failover (a named one).
+    let insert = idle
+        .prepare("INSERT INTO outage_rows VALUES ($1) RETURNING inet_server_port()")
+        .await?;
     let open = proxy.client().await?;
     open.batch_execute("BEGIN; INSERT INTO outage_rows VALUES (2)")
         .await?;
+    // State only the old primary had: this session cannot go on.
+    let pinned = proxy.client().await?;
+    pinned
+        .batch_execute("CREATE TEMP TABLE mine (x int)")
+        .await?;
 
+    // Asynchronous replication: the committed row must have reached the
+    // replicas for the new primary to have it.
+    for i in 1..=2 {
+        let direct = cluster.client(i).await?;
+        poll_until(Duration::from_secs(10), "row 1 on the replicas", || async {
+            let n: i64 = direct
+                .query_one("SELECT count(*) FROM outage_rows", &[])
+                .await
+                .ok()?
+                .get(0);
+            (n == 1).then_some(())
+        })
+        .await?;
+    }
     cluster.kill(0)?;
     let killed = Instant::now();
     // The idle session's next write waits for the new primary and runs.
@@ -69,6 +92,25 @@ async fn idle_and_open_sessions_go_on() -> anyhow::Result<()> {
     ensure!(
         name == "survivor",
         "the session's settings came along: {name}"
+    );
+
+    let prepared_port: i32 = idle
+        .query_one(&insert, &[&6])
+        .await
+        .map_err(|e| anyhow::anyhow!("the prepared statement after the failover: {e:?}"))?
+        .get(0);
+    ensure!(
+        prepared_port == port,
+        "the prepared statement ran there too"
+    );
+    let gone = pinned
+        .batch_execute("SELECT * FROM mine")
+        .await
+        .expect_err("the temporary table is gone");
+    let told = gone.as_db_error().context("an ErrorResponse")?;
+    ensure!(
+        *told.code() == SqlState::CONNECTION_FAILURE && told.message().contains("temporary tables"),
+        "{told:?}"
     );
 
     // The open transaction is reported lost, once, with a connection
@@ -114,7 +156,7 @@ async fn idle_and_open_sessions_go_on() -> anyhow::Result<()> {
         .map(|r| r.get(0))
         .collect();
     ensure!(
-        ids == [1, 3, 5],
+        ids == [1, 3, 5, 6],
         "the lost transaction's row is not there: {ids:?}"
     );
     Ok(())
