@@ -48,6 +48,9 @@ pub struct NodeBody<'a> {
     pub replay_lsn: Option<String>,
     pub lag_bytes: Option<u64>,
     pub lag_seconds: Option<f64>,
+    /// On a replica, the `host:port` its WAL receiver streams from while
+    /// it streams (after a failover: the new primary); else `null`.
+    pub upstream: Option<&'a str>,
 }
 
 /// One completed failover of `/status`.
@@ -93,6 +96,10 @@ impl<'a> From<&'a NodeStatus> for NodeBody<'a> {
             replay_lsn: node.visible_lsn().map(format_lsn),
             lag_bytes: node.lag_bytes,
             lag_seconds: node.lag_seconds,
+            upstream: node
+                .upstream
+                .as_deref()
+                .filter(|_| node.streaming && node.healthy),
         }
     }
 }
@@ -194,11 +201,14 @@ mod tests {
                 "primary": "pg1",
                 "nodes": [
                     {"name": "pg1", "addr": "127.0.0.1:5432", "role": "primary", "healthy": true,
-                     "timeline": 1, "replay_lsn": "0/3000060", "lag_bytes": 0, "lag_seconds": 0.0},
+                     "timeline": 1, "replay_lsn": "0/3000060", "lag_bytes": 0, "lag_seconds": 0.0,
+                     "upstream": null},
                     {"name": "pg2", "addr": "127.0.0.1:5433", "role": "replica", "healthy": true,
-                     "timeline": 1, "replay_lsn": "0/3000000", "lag_bytes": 96, "lag_seconds": 0.125},
+                     "timeline": 1, "replay_lsn": "0/3000000", "lag_bytes": 96, "lag_seconds": 0.125,
+                     "upstream": "127.0.0.1:5432"},
                     {"name": "pg3", "addr": "127.0.0.1:5434", "role": "down", "healthy": false,
-                     "timeline": 1, "replay_lsn": null, "lag_bytes": null, "lag_seconds": null},
+                     "timeline": 1, "replay_lsn": null, "lag_bytes": null, "lag_seconds": null,
+                     "upstream": null},
                 ],
                 "failovers": [
                     {"at": "2025-01-02T03:04:05Z", "from": "pg0", "to": "pg1",
@@ -215,7 +225,7 @@ mod tests {
         let text = serde_json::to_string(&StatusBody::new(&topology, Vec::new())).expect("json");
         assert_eq!(
             text,
-            r#"{"primary":null,"nodes":[{"name":"pg1","addr":"db:5432","role":"unknown","healthy":false,"timeline":null,"replay_lsn":null,"lag_bytes":null,"lag_seconds":null}],"failovers":[],"failover_state":"idle"}"#
+            r#"{"primary":null,"nodes":[{"name":"pg1","addr":"db:5432","role":"unknown","healthy":false,"timeline":null,"replay_lsn":null,"lag_bytes":null,"lag_seconds":null,"upstream":null}],"failovers":[],"failover_state":"idle"}"#
         );
     }
 

@@ -101,6 +101,20 @@ async fn writes_resume() -> anyhow::Result<()> {
     );
     let primary = json["primary"].as_str().context("a primary")?;
     ensure!(primary == "pg2" || primary == "pg3", "{json}");
+    // The other replica is re-pointed, and /status shows it streaming from
+    // the new primary.
+    let (new, other) = if primary == "pg2" { (1, 2) } else { (2, 1) };
+    poll_until(
+        Duration::from_secs(15),
+        "the other replica streaming from the new primary in /status",
+        || async {
+            let status = pgrelay_tests::http::get(admin, "/status").await.ok()?;
+            let json: serde_json::Value = serde_json::from_str(&status.body).ok()?;
+            let nodes = json["nodes"].as_array()?;
+            (nodes[other]["upstream"] == nodes[new]["addr"]).then_some(())
+        },
+    )
+    .await?;
     let metrics = pgrelay_tests::http::get(proxy.admin_addr(), "/metrics").await?;
     ensure!(
         metrics.body.contains("pgrelay_failovers_total 1"),
