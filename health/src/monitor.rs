@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -114,13 +114,31 @@ pub fn spawn_monitor_controlled(
     cell: Arc<TopologyCell>,
     shutdown: CancellationToken,
 ) {
+    // Nobody sends: the settings stay as given.
+    let (_fixed, settings) = watch::channel(settings);
+    spawn_monitor_reloadable(targets, settings, failover, requests, cell, shutdown);
+}
+
+/// [`spawn_monitor_controlled`] whose probes take new settings (interval,
+/// timeouts, login) from `settings` as they are sent, from their next
+/// probe on, without losing what the monitor knows (hysteresis, lag
+/// history). The failover task keeps the settings it started with.
+pub fn spawn_monitor_reloadable(
+    targets: Vec<NodeTarget>,
+    settings: watch::Receiver<MonitorSettings>,
+    failover: FailoverSettings,
+    requests: FailoverRequests,
+    cell: Arc<TopologyCell>,
+    shutdown: CancellationToken,
+) {
     let (tx, rx) = mpsc::channel(targets.len().max(1) * 4);
     let (edit_tx, edit_rx) = mpsc::channel(16);
+    let initial = settings.borrow().clone();
     // With failover disabled the task serves manual requests only, and
     // ends (closing `edit_tx`) once no control is left.
     spawn_failover(
         targets.clone(),
-        settings.clone(),
+        initial.clone(),
         failover,
         Arc::clone(&cell),
         edit_tx,
@@ -128,11 +146,13 @@ pub fn spawn_monitor_controlled(
         shutdown.clone(),
     );
     for (index, target) in targets.into_iter().enumerate() {
-        let probe = NodeProbe::new(target, settings.clone());
+        let probe = NodeProbe::new(target, initial.clone());
+        let mut settings = settings.clone();
+        settings.mark_unchanged();
         tokio::spawn(probe_loop(
             index,
             probe,
-            settings.interval,
+            settings,
             tx.clone(),
             shutdown.clone(),
         ));
@@ -143,13 +163,20 @@ pub fn spawn_monitor_controlled(
 async fn probe_loop(
     index: usize,
     mut probe: NodeProbe,
-    interval: Duration,
+    mut settings: watch::Receiver<MonitorSettings>,
     results: mpsc::Sender<ProbeResult>,
     shutdown: CancellationToken,
 ) {
+    let mut interval = settings.borrow().interval;
     let mut failures = 0u32;
     let mut next = Instant::now();
     loop {
+        // A reload: from this probe on. (A closed channel: no more changes.)
+        if settings.has_changed().unwrap_or(false) {
+            let fresh = settings.borrow_and_update().clone();
+            interval = fresh.interval;
+            probe.set_settings(fresh);
+        }
         let started = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(next) => Instant::now(),

@@ -31,6 +31,16 @@ impl NodeProbe {
         }
     }
 
+    /// New pacing and timeouts (a config reload). A changed login drops
+    /// the connection, so the next probe logs in with it.
+    pub fn set_settings(&mut self, settings: MonitorSettings) {
+        let login = |s: &MonitorSettings| (s.user.clone(), s.password.clone(), s.database.clone());
+        if login(&settings) != login(&self.settings) {
+            self.connection = None;
+        }
+        self.settings = settings;
+    }
+
     /// Asks the node for its role, WAL positions and WAL receiver in one
     /// statement. Every step has a hard timeout: tokio-postgres' own
     /// connect timeout covers only the TCP connect, not the startup

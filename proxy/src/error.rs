@@ -32,6 +32,11 @@ pub enum ProxyError {
     UnknownUser(String),
     #[error("{0}")]
     BadStartup(String),
+    /// The admin console (database `pgrelay`) is for `[admin] users`.
+    #[error(
+        "permission denied for the pgrelay admin console: user \"{0}\" is not in [admin] users"
+    )]
+    NotAdmin(String),
     #[error("sorry, too many clients already")]
     TooManyClients,
     #[error("no primary node is available (waited {0:?})")]
@@ -71,6 +76,7 @@ impl ProxyError {
             ProxyError::WrongPassword(_) => "28P01",
             ProxyError::UnknownUser(_) => "28000",
             ProxyError::BadStartup(_) => "08P01",
+            ProxyError::NotAdmin(_) => "42501",
             ProxyError::TooManyClients => "53300",
             ProxyError::NoPrimary(_) => "57P03",
             ProxyError::BackendRefused(_) => "08006",
@@ -114,6 +120,7 @@ impl ProxyError {
                 | ProxyError::LoginTimeout(_)
                 | ProxyError::WrongPassword(_)
                 | ProxyError::UnknownUser(_)
+                | ProxyError::NotAdmin(_)
                 | ProxyError::BadStartup(_)
                 | ProxyError::BackendRefused(_)
         )

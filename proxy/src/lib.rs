@@ -11,8 +11,12 @@ pub mod backend;
 pub mod cancel;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod metrics;
+pub mod pause;
+pub mod registry;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod shared;
@@ -21,4 +25,4 @@ pub mod wire;
 
 pub use config::Config;
 pub use error::ProxyError;
-pub use server::{ProxyHandle, start};
+pub use server::{ProxyHandle, start, start_from_file};

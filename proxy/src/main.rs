@@ -1,10 +1,11 @@
 //! The `pgrelay` command: parse arguments, validate the config (exit 64 on
 //! any problem, before binding anything), then run.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use pgrelay::Config;
 
@@ -18,6 +19,18 @@ const EXIT_BAD_CONFIG: u8 = 64;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written (to stderr): `text` for people, `json`
+    /// (one object per line, with the client's span fields) for log
+    /// collectors. Which lines: `RUST_LOG` (e.g. `info`,
+    /// `pgrelay=debug,pgrelay_health=info`); `info` when unset.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -37,8 +50,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    init_tracing();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
         Command::Check { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
@@ -47,7 +61,7 @@ fn main() -> ExitCode {
             Err(e) => bad_config(&config, &e),
         },
         Command::Serve { config: path } => match Config::load(&path) {
-            Ok(config) => exit(cmd::serve::serve(config)),
+            Ok(config) => exit(cmd::serve::serve(config, path)),
             Err(e) => bad_config(&path, &e),
         },
         Command::Demo(args) => exit(cmd::demo::demo(args)),
@@ -70,11 +84,29 @@ fn exit(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+/// The default filter when `RUST_LOG` is not set.
+const DEFAULT_LOG_FILTER: &str = "info";
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let (filter, bad) = match std::env::var(EnvFilter::DEFAULT_ENV) {
+        Ok(text) if !text.trim().is_empty() => match EnvFilter::try_new(&text) {
+            Ok(filter) => (filter, None),
+            Err(e) => (EnvFilter::new(DEFAULT_LOG_FILTER), Some((text, e))),
+        },
+        _ => (EnvFilter::new(DEFAULT_LOG_FILTER), None),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        // Colours only for a person at a terminal, not in a log file.
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    if let Some((text, e)) = bad {
+        tracing::warn!(rust_log = %text, error = %e,
+            "RUST_LOG is not a valid filter; logging at {DEFAULT_LOG_FILTER}");
+    }
 }

@@ -17,8 +17,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use pgrelay_health::{
-    FailoverControl, FailoverRequests, FailoverSettings, MonitorSettings, NodeTarget, Topology,
-    TopologyCell, spawn_monitor_controlled,
+    FailoverControl, FailoverRequests, FailoverSettings, NodeTarget, Topology, TopologyCell,
+    spawn_monitor_reloadable,
 };
 use socket2::SockRef;
 use tokio::task::{JoinSet, LocalSet};
@@ -55,6 +55,24 @@ pub struct ProxyHandle {
 /// the setting. Port 0 picks a free one; [`ProxyHandle::admin_addr`] tells
 /// which.
 pub fn start(config: Config, listener: std::net::TcpListener) -> io::Result<ProxyHandle> {
+    start_with(config, None, listener)
+}
+
+/// [`start`] for a config read from `path`, which `RELOAD` and SIGHUP
+/// read again ([`ProxyHandle::reload`]).
+pub fn start_from_file(
+    config: Config,
+    path: std::path::PathBuf,
+    listener: std::net::TcpListener,
+) -> io::Result<ProxyHandle> {
+    start_with(config, Some(path), listener)
+}
+
+fn start_with(
+    config: Config,
+    path: Option<std::path::PathBuf>,
+    listener: std::net::TcpListener,
+) -> io::Result<ProxyHandle> {
     let config = Arc::new(config);
     let local_addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
@@ -67,8 +85,9 @@ pub fn start(config: Config, listener: std::net::TcpListener) -> io::Result<Prox
             .map(|n| (n.name.to_string(), n.addr.to_string())),
     )));
     let (failover, requests) = FailoverControl::channel();
-    let shared = Shared::new(Arc::clone(&config), topology, failover)
+    let mut shared = Shared::new(Arc::clone(&config), topology, failover)
         .map_err(|e| io::Error::other(format!("registering the metrics: {e}")))?;
+    shared.config_path = path;
     // Built before the threads, so that a failure to start one of them
     // stops (on drop) the ones already running.
     let mut handle = ProxyHandle {
@@ -127,6 +146,17 @@ impl ProxyHandle {
         self.shared.node_load.leased(node)
     }
 
+    /// Re-reads the config file and applies what can change while
+    /// running (see [`crate::reload`]).
+    pub fn reload(&self) -> Result<crate::reload::Reloaded, crate::reload::ReloadError> {
+        crate::reload::reload(&self.shared)
+    }
+
+    /// The effective config now.
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.config()
+    }
+
     /// Stops accepting; sessions end at their next idle point.
     pub fn drain(&self) {
         self.shared.drain.cancel();
@@ -176,7 +206,7 @@ fn spawn_monitor_thread(
     std::thread::Builder::new()
         .name("pgrelay-monitor".into())
         .spawn(move || {
-            let config = &shared.config;
+            let config = shared.config();
             let targets = config
                 .nodes
                 .iter()
@@ -186,23 +216,15 @@ fn spawn_monitor_thread(
                     port: n.addr.port,
                 })
                 .collect();
-            let settings = MonitorSettings {
-                user: config.monitor.user.clone(),
-                password: config.monitor.password.clone(),
-                database: config.monitor.database.clone(),
-                interval: config.monitor.interval,
-                connect_timeout: config.monitor.connect_timeout,
-                query_timeout: config.monitor.query_timeout,
-            };
             let failover = FailoverSettings {
                 enabled: config.failover.enabled,
                 detect_after: config.failover.detect_after,
                 replica_conninfo: config.failover.replica_conninfo.clone(),
             };
             runtime.block_on(async {
-                spawn_monitor_controlled(
+                spawn_monitor_reloadable(
                     targets,
-                    settings,
+                    shared.monitor_settings.subscribe(),
                     failover,
                     requests,
                     Arc::clone(&shared.topology),
@@ -232,14 +254,13 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
         let pool = Pool::new(Arc::clone(&shared.node_load));
         let shutdown = LocalShutdown::new();
         let node_names = shared
-            .config
+            .config()
             .nodes
             .iter()
             .map(|n| n.name.to_string())
             .collect();
         let router = Rc::new(WorkerRouter::new(
-            &shared.config.routing,
-            Arc::clone(&shared.node_load),
+            Arc::clone(&shared),
             WorkerQueryMetrics::new(shared.metrics.queries.clone(), node_names),
         ));
         tokio::task::spawn_local(mirror_shutdown(Arc::clone(&shared), Rc::clone(&shutdown)));

@@ -1,17 +1,22 @@
 //! State shared by every worker thread of one running proxy. Passed down
 //! explicitly (no globals), so tests can run many proxies in one process.
 
-use crate::backend::NodeLoad;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use pgrelay_health::{FailoverControl, TopologyCell};
+use arc_swap::ArcSwap;
+use pgrelay_health::{FailoverControl, MonitorSettings, TopologyCell};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::NodeLoad;
 use crate::cancel::CancelRegistry;
 use crate::client::Credentials;
-use crate::config::Config;
+use crate::config::{Config, MonitorConfig};
 use crate::metrics::Metrics;
+use crate::pause::PauseGate;
+use crate::registry::SessionRegistry;
 
 /// Connections beyond `max_client_connections` that are still answered
 /// with a proper 53300 rather than closed unanswered.
@@ -19,9 +24,18 @@ const OVER_LIMIT_HEADROOM: usize = 1024;
 
 #[derive(Debug)]
 pub struct Shared {
-    pub config: Arc<Config>,
+    /// The effective config. `RELOAD` and SIGHUP swap in a new one whose
+    /// restart-only parts (`[listen]`, `[[nodes]]`, `[auth]`) are the
+    /// running ones, so readers never see a half-applied file.
+    config: ArcSwap<Config>,
+    /// The file the config came from (`None`: built in memory, as tests
+    /// and the demo do; nothing to reload then).
+    pub config_path: Option<PathBuf>,
     pub credentials: Credentials,
     pub topology: Arc<TopologyCell>,
+    /// The monitor's probes take their pacing and timeouts from here (a
+    /// reload sends new ones).
+    pub monitor_settings: watch::Sender<MonitorSettings>,
     /// Asks the monitor's failover task for a manual promotion.
     pub failover: FailoverControl,
     pub cancels: Arc<CancelRegistry>,
@@ -32,6 +46,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Backend connections leased per node (least-connections balancing).
     pub node_load: Arc<NodeLoad>,
+    /// The logged-in client sessions (`SHOW CLIENTS`).
+    pub sessions: Arc<SessionRegistry>,
+    /// `PAUSE` / `RESUME` from the admin console.
+    pub pause: PauseGate,
     next_conn_id: AtomicU64,
     /// Stop accepting; sessions end at their next idle point.
     pub drain: CancellationToken,
@@ -57,7 +75,11 @@ impl Shared {
         Ok(Shared {
             node_load,
             credentials: Credentials::new(&config.auth),
-            config,
+            monitor_settings: watch::Sender::new(monitor_settings(&config.monitor)),
+            config: ArcSwap::new(config),
+            config_path: None,
+            sessions: Arc::default(),
+            pause: PauseGate::default(),
             topology,
             failover,
             cancels: Arc::new(CancelRegistry::default()),
@@ -67,6 +89,23 @@ impl Shared {
             drain: CancellationToken::new(),
             stop: CancellationToken::new(),
         })
+    }
+
+    /// The effective config now. An `Arc` clone: meant for logins and
+    /// admin commands; the data path caches what it needs (see
+    /// `WorkerRouter`) and checks [`Shared::config_is`] instead.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Whether `config` is still the effective one (a pointer compare).
+    pub fn config_is(&self, config: &Arc<Config>) -> bool {
+        Arc::ptr_eq(&self.config.load(), config)
+    }
+
+    /// Makes `config` the effective one (see `reload`).
+    pub fn swap_config(&self, config: Arc<Config>) {
+        self.config.store(config);
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -81,7 +120,7 @@ impl Shared {
     /// once, so a connection storm cannot make the proxy hold unbounded
     /// tasks and buffers.
     pub fn client_slot(self: &Arc<Self>) -> Option<ClientSlot> {
-        let max = self.config.listen.max_client_connections;
+        let max = self.config.load().listen.max_client_connections;
         let before = self.clients.fetch_add(1, Ordering::AcqRel);
         let slot = ClientSlot {
             shared: Arc::clone(self),
@@ -100,5 +139,17 @@ pub struct ClientSlot {
 impl Drop for ClientSlot {
     fn drop(&mut self) {
         self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The health monitor's settings from `[monitor]`.
+pub fn monitor_settings(monitor: &MonitorConfig) -> MonitorSettings {
+    MonitorSettings {
+        user: monitor.user.clone(),
+        password: monitor.password.clone(),
+        database: monitor.database.clone(),
+        interval: monitor.interval,
+        connect_timeout: monitor.connect_timeout,
+        query_timeout: monitor.query_timeout,
     }
 }

@@ -218,20 +218,23 @@ fn demo_serves_psql_and_ctrl_c_leaves_nothing_behind() {
             .expect("spawn demo"),
     );
     let stdout = child.0.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut conninfo = None;
-    for line in lines.by_ref() {
+    let lines = BufReader::new(stdout).lines();
+    // The client's psql line, the admin console's, then the admin URLs.
+    let mut conninfos = Vec::new();
+    let mut status_url = None;
+    for line in lines {
         let line = line.expect("read demo output");
         if let Some(start) = line.find("psql \"") {
-            conninfo = Some(line[start + 6..line.len() - 1].to_owned());
+            conninfos.push(line[start + 6..line.len() - 1].to_owned());
+        } else if let Some((_, url)) = line.split_once("status:") {
+            status_url = Some(url.trim().to_owned());
             break;
         }
     }
-    let conninfo = conninfo.expect("the demo prints a psql connection string");
-    let status_url = lines
-        .map_while(Result::ok)
-        .find_map(|line| Some(line.split_once("status:")?.1.trim().to_owned()))
-        .expect("the demo prints the admin URL");
+    let [conninfo, console] = conninfos.as_slice() else {
+        panic!("the demo prints two psql connection strings: {conninfos:?}");
+    };
+    let status_url = status_url.expect("the demo prints the admin URL");
     let status = http_get(&status_url);
     assert!(
         status.starts_with("HTTP/1.1 200") && status.contains("\"primary\":\"pg1\""),
@@ -239,7 +242,7 @@ fn demo_serves_psql_and_ctrl_c_leaves_nothing_behind() {
     );
     let out = Command::new("psql")
         .args([
-            conninfo.as_str(),
+            conninfo,
             "-X",
             "-At",
             "-c",
@@ -253,6 +256,17 @@ fn demo_serves_psql_and_ctrl_c_leaves_nothing_behind() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "t|42",
         "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The admin console answers psql with a table.
+    let out = Command::new("psql")
+        .args([console.as_str(), "-X", "-c", "SHOW NODES"])
+        .output()
+        .expect("run psql");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("replay_lsn") && table.contains("primary") && table.contains("(2 rows)"),
+        "{table}{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let cluster_dirs: Vec<_> = std::fs::read_dir(base.path())
@@ -309,4 +323,106 @@ fn http_get(url: &str) -> String {
     let mut reply = String::new();
     stream.read_to_string(&mut reply).expect("read the reply");
     reply
+}
+
+/// Reads `child`'s stderr lines on a thread of their own, so a test can
+/// wait for a line with a deadline.
+fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The first JSON log line whose message is `message`, within `timeout`.
+fn json_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    message: &str,
+    timeout: Duration,
+    seen: &mut Vec<String>,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = lines.recv_timeout(left) else {
+            panic!(
+                "no log line {message:?} within {timeout:?}; seen:\n{}",
+                seen.join("\n")
+            );
+        };
+        let json: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        seen.push(line);
+        if json["fields"]["message"] == message {
+            return json;
+        }
+    }
+}
+
+#[test]
+fn serve_logs_json_and_reloads_on_sighup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing listens on the node's port: the proxy runs without a cluster.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let config = |max_lag: &str| {
+        format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+             [[nodes]]\nname = \"pg1\"\naddr = \"{closed}\"\n[auth]\nmode = \"trust\"\n\
+             [routing]\nmax_lag = \"{max_lag}\"\n"
+        )
+    };
+    let path = write_config(dir.path(), &config("1s"));
+    let mut child = Reaped(
+        Command::new(PGRELAY)
+            .args(["serve", "--log-format", "json", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pgrelay"),
+    );
+    let lines = stderr_lines(&mut child.0);
+    let mut seen = Vec::new();
+    let started = json_line(
+        &lines,
+        "pgrelay listening",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    assert_eq!(started["level"], "INFO", "{started}");
+    assert!(started["fields"]["addr"].is_string(), "{started}");
+
+    write_config(dir.path(), &config("250ms"));
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGHUP).expect("SIGHUP");
+    let reloaded = json_line(
+        &lines,
+        "configuration reloaded",
+        Duration::from_secs(10),
+        &mut seen,
+    );
+    let applied = reloaded["fields"]["applied"].as_str().unwrap_or_default();
+    assert!(applied.contains("routing.max_lag"), "{reloaded}");
+
+    // A bad file is rejected, and the proxy goes on.
+    write_config(dir.path(), "[routing]\nmax_lag = \"soon\"\n");
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGHUP).expect("SIGHUP");
+    let rejected = json_line(
+        &lines,
+        "configuration reload rejected; the running configuration stays",
+        Duration::from_secs(10),
+        &mut seen,
+    );
+    assert_eq!(rejected["level"], "WARN", "{rejected}");
+
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let status = wait_exit(&mut child.0, Duration::from_secs(15)).expect("pgrelay exits");
+    assert_eq!(status.code(), Some(0));
 }

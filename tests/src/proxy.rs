@@ -30,6 +30,8 @@ pub struct ProxyOptions {
     /// Addresses pgrelay uses instead of the nodes' own, by node name
     /// (e.g. a relay a test can cut).
     pub node_addrs: Vec<(String, String)>,
+    /// TOML lines for `[admin]` (e.g. `users = ["admin"]`).
+    pub admin: String,
 }
 
 impl Default for ProxyOptions {
@@ -42,6 +44,7 @@ impl Default for ProxyOptions {
             routing: String::new(),
             failover: String::new(),
             node_addrs: Vec::new(),
+            admin: String::new(),
         }
     }
 }
@@ -59,7 +62,26 @@ impl TestProxy {
     pub async fn start(cluster: &Cluster, options: ProxyOptions) -> anyhow::Result<TestProxy> {
         let config = config_for(cluster, &options)?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let handle = pgrelay::start(config, listener)?;
+        TestProxy::discovered(pgrelay::start(config, listener)?).await
+    }
+
+    /// [`TestProxy::start`] with the config written to `path` first, so
+    /// that `RELOAD` (or [`ProxyHandle::reload`]) can read it again.
+    pub async fn start_from_file(
+        cluster: &Cluster,
+        options: ProxyOptions,
+        path: &std::path::Path,
+    ) -> anyhow::Result<TestProxy> {
+        let toml = config_toml(cluster, &options)?;
+        std::fs::write(path, &toml).with_context(|| format!("writing {}", path.display()))?;
+        let config = parse(&toml)?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let handle = pgrelay::start_from_file(config, path.to_owned(), listener)?;
+        TestProxy::discovered(handle).await
+    }
+
+    /// Waits until `handle` knows the cluster (see [`TestProxy::start`]).
+    async fn discovered(handle: ProxyHandle) -> anyhow::Result<TestProxy> {
         let addr = handle.local_addr();
         let topology = handle.topology().clone();
         poll_until(
@@ -142,6 +164,16 @@ pub async fn connect(conninfo: &str) -> anyhow::Result<tokio_postgres::Client> {
 
 /// A config for `cluster` as a user would write it.
 pub fn config_for(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<Config> {
+    parse(&config_toml(cluster, options)?)
+}
+
+fn parse(toml: &str) -> anyhow::Result<Config> {
+    Config::from_toml_str(toml, &|_| None)
+        .map_err(|e| anyhow::anyhow!("{e}\n--- config ---\n{toml}"))
+}
+
+/// The text of [`config_for`]'s config.
+pub fn config_toml(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<String> {
     let mut toml = String::new();
     writeln!(
         toml,
@@ -171,6 +203,6 @@ pub fn config_for(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<C
     writeln!(toml, "[monitor]\ninterval = \"50ms\"")?;
     writeln!(toml, "[routing]\n{}", options.routing)?;
     writeln!(toml, "[failover]\n{}", options.failover)?;
-    Config::from_toml_str(&toml, &|_| None)
-        .map_err(|e| anyhow::anyhow!("{e}\n--- config ---\n{toml}"))
+    writeln!(toml, "[admin]\n{}", options.admin)?;
+    Ok(toml)
 }

@@ -21,4 +21,5 @@ mod status;
 
 pub use routes::{Route, respond};
 pub use server::{bind, spawn};
+pub(crate) use status::rfc3339;
 pub use status::{FailoverBody, NodeBody, StatusBody};

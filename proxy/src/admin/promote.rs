@@ -43,7 +43,12 @@ struct Refusal<'a> {
 
 pub async fn respond(node: &str, shared: &Shared) -> Response<Body> {
     // Answered here so that a typo never waits behind a promotion.
-    if !shared.config.nodes.iter().any(|n| n.name.as_str() == node) {
+    if !shared
+        .config()
+        .nodes
+        .iter()
+        .any(|n| n.name.as_str() == node)
+    {
         return reply(node, Err(HealthError::UnknownNode { node: node.into() }));
     }
     let result = shared.failover.promote(node).await;

@@ -58,7 +58,7 @@ pub async fn respond(method: &Method, path: &str, shared: &Shared) -> Response<B
     match route {
         Route::Page => {
             let topology = shared.topology.load();
-            let budget = page::Budget::from(&shared.config.routing);
+            let budget = page::Budget::from(&shared.config().routing);
             page::respond(&status::current(&topology), budget)
         }
         Route::Status => status::respond(&shared.topology.load()),

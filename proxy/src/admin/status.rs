@@ -120,7 +120,7 @@ pub fn current(topology: &Topology) -> StatusBody<'_> {
 }
 
 /// `2026-12-02T01:57:42Z`: a UTC timestamp to the second.
-fn rfc3339(at: std::time::SystemTime) -> String {
+pub(crate) fn rfc3339(at: std::time::SystemTime) -> String {
     let secs = at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

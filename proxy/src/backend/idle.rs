@@ -79,7 +79,8 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
         self.by_key.clear();
     }
 
-    fn count_on(&self, node: usize) -> usize {
+    /// Items parked for `node`.
+    pub fn count_on(&self, node: usize) -> usize {
         self.by_key
             .iter()
             .filter(|(k, _)| k.node() == node)

@@ -1,5 +1,6 @@
 //! How many backend connections sessions hold on each node, across all
-//! workers: what `load_balance = "least-connections"` balances.
+//! workers: what `load_balance = "least-connections"` balances; and how
+//! many wait idle in the workers' pools (`SHOW SERVERS`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -7,13 +8,38 @@ use std::sync::atomic::{AtomicU32, Ordering};
 #[derive(Debug)]
 pub struct NodeLoad {
     leased: Box<[AtomicU32]>,
+    idle: Box<[AtomicU32]>,
 }
 
 impl NodeLoad {
     pub fn new(nodes: usize) -> Arc<NodeLoad> {
         Arc::new(NodeLoad {
             leased: (0..nodes).map(|_| AtomicU32::new(0)).collect(),
+            idle: (0..nodes).map(|_| AtomicU32::new(0)).collect(),
         })
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.leased.len()
+    }
+
+    /// Connections idle in the workers' pools for `node` now.
+    pub fn idle(&self, node: usize) -> u32 {
+        self.idle.get(node).map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+
+    /// One worker's pool went from `before` to `after` idle connections
+    /// on `node`.
+    pub fn idle_changed(&self, node: usize, before: usize, after: usize) {
+        let Some(n) = self.idle.get(node) else {
+            return;
+        };
+        let delta = |d: usize| u32::try_from(d).unwrap_or(u32::MAX);
+        if after > before {
+            n.fetch_add(delta(after - before), Ordering::Relaxed);
+        } else if before > after {
+            n.fetch_sub(delta(before - after), Ordering::Relaxed);
+        }
     }
 
     /// Connections leased on `node` now.

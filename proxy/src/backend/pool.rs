@@ -66,7 +66,7 @@ impl Pool {
 
     /// An idle connection for `key` that is still open, if there is one.
     pub fn take(self: &Rc<Pool>, key: &PoolKey) -> Option<Lease> {
-        let conn = self.idle.borrow_mut().take(key, BackendConn::is_open)?;
+        let conn = self.counted(|idle| idle.take(key, BackendConn::is_open))?;
         Some(Lease {
             _counted: self.load.lease(key.node),
             conn,
@@ -90,17 +90,31 @@ impl Pool {
     }
 
     fn put(&self, key: PoolKey, conn: BackendConn) {
-        self.idle.borrow_mut().put(key, conn, Instant::now());
+        self.counted(|idle| idle.put(key, conn, Instant::now()));
     }
 
     /// Closes connections that have been idle too long.
     pub fn expire_idle(&self) {
-        self.idle.borrow_mut().expire(Instant::now());
+        self.counted(|idle| idle.expire(Instant::now()));
     }
 
     /// Closes every idle connection (shutdown).
     pub fn clear(&self) {
-        self.idle.borrow_mut().clear();
+        self.counted(IdleSet::clear);
+    }
+
+    /// Runs `change` on the idle set and tells the shared counts what it
+    /// changed. Called as connections are leased and handed back, never
+    /// per message.
+    fn counted<R>(&self, change: impl FnOnce(&mut IdleSet<PoolKey, BackendConn>) -> R) -> R {
+        let mut idle = self.idle.borrow_mut();
+        let nodes = self.load.nodes();
+        let before: Vec<usize> = (0..nodes).map(|n| idle.count_on(n)).collect();
+        let result = change(&mut idle);
+        for (node, before) in before.into_iter().enumerate() {
+            self.load.idle_changed(node, before, idle.count_on(node));
+        }
+        result
     }
 }
 

@@ -69,7 +69,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
     announce(&cluster, port, proxy.admin_addr());
 
-    signals.wait();
+    signals.wait(|| {
+        tracing::warn!("SIGHUP: the demo's config is built in memory; there is nothing to reload")
+    });
     proxy.shutdown(DEMO_SHUTDOWN_GRACE);
     drop(cluster);
     drop(runtime);
@@ -94,6 +96,8 @@ fn announce(cluster: &Cluster, port: u16, admin: SocketAddr) {
     let _ = writeln!(
         text,
         "Connect through pgrelay:\n  psql \"host=127.0.0.1 port={port} user={} dbname=postgres\"\n\
+         Admin console (SHOW NODES, SHOW CLIENTS, PAUSE, RESUME, RELOAD, ...):\n  \
+         psql \"host=127.0.0.1 port={port} user={DEMO_ADMIN} dbname=pgrelay\"\n\
          Admin HTTP:\n  page:    http://{admin}/\n  status:  http://{admin}/status\n  metrics: http://{admin}/metrics\n\
          Press Ctrl-C to stop everything and remove {}",
         superuser(),
@@ -105,11 +109,16 @@ fn announce(cluster: &Cluster, port: u16, admin: SocketAddr) {
         .and_then(|()| stdout.flush());
 }
 
+/// The demo's admin console user (trust auth: no password).
+const DEMO_ADMIN: &str = "admin";
+
 /// Trust auth, and the admin server on a free port: a fixed one could be
 /// taken by another pgrelay (`announce` prints the one bound).
 fn demo_config(cluster: &Cluster) -> anyhow::Result<Config> {
-    let mut toml =
-        String::from("[listen]\nadmin_addr = \"127.0.0.1:0\"\n[auth]\nmode = \"trust\"\n");
+    let mut toml = format!(
+        "[listen]\nadmin_addr = \"127.0.0.1:0\"\n[auth]\nmode = \"trust\"\n\
+         [admin]\nusers = [\"{DEMO_ADMIN}\"]\n"
+    );
     for node in cluster.nodes() {
         write!(
             toml,

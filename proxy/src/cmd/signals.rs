@@ -3,7 +3,7 @@
 use anyhow::Context;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tracing::{info, warn};
+use tracing::info;
 
 /// Handlers for SIGTERM, SIGINT and SIGHUP, installed when this is created.
 /// Create it before announcing that pgrelay is up: a signal that arrives
@@ -36,16 +36,15 @@ impl ShutdownSignals {
         })
     }
 
-    /// Blocks until SIGTERM or SIGINT. SIGHUP is acknowledged: hot reload
-    /// is not implemented yet, so the operator is told to restart instead
-    /// of the signal being lost silently.
-    pub fn wait(mut self) -> &'static str {
+    /// Blocks until SIGTERM or SIGINT; runs `on_hangup` for each SIGHUP
+    /// meanwhile (the config reload).
+    pub fn wait(mut self, mut on_hangup: impl FnMut()) -> &'static str {
         let name = self.runtime.block_on(async {
             loop {
                 tokio::select! {
                     _ = self.term.recv() => return "SIGTERM",
                     _ = self.int.recv() => return "SIGINT",
-                    _ = self.hup.recv() => warn!("SIGHUP: configuration reload is not supported yet; restart pgrelay to apply changes"),
+                    _ = self.hup.recv() => on_hangup(),
                 }
             }
         });

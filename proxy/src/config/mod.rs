@@ -8,6 +8,7 @@ mod choices;
 mod defaults;
 mod error;
 mod hostport;
+mod listing;
 mod nodename;
 mod reader;
 mod sections;
@@ -27,6 +28,7 @@ pub use choices::{AuthMode, Consistency, LoadBalance, WhenNoReplica};
 pub use defaults::*;
 pub use error::{ConfigError, Problem};
 pub use hostport::HostPort;
+pub use listing::{changed_keys, listing};
 pub use nodename::{MAX_NODE_NAME_LEN, NodeName};
 pub use units::{ByteSize, parse_duration};
 

@@ -16,6 +16,27 @@ use crate::wire::startup::StartupParams;
 
 use super::{RETRY_UNREACHABLE_AFTER, SessionContext};
 
+/// The virtual database of the admin console.
+pub const CONSOLE_DATABASE: &str = "pgrelay";
+
+/// What a client logged in to.
+pub enum Entry {
+    /// The cluster, through a backend connection.
+    Session(Login),
+    /// The admin console (database `pgrelay`, an `[admin]` user); nothing
+    /// but AuthenticationOk has been sent yet.
+    Console(ConsoleLogin),
+}
+
+/// An admin user authenticated for the console.
+pub struct ConsoleLogin {
+    pub user: String,
+    /// Bytes the client sent ahead.
+    pub leftover: BytesMut,
+    /// AuthenticationOk and whatever precedes it, not sent yet.
+    pub out: BytesMut,
+}
+
 /// A logged-in client: its backend lease, its cancel key, and any bytes it
 /// sent ahead of ReadyForQuery.
 pub struct Login {
@@ -32,9 +53,10 @@ pub struct Login {
 pub async fn login(
     client: &mut TcpStream,
     ctx: &SessionContext,
-) -> Result<Option<Login>, ProxyError> {
+) -> Result<Option<Entry>, ProxyError> {
     let shared = &ctx.shared;
-    let login_timeout = shared.config.listen.login_timeout;
+    let config = shared.config();
+    let login_timeout = config.listen.login_timeout;
     let deadline = Instant::now() + login_timeout;
     let timed_out = |_| ProxyError::LoginTimeout(login_timeout);
 
@@ -78,6 +100,17 @@ pub async fn login(
     .await
     .map_err(timed_out)??;
 
+    if params.database() == Some(CONSOLE_DATABASE) {
+        if !config.admin.users.contains(&user) {
+            return Err(ProxyError::NotAdmin(user));
+        }
+        return Ok(Some(Entry::Console(ConsoleLogin {
+            user,
+            leftover: inbuf,
+            out,
+        })));
+    }
+
     let lease = lease_primary(ctx, &params, &user).await?;
     let cancel_key = shared.cancels.register();
     for (name, value) in &lease.conn().params {
@@ -86,13 +119,13 @@ pub async fn login(
     be::backend_key_data(&mut out, cancel_key.pid, cancel_key.secret);
     be::ready_for_query(&mut out, b'I');
     client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
-    Ok(Some(Login {
+    Ok(Some(Entry::Session(Login {
         lease,
         cancel_key,
         leftover: inbuf,
         user,
         params: params.params,
-    }))
+    })))
 }
 
 /// `replication=true|database` asks for a walsender, which a statement
@@ -116,7 +149,7 @@ async fn lease_primary(
     user: &str,
 ) -> Result<Lease, ProxyError> {
     let shared = &ctx.shared;
-    let hold = shared.config.failover.hold_writes;
+    let hold = shared.config().failover.hold_writes;
     let deadline = std::time::Instant::now() + hold;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -158,22 +191,19 @@ pub async fn lease_node(
     if let Some(lease) = ctx.pool.take(&key) {
         return Ok(lease);
     }
-    let hold = shared.config.failover.hold_writes;
-    let config = shared
-        .config
-        .nodes
-        .get(node)
-        .ok_or(ProxyError::NoPrimary(hold))?;
+    let config = shared.config();
+    let hold = config.failover.hold_writes;
+    let target = config.nodes.get(node).ok_or(ProxyError::NoPrimary(hold))?;
     let conn = connect(
         node,
-        config.name.as_str(),
-        &config.addr,
+        target.name.as_str(),
+        &target.addr,
         LoginRequest {
             user,
             params: &key.params,
             password: shared.credentials.backend_password(user),
         },
-        shared.config.listen.login_timeout,
+        config.listen.login_timeout,
     )
     .await?;
     Ok(ctx.pool.lease_new(key, conn))

@@ -31,6 +31,7 @@ use tracing::{Instrument, Span, debug, field, info_span, warn};
 use crate::backend::{Pool, Reuse};
 use crate::cancel::CancelTarget;
 use crate::error::ProxyError;
+use crate::registry::{ClientState, NewSession};
 use crate::shared::{ClientSlot, Shared};
 use crate::shutdown::LocalShutdown;
 use crate::wire::be::{self, Severity};
@@ -38,7 +39,8 @@ use crate::wire::{self, pump::Pump};
 
 use forward::{ForwardEnd, Identity, Pumps, forward};
 use leases::Leases;
-use login::{Login, login};
+pub use login::{CONSOLE_DATABASE, ConsoleLogin};
+use login::{Entry, Login, login};
 use pgrelay_router::RouteReason;
 use recover::{Loss, recover};
 pub use steer::WorkerRouter;
@@ -67,15 +69,16 @@ pub struct SessionContext {
 /// poll of the data path: entering a span takes the subscriber's locks,
 /// and nothing is logged per message anyway.
 pub async fn run(client: TcpStream, ctx: SessionContext) {
+    let id = ctx.shared.next_conn_id();
     let span = info_span!(
         "client",
-        conn = ctx.shared.next_conn_id(),
+        conn = id,
         peer = %ctx.peer,
         user = field::Empty,
         database = field::Empty,
     );
     let mut client = client;
-    let result = serve(&mut client, &ctx, &span).await;
+    let result = serve(&mut client, &ctx, &span, id).await;
     if let Err(e) = &result
         && e.client_reachable()
     {
@@ -94,23 +97,51 @@ async fn serve(
     client: &mut TcpStream,
     ctx: &SessionContext,
     span: &Span,
+    id: u64,
 ) -> Result<Option<ForwardEnd>, ProxyError> {
-    let Some(Login {
+    let login = match login(client, ctx).instrument(span.clone()).await? {
+        None => return Ok(None),
+        Some(Entry::Console(login)) => {
+            let who = crate::console::ConsoleClient {
+                id,
+                peer: ctx.peer,
+                login,
+            };
+            crate::console::serve(client, &ctx.shared, who)
+                .instrument(span.clone())
+                .await?;
+            return Ok(None);
+        }
+        Some(Entry::Session(login)) => login,
+    };
+    let Login {
         lease,
         cancel_key,
         leftover,
         user,
         params,
-    }) = login(client, ctx).instrument(span.clone()).await?
-    else {
-        return Ok(None);
-    };
-    let max = ctx.shared.config.listen.max_message_size.as_usize();
+    } = login;
+    let config = ctx.shared.config();
+    let max = config.listen.max_message_size.as_usize();
     let mut up = Pump::with_bytes(max, &leftover);
     let mut down = Pump::new(max);
     let mut tracker = Tracker::default();
-    let configured = consistency_from_config(ctx.shared.config.routing.consistency);
-    let mut route = RouteState::new(configured, lease.conn().node, ctx.shared.config.nodes.len());
+    let database = params
+        .iter()
+        .find(|(k, _)| k == "database")
+        .map_or(user.as_str(), |(_, v)| v.as_str());
+    let registered = ctx.shared.sessions.register(NewSession {
+        id,
+        peer: ctx.peer,
+        user: &user,
+        database,
+        state: ClientState::Idle,
+        node: Some(lease.conn().node),
+    });
+    tracker.report_to(Arc::clone(&registered.info));
+    let configured = consistency_from_config(config.routing.consistency);
+    let mut route = RouteState::new(configured, lease.conn().node, config.nodes.len());
+    drop(config);
     let mut identity = Identity {
         client_pid: cancel_key.pid,
         backend_pid: lease.conn().key.pid,
@@ -124,6 +155,7 @@ async fn serve(
             addr: current.conn().peer,
             key: current.conn().key,
         }));
+        registered.info.set_node(current.conn().node);
         let pumps = Pumps {
             up: &mut up,
             down: &mut down,
@@ -195,17 +227,17 @@ async fn serve(
         match route.pending.take() {
             Some(Pending::Local(command)) => {
                 let mut out = BytesMut::new();
+                let config = ctx.shared.config();
                 let names = |i: usize| {
-                    ctx.shared
-                        .config
+                    config
                         .nodes
                         .get(i)
                         .map(|n| n.name.to_string())
                         .unwrap_or_default()
                 };
                 let defaults = local::Defaults {
-                    consistency: configured,
-                    max_lag: ctx.shared.config.routing.max_lag,
+                    consistency: consistency_from_config(config.routing.consistency),
+                    max_lag: config.routing.max_lag,
                     node_name: &names,
                 };
                 let reply = local::execute(&command, &mut route, &defaults);
@@ -269,17 +301,17 @@ async fn serve(
                 up.resume();
             }
             Some(Pending::LocalBatch { command, len }) => {
+                let config = ctx.shared.config();
                 let names = |i: usize| {
-                    ctx.shared
-                        .config
+                    config
                         .nodes
                         .get(i)
                         .map(|n| n.name.to_string())
                         .unwrap_or_default()
                 };
                 let defaults = local::Defaults {
-                    consistency: configured,
-                    max_lag: ctx.shared.config.routing.max_lag,
+                    consistency: consistency_from_config(config.routing.consistency),
+                    max_lag: config.routing.max_lag,
                     node_name: &names,
                 };
                 let status = tracker.status().as_byte();
@@ -341,8 +373,19 @@ async fn serve(
                 }
                 refuse(client, &mut up, &tracker, (sqlstate, &message), batch_len).await?;
             }
+            Some(Pending::Paused) => {
+                // Held at a transaction boundary while the console's PAUSE
+                // lasts; the frame is judged again once it is over.
+                if ctx.shared.pause.is_paused() && tracker.status() == TxStatus::Idle {
+                    tokio::select! {
+                        _ = ctx.shared.pause.resumed() => {}
+                        _ = ctx.shared.drain.cancelled() => break ForwardEnd::Drained,
+                    }
+                }
+                up.resume();
+            }
             Some(Pending::AwaitPrimary { batch_len }) => {
-                let hold = ctx.shared.config.failover.hold_writes;
+                let hold = ctx.shared.config().failover.hold_writes;
                 let now = std::time::Instant::now();
                 let deadline = *route.hold_deadline.get_or_insert(now + hold);
                 if now >= deadline {
@@ -540,7 +583,7 @@ async fn hold_for_primary(
     error: ProxyError,
 ) -> Result<(), ProxyError> {
     let now = std::time::Instant::now();
-    let hold = ctx.shared.config.failover.hold_writes;
+    let hold = ctx.shared.config().failover.hold_writes;
     let deadline = *route.hold_deadline.get_or_insert(now + hold);
     if now >= deadline {
         return Err(error);

@@ -196,7 +196,7 @@ fn replica_besides(topology: &Topology, lost: usize, leases: &mut Leases) -> Opt
 /// lost one back after a restart. One that cannot be reached yet is tried
 /// again on the next snapshot.
 async fn wait_for_primary(ctx: &SessionContext) -> Result<usize, ProxyError> {
-    let hold = ctx.shared.config.failover.hold_writes;
+    let hold = ctx.shared.config().failover.hold_writes;
     let seen = ctx
         .shared
         .topology

@@ -31,8 +31,7 @@ use pgrelay_router::{
     TxEffect, Volatility, WriteReason, decide,
 };
 
-use crate::backend::NodeLoad;
-use crate::config::{self, LoadBalance, RoutingConfig, WhenNoReplica};
+use crate::config::{self, Config, LoadBalance, RoutingConfig, WhenNoReplica};
 use crate::metrics::{FallbackReason, RoleLabel, WorkerQueryMetrics};
 use crate::wire::fe;
 use crate::wire::frame::FrameHeader;
@@ -45,6 +44,7 @@ use super::retry::Retry;
 use super::settings::Settings;
 use super::sql_prepared::{SqlPrepared, execute_name};
 use super::tracker::{Tracker, TxStatus};
+use crate::shared::Shared;
 
 /// How much of an extended-protocol batch is waited for before it is
 /// routed: a batch not complete within this goes to the primary.
@@ -55,8 +55,11 @@ const CLASSIFIER_CAPACITY: usize = 4096;
 
 /// Routing machinery one worker thread shares among its sessions.
 pub struct WorkerRouter {
-    routing: RoutingConfig,
-    load: Arc<NodeLoad>,
+    shared: Arc<Shared>,
+    /// The config the routing settings were last read from; replaced when
+    /// a reload swaps in another (checked per decision: one `ArcSwap`
+    /// load and a pointer compare).
+    config: RefCell<Arc<Config>>,
     pub metrics: WorkerQueryMetrics,
     classifier: RefCell<Classifier>,
     balancer: RefCell<Balancer>,
@@ -69,25 +72,42 @@ pub struct WorkerRouter {
 }
 
 impl WorkerRouter {
-    pub fn new(
-        routing: &RoutingConfig,
-        load: Arc<NodeLoad>,
-        metrics: WorkerQueryMetrics,
-    ) -> WorkerRouter {
-        let balance = match routing.load_balance {
-            LoadBalance::LeastConnections => Balance::LeastConnections,
-            LoadBalance::LowestLag => Balance::LowestLag,
-            LoadBalance::RoundRobin => Balance::RoundRobin,
-        };
+    pub fn new(shared: Arc<Shared>, metrics: WorkerQueryMetrics) -> WorkerRouter {
+        let config = shared.config();
+        let balance = balance(config.routing.load_balance);
         WorkerRouter {
-            routing: routing.clone(),
-            load,
+            shared,
+            config: RefCell::new(config),
             metrics,
             confirmed: RefCell::new(Vec::new()),
             classifier: RefCell::new(Classifier::new(CLASSIFIER_CAPACITY)),
             balancer: RefCell::new(Balancer::new(balance)),
             view: RefCell::new((None, TopologyView::default())),
         }
+    }
+
+    /// The routing settings in effect now. A reload that changes
+    /// `load_balance` starts the balancer afresh.
+    /// (While a caller still borrows the old settings, they stay until
+    /// the next decision.)
+    fn routing(&self) -> RoutingNow<'_> {
+        if let Ok(mut cached) = self.config.try_borrow_mut()
+            && !self.shared.config_is(&cached)
+        {
+            let fresh = self.shared.config();
+            if fresh.routing.load_balance != cached.routing.load_balance
+                && let Ok(mut balancer) = self.balancer.try_borrow_mut()
+            {
+                *balancer = Balancer::new(balance(fresh.routing.load_balance));
+            }
+            *cached = fresh;
+        }
+        RoutingNow(self.config.borrow())
+    }
+
+    /// Whether the console has paused new transactions.
+    fn paused(&self) -> bool {
+        self.shared.pause.is_paused()
     }
 
     pub fn classify(&self, sql: &[u8]) -> Arc<Statement> {
@@ -185,6 +205,25 @@ impl WorkerRouter {
     }
 }
 
+/// A borrow of the routing settings in effect.
+struct RoutingNow<'a>(std::cell::Ref<'a, Arc<Config>>);
+
+impl std::ops::Deref for RoutingNow<'_> {
+    type Target = RoutingConfig;
+
+    fn deref(&self) -> &RoutingConfig {
+        &self.0.routing
+    }
+}
+
+fn balance(load_balance: LoadBalance) -> Balance {
+    match load_balance {
+        LoadBalance::LeastConnections => Balance::LeastConnections,
+        LoadBalance::LowestLag => Balance::LowestLag,
+        LoadBalance::RoundRobin => Balance::RoundRobin,
+    }
+}
+
 /// Maps the configured policy to the router's.
 pub fn consistency_from_config(c: config::Consistency) -> Consistency {
     match c {
@@ -243,6 +282,9 @@ pub enum Pending {
     AwaitPrimary {
         batch_len: Option<usize>,
     },
+    /// The admin console paused new transactions: inspect the frame again
+    /// once it resumes.
+    Paused,
 }
 
 /// The prepared statements an extended-protocol batch defines and uses.
@@ -397,6 +439,10 @@ impl Inspect for ClientSide<'_> {
         {
             return verdict;
         }
+        if self.router.paused() && self.starts_transaction(tag) {
+            self.route.pending = Some(Pending::Paused);
+            return Verdict::Hold;
+        }
         let verdict = match tag {
             b'Q' => self.steer_query(frame),
             b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' if !self.tracker.in_batch() => {
@@ -417,6 +463,18 @@ impl Inspect for ClientSide<'_> {
 const BIND_PREFIX: usize = 512;
 
 impl ClientSide<'_> {
+    /// A request that begins work outside any transaction: what `PAUSE`
+    /// holds. (The status is the last ReadyForQuery's; a request
+    /// pipelined behind a BEGIN is judged again once that is answered.)
+    fn starts_transaction(&self, tag: u8) -> bool {
+        let begins = match tag {
+            b'Q' | b'F' => true,
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' => !self.tracker.in_batch(),
+            _ => false,
+        };
+        begins && self.tracker.status() == TxStatus::Idle
+    }
+
     fn routed(&mut self, node: usize, reason: RouteReason) {
         self.route.hold_deadline = None;
         self.router.routed(self.topology, self.route, node, reason);
@@ -856,10 +914,10 @@ impl ClientSide<'_> {
         {
             let mut view = self.router.view.borrow_mut();
             let confirmed = self.router.confirmed.borrow();
-            let least = self.router.routing.load_balance == LoadBalance::LeastConnections;
+            let least = self.router.routing().load_balance == LoadBalance::LeastConnections;
             for (i, node) in view.1.nodes.iter_mut().enumerate() {
                 if least {
-                    node.connections = self.router.load.leased(i);
+                    node.connections = self.router.shared.node_load.leased(i);
                 }
                 if let Some(&lsn) = confirmed.get(i)
                     && node.role == Role::Replica
@@ -869,7 +927,7 @@ impl ClientSide<'_> {
             }
         }
         let view = self.router.view.borrow();
-        let routing = &self.router.routing;
+        let routing = self.router.routing();
         let min_lsn = match self.route.consistency {
             Consistency::Strong => 0,
             Consistency::Eventual => self.route.min_lsn,
@@ -977,7 +1035,8 @@ impl ClientSide<'_> {
     /// whole), not a Query.
     fn no_replica(&mut self, batch_len: Option<usize>) -> Option<Verdict> {
         let metrics = &self.router.metrics;
-        match self.router.routing.when_no_replica {
+        let routing = self.router.routing();
+        match routing.when_no_replica {
             WhenNoReplica::Primary => {
                 metrics.fell_back(FallbackReason::NoFreshReplica);
                 None
@@ -987,7 +1046,7 @@ impl ClientSide<'_> {
                 let deadline = *self
                     .route
                     .wait_deadline
-                    .get_or_insert_with(|| now + self.router.routing.wait_timeout);
+                    .get_or_insert_with(|| now + routing.wait_timeout);
                 let started = *self.route.wait_started.get_or_insert(now);
                 if now >= deadline {
                     self.route.wait_deadline = None;

@@ -2,7 +2,10 @@
 //! session end cleanly, drain for shutdown, or give the connection back.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
+
+use crate::registry::{ClientState, SessionInfo};
 
 /// The transaction status byte of the last ReadyForQuery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +55,8 @@ pub struct Tracker {
     sent: VecDeque<(Instant, bool)>,
     /// The session's backend now is a replica.
     on_replica: bool,
+    /// Where `SHOW CLIENTS` reads the session's state.
+    report: Option<Arc<SessionInfo>>,
 }
 
 impl Default for Tracker {
@@ -64,6 +69,7 @@ impl Default for Tracker {
             copy_in: false,
             sent: VecDeque::new(),
             on_replica: false,
+            report: None,
         }
     }
 }
@@ -111,6 +117,27 @@ impl Tracker {
     fn request_sent(&mut self) {
         self.awaiting_ready += 1;
         self.sent.push_back((Instant::now(), self.on_replica));
+        self.publish();
+    }
+
+    /// Reports the session's state to `info` from now on.
+    pub fn report_to(&mut self, info: Arc<SessionInfo>) {
+        self.report = Some(info);
+        self.publish();
+    }
+
+    /// Per request and ReadyForQuery: a load and a compare; the shared
+    /// value is written only when it changes.
+    fn publish(&self) {
+        let Some(info) = &self.report else {
+            return;
+        };
+        info.set_state(match self.status {
+            TxStatus::InTransaction => ClientState::InTransaction,
+            TxStatus::Failed => ClientState::Failed,
+            TxStatus::Idle if self.awaiting_ready > 0 => ClientState::Active,
+            TxStatus::Idle => ClientState::Idle,
+        });
     }
 
     /// Requests from now on go to a replica (or not).
@@ -125,6 +152,7 @@ impl Tracker {
         if let Some(status) = TxStatus::from_byte(status) {
             self.status = status;
         }
+        self.publish();
         self.sent.pop_front()
     }
 
@@ -144,6 +172,7 @@ impl Tracker {
     /// failed now).
     pub fn set_status(&mut self, status: TxStatus) {
         self.status = status;
+        self.publish();
     }
 
     pub fn status(&self) -> TxStatus {

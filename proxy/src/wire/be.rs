@@ -164,6 +164,38 @@ pub fn text_row_description(buf: &mut BytesMut, column: &str) {
     });
 }
 
+/// RowDescription of text columns (an admin console result set).
+pub fn text_columns(buf: &mut BytesMut, columns: &[&str]) {
+    message(buf, b'T', |b| {
+        b.put_u16(u16::try_from(columns.len()).unwrap_or(u16::MAX));
+        for column in columns {
+            cstr(b, column);
+            b.put_u32(0);
+            b.put_u16(0);
+            b.put_u32(TEXT_OID);
+            b.put_i16(-1);
+            b.put_i32(-1);
+            b.put_u16(0);
+        }
+    });
+}
+
+/// DataRow of text values; `None` is SQL NULL.
+pub fn text_values(buf: &mut BytesMut, values: &[Option<&str>]) {
+    message(buf, b'D', |b| {
+        b.put_u16(u16::try_from(values.len()).unwrap_or(u16::MAX));
+        for value in values {
+            match value {
+                Some(v) => {
+                    b.put_u32(v.len() as u32);
+                    b.put_slice(v.as_bytes());
+                }
+                None => b.put_i32(-1),
+            }
+        }
+    });
+}
+
 /// DataRow of one text value.
 pub fn text_data_row(buf: &mut BytesMut, value: &str) {
     message(buf, b'D', |b| {

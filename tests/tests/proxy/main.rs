@@ -5,6 +5,7 @@
 
 mod admin;
 mod auth;
+mod console;
 mod data;
 mod env;
 mod limits;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     trials.extend(pgbench::trials(&env));
     trials.extend(routing::trials(&env));
     trials.extend(admin::trials(&env));
+    trials.extend(console::trials(&env));
     trials.extend(status_page::trials(&env));
     let conclusion = libtest_mimic::run(&args, trials);
     drop(env);

@@ -1,0 +1,143 @@
+//! The effective config as `key = value` pairs, with the keys as they are
+//! written in the file: what the admin console's `SHOW CONFIG` answers,
+//! and what a reload compares to tell which settings changed.
+//!
+//! Passwords never appear: a set one is shown as `***`.
+
+use std::time::Duration;
+
+use super::Config;
+
+/// Every setting, in the order the file documents them.
+pub fn listing(config: &Config) -> Vec<(String, String)> {
+    rows(config, secret)
+}
+
+/// `secret` renders passwords.
+fn rows(config: &Config, secret: fn(&str) -> String) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut add = |key: &str, value: String| rows.push((key.to_owned(), value));
+    let l = &config.listen;
+    add("listen.addr", l.addr.to_string());
+    add("listen.admin_addr", l.admin_addr.to_string());
+    add(
+        "listen.max_client_connections",
+        l.max_client_connections.to_string(),
+    );
+    add("listen.shutdown_grace", duration(l.shutdown_grace));
+    add("listen.login_timeout", duration(l.login_timeout));
+    add("listen.max_message_size", l.max_message_size.to_string());
+    add("listen.workers", l.workers.to_string());
+    for (i, node) in config.nodes.iter().enumerate() {
+        add(&format!("nodes[{i}].name"), node.name.to_string());
+        add(&format!("nodes[{i}].addr"), node.addr.to_string());
+    }
+    add("auth.mode", config.auth.mode.to_string());
+    for (i, user) in config.auth.users.iter().enumerate() {
+        add(&format!("auth.users[{i}].name"), user.name.clone());
+        add(&format!("auth.users[{i}].password"), secret(&user.password));
+    }
+    let m = &config.monitor;
+    add("monitor.user", m.user.clone());
+    add("monitor.password", secret(&m.password));
+    add("monitor.database", m.database.clone());
+    add("monitor.interval", duration(m.interval));
+    add("monitor.connect_timeout", duration(m.connect_timeout));
+    add("monitor.query_timeout", duration(m.query_timeout));
+    let r = &config.routing;
+    add("routing.consistency", r.consistency.to_string());
+    add("routing.max_lag_bytes", r.max_lag_bytes.to_string());
+    add("routing.max_lag", duration(r.max_lag));
+    add("routing.when_no_replica", r.when_no_replica.to_string());
+    add("routing.wait_timeout", duration(r.wait_timeout));
+    add("routing.load_balance", r.load_balance.to_string());
+    let f = &config.failover;
+    add("failover.enabled", f.enabled.to_string());
+    add("failover.detect_after", duration(f.detect_after));
+    add("failover.hold_writes", duration(f.hold_writes));
+    add("failover.replica_conninfo", f.replica_conninfo.clone());
+    add("admin.users", config.admin.users.join(", "));
+    rows
+}
+
+/// The keys whose values differ between `old` and `new` (including keys
+/// only one of them has, such as a node added).
+pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
+    // Compared in clear, so that a changed password counts as a change.
+    let old = rows(old, str::to_owned);
+    let new = rows(new, str::to_owned);
+    let mut changed: Vec<String> = new
+        .iter()
+        .filter(|(key, value)| !old.iter().any(|(k, v)| k == key && v == value))
+        .map(|(key, _)| key.clone())
+        .collect();
+    for (key, _) in &old {
+        if !new.iter().any(|(k, _)| k == key) {
+            changed.push(key.clone());
+        }
+    }
+    changed
+}
+
+/// A duration as the config file writes it: the largest exact unit.
+pub fn duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    for (unit, scale) in [
+        ("h", 3_600_000_000_000u128),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+    ] {
+        if nanos != 0 && nanos.is_multiple_of(scale) {
+            return format!("{}{unit}", nanos / scale);
+        }
+    }
+    format!("{nanos}ns")
+}
+
+fn secret(password: &str) -> String {
+    if password.is_empty() {
+        String::new()
+    } else {
+        super::MASK.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[[nodes]]\nname = \"pg1\"\naddr = \"127.0.0.1:5432\"\n[auth]\nmode = \"trust\"\n{extra}"
+        );
+        Config::from_toml_str(&text, &|_| None).expect("valid")
+    }
+
+    #[test]
+    fn durations_print_as_the_file_writes_them() {
+        assert_eq!(duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(duration(Duration::from_secs(2)), "2s");
+        assert_eq!(duration(Duration::from_secs(120)), "2m");
+        assert_eq!(duration(Duration::ZERO), "0ns");
+        assert_eq!(
+            crate::config::parse_duration(&duration(Duration::from_micros(1500))),
+            Ok(Duration::from_micros(1500))
+        );
+    }
+
+    #[test]
+    fn passwords_are_masked_and_changes_are_found() {
+        let old = config("[monitor]\npassword = \"hunter2\"\n");
+        let rows = listing(&old);
+        assert!(rows.iter().all(|(_, v)| !v.contains("hunter2")));
+        let value = |key: &str| rows.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        assert_eq!(value("monitor.password").as_deref(), Some("***"));
+        assert_eq!(value("routing.max_lag").as_deref(), Some("1s"));
+        let new = config("[monitor]\npassword = \"hunter2\"\n[routing]\nmax_lag = \"250ms\"\n");
+        assert_eq!(changed_keys(&old, &new), vec!["routing.max_lag"]);
+        let other = config("[monitor]\npassword = \"hunter3\"\n");
+        assert_eq!(changed_keys(&old, &other), vec!["monitor.password"]);
+    }
+}

@@ -1,0 +1,183 @@
+//! The client sessions of a running proxy, for the admin console's
+//! `SHOW CLIENTS`.
+//!
+//! A session registers once it has logged in and is removed when its
+//! [`SessionEntry`] drops. What changes during its life (its state and the
+//! node it uses) lives in atomics that only the session writes, and only
+//! when the value changes (a transaction begins or ends, it switches
+//! node): the data path pays a relaxed load per request, no lock.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+/// What a client session is doing, as `SHOW CLIENTS` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ClientState {
+    /// Nothing in flight, no transaction open.
+    Idle = 0,
+    /// A request is in flight outside a transaction.
+    Active = 1,
+    /// A transaction is open.
+    InTransaction = 2,
+    /// A transaction is open and has failed.
+    Failed = 3,
+    /// An admin console session.
+    Console = 4,
+}
+
+impl ClientState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientState::Idle => "idle",
+            ClientState::Active => "active",
+            ClientState::InTransaction => "in transaction",
+            ClientState::Failed => "in transaction (failed)",
+            ClientState::Console => "console",
+        }
+    }
+
+    fn from_u8(value: u8) -> ClientState {
+        match value {
+            1 => ClientState::Active,
+            2 => ClientState::InTransaction,
+            3 => ClientState::Failed,
+            4 => ClientState::Console,
+            _ => ClientState::Idle,
+        }
+    }
+}
+
+/// No node (a console session, or between leases).
+const NO_NODE: usize = usize::MAX;
+
+/// One session as the registry knows it.
+#[derive(Debug)]
+pub struct SessionInfo {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub user: String,
+    pub database: String,
+    pub since: SystemTime,
+    state: AtomicU8,
+    node: AtomicUsize,
+}
+
+impl SessionInfo {
+    pub fn state(&self) -> ClientState {
+        ClientState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Only the session itself calls this; the store happens only when
+    /// the state changes.
+    pub fn set_state(&self, state: ClientState) {
+        if self.state.load(Ordering::Relaxed) != state as u8 {
+            self.state.store(state as u8, Ordering::Relaxed);
+        }
+    }
+
+    /// The node the session's requests go to now.
+    pub fn node(&self) -> Option<usize> {
+        Some(self.node.load(Ordering::Relaxed)).filter(|&n| n != NO_NODE)
+    }
+
+    pub fn set_node(&self, node: usize) {
+        if self.node.load(Ordering::Relaxed) != node {
+            self.node.store(node, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct SessionRegistry {
+    sessions: Mutex<BTreeMap<u64, Arc<SessionInfo>>>,
+}
+
+/// What a session registers with.
+pub struct NewSession<'a> {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub user: &'a str,
+    pub database: &'a str,
+    pub state: ClientState,
+    pub node: Option<usize>,
+}
+
+impl SessionRegistry {
+    /// Registers a session until the returned entry drops.
+    pub fn register(self: &Arc<Self>, new: NewSession<'_>) -> SessionEntry {
+        let info = Arc::new(SessionInfo {
+            id: new.id,
+            peer: new.peer,
+            user: new.user.to_owned(),
+            database: new.database.to_owned(),
+            since: SystemTime::now(),
+            state: AtomicU8::new(new.state as u8),
+            node: AtomicUsize::new(new.node.unwrap_or(NO_NODE)),
+        });
+        self.lock().insert(new.id, Arc::clone(&info));
+        SessionEntry {
+            registry: Arc::clone(self),
+            info,
+        }
+    }
+
+    /// Every registered session, oldest first.
+    pub fn list(&self) -> Vec<Arc<SessionInfo>> {
+        self.lock().values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<SessionInfo>>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A registered session; removed from the registry on drop.
+#[derive(Debug)]
+pub struct SessionEntry {
+    registry: Arc<SessionRegistry>,
+    pub info: Arc<SessionInfo>,
+}
+
+impl Drop for SessionEntry {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.info.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_listed_while_it_lives() {
+        let registry = Arc::new(SessionRegistry::default());
+        let entry = registry.register(NewSession {
+            id: 7,
+            peer: "127.0.0.1:5000".parse().expect("addr"),
+            user: "app",
+            database: "db",
+            state: ClientState::Idle,
+            node: Some(0),
+        });
+        entry.info.set_state(ClientState::InTransaction);
+        entry.info.set_node(1);
+        let listed = registry.list();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].state(), ClientState::InTransaction);
+        assert_eq!(listed[0].node(), Some(1));
+        drop(entry);
+        assert!(registry.is_empty());
+    }
+}

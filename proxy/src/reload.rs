@@ -1,0 +1,143 @@
+//! Reloading the config file (SIGHUP, or `RELOAD` on the admin console)
+//! without dropping a client.
+//!
+//! The new file is validated whole; a file with any problem is rejected
+//! and the running config stays. Otherwise the settings that can change
+//! while running are swapped in at once (one `ArcSwap` store: a reader
+//! sees the old config or the new one, never a mix):
+//!
+//! - `[routing]`: sessions read it per routing decision (`max_lag`,
+//!   `max_lag_bytes`, `when_no_replica`, `wait_timeout`, `load_balance`);
+//!   `consistency` is the policy of sessions that start from now on;
+//! - `monitor.interval`, `connect_timeout`, `query_timeout`: the
+//!   monitor's probes take them from their next probe on;
+//! - `failover.hold_writes` and `[admin] users`.
+//!
+//! The rest is set up once at start and is reported as needing a restart:
+//! `[listen]` (listeners, worker threads, limits), `[[nodes]]` (the
+//! topology's and the metrics' fixed index), `[auth]` (SCRAM verifiers are
+//! derived at start), the monitor's login (`user`, `password`,
+//! `database`) and the failover task's settings (`enabled`,
+//! `detect_after`, `replica_conninfo`), which the failover task takes
+//! when it starts.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError, FailoverConfig, MonitorConfig, changed_keys};
+use crate::shared::{Shared, monitor_settings};
+
+/// What a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reloaded {
+    /// Keys whose new values are in effect now.
+    pub applied: Vec<String>,
+    /// Keys whose new values wait for a restart.
+    pub restart_needed: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("pgrelay was not started from a config file; there is nothing to reload")]
+    NoFile,
+    #[error("the new configuration is invalid and was not applied:\n{0}")]
+    Invalid(ConfigError),
+}
+
+/// Re-reads the config file and applies what can change while running.
+pub fn reload(shared: &Shared) -> Result<Reloaded, ReloadError> {
+    let path = shared.config_path.as_ref().ok_or(ReloadError::NoFile)?;
+    let outcome = Config::load(path).map(|new| apply(shared, &new));
+    match &outcome {
+        Ok(reloaded) => {
+            info!(path = %path.display(), applied = ?reloaded.applied, "configuration reloaded");
+            if !reloaded.restart_needed.is_empty() {
+                warn!(keys = ?reloaded.restart_needed,
+                    "these configuration changes take effect only when pgrelay restarts");
+            }
+        }
+        Err(e) => warn!(path = %path.display(), problems = %e,
+            "configuration reload rejected; the running configuration stays"),
+    }
+    outcome.map_err(ReloadError::Invalid)
+}
+
+/// Swaps in what of `new` can change while running.
+pub fn apply(shared: &Shared, new: &Config) -> Reloaded {
+    let old = shared.config();
+    let effective = effective(&old, new);
+    let reloaded = Reloaded {
+        applied: changed_keys(&old, &effective),
+        restart_needed: changed_keys(&effective, new),
+    };
+    if !reloaded.applied.is_empty() {
+        let monitor =
+            (old.monitor != effective.monitor).then(|| monitor_settings(&effective.monitor));
+        shared.swap_config(Arc::new(effective));
+        if let Some(monitor) = monitor {
+            shared.monitor_settings.send_replace(monitor);
+        }
+    }
+    reloaded
+}
+
+/// `new`'s live settings with `old`'s restart-only ones.
+fn effective(old: &Config, new: &Config) -> Config {
+    Config {
+        listen: old.listen.clone(),
+        nodes: old.nodes.clone(),
+        auth: old.auth.clone(),
+        monitor: MonitorConfig {
+            interval: new.monitor.interval,
+            connect_timeout: new.monitor.connect_timeout,
+            query_timeout: new.monitor.query_timeout,
+            ..old.monitor.clone()
+        },
+        routing: new.routing.clone(),
+        failover: FailoverConfig {
+            hold_writes: new.failover.hold_writes,
+            ..old.failover.clone()
+        },
+        admin: new.admin.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[[nodes]]\nname = \"pg1\"\naddr = \"127.0.0.1:5432\"\n[auth]\nmode = \"trust\"\n{extra}"
+        );
+        Config::from_toml_str(&text, &|_| None).expect("valid")
+    }
+
+    #[test]
+    fn live_settings_apply_and_the_rest_waits_for_a_restart() {
+        let old = config("[listen]\naddr = \"127.0.0.1:6432\"\n");
+        let new = config(
+            "[listen]\naddr = \"127.0.0.1:7432\"\n[monitor]\ninterval = \"1s\"\nuser = \"mon\"\n\
+             [routing]\nmax_lag = \"250ms\"\n\
+             [failover]\nhold_writes = \"5s\"\ndetect_after = \"3s\"\n",
+        );
+        let merged = effective(&old, &new);
+        assert_eq!(merged.listen, old.listen);
+        assert_eq!(merged.routing, new.routing);
+        assert_eq!(merged.failover.hold_writes, new.failover.hold_writes);
+        assert_eq!(merged.failover.detect_after, old.failover.detect_after);
+        assert_eq!(
+            changed_keys(&old, &merged),
+            vec![
+                "monitor.interval",
+                "routing.max_lag",
+                "failover.hold_writes"
+            ]
+        );
+        assert_eq!(
+            changed_keys(&merged, &new),
+            vec!["listen.addr", "monitor.user", "failover.detect_after"]
+        );
+    }
+}
