@@ -7,7 +7,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::cell::TopologyCell;
-use crate::failover::{Edit, FailoverControl, FailoverRequests, FailoverSettings, spawn_failover};
+use crate::failover::{
+    Edit, FailoverControl, FailoverRequests, FailoverSettings, SettingsUpdates, spawn_failover,
+};
 use crate::liveness::FAILURES_BEFORE_DOWN;
 use crate::observe::Observer;
 use crate::probe::NodeProbe;
@@ -116,17 +118,19 @@ pub fn spawn_monitor_controlled(
 ) {
     // Nobody sends: the settings stay as given.
     let (_fixed, settings) = watch::channel(settings);
+    let (_fixed, failover) = watch::channel(failover);
     spawn_monitor_reloadable(targets, settings, failover, requests, cell, shutdown);
 }
 
 /// [`spawn_monitor_controlled`] whose probes take new settings (interval,
 /// timeouts, login) from `settings` as they are sent, from their next
 /// probe on, without losing what the monitor knows (hysteresis, lag
-/// history). The failover task keeps the settings it started with.
+/// history); the failover task takes new `failover` settings (and the
+/// login) before its next step.
 pub fn spawn_monitor_reloadable(
     targets: Vec<NodeTarget>,
     settings: watch::Receiver<MonitorSettings>,
-    failover: FailoverSettings,
+    failover: watch::Receiver<FailoverSettings>,
     requests: FailoverRequests,
     cell: Arc<TopologyCell>,
     shutdown: CancellationToken,
@@ -136,10 +140,13 @@ pub fn spawn_monitor_reloadable(
     let initial = settings.borrow().clone();
     // With failover disabled the task serves manual requests only, and
     // ends (closing `edit_tx`) once no control is left.
+    let updates = SettingsUpdates {
+        monitor: settings.clone(),
+        failover,
+    };
     spawn_failover(
         targets.clone(),
-        initial.clone(),
-        failover,
+        updates,
         Arc::clone(&cell),
         edit_tx,
         requests,

@@ -9,24 +9,24 @@
 //! - `[routing]`: sessions read it per routing decision (`max_lag`,
 //!   `max_lag_bytes`, `when_no_replica`, `wait_timeout`, `load_balance`);
 //!   `consistency` is the policy of sessions that start from now on;
-//! - `monitor.interval`, `connect_timeout`, `query_timeout`: the
-//!   monitor's probes take them from their next probe on;
-//! - `failover.hold_writes` and `[admin] users`.
+//! - `[monitor]`: the monitor's probes take it from their next probe on,
+//!   the failover task before its next step;
+//! - `[failover]`: `hold_writes` for the next statement that waits, the
+//!   rest (`enabled`, `detect_after`, `replica_conninfo`) before the
+//!   failover task's next step (a promotion under way finishes first);
+//! - `[admin] users`.
 //!
 //! The rest is set up once at start and is reported as needing a restart:
 //! `[listen]` (listeners, worker threads, limits), `[[nodes]]` (the
 //! topology's and the metrics' fixed index), `[auth]` (SCRAM verifiers are
-//! derived at start), the monitor's login (`user`, `password`,
-//! `database`) and the failover task's settings (`enabled`,
-//! `detect_after`, `replica_conninfo`), which the failover task takes
-//! when it starts.
+//! derived at start).
 
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::config::{Config, ConfigError, FailoverConfig, MonitorConfig, changed_keys};
-use crate::shared::{Shared, monitor_settings};
+use crate::config::{Config, ConfigError, changed_keys};
+use crate::shared::{Shared, failover_settings, monitor_settings};
 
 /// What a reload changed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -74,9 +74,14 @@ pub fn apply(shared: &Shared, new: &Config) -> Reloaded {
     if !reloaded.applied.is_empty() {
         let monitor =
             (old.monitor != effective.monitor).then(|| monitor_settings(&effective.monitor));
+        let failover =
+            (old.failover != effective.failover).then(|| failover_settings(&effective.failover));
         shared.swap_config(Arc::new(effective));
         if let Some(monitor) = monitor {
             shared.monitor_settings.send_replace(monitor);
+        }
+        if let Some(failover) = failover {
+            shared.failover_settings.send_replace(failover);
         }
     }
     reloaded
@@ -88,17 +93,9 @@ fn effective(old: &Config, new: &Config) -> Config {
         listen: old.listen.clone(),
         nodes: old.nodes.clone(),
         auth: old.auth.clone(),
-        monitor: MonitorConfig {
-            interval: new.monitor.interval,
-            connect_timeout: new.monitor.connect_timeout,
-            query_timeout: new.monitor.query_timeout,
-            ..old.monitor.clone()
-        },
+        monitor: new.monitor.clone(),
         routing: new.routing.clone(),
-        failover: FailoverConfig {
-            hold_writes: new.failover.hold_writes,
-            ..old.failover.clone()
-        },
+        failover: new.failover.clone(),
         admin: new.admin.clone(),
     }
 }
@@ -125,19 +122,17 @@ mod tests {
         let merged = effective(&old, &new);
         assert_eq!(merged.listen, old.listen);
         assert_eq!(merged.routing, new.routing);
-        assert_eq!(merged.failover.hold_writes, new.failover.hold_writes);
-        assert_eq!(merged.failover.detect_after, old.failover.detect_after);
+        assert_eq!(merged.failover, new.failover);
         assert_eq!(
             changed_keys(&old, &merged),
             vec![
+                "monitor.user",
                 "monitor.interval",
                 "routing.max_lag",
+                "failover.detect_after",
                 "failover.hold_writes"
             ]
         );
-        assert_eq!(
-            changed_keys(&merged, &new),
-            vec!["listen.addr", "monitor.user", "failover.detect_after"]
-        );
+        assert_eq!(changed_keys(&merged, &new), vec!["listen.addr"]);
     }
 }

@@ -17,8 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use pgrelay_health::{
-    FailoverControl, FailoverRequests, FailoverSettings, NodeTarget, Topology, TopologyCell,
-    spawn_monitor_reloadable,
+    FailoverControl, FailoverRequests, NodeTarget, Topology, TopologyCell, spawn_monitor_reloadable,
 };
 use socket2::SockRef;
 use tokio::task::{JoinSet, LocalSet};
@@ -216,16 +215,11 @@ fn spawn_monitor_thread(
                     port: n.addr.port,
                 })
                 .collect();
-            let failover = FailoverSettings {
-                enabled: config.failover.enabled,
-                detect_after: config.failover.detect_after,
-                replica_conninfo: config.failover.replica_conninfo.clone(),
-            };
             runtime.block_on(async {
                 spawn_monitor_reloadable(
                     targets,
                     shared.monitor_settings.subscribe(),
-                    failover,
+                    shared.failover_settings.subscribe(),
                     requests,
                     Arc::clone(&shared.topology),
                     shared.stop.clone(),

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
-use pgrelay_health::{FailoverControl, MonitorSettings, TopologyCell};
+use pgrelay_health::{FailoverControl, FailoverSettings, MonitorSettings, TopologyCell};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::NodeLoad;
 use crate::cancel::CancelRegistry;
 use crate::client::Credentials;
-use crate::config::{Config, MonitorConfig};
+use crate::config::{Config, FailoverConfig, MonitorConfig};
 use crate::metrics::Metrics;
 use crate::pause::PauseGate;
 use crate::registry::SessionRegistry;
@@ -36,6 +36,9 @@ pub struct Shared {
     /// The monitor's probes take their pacing and timeouts from here (a
     /// reload sends new ones).
     pub monitor_settings: watch::Sender<MonitorSettings>,
+    /// The failover task takes its settings from here before each step (a
+    /// reload sends new ones).
+    pub failover_settings: watch::Sender<FailoverSettings>,
     /// Asks the monitor's failover task for a manual promotion.
     pub failover: FailoverControl,
     pub cancels: Arc<CancelRegistry>,
@@ -76,6 +79,7 @@ impl Shared {
             node_load,
             credentials: Credentials::new(&config.auth),
             monitor_settings: watch::Sender::new(monitor_settings(&config.monitor)),
+            failover_settings: watch::Sender::new(failover_settings(&config.failover)),
             config: ArcSwap::new(config),
             config_path: None,
             sessions: Arc::default(),
@@ -151,5 +155,14 @@ pub fn monitor_settings(monitor: &MonitorConfig) -> MonitorSettings {
         interval: monitor.interval,
         connect_timeout: monitor.connect_timeout,
         query_timeout: monitor.query_timeout,
+    }
+}
+
+/// The failover task's settings from `[failover]`.
+pub fn failover_settings(failover: &FailoverConfig) -> FailoverSettings {
+    FailoverSettings {
+        enabled: failover.enabled,
+        detect_after: failover.detect_after,
+        replica_conninfo: failover.replica_conninfo.clone(),
     }
 }

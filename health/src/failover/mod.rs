@@ -28,4 +28,4 @@ pub use state::{
     DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverRecord, FailoverSettings,
     FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
 };
-pub(crate) use task::{Edit, spawn_failover};
+pub(crate) use task::{Edit, SettingsUpdates, spawn_failover};

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -41,27 +41,38 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Failover {
     targets: Vec<NodeTarget>,
+    /// The settings in effect, taken from the updates before each step.
     monitor: MonitorSettings,
     settings: FailoverSettings,
+    updates: SettingsUpdates,
     cell: Arc<TopologyCell>,
     edits: mpsc::Sender<Edit>,
     /// The state last sent, so that each change is logged and sent once.
     state: FailoverState,
 }
 
+/// Where a config reload sends new settings; the task takes them before
+/// each step, so a reload never interrupts a promotion under way.
+pub(crate) struct SettingsUpdates {
+    pub(crate) monitor: watch::Receiver<MonitorSettings>,
+    pub(crate) failover: watch::Receiver<FailoverSettings>,
+}
+
 pub(crate) fn spawn_failover(
     targets: Vec<NodeTarget>,
-    monitor: MonitorSettings,
-    settings: FailoverSettings,
+    updates: SettingsUpdates,
     cell: Arc<TopologyCell>,
     edits: mpsc::Sender<Edit>,
     requests: FailoverRequests,
     shutdown: CancellationToken,
 ) {
+    let monitor = updates.monitor.borrow().clone();
+    let settings = updates.failover.borrow().clone();
     let failover = Failover {
         targets,
         monitor,
         settings,
+        updates,
         cell,
         edits,
         state: FailoverState::Idle,
@@ -78,10 +89,10 @@ impl Failover {
         let mut detector = Detector::default();
         let mut changes = self.cell.subscribe();
         let mut controlled = true;
-        // Snapshots do not change while every node is silently down, so
-        // the clock needs a tick of its own.
-        let tick = self.monitor.interval;
         loop {
+            // Snapshots do not change while every node is silently down,
+            // so the clock needs a tick of its own.
+            let tick = self.monitor.interval;
             let request = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = changes.changed() => None,
@@ -97,6 +108,7 @@ impl Failover {
                     None => return,
                 },
             };
+            self.take_new_settings();
             let t = self.cell.load();
             let now = Instant::now();
             // Always stepped, so that it knows the primary a manual
@@ -173,6 +185,21 @@ impl Failover {
                 }
                 let _ = reply.send(Err(e));
             }
+        }
+    }
+
+    /// Takes what a config reload sent since the last step.
+    fn take_new_settings(&mut self) {
+        if self.updates.failover.has_changed().unwrap_or(false) {
+            let settings = self.updates.failover.borrow_and_update().clone();
+            if settings != self.settings {
+                info!(enabled = settings.enabled, detect_after = ?settings.detect_after,
+                    "failover settings reloaded");
+            }
+            self.settings = settings;
+        }
+        if self.updates.monitor.has_changed().unwrap_or(false) {
+            self.monitor = self.updates.monitor.borrow_and_update().clone();
         }
     }
 

@@ -28,6 +28,10 @@ pub fn trials() -> Vec<Trial> {
             "failover::quick_restart_and_replica_loss_fail_nothing_over",
             quick_restart_fails_nothing_over,
         ),
+        run_trial(
+            "failover::enabled_by_a_config_reload",
+            enabled_by_a_config_reload,
+        ),
     ]
 }
 
@@ -372,5 +376,42 @@ async fn quick_restart_fails_nothing_over() -> anyhow::Result<()> {
         .await?
         .get(0);
     ensure!(in_recovery, "pg2 was not promoted");
+    Ok(())
+}
+
+async fn enabled_by_a_config_reload() -> anyhow::Result<()> {
+    let cluster = Cluster::start(ClusterOptions {
+        replicas: 1,
+        ..ClusterOptions::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("pgrelay.toml");
+    let off = ProxyOptions {
+        failover: "enabled = false".into(),
+        ..ProxyOptions::default()
+    };
+    let proxy = TestProxy::start_from_file(&cluster, off.clone(), &path).await?;
+    let on = ProxyOptions {
+        failover: "enabled = true\ndetect_after = \"300ms\"".into(),
+        ..off
+    };
+    std::fs::write(&path, pgrelay_tests::proxy::config_toml(&cluster, &on)?)?;
+    let reloaded = proxy.handle().reload()?;
+    ensure!(
+        reloaded.applied.iter().any(|k| k == "failover.enabled")
+            && reloaded.restart_needed.is_empty(),
+        "{reloaded:?}"
+    );
+    cluster.kill(0)?;
+    poll_until(
+        Duration::from_secs(20),
+        "a failover once reloaded",
+        || async {
+            let json = status(&proxy).await?;
+            (json["primary"] == "pg2").then_some(())
+        },
+    )
+    .await?;
     Ok(())
 }
