@@ -82,7 +82,7 @@ async fn status(env: Arc<Env>) -> anyhow::Result<()> {
             .map(String::as_str)
             .collect();
         ensure!(
-            keys.len() == 8,
+            keys.len() == 9 && keys.contains(&"upstream"),
             "exactly the contract's keys, found {keys:?}"
         );
     }
