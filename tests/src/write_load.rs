@@ -112,6 +112,17 @@ async fn write(
     seen
 }
 
+/// Waits until `table` on the primary has at least `rows` rows: the load
+/// is under way.
+pub async fn rows_written(client: &Client, table: &str, rows: i64) -> anyhow::Result<()> {
+    let count = format!("/* pgrelay:primary */ SELECT count(*) FROM {table}");
+    crate::poll_until(Duration::from_secs(10), "writes under way", || async {
+        let n: i64 = client.query_one(count.as_str(), &[]).await.ok()?.get(0);
+        (n >= rows).then_some(())
+    })
+    .await
+}
+
 /// What the writers acknowledged and what is there now.
 #[derive(Debug)]
 pub struct Tally {

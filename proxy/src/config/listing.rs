@@ -109,10 +109,7 @@ mod tests {
     use super::*;
 
     fn config(extra: &str) -> Config {
-        let text = format!(
-            "[[nodes]]\nname = \"pg1\"\naddr = \"127.0.0.1:5432\"\n[auth]\nmode = \"trust\"\n{extra}"
-        );
-        Config::from_toml_str(&text, &|_| None).expect("valid")
+        crate::config::minimal_with(extra)
     }
 
     #[test]

@@ -19,6 +19,16 @@ mod auth_tests;
 #[cfg(test)]
 mod tests;
 
+/// A minimal valid config (one node, trust) followed by `extra` TOML, for
+/// unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn minimal_with(extra: &str) -> Config {
+    let text = format!(
+        "[[nodes]]\nname = \"pg1\"\naddr = \"127.0.0.1:5432\"\n[auth]\nmode = \"trust\"\n{extra}"
+    );
+    Config::from_toml_str(&text, &|_| None).expect("valid")
+}
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;

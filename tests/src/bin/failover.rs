@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use pgrelay_cluster::{Cluster, ClusterOptions};
-use pgrelay_tests::write_load::{Tally, WriteLoad};
-use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
+use pgrelay_tests::write_load::{Tally, WriteLoad, rows_written};
+use pgrelay_tests::{ProxyOptions, TestProxy};
 
 const USAGE: &str =
     "usage: failover [--trials N] [--writers W] [--synchronous] [--detect-after DURATION]";
@@ -142,20 +142,7 @@ async fn trial(options: &Options) -> anyhow::Result<Tally> {
         clients.push(proxy.client().await?);
     }
     let load = WriteLoad::start(clients, "rto_rows", cluster.nodes()[0].port, 50);
-    let counter = proxy.client().await?;
-    poll_until(
-        Duration::from_secs(10),
-        "writes before the kill",
-        || async {
-            let n: i64 = counter
-                .query_one("/* pgrelay:primary */ SELECT count(*) FROM rto_rows", &[])
-                .await
-                .ok()?
-                .get(0);
-            (n >= 500).then_some(())
-        },
-    )
-    .await?;
+    rows_written(&proxy.client().await?, "rto_rows", 500).await?;
     cluster.kill(0)?;
     let killed = Instant::now();
     let reports = load.finish(Duration::from_secs(120)).await?;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
 use pgrelay_cluster::{Cluster, ClusterOptions};
-use pgrelay_tests::write_load::{Tally, WriteLoad};
+use pgrelay_tests::write_load::{Tally, WriteLoad, rows_written};
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 use tokio_postgres::error::SqlState;
 
@@ -199,20 +199,7 @@ async fn writers_keep_their_sessions() -> anyhow::Result<()> {
         }
     });
     // Some writes before the kill.
-    let counter = proxy.client().await?;
-    poll_until(
-        Duration::from_secs(10),
-        "writes before the kill",
-        || async {
-            let n: i64 = counter
-                .query_one("SELECT count(*) FROM load_rows", &[])
-                .await
-                .ok()?
-                .get(0);
-            (n >= 200).then_some(())
-        },
-    )
-    .await?;
+    rows_written(&proxy.client().await?, "load_rows", 200).await?;
     cluster.kill(0)?;
     let killed = Instant::now();
     let reports = load.finish(Duration::from_secs(60)).await?;
