@@ -120,6 +120,21 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 fell_back
                     .with_context(|| format!("last read (v, port, route): {:?}", last.borrow()))?;
                 let fallback_after = started.elapsed();
+                // The injected lag shows in the metrics, in bytes and in time.
+                let admin = proxy.admin_addr();
+                poll_until(Duration::from_secs(10), "the lag in /metrics", || async {
+                    let text = pgrelay_tests::http::get(admin, "/metrics").await.ok()?.body;
+                    let value = |series: &str| -> Option<f64> {
+                        text.lines()
+                            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))?
+                            .parse()
+                            .ok()
+                    };
+                    let bytes = value("pgrelay_replica_lag_bytes{node=\"pg2\"}")?;
+                    let seconds = value("pgrelay_replica_lag_seconds{node=\"pg2\"}")?;
+                    (bytes > 0.0 && seconds >= 1.0).then_some(())
+                })
+                .await?;
 
                 let final_value = writer.stop().await?;
                 let stopped = Instant::now();
