@@ -64,6 +64,10 @@ pub struct Identity {
     pub node: String,
 }
 
+/// Enough of an ErrorResponse for its severity and SQLSTATE, which
+/// PostgreSQL sends first.
+const ERROR_PREFIX: usize = 128;
+
 struct ServerSide<'a> {
     tracker: &'a mut Tracker,
     identity: &'a Identity,
@@ -77,8 +81,10 @@ impl Inspect for ServerSide<'_> {
         match header.tag {
             b'Z' => Need::Prefix(1),
             b'A' => Need::Prefix(4),
-            // Small, and its severity says whether the connection ends.
-            b'E' => Need::Whole,
+            b'E' if self.retry.armed() => Need::Whole,
+            // Its severity (and SQLSTATE) come first: whether the
+            // connection ends. A huge message text is not buffered.
+            b'E' => Need::Prefix(ERROR_PREFIX),
             b'D' if self.capture.wants_rows() => Need::Whole,
             _ => Need::Header,
         }

@@ -184,6 +184,17 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     fine.iter().any(|m| m.tag == b'D'),
                     "a query under the limit passes"
                 );
+                // The limit is on what pgrelay must hold whole; a server's
+                // error bigger than it passes through.
+                let big_error = raw
+                    .simple_query(b"DO $$BEGIN RAISE EXCEPTION '%', repeat('x', 100000); END$$")
+                    .await?;
+                ensure!(
+                    big_error.iter().any(
+                        |m| m.tag == b'E' && m.field(b'M').unwrap_or_default().len() >= 100_000
+                    ) && big_error.last().is_some_and(|m| m.tag == b'Z'),
+                    "a 100 kB error message reaches the client"
+                );
                 let mut body = format!("SELECT '{}'", "a".repeat(100_000)).into_bytes();
                 body.push(0);
                 raw.send(&frame(b'Q', &body)).await?;
