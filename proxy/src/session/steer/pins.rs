@@ -1,0 +1,74 @@
+//! Session state that only the primary has, and statements that leave
+//! none.
+
+use pgrelay_router::{SessionEffect, Statement, TxEffect};
+
+/// A statement that leaves nothing behind in the session: a read with no
+/// effects and no function calls (which may keep state, like nextval's
+/// currval).
+pub(super) fn is_plain_read(statement: &Statement) -> bool {
+    statement.access.is_read()
+        && statement.session == SessionEffect::None
+        && statement.transaction == TxEffect::None
+        && statement.functions.is_empty()
+        && statement.pgrelay.is_none()
+}
+
+/// Why the session is pinned to the primary. Each kind of state goes away
+/// on its own (`UNLISTEN *`, `pg_advisory_unlock_all()`, `DISCARD TEMP`),
+/// all of it with `DISCARD ALL`; the session is free again when none is
+/// left.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pins(u8);
+
+impl Pins {
+    pub const TEMP: u8 = 1;
+    pub const LISTEN: u8 = 2;
+    pub const ADVISORY: u8 = 4;
+    pub const CURSOR: u8 = 8;
+    /// Anything else (set_config, unparsed session statements, ...): only
+    /// DISCARD ALL ends it.
+    pub const OTHER: u8 = 16;
+
+    pub fn any(self) -> bool {
+        self.0 != 0
+    }
+
+    pub fn add(&mut self, kind: u8) {
+        self.0 |= kind;
+    }
+
+    pub fn remove(&mut self, kind: u8) {
+        self.0 &= !kind;
+    }
+
+    pub(super) fn kind_of(effect: &SessionEffect) -> u8 {
+        match effect {
+            SessionEffect::TempObject => Pins::TEMP,
+            SessionEffect::Listen { .. } => Pins::LISTEN,
+            SessionEffect::AdvisoryLock => Pins::ADVISORY,
+            SessionEffect::DeclareCursorWithHold => Pins::CURSOR,
+            _ => Pins::OTHER,
+        }
+    }
+}
+
+/// Effects whose state only the node that ran them has. Settings are
+/// among them unless they are replayed on the other nodes; a string of
+/// several statements is never replayed.
+pub(super) fn pins_session(effect: &SessionEffect, replayed_settings: bool) -> bool {
+    match effect {
+        SessionEffect::None
+        | SessionEffect::DiscardAll
+        | SessionEffect::Discard(_)
+        | SessionEffect::Deallocate { .. }
+        | SessionEffect::Unlisten { .. }
+        | SessionEffect::AdvisoryUnlockAll
+        | SessionEffect::Set { local: true, .. } => false,
+        SessionEffect::Set { local: false, .. }
+        | SessionEffect::Reset { .. }
+        | SessionEffect::Prepare { .. } => !replayed_settings,
+        SessionEffect::Many(effects) => effects.iter().any(|e| pins_session(e, false)),
+        _ => true,
+    }
+}

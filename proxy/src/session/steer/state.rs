@@ -1,0 +1,179 @@
+//! What one session's routing remembers between messages, and what a
+//! held frame waits for.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pgrelay_router::{Consistency, PgrelayCommand, RouteReason};
+
+use super::super::capture::LsnCapture;
+use super::super::prepared::Registry;
+use super::super::retry::Retry;
+use super::super::settings::Settings;
+use super::super::sql_prepared::SqlPrepared;
+use super::Pins;
+
+/// What a held frame is waiting for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    /// Run the held frame (and what follows) on `node`, after preparing
+    /// the statements a batch needs there.
+    Switch {
+        node: usize,
+        reason: RouteReason,
+        batch: Option<BatchNeeds>,
+        /// An `EXECUTE` of this SQL-prepared statement follows.
+        sql_prepared: Option<String>,
+        /// The read needs this WAL position, which the monitor has not seen
+        /// the replica reach yet: ask the replica first.
+        check_lsn: Option<u64>,
+    },
+    Local(PgrelayCommand),
+    /// Look these functions up in `pg_proc`, then inspect the frame again.
+    Resolve(Vec<String>),
+    /// Inspect the frame again once everything before it is answered.
+    Reinspect,
+    /// Answer the extended-protocol batch (`len` bytes from the held frame
+    /// through its Sync) that uses this pgrelay command; `None`: it mixes
+    /// one with other statements.
+    LocalBatch {
+        command: Option<PgrelayCommand>,
+        len: usize,
+    },
+    /// Ask the primary for the session's LSN, then inspect the frame again.
+    CaptureLsn,
+    /// No replica is fresh enough: inspect the frame again when the
+    /// topology changes (`when_no_replica = "wait"`).
+    AwaitReplica,
+    /// Answer with this error in place of the Query (or FunctionCall) or
+    /// of the whole batch of `batch_len` bytes: no replica is fresh enough
+    /// and `when_no_replica = "error"`, no primary came within
+    /// `failover.hold_writes`, or the session's transaction was lost.
+    /// `aborts`: the client's transaction is failed from now on.
+    Refuse {
+        sqlstate: &'static str,
+        message: String,
+        batch_len: Option<usize>,
+        aborts: bool,
+    },
+    /// The statement needs the primary and none is known (a failover is
+    /// under way): inspect it again when the topology changes, until
+    /// `failover.hold_writes` is over.
+    AwaitPrimary {
+        batch_len: Option<usize>,
+    },
+    /// The admin console paused new transactions: inspect the frame again
+    /// once it resumes.
+    Paused,
+}
+
+/// The prepared statements an extended-protocol batch defines and uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchNeeds {
+    pub defines: Vec<Vec<u8>>,
+    pub uses: Vec<Vec<u8>>,
+}
+
+/// One session's routing state.
+#[derive(Debug)]
+pub struct RouteState {
+    pub consistency: Consistency,
+    /// Session state lives on the primary: no more replica reads.
+    pub pins: Pins,
+    /// The node the session's pumps are connected to now.
+    pub current: usize,
+    /// Where the last statement went and why (`SHOW pgrelay.route`).
+    pub last: Option<(usize, RouteReason)>,
+    pub pending: Option<Pending>,
+    /// The held frame has been dealt with: forward it without asking again.
+    pub resume_head: bool,
+    pub prepared: Registry,
+    pub sql_prepared: SqlPrepared,
+    pub settings: Settings,
+    pub retry: Retry,
+    /// The Query being steered goes to a replica: arm the retry net when
+    /// it is forwarded, if nothing else is in flight then.
+    pub(super) retry_candidate: bool,
+    /// The same for an extended-protocol batch: its bytes and the prepared
+    /// statements it uses, armed when its Sync is forwarded.
+    pub(super) retry_batch: Option<(Bytes, BatchNeeds)>,
+    /// The session's last write (read-your-writes) and the LSN requests
+    /// in flight.
+    pub capture: LsnCapture,
+    /// The batch being forwarded commits a write: capture its LSN behind
+    /// its Sync.
+    pub(super) capture_after_sync: bool,
+    /// A write whose LSN could not be asked for behind it (a COPY FROM
+    /// STDIN: the server takes no Query in copy-in mode; an open batch):
+    /// ask before the next read is routed.
+    pub capture_due: bool,
+    /// `SET pgrelay.min_lsn`: a causal position from elsewhere.
+    pub min_lsn: u64,
+    /// Monotonic reads: the position of the freshest node read from.
+    pub read_floor: u64,
+    /// `SET pgrelay.max_lag`, tighter or looser than the config.
+    pub max_lag: Option<Duration>,
+    /// Per node (bit index), whether something that may leave session
+    /// state ran on the session's connection there; clean connections go
+    /// back to the pool without a reset.
+    pub(super) dirty: u64,
+    /// The Query or batch being steered runs only plain reads.
+    pub(super) next_clean: bool,
+    /// The route just decided reads from a replica the monitor has not
+    /// yet seen reach the session's position: this position.
+    pub(super) check_lsn: Option<u64>,
+    /// When a read waiting for a fresh replica gives up on it, and when
+    /// it began to wait.
+    pub wait_deadline: Option<Instant>,
+    pub(super) wait_started: Option<Instant>,
+    /// Until when a statement that needs the primary waits for one.
+    pub hold_deadline: Option<Instant>,
+    /// The connection a transaction was open on was lost: the client's
+    /// next request is answered with this error (unless it ends the
+    /// transaction).
+    pub lost_transaction: Option<String>,
+}
+
+impl RouteState {
+    pub fn new(consistency: Consistency, current: usize, nodes: usize) -> RouteState {
+        RouteState {
+            consistency,
+            pins: Pins::default(),
+            current,
+            last: None,
+            pending: None,
+            resume_head: false,
+            prepared: Registry::new(nodes),
+            sql_prepared: SqlPrepared::new(nodes),
+            settings: Settings::new(nodes),
+            retry: Retry::default(),
+            retry_candidate: false,
+            retry_batch: None,
+            capture: LsnCapture::default(),
+            capture_after_sync: false,
+            capture_due: false,
+            min_lsn: 0,
+            read_floor: 0,
+            max_lag: None,
+            wait_deadline: None,
+            wait_started: None,
+            hold_deadline: None,
+            lost_transaction: None,
+            check_lsn: None,
+            dirty: 0,
+            next_clean: false,
+        }
+    }
+
+    /// Whether the session's connection to `node` may hold session state.
+    pub fn is_dirty(&self, node: usize) -> bool {
+        node >= 64 || self.dirty & (1 << node) != 0
+    }
+
+    /// Something that may leave session state runs on `node`.
+    pub fn dirtied(&mut self, node: usize) {
+        if node < 64 {
+            self.dirty |= 1 << node;
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The routing machinery one worker thread shares among its sessions:
+//! the classifier cache, the balancer, the topology view, the routing
+//! settings in effect (re-read when a reload swaps the config).
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use pgrelay_health::{NodeRole, Topology, TopologyCell};
+use pgrelay_router::{
+    Balance, Balancer, Classifier, Consistency, NodeView, Role, RouteReason, Statement,
+    TopologyView, Volatility,
+};
+
+use crate::config::{self, Config, LoadBalance, RoutingConfig};
+use crate::metrics::{RoleLabel, WorkerQueryMetrics};
+
+use super::RouteState;
+use crate::shared::Shared;
+
+/// Verdicts cached per worker (each worker classifies its own sessions).
+const CLASSIFIER_CAPACITY: usize = 4096;
+
+/// Routing machinery one worker thread shares among its sessions.
+pub struct WorkerRouter {
+    pub(super) shared: Arc<Shared>,
+    /// The config the routing settings were last read from; replaced when
+    /// a reload swaps in another (checked per decision: one `ArcSwap`
+    /// load and a pointer compare).
+    pub(super) config: RefCell<Arc<Config>>,
+    pub metrics: WorkerQueryMetrics,
+    pub(super) classifier: RefCell<Classifier>,
+    pub(super) balancer: RefCell<Balancer>,
+    /// Per node, the replay position sessions of this worker saw the node
+    /// reach by asking it (fresher than the monitor's last poll).
+    pub(super) confirmed: RefCell<Vec<u64>>,
+    /// The router's view of the latest topology snapshot, rebuilt only when
+    /// the snapshot changes.
+    pub(super) view: RefCell<(Option<Arc<Topology>>, TopologyView)>,
+}
+
+impl WorkerRouter {
+    pub fn new(shared: Arc<Shared>, metrics: WorkerQueryMetrics) -> WorkerRouter {
+        let config = shared.config();
+        let balance = balance(config.routing.load_balance);
+        WorkerRouter {
+            shared,
+            config: RefCell::new(config),
+            metrics,
+            confirmed: RefCell::new(Vec::new()),
+            classifier: RefCell::new(Classifier::new(CLASSIFIER_CAPACITY)),
+            balancer: RefCell::new(Balancer::new(balance)),
+            view: RefCell::new((None, TopologyView::default())),
+        }
+    }
+
+    /// The routing settings in effect now. A reload that changes
+    /// `load_balance` starts the balancer afresh.
+    /// (While a caller still borrows the old settings, they stay until
+    /// the next decision.)
+    pub(super) fn routing(&self) -> RoutingNow<'_> {
+        if let Ok(mut cached) = self.config.try_borrow_mut()
+            && !self.shared.config_is(&cached)
+        {
+            let fresh = self.shared.config();
+            if fresh.routing.load_balance != cached.routing.load_balance
+                && let Ok(mut balancer) = self.balancer.try_borrow_mut()
+            {
+                *balancer = Balancer::new(balance(fresh.routing.load_balance));
+            }
+            *cached = fresh;
+        }
+        RoutingNow(self.config.borrow())
+    }
+
+    /// Whether the console has paused new transactions.
+    pub(super) fn paused(&self) -> bool {
+        self.shared.pause.is_paused()
+    }
+
+    pub fn classify(&self, sql: &[u8]) -> Arc<Statement> {
+        // SQL in a non-UTF-8 client_encoding cannot be parsed here; a text
+        // no parser accepts makes it "unparsed", which routes to the primary.
+        let text = std::str::from_utf8(sql).unwrap_or("\u{0}not utf-8");
+        self.classifier.borrow_mut().classify(text)
+    }
+
+    /// Counts a statement routed to `node` (the metric) and remembers it
+    /// for `SHOW pgrelay.route`.
+    pub fn routed(
+        &self,
+        topology: &TopologyCell,
+        route: &mut RouteState,
+        node: usize,
+        reason: RouteReason,
+    ) {
+        let role = if topology.primary() == Some(node) {
+            RoleLabel::Primary
+        } else {
+            RoleLabel::Replica
+        };
+        self.metrics.routed(node, role, reason);
+        route.last = Some((node, reason));
+    }
+
+    /// Functions the statements call whose volatility this worker has not
+    /// learned yet.
+    pub(super) fn unresolved(&self, statements: &[Arc<Statement>]) -> Vec<String> {
+        let classifier = self.classifier.borrow();
+        let mut names: Vec<String> = Vec::new();
+        for statement in statements {
+            for name in classifier.unresolved_functions(statement) {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names
+    }
+
+    /// A replica answered that it has replayed up to `lsn`.
+    pub fn confirm_replay(&self, node: usize, lsn: u64) {
+        let mut confirmed = self.confirmed.borrow_mut();
+        if confirmed.len() <= node {
+            confirmed.resize(node + 1, 0);
+        }
+        confirmed[node] = confirmed[node].max(lsn);
+    }
+
+    /// A replica refused this statement shape as a write.
+    pub fn remember_write(&self, sql: &[u8]) {
+        if let Ok(sql) = std::str::from_utf8(sql) {
+            self.classifier.borrow_mut().remember_write(sql);
+        }
+    }
+
+    pub fn learn_volatility(&self, learned: &[(String, Volatility)]) {
+        let mut classifier = self.classifier.borrow_mut();
+        for (name, volatility) in learned {
+            classifier.learn_volatility(name, *volatility);
+        }
+    }
+
+    pub(super) fn refresh(&self, topology: &TopologyCell) {
+        let mut view = self.view.borrow_mut();
+        if view.0.as_ref().is_some_and(|t| topology.is_current(t)) {
+            return;
+        }
+        let snapshot = topology.load();
+        view.1 = TopologyView {
+            epoch: snapshot.epoch,
+            primary: snapshot.primary,
+            nodes: snapshot
+                .nodes
+                .iter()
+                .map(|n| NodeView {
+                    name: n.name.clone(),
+                    role: match n.role {
+                        NodeRole::Primary => Role::Primary,
+                        NodeRole::Replica => Role::Replica,
+                        NodeRole::Down => Role::Down,
+                        NodeRole::Unknown => Role::Unknown,
+                    },
+                    healthy: n.healthy,
+                    replay_lsn: n.visible_lsn(),
+                    connections: 0,
+                    lag_bytes: n.lag_bytes,
+                    lag_millis: n.lag_seconds.map(|s| (s * 1000.0) as u64),
+                })
+                .collect(),
+        };
+        view.0 = Some(snapshot);
+    }
+}
+
+/// A borrow of the routing settings in effect.
+pub(super) struct RoutingNow<'a>(std::cell::Ref<'a, Arc<Config>>);
+
+impl std::ops::Deref for RoutingNow<'_> {
+    type Target = RoutingConfig;
+
+    fn deref(&self) -> &RoutingConfig {
+        &self.0.routing
+    }
+}
+
+fn balance(load_balance: LoadBalance) -> Balance {
+    match load_balance {
+        LoadBalance::LeastConnections => Balance::LeastConnections,
+        LoadBalance::LowestLag => Balance::LowestLag,
+        LoadBalance::RoundRobin => Balance::RoundRobin,
+    }
+}
+
+/// Maps the configured policy to the router's.
+pub fn consistency_from_config(c: config::Consistency) -> Consistency {
+    match c {
+        config::Consistency::Strong => Consistency::Strong,
+        config::Consistency::Eventual => Consistency::Eventual,
+        config::Consistency::ReadYourWrites => Consistency::ReadYourWrites,
+    }
+}
