@@ -51,6 +51,14 @@ impl TopologyCell {
         self.published.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Waits until a snapshot other than `seen` is published (a node came
+    /// back, a primary changed, or just the next probe), or `timeout`
+    /// passes: for whoever tries again on news.
+    pub async fn wait_for_newer(&self, seen: &Arc<Topology>, timeout: Duration) -> Arc<Topology> {
+        self.wait_until(timeout, |t| !std::ptr::eq(t, &**seen))
+            .await
+    }
+
     /// Waits until `ready` holds for a snapshot, or `timeout` passes.
     /// Returns the last snapshot seen either way.
     pub async fn wait_until(

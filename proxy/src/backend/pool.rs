@@ -66,7 +66,7 @@ impl Pool {
 
     /// An idle connection for `key` that is still open, if there is one.
     pub fn take(self: &Rc<Pool>, key: &PoolKey) -> Option<Lease> {
-        let conn = self.counted(|idle| idle.take(key, BackendConn::is_open))?;
+        let conn = self.counted_on(key.node, |idle| idle.take(key, BackendConn::is_open))?;
         Some(Lease {
             _counted: self.load.lease(key.node),
             conn,
@@ -90,7 +90,8 @@ impl Pool {
     }
 
     fn put(&self, key: PoolKey, conn: BackendConn) {
-        self.counted(|idle| idle.put(key, conn, Instant::now()));
+        let node = key.node;
+        self.counted_on(node, |idle| idle.put(key, conn, Instant::now()));
     }
 
     /// Closes connections that have been idle too long.
@@ -103,9 +104,23 @@ impl Pool {
         self.counted(IdleSet::clear);
     }
 
-    /// Runs `change` on the idle set and tells the shared counts what it
-    /// changed. Called as connections are leased and handed back, never
-    /// per message.
+    /// Runs `change`, which touches only `node`'s idle connections (a take,
+    /// or a put and the eviction it may cause), and tells the shared
+    /// counts what it changed.
+    fn counted_on<R>(
+        &self,
+        node: usize,
+        change: impl FnOnce(&mut IdleSet<PoolKey, BackendConn>) -> R,
+    ) -> R {
+        let mut idle = self.idle.borrow_mut();
+        let before = idle.count_on(node);
+        let result = change(&mut idle);
+        self.load.idle_changed(node, before, idle.count_on(node));
+        result
+    }
+
+    /// Runs `change`, which may touch every node's idle connections
+    /// (expiry, shutdown), and tells the shared counts what it changed.
     fn counted<R>(&self, change: impl FnOnce(&mut IdleSet<PoolKey, BackendConn>) -> R) -> R {
         let mut idle = self.idle.borrow_mut();
         let nodes = self.load.nodes();

@@ -165,9 +165,7 @@ async fn lease_primary(
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 shared
                     .topology
-                    .wait_until(left.min(RETRY_UNREACHABLE_AFTER), |t| {
-                        !std::ptr::eq(t, &*topology)
-                    })
+                    .wait_for_newer(&topology, left.min(RETRY_UNREACHABLE_AFTER))
                     .await;
             }
             leased => return leased,

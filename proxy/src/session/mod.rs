@@ -356,10 +356,7 @@ async fn serve(
                     .wait_deadline
                     .map(|d| d.saturating_duration_since(std::time::Instant::now()))
                     .unwrap_or_default();
-                ctx.shared
-                    .topology
-                    .wait_until(left, |t| !std::ptr::eq(t, &*seen))
-                    .await;
+                ctx.shared.topology.wait_for_newer(&seen, left).await;
                 up.resume();
             }
             Some(Pending::Refuse {
@@ -590,10 +587,7 @@ async fn hold_for_primary(
     }
     let seen = ctx.shared.topology.load();
     let next = std::cmp::min(deadline - now, RETRY_UNREACHABLE_AFTER);
-    ctx.shared
-        .topology
-        .wait_until(next, |t| !std::ptr::eq(t, &*seen))
-        .await;
+    ctx.shared.topology.wait_for_newer(&seen, next).await;
     up.resume();
     Ok(())
 }

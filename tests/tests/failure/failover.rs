@@ -87,13 +87,11 @@ async fn writes_resume() -> anyhow::Result<()> {
         "the write went to the new primary"
     );
     // The history entry is written once the promotion is verified.
-    let admin = proxy.admin_addr();
     let json = poll_until(
         Duration::from_secs(10),
         "the failover in /status",
         || async {
-            let status = pgrelay_tests::http::get(admin, "/status").await.ok()?;
-            let json: serde_json::Value = serde_json::from_str(&status.body).ok()?;
+            let json = status(&proxy).await?;
             (json["failovers"].as_array().map(Vec::len) == Some(1)).then_some(json)
         },
     )
@@ -112,8 +110,7 @@ async fn writes_resume() -> anyhow::Result<()> {
         Duration::from_secs(15),
         "the other replica streaming from the new primary in /status",
         || async {
-            let status = pgrelay_tests::http::get(admin, "/status").await.ok()?;
-            let json: serde_json::Value = serde_json::from_str(&status.body).ok()?;
+            let json = status(&proxy).await?;
             let nodes = json["nodes"].as_array()?;
             (nodes[other]["upstream"] == nodes[new]["addr"]).then_some(())
         },

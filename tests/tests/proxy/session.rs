@@ -355,18 +355,27 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     (r, busy)
                 });
                 let handle = proxy.into_handle();
-                // Let the query reach the server (the replica: a read)
-                // before draining.
-                let direct = env.cluster.client(1).await?;
+                // Let the query reach its server before draining: the
+                // replica (a read), or the primary if the replica is beyond
+                // the lag budget at that moment.
+                let nodes = [env.cluster.client(0).await?, env.cluster.client(1).await?];
                 poll_until(Duration::from_secs(10), "the query to run", || async {
-                let n: i64 = direct
-                    .query_one("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(0.5), 7'", &[])
-                    .await
-                    .ok()?
-                    .get(0);
-                (n == 1).then_some(())
-            })
-            .await?;
+                    let mut running = 0i64;
+                    for node in &nodes {
+                        let n: i64 = node
+                            .query_one(
+                                "SELECT count(*) FROM pg_stat_activity \
+                                 WHERE query = 'SELECT pg_sleep(0.5), 7'",
+                                &[],
+                            )
+                            .await
+                            .ok()?
+                            .get(0);
+                        running += n;
+                    }
+                    (running == 1).then_some(())
+                })
+                .await?;
                 handle.drain();
                 let (result, busy) = query.await?;
                 ensure!(
