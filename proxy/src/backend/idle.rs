@@ -79,6 +79,11 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
         self.by_key.clear();
     }
 
+    /// Drops every item parked for `node`.
+    pub fn clear_node(&mut self, node: usize) {
+        self.by_key.retain(|key, _| key.node() != node);
+    }
+
     /// Items parked for `node`.
     pub fn count_on(&self, node: usize) -> usize {
         self.by_key

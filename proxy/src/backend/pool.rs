@@ -99,6 +99,14 @@ impl Pool {
         self.counted(|idle| idle.expire(Instant::now()));
     }
 
+    /// Closes the idle connections to `node`: a session just lost its own
+    /// connection there, and the others to the same server (restarted,
+    /// crashed, failing over) are as good as lost, even if their backends
+    /// have not noticed yet.
+    pub fn discard_node(&self, node: usize) {
+        self.counted_on(node, |idle| idle.clear_node(node));
+    }
+
     /// Closes every idle connection (shutdown).
     pub fn clear(&self) {
         self.counted(IdleSet::clear);

@@ -76,6 +76,7 @@ pub async fn recover(
     route.capture.drained();
     info!(node = %lost_name, ?loss, in_transaction, rerun = rerun.is_some(),
         "backend connection lost; going on on another node");
+    ctx.pool.discard_node(lost);
     // Nothing the session set up there is left.
     route.prepared.node_reset(lost);
     route.sql_prepared.node_reset(lost);
