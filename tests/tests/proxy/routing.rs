@@ -61,10 +61,10 @@ async fn xact_commits(node: &Client, database: &str) -> anyhow::Result<i64> {
 /// These tests check where each kind of statement goes, not the lag
 /// budget (the consistency tests do): a budget far above what replay can
 /// fall behind on a loaded 2-core machine, while other tests write on the
-/// shared cluster.
+/// shared cluster (one runs `pgbench -i`, some 15 MB of WAL).
 fn eventual() -> ProxyOptions {
     ProxyOptions {
-        routing: "consistency = \"eventual\"\nmax_lag = \"30s\"".into(),
+        routing: "consistency = \"eventual\"\nmax_lag = \"30s\"\nmax_lag_bytes = \"1GB\"".into(),
         ..ProxyOptions::default()
     }
 }
@@ -630,6 +630,13 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     &[&base[..], &["-i", "-s", "1", "-q", "bench_eventual"]].concat(),
                 )
                 .await?;
+                // Eventual: pgbench's own check of its tables may read the
+                // replica, which must have the initialised database.
+                let lsn: String = direct
+                    .query_one("SELECT pg_current_wal_lsn()::text", &[])
+                    .await?
+                    .get(0);
+                until_replayed(&env.cluster.client(1).await?, &lsn).await?;
                 for script in [&["-S"][..], &[][..]] {
                     let out = crate::pgbench::run_pgbench(
                         &[
