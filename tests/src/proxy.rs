@@ -91,7 +91,9 @@ impl TestProxy {
                 let t = topology.load();
                 let found = t.primary.is_some()
                     && t.nodes.iter().all(|n| match n.role {
-                        NodeRole::Replica => n.lag_bytes.is_some(),
+                        // The time lag needs a primary sample taken after
+                        // the primary became known: one poll after the bytes.
+                        NodeRole::Replica => n.lag_bytes.is_some() && n.lag_seconds.is_some(),
                         NodeRole::Unknown => false,
                         NodeRole::Primary | NodeRole::Down => true,
                     });

@@ -518,7 +518,7 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 let (primary, replica) = ports(&env);
                 let proxy = TestProxy::start(&env.cluster, eventual()).await?;
                 let c = proxy.client().await?;
-                ensure!(value(&c, PORT).await? == replica);
+                on_node_soon(&c, PORT, &replica).await?;
                 c.simple_query("CREATE TEMP TABLE routing_tmp (x int)")
                     .await?;
                 c.simple_query("INSERT INTO routing_tmp VALUES (42)")
@@ -530,25 +530,27 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 ensure!(value(&c, PORT).await? == primary);
                 ensure!(value(&c, "SHOW pgrelay.route").await? == "pg1 session pinned");
                 c.simple_query("DISCARD ALL").await?;
-                ensure!(
-                    value(&c, PORT).await? == replica,
-                    "DISCARD ALL ends the pin"
-                );
+                // A pin never ends by itself: polling only rides out a
+                // replica that is briefly beyond its budget on a busy machine.
+                on_node_soon(&c, PORT, &replica)
+                    .await
+                    .context("DISCARD ALL ends the pin")?;
                 // Each kind of state ends on its own.
                 c.simple_query("LISTEN routing_channel").await?;
                 ensure!(value(&c, PORT).await? == primary, "LISTEN pins");
                 c.simple_query("UNLISTEN *").await?;
-                ensure!(value(&c, PORT).await? == replica, "UNLISTEN * ends the pin");
+                on_node_soon(&c, PORT, &replica)
+                    .await
+                    .context("UNLISTEN * ends the pin")?;
                 c.simple_query("SELECT pg_advisory_lock(4711)").await?;
                 ensure!(
                     value(&c, PORT).await? == primary,
                     "a session advisory lock pins"
                 );
                 c.simple_query("SELECT pg_advisory_unlock_all()").await?;
-                ensure!(
-                    value(&c, PORT).await? == replica,
-                    "pg_advisory_unlock_all() ends the pin"
-                );
+                on_node_soon(&c, PORT, &replica)
+                    .await
+                    .context("pg_advisory_unlock_all() ends the pin")?;
                 Ok(())
             },
         ),
