@@ -4,17 +4,16 @@
 //! running the client's query right now.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::backend::BackendKey;
+use crate::net::Endpoint;
 
 /// Connecting to a node to deliver a cancel should never take longer.
 const CANCEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -22,9 +21,9 @@ const CANCEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const FIRST_VIRTUAL_PID: i32 = 1 << 20;
 
 /// Where a session's queries currently run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelTarget {
-    pub addr: SocketAddr,
+    pub addr: Endpoint,
     pub key: BackendKey,
 }
 
@@ -114,7 +113,7 @@ impl CancelRegistry {
         let target = {
             let sessions = self.lock();
             match sessions.get(&pid) {
-                Some(entry) if entry.secret == secret => entry.target,
+                Some(entry) if entry.secret == secret => entry.target.clone(),
                 _ => None,
             }
         };
@@ -129,7 +128,7 @@ impl CancelRegistry {
 }
 
 async fn send_cancel(target: CancelTarget) -> std::io::Result<()> {
-    let mut stream = tokio::time::timeout(CANCEL_CONNECT_TIMEOUT, TcpStream::connect(target.addr))
+    let mut stream = tokio::time::timeout(CANCEL_CONNECT_TIMEOUT, target.addr.connect())
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let mut packet = BytesMut::with_capacity(16);

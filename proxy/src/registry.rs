@@ -8,7 +8,6 @@
 //! node): the data path pays a relaxed load per request, no lock.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
@@ -58,7 +57,7 @@ const NO_NODE: usize = usize::MAX;
 #[derive(Debug)]
 pub struct SessionInfo {
     pub id: u64,
-    pub peer: SocketAddr,
+    pub peer: crate::net::Peer,
     pub user: String,
     pub database: String,
     pub since: SystemTime,
@@ -99,7 +98,7 @@ pub struct SessionRegistry {
 /// What a session registers with.
 pub struct NewSession<'a> {
     pub id: u64,
-    pub peer: SocketAddr,
+    pub peer: crate::net::Peer,
     pub user: &'a str,
     pub database: &'a str,
     pub state: ClientState,
@@ -165,7 +164,7 @@ mod tests {
         let registry = Arc::new(SessionRegistry::default());
         let entry = registry.register(NewSession {
             id: 7,
-            peer: "127.0.0.1:5000".parse().expect("addr"),
+            peer: crate::net::Peer::Tcp("127.0.0.1:5000".parse().expect("addr")),
             user: "app",
             database: "db",
             state: ClientState::Idle,

@@ -19,14 +19,15 @@ use std::time::Duration;
 use pgrelay_health::{
     FailoverControl, FailoverRequests, NodeTarget, Topology, TopologyCell, spawn_monitor_reloadable,
 };
-use socket2::SockRef;
 use tokio::task::{JoinSet, LocalSet};
 use tracing::{debug, error, info};
 
 use crate::admin;
 use crate::backend::{IDLE_TIMEOUT, Pool};
 use crate::config::Config;
+use crate::listeners::StdListeners;
 use crate::metrics::WorkerQueryMetrics;
+use crate::net::SocketFile;
 use crate::session::{self, SessionContext, WorkerRouter};
 use crate::shared::Shared;
 use crate::shutdown::{LocalShutdown, Phase};
@@ -45,6 +46,8 @@ pub struct ProxyHandle {
     local_addr: SocketAddr,
     admin_addr: SocketAddr,
     threads: Vec<JoinHandle<()>>,
+    /// Removed when the handle is dropped, after the threads have stopped.
+    socket_file: Option<SocketFile>,
 }
 
 /// Starts the proxy on an already bound listener (tests bind port 0).
@@ -75,6 +78,17 @@ fn start_with(
     let config = Arc::new(config);
     let local_addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
+    let (unix, socket_file) = match &config.listen.unix_socket_dir {
+        Some(dir) => {
+            let (unix, file) = SocketFile::bind(dir, local_addr.port())?;
+            (Some(unix), Some(file))
+        }
+        None => (None, None),
+    };
+    let listeners = StdListeners {
+        tcp: listener,
+        unix,
+    };
     let admin_listener = admin::bind(config.listen.admin_addr)?;
     let admin_addr = admin_listener.local_addr()?;
     let topology = Arc::new(TopologyCell::new(Topology::initial(
@@ -94,6 +108,7 @@ fn start_with(
         local_addr,
         admin_addr,
         threads: Vec::new(),
+        socket_file,
     };
     let monitor = spawn_monitor_thread(Arc::clone(&handle.shared), requests)?;
     handle.threads.push(monitor);
@@ -104,11 +119,11 @@ fn start_with(
         n => n,
     };
     for index in 0..workers {
-        let listener = listener.try_clone()?;
+        let listeners = listeners.try_clone()?;
         let shared = Arc::clone(&handle.shared);
         let worker = std::thread::Builder::new()
             .name(format!("pgrelay-worker-{index}"))
-            .spawn(move || run_worker(listener, shared))?;
+            .spawn(move || run_worker(listeners, shared))?;
         handle.threads.push(worker);
     }
     info!(
@@ -116,6 +131,7 @@ fn start_with(
         admin = %admin_addr,
         workers,
         nodes = config.nodes.len(),
+        unix_socket = ?handle.socket_path(),
         "pgrelay listening"
     );
     Ok(handle)
@@ -124,6 +140,11 @@ fn start_with(
 impl ProxyHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The Unix socket clients may connect to (`listen.unix_socket_dir`).
+    pub fn socket_path(&self) -> Option<&std::path::Path> {
+        self.socket_file.as_ref().map(SocketFile::path)
     }
 
     /// Where the admin HTTP server (`/status`, `/healthz`, `/metrics`)
@@ -229,7 +250,7 @@ fn spawn_monitor_thread(
         })
 }
 
-fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
+fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
     let runtime = match current_thread_runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -238,10 +259,10 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
         }
     };
     LocalSet::new().block_on(&runtime, async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
+        let listeners = match listeners.register() {
             Ok(l) => l,
             Err(e) => {
-                error!(error = %e, "cannot register the listener");
+                error!(error = %e, "cannot register the listeners");
                 return;
             }
         };
@@ -263,12 +284,8 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
         loop {
             tokio::select! {
                 _ = shared.drain.cancelled() => break,
-                accepted = listener.accept() => match accepted {
+                accepted = listeners.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        if let Err(e) = configure_client_socket(&stream) {
-                            debug!(error = %e, %peer, "client socket setup failed");
-                            continue;
-                        }
                         let Some(slot) = shared.client_slot() else {
                             debug!(%peer, "far beyond max_client_connections; closed");
                             continue;
@@ -291,7 +308,7 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>) {
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             }
         }
-        drop(listener);
+        drop(listeners);
         let all_done = async { while sessions.join_next().await.is_some() {} };
         tokio::select! {
             _ = all_done => {}
@@ -324,9 +341,4 @@ async fn mirror_shutdown(shared: Arc<Shared>, local: Rc<LocalShutdown>) {
     local.advance(Phase::Draining);
     shared.stop.cancelled().await;
     local.advance(Phase::Stopping);
-}
-
-fn configure_client_socket(stream: &tokio::net::TcpStream) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    SockRef::from(stream).set_keepalive(true)
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by pgrelay's integration tests and benchmarks: proxies
 //! started in-process in front of a real cluster, clients, deadlines.
 
+pub mod activity;
 pub mod consistency;
 pub mod http;
 pub mod proxy;
@@ -9,5 +10,5 @@ pub mod relay;
 pub mod wait;
 pub mod write_load;
 
-pub use proxy::{ProxyOptions, TestProxy};
+pub use proxy::{ProxyOptions, TestProxy, socket_node_addrs};
 pub use wait::poll_until;

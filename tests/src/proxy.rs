@@ -137,6 +137,13 @@ impl TestProxy {
         )
     }
 
+    /// The proxy's Unix socket, with `unix_socket_dir` in `listen_extra`.
+    pub fn socket_path(&self) -> Option<std::path::PathBuf> {
+        self.handle
+            .as_ref()
+            .and_then(|h| h.socket_path().map(ToOwned::to_owned))
+    }
+
     /// A tokio-postgres client through the proxy (superuser, trust).
     pub async fn client(&self) -> anyhow::Result<tokio_postgres::Client> {
         connect(&self.conninfo(pgrelay_cluster::superuser(), "postgres")).await
@@ -175,6 +182,16 @@ fn parse(toml: &str) -> anyhow::Result<Config> {
 }
 
 /// The text of [`config_for`]'s config.
+/// `node_addrs` reaching every node of `cluster` through its Unix socket.
+pub fn socket_node_addrs(cluster: &Cluster) -> Vec<(String, String)> {
+    let dir = cluster.dir().display().to_string();
+    cluster
+        .nodes()
+        .iter()
+        .map(|n| (n.name.clone(), format!("{dir}:{}", n.port)))
+        .collect()
+}
+
 pub fn config_toml(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<String> {
     let mut toml = String::new();
     writeln!(

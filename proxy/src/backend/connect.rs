@@ -1,7 +1,7 @@
 //! Logging in to a node: startup, trust/cleartext/md5/SCRAM, then collect
 //! ParameterStatus and BackendKeyData up to ReadyForQuery.
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -10,11 +10,12 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, Scr
 use postgres_protocol::message::frontend;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::client::read::{ReadError, read_message};
 use crate::config::HostPort;
 use crate::error::ProxyError;
+use crate::net::{Endpoint, Stream, socket_path};
 
 /// Login messages from a server are small; this only bounds a broken peer.
 const MAX_LOGIN_MESSAGE: usize = 1 << 20;
@@ -34,12 +35,12 @@ pub struct BackendKey {
 /// A logged-in connection to a node, idle (ReadyForQuery seen).
 #[derive(Debug)]
 pub struct BackendConn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Index of the node in the configuration.
     pub node: usize,
     pub node_name: String,
     /// The address actually connected to, for cancel requests.
-    pub peer: SocketAddr,
+    pub peer: Endpoint,
     pub key: BackendKey,
     /// ParameterStatus values sent at login, replayed to each client that
     /// gets this connection.
@@ -86,11 +87,7 @@ pub async fn connect(
         source,
     };
     let attempt = async {
-        let stream = TcpStream::connect((addr.host.as_str(), addr.port))
-            .await
-            .map_err(io_error)?;
-        configure_socket(&stream).map_err(io_error)?;
-        let peer = stream.peer_addr().map_err(io_error)?;
+        let (stream, peer) = open(addr).await.map_err(io_error)?;
         let mut conn = BackendConn {
             stream,
             node,
@@ -108,6 +105,18 @@ pub async fn connect(
             node: node_name.to_owned(),
             message: format!("login did not complete within {timeout:?}"),
         })?
+}
+
+async fn open(addr: &HostPort) -> std::io::Result<(Stream, Endpoint)> {
+    if let Some(dir) = addr.socket_dir() {
+        let path: Arc<std::path::Path> = socket_path(dir, addr.port).into();
+        let stream = UnixStream::connect(&path).await?;
+        return Ok((Stream::Unix(stream), Endpoint::Unix(path)));
+    }
+    let stream = TcpStream::connect((addr.host.as_str(), addr.port)).await?;
+    configure_socket(&stream)?;
+    let peer = stream.peer_addr()?;
+    Ok((Stream::Tcp(stream), Endpoint::Tcp(peer)))
 }
 
 fn configure_socket(stream: &TcpStream) -> std::io::Result<()> {

@@ -3,9 +3,13 @@
 //! Nodes are not `SocketAddr`s because under docker compose (and most
 //! orchestrators) they are DNS names that must be re-resolved on every
 //! reconnect: a restarted container usually comes back with a new IP.
+//! As in libpq, a host that is an absolute path is the directory of the
+//! node's Unix socket (`"/var/run/postgresql:5432"`): for a node on the
+//! same host, that spares every message the TCP stack.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 use std::str::FromStr;
 
 /// Longest DNS name (RFC 1035), without the optional trailing dot.
@@ -22,6 +26,11 @@ pub struct HostPort {
 }
 
 impl HostPort {
+    /// The directory of the node's Unix socket, when `host` names one.
+    pub fn socket_dir(&self) -> Option<&Path> {
+        self.host.starts_with('/').then(|| Path::new(&self.host))
+    }
+
     /// A comparison key under which two spellings of the same endpoint are
     /// equal ("PG1:5432" vs "pg1:5432", "[0::1]:5432" vs "[::1]:5432"), so
     /// duplicate node addresses are caught even when written differently.
@@ -37,9 +46,13 @@ impl HostPort {
 impl FromStr for HostPort {
     type Err = String;
 
-    /// Accepts "host:port", "1.2.3.4:port" and "[v6]:port".
+    /// Accepts "host:port", "1.2.3.4:port", "[v6]:port" and
+    /// "/socket/dir:port".
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, port) = if s.starts_with('/') {
+            let (dir, port) = s.rsplit_once(':').ok_or_else(|| missing_port(s))?;
+            (dir, port)
+        } else if let Some(rest) = s.strip_prefix('[') {
             let (v6, after) = rest.split_once(']').ok_or_else(|| {
                 format!("invalid address \"{s}\": missing ']' after IPv6 address")
             })?;
@@ -130,6 +143,19 @@ fn check_host(host: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_absolute_path_is_a_socket_directory() {
+        let a: HostPort = "/var/run/postgresql:5433".parse().expect("parse");
+        assert_eq!(a, hp("/var/run/postgresql", 5433));
+        assert_eq!(a.socket_dir(), Some(Path::new("/var/run/postgresql")));
+        assert_eq!(a.to_string(), "/var/run/postgresql:5433");
+        assert_eq!(hp("db", 5432).socket_dir(), None);
+        let e = "/var/run/postgresql"
+            .parse::<HostPort>()
+            .expect_err("no port");
+        assert!(e.contains("missing port"), "{e}");
+    }
 
     fn hp(host: &str, port: u16) -> HostPort {
         HostPort {

@@ -28,6 +28,12 @@ fn rows(config: &Config, secret: fn(&str) -> String) -> Vec<(String, String)> {
     add("listen.login_timeout", duration(l.login_timeout));
     add("listen.max_message_size", l.max_message_size.to_string());
     add("listen.workers", l.workers.to_string());
+    add(
+        "listen.unix_socket_dir",
+        l.unix_socket_dir
+            .as_ref()
+            .map_or_else(String::new, |d| d.display().to_string()),
+    );
     for (i, node) in config.nodes.iter().enumerate() {
         add(&format!("nodes[{i}].name"), node.name.to_string());
         add(&format!("nodes[{i}].addr"), node.addr.to_string());

@@ -72,6 +72,9 @@ pub struct ListenConfig {
     pub max_message_size: ByteSize,
     /// Data-path threads; 0 means one per available core.
     pub workers: usize,
+    /// Where to create a Unix socket (`.s.PGSQL.<port>` of `addr`'s port)
+    /// for local clients, as PostgreSQL's `unix_socket_directories`.
+    pub unix_socket_dir: Option<std::path::PathBuf>,
 }
 
 /// One `[[nodes]]` entry.
@@ -187,6 +190,7 @@ impl Default for ListenConfig {
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             workers: DEFAULT_WORKERS,
+            unix_socket_dir: None,
         }
     }
 }

@@ -156,6 +156,24 @@ impl<'t> Section<'t> {
         self.report(name, parsed, p)
     }
 
+    /// An existing directory named by an absolute path.
+    pub(super) fn directory(
+        &mut self,
+        name: &'static str,
+        p: &mut Problems,
+    ) -> Option<std::path::PathBuf> {
+        let text = self.string(name, p)?;
+        let path = std::path::PathBuf::from(&text);
+        let checked = if !path.is_absolute() {
+            Err(format!("expected an absolute path, found \"{text}\""))
+        } else if !path.is_dir() {
+            Err(format!("\"{text}\" is not an existing directory"))
+        } else {
+            Ok(path)
+        };
+        self.report(name, checked, p)
+    }
+
     /// A string parsed by `T::from_str`, whose error text becomes the message.
     pub(super) fn parsed<T>(&mut self, name: &'static str, p: &mut Problems) -> Option<T>
     where

@@ -92,6 +92,18 @@ fn read_listen(mut s: Section<'_>, p: &mut Problems) -> ListenConfig {
             })
             .unwrap_or(d.max_message_size),
         workers: s.count("workers", 0, MAX_WORKERS, p).unwrap_or(d.workers),
+        unix_socket_dir: s.directory("unix_socket_dir", p).filter(|dir| {
+            // The socket's name must fit in `sun_path` (107 bytes).
+            let longest = crate::net::socket_path(dir, u16::MAX);
+            let fits = longest.as_os_str().len() <= 107;
+            if !fits {
+                p.push(
+                    s.key("unix_socket_dir"),
+                    format!("too long for a socket path ({})", longest.display()),
+                );
+            }
+            fits
+        }),
     };
     // Two listeners on one port would fail at bind time with a less helpful
     // message; port 0 (pick any) is the exception.

@@ -96,6 +96,7 @@ fn full_example_parses_to_typed_values() {
             login_timeout: Duration::from_secs(15),
             max_message_size: ByteSize(64 * 1024 * 1024),
             workers: 0,
+            unix_socket_dir: None,
         }
     );
     assert_eq!(
@@ -330,4 +331,39 @@ fn load_reads_files_and_reports_unreadable_ones() {
     let err = missing.expect_err("absent file");
     assert_eq!(err.problems.len(), 1);
     assert!(err.problems[0].message.starts_with("cannot read "), "{err}");
+}
+
+#[test]
+fn unix_sockets_for_clients_and_nodes() {
+    let dir = std::env::temp_dir();
+    let text = format!(
+        "[listen]\nunix_socket_dir = \"{}\"\n\
+         [[nodes]]\nname = \"pg1\"\naddr = \"/var/run/postgresql:5432\"\n",
+        dir.display()
+    );
+    let config = parse(&text).expect("valid");
+    assert_eq!(
+        config.listen.unix_socket_dir.as_deref(),
+        Some(dir.as_path())
+    );
+    assert_eq!(
+        config.nodes[0].addr.socket_dir(),
+        Some(std::path::Path::new("/var/run/postgresql"))
+    );
+    let long = format!("/{}", "d".repeat(120));
+    let found = problems(&format!(
+        "{ONE_NODE}[listen]\nunix_socket_dir = \"relative/dir\"\n"
+    ));
+    assert_eq!(
+        found,
+        vec!["listen.unix_socket_dir: expected an absolute path, found \"relative/dir\""]
+    );
+    let found = problems(&format!(
+        "{ONE_NODE}[listen]\nunix_socket_dir = \"{long}\"\n"
+    ));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("is not an existing directory"),
+        "{found:?}"
+    );
 }

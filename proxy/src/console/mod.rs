@@ -18,12 +18,11 @@ mod settings;
 mod stats;
 mod topology;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::net::Stream;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::client::read::{ReadError, read_message};
@@ -47,13 +46,13 @@ const MAX_CONSOLE_MESSAGE: usize = 64 * 1024;
 /// Who is on the console.
 pub struct ConsoleClient {
     pub id: u64,
-    pub peer: SocketAddr,
+    pub peer: crate::net::Peer,
     pub login: ConsoleLogin,
 }
 
 /// Serves one console session until the client leaves or pgrelay drains.
 pub async fn serve(
-    client: &mut TcpStream,
+    client: &mut Stream,
     shared: &Arc<Shared>,
     who: ConsoleClient,
 ) -> Result<(), ProxyError> {
@@ -139,7 +138,7 @@ pub async fn serve(
     }
 }
 
-async fn send(client: &mut TcpStream, out: &mut BytesMut) -> Result<(), ProxyError> {
+async fn send(client: &mut Stream, out: &mut BytesMut) -> Result<(), ProxyError> {
     client.write_all(out).await.map_err(ProxyError::ClientIo)?;
     out.clear();
     Ok(())

@@ -6,7 +6,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::Poll;
 
-use tokio::net::TcpStream;
+use crate::net::Stream;
 
 use crate::error::ProxyError;
 use crate::shutdown::{Phase, ShutdownWatch};
@@ -155,8 +155,8 @@ pub struct Pumps<'a> {
 /// Pumps until one side closes, the client terminates, a held frame is
 /// ready for the session, or shutdown.
 pub async fn forward(
-    client: &mut TcpStream,
-    backend: &mut TcpStream,
+    client: &mut Stream,
+    backend: &mut Stream,
     p: Pumps<'_>,
 ) -> Result<ForwardEnd, ProxyError> {
     let Pumps {

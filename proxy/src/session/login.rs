@@ -1,8 +1,8 @@
 //! From the first byte of a connection to the client's first ReadyForQuery.
 
+use crate::net::Stream;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tracing::Span;
 
@@ -21,8 +21,9 @@ pub const CONSOLE_DATABASE: &str = "pgrelay";
 
 /// What a client logged in to.
 pub enum Entry {
-    /// The cluster, through a backend connection.
-    Session(Login),
+    /// The cluster, through a backend connection (boxed: the Stream
+    /// behind a backend lease made it far larger than the console's).
+    Session(Box<Login>),
     /// The admin console (database `pgrelay`, an `[admin]` user); nothing
     /// but AuthenticationOk has been sent yet.
     Console(ConsoleLogin),
@@ -50,10 +51,7 @@ pub struct Login {
 
 /// Logs the client in. `Ok(None)`: the connection was a CancelRequest and
 /// has been dealt with.
-pub async fn login(
-    client: &mut TcpStream,
-    ctx: &SessionContext,
-) -> Result<Option<Entry>, ProxyError> {
+pub async fn login(client: &mut Stream, ctx: &SessionContext) -> Result<Option<Entry>, ProxyError> {
     let shared = &ctx.shared;
     let config = shared.config();
     let login_timeout = config.listen.login_timeout;
@@ -119,13 +117,13 @@ pub async fn login(
     be::backend_key_data(&mut out, cancel_key.pid, cancel_key.secret);
     be::ready_for_query(&mut out, b'I');
     client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
-    Ok(Some(Entry::Session(Login {
+    Ok(Some(Entry::Session(Box::new(Login {
         lease,
         cancel_key,
         leftover: inbuf,
         user,
         params: params.params,
-    })))
+    }))))
 }
 
 /// `replication=true|database` asks for a walsender, which a statement

@@ -19,13 +19,12 @@ mod steer;
 mod switch;
 mod tracker;
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::net::Stream;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tracing::{Instrument, Span, debug, field, info_span, warn};
 
 use crate::backend::{Pool, Reuse};
@@ -58,7 +57,7 @@ pub struct SessionContext {
     pub pool: Rc<Pool>,
     pub shutdown: Rc<LocalShutdown>,
     pub router: Rc<WorkerRouter>,
-    pub peer: SocketAddr,
+    pub peer: crate::net::Peer,
     pub slot: ClientSlot,
 }
 
@@ -68,7 +67,7 @@ pub struct SessionContext {
 /// while logging in and when something is logged, but not around each
 /// poll of the data path: entering a span takes the subscriber's locks,
 /// and nothing is logged per message anyway.
-pub async fn run(client: TcpStream, ctx: SessionContext) {
+pub async fn run(client: Stream, ctx: SessionContext) {
     let id = ctx.shared.next_conn_id();
     let span = info_span!(
         "client",
@@ -94,7 +93,7 @@ pub async fn run(client: TcpStream, ctx: SessionContext) {
 }
 
 async fn serve(
-    client: &mut TcpStream,
+    client: &mut Stream,
     ctx: &SessionContext,
     span: &Span,
     id: u64,
@@ -112,7 +111,7 @@ async fn serve(
                 .await?;
             return Ok(None);
         }
-        Some(Entry::Session(login)) => login,
+        Some(Entry::Session(login)) => *login,
     };
     let Login {
         lease,
@@ -152,7 +151,7 @@ async fn serve(
     let end = loop {
         let current = leases.current_mut();
         cancel_key.set_target(Some(CancelTarget {
-            addr: current.conn().peer,
+            addr: current.conn().peer.clone(),
             key: current.conn().key,
         }));
         registered.info.set_node(current.conn().node);
@@ -552,7 +551,7 @@ async fn resend(
 /// Answers the held Query (or the held batch of `batch_len` bytes) with
 /// `error` and ReadyForQuery, and skips it.
 async fn refuse(
-    client: &mut TcpStream,
+    client: &mut Stream,
     up: &mut Pump,
     tracker: &Tracker,
     (sqlstate, message): (&str, &str),

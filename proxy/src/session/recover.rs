@@ -7,11 +7,11 @@
 //! (temporary tables, LISTEN, advisory locks, held cursors) ends the
 //! session.
 
+use crate::net::Stream;
 use bytes::BytesMut;
 use pgrelay_health::{NodeRole, Topology};
 use pgrelay_router::RouteReason;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tracing::info;
 
 use crate::error::ProxyError;
@@ -54,7 +54,7 @@ pub async fn recover(
     route: &mut RouteState,
     tracker: &mut Tracker,
     login: &LoginAs<'_>,
-    (client, down): (&mut TcpStream, &mut Pump),
+    (client, down): (&mut Stream, &mut Pump),
     loss: Loss,
 ) -> Result<(), ProxyError> {
     let lost = leases.current_node();

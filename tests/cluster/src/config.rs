@@ -63,7 +63,11 @@ pub(crate) fn write_common(
     write_owned(&conf_path, &conf, owner)?;
 
     let method = opts.host_auth.hba_method();
-    let mut hba = String::from("# written by pgrelay-cluster\nlocal all all trust\n");
+    // `all` does not cover replication: a replica re-pointed to a
+    // primary's socket directory needs its own line.
+    let mut hba = String::from(
+        "# written by pgrelay-cluster\nlocal all all trust\nlocal replication all trust\n",
+    );
     for net in ["127.0.0.1/32", "::1/128"] {
         hba.push_str(&format!("host all postgres {net} trust\n"));
         hba.push_str(&format!("host replication all {net} trust\n"));

@@ -1,6 +1,11 @@
 //! pgrelay against PostgreSQL directly and against PgBouncer, under pgbench.
 //!
-//! `cargo run --release -p pgrelay-tests --bin bench [-- --rounds N --duration SECS --scale S --replicas R]`
+//! `cargo run --release -p pgrelay-tests --bin bench [-- --rounds N --duration SECS --scale S --replicas R --transport tcp|unix]`
+//!
+//! `--transport unix` connects everything through Unix-domain sockets:
+//! pgbench to each target, and pgrelay and PgBouncer to PostgreSQL. That
+//! is how a proxy on the database host is best deployed, and it takes the
+//! loopback TCP stack (most of a proxy's kernel time) out of the figures.
 //!
 //! With `--replicas 1` pgrelay routes the read-only workloads to the
 //! replica (its default read-your-writes policy), while direct and
@@ -35,7 +40,15 @@ use crate::pgbench::WORKLOADS;
 use crate::pgbouncer::PgBouncer;
 use crate::report::{Measured, Run, Target};
 
-const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R]";
+const USAGE: &str =
+    "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R] [--transport tcp|unix]";
+
+/// How pgbench reaches the targets, and the proxies reach PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Unix,
+}
 
 /// Command-line settings.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +60,7 @@ struct Args {
     scale: u64,
     /// Streaming replicas behind pgrelay (0: a lone primary).
     replicas: usize,
+    transport: Transport,
 }
 
 impl Args {
@@ -56,6 +70,7 @@ impl Args {
             duration: 10,
             scale: 10,
             replicas: 0,
+            transport: Transport::Tcp,
         };
         while let Some(arg) = args.next() {
             let (key, inline) = match arg.split_once('=') {
@@ -72,6 +87,14 @@ impl Args {
                     .next()
                     .with_context(|| format!("{key} needs a value\n{USAGE}"))?,
             };
+            if key == "--transport" {
+                parsed.transport = match value.as_str() {
+                    "tcp" => Transport::Tcp,
+                    "unix" => Transport::Unix,
+                    _ => bail!("--transport: expected tcp or unix, got {value:?}\n{USAGE}"),
+                };
+                continue;
+            }
             let number: u64 = value
                 .parse()
                 .ok()
@@ -121,11 +144,12 @@ fn drive(args: Args) -> anyhow::Result<()> {
 async fn bench(args: Args) -> anyhow::Result<()> {
     let hz = cpu::ticks_per_second();
     println!(
-        "bench: {} rounds x {} workloads x {} s, scale {}",
+        "bench: {} rounds x {} workloads x {} s, scale {}, over {:?}",
         args.rounds,
         WORKLOADS.len(),
         args.duration,
-        args.scale
+        args.scale,
+        args.transport
     );
 
     let cluster = start_cluster(args.replicas).await?;
@@ -139,6 +163,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let scale = args.scale.to_string();
     println!("bench: pgbench -i -s {scale} on the primary (port {pg_port})");
     pgbench::run(
+        "127.0.0.1",
         pg_port,
         &["-i", "-s", &scale, "-q", "bench"],
         Duration::from_secs(600),
@@ -147,9 +172,27 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     .context("initializing the pgbench tables")?;
     wait_for_replicas(&cluster, args.replicas).await?;
 
-    let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
+    let proxy_sockets = tempfile::Builder::new()
+        .prefix("pgrelay-bench-sockets-")
+        .tempdir()?;
+    let cluster_dir = cluster.dir().display().to_string();
+    let proxy_options = match args.transport {
+        Transport::Tcp => ProxyOptions::default(),
+        Transport::Unix => ProxyOptions {
+            listen_extra: format!("unix_socket_dir = \"{}\"", proxy_sockets.path().display()),
+            node_addrs: pgrelay_tests::socket_node_addrs(&cluster),
+            ..ProxyOptions::default()
+        },
+    };
+    let proxy = TestProxy::start(&cluster, proxy_options).await?;
+    let (pg_host, bouncer_pg_host) = match args.transport {
+        Transport::Tcp => ("127.0.0.1".to_owned(), "127.0.0.1"),
+        Transport::Unix => (cluster_dir.clone(), cluster_dir.as_str()),
+    };
     let bouncer = match pgbouncer::find() {
-        Some(binary) => Some(PgBouncer::start(&binary, pg_port).await?),
+        Some(binary) => {
+            Some(PgBouncer::start(&binary, bouncer_pg_host, pg_port, args.transport).await?)
+        }
         None => None,
     };
     println!(
@@ -161,19 +204,34 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         )
     );
 
+    let host_of = |dir: &std::path::Path| match args.transport {
+        Transport::Tcp => "127.0.0.1".to_owned(),
+        Transport::Unix => dir.display().to_string(),
+    };
     let mut targets = vec![
-        (Target::Direct, pg_port, Probe::None),
-        (Target::Pgrelay, proxy.port(), Probe::Pgrelay),
+        (Target::Direct, pg_host, pg_port, Probe::None),
+        (
+            Target::Pgrelay,
+            host_of(proxy_sockets.path()),
+            proxy.port(),
+            Probe::Pgrelay,
+        ),
     ];
     if let Some(b) = &bouncer {
-        targets.push((Target::Pgbouncer, b.port(), Probe::Process(b.pid())));
+        targets.push((
+            Target::Pgbouncer,
+            host_of(b.dir()),
+            b.port(),
+            Probe::Process(b.pid()),
+        ));
     }
 
     let mut runs = Vec::new();
     for round in 0..args.rounds {
         for workload in &WORKLOADS {
-            for &(target, port, probe) in &targets {
-                let outcome = measure(port, workload, args.duration, probe, hz).await?;
+            for (target, host, port, probe) in &targets {
+                let (target, port, probe) = (*target, *port, *probe);
+                let outcome = measure(host, port, workload, args.duration, probe, hz).await?;
                 let run = Run {
                     round,
                     workload: workload.name,
@@ -215,6 +273,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
 /// failure of the bench itself; the inner one a failed pgbench run, kept
 /// to be reported with the others.
 async fn measure(
+    host: &str,
     port: u16,
     workload: &pgbench::Workload,
     seconds: u64,
@@ -222,7 +281,7 @@ async fn measure(
     hz: f64,
 ) -> anyhow::Result<anyhow::Result<Measured>> {
     let before = probe.ticks()?;
-    let report = match pgbench::measure(port, workload, seconds).await {
+    let report = match pgbench::measure(host, port, workload, seconds).await {
         Ok(report) => report,
         Err(e) => return Ok(Err(e)),
     };

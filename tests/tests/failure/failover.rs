@@ -17,6 +17,10 @@ pub fn trials() -> Vec<Trial> {
             writes_resume,
         ),
         run_trial(
+            "failover::over_unix_sockets_the_replica_is_repointed_through_its_socket",
+            writes_resume_over_unix_sockets,
+        ),
+        run_trial(
             "failover::old_primary_back_is_never_written",
             old_primary_back_is_never_written,
         ),
@@ -36,12 +40,37 @@ pub fn trials() -> Vec<Trial> {
 }
 
 async fn writes_resume() -> anyhow::Result<()> {
+    writes_resume_with(Transport::Tcp).await
+}
+
+/// Nodes addressed by their socket directories: the monitor, the data
+/// path, fencing and the re-pointed replica's `primary_conninfo` (host = a
+/// directory) all go through Unix sockets.
+async fn writes_resume_over_unix_sockets() -> anyhow::Result<()> {
+    writes_resume_with(Transport::Unix).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    Unix,
+}
+
+async fn writes_resume_with(transport: Transport) -> anyhow::Result<()> {
     let cluster = Cluster::start(ClusterOptions {
         replicas: 2,
         ..ClusterOptions::default()
     })
     .await?;
-    let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
+    let socket_dir = cluster.dir().display().to_string();
+    let options = match transport {
+        Transport::Tcp => ProxyOptions::default(),
+        Transport::Unix => ProxyOptions {
+            node_addrs: pgrelay_tests::socket_node_addrs(&cluster),
+            ..ProxyOptions::default()
+        },
+    };
+    let proxy = TestProxy::start(&cluster, options).await?;
     let c = proxy.client().await?;
     c.batch_execute("CREATE TABLE failover_rows (id int PRIMARY KEY)")
         .await?;
@@ -59,7 +88,7 @@ async fn writes_resume() -> anyhow::Result<()> {
             let row = c
                 .query_one(
                     "INSERT INTO failover_rows VALUES (2) ON CONFLICT DO NOTHING \
-                     RETURNING inet_server_port()",
+                     RETURNING current_setting('port')::int",
                     &[],
                 )
                 .await
@@ -68,7 +97,10 @@ async fn writes_resume() -> anyhow::Result<()> {
                 Some(row) => Some(row.get::<_, i32>(0)),
                 // ON CONFLICT: an earlier attempt already wrote it.
                 None => {
-                    let row = c.query_one("SELECT inet_server_port()", &[]).await.ok()?;
+                    let row = c
+                        .query_one("SELECT current_setting('port')::int", &[])
+                        .await
+                        .ok()?;
                     let n: i64 = c
                         .query_one("SELECT count(*) FROM failover_rows WHERE id = 2", &[])
                         .await
@@ -81,7 +113,7 @@ async fn writes_resume() -> anyhow::Result<()> {
     )
     .await?;
     let resumed = killed.elapsed();
-    println!("failover: writes resumed {resumed:?} after kill -9 of the primary");
+    println!("failover ({transport:?}): writes resumed {resumed:?} after kill -9 of the primary");
     ensure!(
         port != i32::from(old_port),
         "the write went to the new primary"
@@ -116,6 +148,14 @@ async fn writes_resume() -> anyhow::Result<()> {
         },
     )
     .await?;
+    if transport == Transport::Unix {
+        let json = status(&proxy).await.context("/status")?;
+        let upstream = json["nodes"][other]["upstream"].as_str().unwrap_or("");
+        ensure!(
+            upstream.starts_with(&socket_dir),
+            "re-pointed through the socket directory: {json}"
+        );
+    }
     let metrics = pgrelay_tests::http::get(proxy.admin_addr(), "/metrics").await?;
     ensure!(
         metrics.body.contains("pgrelay_failovers_total 1"),

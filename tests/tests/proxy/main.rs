@@ -13,6 +13,7 @@ mod pgbench;
 mod routing;
 mod session;
 mod status_page;
+mod unix;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
     trials.extend(admin::trials(&env));
     trials.extend(console::trials(&env));
     trials.extend(status_page::trials(&env));
+    trials.extend(unix::trials(&env));
     let conclusion = libtest_mimic::run(&args, trials);
     drop(env);
     if conclusion.has_failed() {

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
+use pgrelay_tests::activity::count_backends;
 use pgrelay_tests::raw::RawClient;
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 use tokio_postgres::NoTls;
@@ -360,20 +361,8 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 // the lag budget at that moment.
                 let nodes = [env.cluster.client(0).await?, env.cluster.client(1).await?];
                 poll_until(Duration::from_secs(10), "the query to run", || async {
-                    let mut running = 0i64;
-                    for node in &nodes {
-                        let n: i64 = node
-                            .query_one(
-                                "SELECT count(*) FROM pg_stat_activity \
-                                 WHERE query = 'SELECT pg_sleep(0.5), 7'",
-                                &[],
-                            )
-                            .await
-                            .ok()?
-                            .get(0);
-                        running += n;
-                    }
-                    (running == 1).then_some(())
+                    let running = "query = 'SELECT pg_sleep(0.5), 7'";
+                    (count_backends(&nodes, running).await? == 1).then_some(())
                 })
                 .await?;
                 handle.drain();

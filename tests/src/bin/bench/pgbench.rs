@@ -49,23 +49,22 @@ pub struct Report {
     pub failed: u64,
 }
 
-/// Runs pgbench with `args` against 127.0.0.1:`port` as the superuser and
-/// returns its stdout; any non-zero exit (including clients aborted on
-/// errors) is an error carrying both streams.
-pub async fn run(port: u16, args: &[&str], timeout: Duration) -> anyhow::Result<String> {
+/// Runs pgbench with `args` against `host` (an address, or a socket
+/// directory) and `port` as the superuser and returns its stdout; any
+/// non-zero exit (including clients aborted on errors) is an error carrying
+/// both streams.
+pub async fn run(
+    host: &str,
+    port: u16,
+    args: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<String> {
     let port = port.to_string();
     let mut cmd = tokio::process::Command::new("pgbench");
-    cmd.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-U",
-        pgrelay_cluster::superuser(),
-    ])
-    .args(args)
-    .kill_on_drop(true)
-    .stdin(std::process::Stdio::null());
+    cmd.args(["-h", host, "-p", &port, "-U", pgrelay_cluster::superuser()])
+        .args(args)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
     // A PGHOST or PGOPTIONS in the caller's environment would silently
     // change what is measured.
     for (key, _) in std::env::vars_os() {
@@ -90,10 +89,15 @@ pub async fn run(port: u16, args: &[&str], timeout: Duration) -> anyhow::Result<
 }
 
 /// Runs one measured workload.
-pub async fn measure(port: u16, workload: &Workload, seconds: u64) -> anyhow::Result<Report> {
+pub async fn measure(
+    host: &str,
+    port: u16,
+    workload: &Workload,
+    seconds: u64,
+) -> anyhow::Result<Report> {
     let duration = seconds.to_string();
     let args = [workload.args, &["-n", "-T", &duration, "bench"]].concat();
-    let out = run(port, &args, Duration::from_secs(seconds)).await?;
+    let out = run(host, port, &args, Duration::from_secs(seconds)).await?;
     parse(&out).with_context(|| format!("reading pgbench's report:\n{out}"))
 }
 

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+use crate::Transport;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, Uid, User, chown};
 
@@ -41,9 +43,16 @@ pub struct PgBouncer {
 }
 
 impl PgBouncer {
-    /// Starts `binary` in front of the PostgreSQL at 127.0.0.1:`pg_port` and
-    /// waits until a query goes through it to database `bench`.
-    pub async fn start(binary: &Path, pg_port: u16) -> anyhow::Result<PgBouncer> {
+    /// Starts `binary` in front of the PostgreSQL at `pg_host`:`pg_port` and
+    /// waits until a query goes through it to database `bench`. Over
+    /// [`Transport::Unix`] it reaches PostgreSQL through the socket in
+    /// `pg_host` and listens on a socket in its own directory as well.
+    pub async fn start(
+        binary: &Path,
+        pg_host: &str,
+        pg_port: u16,
+        transport: Transport,
+    ) -> anyhow::Result<PgBouncer> {
         // PgBouncer refuses to run as root.
         let switch_to = if Uid::effective().is_root() {
             let user = User::from_name("postgres")
@@ -60,15 +69,19 @@ impl PgBouncer {
         let ini = dir.path().join("pgbouncer.ini");
         let auth_file = dir.path().join("userlist.txt");
         let log = dir.path().join("pgbouncer.log");
+        let socket_dir = match transport {
+            Transport::Tcp => String::new(),
+            Transport::Unix => dir.path().display().to_string(),
+        };
         std::fs::write(
             &ini,
             format!(
                 "[databases]\n\
-                 * = host=127.0.0.1 port={pg_port}\n\
+                 * = host={pg_host} port={pg_port}\n\
                  [pgbouncer]\n\
                  listen_addr = 127.0.0.1\n\
                  listen_port = {port}\n\
-                 unix_socket_dir =\n\
+                 unix_socket_dir = {socket_dir}\n\
                  auth_type = trust\n\
                  auth_file = {auth}\n\
                  pool_mode = transaction\n\
@@ -106,6 +119,11 @@ impl PgBouncer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where its Unix socket is, over [`Transport::Unix`].
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn pid(&self) -> u32 {
