@@ -37,6 +37,8 @@ impl HostPort {
     pub fn canonical(&self) -> (String, u16) {
         let host = match self.host.parse::<IpAddr>() {
             Ok(ip) => ip.to_string(),
+            // Paths are case-sensitive; host names are not.
+            Err(_) if self.socket_dir().is_some() => self.host.clone(),
             Err(_) => self.host.to_ascii_lowercase(),
         };
         (host, self.port)
@@ -151,6 +153,7 @@ mod tests {
         assert_eq!(a.socket_dir(), Some(Path::new("/var/run/postgresql")));
         assert_eq!(a.to_string(), "/var/run/postgresql:5433");
         assert_eq!(hp("db", 5432).socket_dir(), None);
+        assert_ne!(hp("/A", 5432).canonical(), hp("/a", 5432).canonical());
         let e = "/var/run/postgresql"
             .parse::<HostPort>()
             .expect_err("no port");
