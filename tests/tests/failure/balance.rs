@@ -2,7 +2,6 @@
 
 use anyhow::ensure;
 use libtest_mimic::Trial;
-use pgrelay_cluster::{Cluster, ClusterOptions};
 use pgrelay_tests::{ProxyOptions, TestProxy};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -28,11 +27,7 @@ async fn port_of_read(client: &Client) -> anyhow::Result<String> {
 }
 
 async fn least_connections() -> anyhow::Result<()> {
-    let cluster = Cluster::start(ClusterOptions {
-        replicas: 2,
-        ..ClusterOptions::default()
-    })
-    .await?;
+    let cluster = crate::cluster_with_replicas(2).await?;
     let replicas = [
         cluster.nodes()[1].port.to_string(),
         cluster.nodes()[2].port.to_string(),

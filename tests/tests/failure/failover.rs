@@ -4,7 +4,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
-use pgrelay_cluster::{Cluster, ClusterOptions};
 use pgrelay_tests::relay::Relay;
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 
@@ -57,11 +56,7 @@ enum Transport {
 }
 
 async fn writes_resume_with(transport: Transport) -> anyhow::Result<()> {
-    let cluster = Cluster::start(ClusterOptions {
-        replicas: 2,
-        ..ClusterOptions::default()
-    })
-    .await?;
+    let cluster = crate::cluster_with_replicas(2).await?;
     let socket_dir = cluster.dir().display().to_string();
     let options = match transport {
         Transport::Tcp => ProxyOptions::default(),
@@ -195,11 +190,7 @@ async fn write_port(proxy: &TestProxy, table: &str) -> anyhow::Result<i32> {
 }
 
 async fn old_primary_back_is_never_written() -> anyhow::Result<()> {
-    let cluster = Cluster::start(ClusterOptions {
-        replicas: 2,
-        ..ClusterOptions::default()
-    })
-    .await?;
+    let cluster = crate::cluster_with_replicas(2).await?;
     let old_port = i32::from(cluster.nodes()[0].port);
     let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
     let c = proxy.client().await?;
@@ -263,11 +254,7 @@ async fn old_primary_back_is_never_written() -> anyhow::Result<()> {
 }
 
 async fn cut_off_promotes_nothing() -> anyhow::Result<()> {
-    let cluster = Cluster::start(ClusterOptions {
-        replicas: 2,
-        ..ClusterOptions::default()
-    })
-    .await?;
+    let cluster = crate::cluster_with_replicas(2).await?;
     let relay = Relay::start(cluster.nodes()[0].addr()).await?;
     let detect_after = Duration::from_millis(500);
     let proxy = TestProxy::start(
@@ -336,11 +323,7 @@ async fn cut_off_promotes_nothing() -> anyhow::Result<()> {
 }
 
 async fn quick_restart_fails_nothing_over() -> anyhow::Result<()> {
-    let cluster = Cluster::start(ClusterOptions {
-        replicas: 2,
-        ..ClusterOptions::default()
-    })
-    .await?;
+    let cluster = crate::cluster_with_replicas(2).await?;
     let detect_after = Duration::from_secs(5);
     let proxy = TestProxy::start(
         &cluster,
@@ -417,11 +400,7 @@ async fn quick_restart_fails_nothing_over() -> anyhow::Result<()> {
 }
 
 async fn enabled_by_a_config_reload() -> anyhow::Result<()> {
-    let cluster = Cluster::start(ClusterOptions {
-        replicas: 1,
-        ..ClusterOptions::default()
-    })
-    .await?;
+    let cluster = crate::cluster_with_replicas(1).await?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("pgrelay.toml");
     let off = ProxyOptions {

@@ -28,6 +28,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// A cluster of a primary and `replicas` streaming replicas, defaults
+/// otherwise: what most of these trials start.
+pub async fn cluster_with_replicas(replicas: usize) -> anyhow::Result<pgrelay_cluster::Cluster> {
+    let options = pgrelay_cluster::ClusterOptions {
+        replicas,
+        ..pgrelay_cluster::ClusterOptions::default()
+    };
+    Ok(pgrelay_cluster::Cluster::start(options).await?)
+}
+
 /// A trial running `body` on a runtime of its own.
 pub fn run_trial<F, Fut>(name: &str, body: F) -> libtest_mimic::Trial
 where

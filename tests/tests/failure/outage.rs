@@ -31,11 +31,7 @@ pub fn trials() -> Vec<Trial> {
 }
 
 async fn idle_and_open_sessions_go_on() -> anyhow::Result<()> {
-    let cluster = Cluster::start(ClusterOptions {
-        replicas: 2,
-        ..ClusterOptions::default()
-    })
-    .await?;
+    let cluster = crate::cluster_with_replicas(2).await?;
     let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
     let old_port = i32::from(cluster.nodes()[0].port);
     let idle = proxy.client().await?;

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
-use pgrelay_cluster::{Cluster, ClusterOptions};
 use pgrelay_tests::http::{self, Reply};
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 
@@ -20,11 +19,7 @@ pub fn trials() -> Vec<Trial> {
 }
 
 async fn promote_on_request() -> anyhow::Result<()> {
-    let cluster = Cluster::start(ClusterOptions {
-        replicas: 2,
-        ..ClusterOptions::default()
-    })
-    .await?;
+    let cluster = crate::cluster_with_replicas(2).await?;
     let proxy = TestProxy::start(
         &cluster,
         ProxyOptions {

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
-use pgrelay_cluster::{Cluster, ClusterOptions};
 use pgrelay_health::NodeRole;
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 use tokio_postgres::SimpleQueryMessage;
@@ -30,11 +29,7 @@ struct Tally {
 }
 
 async fn replica_loss_under_read_load() -> anyhow::Result<()> {
-    let cluster = Cluster::start(ClusterOptions {
-        replicas: 1,
-        ..ClusterOptions::default()
-    })
-    .await?;
+    let cluster = crate::cluster_with_replicas(1).await?;
     let replica_port = cluster.nodes()[1].port.to_string();
     let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
     let tally = Arc::new(Tally::default());
