@@ -24,6 +24,7 @@ pub mod session;
 pub mod shared;
 pub mod shutdown;
 pub mod wire;
+pub mod worker;
 
 pub use config::Config;
 pub use error::ProxyError;

@@ -1,4 +1,4 @@
-//! Running the proxy: one data-path thread per core, each with its own
+//! Running the proxy: data-path threads (`listen.workers`), each with its own
 //! single-threaded tokio runtime, accepting from the same listening socket;
 //! one thread for the health monitor; and one for the admin HTTP server.
 //!
@@ -10,7 +10,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -19,25 +18,14 @@ use std::time::Duration;
 use pgrelay_health::{
     FailoverControl, FailoverRequests, NodeTarget, Topology, TopologyCell, spawn_monitor_reloadable,
 };
-use tokio::task::{JoinSet, LocalSet};
-use tracing::{debug, error, info};
+use tracing::{error, info};
 
 use crate::admin;
-use crate::backend::{IDLE_TIMEOUT, Pool};
 use crate::config::Config;
 use crate::listeners::StdListeners;
-use crate::metrics::WorkerQueryMetrics;
 use crate::net::SocketFile;
-use crate::session::{self, SessionContext, WorkerRouter};
 use crate::shared::Shared;
-use crate::shutdown::{LocalShutdown, Phase};
-
-/// After an accept error such as EMFILE, wait this long before accepting
-/// again rather than spinning.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
-/// Once the drain grace is over, sessions get this long to send their
-/// FATAL goodbye before their tasks are aborted.
-const STOP_GOODBYE: Duration = Duration::from_secs(1);
+use crate::worker::{run_worker, worker_count};
 
 /// A running proxy. Dropping it stops everything and waits for the threads.
 #[derive(Debug)]
@@ -114,10 +102,8 @@ fn start_with(
     handle.threads.push(monitor);
     let admin = admin::spawn(admin_listener, Arc::clone(&handle.shared))?;
     handle.threads.push(admin);
-    let workers = match config.listen.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = worker_count(config.listen.workers, cores);
     for index in 0..workers {
         let listeners = listeners.try_clone()?;
         let shared = Arc::clone(&handle.shared);
@@ -248,97 +234,4 @@ fn spawn_monitor_thread(
                 shared.stop.cancelled().await;
             });
         })
-}
-
-fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
-    let runtime = match current_thread_runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            error!(error = %e, "cannot start a worker runtime");
-            return;
-        }
-    };
-    LocalSet::new().block_on(&runtime, async move {
-        let listeners = match listeners.register() {
-            Ok(l) => l,
-            Err(e) => {
-                error!(error = %e, "cannot register the listeners");
-                return;
-            }
-        };
-        let pool = Pool::new(Arc::clone(&shared.node_load));
-        let shutdown = LocalShutdown::new();
-        let node_names = shared
-            .config()
-            .nodes
-            .iter()
-            .map(|n| n.name.to_string())
-            .collect();
-        let router = Rc::new(WorkerRouter::new(
-            Arc::clone(&shared),
-            WorkerQueryMetrics::new(shared.metrics.queries.clone(), node_names),
-        ));
-        tokio::task::spawn_local(mirror_shutdown(Arc::clone(&shared), Rc::clone(&shutdown)));
-        tokio::task::spawn_local(expire_idle_connections(Rc::clone(&pool)));
-        let mut sessions = JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = shared.drain.cancelled() => break,
-                accepted = listeners.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let Some(slot) = shared.client_slot() else {
-                            debug!(%peer, "far beyond max_client_connections; closed");
-                            continue;
-                        };
-                        let ctx = SessionContext {
-                            slot,
-                            shared: Arc::clone(&shared),
-                            pool: Rc::clone(&pool),
-                            shutdown: Rc::clone(&shutdown),
-                            router: Rc::clone(&router),
-                            peer,
-                        };
-                        sessions.spawn_local(session::run(stream, ctx));
-                    }
-                    Err(e) => {
-                        error!(error = %e, "accept failed");
-                        tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                    }
-                },
-                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            }
-        }
-        drop(listeners);
-        let all_done = async { while sessions.join_next().await.is_some() {} };
-        tokio::select! {
-            _ = all_done => {}
-            _ = shared.stop.cancelled() => {}
-        }
-        // Sessions in the data path saw `stop` and are saying goodbye;
-        // ones still logging in (waiting for a primary) are cut off.
-        let goodbyes = async { while sessions.join_next().await.is_some() {} };
-        if tokio::time::timeout(STOP_GOODBYE, goodbyes).await.is_err() {
-            sessions.abort_all();
-            while sessions.join_next().await.is_some() {}
-        }
-        pool.clear();
-    });
-}
-
-/// Closes pooled connections idle past their time, a few times per timeout.
-async fn expire_idle_connections(pool: Rc<Pool>) {
-    let mut ticker = tokio::time::interval(IDLE_TIMEOUT / 4);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        pool.expire_idle();
-    }
-}
-
-/// Copies the process-wide shutdown tokens into this thread's state.
-async fn mirror_shutdown(shared: Arc<Shared>, local: Rc<LocalShutdown>) {
-    shared.drain.cancelled().await;
-    local.advance(Phase::Draining);
-    shared.stop.cancelled().await;
-    local.advance(Phase::Stopping);
 }

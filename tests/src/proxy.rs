@@ -32,6 +32,9 @@ pub struct ProxyOptions {
     pub node_addrs: Vec<(String, String)>,
     /// TOML lines for `[admin]` (e.g. `users = ["admin"]`).
     pub admin: String,
+    /// TOML lines for `[monitor]`: a 50 ms interval unless told, so that
+    /// tests see roles and lag change quickly.
+    pub monitor: String,
 }
 
 impl Default for ProxyOptions {
@@ -45,6 +48,7 @@ impl Default for ProxyOptions {
             failover: String::new(),
             node_addrs: Vec::new(),
             admin: String::new(),
+            monitor: "interval = \"50ms\"".to_owned(),
         }
     }
 }
@@ -219,7 +223,7 @@ pub fn config_toml(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<
             "[[auth.users]]\nname = \"{name}\"\npassword = \"{password}\""
         )?;
     }
-    writeln!(toml, "[monitor]\ninterval = \"50ms\"")?;
+    writeln!(toml, "[monitor]\n{}", options.monitor)?;
     writeln!(toml, "[routing]\n{}", options.routing)?;
     writeln!(toml, "[failover]\n{}", options.failover)?;
     writeln!(toml, "[admin]\n{}", options.admin)?;

@@ -1,6 +1,10 @@
 //! pgrelay against PostgreSQL directly and against PgBouncer, under pgbench.
 //!
-//! `cargo run --release -p pgrelay-tests --bin bench [-- --rounds N --duration SECS --scale S --replicas R --transport tcp|unix]`
+//! `cargo run --release -p pgrelay-tests --bin bench [-- --rounds N --duration SECS --scale S --replicas R --transport tcp|unix --workers W]`
+//!
+//! pgrelay runs with its defaults, as a user would start it: `listen.workers`
+//! 0 (half the cores) unless `--workers` says otherwise, and the monitor's
+//! default interval.
 //!
 //! `--transport unix` connects everything through Unix-domain sockets:
 //! pgbench to each target, and pgrelay and PgBouncer to PostgreSQL. That
@@ -35,13 +39,12 @@ use anyhow::{Context, bail};
 use pgrelay_cluster::{Cluster, ClusterError, ClusterOptions};
 use pgrelay_tests::{ProxyOptions, TestProxy};
 
-use crate::cpu::Probe;
+use crate::cpu::{MachineTicks, Probe};
 use crate::pgbench::WORKLOADS;
 use crate::pgbouncer::PgBouncer;
 use crate::report::{Measured, Run, Target};
 
-const USAGE: &str =
-    "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R] [--transport tcp|unix]";
+const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R] [--transport tcp|unix] [--workers W]";
 
 /// How pgbench reaches the targets, and the proxies reach PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,8 @@ struct Args {
     /// Streaming replicas behind pgrelay (0: a lone primary).
     replicas: usize,
     transport: Transport,
+    /// pgrelay's `listen.workers` (0: its default).
+    workers: usize,
 }
 
 impl Args {
@@ -71,6 +76,7 @@ impl Args {
             scale: 10,
             replicas: 0,
             transport: Transport::Tcp,
+            workers: 0,
         };
         while let Some(arg) = args.next() {
             let (key, inline) = match arg.split_once('=') {
@@ -98,13 +104,14 @@ impl Args {
             let number: u64 = value
                 .parse()
                 .ok()
-                .filter(|&n| n > 0 || key == "--replicas")
+                .filter(|&n| n > 0 || key == "--replicas" || key == "--workers")
                 .with_context(|| format!("{key}: expected a positive integer, got {value:?}"))?;
             match key.as_str() {
                 "--rounds" => parsed.rounds = usize::try_from(number)?,
                 "--duration" => parsed.duration = number,
                 "--scale" => parsed.scale = number,
                 "--replicas" => parsed.replicas = usize::try_from(number)?,
+                "--workers" => parsed.workers = usize::try_from(number)?,
                 _ => bail!("unknown argument {key:?}\n{USAGE}"),
             }
         }
@@ -144,12 +151,16 @@ fn drive(args: Args) -> anyhow::Result<()> {
 async fn bench(args: Args) -> anyhow::Result<()> {
     let hz = cpu::ticks_per_second();
     println!(
-        "bench: {} rounds x {} workloads x {} s, scale {}, over {:?}",
+        "bench: {} rounds x {} workloads x {} s, scale {}, over {:?}, pgrelay workers {}",
         args.rounds,
         WORKLOADS.len(),
         args.duration,
         args.scale,
-        args.transport
+        args.transport,
+        pgrelay::worker::worker_count(
+            args.workers,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        )
     );
 
     let cluster = start_cluster(args.replicas).await?;
@@ -176,12 +187,17 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .prefix("pgrelay-bench-sockets-")
         .tempdir()?;
     let cluster_dir = cluster.dir().display().to_string();
+    let as_a_user_runs_it = ProxyOptions {
+        workers: args.workers,
+        monitor: String::new(),
+        ..ProxyOptions::default()
+    };
     let proxy_options = match args.transport {
-        Transport::Tcp => ProxyOptions::default(),
+        Transport::Tcp => as_a_user_runs_it,
         Transport::Unix => ProxyOptions {
             listen_extra: format!("unix_socket_dir = \"{}\"", proxy_sockets.path().display()),
             node_addrs: pgrelay_tests::socket_node_addrs(&cluster),
-            ..ProxyOptions::default()
+            ..as_a_user_runs_it
         },
     };
     let proxy = TestProxy::start(&cluster, proxy_options).await?;
@@ -281,18 +297,20 @@ async fn measure(
     hz: f64,
 ) -> anyhow::Result<anyhow::Result<Measured>> {
     let before = probe.ticks()?;
+    let machine_before = MachineTicks::read()?;
     let report = match pgbench::measure(host, port, workload, seconds).await {
         Ok(report) => report,
         Err(e) => return Ok(Err(e)),
     };
     let after = probe.ticks()?;
-    let cpu_us_per_tx = before.zip(after).map(|(b, a)| {
-        let seconds = a.saturating_sub(b) as f64 / hz;
-        seconds / report.processed.max(1) as f64 * 1e6
-    });
+    let steal_percent = MachineTicks::read()?.steal_percent_since(machine_before);
+    let per_tx = |ticks: u64| ticks as f64 / hz / report.processed.max(1) as f64 * 1e6;
+    let used = before.zip(after).map(|(b, a)| a.since(b));
     Ok(Ok(Measured {
         report,
-        cpu_us_per_tx,
+        cpu_us_per_tx: used.map(|t| per_tx(t.total())),
+        sys_us_per_tx: used.map(|t| per_tx(t.system)),
+        steal_percent,
     }))
 }
 

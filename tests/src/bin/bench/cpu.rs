@@ -22,9 +22,73 @@ pub enum Probe {
     Process(u32),
 }
 
+/// Cumulative CPU clock ticks, split because a proxy's system time (the
+/// socket stack, wakeups) is most of its cost and not its own code's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ticks {
+    pub user: u64,
+    pub system: u64,
+}
+
+impl Ticks {
+    pub fn total(self) -> u64 {
+        self.user + self.system
+    }
+
+    pub fn since(self, earlier: Ticks) -> Ticks {
+        Ticks {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// The machine's steal and total ticks (the first line of /proc/stat): on
+/// a virtual machine, time the host gave to others, which slows every
+/// target of a run alike and makes its figures worth less.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineTicks {
+    pub steal: u64,
+    pub total: u64,
+}
+
+impl MachineTicks {
+    pub fn read() -> anyhow::Result<MachineTicks> {
+        let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+        parse_machine(&stat).context("parsing /proc/stat")
+    }
+
+    /// Percent of the time since `earlier` that was stolen.
+    pub fn steal_percent_since(self, earlier: MachineTicks) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        let steal = self.steal.saturating_sub(earlier.steal);
+        if total == 0 {
+            0.0
+        } else {
+            steal as f64 * 100.0 / total as f64
+        }
+    }
+}
+
+/// `cpu user nice system idle iowait irq softirq steal …`: guest times are
+/// already inside user and nice, so they are not added again.
+fn parse_machine(stat: &str) -> Option<MachineTicks> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    (values.len() == 8).then(|| MachineTicks {
+        steal: values[7],
+        total: values.iter().sum(),
+    })
+}
+
 impl Probe {
-    /// Cumulative user+system clock ticks so far, `None` for [`Probe::None`].
-    pub fn ticks(self) -> anyhow::Result<Option<u64>> {
+    /// Cumulative clock ticks so far, `None` for [`Probe::None`].
+    pub fn ticks(self) -> anyhow::Result<Option<Ticks>> {
         match self {
             Probe::None => Ok(None),
             Probe::Pgrelay => pgrelay_ticks().map(Some),
@@ -57,9 +121,9 @@ pub fn ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-fn pgrelay_ticks() -> anyhow::Result<u64> {
+fn pgrelay_ticks() -> anyhow::Result<Ticks> {
     let tasks = Path::new("/proc/self/task");
-    let mut total = 0;
+    let mut total = Ticks::default();
     for entry in std::fs::read_dir(tasks).context("listing /proc/self/task")? {
         let path = entry?.path().join("stat");
         // A thread may end between listing and reading; it is not ours to count.
@@ -69,16 +133,17 @@ fn pgrelay_ticks() -> anyhow::Result<u64> {
         let (comm, ticks) =
             parse_stat(&stat).with_context(|| format!("parsing {}", path.display()))?;
         if comm.starts_with(PGRELAY_THREAD_PREFIX) {
-            total += ticks;
+            total.user += ticks.user;
+            total.system += ticks.system;
         }
     }
     Ok(total)
 }
 
-/// The comm and utime+stime (fields 14 and 15) of a /proc stat line. The
+/// The comm, utime and stime (fields 14 and 15) of a /proc stat line. The
 /// comm may hold spaces and parentheses, so fields are counted from the
 /// last ')'.
-fn parse_stat(stat: &str) -> Option<(&str, u64)> {
+fn parse_stat(stat: &str) -> Option<(&str, Ticks)> {
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?;
@@ -86,7 +151,13 @@ fn parse_stat(stat: &str) -> Option<(&str, u64)> {
     let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
     let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
     let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
-    Some((comm, utime + stime))
+    Some((
+        comm,
+        Ticks {
+            user: utime,
+            system: stime,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -96,7 +167,26 @@ mod tests {
     #[test]
     fn comm_with_parentheses_and_spaces() {
         let stat = "4242 (pgrelay-w (x) 1) S 1 2 3 4 5 6 7 8 9 10 123 45 0 0 20 0 1 0";
-        assert_eq!(parse_stat(stat), Some(("pgrelay-w (x) 1", 168)));
+        let ticks = Ticks {
+            user: 123,
+            system: 45,
+        };
+        assert_eq!(parse_stat(stat), Some(("pgrelay-w (x) 1", ticks)));
+        assert_eq!(ticks.total(), 168);
+    }
+
+    #[test]
+    fn machine_steal_from_proc_stat() {
+        let stat = "cpu  100 0 50 800 10 0 5 35 7 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n";
+        let later = parse_machine(stat).unwrap();
+        assert_eq!(later.steal, 35);
+        assert_eq!(later.total, 1000);
+        let earlier = MachineTicks {
+            steal: 25,
+            total: 900,
+        };
+        assert_eq!(later.steal_percent_since(earlier), 10.0);
+        assert!(MachineTicks::read().is_ok());
     }
 
     #[test]

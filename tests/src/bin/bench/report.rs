@@ -34,6 +34,11 @@ pub struct Measured {
     pub report: Report,
     /// `None` when nothing sits between pgbench and PostgreSQL.
     pub cpu_us_per_tx: Option<f64>,
+    /// The part of `cpu_us_per_tx` spent in the kernel.
+    pub sys_us_per_tx: Option<f64>,
+    /// Of the machine's time during the run, the share the hypervisor gave
+    /// to others.
+    pub steal_percent: f64,
 }
 
 /// One pgbench run, or why it did not produce figures.
@@ -55,11 +60,15 @@ pub fn run_line(run: &Run, rounds: usize) -> String {
     );
     match &run.outcome {
         Ok(m) => format!(
-            "{head} tps {:>10.1}  lat {:>7.3} ms  failed {:>4}  proxy cpu {}",
+            "{head} tps {:>10.1}  lat {:>7.3} ms  failed {:>4}  proxy cpu {}  steal {:.0}%",
             m.report.tps,
             m.report.latency_ms,
             m.report.failed,
-            opt(m.cpu_us_per_tx, |v| format!("{v:.1} µs/tx"))
+            match (m.cpu_us_per_tx, m.sys_us_per_tx) {
+                (Some(all), Some(sys)) => format!("{all:.1} µs/tx (sys {sys:.1})"),
+                _ => "-".to_owned(),
+            },
+            m.steal_percent
         ),
         // pgbench's first error says more than our "exited with" line.
         Err(e) => format!(
@@ -82,6 +91,7 @@ struct Summary {
     vs_pgbouncer: Option<f64>,
     added_latency_us: Option<f64>,
     cpu_us_per_tx: Option<f64>,
+    sys_us_per_tx: Option<f64>,
     failed: u64,
     ok: usize,
     errors: usize,
@@ -114,6 +124,7 @@ fn summarize(runs: &[Run], workload: &str, target: Target) -> Summary {
             (m.report.latency_ms - d.report.latency_ms) * 1000.0
         }),
         cpu_us_per_tx: median(mine.iter().filter_map(|(_, m)| m.cpu_us_per_tx).collect()),
+        sys_us_per_tx: median(mine.iter().filter_map(|(_, m)| m.sys_us_per_tx).collect()),
         failed: mine.iter().map(|(_, m)| m.report.failed).sum(),
         ok: mine.len(),
         errors: runs
@@ -127,7 +138,7 @@ fn summarize(runs: &[Run], workload: &str, target: Target) -> Summary {
 pub fn print(runs: &[Run], workloads: &[&'static str], pgbouncer_installed: bool) {
     println!();
     println!(
-        "{:<13} {:<10} {:>10} {:>8} {:>9} {:>11} {:>9} {:>10} {:>7}",
+        "{:<13} {:<10} {:>10} {:>8} {:>9} {:>11} {:>9} {:>10} {:>10} {:>7}",
         "workload",
         "target",
         "tps",
@@ -136,6 +147,7 @@ pub fn print(runs: &[Run], workloads: &[&'static str], pgbouncer_installed: bool
         "x pgbouncer",
         "+lat µs",
         "cpu µs/tx",
+        "sys µs/tx",
         "failed"
     );
     for &workload in workloads {
@@ -153,7 +165,7 @@ pub fn print(runs: &[Run], workloads: &[&'static str], pgbouncer_installed: bool
             let is_direct = target == Target::Direct;
             let is_bouncer = target == Target::Pgbouncer;
             print!(
-                "{head} {:>10} {:>8} {:>9} {:>11} {:>9} {:>10} {:>7}",
+                "{head} {:>10} {:>8} {:>9} {:>11} {:>9} {:>10} {:>10} {:>7}",
                 opt(s.tps, |v| format!("{v:.1}")),
                 opt(s.latency_ms, |v| format!("{v:.3}")),
                 opt(s.vs_direct, |v| format!("{v:.3}")),
@@ -164,6 +176,7 @@ pub fn print(runs: &[Run], workloads: &[&'static str], pgbouncer_installed: bool
                     "{v:+.0}"
                 )),
                 opt(s.cpu_us_per_tx, |v| format!("{v:.1}")),
+                opt(s.sys_us_per_tx, |v| format!("{v:.1}")),
                 s.failed
             );
             if s.errors > 0 {
@@ -198,6 +211,19 @@ pub fn print(runs: &[Run], workloads: &[&'static str], pgbouncer_installed: bool
             .map(|v| (format!("{v:.1} µs/tx"), v <= 15.0)),
         "no successful runs",
     );
+    // The kernel's share is what no proxy's code can shed: PgBouncer's
+    // figures on the same runs tell how far below it a forwarder can go.
+    let bouncer8 = summarize(runs, "S-simple-8", Target::Pgbouncer);
+    if let (Some(all), Some(sys)) = (bouncer8.cpu_us_per_tx, bouncer8.sys_us_per_tx) {
+        println!(
+            "  {:<46} {:>12}",
+            format!(
+                "  (pgrelay sys {}; pgbouncer {all:.1}, sys {sys:.1})",
+                opt(simple8.sys_us_per_tx, |v| format!("{v:.1}"))
+            ),
+            ""
+        );
+    }
     check(
         "pgrelay added latency <= +80 µs (S-simple-1)",
         simple1
