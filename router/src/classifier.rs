@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::classify::classify_with_cacheability;
-use crate::fingerprint::{Fingerprint, fingerprint};
+use crate::fingerprint::{Fingerprint, KeyedFingerprintHash, fingerprint};
 use crate::lru::Lru;
 use crate::statement::{Access, Statement, WriteReason};
 
@@ -38,8 +38,8 @@ pub struct CacheStats {
 /// are cached: their names and keywords are part of the fingerprint and
 /// their values are not part of the verdict.
 pub struct Classifier {
-    cache: Lru<Fingerprint, Arc<Statement>>,
-    refused: Lru<Fingerprint, ()>,
+    cache: Lru<Fingerprint, Arc<Statement>, KeyedFingerprintHash>,
+    refused: Lru<Fingerprint, (), KeyedFingerprintHash>,
     volatility: Lru<String, Volatility>,
     stats: CacheStats,
 }
@@ -49,8 +49,8 @@ impl Classifier {
     /// learned function volatilities are bounded by the same number.
     pub fn new(capacity: usize) -> Classifier {
         Classifier {
-            cache: Lru::new(capacity),
-            refused: Lru::new(capacity),
+            cache: Lru::with_hasher(capacity, KeyedFingerprintHash::new()),
+            refused: Lru::with_hasher(capacity, KeyedFingerprintHash::new()),
             volatility: Lru::new(capacity),
             stats: CacheStats::default(),
         }

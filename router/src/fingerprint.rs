@@ -21,17 +21,44 @@ pub struct Fingerprint {
     pub len: u32,
 }
 
-/// FNV-1a over the normalized bytes: tiny, allocation-free and good enough
-/// for a cache key. A collision can only send a statement to the wrong kind
-/// of node, and a replica refuses writes (25006), which the proxy retries
-/// on the primary and remembers ([`crate::Classifier::remember_write`]).
+/// The normalized bytes, gathered eight at a time into a word that is
+/// folded into the hash with one 64×64→128-bit multiply: a fingerprint is
+/// taken for every statement, and with a per-byte multiply chain (FNV-1a)
+/// it was the largest cost of the cached path. A collision can only send a statement
+/// to the wrong kind of node, and a replica refuses writes (25006), which
+/// the proxy retries on the primary and remembers
+/// ([`crate::Classifier::remember_write`]).
 struct Sink {
     hash: u64,
+    word: u64,
+    /// Bytes in `word` so far (0–7).
+    filled: u32,
     len: u32,
     pending_space: bool,
 }
 
+/// Odd constants with well-spread bits (from the fractional part of π).
+const SEED: u64 = 0x243f_6a88_85a3_08d3;
+const MULTIPLIER: u64 = 0x1319_8a2e_0370_7345;
+
+/// The high and low halves of the full product, xor-ed: every input bit
+/// reaches every output bit.
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
 impl Sink {
+    fn new() -> Sink {
+        Sink {
+            hash: SEED,
+            word: 0,
+            filled: 0,
+            len: 0,
+            pending_space: false,
+        }
+    }
+
     fn byte(&mut self, b: u8) {
         if self.pending_space && self.len > 0 {
             self.raw(b' ');
@@ -41,9 +68,18 @@ impl Sink {
     }
 
     fn raw(&mut self, b: u8) {
-        self.hash ^= u64::from(b);
-        self.hash = self.hash.wrapping_mul(0x0000_0100_0000_01b3);
+        self.word |= u64::from(b) << (8 * self.filled);
+        self.filled += 1;
         self.len = self.len.wrapping_add(1);
+        if self.filled == 8 {
+            self.fold();
+        }
+    }
+
+    fn fold(&mut self) {
+        self.hash = folded_multiply(self.hash ^ self.word, MULTIPLIER);
+        self.word = 0;
+        self.filled = 0;
     }
 
     fn bytes(&mut self, bs: &[u8]) {
@@ -51,16 +87,76 @@ impl Sink {
             self.byte(b);
         }
     }
+
+    /// Folds in the last partial word and the length, which tells apart
+    /// inputs whose last words differ only by trailing zero bytes.
+    fn finish(mut self) -> Fingerprint {
+        self.fold();
+        let hash = folded_multiply(self.hash ^ u64::from(self.len), MULTIPLIER);
+        Fingerprint {
+            hash,
+            len: self.len,
+        }
+    }
+}
+
+/// Hashes [`Fingerprint`] map keys: the fingerprint is already a good
+/// hash, so one keyed multiply spreads it over the buckets instead of
+/// SipHash over its 12 bytes. The per-map random key keeps clients, who
+/// choose the SQL and so the fingerprints, from predicting buckets.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyedFingerprintHash {
+    key: u64,
+}
+
+impl KeyedFingerprintHash {
+    pub(crate) fn new() -> KeyedFingerprintHash {
+        use std::hash::BuildHasher;
+        KeyedFingerprintHash {
+            key: std::collections::hash_map::RandomState::new().hash_one(SEED) | 1,
+        }
+    }
+}
+
+impl std::hash::BuildHasher for KeyedFingerprintHash {
+    type Hasher = KeyedHasher;
+
+    fn build_hasher(&self) -> KeyedHasher {
+        KeyedHasher { state: self.key }
+    }
+}
+
+/// See [`KeyedFingerprintHash`].
+pub(crate) struct KeyedHasher {
+    state: u64,
+}
+
+impl std::hash::Hasher for KeyedHasher {
+    fn finish(&self) -> u64 {
+        self.state
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.state = folded_multiply(self.state ^ i, MULTIPLIER);
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
 }
 
 /// Computes the fingerprint of `sql`. Never panics.
 pub fn fingerprint(sql: &str) -> Fingerprint {
     let bytes = sql.as_bytes();
-    let mut out = Sink {
-        hash: 0xcbf2_9ce4_8422_2325,
-        len: 0,
-        pending_space: false,
-    };
+    let mut out = Sink::new();
     let mut leading = true;
     let mut i = 0;
     while i < bytes.len() {
@@ -87,10 +183,7 @@ pub fn fingerprint(sql: &str) -> Fingerprint {
             i = token(bytes, i, &mut out);
         }
     }
-    Fingerprint {
-        hash: out.hash,
-        len: out.len,
-    }
+    out.finish()
 }
 
 /// Emits the token starting at `i` (not whitespace or a comment) and
@@ -290,6 +383,27 @@ mod tests {
             "/*PGRELAY:REPLICA*/select 2",
         );
         same("SELECT /* pgrelay:replica */ 1", "SELECT 1");
+    }
+
+    #[test]
+    fn lengths_and_word_boundaries_matter() {
+        // A NUL adds nothing to the last word but one to the length.
+        differ("SELECT a", "SELECT a\0");
+        differ("SELECT abcdefg", "SELECT abcdefgh");
+        differ("SELECT t.abcdefgh", "SELECT t.abcdefghi");
+        same("SELECT   abcdefgh  ", "select ABCDEFGH");
+    }
+
+    #[test]
+    fn keyed_hashes_spread_fingerprints() {
+        use std::collections::HashSet;
+        use std::hash::BuildHasher;
+        let build = KeyedFingerprintHash::new();
+        let buckets: HashSet<u64> = (0..1000)
+            .map(|n| build.hash_one(fingerprint(&format!("SELECT c{n} FROM t"))) & 1023)
+            .collect();
+        // 1000 keys into 1024 buckets: a uniform hash fills about 630.
+        assert!(buckets.len() > 550, "{} buckets", buckets.len());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! once full, memory bounded by `capacity` entries.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash};
 
 const NIL: usize = usize::MAX;
 
@@ -14,8 +15,8 @@ struct Slot<K, V> {
     next: usize,
 }
 
-pub(crate) struct Lru<K, V> {
-    map: HashMap<K, usize>,
+pub(crate) struct Lru<K, V, S = RandomState> {
+    map: HashMap<K, usize, S>,
     slots: Vec<Slot<K, V>>,
     /// Most recently used.
     head: usize,
@@ -27,9 +28,16 @@ pub(crate) struct Lru<K, V> {
 impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     /// A capacity of 0 is treated as 1, so the map is always usable.
     pub(crate) fn new(capacity: usize) -> Self {
+        Lru::with_hasher(capacity, RandomState::new())
+    }
+}
+
+impl<K: Hash + Eq + Clone, V, S: BuildHasher> Lru<K, V, S> {
+    /// [`Lru::new`] with keys hashed by `hasher`.
+    pub(crate) fn with_hasher(capacity: usize, hasher: S) -> Self {
         let capacity = capacity.max(1);
         Lru {
-            map: HashMap::with_capacity(capacity),
+            map: HashMap::with_capacity_and_hasher(capacity, hasher),
             slots: Vec::with_capacity(capacity),
             head: NIL,
             tail: NIL,

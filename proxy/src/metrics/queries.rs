@@ -3,11 +3,10 @@
 //!
 //! The vectors are registered once per proxy; each worker keeps its own
 //! cache of labelled handles ([`WorkerQueryMetrics`]), so counting a
-//! statement is a small hash lookup and an atomic add, not a label lookup
-//! in the registry.
+//! statement is a short scan of a few handles and an atomic add, not a
+//! label lookup in the registry.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::Duration;
 
 use pgrelay_router::RouteReason;
@@ -43,6 +42,7 @@ impl RoleLabel {
 
 /// Why a read that could have gone to a replica ran on the primary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(usize)]
 pub enum FallbackReason {
     /// No replica within the session's consistency and lag limits.
     NoFreshReplica,
@@ -57,6 +57,8 @@ pub enum FallbackReason {
 }
 
 impl FallbackReason {
+    const COUNT: usize = 5;
+
     pub fn as_str(self) -> &'static str {
         match self {
             FallbackReason::NoFreshReplica => "no fresh replica",
@@ -126,33 +128,55 @@ impl QueryMetrics {
 pub struct WorkerQueryMetrics {
     vectors: QueryMetrics,
     node_names: Vec<String>,
-    queries: RefCell<HashMap<(usize, RoleLabel, RouteReason), IntCounter>>,
+    /// The handles used so far, most recent first: a worker's statements
+    /// take a handful of (node, role, reason) routes, and the scan finds
+    /// the usual one first, cheaper than hashing the key.
+    queries: RefCell<Vec<(QueryKey, IntCounter)>>,
     duration: [Histogram; 2],
-    fallbacks: RefCell<HashMap<FallbackReason, IntCounter>>,
+    fallbacks: [IntCounter; FallbackReason::COUNT],
 }
+
+type QueryKey = (usize, RoleLabel, RouteReason);
 
 impl WorkerQueryMetrics {
     pub fn new(vectors: QueryMetrics, node_names: Vec<String>) -> WorkerQueryMetrics {
         let duration = [RoleLabel::Primary, RoleLabel::Replica]
             .map(|role| vectors.duration.with_label_values(&[role.as_str()]));
+        // Every reason is exported from the start (at 0), as Prometheus
+        // prefers to rate() a series that exists before its first event.
+        let fallbacks = [
+            FallbackReason::NoFreshReplica,
+            FallbackReason::WaitTimedOut,
+            FallbackReason::ReplicaUnreachable,
+            FallbackReason::ReplicaLost,
+            FallbackReason::RefusedByReplica,
+        ]
+        .map(|reason| vectors.fallbacks.with_label_values(&[reason.as_str()]));
         WorkerQueryMetrics {
             vectors,
             node_names,
-            queries: RefCell::new(HashMap::new()),
+            queries: RefCell::new(Vec::new()),
             duration,
-            fallbacks: RefCell::new(HashMap::new()),
+            fallbacks,
         }
     }
 
     pub fn routed(&self, node: usize, role: RoleLabel, reason: RouteReason) {
+        let key = (node, role, reason);
         let mut cache = self.queries.borrow_mut();
-        let counter = cache.entry((node, role, reason)).or_insert_with(|| {
-            let name = self.node_names.get(node).map_or("?", String::as_str);
-            self.vectors
-                .queries
-                .with_label_values(&[name, role.as_str(), reason.as_str()])
-        });
-        counter.inc();
+        match cache.iter().position(|(k, _)| *k == key) {
+            Some(0) => {}
+            Some(i) => cache[..=i].rotate_right(1),
+            None => {
+                let name = self.node_names.get(node).map_or("?", String::as_str);
+                let counter =
+                    self.vectors
+                        .queries
+                        .with_label_values(&[name, role.as_str(), reason.as_str()]);
+                cache.insert(0, (key, counter));
+            }
+        }
+        cache[0].1.inc();
     }
 
     pub fn answered(&self, role: RoleLabel, took: Duration) {
@@ -164,11 +188,7 @@ impl WorkerQueryMetrics {
     }
 
     pub fn fell_back(&self, reason: FallbackReason) {
-        let mut cache = self.fallbacks.borrow_mut();
-        cache
-            .entry(reason)
-            .or_insert_with(|| self.vectors.fallbacks.with_label_values(&[reason.as_str()]))
-            .inc();
+        self.fallbacks[reason as usize].inc();
     }
 
     pub fn waited(&self, took: Duration) {

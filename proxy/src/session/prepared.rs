@@ -126,7 +126,10 @@ impl Registry {
 
     /// A simple Query ran on `node`: it replaced the unnamed statement.
     pub fn query_ran(&mut self, node: usize) {
-        if let Some(held) = self.on_node.get_mut(node) {
+        // Most sessions never use the extended protocol: no hashing then.
+        if let Some(held) = self.on_node.get_mut(node)
+            && !held.is_empty()
+        {
             held.remove(&b""[..]);
         }
     }
