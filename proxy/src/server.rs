@@ -196,7 +196,7 @@ impl Drop for ProxyHandle {
     }
 }
 
-fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
+pub(crate) fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -11,6 +11,7 @@ use tracing::{debug, error};
 use crate::backend::{IDLE_TIMEOUT, Pool};
 use crate::listeners::{Listeners, StdListeners};
 use crate::metrics::WorkerQueryMetrics;
+use crate::server::current_thread_runtime;
 use crate::session::{self, SessionContext, WorkerRouter};
 use crate::shared::Shared;
 use crate::shutdown::{LocalShutdown, Phase};
@@ -23,12 +24,13 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 const STOP_GOODBYE: Duration = Duration::from_secs(1);
 
 /// Data-path threads for `listen.workers`; 0 picks half the cores, at
-/// least one. A forwarding proxy's kernel work (the loopback or Unix
-/// socket stack, the wakeups of the peers it writes to) is as large as its
-/// own and runs on the other cores, which also serve the database or the
-/// application it shares the host with: on 2 cores one worker took 3–6 µs
-/// less CPU per pgbench transaction than two, at the same throughput,
-/// because each extra thread sleeps and wakes on its own.
+/// least one. Each worker sleeps and wakes on its own, so more workers
+/// than the load needs cost CPU for nothing: on 2 cores shared with
+/// PostgreSQL and pgbench, one worker took 3–6 µs less CPU per pgbench
+/// transaction than two (8 and 32 clients, TCP and Unix sockets). Larger
+/// hosts were not measured; half leaves the other cores to the database or
+/// application a proxy usually shares its host with, and `listen.workers`
+/// overrides it.
 pub fn worker_count(configured: usize, cores: usize) -> usize {
     match configured {
         0 => (cores / 2).max(1),
@@ -37,11 +39,8 @@ pub fn worker_count(configured: usize, cores: usize) -> usize {
 }
 
 /// Runs one worker until the proxy stops; its sessions never leave it.
-pub fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+pub(crate) fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
+    let runtime = match current_thread_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "cannot start a worker runtime");
@@ -73,9 +72,15 @@ pub fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
         // `block_on` drives: that future is polled again on every wakeup of
         // any session, and the loop's select over the listeners, the drain
         // token and the session set would be too.
-        let Ok(mut sessions) = tokio::task::spawn_local(accepting.run(listeners)).await else {
-            error!("the accept loop of a worker ended abnormally");
-            return;
+        let mut sessions = match tokio::task::spawn_local(accepting.run(listeners)).await {
+            Ok(sessions) => sessions,
+            // A panic ends the thread as it did when the loop ran here, so
+            // that stopping the proxy reports it.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => {
+                error!(error = %e, "the accept loop of a worker was cancelled");
+                return;
+            }
         };
         let all_done = async { while sessions.join_next().await.is_some() {} };
         tokio::select! {

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use crate::classify::classify_with_cacheability;
-use crate::fingerprint::{Fingerprint, KeyedFingerprintHash, fingerprint};
+use crate::fingerprint::{Fingerprint, fingerprint};
+use crate::keyed_hash::KeyedWordHash;
 use crate::lru::Lru;
 use crate::statement::{Access, Statement, WriteReason};
 
@@ -38,8 +39,8 @@ pub struct CacheStats {
 /// are cached: their names and keywords are part of the fingerprint and
 /// their values are not part of the verdict.
 pub struct Classifier {
-    cache: Lru<Fingerprint, Arc<Statement>, KeyedFingerprintHash>,
-    refused: Lru<Fingerprint, (), KeyedFingerprintHash>,
+    cache: Lru<Fingerprint, Arc<Statement>, KeyedWordHash>,
+    refused: Lru<Fingerprint, (), KeyedWordHash>,
     volatility: Lru<String, Volatility>,
     stats: CacheStats,
 }
@@ -49,8 +50,8 @@ impl Classifier {
     /// learned function volatilities are bounded by the same number.
     pub fn new(capacity: usize) -> Classifier {
         Classifier {
-            cache: Lru::with_hasher(capacity, KeyedFingerprintHash::new()),
-            refused: Lru::with_hasher(capacity, KeyedFingerprintHash::new()),
+            cache: Lru::with_hasher(capacity, KeyedWordHash::new()),
+            refused: Lru::with_hasher(capacity, KeyedWordHash::new()),
             volatility: Lru::new(capacity),
             stats: CacheStats::default(),
         }

@@ -9,16 +9,26 @@
 //! lowercased; quoted identifiers and `$1` parameters stay as written.
 //! Unterminated quotes and comments run to the end of the input.
 
+use std::sync::OnceLock;
+
 use crate::hint::{block_comment_end, hint_in_comment, line_comment_end};
+use crate::keyed_hash::{MULTIPLIER, folded_multiply, random_u64};
 use crate::statement::Hint;
 
 /// A hash of the normalized text and its length. Two strings that differ
 /// only in literal values, comments (other than a leading hint), whitespace
 /// amounts and the case of unquoted words have the same fingerprint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint {
     pub hash: u64,
     pub len: u32,
+}
+
+/// `hash` already covers `len`: one word for a map's hasher to take.
+impl std::hash::Hash for Fingerprint {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 /// The normalized bytes, gathered eight at a time into a word that is
@@ -37,21 +47,19 @@ struct Sink {
     pending_space: bool,
 }
 
-/// Odd constants with well-spread bits (from the fractional part of π).
-const SEED: u64 = 0x243f_6a88_85a3_08d3;
-const MULTIPLIER: u64 = 0x1319_8a2e_0370_7345;
-
-/// The high and low halves of the full product, xor-ed: every input bit
-/// reaches every output bit.
-fn folded_multiply(a: u64, b: u64) -> u64 {
-    let full = u128::from(a) * u128::from(b);
-    (full as u64) ^ ((full >> 64) as u64)
+/// Chosen once per process: clients choose the SQL, and with a known seed
+/// they could compute texts whose fingerprints collide with another
+/// application's statements offline and make the shared verdict cache
+/// misroute them. Fingerprints are never compared across processes.
+fn process_seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(random_u64)
 }
 
 impl Sink {
     fn new() -> Sink {
         Sink {
-            hash: SEED,
+            hash: process_seed(),
             word: 0,
             filled: 0,
             len: 0,
@@ -88,8 +96,9 @@ impl Sink {
         }
     }
 
-    /// Folds in the last partial word and the length, which tells apart
-    /// inputs whose last words differ only by trailing zero bytes.
+    /// Folds in the last partial word and the length (the hash alone then
+    /// tells apart inputs whose last words differ only by trailing zero
+    /// bytes, which lets maps hash the fingerprint by `hash` only).
     fn finish(mut self) -> Fingerprint {
         self.fold();
         let hash = folded_multiply(self.hash ^ u64::from(self.len), MULTIPLIER);
@@ -97,59 +106,6 @@ impl Sink {
             hash,
             len: self.len,
         }
-    }
-}
-
-/// Hashes [`Fingerprint`] map keys: the fingerprint is already a good
-/// hash, so one keyed multiply spreads it over the buckets instead of
-/// SipHash over its 12 bytes. The per-map random key keeps clients, who
-/// choose the SQL and so the fingerprints, from predicting buckets.
-#[derive(Debug, Clone)]
-pub(crate) struct KeyedFingerprintHash {
-    key: u64,
-}
-
-impl KeyedFingerprintHash {
-    pub(crate) fn new() -> KeyedFingerprintHash {
-        use std::hash::BuildHasher;
-        KeyedFingerprintHash {
-            key: std::collections::hash_map::RandomState::new().hash_one(SEED) | 1,
-        }
-    }
-}
-
-impl std::hash::BuildHasher for KeyedFingerprintHash {
-    type Hasher = KeyedHasher;
-
-    fn build_hasher(&self) -> KeyedHasher {
-        KeyedHasher { state: self.key }
-    }
-}
-
-/// See [`KeyedFingerprintHash`].
-pub(crate) struct KeyedHasher {
-    state: u64,
-}
-
-impl std::hash::Hasher for KeyedHasher {
-    fn finish(&self) -> u64 {
-        self.state
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.state = folded_multiply(self.state ^ i, MULTIPLIER);
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(u64::from(i));
     }
 }
 
@@ -396,9 +352,10 @@ mod tests {
 
     #[test]
     fn keyed_hashes_spread_fingerprints() {
+        use crate::keyed_hash::KeyedWordHash;
         use std::collections::HashSet;
         use std::hash::BuildHasher;
-        let build = KeyedFingerprintHash::new();
+        let build = KeyedWordHash::new();
         let buckets: HashSet<u64> = (0..1000)
             .map(|n| build.hash_one(fingerprint(&format!("SELECT c{n} FROM t"))) & 1023)
             .collect();

@@ -16,6 +16,7 @@ mod fingerprint;
 mod function_lists;
 mod functions;
 mod hint;
+mod keyed_hash;
 mod lru;
 mod pgrelay_cmd;
 mod route;

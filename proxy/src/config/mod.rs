@@ -70,7 +70,7 @@ pub struct ListenConfig {
     pub login_timeout: Duration,
     /// Largest client message accepted (PostgreSQL error 54000 beyond).
     pub max_message_size: ByteSize,
-    /// Data-path threads; 0 means one per available core.
+    /// Data-path threads; 0 means half the available cores, at least one.
     pub workers: usize,
     /// Where to create a Unix socket (`.s.PGSQL.<port>` of `addr`'s port)
     /// for local clients, as PostgreSQL's `unix_socket_directories`.

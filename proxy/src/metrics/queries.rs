@@ -42,7 +42,6 @@ impl RoleLabel {
 
 /// Why a read that could have gone to a replica ran on the primary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(usize)]
 pub enum FallbackReason {
     /// No replica within the session's consistency and lag limits.
     NoFreshReplica,
@@ -57,7 +56,26 @@ pub enum FallbackReason {
 }
 
 impl FallbackReason {
-    const COUNT: usize = 5;
+    /// In [`FallbackReason::index`] order.
+    const ALL: [FallbackReason; 5] = [
+        FallbackReason::NoFreshReplica,
+        FallbackReason::WaitTimedOut,
+        FallbackReason::ReplicaUnreachable,
+        FallbackReason::ReplicaLost,
+        FallbackReason::RefusedByReplica,
+    ];
+
+    /// Position in [`FallbackReason::ALL`]; a match, so that a new reason
+    /// cannot compile without a place of its own.
+    fn index(self) -> usize {
+        match self {
+            FallbackReason::NoFreshReplica => 0,
+            FallbackReason::WaitTimedOut => 1,
+            FallbackReason::ReplicaUnreachable => 2,
+            FallbackReason::ReplicaLost => 3,
+            FallbackReason::RefusedByReplica => 4,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -133,7 +151,7 @@ pub struct WorkerQueryMetrics {
     /// the usual one first, cheaper than hashing the key.
     queries: RefCell<Vec<(QueryKey, IntCounter)>>,
     duration: [Histogram; 2],
-    fallbacks: [IntCounter; FallbackReason::COUNT],
+    fallbacks: [IntCounter; FallbackReason::ALL.len()],
 }
 
 type QueryKey = (usize, RoleLabel, RouteReason);
@@ -144,14 +162,8 @@ impl WorkerQueryMetrics {
             .map(|role| vectors.duration.with_label_values(&[role.as_str()]));
         // Every reason is exported from the start (at 0), as Prometheus
         // prefers to rate() a series that exists before its first event.
-        let fallbacks = [
-            FallbackReason::NoFreshReplica,
-            FallbackReason::WaitTimedOut,
-            FallbackReason::ReplicaUnreachable,
-            FallbackReason::ReplicaLost,
-            FallbackReason::RefusedByReplica,
-        ]
-        .map(|reason| vectors.fallbacks.with_label_values(&[reason.as_str()]));
+        let fallbacks = FallbackReason::ALL
+            .map(|reason| vectors.fallbacks.with_label_values(&[reason.as_str()]));
         WorkerQueryMetrics {
             vectors,
             node_names,
@@ -188,7 +200,7 @@ impl WorkerQueryMetrics {
     }
 
     pub fn fell_back(&self, reason: FallbackReason) {
-        self.fallbacks[reason as usize].inc();
+        self.fallbacks[reason.index()].inc();
     }
 
     pub fn waited(&self, took: Duration) {
@@ -199,6 +211,13 @@ impl WorkerQueryMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_fallback_reason_has_its_own_handle() {
+        for (i, reason) in FallbackReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason:?}");
+        }
+    }
 
     #[test]
     fn handles_count_into_the_registered_vectors() {
