@@ -12,7 +12,7 @@
 use std::sync::OnceLock;
 
 use crate::hint::{block_comment_end, hint_in_comment, line_comment_end};
-use crate::keyed_hash::{MULTIPLIER, folded_multiply, random_u64};
+use crate::keyed_hash::random_u64;
 use crate::statement::Hint;
 
 /// A hash of the normalized text and its length. Two strings that differ
@@ -24,33 +24,33 @@ pub struct Fingerprint {
     pub len: u32,
 }
 
-/// `hash` already covers `len`: one word for a map's hasher to take.
+/// One word for a map's hasher to take: texts of different lengths with
+/// equal hashes are rare, and `Eq` still tells them apart.
 impl std::hash::Hash for Fingerprint {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);
     }
 }
 
-/// The normalized bytes, gathered eight at a time into a word that is
-/// folded into the hash with one 64×64→128-bit multiply: a fingerprint is
-/// taken for every statement, and with a per-byte multiply chain (FNV-1a)
-/// it was the largest cost of the cached path. A collision can only send a statement
-/// to the wrong kind of node, and a replica refuses writes (25006), which
-/// the proxy retries on the primary and remembers
-/// ([`crate::Classifier::remember_write`]).
+/// FNV-1a over the normalized bytes: tiny, allocation-free, and cheap per
+/// byte (gathering bytes into words for a wider multiply measured slower:
+/// the bookkeeping per byte cost more than the multiplies it saved). A
+/// collision can only send a statement to the wrong kind of node, and a
+/// replica refuses writes (25006), which the proxy retries on the primary
+/// and remembers ([`crate::Classifier::remember_write`]).
 struct Sink {
     hash: u64,
-    word: u64,
-    /// Bytes in `word` so far (0–7).
-    filled: u32,
     len: u32,
     pending_space: bool,
 }
 
-/// Chosen once per process: clients choose the SQL, and with a known seed
-/// they could compute texts whose fingerprints collide with another
-/// application's statements offline and make the shared verdict cache
-/// misroute them. Fingerprints are never compared across processes.
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// The offset basis, chosen once per process: clients choose the SQL, and
+/// with a known basis they could search offline for texts whose
+/// fingerprints collide with another application's statements and make
+/// the shared verdict cache misroute them. Fingerprints are never compared
+/// across processes.
 fn process_seed() -> u64 {
     static SEED: OnceLock<u64> = OnceLock::new();
     *SEED.get_or_init(random_u64)
@@ -60,8 +60,6 @@ impl Sink {
     fn new() -> Sink {
         Sink {
             hash: process_seed(),
-            word: 0,
-            filled: 0,
             len: 0,
             pending_space: false,
         }
@@ -76,18 +74,9 @@ impl Sink {
     }
 
     fn raw(&mut self, b: u8) {
-        self.word |= u64::from(b) << (8 * self.filled);
-        self.filled += 1;
+        self.hash ^= u64::from(b);
+        self.hash = self.hash.wrapping_mul(FNV_PRIME);
         self.len = self.len.wrapping_add(1);
-        if self.filled == 8 {
-            self.fold();
-        }
-    }
-
-    fn fold(&mut self) {
-        self.hash = folded_multiply(self.hash ^ self.word, MULTIPLIER);
-        self.word = 0;
-        self.filled = 0;
     }
 
     fn bytes(&mut self, bs: &[u8]) {
@@ -96,14 +85,9 @@ impl Sink {
         }
     }
 
-    /// Folds in the last partial word and the length (the hash alone then
-    /// tells apart inputs whose last words differ only by trailing zero
-    /// bytes, which lets maps hash the fingerprint by `hash` only).
-    fn finish(mut self) -> Fingerprint {
-        self.fold();
-        let hash = folded_multiply(self.hash ^ u64::from(self.len), MULTIPLIER);
+    fn finish(self) -> Fingerprint {
         Fingerprint {
-            hash,
+            hash: self.hash,
             len: self.len,
         }
     }
