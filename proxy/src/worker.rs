@@ -26,11 +26,11 @@ const STOP_GOODBYE: Duration = Duration::from_secs(1);
 /// Data-path threads for `listen.workers`; 0 picks half the cores, at
 /// least one. Each worker sleeps and wakes on its own, so more workers
 /// than the load needs cost CPU for nothing: on 2 cores shared with
-/// PostgreSQL and pgbench, one worker took 3–6 µs less CPU per pgbench
-/// transaction than two (8 and 32 clients, TCP and Unix sockets). Larger
-/// hosts were not measured; half leaves the other cores to the database or
-/// application a proxy usually shares its host with, and `listen.workers`
-/// overrides it.
+/// PostgreSQL and pgbench, one worker took 3–6 µs less CPU per pgbench -S
+/// transaction than two at 8 clients (TCP and Unix sockets) and at 32 over
+/// Unix sockets, about the same at 32 over TCP. Larger hosts were not
+/// measured; half leaves the other cores to the database or application a
+/// proxy usually shares its host with, and `listen.workers` overrides it.
 pub fn worker_count(configured: usize, cores: usize) -> usize {
     match configured {
         0 => (cores / 2).max(1),
