@@ -196,9 +196,15 @@ impl Drop for ProxyHandle {
     }
 }
 
+/// Sockets and timers only: the signal and child-process drivers that
+/// `enable_all` adds run on every park of the event loop (the process
+/// driver looks for orphaned children each time), and neither workers nor
+/// the monitor handle signals or spawn processes; the main thread's
+/// runtime does.
 pub(crate) fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()
 }
 

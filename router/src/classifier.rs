@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::classify::classify_with_cacheability;
-use crate::fingerprint::{Fingerprint, fingerprint};
+use crate::fingerprint::{Fingerprint, fingerprint_bytes};
 use crate::keyed_hash::KeyedWordHash;
 use crate::lru::Lru;
 use crate::statement::{Access, Statement, WriteReason};
@@ -59,13 +59,26 @@ impl Classifier {
 
     /// The verdict for `sql`; a cache hit costs one fingerprint scan and a
     /// hash lookup. Call it once per Query or Parse message.
-    pub fn classify(&mut self, sql: &str) -> Arc<Statement> {
-        let fp = fingerprint(sql);
+    ///
+    /// Takes bytes so that a cache hit needs no UTF-8 check: SQL in a
+    /// client_encoding that is not UTF-8 cannot be parsed here, and is
+    /// classified afresh each time as a text no parser accepts ("unparsed",
+    /// which routes to the primary), unless a UTF-8 text of the same shape
+    /// (differing only in literals) was cached first.
+    pub fn classify(&mut self, sql: impl AsRef<[u8]>) -> Arc<Statement> {
+        let sql = sql.as_ref();
+        let fp = fingerprint_bytes(sql);
         if let Some(hit) = self.cache.get(&fp) {
             self.stats.hits += 1;
             return Arc::clone(hit);
         }
-        let (mut statement, cacheable) = classify_with_cacheability(sql);
+        let (mut statement, cacheable) = match std::str::from_utf8(sql) {
+            Ok(text) => classify_with_cacheability(text),
+            // Not cached: the verdict would stand for UTF-8 texts of the
+            // same shape, e.g. `SET pgrelay.… = '<Latin-1 bytes>'` for
+            // every later pgrelay command of that name.
+            Err(_) => (classify_with_cacheability("\u{0}not utf-8").0, false),
+        };
         if self.refused.get(&fp).is_some() && statement.pgrelay.is_none() {
             statement.access = Access::Write {
                 why: WriteReason::RefusedByReplica,
@@ -86,8 +99,8 @@ impl Classifier {
     /// transaction): from now on its fingerprint is a write. Catches what
     /// the classifier cannot see: volatile functions behind views,
     /// operators or triggers.
-    pub fn remember_write(&mut self, sql: &str) {
-        let fp = fingerprint(sql);
+    pub fn remember_write(&mut self, sql: impl AsRef<[u8]>) {
+        let fp = fingerprint_bytes(sql.as_ref());
         self.refused.insert(fp, ());
         if let Some(cached) = self.cache.peek(&fp)
             && cached.pgrelay.is_none()
@@ -161,7 +174,7 @@ mod tests {
     fn literal_variants_hit_the_cache() {
         let mut c = Classifier::new(16);
         for aid in 1..=100 {
-            let s = c.classify(&format!(
+            let s = c.classify(format!(
                 "SELECT abalance FROM pgbench_accounts WHERE aid = {aid};"
             ));
             assert_eq!(s.access, Access::Read);
@@ -200,6 +213,31 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, other);
         assert_eq!(c.stats().hits, 1);
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_unparsed_and_not_cached() {
+        let mut c = Classifier::new(16);
+        let latin1 = b"SET pgrelay.consistency = 'caf\xe9'";
+        let s = c.classify(latin1);
+        assert!(!s.access.is_read());
+        assert_eq!(c.stats().entries, 0);
+        let strong = c.classify("SET pgrelay.consistency = 'strong'");
+        assert_eq!(
+            strong.pgrelay,
+            Some(PgrelayCommand::SetConsistency(Consistency::Strong))
+        );
+        // A read's shape learned from UTF-8 text serves its Latin-1 variants.
+        assert!(
+            c.classify("SELECT * FROM t WHERE name = 'abc'")
+                .access
+                .is_read()
+        );
+        assert!(
+            c.classify(b"SELECT * FROM t WHERE name = 'caf\xe9'")
+                .access
+                .is_read()
+        );
     }
 
     #[test]
@@ -260,7 +298,7 @@ mod tests {
     fn cache_stays_bounded() {
         let mut c = Classifier::new(8);
         for i in 0..100 {
-            c.classify(&format!("SELECT c{i} FROM t"));
+            c.classify(format!("SELECT c{i} FROM t"));
         }
         assert_eq!(c.stats().entries, 8);
     }

@@ -95,7 +95,13 @@ impl Sink {
 
 /// Computes the fingerprint of `sql`. Never panics.
 pub fn fingerprint(sql: &str) -> Fingerprint {
-    let bytes = sql.as_bytes();
+    fingerprint_bytes(sql.as_bytes())
+}
+
+/// [`fingerprint`] of text that may not be UTF-8 (a client_encoding the
+/// proxy does not decode): the scan only looks at ASCII bytes, so a
+/// cached statement needs no UTF-8 check.
+pub fn fingerprint_bytes(bytes: &[u8]) -> Fingerprint {
     let mut out = Sink::new();
     let mut leading = true;
     let mut i = 0;

@@ -26,7 +26,7 @@ mod view;
 pub use classifier::{CacheStats, Classifier, Volatility};
 pub use classify::classify;
 pub use decide::{Balance, Balancer, Decision, SessionView, decide};
-pub use fingerprint::{Fingerprint, fingerprint};
+pub use fingerprint::{Fingerprint, fingerprint, fingerprint_bytes};
 pub use hint::leading_hint;
 pub use route::{Route, RouteError, RouteReason, route};
 pub use statement::{

@@ -98,7 +98,7 @@ proptest! {
         let _ = fingerprint(&text);
         let _ = classify(&text);
         let mut c = Classifier::new(2);
-        let _ = c.classify(&text);
+        let _ = c.classify(text.as_bytes());
     }
 
     #[test]

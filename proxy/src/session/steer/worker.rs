@@ -78,10 +78,7 @@ impl WorkerRouter {
     }
 
     pub fn classify(&self, sql: &[u8]) -> Arc<Statement> {
-        // SQL in a non-UTF-8 client_encoding cannot be parsed here; a text
-        // no parser accepts makes it "unparsed", which routes to the primary.
-        let text = std::str::from_utf8(sql).unwrap_or("\u{0}not utf-8");
-        self.classifier.borrow_mut().classify(text)
+        self.classifier.borrow_mut().classify(sql)
     }
 
     /// Counts a statement routed to `node` (the metric) and remembers it
@@ -128,9 +125,7 @@ impl WorkerRouter {
 
     /// A replica refused this statement shape as a write.
     pub fn remember_write(&self, sql: &[u8]) {
-        if let Ok(sql) = std::str::from_utf8(sql) {
-            self.classifier.borrow_mut().remember_write(sql);
-        }
+        self.classifier.borrow_mut().remember_write(sql);
     }
 
     pub fn learn_volatility(&self, learned: &[(String, Volatility)]) {
