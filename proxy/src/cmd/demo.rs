@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use pgrelay::Config;
 use pgrelay_cluster::{Cluster, ClusterOptions, pg_bin_dir, superuser};
+use pgrelay_health::{NodeRole, Topology};
 
 use super::signals::ShutdownSignals;
 
@@ -58,11 +59,21 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let config = demo_config(&cluster)?;
     let proxy = pgrelay::start(config, listener).context("starting the proxy")?;
     let started = Instant::now();
-    while proxy.topology().load().primary.is_none() {
+    loop {
+        let topology = proxy.topology().load();
+        if replicas_routable(&topology) {
+            break;
+        }
         if started.elapsed() > DISCOVERY_TIMEOUT {
-            return Err(anyhow!(
-                "pgrelay did not discover the primary within {DISCOVERY_TIMEOUT:?}"
-            ));
+            if topology.primary.is_none() {
+                return Err(anyhow!(
+                    "pgrelay did not discover the primary within {DISCOVERY_TIMEOUT:?}"
+                ));
+            }
+            eprintln!(
+                "pgrelay demo: not every replica is streaming yet; reads go to the primary until they are"
+            );
+            break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -77,6 +88,21 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     drop(runtime);
     let _ = writeln!(std::io::stderr(), "pgrelay demo: stopped and cleaned up");
     Ok(())
+}
+
+/// The primary is known and every other node is a healthy replica with a
+/// measured lag, so reads can go to replicas: announcing any earlier, a
+/// newcomer's first query would be answered by the primary for want of a
+/// replica the monitor has finished measuring.
+fn replicas_routable(topology: &Topology) -> bool {
+    topology.primary.is_some()
+        && topology.nodes.iter().enumerate().all(|(i, node)| {
+            Some(i) == topology.primary
+                || (node.role == NodeRole::Replica
+                    && node.healthy
+                    && node.lag_bytes.is_some()
+                    && node.lag_seconds.is_some())
+        })
 }
 
 /// Prints where to connect. Write errors are ignored: whoever reads the
