@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::listeners::StdListeners;
 use crate::net::SocketFile;
 use crate::shared::Shared;
-use crate::worker::{run_worker, worker_count};
+use crate::worker::{run_worker, worker_count_here};
 
 /// A running proxy. Dropping it stops everything and waits for the threads.
 #[derive(Debug)]
@@ -102,8 +102,7 @@ fn start_with(
     handle.threads.push(monitor);
     let admin = admin::spawn(admin_listener, Arc::clone(&handle.shared))?;
     handle.threads.push(admin);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = worker_count(config.listen.workers, cores);
+    let workers = worker_count_here(config.listen.workers);
     for index in 0..workers {
         let listeners = listeners.try_clone()?;
         let shared = Arc::clone(&handle.shared);
@@ -198,9 +197,9 @@ impl Drop for ProxyHandle {
 
 /// Sockets and timers only: the signal and child-process drivers that
 /// `enable_all` adds run on every park of the event loop (the process
-/// driver looks for orphaned children each time), and neither workers nor
-/// the monitor handle signals or spawn processes; the main thread's
-/// runtime does.
+/// driver looks for orphaned children each time), and neither the workers,
+/// the monitor nor the admin server handle signals or spawn processes; the
+/// main thread's runtime does.
 pub(crate) fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_io()

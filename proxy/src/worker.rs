@@ -38,6 +38,12 @@ pub fn worker_count(configured: usize, cores: usize) -> usize {
     }
 }
 
+/// [`worker_count`] on this host's cores.
+pub fn worker_count_here(configured: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    worker_count(configured, cores)
+}
+
 /// Runs one worker until the proxy stops; its sessions never leave it.
 pub(crate) fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
     let runtime = match current_thread_runtime() {

@@ -46,9 +46,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// Serves the admin endpoints on `listener` in a thread of its own until
 /// `shared.stop` is cancelled; open admin connections are cut then.
 pub fn spawn(listener: std::net::TcpListener, shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::server::current_thread_runtime()?;
     std::thread::Builder::new()
         .name("pgrelay-admin".into())
         .spawn(move || {

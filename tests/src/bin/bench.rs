@@ -157,10 +157,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         args.duration,
         args.scale,
         args.transport,
-        pgrelay::worker::worker_count(
-            args.workers,
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        )
+        pgrelay::worker::worker_count_here(args.workers)
     );
 
     let cluster = start_cluster(args.replicas).await?;

@@ -92,8 +92,9 @@ pub fn run_line(run: &Run, rounds: usize) -> String {
 /// See the module documentation.
 pub const STEAL_LIMIT_PERCENT: f64 = 10.0;
 
-/// The rounds of `workload` to summarize, and how many were left out.
-fn undisturbed_rounds(runs: &[Run], workload: &str) -> (Vec<usize>, usize) {
+/// The rounds of `workload` to summarize, and how many were left out;
+/// `None` when every round was disturbed, and all are kept.
+fn undisturbed_rounds(runs: &[Run], workload: &str) -> (Vec<usize>, Option<usize>) {
     let mut all: Vec<usize> = runs
         .iter()
         .filter(|r| r.workload == workload)
@@ -111,11 +112,11 @@ fn undisturbed_rounds(runs: &[Run], workload: &str) -> (Vec<usize>, usize) {
         })
     };
     let clean: Vec<usize> = all.iter().copied().filter(|&r| !disturbed(r)).collect();
-    if clean.is_empty() {
-        (all, 0)
+    if clean.is_empty() && !all.is_empty() {
+        (all, None)
     } else {
         let left_out = all.len() - clean.len();
-        (clean, left_out)
+        (clean, Some(left_out))
     }
 }
 
@@ -138,13 +139,6 @@ struct Summary {
 
 fn summarize(runs: &[Run], workload: &str, target: Target) -> Summary {
     let (rounds, left_out) = undisturbed_rounds(runs, workload);
-    let all_disturbed = left_out == 0
-        && runs.iter().any(|r| {
-            r.workload == workload
-                && r.outcome
-                    .as_ref()
-                    .is_ok_and(|m| m.steal_percent > STEAL_LIMIT_PERCENT)
-        });
     let runs: Vec<&Run> = runs
         .iter()
         .filter(|r| r.workload == workload && rounds.contains(&r.round))
@@ -182,7 +176,7 @@ fn summarize(runs: &[Run], workload: &str, target: Target) -> Summary {
             .iter()
             .filter(|r| r.target == target && r.outcome.is_err())
             .count(),
-        left_out: (!all_disturbed).then_some(left_out),
+        left_out,
     }
 }
 
