@@ -175,13 +175,18 @@ fn serve_drains_on_sigterm_and_exits_0() {
                 .await
                 .map(|r| r.get::<_, String>(1))
         });
-        // Give the query time to be sent before the signal arrives.
+        // The signal must find the query running. tokio-postgres prepares
+        // it first (Parse, Sync), and pg_stat_activity shows the text from
+        // the Parse on, with the session idle until Bind/Execute arrive: a
+        // drain then rightly closes it at that boundary. Hence the wait event:
+        // the backend is inside pg_sleep.
         let direct = cluster.client(0).await.expect("direct");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let n: i64 = direct
                 .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(1)%'",
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE wait_event = 'PgSleep' AND query LIKE 'SELECT pg_sleep(1)%'",
                     &[],
                 )
                 .await
