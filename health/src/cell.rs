@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -14,12 +15,25 @@ use crate::topology::Topology;
 #[derive(Debug)]
 pub struct TopologyCell {
     current: ArcSwap<Topology>,
+    /// Bumped after each publication: a reader that saw generation `g`
+    /// and then loads the snapshot gets publication `g`'s or a later one.
+    generation: AtomicU64,
+    /// The latest snapshot's primary, plus one (0: none): sessions ask
+    /// for it per statement, and one atomic load is cheaper than an
+    /// `ArcSwap` load.
+    primary: AtomicUsize,
     published: watch::Sender<u64>,
+}
+
+fn encode_primary(primary: Option<usize>) -> usize {
+    primary.map_or(0, |p| p.wrapping_add(1))
 }
 
 impl TopologyCell {
     pub fn new(initial: Topology) -> TopologyCell {
         TopologyCell {
+            primary: AtomicUsize::new(encode_primary(initial.primary)),
+            generation: AtomicU64::new(0),
             current: ArcSwap::from_pointee(initial),
             published: watch::Sender::new(0),
         }
@@ -30,15 +44,16 @@ impl TopologyCell {
         self.current.load_full()
     }
 
-    /// The primary of the latest snapshot, read without taking a reference
-    /// to it: cheap enough for every message of a session.
+    /// The primary of the latest snapshot: cheap enough for every
+    /// message of a session.
     pub fn primary(&self) -> Option<usize> {
-        self.current.load().primary
+        self.primary.load(Ordering::Acquire).checked_sub(1)
     }
 
-    /// Whether `snapshot` is still the latest one (same allocation).
-    pub fn is_current(&self, snapshot: &Arc<Topology>) -> bool {
-        Arc::ptr_eq(&self.current.load(), snapshot)
+    /// Changes with every publication: whoever keeps something derived
+    /// from a snapshot compares this to know whether it is still current.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Changes with every publication.
@@ -47,7 +62,10 @@ impl TopologyCell {
     }
 
     pub fn publish(&self, topology: Topology) {
+        let primary = encode_primary(topology.primary);
         self.current.store(Arc::new(topology));
+        self.primary.store(primary, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::Release);
         self.published.send_modify(|n| *n = n.wrapping_add(1));
     }
 

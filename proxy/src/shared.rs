@@ -28,6 +28,9 @@ pub struct Shared {
     /// restart-only parts (`[listen]`, `[[nodes]]`, `[auth]`) are the
     /// running ones, so readers never see a half-applied file.
     config: ArcSwap<Config>,
+    /// Bumped after each swap of `config`: the data path compares one
+    /// counter per decision instead of loading the `ArcSwap`.
+    config_generation: AtomicU64,
     /// The file the config came from (`None`: built in memory, as tests
     /// and the demo do; nothing to reload then).
     pub config_path: Option<PathBuf>,
@@ -81,6 +84,7 @@ impl Shared {
             monitor_settings: watch::Sender::new(monitor_settings(&config.monitor)),
             failover_settings: watch::Sender::new(failover_settings(&config.failover)),
             config: ArcSwap::new(config),
+            config_generation: AtomicU64::new(0),
             config_path: None,
             sessions: Arc::default(),
             pause: PauseGate::default(),
@@ -97,19 +101,22 @@ impl Shared {
 
     /// The effective config now. An `Arc` clone: meant for logins and
     /// admin commands; the data path caches what it needs (see
-    /// `WorkerRouter`) and checks [`Shared::config_is`] instead.
+    /// `WorkerRouter`) and compares [`Shared::config_generation`] instead.
     pub fn config(&self) -> Arc<Config> {
         self.config.load_full()
     }
 
-    /// Whether `config` is still the effective one (a pointer compare).
-    pub fn config_is(&self, config: &Arc<Config>) -> bool {
-        Arc::ptr_eq(&self.config.load(), config)
+    /// Changes with every swap. Read before [`Shared::config`], it never
+    /// runs ahead of the config read after it (a swap stores the config,
+    /// then bumps this).
+    pub fn config_generation(&self) -> u64 {
+        self.config_generation.load(Ordering::Acquire)
     }
 
     /// Makes `config` the effective one (see `reload`).
     pub fn swap_config(&self, config: Arc<Config>) {
         self.config.store(config);
+        self.config_generation.fetch_add(1, Ordering::Release);
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -65,11 +65,17 @@ impl Sink {
         }
     }
 
-    fn byte(&mut self, b: u8) {
+    /// The space a whitespace run or comment left, if anything came
+    /// before it.
+    fn space(&mut self) {
         if self.pending_space && self.len > 0 {
             self.raw(b' ');
         }
         self.pending_space = false;
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.space();
         self.raw(b);
     }
 
@@ -79,10 +85,16 @@ impl Sink {
         self.len = self.len.wrapping_add(1);
     }
 
+    /// Bytes that go in as they are, in one run (no space inside).
     fn bytes(&mut self, bs: &[u8]) {
+        self.space();
+        let mut hash = self.hash;
         for &b in bs {
-            self.byte(b);
+            hash = (hash ^ u64::from(b)).wrapping_mul(FNV_PRIME);
         }
+        self.hash = hash;
+        // A statement text is at most `u32::MAX` bytes (a protocol message).
+        self.len = self.len.wrapping_add(bs.len() as u32);
     }
 
     fn finish(self) -> Fingerprint {
@@ -91,6 +103,51 @@ impl Sink {
             len: self.len,
         }
     }
+}
+
+/// Byte classes, looked up once per byte.
+const SPACE: u8 = 1;
+const WORD_START: u8 = 2;
+
+static CLASS: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = if c.is_ascii_whitespace() {
+            SPACE
+        } else if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
+            WORD_START
+        } else {
+            0
+        };
+        b += 1;
+    }
+    table
+}
+
+fn class(b: u8) -> u8 {
+    CLASS[usize::from(b)]
+}
+
+/// A byte inside an unquoted word as it goes into the fingerprint
+/// (lowercased), or 0 for a byte that ends the word: the scan spends most
+/// of its time in keywords and identifiers, one table load per byte there.
+static WORD_BYTE: [u8; 256] = word_bytes();
+
+const fn word_bytes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 {
+            table[b] = c.to_ascii_lowercase();
+        }
+        b += 1;
+    }
+    table
 }
 
 /// Computes the fingerprint of `sql`. Never panics.
@@ -105,12 +162,15 @@ pub fn fingerprint_bytes(bytes: &[u8]) -> Fingerprint {
     let mut out = Sink::new();
     let mut leading = true;
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b.is_ascii_whitespace() {
+    while let Some(&b) = bytes.get(i) {
+        let c = class(b);
+        if c & SPACE != 0 {
             out.pending_space = true;
             i += 1;
-        } else if bytes[i..].starts_with(b"/*") {
+        } else if c & WORD_START != 0 {
+            leading = false;
+            i = word(bytes, i, &mut out);
+        } else if b == b'/' && bytes.get(i + 1) == Some(&b'*') {
             let end = block_comment_end(bytes, i);
             if leading {
                 match hint_in_comment(&bytes[i..end]) {
@@ -121,7 +181,7 @@ pub fn fingerprint_bytes(bytes: &[u8]) -> Fingerprint {
             }
             out.pending_space = true;
             i = end;
-        } else if bytes[i..].starts_with(b"--") {
+        } else if b == b'-' && bytes.get(i + 1) == Some(&b'-') {
             out.pending_space = true;
             i = line_comment_end(bytes, i);
         } else {
@@ -132,8 +192,8 @@ pub fn fingerprint_bytes(bytes: &[u8]) -> Fingerprint {
     out.finish()
 }
 
-/// Emits the token starting at `i` (not whitespace or a comment) and
-/// returns the index after it. Always advances by at least one byte.
+/// Emits the token starting at `i` (not whitespace, a comment or a word)
+/// and returns the index after it. Always advances by at least one byte.
 fn token(bytes: &[u8], i: usize, out: &mut Sink) -> usize {
     let b = bytes[i];
     match b {
@@ -155,7 +215,6 @@ fn token(bytes: &[u8], i: usize, out: &mut Sink) -> usize {
             out.byte(b'?');
             number_end(bytes, i)
         }
-        _ if is_ident_start(b) => word(bytes, i, out),
         _ => {
             out.byte(b);
             i + 1
@@ -163,37 +222,36 @@ fn token(bytes: &[u8], i: usize, out: &mut Sink) -> usize {
     }
 }
 
-fn is_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
-}
-
-fn is_ident_char(b: u8) -> bool {
-    is_ident_start(b) || b.is_ascii_digit() || b == b'$'
-}
-
 /// An unquoted word, or a prefixed string literal (`E'…'`, `B'…'`, `X'…'`,
 /// `N'…'`, `U&'…'`), which is a single literal.
 fn word(bytes: &[u8], i: usize, out: &mut Sink) -> usize {
-    let mut end = i;
-    while end < bytes.len() && is_ident_char(bytes[end]) {
-        end += 1;
-    }
-    let w = &bytes[i..end];
-    if w.len() == 1 && bytes.get(end) == Some(&b'\'') {
-        let c = w[0].to_ascii_lowercase();
-        if matches!(c, b'e' | b'b' | b'x' | b'n') {
+    let first = bytes[i].to_ascii_lowercase();
+    match bytes.get(i + 1) {
+        Some(b'\'') if matches!(first, b'e' | b'b' | b'x' | b'n') => {
             out.byte(b'?');
-            return string_end(bytes, end, c == b'e');
+            return string_end(bytes, i + 1, first == b'e');
         }
+        Some(b'&') if first == b'u' && bytes.get(i + 2) == Some(&b'\'') => {
+            out.byte(b'?');
+            return string_end(bytes, i + 2, false);
+        }
+        _ => {}
     }
-    if w.len() == 1 && w[0].eq_ignore_ascii_case(&b'u') && bytes[end..].starts_with(b"&'") {
-        out.byte(b'?');
-        return string_end(bytes, end + 1, false);
+    out.space();
+    let mut hash = out.hash;
+    let mut n = 0;
+    for &b in &bytes[i..] {
+        let lower = WORD_BYTE[usize::from(b)];
+        if lower == 0 {
+            break;
+        }
+        hash = (hash ^ u64::from(lower)).wrapping_mul(FNV_PRIME);
+        n += 1;
     }
-    for &c in w {
-        out.byte(c.to_ascii_lowercase());
-    }
-    end
+    out.hash = hash;
+    // A statement text is at most `u32::MAX` bytes (a protocol message).
+    out.len = out.len.wrapping_add(n as u32);
+    i + n
 }
 
 /// End of a `'…'` literal starting at `start`; `''` is an escaped quote,

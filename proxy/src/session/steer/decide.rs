@@ -94,6 +94,11 @@ impl ClientSide<'_> {
             && min_lsn > 0
             && !writes
             && routing.when_no_replica == WhenNoReplica::Primary
+            && view
+                .1
+                .nodes
+                .iter()
+                .any(|n| n.role == Role::Replica && n.healthy)
             && let Some(first) = statements.first()
         {
             // The monitor polls every `monitor.interval`; a replica within

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use pgrelay_health::{NodeRole, Topology, TopologyCell};
+use pgrelay_health::{NodeRole, TopologyCell};
 use pgrelay_router::{
     Balance, Balancer, Classifier, Consistency, NodeView, Role, RouteReason, Statement,
     TopologyView, Volatility,
@@ -23,28 +23,29 @@ const CLASSIFIER_CAPACITY: usize = 4096;
 /// Routing machinery one worker thread shares among its sessions.
 pub struct WorkerRouter {
     pub(super) shared: Arc<Shared>,
-    /// The config the routing settings were last read from; replaced when
-    /// a reload swaps in another (checked per decision: one `ArcSwap`
-    /// load and a pointer compare).
-    pub(super) config: RefCell<Arc<Config>>,
+    /// The config the routing settings were last read from, and the
+    /// generation it was read at; replaced when a reload swaps in another
+    /// (checked per decision: one counter load and compare).
+    pub(super) config: RefCell<(u64, Arc<Config>)>,
     pub metrics: WorkerQueryMetrics,
     pub(super) classifier: RefCell<Classifier>,
     pub(super) balancer: RefCell<Balancer>,
     /// Per node, the replay position sessions of this worker saw the node
     /// reach by asking it (fresher than the monitor's last poll).
     pub(super) confirmed: RefCell<Vec<u64>>,
-    /// The router's view of the latest topology snapshot, rebuilt only when
-    /// the snapshot changes.
-    pub(super) view: RefCell<(Option<Arc<Topology>>, TopologyView)>,
+    /// The router's view of the latest topology snapshot and the
+    /// publication it was built from, rebuilt only when another is out.
+    pub(super) view: RefCell<(Option<u64>, TopologyView)>,
 }
 
 impl WorkerRouter {
     pub fn new(shared: Arc<Shared>, metrics: WorkerQueryMetrics) -> WorkerRouter {
+        let generation = shared.config_generation();
         let config = shared.config();
         let balance = balance(config.routing.load_balance);
         WorkerRouter {
             shared,
-            config: RefCell::new(config),
+            config: RefCell::new((generation, config)),
             metrics,
             confirmed: RefCell::new(Vec::new()),
             classifier: RefCell::new(Classifier::new(CLASSIFIER_CAPACITY)),
@@ -58,16 +59,17 @@ impl WorkerRouter {
     /// (While a caller still borrows the old settings, they stay until
     /// the next decision.)
     pub(super) fn routing(&self) -> RoutingNow<'_> {
+        let generation = self.shared.config_generation();
         if let Ok(mut cached) = self.config.try_borrow_mut()
-            && !self.shared.config_is(&cached)
+            && cached.0 != generation
         {
             let fresh = self.shared.config();
-            if fresh.routing.load_balance != cached.routing.load_balance
+            if fresh.routing.load_balance != cached.1.routing.load_balance
                 && let Ok(mut balancer) = self.balancer.try_borrow_mut()
             {
                 *balancer = Balancer::new(balance(fresh.routing.load_balance));
             }
-            *cached = fresh;
+            *cached = (generation, fresh);
         }
         RoutingNow(self.config.borrow())
     }
@@ -137,7 +139,8 @@ impl WorkerRouter {
 
     pub(super) fn refresh(&self, topology: &TopologyCell) {
         let mut view = self.view.borrow_mut();
-        if view.0.as_ref().is_some_and(|t| topology.is_current(t)) {
+        let generation = topology.generation();
+        if view.0 == Some(generation) {
             return;
         }
         let snapshot = topology.load();
@@ -163,18 +166,18 @@ impl WorkerRouter {
                 })
                 .collect(),
         };
-        view.0 = Some(snapshot);
+        view.0 = Some(generation);
     }
 }
 
 /// A borrow of the routing settings in effect.
-pub(super) struct RoutingNow<'a>(std::cell::Ref<'a, Arc<Config>>);
+pub(super) struct RoutingNow<'a>(std::cell::Ref<'a, (u64, Arc<Config>)>);
 
 impl std::ops::Deref for RoutingNow<'_> {
     type Target = RoutingConfig;
 
     fn deref(&self) -> &RoutingConfig {
-        &self.0.routing
+        &self.0.1.routing
     }
 }
 
