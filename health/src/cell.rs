@@ -99,3 +99,31 @@ impl TopologyCell {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn primary_and_generation_follow_publications() {
+        let nodes =
+            [("a", "127.0.0.1:1"), ("b", "127.0.0.1:2")].map(|(n, a)| (n.to_owned(), a.to_owned()));
+        let initial = Topology::initial(nodes);
+        let cell = TopologyCell::new(initial.clone());
+        assert_eq!((cell.primary(), cell.generation()), (None, 0));
+
+        cell.publish(Topology {
+            primary: Some(1),
+            ..initial.clone()
+        });
+        assert_eq!((cell.primary(), cell.generation()), (Some(1), 1));
+        assert_eq!(cell.load().primary, Some(1));
+
+        cell.publish(Topology {
+            primary: Some(0),
+            ..initial.clone()
+        });
+        cell.publish(initial);
+        assert_eq!((cell.primary(), cell.generation()), (None, 3));
+    }
+}
