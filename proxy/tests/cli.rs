@@ -389,7 +389,7 @@ fn serve_logs_json_and_reloads_on_sighup() {
         Command::new(PGRELAY)
             .args(["serve", "--log-format", "json", "--config"])
             .arg(&path)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,pgrelay::session=debug")
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn pgrelay"),
@@ -404,6 +404,17 @@ fn serve_logs_json_and_reloads_on_sighup() {
     );
     assert_eq!(started["level"], "INFO", "{started}");
     assert!(started["fields"]["addr"].is_string(), "{started}");
+
+    // Whatever a connection logs carries its span: which connection, from
+    // where.
+    let addr = started["fields"]["addr"].as_str().unwrap_or_default();
+    let mut client = std::net::TcpStream::connect(addr).expect("connect to pgrelay");
+    std::io::Write::write_all(&mut client, b"GET / HTTP/1.0\r\n\r\n").expect("send garbage");
+    let local = client.local_addr().expect("local addr").to_string();
+    let ended = json_line(&lines, "session ended", Duration::from_secs(10), &mut seen);
+    assert_eq!(ended["span"]["name"], "client", "{ended}");
+    assert!(ended["span"]["conn"].is_u64(), "{ended}");
+    assert_eq!(ended["span"]["peer"], local.as_str(), "{ended}");
 
     write_config(dir.path(), &config("250ms"));
     kill(Pid::from_raw(child.0.id() as i32), Signal::SIGHUP).expect("SIGHUP");
