@@ -16,8 +16,12 @@
 //! PgBouncer runs go to the primary: the figure a read/write-splitting
 //! deployment cares about.
 //!
-//! Targets run interleaved (each workload on direct, pgrelay, pgbouncer in
-//! turn, round after round) so that drift on a small shared machine hits
+//! A bare byte forwarder runs beside them (see `bench/forwarder.rs`): its
+//! CPU per transaction is what the kernel and the event loop alone cost on
+//! the machine, the floor under any proxy's figure.
+//!
+//! Targets run interleaved (each workload on direct, pgrelay, the
+//! forwarder and pgbouncer in turn, round after round) so that drift on a small shared machine hits
 //! all of them alike. Missing a target is a finding, not a failure: the exit
 //! status is non-zero only when the measurement itself could not be made.
 
@@ -25,10 +29,14 @@
 // cargo would take each for a binary of its own; hence the explicit paths.
 #[path = "bench/cpu.rs"]
 mod cpu;
+#[path = "bench/forwarder.rs"]
+mod forwarder;
 #[path = "bench/pgbench.rs"]
 mod pgbench;
 #[path = "bench/pgbouncer.rs"]
 mod pgbouncer;
+#[path = "bench/ready.rs"]
+mod ready;
 #[path = "bench/report.rs"]
 mod report;
 
@@ -40,6 +48,7 @@ use pgrelay_cluster::{Cluster, ClusterError, ClusterOptions};
 use pgrelay_tests::{ProxyOptions, TestProxy};
 
 use crate::cpu::{MachineTicks, Probe};
+use crate::forwarder::Forwarder;
 use crate::pgbench::WORKLOADS;
 use crate::pgbouncer::PgBouncer;
 use crate::report::{Measured, Run, Target};
@@ -120,7 +129,17 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    match Args::parse(std::env::args().skip(1)).and_then(drive) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(forwarder::CHILD_FLAG) {
+        return match forwarder::run_child(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench: forwarder: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match Args::parse(args.into_iter()).and_then(drive) {
         Ok(()) => ExitCode::SUCCESS,
         // The cause chain on one line, without the backtrace a
         // RUST_BACKTRACE in the environment would add to `main`'s Err.
@@ -208,9 +227,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let forwarder = Forwarder::start(bouncer_pg_host, pg_port, args.transport).await?;
     println!(
-        "bench: direct on port {pg_port}, pgrelay on port {}, pgbouncer {}",
+        "bench: direct on port {pg_port}, pgrelay on port {}, bare forwarder on port {}, pgbouncer {}",
         proxy.port(),
+        forwarder.port(),
         bouncer.as_ref().map_or_else(
             || "not installed".to_owned(),
             |b| format!("on port {}", b.port())
@@ -230,6 +251,12 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             Probe::Pgrelay,
         ),
     ];
+    targets.push((
+        Target::Forwarder,
+        host_of(forwarder.dir()),
+        forwarder.port(),
+        Probe::Process(forwarder.pid()),
+    ));
     if let Some(b) = &bouncer {
         targets.push((
             Target::Pgbouncer,

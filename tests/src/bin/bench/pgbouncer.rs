@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::Transport;
 use nix::sys::signal::{Signal, kill};
@@ -131,43 +131,29 @@ impl PgBouncer {
     }
 
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let conninfo = format!(
-            "host=127.0.0.1 port={} user=postgres dbname=bench",
-            self.port
-        );
-        let deadline = Instant::now() + READY_DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("pgbouncer exited with {status} at start:\n{}", self.logs());
-            }
-            let last = match pgrelay_tests::proxy::connect(&conninfo).await {
-                Ok(client) => match client.simple_query("SELECT 1").await {
-                    Ok(_) => return Ok(()),
-                    Err(e) => format!("{e}"),
-                },
-                Err(e) => format!("{e:#}"),
-            };
-            if Instant::now() >= deadline {
-                bail!(
-                    "pgbouncer not ready after {READY_DEADLINE:?}: {last}\n{}",
-                    self.logs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let dir = self.dir.path();
+        let logs = || logs(dir);
+        crate::ready::wait_serving(
+            "pgbouncer",
+            self.port,
+            &mut self.child,
+            READY_DEADLINE,
+            logs,
+        )
+        .await
     }
+}
 
-    /// The tails of its log and stderr, to explain a failure.
-    fn logs(&self) -> String {
-        ["pgbouncer.log", "stderr.log"]
-            .iter()
-            .map(|name| {
-                let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-                format!("--- {name} ---\n{}", crate::pgbench::tail(&text, 20))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
+/// The tails of its log and stderr, to explain a failure.
+fn logs(dir: &Path) -> String {
+    ["pgbouncer.log", "stderr.log"]
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+            format!("--- {name} ---\n{}", crate::pgbench::tail(&text, 20))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Drop for PgBouncer {

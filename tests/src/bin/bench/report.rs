@@ -19,17 +19,25 @@ use crate::pgbench::Report;
 pub enum Target {
     Direct,
     Pgrelay,
+    /// The bare byte forwarder: the floor under a proxy's CPU figure.
+    Forwarder,
     Pgbouncer,
 }
 
 impl Target {
     /// In the order each round runs them.
-    pub const ALL: [Target; 3] = [Target::Direct, Target::Pgrelay, Target::Pgbouncer];
+    pub const ALL: [Target; 4] = [
+        Target::Direct,
+        Target::Pgrelay,
+        Target::Forwarder,
+        Target::Pgbouncer,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Target::Direct => "direct",
             Target::Pgrelay => "pgrelay",
+            Target::Forwarder => "forwarder",
             Target::Pgbouncer => "pgbouncer",
         }
     }
@@ -262,18 +270,25 @@ pub fn print(runs: &[Run], workloads: &[&'static str], pgbouncer_installed: bool
             .map(|v| (format!("{v:.1} µs/tx"), v <= 15.0)),
         "no successful runs",
     );
-    // The kernel's share is what no proxy's code can shed: PgBouncer's
-    // figures on the same runs tell how far below it a forwarder can go.
+    // The kernel's share is what no proxy's code can shed: the bare
+    // forwarder's figure on the same runs is the floor, and PgBouncer's
+    // tells where a mature forwarder lands above it.
+    let floor8 = summarize(runs, "S-simple-8", Target::Forwarder);
     let bouncer8 = summarize(runs, "S-simple-8", Target::Pgbouncer);
-    if let (Some(all), Some(sys)) = (bouncer8.cpu_us_per_tx, bouncer8.sys_us_per_tx) {
-        println!(
-            "  {:<46} {:>12}",
-            format!(
-                "  (pgrelay sys {}; pgbouncer {all:.1}, sys {sys:.1})",
-                opt(simple8.sys_us_per_tx, |v| format!("{v:.1}"))
-            ),
-            ""
-        );
+    let cpu = |s: &Summary| {
+        opt(s.cpu_us_per_tx, |v| format!("{v:.1}"))
+            + &opt(s.sys_us_per_tx, |v| format!(" (sys {v:.1})"))
+    };
+    println!(
+        "    pgrelay sys {}",
+        opt(simple8.sys_us_per_tx, |v| format!("{v:.1}"))
+    );
+    println!(
+        "    bare forwarder {} µs/tx: the floor on this machine",
+        cpu(&floor8)
+    );
+    if pgbouncer_installed {
+        println!("    pgbouncer {} µs/tx", cpu(&bouncer8));
     }
     check(
         "pgrelay added latency <= +80 µs (S-simple-1)",
