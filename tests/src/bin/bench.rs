@@ -21,9 +21,10 @@
 //! the machine, the floor under any proxy's figure.
 //!
 //! Targets run interleaved (each workload on direct, pgrelay, the
-//! forwarder and pgbouncer in turn, round after round) so that drift on a small shared machine hits
-//! all of them alike. Missing a target is a finding, not a failure: the exit
-//! status is non-zero only when the measurement itself could not be made.
+//! forwarder and pgbouncer in turn, round after round) so that drift on a
+//! small shared machine hits all of them alike. Missing a target is a
+//! finding, not a failure: the exit status is non-zero only when the
+//! measurement itself could not be made.
 
 // A binary's root file resolves modules next to itself, in src/bin/, where
 // cargo would take each for a binary of its own; hence the explicit paths.
@@ -250,13 +251,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             proxy.port(),
             Probe::Pgrelay,
         ),
+        (
+            Target::Forwarder,
+            host_of(forwarder.dir()),
+            forwarder.port(),
+            Probe::Process(forwarder.pid()),
+        ),
     ];
-    targets.push((
-        Target::Forwarder,
-        host_of(forwarder.dir()),
-        forwarder.port(),
-        Probe::Process(forwarder.pid()),
-    ));
     if let Some(b) = &bouncer {
         targets.push((
             Target::Pgbouncer,
