@@ -9,6 +9,7 @@
 //! through a [`FailoverControl`] whether enabled or not (see `failover/`).
 
 mod cell;
+pub mod conninfo;
 mod error;
 mod failover;
 mod lag;

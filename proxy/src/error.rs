@@ -17,7 +17,7 @@ pub enum ProxyError {
     #[error("client connection: {0}")]
     ClientIo(#[source] io::Error),
     /// The client's first packet was not a PostgreSQL startup packet.
-    #[error("startup packet: {0}")]
+    #[error(transparent)]
     Startup(#[from] StartupError),
     /// The client broke the protocol after startup.
     #[error("protocol violation: {0}")]
@@ -28,8 +28,13 @@ pub enum ProxyError {
     LoginTimeout(std::time::Duration),
     #[error("password authentication failed for user \"{0}\"")]
     WrongPassword(String),
-    #[error("no such user \"{0}\" in pgrelay's [[auth.users]]")]
-    UnknownUser(String),
+    /// The admin console from another host in trust mode, with no admin
+    /// token to log in with.
+    #[error(
+        "the pgrelay admin console needs a password from this host: set [admin] token (or \
+         token_env) and log in with it, or connect over loopback"
+    )]
+    ConsoleNeedsPassword,
     #[error("{0}")]
     BadStartup(String),
     /// The admin console (database `pgrelay`) is for `[admin] users`.
@@ -70,11 +75,12 @@ impl ProxyError {
     /// The SQLSTATE a client receives for this error.
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            ProxyError::ClientIo(_) | ProxyError::Startup(_) | ProxyError::Protocol(_) => "08P01",
+            ProxyError::Startup(e) => e.sqlstate(),
+            ProxyError::ClientIo(_) | ProxyError::Protocol(_) => "08P01",
             ProxyError::MessageTooLarge { .. } => "54000",
             ProxyError::LoginTimeout(_) => "08006",
             ProxyError::WrongPassword(_) => "28P01",
-            ProxyError::UnknownUser(_) => "28000",
+            ProxyError::ConsoleNeedsPassword => "28000",
             ProxyError::BadStartup(_) => "08P01",
             ProxyError::NotAdmin(_) => "42501",
             ProxyError::TooManyClients => "53300",
@@ -105,7 +111,11 @@ impl ProxyError {
 
     /// Whether the client is still there to be told.
     pub fn client_reachable(&self) -> bool {
-        !matches!(self, ProxyError::ClientIo(_) | ProxyError::Startup(_))
+        match self {
+            ProxyError::ClientIo(_) => false,
+            ProxyError::Startup(e) => e.worth_answering(),
+            _ => true,
+        }
     }
 
     /// Whether this is the client's doing (logged at debug) rather than
@@ -119,7 +129,7 @@ impl ProxyError {
                 | ProxyError::MessageTooLarge { .. }
                 | ProxyError::LoginTimeout(_)
                 | ProxyError::WrongPassword(_)
-                | ProxyError::UnknownUser(_)
+                | ProxyError::ConsoleNeedsPassword
                 | ProxyError::NotAdmin(_)
                 | ProxyError::BadStartup(_)
                 | ProxyError::BackendRefused(_)
@@ -152,7 +162,11 @@ mod tests {
     #[test]
     fn each_client_visible_error_has_its_sqlstate() {
         assert_eq!(ProxyError::WrongPassword("a".into()).sqlstate(), "28P01");
-        assert_eq!(ProxyError::UnknownUser("a".into()).sqlstate(), "28000");
+        assert_eq!(ProxyError::ConsoleNeedsPassword.sqlstate(), "28000");
+        let duplicate = ProxyError::Startup(StartupError::DuplicateParameter("user".into()));
+        assert_eq!(duplicate.sqlstate(), "08P01");
+        assert!(duplicate.client_reachable());
+        assert!(!ProxyError::Startup(StartupError::BadLength(4)).client_reachable());
         assert_eq!(ProxyError::TooManyClients.sqlstate(), "53300");
         assert_eq!(
             ProxyError::MessageTooLarge { len: 2, max: 1 }.sqlstate(),

@@ -19,6 +19,7 @@ pub mod net;
 pub mod pause;
 pub mod registry;
 pub mod reload;
+pub mod scram;
 pub mod server;
 pub mod session;
 pub mod shared;

@@ -38,10 +38,28 @@ pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Reply> {
 
 /// `method path` with an empty body.
 pub async fn request(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<Reply> {
+    request_with(addr, method, path, &[]).await
+}
+
+/// `method path` with extra headers (`Authorization`, `Origin`, or a
+/// `Host` of its own, which replaces the default one).
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<Reply> {
+    let mut extra = String::new();
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        extra.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (name, value) in headers {
+        extra.push_str(&format!("{name}: {value}\r\n"));
+    }
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
         );
         stream.write_all(head.as_bytes()).await?;
         let mut raw = Vec::new();

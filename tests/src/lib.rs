@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod consistency;
 pub mod http;
+pub mod net;
 pub mod proxy;
 pub mod raw;
 pub mod relay;

@@ -35,6 +35,11 @@ pub struct ProxyOptions {
     /// TOML lines for `[monitor]`: a 50 ms interval unless told, so that
     /// tests see roles and lag change quickly.
     pub monitor: String,
+    /// Extra TOML lines for `[auth]` (e.g. `allow_trust_from_network = true`).
+    pub auth_extra: String,
+    /// The IP both listeners bind (port 0): loopback unless a test needs
+    /// clients from another address.
+    pub bind: std::net::IpAddr,
 }
 
 impl Default for ProxyOptions {
@@ -49,6 +54,8 @@ impl Default for ProxyOptions {
             node_addrs: Vec::new(),
             admin: String::new(),
             monitor: "interval = \"50ms\"".to_owned(),
+            auth_extra: String::new(),
+            bind: std::net::Ipv4Addr::LOCALHOST.into(),
         }
     }
 }
@@ -65,7 +72,7 @@ impl TestProxy {
     /// replica of unknown lag gets no reads).
     pub async fn start(cluster: &Cluster, options: ProxyOptions) -> anyhow::Result<TestProxy> {
         let config = config_for(cluster, &options)?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let listener = std::net::TcpListener::bind((options.bind, 0))?;
         TestProxy::discovered(pgrelay::start(config, listener)?).await
     }
 
@@ -79,7 +86,7 @@ impl TestProxy {
         let toml = config_toml(cluster, &options)?;
         std::fs::write(path, &toml).with_context(|| format!("writing {}", path.display()))?;
         let config = parse(&toml)?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let listener = std::net::TcpListener::bind((options.bind, 0))?;
         let handle = pgrelay::start_from_file(config, path.to_owned(), listener)?;
         TestProxy::discovered(handle).await
     }
@@ -198,9 +205,10 @@ pub fn socket_node_addrs(cluster: &Cluster) -> Vec<(String, String)> {
 
 pub fn config_toml(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<String> {
     let mut toml = String::new();
+    let bind = std::net::SocketAddr::new(options.bind, 0);
     writeln!(
         toml,
-        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\nworkers = {}",
+        "[listen]\naddr = \"{bind}\"\nadmin_addr = \"{bind}\"\nworkers = {}",
         options.workers
     )?;
     writeln!(toml, "{}", options.listen_extra)?;
@@ -216,7 +224,11 @@ pub fn config_toml(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<
             node.name,
         )?;
     }
-    writeln!(toml, "[auth]\nmode = \"{}\"", options.auth_mode)?;
+    writeln!(
+        toml,
+        "[auth]\nmode = \"{}\"\n{}",
+        options.auth_mode, options.auth_extra
+    )?;
     for (name, password) in &options.users {
         writeln!(
             toml,

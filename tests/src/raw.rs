@@ -96,19 +96,49 @@ pub struct RawClient {
 impl RawClient {
     /// Logs in without a password (trust) with the given startup params.
     pub async fn connect(addr: SocketAddr, params: &[(&str, &str)]) -> anyhow::Result<RawClient> {
+        match RawClient::login(addr, params, None).await? {
+            Ok(client) => Ok(client),
+            Err(refusal) => bail!("login refused: {:?}", refusal.field(b'M')),
+        }
+    }
+
+    /// Sends a StartupMessage and nothing else: the test reads what the
+    /// server answers itself.
+    pub async fn start(addr: SocketAddr, params: &[(&str, &str)]) -> anyhow::Result<RawClient> {
         let mut stream = TcpStream::connect(addr).await?;
         stream.write_all(&startup_packet(params)).await?;
-        let mut client = RawClient {
+        Ok(RawClient {
             stream,
             buf: BytesMut::new(),
             pid: 0,
             secret: 0,
             params: HashMap::new(),
-        };
+        })
+    }
+
+    /// Logs in with the given startup params, answering md5 and SCRAM
+    /// requests with `password` (as the startup's first `user`). The
+    /// inner `Err` is the server's ErrorResponse refusing the login.
+    pub async fn login(
+        addr: SocketAddr,
+        params: &[(&str, &str)],
+        password: Option<&str>,
+    ) -> anyhow::Result<Result<RawClient, Message>> {
+        let mut client = RawClient::start(addr, params).await?;
+        let user = params
+            .iter()
+            .find(|(k, _)| *k == "user")
+            .map_or("", |(_, v)| *v);
+        let mut scram: Option<postgres_protocol::authentication::sasl::ScramSha256> = None;
         loop {
             let m = client.read_message().await?;
             match m.tag {
-                b'R' if m.body[..4] == [0, 0, 0, 0] => {}
+                b'R' => {
+                    let reply = auth_reply(&m.body, user, password, &mut scram)?;
+                    if let Some(reply) = reply {
+                        client.send(&frame(b'p', &reply)).await?;
+                    }
+                }
                 b'S' => {
                     let mut parts = m.body.split(|&b| b == 0);
                     let k = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
@@ -120,8 +150,9 @@ impl RawClient {
                     client.pid = b.get_i32();
                     client.secret = b.get_i32();
                 }
-                b'Z' => return Ok(client),
-                b'E' => bail!("login refused: {:?}", m.field(b'M')),
+                b'Z' => return Ok(Ok(client)),
+                b'E' => return Ok(Err(m)),
+                b'v' | b'N' => {}
                 other => bail!("unexpected message {} at login", other as char),
             }
         }
@@ -187,6 +218,50 @@ impl RawClient {
             }
         }
     }
+}
+
+/// The answer to an authentication request (`'R'` body), if it needs one.
+fn auth_reply(
+    body: &[u8],
+    user: &str,
+    password: Option<&str>,
+    scram: &mut Option<postgres_protocol::authentication::sasl::ScramSha256>,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    use postgres_protocol::authentication::md5_hash;
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+    let code = i32::from_be_bytes(body.get(..4).context("short auth")?.try_into()?);
+    let data = &body[4..];
+    let password = || password.context("the server asks for a password");
+    Ok(match code {
+        0 => None,
+        3 => Some([password()?.as_bytes(), b"\0"].concat()),
+        5 => {
+            let salt: [u8; 4] = data.get(..4).context("md5 salt")?.try_into()?;
+            let hash = md5_hash(user.as_bytes(), password()?.as_bytes(), salt);
+            Some([hash.as_bytes(), b"\0"].concat())
+        }
+        10 => {
+            let client = ScramSha256::new(password()?.as_bytes(), ChannelBinding::unsupported());
+            let mut reply = b"SCRAM-SHA-256\0".to_vec();
+            reply.extend_from_slice(&(client.message().len() as i32).to_be_bytes());
+            reply.extend_from_slice(client.message());
+            *scram = Some(client);
+            Some(reply)
+        }
+        11 => {
+            let client = scram.as_mut().context("SASLContinue before SASL")?;
+            client.update(data)?;
+            Some(client.message().to_vec())
+        }
+        12 => {
+            scram
+                .as_mut()
+                .context("SASLFinal before SASL")?
+                .finish(data)?;
+            None
+        }
+        other => bail!("unsupported authentication request {other}"),
+    })
 }
 
 /// Sends bytes on a fresh connection and returns everything the peer sent

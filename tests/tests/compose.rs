@@ -34,9 +34,44 @@ fn compose_file() -> anyhow::Result<String> {
     read(&compose_dir().join("docker-compose.yml"))
 }
 
+/// The config as the container reads it, with the compose file's
+/// environment.
 fn pgrelay_config() -> anyhow::Result<pgrelay::Config> {
     let path = compose_dir().join("pgrelay.toml");
-    pgrelay::Config::load(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let token = default_admin_token(&compose_file()?)?;
+    let env = |name: &str| (name == ADMIN_TOKEN_ENV).then(|| token.clone());
+    pgrelay::Config::from_toml_str(&read(&path)?, &env)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+const ADMIN_TOKEN_ENV: &str = "PGRELAY_ADMIN_TOKEN";
+
+/// The token pgrelay gets when the user sets none:
+/// `PGRELAY_ADMIN_TOKEN: "${PGRELAY_ADMIN_TOKEN:-default}"`.
+fn default_admin_token(compose: &str) -> anyhow::Result<String> {
+    let value = value_of(compose, ADMIN_TOKEN_ENV).context("pgrelay gets no admin token")?;
+    let default = value
+        .strip_prefix("${PGRELAY_ADMIN_TOKEN:-")
+        .and_then(|v| v.strip_suffix('}'))
+        .with_context(|| format!("{value:?} is not overridable with a default"))?;
+    Ok(default.to_owned())
+}
+
+#[test]
+fn admin_port_is_published_on_loopback_with_a_token() -> anyhow::Result<()> {
+    let compose = compose_file()?;
+    let published: Vec<&str> = compose
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- \""))
+        .filter(|l| l.contains(":9187"))
+        .collect();
+    ensure!(
+        published == ["127.0.0.1:9187:9187\""],
+        "the admin port must be published on loopback only: {published:?}"
+    );
+    let config = pgrelay_config()?;
+    ensure!(config.admin.token.is_some(), "no admin token in the stack");
+    Ok(())
 }
 
 /// The names under the top-level `services:` key: lines indented by
@@ -111,6 +146,7 @@ fn pgrelay_check_accepts_the_compose_config() -> anyhow::Result<()> {
         command.arg("--release");
     }
     command.args(["--", "check", "--config", "compose/pgrelay.toml"]);
+    command.env(ADMIN_TOKEN_ENV, default_admin_token(&compose_file()?)?);
     let output = command
         .output()
         .context("running cargo run -p pgrelay -- check")?;
@@ -239,7 +275,8 @@ fn compose_files_agree_with_each_other() -> anyhow::Result<()> {
     }
     for port in [config.listen.addr.port(), config.listen.admin_addr.port()] {
         ensure!(
-            compose.contains(&format!("\"{port}:{port}\"")),
+            compose.contains(&format!(":{port}:{port}\""))
+                || compose.contains(&format!("\"{port}:{port}\"")),
             "port {port} of pgrelay.toml is not published"
         );
     }

@@ -13,7 +13,7 @@ pub const PROMOTE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REPOINT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `[failover]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct FailoverSettings {
     pub enabled: bool,
     /// The primary must be unreachable this long, and confirmed lost by
@@ -23,6 +23,20 @@ pub struct FailoverSettings {
     /// replica's node name; `host` and `port` of the new primary are
     /// appended.
     pub replica_conninfo: String,
+}
+
+impl std::fmt::Debug for FailoverSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The conninfo may carry the replication password.
+        f.debug_struct("FailoverSettings")
+            .field("enabled", &self.enabled)
+            .field("detect_after", &self.detect_after)
+            .field(
+                "replica_conninfo",
+                &crate::conninfo::redact(&self.replica_conninfo),
+            )
+            .finish()
+    }
 }
 
 impl FailoverSettings {

@@ -10,6 +10,7 @@
 //! except `/promote`, which asks the monitor's failover task and waits for
 //! its answer (other connections are served meanwhile).
 
+mod guard;
 mod healthz;
 mod page;
 mod promote;
@@ -19,7 +20,7 @@ mod scrape;
 mod server;
 mod status;
 
-pub use routes::{Route, respond};
+pub use routes::{Caller, Route, respond};
 pub use server::{bind, spawn};
 pub(crate) use status::rfc3339;
 pub use status::{FailoverBody, NodeBody, StatusBody};

@@ -39,6 +39,24 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     }
 }
 
+/// A state-changing call refused: 401 with a `WWW-Authenticate`
+/// challenge for a missing or wrong token, 403 otherwise.
+pub fn refused(refusal: super::guard::Refusal) -> Response<Body> {
+    use super::guard::Refusal;
+    let body = serde_json::json!({ "error": refusal.reason() });
+    match refusal {
+        Refusal::BadToken => {
+            let mut response = json(StatusCode::UNAUTHORIZED, &body);
+            response.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"pgrelay\""),
+            );
+            response
+        }
+        Refusal::CrossOrigin | Refusal::NotLocal => json(StatusCode::FORBIDDEN, &body),
+    }
+}
+
 pub fn internal_error() -> Response<Body> {
     text(
         StatusCode::INTERNAL_SERVER_ERROR,

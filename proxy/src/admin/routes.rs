@@ -1,10 +1,20 @@
 //! Which endpoint a request is for, and which method it takes.
 
-use hyper::{Method, Response};
+use std::net::IpAddr;
 
+use hyper::{HeaderMap, Method, Response};
+
+use super::guard::authorize;
 use super::response::{self, Body};
 use super::{healthz, page, promote, scrape, status};
 use crate::shared::Shared;
+
+/// Who is asking: what [`authorize`] needs for calls that change state.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub peer: IpAddr,
+    pub headers: &'a HeaderMap,
+}
 
 /// The admin endpoints. Each has one method; any other gets 405.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,18 +52,39 @@ impl<'a> Route<'a> {
             Route::Promote { .. } => Method::POST,
         }
     }
+
+    /// Calls that change pgrelay's state need the admin's authority.
+    pub fn changes_state(self) -> bool {
+        match self {
+            Route::Page | Route::Status | Route::Healthz | Route::Metrics => false,
+            Route::Promote { .. } => true,
+        }
+    }
 }
 
 /// The answer to `method path`. Every handler but `/promote` reads state
 /// the proxy already holds and answers at once; a promotion waits for the
 /// monitor's failover task.
-pub async fn respond(method: &Method, path: &str, shared: &Shared) -> Response<Body> {
+pub async fn respond(
+    method: &Method,
+    path: &str,
+    caller: Caller<'_>,
+    shared: &Shared,
+) -> Response<Body> {
     let Some(route) = Route::parse(path) else {
         return response::not_found(path);
     };
     let allowed = route.method();
     if *method != allowed {
         return response::method_not_allowed(&allowed);
+    }
+    if route.changes_state() {
+        let config = shared.config();
+        if let Err(refusal) = authorize(caller.peer, caller.headers, config.admin.token.as_ref()) {
+            tracing::warn!(peer = %caller.peer, %path, reason = refusal.reason(),
+                "admin call refused");
+            return response::refused(refusal);
+        }
     }
     match route {
         Route::Page => {
@@ -94,6 +125,22 @@ mod tests {
             failover,
         )
         .expect("shared")
+    }
+
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    /// A curl on this host.
+    async fn respond(method: &Method, path: &str, shared: &Shared) -> Response<Body> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "host",
+            hyper::header::HeaderValue::from_static("127.0.0.1:9187"),
+        );
+        let caller = Caller {
+            peer: LOCAL,
+            headers: &headers,
+        };
+        super::respond(method, path, caller, shared).await
     }
 
     fn primary_found(shared: &Shared) {
@@ -160,6 +207,21 @@ mod tests {
         assert_eq!(promote.headers()[CONTENT_TYPE], "application/json");
         let unknown = respond(&Method::POST, "/promote/pg9", &shared).await;
         assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn promote_is_guarded_and_reads_are_not() {
+        let shared = shared();
+        let remote = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 7));
+        let headers = HeaderMap::new();
+        let caller = Caller {
+            peer: remote,
+            headers: &headers,
+        };
+        let promote = super::respond(&Method::POST, "/promote/pg1", caller, &shared).await;
+        assert_eq!(promote.status(), StatusCode::FORBIDDEN);
+        let status = super::respond(&Method::GET, "/status", caller, &shared).await;
+        assert_eq!(status.status(), StatusCode::OK);
     }
 
     #[tokio::test]

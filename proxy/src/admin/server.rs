@@ -85,10 +85,18 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, _slot: OwnedSemaphorePermit) {
+    let Ok(peer) = stream.peer_addr() else {
+        return;
+    };
     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         let shared = Arc::clone(&shared);
         async move {
-            let response = routes::respond(request.method(), request.uri().path(), &shared).await;
+            let caller = routes::Caller {
+                peer: peer.ip(),
+                headers: request.headers(),
+            };
+            let path = request.uri().path();
+            let response = routes::respond(request.method(), path, caller, &shared).await;
             Ok::<_, Infallible>(response)
         }
     });

@@ -3,7 +3,9 @@
 
 pub mod auth;
 pub mod handshake;
+pub mod identity;
 pub mod read;
 
-pub use auth::{Credentials, authenticate};
+pub use auth::{Credentials, Method, Proof, authenticate};
 pub use handshake::{FirstContact, read_first_contact};
+pub use identity::Identity;

@@ -88,3 +88,98 @@ fn debug_output_masks_passwords() {
         assert!(shown.contains("***"), "{shown}");
     }
 }
+
+#[test]
+fn trust_never_carries_passwords_and_stays_on_loopback() {
+    let with_users = format!(
+        "{ONE_NODE}[auth]\nmode = \"trust\"\n[[auth.users]]\nname = \"app\"\npassword = \"x\"\n"
+    );
+    let found = problems(&with_users);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("auth.users: trust mode never uses a stored password"),
+        "{found:?}"
+    );
+
+    let open = format!("{ONE_NODE}[listen]\naddr = \"0.0.0.0:6432\"\n[auth]\nmode = \"trust\"\n");
+    let found = problems(&open);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("auth.mode: trust lets anyone who reaches listen.addr (0.0.0.0:6432)"),
+        "{found:?}"
+    );
+    let allowed = format!("{open}allow_trust_from_network = true\n");
+    assert!(
+        parse(&allowed)
+            .expect("allowed")
+            .auth
+            .allow_trust_from_network
+    );
+    for local in ["127.0.0.1:6432", "[::1]:6432", "127.0.0.2:6432"] {
+        let text = format!("{ONE_NODE}[listen]\naddr = \"{local}\"\n[auth]\nmode = \"trust\"\n");
+        assert!(parse(&text).is_ok(), "{local}");
+    }
+    // Other modes may listen anywhere.
+    let scram = format!(
+        "{ONE_NODE}[listen]\naddr = \"0.0.0.0:6432\"\n\
+         [[auth.users]]\nname = \"app\"\npassword = \"x\"\n"
+    );
+    assert!(parse(&scram).is_ok());
+}
+
+#[test]
+fn admin_token_from_file_or_environment() {
+    let token = "0123456789abcdef0123";
+    let literal = parse(&format!("{ONE_NODE}[admin]\ntoken = \"{token}\"\n")).expect("valid");
+    assert!(
+        literal
+            .admin
+            .token
+            .as_ref()
+            .is_some_and(|t| t.matches(token))
+    );
+    assert!(
+        !literal
+            .admin
+            .token
+            .as_ref()
+            .is_some_and(|t| t.matches("guess"))
+    );
+    assert!(!format!("{:?}", literal.admin).contains(token));
+
+    let text = format!("{ONE_NODE}[admin]\ntoken_env = \"PGRELAY_ADMIN_TOKEN\"\n");
+    let env = |name: &str| (name == "PGRELAY_ADMIN_TOKEN").then(|| token.to_owned());
+    let from_env = Config::from_toml_str(&text, &env).expect("variable set");
+    assert_eq!(from_env.admin.token, literal.admin.token);
+    assert_eq!(
+        problems(&text),
+        vec!["admin.token_env: environment variable \"PGRELAY_ADMIN_TOKEN\" is not set"]
+    );
+    assert_eq!(
+        problems(&format!("{ONE_NODE}[admin]\ntoken = \"short\"\n")),
+        vec!["admin.token: the admin token must be at least 16 characters long"]
+    );
+    assert_eq!(
+        problems(&format!(
+            "{ONE_NODE}[admin]\ntoken = \"{token}\"\ntoken_env = \"X\"\n"
+        )),
+        vec!["admin: set either token or token_env, not both"]
+    );
+}
+
+#[test]
+fn durations_sizes_and_conninfo_are_bounded_and_checked() {
+    let text = format!(
+        "{ONE_NODE}[failover]\nhold_writes = \"100000000h\"\ndetect_after = \"2d\"\n\
+         replica_conninfo = \"user=rep password='open\"\n[routing]\nmax_lag_bytes = \"2000GB\"\n"
+    );
+    assert_eq!(
+        problems(&text),
+        vec![
+            "routing.max_lag_bytes: must be at most 1TB",
+            "failover.replica_conninfo: unterminated quoted string in connection info string",
+            "failover.detect_after: must be at most 24h",
+            "failover.hold_writes: must be at most 24h",
+        ]
+    );
+}

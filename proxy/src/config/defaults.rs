@@ -26,9 +26,18 @@ pub const MIN_MESSAGE_SIZE: ByteSize = ByteSize::from_kb(1);
 pub const MAX_MESSAGE_SIZE: ByteSize = ByteSize::from_gb(1);
 /// More threads than this is a typo, not a tuning decision.
 pub const MAX_WORKERS: usize = 256;
+/// The longest duration any key takes: waits and timeouts of a day are
+/// already more than anyone means, and `Instant + d` cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
+/// The largest size any key takes.
+pub const MAX_BYTE_SIZE: ByteSize = ByteSize::from_gb(1024);
 
 // [auth]
 pub const DEFAULT_AUTH_MODE: AuthMode = AuthMode::ScramSha256;
+
+// [admin]
+/// An admin token guards failover: shorter ones can be guessed over HTTP.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 // [monitor]
 pub const DEFAULT_MONITOR_USER: &str = "postgres";

@@ -10,11 +10,35 @@ use super::Config;
 
 /// Every setting, in the order the file documents them.
 pub fn listing(config: &Config) -> Vec<(String, String)> {
-    rows(config, secret)
+    rows(config, Secrets::Masked)
 }
 
-/// `secret` renders passwords.
-fn rows(config: &Config, secret: fn(&str) -> String) -> Vec<(String, String)> {
+/// How passwords and tokens are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    /// For people: a set one is `***`.
+    Masked,
+    /// For comparing two configs: a changed password is a change.
+    Clear,
+}
+
+impl Secrets {
+    fn show(self, secret: &str) -> String {
+        match self {
+            Secrets::Masked if !secret.is_empty() => super::MASK.to_owned(),
+            _ => secret.to_owned(),
+        }
+    }
+
+    fn conninfo(self, text: &str) -> String {
+        match self {
+            Secrets::Masked => pgrelay_health::conninfo::redact(text),
+            Secrets::Clear => text.to_owned(),
+        }
+    }
+}
+
+fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut add = |key: &str, value: String| rows.push((key.to_owned(), value));
     let l = &config.listen;
@@ -39,13 +63,20 @@ fn rows(config: &Config, secret: fn(&str) -> String) -> Vec<(String, String)> {
         add(&format!("nodes[{i}].addr"), node.addr.to_string());
     }
     add("auth.mode", config.auth.mode.to_string());
+    add(
+        "auth.allow_trust_from_network",
+        config.auth.allow_trust_from_network.to_string(),
+    );
     for (i, user) in config.auth.users.iter().enumerate() {
         add(&format!("auth.users[{i}].name"), user.name.clone());
-        add(&format!("auth.users[{i}].password"), secret(&user.password));
+        add(
+            &format!("auth.users[{i}].password"),
+            secrets.show(&user.password),
+        );
     }
     let m = &config.monitor;
     add("monitor.user", m.user.clone());
-    add("monitor.password", secret(&m.password));
+    add("monitor.password", secrets.show(&m.password));
     add("monitor.database", m.database.clone());
     add("monitor.interval", duration(m.interval));
     add("monitor.connect_timeout", duration(m.connect_timeout));
@@ -61,8 +92,13 @@ fn rows(config: &Config, secret: fn(&str) -> String) -> Vec<(String, String)> {
     add("failover.enabled", f.enabled.to_string());
     add("failover.detect_after", duration(f.detect_after));
     add("failover.hold_writes", duration(f.hold_writes));
-    add("failover.replica_conninfo", f.replica_conninfo.clone());
+    add(
+        "failover.replica_conninfo",
+        secrets.conninfo(&f.replica_conninfo),
+    );
     add("admin.users", config.admin.users.join(", "));
+    let token = config.admin.token.as_ref().map_or("", |t| t.0.as_str());
+    add("admin.token", secrets.show(token));
     rows
 }
 
@@ -70,8 +106,8 @@ fn rows(config: &Config, secret: fn(&str) -> String) -> Vec<(String, String)> {
 /// only one of them has, such as a node added).
 pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
     // Compared in clear, so that a changed password counts as a change.
-    let old = rows(old, str::to_owned);
-    let new = rows(new, str::to_owned);
+    let old = rows(old, Secrets::Clear);
+    let new = rows(new, Secrets::Clear);
     let mut changed: Vec<String> = new
         .iter()
         .filter(|(key, value)| !old.iter().any(|(k, v)| k == key && v == value))
@@ -102,14 +138,6 @@ pub fn duration(d: Duration) -> String {
     format!("{nanos}ns")
 }
 
-fn secret(password: &str) -> String {
-    if password.is_empty() {
-        String::new()
-    } else {
-        super::MASK.to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,15 +160,30 @@ mod tests {
 
     #[test]
     fn passwords_are_masked_and_changes_are_found() {
-        let old = config("[monitor]\npassword = \"hunter2\"\n");
+        let old = config(
+            "[monitor]\npassword = \"hunter2\"\n[failover]\n\
+             replica_conninfo = \"user=rep password=hunter2 application_name={name}\"\n\
+             [admin]\ntoken = \"hunter2hunter2hunter2\"\n",
+        );
         let rows = listing(&old);
         assert!(rows.iter().all(|(_, v)| !v.contains("hunter2")));
         let value = |key: &str| rows.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         assert_eq!(value("monitor.password").as_deref(), Some("***"));
+        assert_eq!(value("admin.token").as_deref(), Some("***"));
+        assert_eq!(
+            value("failover.replica_conninfo").as_deref(),
+            Some("user=rep password=*** application_name={name}")
+        );
         assert_eq!(value("routing.max_lag").as_deref(), Some("1s"));
-        let new = config("[monitor]\npassword = \"hunter2\"\n[routing]\nmax_lag = \"250ms\"\n");
+        let mut new = old.clone();
+        new.routing.max_lag = Duration::from_millis(250);
         assert_eq!(changed_keys(&old, &new), vec!["routing.max_lag"]);
-        let other = config("[monitor]\npassword = \"hunter3\"\n");
-        assert_eq!(changed_keys(&old, &other), vec!["monitor.password"]);
+        let mut other = old.clone();
+        other.monitor.password = "hunter3".into();
+        other.failover.replica_conninfo = "user=rep password=hunter3".into();
+        assert_eq!(
+            changed_keys(&old, &other),
+            vec!["monitor.password", "failover.replica_conninfo"]
+        );
     }
 }

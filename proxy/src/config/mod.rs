@@ -89,6 +89,9 @@ pub struct NodeConfig {
 pub struct AuthConfig {
     pub mode: AuthMode,
     pub users: Vec<UserConfig>,
+    /// Trust on a listener that is not loopback: refused unless this says
+    /// the network in front of pgrelay is trusted.
+    pub allow_trust_from_network: bool,
 }
 
 /// One `[[auth.users]]` entry. The proxy logs in to the nodes as the same
@@ -133,10 +136,30 @@ pub struct FailoverConfig {
     pub replica_conninfo: String,
 }
 
-/// `[admin]`: users allowed to use administrative commands.
+/// `[admin]`: who may change pgrelay's state.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AdminConfig {
+    /// May use the admin console (virtual database `pgrelay`).
     pub users: Vec<String>,
+    /// `Authorization: Bearer <token>` for state-changing HTTP calls, and
+    /// the console's password in trust mode from other hosts.
+    pub token: Option<AdminToken>,
+}
+
+/// The admin token: compared in constant time, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl AdminToken {
+    pub fn matches(&self, given: &str) -> bool {
+        crate::scram::constant_time_eq(self.0.as_bytes(), given.as_bytes())
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
 }
 
 impl Config {
@@ -200,6 +223,7 @@ impl Default for AuthConfig {
         AuthConfig {
             mode: DEFAULT_AUTH_MODE,
             users: Vec::new(),
+            allow_trust_from_network: false,
         }
     }
 }

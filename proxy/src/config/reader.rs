@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
+use super::defaults::{MAX_BYTE_SIZE, MAX_DURATION};
 use super::error::Problem;
 use super::units::{ByteSize, parse_duration};
 
@@ -109,7 +110,19 @@ impl<'t> Section<'t> {
             Value::Float(x) => parse_duration(&x.to_string()),
             other => return self.wrong_type(name, "a duration such as \"1s\"", other, p),
         };
-        self.report(name, parsed, p)
+        // Bounded so that `now + d` can never overflow, and because a
+        // timeout of years is a typo, not a setting.
+        let bounded = parsed.and_then(|d| {
+            if d <= MAX_DURATION {
+                Ok(d)
+            } else {
+                Err(format!(
+                    "must be at most {}",
+                    super::listing::duration(MAX_DURATION)
+                ))
+            }
+        });
+        self.report(name, bounded, p)
     }
 
     /// Like `duration`, but zero is refused: used for intervals and timeouts
@@ -139,7 +152,46 @@ impl<'t> Section<'t> {
                 return self.wrong_type(name, expected, other, p);
             }
         };
-        self.report(name, parsed, p)
+        let bounded = parsed.and_then(|size| {
+            if size <= MAX_BYTE_SIZE {
+                Ok(size)
+            } else {
+                Err(format!("must be at most {MAX_BYTE_SIZE}"))
+            }
+        });
+        self.report(name, bounded, p)
+    }
+
+    /// A secret: written in the file as `name`, or named by `name_env` and
+    /// read from the environment. `None` when neither is written (nothing
+    /// reported) or when the one written is unusable (reported).
+    pub(super) fn secret(
+        &mut self,
+        name: &'static str,
+        name_env: &'static str,
+        env: &dyn Fn(&str) -> Option<String>,
+        p: &mut Problems,
+    ) -> Option<String> {
+        let literal = self.string(name, p);
+        let variable = self.string(name_env, p);
+        match (self.has(name), self.has(name_env)) {
+            (true, true) => {
+                let message = format!("set either {name} or {name_env}, not both");
+                p.push(self.path().to_owned(), message);
+                None
+            }
+            (false, false) => None,
+            (true, false) => literal,
+            (false, true) => {
+                let var = variable?;
+                let found = if var.is_empty() {
+                    Err("must name an environment variable, found an empty string".to_owned())
+                } else {
+                    env(&var).ok_or_else(|| format!("environment variable \"{var}\" is not set"))
+                };
+                self.report(name_env, found, p)
+            }
+        }
     }
 
     pub(super) fn socket_addr(

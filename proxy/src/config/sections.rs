@@ -10,9 +10,9 @@ use toml::Table;
 
 use super::reader::{Problems, Section};
 use super::{
-    AdminConfig, AuthConfig, AuthMode, Config, ConfigError, FailoverConfig, HostPort, ListenConfig,
-    MAX_MESSAGE_SIZE, MAX_WORKERS, MIN_MESSAGE_SIZE, MonitorConfig, NodeConfig, NodeName,
-    RoutingConfig, UserConfig,
+    AdminConfig, AdminToken, AuthConfig, AuthMode, Config, ConfigError, FailoverConfig, HostPort,
+    ListenConfig, MAX_MESSAGE_SIZE, MAX_WORKERS, MIN_ADMIN_TOKEN_LEN, MIN_MESSAGE_SIZE,
+    MonitorConfig, NodeConfig, NodeName, RoutingConfig, UserConfig,
 };
 
 const MISSING: &str = "required key is missing";
@@ -36,8 +36,9 @@ pub(super) fn read_config(
     let monitor = read_monitor(section(&mut root, "monitor", &empty, &mut p), &mut p);
     let routing = read_routing(section(&mut root, "routing", &empty, &mut p), &mut p);
     let failover = read_failover(section(&mut root, "failover", &empty, &mut p), &mut p);
-    let admin = read_admin(section(&mut root, "admin", &empty, &mut p), &mut p);
+    let admin = read_admin(section(&mut root, "admin", &empty, &mut p), env, &mut p);
     root.finish(&mut p);
+    check_trust_reach(&listen, &auth, &mut p);
 
     if !p.0.is_empty() {
         return Err(ConfigError { problems: p.0 });
@@ -194,8 +195,37 @@ fn read_auth(
             format!("at least one [[auth.users]] entry is required when auth.mode is \"{mode}\""),
         );
     }
+    if mode == AuthMode::Trust && written_users > 0 {
+        p.push(
+            s.key("users"),
+            "trust mode never uses a stored password (a client that proved nothing must not \
+             log in with one); remove the [[auth.users]] entries or choose \"scram-sha-256\" \
+             or \"md5\"",
+        );
+    }
+    let allow_trust_from_network = s.boolean("allow_trust_from_network", p).unwrap_or(false);
     s.finish(p);
-    AuthConfig { mode, users }
+    AuthConfig {
+        mode,
+        users,
+        allow_trust_from_network,
+    }
+}
+
+/// Trust on a listener others can reach lets anyone in as anyone.
+fn check_trust_reach(listen: &ListenConfig, auth: &AuthConfig, p: &mut Problems) {
+    let ip = listen.addr.ip().to_canonical();
+    if auth.mode == AuthMode::Trust && !ip.is_loopback() && !auth.allow_trust_from_network {
+        p.push(
+            "auth.mode",
+            format!(
+                "trust lets anyone who reaches listen.addr ({}) log in as any user without a \
+                 password; listen on loopback, choose \"scram-sha-256\", or set \
+                 auth.allow_trust_from_network = true",
+                listen.addr
+            ),
+        );
+    }
 }
 
 fn read_user(
@@ -219,63 +249,32 @@ fn read_user(
         !name.is_empty()
     });
 
-    let literal = s.string("password", p);
-    let variable = s.string("password_env", p);
-    let password = match (s.has("password"), s.has("password_env")) {
-        (true, true) => {
-            p.push(s.path(), "set either password or password_env, not both");
-            None
-        }
-        (false, false) => {
-            p.push(
-                s.key("password"),
-                "required key is missing (or set password_env)",
-            );
-            None
-        }
-        (true, false) => literal.filter(|pw| {
-            let empty = pw.is_empty() && mode.needs_users();
-            if empty {
-                p.push(s.key("password"), must_not_be_empty_in(mode));
+    let password = s.secret("password", "password_env", env, p);
+    if !s.has("password") && !s.has("password_env") {
+        p.push(
+            s.key("password"),
+            "required key is missing (or set password_env)",
+        );
+    }
+    let password = password.filter(|pw| {
+        let empty = pw.is_empty() && mode.needs_users();
+        if empty {
+            let rule = must_not_be_empty_in(mode);
+            match s.string("password_env", p) {
+                Some(var) => p.push(
+                    s.key("password_env"),
+                    format!("environment variable \"{var}\" is empty; {rule}"),
+                ),
+                None => p.push(s.key("password"), rule),
             }
-            !empty
-        }),
-        (false, true) => variable.and_then(|var| resolve_env(&s, &var, mode, env, p)),
-    };
+        }
+        !empty
+    });
     s.finish(p);
     Some(UserConfig {
         name: name?,
         password: password?,
     })
-}
-
-fn resolve_env(
-    s: &Section<'_>,
-    var: &str,
-    mode: AuthMode,
-    env: &dyn Fn(&str) -> Option<String>,
-    p: &mut Problems,
-) -> Option<String> {
-    let key = s.key("password_env");
-    if var.is_empty() {
-        p.push(
-            key,
-            "must name an environment variable, found an empty string",
-        );
-        return None;
-    }
-    match env(var) {
-        None => {
-            p.push(key, format!("environment variable \"{var}\" is not set"));
-            None
-        }
-        Some(value) if value.is_empty() && mode.needs_users() => {
-            let message = format!("environment variable \"{var}\" is empty");
-            p.push(key, format!("{message}; {}", must_not_be_empty_in(mode)));
-            None
-        }
-        Some(value) => Some(value),
-    }
 }
 
 fn must_not_be_empty_in(mode: AuthMode) -> String {
@@ -318,7 +317,13 @@ fn read_routing(mut s: Section<'_>, p: &mut Problems) -> RoutingConfig {
 
 fn read_failover(mut s: Section<'_>, p: &mut Problems) -> FailoverConfig {
     let d = FailoverConfig::default();
-    let conninfo = s.string("replica_conninfo", p);
+    let conninfo = s.string("replica_conninfo", p).filter(|text| {
+        let parsed = pgrelay_health::conninfo::parse(text);
+        if let Err(e) = &parsed {
+            p.push(s.key("replica_conninfo"), e.to_string());
+        }
+        parsed.is_ok()
+    });
     let failover = FailoverConfig {
         enabled: s.boolean("enabled", p).unwrap_or(d.enabled),
         detect_after: s.duration("detect_after", p).unwrap_or(d.detect_after),
@@ -330,15 +335,33 @@ fn read_failover(mut s: Section<'_>, p: &mut Problems) -> FailoverConfig {
     failover
 }
 
-fn read_admin(mut s: Section<'_>, p: &mut Problems) -> AdminConfig {
+fn read_admin(
+    mut s: Section<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> AdminConfig {
     let users = s.strings("users", p).unwrap_or_default();
     for (i, user) in users.iter().enumerate() {
         if user.trim().is_empty() {
             p.push(format!("{}[{i}]", s.key("users")), "must not be empty");
         }
     }
+    let token = s.secret("token", "token_env", env, p).filter(|token| {
+        let key = if s.has("token") { "token" } else { "token_env" };
+        let long_enough = token.chars().count() >= MIN_ADMIN_TOKEN_LEN;
+        if !long_enough {
+            p.push(
+                s.key(key),
+                format!("the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters long"),
+            );
+        }
+        long_enough
+    });
     s.finish(p);
-    AdminConfig { users }
+    AdminConfig {
+        users,
+        token: token.map(AdminToken),
+    }
 }
 
 /// Reports a key that must be written but was not. A key that was written

@@ -9,8 +9,11 @@ use tracing::Span;
 use crate::backend::{Lease, LoginRequest, PoolKey, connect};
 use crate::cancel::CancelKey;
 use crate::client::handshake::negotiate_protocol;
-use crate::client::{FirstContact, authenticate, read_first_contact};
+use crate::client::{FirstContact, Identity, Method, authenticate, read_first_contact};
+use crate::config::{AuthMode, Config};
 use crate::error::ProxyError;
+use crate::net::Peer;
+use crate::scram::{DEFAULT_ITERATIONS, ScramSecret};
 use crate::wire::be;
 use crate::wire::startup::StartupParams;
 
@@ -72,44 +75,50 @@ pub async fn login(client: &mut Stream, ctx: &SessionContext) -> Result<Option<E
     if ctx.slot.over_limit {
         return Err(ProxyError::TooManyClients);
     }
-    let user = params
-        .user()
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| {
-            ProxyError::BadStartup("no PostgreSQL user name specified in startup packet".into())
-        })?
-        .to_owned();
+    let identity = claimed_identity(&params)?;
     let span = Span::current();
-    span.record("user", user.as_str());
-    span.record("database", params.database().unwrap_or_default());
-    if wants_replication(&params) {
-        return Err(ProxyError::BadStartup(
-            "replication connections are not supported through pgrelay; connect to a node directly"
-                .into(),
-        ));
-    }
+    span.record("user", identity.user.as_str());
+    span.record("database", identity.database.as_str());
 
     let mut out = BytesMut::new();
     negotiate_protocol(&params, &mut out);
-    timeout_at(
-        deadline,
-        authenticate(client, &mut inbuf, &mut out, &shared.credentials, &user),
-    )
-    .await
-    .map_err(timed_out)??;
+    let console = identity.database == CONSOLE_DATABASE;
+    let console_auth_kind;
+    let method = if console {
+        console_auth_kind = console_auth(&config, ctx.peer)?;
+        match &console_auth_kind {
+            ConsoleAuth::AsClients => shared.credentials.method(&identity.user),
+            ConsoleAuth::Local => Method::Trust,
+            ConsoleAuth::Token(secret) => Method::Scram(Some(secret)),
+        }
+    } else {
+        shared.credentials.method(&identity.user)
+    };
+    let credentials = &shared.credentials;
+    let exchange = authenticate(
+        client,
+        &mut inbuf,
+        &mut out,
+        method,
+        credentials,
+        &identity.user,
+        None,
+    );
+    timeout_at(deadline, exchange).await.map_err(timed_out)??;
 
-    if params.database() == Some(CONSOLE_DATABASE) {
-        if !config.admin.users.contains(&user) {
-            return Err(ProxyError::NotAdmin(user));
+    if console {
+        if !config.admin.users.contains(&identity.user) {
+            return Err(ProxyError::NotAdmin(identity.user));
         }
         return Ok(Some(Entry::Console(ConsoleLogin {
-            user,
+            user: identity.user,
             leftover: inbuf,
             out,
         })));
     }
 
-    let lease = lease_primary(ctx, &params, &user).await?;
+    let params = identity.node_startup(&params);
+    let lease = lease_primary(ctx, &params, &identity.user).await?;
     let cancel_key = shared.cancels.register();
     for (name, value) in &lease.conn().params {
         be::parameter_status(&mut out, name, value);
@@ -121,9 +130,60 @@ pub async fn login(client: &mut Stream, ctx: &SessionContext) -> Result<Option<E
         lease,
         cancel_key,
         leftover: inbuf,
-        user,
-        params: params.params,
+        user: identity.user,
+        params,
     }))))
+}
+
+/// The user and database the startup packet asks for; nothing is proven
+/// yet. Refuses what pgrelay cannot serve.
+fn claimed_identity(params: &StartupParams) -> Result<Identity, ProxyError> {
+    let user = params.user().filter(|u| !u.is_empty()).ok_or_else(|| {
+        ProxyError::BadStartup("no PostgreSQL user name specified in startup packet".into())
+    })?;
+    if wants_replication(params) {
+        return Err(ProxyError::BadStartup(
+            "replication connections are not supported through pgrelay; connect to a node directly"
+                .into(),
+        ));
+    }
+    Ok(Identity {
+        user: user.to_owned(),
+        database: params.database().unwrap_or(user).to_owned(),
+    })
+}
+
+/// How an admin proves itself on the console.
+enum ConsoleAuth {
+    /// With a password, as every client does (`md5`, `scram-sha-256`).
+    AsClients,
+    /// Trust, from this host.
+    Local,
+    /// Trust mode from another host: the admin token is the password.
+    Token(ScramSecret),
+}
+
+/// The console changes pgrelay's state (PAUSE, PROMOTE): in trust mode
+/// only a client on this host is trusted with it; others log in with
+/// the admin token, and without one they are refused.
+fn console_auth(config: &Config, peer: Peer) -> Result<ConsoleAuth, ProxyError> {
+    if config.auth.mode != AuthMode::Trust {
+        return Ok(ConsoleAuth::AsClients);
+    }
+    if peer.is_local() {
+        return Ok(ConsoleAuth::Local);
+    }
+    let token = config
+        .admin
+        .token
+        .as_ref()
+        .ok_or(ProxyError::ConsoleNeedsPassword)?;
+    let salt: [u8; 16] = rand::random();
+    Ok(ConsoleAuth::Token(ScramSecret::from_password(
+        &token.0,
+        salt.to_vec(),
+        DEFAULT_ITERATIONS,
+    )))
 }
 
 /// `replication=true|database` asks for a walsender, which a statement
@@ -143,7 +203,7 @@ fn wants_replication(params: &StartupParams) -> bool {
 /// failing over before the monitor has noticed.
 async fn lease_primary(
     ctx: &SessionContext,
-    params: &StartupParams,
+    params: &[(String, String)],
     user: &str,
 ) -> Result<Lease, ProxyError> {
     let shared = &ctx.shared;
@@ -158,7 +218,7 @@ async fn lease_primary(
         let Some(primary) = topology.primary else {
             return Err(ProxyError::NoPrimary(hold));
         };
-        match lease_node(ctx, primary, &params.params, user).await {
+        match lease_node(ctx, primary, params, user).await {
             Err(e) if e.is_backend_unreachable() && std::time::Instant::now() < deadline => {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 shared

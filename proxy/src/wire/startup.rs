@@ -61,6 +61,27 @@ pub enum StartupError {
     UnsupportedProtocol(u32),
     #[error("malformed startup packet")]
     Malformed,
+    /// PostgreSQL keeps the last of two values and a proxy may read the
+    /// first: a packet naming `user` twice could authenticate as one user
+    /// and log in as another. Refused outright.
+    #[error("startup packet names parameter \"{0}\" more than once")]
+    DuplicateParameter(String),
+}
+
+impl StartupError {
+    /// Whether the peer speaks PostgreSQL well enough to be told what is
+    /// wrong: a bad length is most likely not PostgreSQL at all (an HTTP
+    /// request, a port scan), and PostgreSQL closes those without a word.
+    pub fn worth_answering(&self) -> bool {
+        !matches!(self, StartupError::BadLength(_))
+    }
+
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            StartupError::UnsupportedProtocol(_) => "0A000",
+            _ => "08P01",
+        }
+    }
 }
 
 /// The total length of the startup packet whose first bytes are in `buf`,
@@ -93,13 +114,17 @@ pub fn parse(packet: &[u8]) -> Result<StartupRequest, StartupError> {
 }
 
 fn parse_params(protocol: u32, mut body: &[u8]) -> Result<StartupRequest, StartupError> {
-    let mut params = Vec::new();
+    let mut params: Vec<(String, String)> = Vec::new();
+    let mut names = std::collections::HashSet::new();
     loop {
         let (name, rest) = cstr(body)?;
         if name.is_empty() {
             break;
         }
         let (value, rest) = cstr(rest)?;
+        if !names.insert(name) {
+            return Err(StartupError::DuplicateParameter(name.to_owned()));
+        }
         params.push((name.to_owned(), value.to_owned()));
         body = rest;
     }
@@ -163,6 +188,23 @@ mod tests {
             panic!("startup expected");
         };
         assert_eq!(p.database(), Some("app"));
+    }
+
+    #[test]
+    fn a_parameter_named_twice_is_refused() {
+        for body in [
+            &b"user\0app\0user\0postgres\0\0"[..],
+            b"user\0app\0database\0a\0database\0b\0\0",
+            b"options\0\0user\0app\0options\0-c x=y\0\0",
+        ] {
+            let parsed = parse(&packet(PROTOCOL_3_0, body));
+            assert!(
+                matches!(parsed, Err(StartupError::DuplicateParameter(_))),
+                "{body:?}: {parsed:?}"
+            );
+        }
+        // Names are case-sensitive, as in PostgreSQL: `User` is not `user`.
+        assert!(parse(&packet(PROTOCOL_3_0, b"user\0app\0User\0x\0\0")).is_ok());
     }
 
     #[test]

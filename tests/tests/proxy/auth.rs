@@ -46,7 +46,8 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     .await
                     .err()
                     .context("an unknown user must be refused")?;
-                ensure!(code(&e) == Some("28000"), "unknown user: {e:?}");
+                // As PostgreSQL: not told apart from a wrong password.
+                ensure!(code(&e) == Some("28P01"), "unknown user: {e:?}");
                 Ok(())
             },
         ));

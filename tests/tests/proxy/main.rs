@@ -11,6 +11,7 @@ mod env;
 mod limits;
 mod pgbench;
 mod routing;
+mod security;
 mod session;
 mod status_page;
 mod unix;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     trials.extend(console::trials(&env));
     trials.extend(status_page::trials(&env));
     trials.extend(unix::trials(&env));
+    trials.extend(security::trials(&env));
     let conclusion = libtest_mimic::run(&args, trials);
     drop(env);
     if conclusion.has_failed() {

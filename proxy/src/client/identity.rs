@@ -1,0 +1,82 @@
+//! Who a client is on the nodes: decided once, at login, from what it
+//! authenticated as, never from what else its startup packet says.
+
+use crate::wire::startup::StartupParams;
+
+/// Startup parameters that pgrelay decides itself or refuses: the
+/// identity, a walsender request, and protocol extensions it negotiated
+/// with the client (a node must not see them a second time).
+fn decided_by_pgrelay(name: &str) -> bool {
+    matches!(name, "user" | "database" | "replication") || name.starts_with("_pq_.")
+}
+
+/// The user and database a client authenticated for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    pub database: String,
+}
+
+impl Identity {
+    /// The startup parameters pgrelay sends to a node for this client:
+    /// `user` and `database` from the identity, then the client's other
+    /// parameters (`application_name`, `options`, `client_encoding`, …) in
+    /// the order it sent them.
+    pub fn node_startup(&self, client: &StartupParams) -> Vec<(String, String)> {
+        let mut params = vec![
+            ("user".to_owned(), self.user.clone()),
+            ("database".to_owned(), self.database.clone()),
+        ];
+        params.extend(
+            client
+                .params
+                .iter()
+                .filter(|(name, _)| !decided_by_pgrelay(name))
+                .cloned(),
+        );
+        params
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::startup::PROTOCOL_3_0;
+
+    fn params(list: &[(&str, &str)]) -> StartupParams {
+        StartupParams {
+            protocol: PROTOCOL_3_0,
+            params: list
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn identity_comes_first_and_cannot_be_overridden() {
+        let identity = Identity {
+            user: "app".into(),
+            database: "shop".into(),
+        };
+        let client = params(&[
+            ("application_name", "web"),
+            ("user", "postgres"),
+            ("database", "postgres"),
+            ("replication", "database"),
+            ("_pq_.extension", "1"),
+            ("options", "-c search_path=x"),
+        ]);
+        let sent = identity.node_startup(&client);
+        let names: Vec<_> = sent.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(
+            names,
+            [
+                "user=app",
+                "database=shop",
+                "application_name=web",
+                "options=-c search_path=x"
+            ]
+        );
+    }
+}
