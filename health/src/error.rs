@@ -17,6 +17,14 @@ pub enum HealthError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The socket or the TLS handshake failed before PostgreSQL's
+    /// protocol began.
+    #[error("{node}: {source}")]
+    Connect {
+        node: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The node answered something that cannot be true of a PostgreSQL
     /// server (an unparsable LSN, a timeline 0): we do not guess.
     #[error("{node}: unexpected {column} {value:?}")]

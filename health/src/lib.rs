@@ -16,6 +16,8 @@ mod lag;
 mod liveness;
 mod lsn;
 mod monitor;
+mod node_connect;
+pub mod node_tls;
 mod observe;
 mod probe;
 mod sample;

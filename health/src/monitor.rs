@@ -21,11 +21,14 @@ use crate::topology::{NodeStatus, Topology};
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// A node to watch, as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct NodeTarget {
     pub name: String,
+    /// A host name, an IP address, or (starting with `/`) the directory
+    /// of the node's Unix socket.
     pub host: String,
     pub port: u16,
+    pub tls: crate::node_tls::NodeTls,
 }
 
 impl NodeTarget {
@@ -339,6 +342,7 @@ mod tests {
             name: "pg1".into(),
             host: "::1".into(),
             port: 5432,
+            tls: crate::node_tls::NodeTls::disabled(),
         };
         assert_eq!(t.addr(), "[::1]:5432");
     }

@@ -1,10 +1,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, Row, Statement};
 
 use crate::error::HealthError;
 use crate::monitor::{MonitorSettings, NodeTarget};
+use crate::node_tls::cancel_postgres;
 use crate::sample::{NodeSample, PROBE_SQL, ProbeRow};
 
 /// The monitor's own connection to one node. It is kept open between
@@ -66,8 +67,10 @@ impl NodeProbe {
                 // Dropping the connection does not stop the server's query.
                 let cancel = prepared.client.cancel_token();
                 let connect_timeout = self.settings.connect_timeout;
+                let target = self.target.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(connect_timeout, cancel.cancel_query(NoTls)).await;
+                    let sent = cancel_postgres(&cancel, &target.host, target.port, &target.tls);
+                    let _ = tokio::time::timeout(connect_timeout, sent).await;
                 });
                 Err(HealthError::QueryTimeout {
                     node: self.target.name.clone(),
@@ -100,28 +103,8 @@ impl NodeProbe {
     }
 
     async fn connect(&self) -> Result<Prepared, HealthError> {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&self.target.host)
-            .port(self.target.port)
-            .user(&self.settings.user)
-            .dbname(&self.settings.database)
-            .application_name("pgrelay-monitor")
-            .connect_timeout(self.settings.connect_timeout);
-        if !self.settings.password.is_empty() {
-            config.password(&self.settings.password);
-        }
-        let timeout = self.settings.connect_timeout;
-        let (client, connection) = self
-            .bounded(timeout, config.connect(NoTls), |node| {
-                HealthError::ConnectTimeout { node, timeout }
-            })
-            .await?;
-        tokio::spawn(async move {
-            // The connection ends when the client is dropped or the node
-            // goes away; either is handled by the next probe.
-            let _ = connection.await;
-        });
+        let client =
+            crate::node_connect::open(&self.target, &self.settings, "pgrelay-monitor").await?;
         let timeout = self.settings.query_timeout;
         let statement = self
             .bounded(timeout, client.prepare(PROBE_SQL), |node| {

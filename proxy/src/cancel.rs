@@ -12,8 +12,11 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
+use pgrelay_health::node_tls::{Negotiated, NodeTls, negotiate};
+use tokio_rustls::TlsStream;
+
 use crate::backend::BackendKey;
-use crate::net::Endpoint;
+use crate::net::{Endpoint, Stream};
 
 /// Connecting to a node to deliver a cancel should never take longer.
 const CANCEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,6 +26,8 @@ const FIRST_VIRTUAL_PID: i32 = 1 << 20;
 /// Where a session's queries currently run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelTarget {
+    /// The node's index: its TLS settings apply to the cancel request too.
+    pub node: usize,
     pub addr: Endpoint,
     pub key: BackendKey,
 }
@@ -37,13 +42,16 @@ struct Entry {
 pub struct CancelRegistry {
     sessions: Mutex<HashMap<i32, Entry>>,
     next_pid: AtomicI32,
+    /// How to reach each node, by index.
+    node_tls: Vec<NodeTls>,
 }
 
-impl Default for CancelRegistry {
-    fn default() -> Self {
+impl CancelRegistry {
+    pub fn new(node_tls: Vec<NodeTls>) -> CancelRegistry {
         CancelRegistry {
             sessions: Mutex::new(HashMap::new()),
             next_pid: AtomicI32::new(FIRST_VIRTUAL_PID),
+            node_tls,
         }
     }
 }
@@ -121,23 +129,39 @@ impl CancelRegistry {
             debug!(pid, "cancel request with an unknown key ignored");
             return;
         };
-        if let Err(e) = send_cancel(target).await {
+        let Some(tls) = self.node_tls.get(target.node) else {
+            return;
+        };
+        if let Err(e) = send_cancel(target, tls).await {
             debug!(pid, error = %e, "cancel request could not be delivered");
         }
     }
 }
 
-async fn send_cancel(target: CancelTarget) -> std::io::Result<()> {
-    let mut stream = tokio::time::timeout(CANCEL_CONNECT_TIMEOUT, target.addr.connect())
+/// Delivers the cancel over a new connection to the node, with the TLS
+/// its sessions use (PostgreSQL takes a CancelRequest inside TLS too).
+async fn send_cancel(target: CancelTarget, tls: &NodeTls) -> std::io::Result<()> {
+    let connecting = async {
+        let stream = target.addr.connect().await?;
+        let unix = matches!(target.addr, Endpoint::Unix(_));
+        negotiate(stream, tls, unix)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    let negotiated = tokio::time::timeout(CANCEL_CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let mut stream = match negotiated {
+        Negotiated::Plain(stream) => stream,
+        Negotiated::Tls { stream, .. } => Stream::Tls(Box::new(TlsStream::Client(*stream))),
+    };
     let mut packet = BytesMut::with_capacity(16);
     postgres_protocol::message::frontend::cancel_request(
         target.key.pid,
         target.key.secret,
         &mut packet,
     );
-    stream.write_all(&packet).await?;
+    stream.send_all(&packet).await?;
     stream.shutdown().await
 }
 
@@ -147,7 +171,7 @@ mod tests {
 
     #[test]
     fn keys_are_unique_and_released_on_drop() {
-        let registry = Arc::new(CancelRegistry::default());
+        let registry = Arc::new(CancelRegistry::new(Vec::new()));
         let a = registry.register();
         let b = registry.register();
         assert_ne!(a.pid, b.pid);

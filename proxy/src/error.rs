@@ -24,8 +24,11 @@ pub enum ProxyError {
     Protocol(String),
     #[error("message of {len} bytes exceeds max_message_size ({max} bytes)")]
     MessageTooLarge { len: usize, max: usize },
-    #[error("client did not complete its login within {0:?}")]
-    LoginTimeout(std::time::Duration),
+    #[error("client did not complete its login within listen.login_timeout")]
+    LoginTimeout,
+    /// `[tls] client = "require"`, and a TCP client without TLS.
+    #[error("pgrelay requires TLS (SSL) for connections from {0}; connect with sslmode=require")]
+    TlsRequired(crate::net::Peer),
     #[error("password authentication failed for user \"{0}\"")]
     WrongPassword(String),
     /// The admin console from another host in trust mode, with no admin
@@ -60,6 +63,10 @@ pub enum ProxyError {
     BackendProtocol { node: String, message: String },
     #[error("pgrelay has no password to log in to node {node} as user \"{user}\"")]
     NoBackendPassword { user: String, node: String },
+    /// A node asked for a cleartext password over a link that does not
+    /// prove it is that node.
+    #[error("node {node}: {}", pgrelay_health::node_tls::CLEARTEXT_REFUSED)]
+    CleartextRefused { node: String },
     #[error("pgrelay is shutting down")]
     ShuttingDown,
     /// The session's connection to the primary was lost and with it state
@@ -78,7 +85,8 @@ impl ProxyError {
             ProxyError::Startup(e) => e.sqlstate(),
             ProxyError::ClientIo(_) | ProxyError::Protocol(_) => "08P01",
             ProxyError::MessageTooLarge { .. } => "54000",
-            ProxyError::LoginTimeout(_) => "08006",
+            ProxyError::LoginTimeout => "08006",
+            ProxyError::TlsRequired(_) => "28000",
             ProxyError::WrongPassword(_) => "28P01",
             ProxyError::ConsoleNeedsPassword => "28000",
             ProxyError::BadStartup(_) => "08P01",
@@ -88,6 +96,7 @@ impl ProxyError {
             ProxyError::BackendRefused(_) => "08006",
             ProxyError::BackendIo { .. } | ProxyError::BackendProtocol { .. } => "08006",
             ProxyError::NoBackendPassword { .. } => "28P01",
+            ProxyError::CleartextRefused { .. } => "28000",
             ProxyError::ShuttingDown => "57P01",
             ProxyError::SessionStateLost { .. } => "08006",
         }
@@ -127,7 +136,8 @@ impl ProxyError {
                 | ProxyError::Startup(_)
                 | ProxyError::Protocol(_)
                 | ProxyError::MessageTooLarge { .. }
-                | ProxyError::LoginTimeout(_)
+                | ProxyError::LoginTimeout
+                | ProxyError::TlsRequired(_)
                 | ProxyError::WrongPassword(_)
                 | ProxyError::ConsoleNeedsPassword
                 | ProxyError::NotAdmin(_)

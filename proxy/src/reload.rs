@@ -25,8 +25,9 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::config::{Config, ConfigError, changed_keys};
+use crate::config::{Config, ConfigError, TlsConfig, changed_keys};
 use crate::shared::{Shared, failover_settings, monitor_settings};
+use crate::tls::ClientTls;
 
 /// What a reload changed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -48,7 +49,13 @@ pub enum ReloadError {
 /// Re-reads the config file and applies what can change while running.
 pub fn reload(shared: &Shared) -> Result<Reloaded, ReloadError> {
     let path = shared.config_path.as_ref().ok_or(ReloadError::NoFile)?;
-    let outcome = Config::load(path).map(|new| apply(shared, &new));
+    let outcome = Config::load(path).and_then(|new| {
+        // Read before anything is swapped: a certificate that fails now
+        // rejects the whole file, as any other problem does.
+        let client_tls = crate::tls::clients::load(&new.tls)
+            .map_err(|e| ConfigError::single("tls.cert_file", e))?;
+        Ok(apply(shared, &new, client_tls))
+    });
     match &outcome {
         Ok(reloaded) => {
             info!(path = %path.display(), applied = ?reloaded.applied, "configuration reloaded");
@@ -63,8 +70,10 @@ pub fn reload(shared: &Shared) -> Result<Reloaded, ReloadError> {
     outcome.map_err(ReloadError::Invalid)
 }
 
-/// Swaps in what of `new` can change while running.
-pub fn apply(shared: &Shared, new: &Config) -> Reloaded {
+/// Swaps in what of `new` can change while running, with pgrelay's
+/// certificate as just read from `new`'s files.
+pub fn apply(shared: &Shared, new: &Config, client_tls: Option<ClientTls>) -> Reloaded {
+    shared.client_tls.store(client_tls);
     let old = shared.config();
     let effective = effective(&old, new);
     let reloaded = Reloaded {
@@ -97,6 +106,13 @@ fn effective(old: &Config, new: &Config) -> Config {
         routing: new.routing.clone(),
         failover: new.failover.clone(),
         admin: new.admin.clone(),
+        // pgrelay's own certificate is read again; how nodes are reached
+        // is fixed at start, as the nodes are.
+        tls: TlsConfig {
+            server: new.tls.server.clone(),
+            client: new.tls.client,
+            ..old.tls.clone()
+        },
     }
 }
 

@@ -86,8 +86,7 @@ fn start_with(
             .map(|n| (n.name.to_string(), n.addr.to_string())),
     )));
     let (failover, requests) = FailoverControl::channel();
-    let mut shared = Shared::new(Arc::clone(&config), topology, failover)
-        .map_err(|e| io::Error::other(format!("registering the metrics: {e}")))?;
+    let mut shared = Shared::new(Arc::clone(&config), topology, failover)?;
     shared.config_path = path;
     // Built before the threads, so that a failure to start one of them
     // stops (on drop) the ones already running.
@@ -221,10 +220,12 @@ fn spawn_monitor_thread(
             let targets = config
                 .nodes
                 .iter()
-                .map(|n| NodeTarget {
+                .zip(&shared.node_tls)
+                .map(|(n, tls)| NodeTarget {
                     name: n.name.to_string(),
                     host: n.addr.host.clone(),
                     port: n.addr.port,
+                    tls: tls.clone(),
                 })
                 .collect();
             runtime.block_on(async {

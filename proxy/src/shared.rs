@@ -1,11 +1,13 @@
 //! State shared by every worker thread of one running proxy. Passed down
 //! explicitly (no globals), so tests can run many proxies in one process.
 
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
+use pgrelay_health::node_tls::NodeTls;
 use pgrelay_health::{FailoverControl, FailoverSettings, MonitorSettings, TopologyCell};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +19,7 @@ use crate::config::{Config, FailoverConfig, MonitorConfig};
 use crate::metrics::Metrics;
 use crate::pause::PauseGate;
 use crate::registry::SessionRegistry;
+use crate::tls::ClientTlsCell;
 
 /// Connections beyond `max_client_connections` that are still answered
 /// with a proper 53300 rather than closed unanswered.
@@ -35,6 +38,10 @@ pub struct Shared {
     /// and the demo do; nothing to reload then).
     pub config_path: Option<PathBuf>,
     pub credentials: Credentials,
+    /// pgrelay's certificate for clients (`RELOAD` reads it again).
+    pub client_tls: ClientTlsCell,
+    /// How to reach each node, by index (TLS settings are read at start).
+    pub node_tls: Vec<NodeTls>,
     pub topology: Arc<TopologyCell>,
     /// The monitor's probes take their pacing and timeouts from here (a
     /// reload sends new ones).
@@ -64,22 +71,36 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Fails only if the metrics cannot be registered (a programming
+    /// Fails if a TLS file cannot be used (it changed since the config
+    /// was checked) or the metrics cannot be registered (a programming
     /// error: two metrics with one name).
     pub fn new(
         config: Arc<Config>,
         topology: Arc<TopologyCell>,
         failover: FailoverControl,
-    ) -> Result<Shared, prometheus::Error> {
+    ) -> io::Result<Shared> {
         let clients = Arc::new(AtomicUsize::new(0));
         let node_load = NodeLoad::new(config.nodes.len());
         let metrics = Metrics::new(
             Arc::clone(&topology),
             Arc::clone(&clients),
             Arc::clone(&node_load),
-        )?;
+        )
+        .map_err(|e| io::Error::other(format!("registering the metrics: {e}")))?;
+        let tls_error = |e: String| io::Error::other(format!("TLS: {e}"));
+        let node_tls = config
+            .nodes
+            .iter()
+            .map(|node| crate::tls::node_tls(node, &config.tls))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(tls_error)?;
+        let client_tls =
+            ClientTlsCell::new(crate::tls::clients::load(&config.tls).map_err(tls_error)?);
+        let cancels = Arc::new(CancelRegistry::new(node_tls.clone()));
         Ok(Shared {
             node_load,
+            client_tls,
+            node_tls,
             credentials: Credentials::new(&config.auth),
             monitor_settings: watch::Sender::new(monitor_settings(&config.monitor)),
             failover_settings: watch::Sender::new(failover_settings(&config.failover)),
@@ -90,7 +111,7 @@ impl Shared {
             pause: PauseGate::default(),
             topology,
             failover,
-            cancels: Arc::new(CancelRegistry::default()),
+            cancels,
             clients,
             metrics,
             next_conn_id: AtomicU64::new(1),

@@ -4,10 +4,13 @@
 pub mod activity;
 pub mod consistency;
 pub mod http;
+pub mod mitm;
 pub mod net;
+pub mod pki;
 pub mod proxy;
 pub mod raw;
 pub mod relay;
+pub mod shared_env;
 pub mod wait;
 pub mod write_load;
 

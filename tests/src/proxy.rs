@@ -40,6 +40,8 @@ pub struct ProxyOptions {
     /// The IP both listeners bind (port 0): loopback unless a test needs
     /// clients from another address.
     pub bind: std::net::IpAddr,
+    /// TOML lines for `[tls]` (e.g. `cert_file = "…"`).
+    pub tls: String,
 }
 
 impl Default for ProxyOptions {
@@ -56,6 +58,7 @@ impl Default for ProxyOptions {
             monitor: "interval = \"50ms\"".to_owned(),
             auth_extra: String::new(),
             bind: std::net::Ipv4Addr::LOCALHOST.into(),
+            tls: String::new(),
         }
     }
 }
@@ -239,5 +242,6 @@ pub fn config_toml(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<
     writeln!(toml, "[routing]\n{}", options.routing)?;
     writeln!(toml, "[failover]\n{}", options.failover)?;
     writeln!(toml, "[admin]\n{}", options.admin)?;
+    writeln!(toml, "[tls]\n{}", options.tls)?;
     Ok(toml)
 }

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::error::HealthError;
 use crate::monitor::{MonitorSettings, NodeTarget};
@@ -16,29 +16,7 @@ pub(crate) async fn connect(
     target: &NodeTarget,
     settings: &MonitorSettings,
 ) -> Result<Client, HealthError> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&target.host)
-        .port(target.port)
-        .user(&settings.user)
-        .dbname(&settings.database)
-        .application_name("pgrelay-failover")
-        .connect_timeout(settings.connect_timeout);
-    if !settings.password.is_empty() {
-        config.password(&settings.password);
-    }
-    let timeout = settings.connect_timeout;
-    let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
-        .await
-        .map_err(|_| HealthError::ConnectTimeout {
-            node: target.name.clone(),
-            timeout,
-        })?
-        .map_err(|source| postgres(target, source))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+    crate::node_connect::open(target, settings, "pgrelay-failover").await
 }
 
 /// Runs one call against `target` with a hard `timeout`.

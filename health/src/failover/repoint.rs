@@ -96,6 +96,7 @@ mod tests {
             name: "pg2".into(),
             host: host.into(),
             port: 5433,
+            tls: crate::node_tls::NodeTls::disabled(),
         }
     }
 

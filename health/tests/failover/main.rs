@@ -72,6 +72,7 @@ impl Watch {
                 name: n.name.clone(),
                 host: "127.0.0.1".into(),
                 port: n.port,
+                tls: pgrelay_health::node_tls::NodeTls::disabled(),
             })
             .collect();
         let cell = Arc::new(TopologyCell::new(Topology::initial(

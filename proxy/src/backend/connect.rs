@@ -1,24 +1,19 @@
-//! Logging in to a node: startup, trust/cleartext/md5/SCRAM, then collect
-//! ParameterStatus and BackendKeyData up to ReadyForQuery.
+//! Connecting to a node: the socket (TCP with keepalives, or Unix), TLS
+//! as the node's `sslmode` says, then the login (`login.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
-use postgres_protocol::message::frontend;
+use pgrelay_health::node_tls::{Negotiated, NodeTls, negotiate};
 use socket2::{SockRef, TcpKeepalive};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::TlsStream;
 
-use crate::client::read::{ReadError, read_message};
+use super::login::{Link, login_exchange};
 use crate::config::HostPort;
 use crate::error::ProxyError;
 use crate::net::{Endpoint, Stream, socket_path};
-
-/// Login messages from a server are small; this only bounds a broken peer.
-const MAX_LOGIN_MESSAGE: usize = 1 << 20;
 /// Keepalive probes find a node that vanished without closing the socket
 /// (a pulled cable, a killed VM) while a session waits for it.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
@@ -72,31 +67,67 @@ pub struct LoginRequest<'a> {
     pub user: &'a str,
     /// Startup parameters to send, `user` and `database` included.
     pub params: &'a [(String, String)],
-    pub password: Option<&'a str>,
+    /// What pgrelay proves itself with, if the node asks.
+    pub secret: Option<BackendSecret<'a>>,
+}
+
+/// A user's credential towards the nodes.
+#[derive(Debug, Clone, Copy)]
+pub enum BackendSecret<'a> {
+    /// From `[[auth.users]]`: any method the node asks for.
+    Password(&'a str),
+    /// SCRAM pass-through: the keys a client's proof gave; SCRAM only.
+    ScramKeys {
+        client_key: &'a crate::scram::Key,
+        server_key: &'a crate::scram::Key,
+    },
+}
+
+/// Where and how to reach a node.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeAddress<'a> {
+    pub index: usize,
+    pub name: &'a str,
+    pub addr: &'a HostPort,
+    pub tls: &'a NodeTls,
 }
 
 pub async fn connect(
-    node: usize,
-    node_name: &str,
-    addr: &HostPort,
+    node: NodeAddress<'_>,
     login: LoginRequest<'_>,
     timeout: Duration,
 ) -> Result<BackendConn, ProxyError> {
+    let node_name = node.name;
     let io_error = |source| ProxyError::BackendIo {
         node: node_name.to_owned(),
         source,
     };
     let attempt = async {
-        let (stream, peer) = open(addr).await.map_err(io_error)?;
+        let (stream, peer) = open(node.addr).await.map_err(io_error)?;
+        let unix = matches!(peer, Endpoint::Unix(_));
+        let negotiated =
+            negotiate(stream, node.tls, unix)
+                .await
+                .map_err(|e| ProxyError::BackendProtocol {
+                    node: node_name.to_owned(),
+                    message: e.to_string(),
+                })?;
+        let (stream, link) = match negotiated {
+            Negotiated::Plain(stream) => (stream, Link::plain(node.tls)),
+            Negotiated::Tls { stream, cert_hash } => (
+                Stream::Tls(Box::new(TlsStream::Client(*stream))),
+                Link::tls(node.tls, cert_hash),
+            ),
+        };
         let mut conn = BackendConn {
             stream,
-            node,
+            node: node.index,
             node_name: node_name.to_owned(),
             peer,
             key: BackendKey { pid: 0, secret: 0 },
             params: Vec::new(),
         };
-        login_exchange(&mut conn, login).await?;
+        login_exchange(&mut conn, login, &link).await?;
         Ok(conn)
     };
     tokio::time::timeout(timeout, attempt)
@@ -128,148 +159,9 @@ fn configure_socket(stream: &TcpStream) -> std::io::Result<()> {
     SockRef::from(stream).set_tcp_keepalive(&keepalive)
 }
 
-async fn login_exchange(conn: &mut BackendConn, login: LoginRequest<'_>) -> Result<(), ProxyError> {
-    let node = conn.node_name.clone();
-    let protocol = |message: String| ProxyError::BackendProtocol {
-        node: node.clone(),
-        message,
-    };
-    let mut out = BytesMut::new();
-    frontend::startup_message(
-        login.params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        &mut out,
-    )
-    .map_err(|e| protocol(e.to_string()))?;
-    send(conn, &mut out).await?;
-
-    let mut inbuf = BytesMut::new();
-    let mut scram: Option<ScramSha256> = None;
-    loop {
-        let (tag, body) = read_message(&mut conn.stream, &mut inbuf, MAX_LOGIN_MESSAGE)
-            .await
-            .map_err(|e| match e {
-                ReadError::Io(source) => ProxyError::BackendIo {
-                    node: node.clone(),
-                    source,
-                },
-                other => protocol(other.to_string()),
-            })?;
-        match tag {
-            b'R' => {
-                let code = be_i32(&body, 0).ok_or_else(|| protocol("short auth request".into()))?;
-                let data = &body[4..];
-                match code {
-                    0 => {}
-                    3 => {
-                        let password = password(login, &node)?;
-                        frontend::password_message(password.as_bytes(), &mut out)
-                            .map_err(|e| protocol(e.to_string()))?;
-                    }
-                    5 => {
-                        let password = password(login, &node)?;
-                        let salt: [u8; 4] = data
-                            .get(..4)
-                            .and_then(|s| s.try_into().ok())
-                            .ok_or_else(|| protocol("short md5 salt".into()))?;
-                        let hash = md5_hash(login.user.as_bytes(), password.as_bytes(), salt);
-                        frontend::password_message(hash.as_bytes(), &mut out)
-                            .map_err(|e| protocol(e.to_string()))?;
-                    }
-                    10 => {
-                        if !data
-                            .split(|&b| b == 0)
-                            .any(|m| m == SCRAM_SHA_256.as_bytes())
-                        {
-                            return Err(protocol(
-                                "server offers no SASL mechanism pgrelay supports".into(),
-                            ));
-                        }
-                        let password = password(login, &node)?;
-                        let s =
-                            ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
-                        frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out)
-                            .map_err(|e| protocol(e.to_string()))?;
-                        scram = Some(s);
-                    }
-                    11 => {
-                        let s = scram
-                            .as_mut()
-                            .ok_or_else(|| protocol("unexpected SASLContinue".into()))?;
-                        s.update(data)
-                            .map_err(|e| protocol(format!("SCRAM: {e}")))?;
-                        frontend::sasl_response(s.message(), &mut out)
-                            .map_err(|e| protocol(e.to_string()))?;
-                    }
-                    12 => {
-                        let s = scram
-                            .as_mut()
-                            .ok_or_else(|| protocol("unexpected SASLFinal".into()))?;
-                        s.finish(data)
-                            .map_err(|e| protocol(format!("SCRAM: {e}")))?;
-                    }
-                    other => {
-                        return Err(protocol(format!(
-                            "unsupported authentication request {other}"
-                        )));
-                    }
-                }
-                if !out.is_empty() {
-                    send(conn, &mut out).await?;
-                }
-            }
-            b'E' => {
-                // The server's own words (e.g. 3D000 database does not
-                // exist, 28P01) are what the client should see.
-                let mut raw = BytesMut::with_capacity(body.len() + 5);
-                raw.extend_from_slice(b"E");
-                raw.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-                raw.extend_from_slice(&body);
-                return Err(ProxyError::BackendRefused(raw));
-            }
-            b'S' => {
-                let mut fields = body[..].split(|&b| b == 0);
-                let name = fields.next().unwrap_or_default();
-                let value = fields.next().unwrap_or_default();
-                conn.params.push((
-                    String::from_utf8_lossy(name).into_owned(),
-                    String::from_utf8_lossy(value).into_owned(),
-                ));
-            }
-            b'K' => {
-                conn.key = BackendKey {
-                    pid: be_i32(&body, 0).ok_or_else(|| protocol("short BackendKeyData".into()))?,
-                    secret: be_i32(&body, 4)
-                        .ok_or_else(|| protocol("short BackendKeyData".into()))?,
-                };
-            }
-            b'Z' => {
-                if !inbuf.is_empty() {
-                    return Err(protocol("data after ReadyForQuery at login".into()));
-                }
-                return Ok(());
-            }
-            // NoticeResponse and NegotiateProtocolVersion need no answer.
-            b'N' | b'v' => {}
-            other => {
-                return Err(protocol(format!(
-                    "unexpected message '{}' during login",
-                    other.escape_ascii()
-                )));
-            }
-        }
-    }
-}
-
-fn password<'a>(login: LoginRequest<'a>, node: &str) -> Result<&'a str, ProxyError> {
-    login.password.ok_or_else(|| ProxyError::NoBackendPassword {
-        user: login.user.to_owned(),
-        node: node.to_owned(),
-    })
-}
-
-async fn send(conn: &mut BackendConn, out: &mut BytesMut) -> Result<(), ProxyError> {
+pub(super) async fn send(conn: &mut BackendConn, out: &mut BytesMut) -> Result<(), ProxyError> {
     conn.stream
-        .write_all(out)
+        .send_all(out)
         .await
         .map_err(|source| ProxyError::BackendIo {
             node: conn.node_name.clone(),
@@ -277,9 +169,4 @@ async fn send(conn: &mut BackendConn, out: &mut BytesMut) -> Result<(), ProxyErr
         })?;
     out.clear();
     Ok(())
-}
-
-fn be_i32(buf: &[u8], at: usize) -> Option<i32> {
-    let b = buf.get(at..at + 4)?;
-    Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }

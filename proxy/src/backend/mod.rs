@@ -4,9 +4,10 @@
 mod connect;
 mod idle;
 mod load;
+mod login;
 mod pool;
 mod reset;
 
-pub use connect::{BackendConn, BackendKey, LoginRequest, connect};
+pub use connect::{BackendConn, BackendKey, BackendSecret, LoginRequest, NodeAddress, connect};
 pub use load::NodeLoad;
 pub use pool::{IDLE_TIMEOUT, Lease, Pool, PoolKey, Reuse};

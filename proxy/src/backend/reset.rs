@@ -1,7 +1,6 @@
 //! Returning a backend connection to the state a fresh login would have.
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 use crate::client::read::{ReadError, read_message};
 
@@ -27,7 +26,7 @@ pub enum ResetError {
 }
 
 pub async fn reset(conn: &mut BackendConn) -> Result<(), ResetError> {
-    conn.stream.write_all(RESET_QUERY).await?;
+    conn.stream.send_all(RESET_QUERY).await?;
     let mut inbuf = BytesMut::new();
     let mut refused = false;
     loop {

@@ -239,6 +239,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
             .write_all(self.out)
             .await
             .map_err(ProxyError::ClientIo)?;
+        self.stream.flush().await.map_err(ProxyError::ClientIo)?;
         self.out.clear();
         let (tag, body) = read_message(self.stream, self.inbuf, MAX_AUTH_MESSAGE)
             .await

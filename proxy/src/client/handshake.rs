@@ -1,9 +1,14 @@
-//! The first packets of a client connection, before any authentication.
+//! The first packets of a client connection, before any authentication:
+//! encryption requests (TLS when pgrelay has a certificate), then the
+//! startup or cancel packet.
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncRead;
+use tokio::time::{Instant, timeout_at};
 
 use crate::error::ProxyError;
+use crate::net::Stream;
+use crate::tls::{ALPN_POSTGRESQL, ClientTls};
 use crate::wire::be;
 use crate::wire::startup::{self, StartupParams, StartupRequest};
 
@@ -12,6 +17,11 @@ use super::read::read_more;
 /// Encryption requests a client may make before its startup packet
 /// (libpq sends GSSENCRequest then SSLRequest at most).
 const MAX_ENCRYPTION_REQUESTS: usize = 2;
+/// The first byte of a TLS handshake record: a client that starts TLS
+/// without an SSLRequest (`sslnegotiation=direct`, PostgreSQL 17).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// The answer to SSLRequest that starts the handshake.
+const ENCRYPTION_ACCEPTED: u8 = b'S';
 
 /// What a new connection turned out to be.
 #[derive(Debug)]
@@ -20,40 +30,126 @@ pub enum FirstContact {
     Startup(StartupParams),
 }
 
-/// Answers encryption requests with 'N' (TLS is not configured) and reads
-/// the startup or cancel packet. Bytes the client sent after it stay in
-/// `buf`.
-pub async fn read_first_contact<S>(
-    stream: &mut S,
+/// A failed opening, with the stream when there still is one to write
+/// the error to (not after a failed TLS handshake).
+pub struct OpenError {
+    pub stream: Option<Stream>,
+    pub error: ProxyError,
+}
+
+/// Negotiates encryption and reads the startup or cancel packet. The
+/// stream comes back as TLS when the client asked for it and `tls` is
+/// configured. Bytes the client sent after the packet stay in `buf`.
+pub async fn open(
+    mut stream: Stream,
     buf: &mut BytesMut,
-) -> Result<FirstContact, ProxyError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    for _ in 0..=MAX_ENCRYPTION_REQUESTS {
-        let packet = read_packet(stream, buf).await?;
-        match startup::parse(&packet)? {
-            StartupRequest::Ssl | StartupRequest::GssEnc => {
-                if !buf.is_empty() {
-                    // Bytes behind an SSLRequest would be the start of a TLS
-                    // handshake the client sent without waiting: the
-                    // "buffered data after SSL request" attack.
-                    return Err(ProxyError::Protocol(
-                        "unexpected data after an encryption request".into(),
-                    ));
-                }
-                stream
-                    .write_all(&[be::ENCRYPTION_REFUSED])
-                    .await
-                    .map_err(ProxyError::ClientIo)?;
-            }
-            StartupRequest::Cancel { pid, secret } => {
-                return Ok(FirstContact::Cancel { pid, secret });
-            }
-            StartupRequest::Startup(params) => return Ok(FirstContact::Startup(params)),
+    tls: Option<&ClientTls>,
+    deadline: Instant,
+) -> Result<(Stream, FirstContact), OpenError> {
+    let late = |stream| with(stream, ProxyError::LoginTimeout);
+    if let Some(tls) = tls {
+        match timeout_at(deadline, starts_with_tls(&stream)).await {
+            Ok(true) => stream = accept(stream, tls, Negotiated::Direct, deadline).await?,
+            Ok(false) => {}
+            Err(_) => return Err(late(stream)),
         }
     }
-    Err(ProxyError::Protocol("too many encryption requests".into()))
+    for _ in 0..=MAX_ENCRYPTION_REQUESTS {
+        let packet = match timeout_at(deadline, read_packet(&mut stream, buf)).await {
+            Ok(Ok(packet)) => packet,
+            Ok(Err(error)) => return Err(with(stream, error)),
+            Err(_) => return Err(late(stream)),
+        };
+        let request = match startup::parse(&packet) {
+            Ok(request) => request,
+            Err(error) => return Err(with(stream, error.into())),
+        };
+        match request {
+            StartupRequest::Ssl | StartupRequest::GssEnc if !buf.is_empty() => {
+                // Bytes behind an SSLRequest would be the start of a TLS
+                // handshake the client sent without waiting: the
+                // "buffered data after SSL request" attack (CVE-2021-23222).
+                let error =
+                    ProxyError::Protocol("unexpected data after an encryption request".into());
+                return Err(with(stream, error));
+            }
+            StartupRequest::Ssl if stream.is_tls() => {
+                let error =
+                    ProxyError::Protocol("SSLRequest on a connection already on TLS".into());
+                return Err(with(stream, error));
+            }
+            StartupRequest::Ssl if tls.is_some() && matches!(stream, Stream::Tcp(_)) => {
+                if let Err(e) = stream.send_all(&[ENCRYPTION_ACCEPTED]).await {
+                    return Err(with(stream, ProxyError::ClientIo(e)));
+                }
+                let tls = tls.expect("checked above");
+                stream = accept(stream, tls, Negotiated::SslRequest, deadline).await?;
+            }
+            StartupRequest::Ssl | StartupRequest::GssEnc => {
+                if let Err(e) = stream.send_all(&[be::ENCRYPTION_REFUSED]).await {
+                    return Err(with(stream, ProxyError::ClientIo(e)));
+                }
+            }
+            StartupRequest::Cancel { pid, secret } => {
+                return Ok((stream, FirstContact::Cancel { pid, secret }));
+            }
+            StartupRequest::Startup(params) => return Ok((stream, FirstContact::Startup(params))),
+        }
+    }
+    let error = ProxyError::Protocol("too many encryption requests".into());
+    Err(with(stream, error))
+}
+
+fn with(stream: Stream, error: ProxyError) -> OpenError {
+    OpenError {
+        stream: Some(stream),
+        error,
+    }
+}
+
+/// How the client asked for TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Negotiated {
+    SslRequest,
+    /// No SSLRequest: PostgreSQL requires ALPN `postgresql` then, so that
+    /// a TLS connection meant for another protocol is not taken for one.
+    Direct,
+}
+
+/// Whether the client's first byte opens a TLS handshake. Peeked, not
+/// read: the handshake needs it. TCP only (TLS over a Unix socket is
+/// not something PostgreSQL clients do).
+async fn starts_with_tls(stream: &Stream) -> bool {
+    let Stream::Tcp(tcp) = stream else {
+        return false;
+    };
+    let mut first = [0u8; 1];
+    matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == TLS_HANDSHAKE_RECORD)
+}
+
+async fn accept(
+    stream: Stream,
+    tls: &ClientTls,
+    how: Negotiated,
+    deadline: Instant,
+) -> Result<Stream, OpenError> {
+    let failed = |error| OpenError {
+        stream: None,
+        error,
+    };
+    let accepted = timeout_at(deadline, tls.acceptor.accept(stream))
+        .await
+        .map_err(|_| failed(ProxyError::LoginTimeout))?
+        .map_err(|e| failed(ProxyError::Protocol(format!("TLS handshake failed: {e}"))))?;
+    let postgresql = accepted.get_ref().1.alpn_protocol() == Some(ALPN_POSTGRESQL);
+    let stream = Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(accepted)));
+    if how == Negotiated::Direct && !postgresql {
+        let error = ProxyError::Protocol(
+            "direct TLS connection without ALPN protocol \"postgresql\"".into(),
+        );
+        return Err(with(stream, error));
+    }
+    Ok(stream)
 }
 
 async fn read_packet<S: AsyncRead + Unpin>(

@@ -7,5 +7,5 @@ pub mod identity;
 pub mod read;
 
 pub use auth::{Credentials, Method, Proof, authenticate};
-pub use handshake::{FirstContact, read_first_contact};
+pub use handshake::{FirstContact, OpenError, open};
 pub use identity::Identity;

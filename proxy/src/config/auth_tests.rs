@@ -183,3 +183,43 @@ fn durations_sizes_and_conninfo_are_bounded_and_checked() {
         ]
     );
 }
+
+#[test]
+fn tls_settings_are_read_resolved_and_checked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.crt");
+    let text = format!(
+        "[[nodes]]\nname = \"pg1\"\naddr = \"db1:5432\"\n\
+         [[nodes]]\nname = \"pg2\"\naddr = \"db2:5432\"\nsslmode = \"disable\"\n\
+         [tls]\nsslmode = \"verify-full\"\nsslrootcert = \"{}\"\n",
+        missing.display()
+    );
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("tls.sslrootcert: cannot read"),
+        "{found:?}"
+    );
+
+    let text = format!("{ONE_NODE}[tls]\nsslmode = \"verify-ca\"\nclient = \"require\"\n");
+    assert_eq!(
+        problems(&text),
+        vec![
+            "tls.client: \"require\" needs tls.cert_file and tls.key_file (pgrelay's certificate)",
+            "tls.sslmode: \"verify-ca\" needs sslrootcert (the CA certificates to trust)",
+        ]
+    );
+    assert_eq!(
+        problems(&format!("{ONE_NODE}[tls]\ncert_file = \"a.crt\"\n")),
+        vec!["tls.key_file: required with cert_file",]
+    );
+
+    let config = parse(
+        "[[nodes]]\nname = \"pg1\"\naddr = \"db1:5432\"\n\
+         [[nodes]]\nname = \"pg2\"\naddr = \"db2:5432\"\nsslmode = \"disable\"\n",
+    )
+    .expect("valid");
+    assert_eq!(config.tls.client, ClientTlsMode::Disable);
+    assert_eq!(config.nodes[0].tls.sslmode, SslMode::Prefer);
+    assert_eq!(config.nodes[1].tls.sslmode, SslMode::Disable);
+}

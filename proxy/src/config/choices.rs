@@ -109,6 +109,41 @@ choice_enum! {
     }
 }
 
+choice_enum! {
+    /// Whether clients may, or must, use TLS.
+    ClientTlsMode {
+        /// SSLRequest refused ('N'), direct TLS closed.
+        Disable => "disable",
+        /// TLS when the client asks for it.
+        Allow => "allow",
+        /// TCP clients without TLS are refused (28000); Unix sockets are
+        /// local and exempt, as in PostgreSQL's `hostssl`.
+        Require => "require",
+    }
+}
+
+choice_enum! {
+    /// TLS to a node, as libpq's `sslmode`.
+    SslMode {
+        Disable => "disable",
+        /// TLS when the node offers it; the certificate is not checked.
+        Prefer => "prefer",
+        /// TLS or nothing; the certificate is not checked.
+        Require => "require",
+        /// TLS with a certificate signed by `sslrootcert`.
+        VerifyCa => "verify-ca",
+        /// As `verify-ca`, and the certificate names the node's host.
+        VerifyFull => "verify-full",
+    }
+}
+
+impl SslMode {
+    /// Modes that check the certificate against `sslrootcert`.
+    pub const fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

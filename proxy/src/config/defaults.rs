@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use super::choices::{AuthMode, Consistency, LoadBalance, WhenNoReplica};
+use super::choices::{AuthMode, Consistency, LoadBalance, SslMode, WhenNoReplica};
 use super::units::ByteSize;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -34,6 +34,9 @@ pub const MAX_BYTE_SIZE: ByteSize = ByteSize::from_gb(1024);
 
 // [auth]
 pub const DEFAULT_AUTH_MODE: AuthMode = AuthMode::ScramSha256;
+
+// [tls]
+pub const DEFAULT_SSLMODE: SslMode = SslMode::Prefer;
 
 // [admin]
 /// An admin token guards failover: shorter ones can be guessed over HTTP.

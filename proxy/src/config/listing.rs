@@ -61,6 +61,7 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
     for (i, node) in config.nodes.iter().enumerate() {
         add(&format!("nodes[{i}].name"), node.name.to_string());
         add(&format!("nodes[{i}].addr"), node.addr.to_string());
+        node_tls(&mut add, &format!("nodes[{i}]"), &node.tls);
     }
     add("auth.mode", config.auth.mode.to_string());
     add(
@@ -99,7 +100,39 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
     add("admin.users", config.admin.users.join(", "));
     let token = config.admin.token.as_ref().map_or("", |t| t.0.as_str());
     add("admin.token", secrets.show(token));
+    let t = &config.tls;
+    let (cert, key) = cert_files(t.server.as_ref());
+    add("tls.cert_file", cert);
+    add("tls.key_file", key);
+    add("tls.client", t.client.to_string());
+    node_tls(&mut add, "tls", &t.nodes);
+    add(
+        "tls.allow_cleartext_backend_auth",
+        t.allow_cleartext_backend_auth.to_string(),
+    );
     rows
+}
+
+/// `sslmode`, `sslrootcert`, `sslcert`, `sslkey` under `prefix`.
+fn node_tls(add: &mut impl FnMut(&str, String), prefix: &str, tls: &super::NodeTlsConfig) {
+    add(&format!("{prefix}.sslmode"), tls.sslmode.to_string());
+    add(
+        &format!("{prefix}.sslrootcert"),
+        path(tls.sslrootcert.as_deref()),
+    );
+    let (cert, key) = cert_files(tls.client_cert.as_ref());
+    add(&format!("{prefix}.sslcert"), cert);
+    add(&format!("{prefix}.sslkey"), key);
+}
+
+fn cert_files(files: Option<&super::CertFiles>) -> (String, String) {
+    files.map_or_else(Default::default, |f| {
+        (path(Some(&f.cert_file)), path(Some(&f.key_file)))
+    })
+}
+
+fn path(path: Option<&std::path::Path>) -> String {
+    path.map_or_else(String::new, |p| p.display().to_string())
 }
 
 /// The keys whose values differ between `old` and `new` (including keys

@@ -12,6 +12,7 @@ mod listing;
 mod nodename;
 mod reader;
 mod sections;
+mod tls_check;
 mod units;
 
 #[cfg(test)]
@@ -31,10 +32,10 @@ pub(crate) fn minimal_with(extra: &str) -> Config {
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use choices::{AuthMode, Consistency, LoadBalance, WhenNoReplica};
+pub use choices::{AuthMode, ClientTlsMode, Consistency, LoadBalance, SslMode, WhenNoReplica};
 pub use defaults::*;
 pub use error::{ConfigError, Problem};
 pub use hostport::HostPort;
@@ -54,6 +55,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub failover: FailoverConfig,
     pub admin: AdminConfig,
+    pub tls: TlsConfig,
 }
 
 /// `[listen]`: the client-facing side.
@@ -82,6 +84,63 @@ pub struct ListenConfig {
 pub struct NodeConfig {
     pub name: NodeName,
     pub addr: HostPort,
+    /// The entry's own `sslmode`, `sslrootcert`, `sslcert`/`sslkey`, each
+    /// defaulting to `[tls]`'s.
+    pub tls: NodeTlsConfig,
+}
+
+/// `[tls]`: pgrelay's certificate for clients, and the defaults for
+/// connections to the nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `cert_file` and `key_file`; without them TLS is refused to clients.
+    pub server: Option<CertFiles>,
+    /// `client`: `allow` by default when a certificate is set.
+    pub client: ClientTlsMode,
+    /// `sslmode`, `sslrootcert`, `sslcert`/`sslkey`: for nodes that do not
+    /// set their own.
+    pub nodes: NodeTlsConfig,
+    /// Answer a node's request for a cleartext password even over a link
+    /// that is not `verify-full` TLS.
+    pub allow_cleartext_backend_auth: bool,
+}
+
+/// A certificate chain and its private key, in PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// TLS to one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeTlsConfig {
+    pub sslmode: SslMode,
+    /// CA certificates (PEM) that `verify-ca` / `verify-full` trust.
+    pub sslrootcert: Option<PathBuf>,
+    /// A client certificate to present, for nodes that ask for one.
+    pub client_cert: Option<CertFiles>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            server: None,
+            client: ClientTlsMode::Disable,
+            nodes: NodeTlsConfig::default(),
+            allow_cleartext_backend_auth: false,
+        }
+    }
+}
+
+impl Default for NodeTlsConfig {
+    fn default() -> Self {
+        NodeTlsConfig {
+            sslmode: DEFAULT_SSLMODE,
+            sslrootcert: None,
+            client_cert: None,
+        }
+    }
 }
 
 /// `[auth]`: how clients log in to the proxy.

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -233,6 +234,16 @@ impl<'t> Section<'t> {
     {
         let text = self.string(name, p)?;
         self.report(name, text.parse::<T>(), p)
+    }
+
+    /// A file path (not checked here: the TLS files are read whole later).
+    pub(super) fn file(&mut self, name: &'static str, p: &mut Problems) -> Option<PathBuf> {
+        let text = self.string(name, p)?;
+        if text.trim().is_empty() {
+            p.push(self.key(name), "must not be empty");
+            return None;
+        }
+        Some(PathBuf::from(text))
     }
 
     /// A sub-table, e.g. `[listen]` inside the root.

@@ -5,14 +5,16 @@
 //! so that the remaining keys are still checked.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use toml::Table;
 
 use super::reader::{Problems, Section};
 use super::{
-    AdminConfig, AdminToken, AuthConfig, AuthMode, Config, ConfigError, FailoverConfig, HostPort,
-    ListenConfig, MAX_MESSAGE_SIZE, MAX_WORKERS, MIN_ADMIN_TOKEN_LEN, MIN_MESSAGE_SIZE,
-    MonitorConfig, NodeConfig, NodeName, RoutingConfig, UserConfig,
+    AdminConfig, AdminToken, AuthConfig, AuthMode, CertFiles, ClientTlsMode, Config, ConfigError,
+    DEFAULT_SSLMODE, FailoverConfig, HostPort, ListenConfig, MAX_MESSAGE_SIZE, MAX_WORKERS,
+    MIN_ADMIN_TOKEN_LEN, MIN_MESSAGE_SIZE, MonitorConfig, NodeConfig, NodeName, NodeTlsConfig,
+    RoutingConfig, SslMode, TlsConfig, UserConfig,
 };
 
 const MISSING: &str = "required key is missing";
@@ -29,7 +31,7 @@ pub(super) fn read_config(
 
     // Read in the order the sections are documented, so problems are too.
     let listen = read_listen(section(&mut root, "listen", &empty, &mut p), &mut p);
-    let nodes = read_nodes(&mut root, &mut p);
+    let (mut nodes, node_tls) = read_nodes(&mut root, &mut p);
     let auth_written = root.has("auth");
     let auth_section = section(&mut root, "auth", &empty, &mut p);
     let auth = read_auth(auth_section, auth_written, env, &mut p);
@@ -37,8 +39,11 @@ pub(super) fn read_config(
     let routing = read_routing(section(&mut root, "routing", &empty, &mut p), &mut p);
     let failover = read_failover(section(&mut root, "failover", &empty, &mut p), &mut p);
     let admin = read_admin(section(&mut root, "admin", &empty, &mut p), env, &mut p);
+    let tls = read_tls(section(&mut root, "tls", &empty, &mut p), &mut p);
     root.finish(&mut p);
     check_trust_reach(&listen, &auth, &mut p);
+    resolve_node_tls(&mut nodes, node_tls, &tls.nodes);
+    super::tls_check::check_files(&tls, &nodes, &mut p);
 
     if !p.0.is_empty() {
         return Err(ConfigError { problems: p.0 });
@@ -51,6 +56,7 @@ pub(super) fn read_config(
         routing,
         failover,
         admin,
+        tls,
     })
 }
 
@@ -118,13 +124,15 @@ fn read_listen(mut s: Section<'_>, p: &mut Problems) -> ListenConfig {
     listen
 }
 
-fn read_nodes(root: &mut Section<'_>, p: &mut Problems) -> Vec<NodeConfig> {
+/// The nodes, and each one's own TLS keys (resolved against `[tls]`
+/// once that is read).
+fn read_nodes(root: &mut Section<'_>, p: &mut Problems) -> (Vec<NodeConfig>, Vec<NodeTlsKeys>) {
     const NONE: &str = "at least one [[nodes]] entry is required";
     let written = root.has("nodes");
     let entries = match root.tables("nodes", p) {
         Some((0, _)) => {
             p.push("nodes", NONE);
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         Some((_, entries)) => entries,
         None => {
@@ -132,9 +140,10 @@ fn read_nodes(root: &mut Section<'_>, p: &mut Problems) -> Vec<NodeConfig> {
             if !written {
                 p.push("nodes", NONE);
             }
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
     };
+    let mut own_tls = Vec::with_capacity(entries.len());
 
     let mut nodes = Vec::with_capacity(entries.len());
     let mut names: HashMap<NodeName, String> = HashMap::new();
@@ -156,12 +165,96 @@ fn read_nodes(root: &mut Section<'_>, p: &mut Problems) -> Vec<NodeConfig> {
             let message = format!("duplicate node address \"{addr}\" (also used by {first})");
             p.push(s.key("addr"), message);
         }
+        let tls = read_node_tls(&mut s, p);
         s.finish(p);
         if let (Some(name), Some(addr)) = (name, addr) {
-            nodes.push(NodeConfig { name, addr });
+            nodes.push(NodeConfig {
+                name,
+                addr,
+                tls: NodeTlsConfig::default(),
+            });
+            own_tls.push(tls);
         }
     }
-    nodes
+    (nodes, own_tls)
+}
+
+/// TLS keys a `[[nodes]]` entry may set for itself.
+#[derive(Default)]
+struct NodeTlsKeys {
+    sslmode: Option<SslMode>,
+    sslrootcert: Option<PathBuf>,
+    client_cert: Option<CertFiles>,
+}
+
+fn read_node_tls(s: &mut Section<'_>, p: &mut Problems) -> NodeTlsKeys {
+    NodeTlsKeys {
+        sslmode: s.parsed("sslmode", p),
+        sslrootcert: s.file("sslrootcert", p),
+        client_cert: read_cert_pair(s, "sslcert", "sslkey", p),
+    }
+}
+
+/// Each node's TLS: its own keys, the rest from `[tls]`.
+fn resolve_node_tls(nodes: &mut [NodeConfig], own: Vec<NodeTlsKeys>, defaults: &NodeTlsConfig) {
+    for (node, own) in nodes.iter_mut().zip(own) {
+        node.tls = NodeTlsConfig {
+            sslmode: own.sslmode.unwrap_or(defaults.sslmode),
+            sslrootcert: own.sslrootcert.or_else(|| defaults.sslrootcert.clone()),
+            client_cert: own.client_cert.or_else(|| defaults.client_cert.clone()),
+        };
+    }
+}
+
+/// A certificate and its key: both keys or neither.
+fn read_cert_pair(
+    s: &mut Section<'_>,
+    cert: &'static str,
+    key: &'static str,
+    p: &mut Problems,
+) -> Option<CertFiles> {
+    let cert_file = s.file(cert, p);
+    let key_file = s.file(key, p);
+    match (s.has(cert), s.has(key)) {
+        (true, false) => p.push(s.key(key), format!("required with {cert}")),
+        (false, true) => p.push(s.key(cert), format!("required with {key}")),
+        _ => {}
+    }
+    Some(CertFiles {
+        cert_file: cert_file?,
+        key_file: key_file?,
+    })
+}
+
+fn read_tls(mut s: Section<'_>, p: &mut Problems) -> TlsConfig {
+    let server = read_cert_pair(&mut s, "cert_file", "key_file", p);
+    let default_client = if server.is_some() {
+        ClientTlsMode::Allow
+    } else {
+        ClientTlsMode::Disable
+    };
+    let client = s.parsed("client", p).unwrap_or(default_client);
+    if client != ClientTlsMode::Disable && server.is_none() && !s.has("cert_file") {
+        p.push(
+            s.key("client"),
+            format!("\"{client}\" needs tls.cert_file and tls.key_file (pgrelay's certificate)"),
+        );
+    }
+    let nodes = NodeTlsConfig {
+        sslmode: s.parsed("sslmode", p).unwrap_or(DEFAULT_SSLMODE),
+        sslrootcert: s.file("sslrootcert", p),
+        client_cert: read_cert_pair(&mut s, "sslcert", "sslkey", p),
+    };
+    let allow_cleartext_backend_auth = s
+        .boolean("allow_cleartext_backend_auth", p)
+        .unwrap_or(false);
+    s.finish(p);
+    TlsConfig {
+        server,
+        client,
+        nodes,
+        allow_cleartext_backend_auth,
+    }
 }
 
 /// `auth_written` tells an `[auth]` section that was written from one that

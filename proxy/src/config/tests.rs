@@ -79,6 +79,7 @@ fn node(name: &str, host: &str, port: u16) -> NodeConfig {
             host: host.into(),
             port,
         },
+        tls: NodeTlsConfig::default(),
     }
 }
 

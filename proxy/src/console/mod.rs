@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use crate::net::Stream;
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
 use crate::client::read::{ReadError, read_message};
@@ -139,7 +138,7 @@ pub async fn serve(
 }
 
 async fn send(client: &mut Stream, out: &mut BytesMut) -> Result<(), ProxyError> {
-    client.write_all(out).await.map_err(ProxyError::ClientIo)?;
+    client.send_all(out).await.map_err(ProxyError::ClientIo)?;
     out.clear();
     Ok(())
 }

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 use crate::backend::BackendConn;
 use crate::client::read::read_message;
@@ -38,7 +37,7 @@ pub async fn exchange(conn: &mut BackendConn, request: &[u8]) -> Result<Answer, 
         source,
     };
     let work = async {
-        conn.stream.write_all(request).await.map_err(io)?;
+        conn.stream.send_all(request).await.map_err(io)?;
         let mut inbuf = BytesMut::new();
         let mut answer = Answer::default();
         loop {

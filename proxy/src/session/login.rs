@@ -2,15 +2,14 @@
 
 use crate::net::Stream;
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, timeout_at};
 use tracing::Span;
 
-use crate::backend::{Lease, LoginRequest, PoolKey, connect};
+use crate::backend::{BackendSecret, Lease, LoginRequest, NodeAddress, PoolKey, connect};
 use crate::cancel::CancelKey;
 use crate::client::handshake::negotiate_protocol;
-use crate::client::{FirstContact, Identity, Method, authenticate, read_first_contact};
-use crate::config::{AuthMode, Config};
+use crate::client::{FirstContact, Identity, Method, authenticate};
+use crate::config::{AuthMode, ClientTlsMode, Config};
 use crate::error::ProxyError;
 use crate::net::Peer;
 use crate::scram::{DEFAULT_ITERATIONS, ScramSecret};
@@ -52,20 +51,20 @@ pub struct Login {
     pub params: Vec<(String, String)>,
 }
 
-/// Logs the client in. `Ok(None)`: the connection was a CancelRequest and
-/// has been dealt with.
-pub async fn login(client: &mut Stream, ctx: &SessionContext) -> Result<Option<Entry>, ProxyError> {
+/// Logs in a client whose first packet was `first`: `Ok(None)` when it
+/// was a CancelRequest (dealt with). `inbuf`: what it sent after that
+/// packet; `deadline`: when `listen.login_timeout` runs out.
+pub async fn login(
+    client: &mut Stream,
+    first: FirstContact,
+    mut inbuf: BytesMut,
+    deadline: Instant,
+    ctx: &SessionContext,
+) -> Result<Option<Entry>, ProxyError> {
     let shared = &ctx.shared;
     let config = shared.config();
-    let login_timeout = config.listen.login_timeout;
-    let deadline = Instant::now() + login_timeout;
-    let timed_out = |_| ProxyError::LoginTimeout(login_timeout);
-
-    let mut inbuf = BytesMut::new();
-    let params = match timeout_at(deadline, read_first_contact(client, &mut inbuf))
-        .await
-        .map_err(timed_out)??
-    {
+    let timed_out = |_| ProxyError::LoginTimeout;
+    let params = match first {
         FirstContact::Cancel { pid, secret } => {
             shared.cancels.cancel(pid, secret).await;
             return Ok(None);
@@ -75,6 +74,18 @@ pub async fn login(client: &mut Stream, ctx: &SessionContext) -> Result<Option<E
     if ctx.slot.over_limit {
         return Err(ProxyError::TooManyClients);
     }
+    let client_tls = shared.client_tls.current();
+    let tls_required = client_tls
+        .as_ref()
+        .is_some_and(|tls| tls.mode == ClientTlsMode::Require);
+    if tls_required && !client.is_tls() && ctx.peer != Peer::Local {
+        return Err(ProxyError::TlsRequired(ctx.peer));
+    }
+    // SCRAM-SHA-256-PLUS binds to the certificate this link was made with.
+    let cert_hash = client_tls
+        .as_ref()
+        .filter(|_| client.is_tls())
+        .and_then(|tls| tls.cert_hash.as_deref());
     let identity = claimed_identity(&params)?;
     let span = Span::current();
     span.record("user", identity.user.as_str());
@@ -102,7 +113,7 @@ pub async fn login(client: &mut Stream, ctx: &SessionContext) -> Result<Option<E
         method,
         credentials,
         &identity.user,
-        None,
+        cert_hash,
     );
     timeout_at(deadline, exchange).await.map_err(timed_out)??;
 
@@ -125,7 +136,7 @@ pub async fn login(client: &mut Stream, ctx: &SessionContext) -> Result<Option<E
     }
     be::backend_key_data(&mut out, cancel_key.pid, cancel_key.secret);
     be::ready_for_query(&mut out, b'I');
-    client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
+    client.send_all(&out).await.map_err(ProxyError::ClientIo)?;
     Ok(Some(Entry::Session(Box::new(Login {
         lease,
         cancel_key,
@@ -250,18 +261,25 @@ pub async fn lease_node(
     let config = shared.config();
     let hold = config.failover.hold_writes;
     let target = config.nodes.get(node).ok_or(ProxyError::NoPrimary(hold))?;
-    let conn = connect(
-        node,
-        target.name.as_str(),
-        &target.addr,
-        LoginRequest {
-            user,
-            params: &key.params,
-            password: shared.credentials.backend_password(user),
-        },
-        config.listen.login_timeout,
-    )
-    .await?;
+    let tls = shared
+        .node_tls
+        .get(node)
+        .ok_or(ProxyError::NoPrimary(hold))?;
+    let address = NodeAddress {
+        index: node,
+        name: target.name.as_str(),
+        addr: &target.addr,
+        tls,
+    };
+    let login = LoginRequest {
+        user,
+        params: &key.params,
+        secret: shared
+            .credentials
+            .backend_password(user)
+            .map(BackendSecret::Password),
+    };
+    let conn = connect(address, login, config.listen.login_timeout).await?;
     Ok(ctx.pool.lease_new(key, conn))
 }
 

@@ -24,11 +24,12 @@ use std::sync::Arc;
 
 use crate::net::Stream;
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, field, info_span, warn};
 
 use crate::backend::{Pool, Reuse};
 use crate::cancel::CancelTarget;
+use crate::client::{FirstContact, OpenError, open};
 use crate::error::ProxyError;
 use crate::registry::{ClientState, NewSession};
 use crate::shared::{ClientSlot, Shared};
@@ -76,14 +77,25 @@ pub async fn run(client: Stream, ctx: SessionContext) {
         user = field::Empty,
         database = field::Empty,
     );
-    let mut client = client;
-    let result = serve(&mut client, &ctx, &span, id).await;
-    if let Err(e) = &result
+    let deadline = Instant::now() + ctx.shared.config().listen.login_timeout;
+    let mut inbuf = BytesMut::new();
+    let tls = ctx.shared.client_tls.current();
+    let opened = open(client, &mut inbuf, tls.as_deref(), deadline)
+        .instrument(span.clone())
+        .await;
+    let (mut client, result) = match opened {
+        Ok((mut client, first)) => {
+            let result = serve(&mut client, first, inbuf, deadline, &ctx, &span, id).await;
+            (Some(client), result)
+        }
+        Err(OpenError { stream, error }) => (stream, Err(error)),
+    };
+    if let (Err(e), Some(client)) = (&result, &mut client)
         && e.client_reachable()
     {
         let mut out = BytesMut::new();
         e.write_fatal(&mut out);
-        let _ = client.write_all(&out).await;
+        let _ = client.send_all(&out).await;
     }
     span.in_scope(|| match result {
         Ok(end) => debug!(?end, "session ended"),
@@ -94,11 +106,15 @@ pub async fn run(client: Stream, ctx: SessionContext) {
 
 async fn serve(
     client: &mut Stream,
+    first: FirstContact,
+    inbuf: BytesMut,
+    deadline: Instant,
     ctx: &SessionContext,
     span: &Span,
     id: u64,
 ) -> Result<Option<ForwardEnd>, ProxyError> {
-    let login = match login(client, ctx).instrument(span.clone()).await? {
+    let logged_in = login(client, first, inbuf, deadline, ctx);
+    let login = match logged_in.instrument(span.clone()).await? {
         None => return Ok(None),
         Some(Entry::Console(login)) => {
             let who = crate::console::ConsoleClient {
@@ -151,6 +167,7 @@ async fn serve(
     let end = loop {
         let current = leases.current_mut();
         cancel_key.set_target(Some(CancelTarget {
+            node: current.conn().node,
             addr: current.conn().peer.clone(),
             key: current.conn().key,
         }));
@@ -208,7 +225,7 @@ async fn serve(
                 retry_on_primary(ctx, &mut leases, &mut route, &mut tracker, &params, &user).await;
             match rerun {
                 Ok(Some(answer)) => client
-                    .write_all(&answer)
+                    .send_all(&answer)
                     .await
                     .map_err(ProxyError::ClientIo)?,
                 Ok(None) => identity.node = leases.current_mut().conn().node_name.clone(),
@@ -242,7 +259,7 @@ async fn serve(
                 let reply = local::execute(&command, &mut route, &defaults);
                 local::write_simple(&reply, &mut out);
                 be::ready_for_query(&mut out, tracker.status().as_byte());
-                client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
+                client.send_all(&out).await.map_err(ProxyError::ClientIo)?;
                 up.skip_head();
             }
             Some(Pending::Switch {
@@ -316,7 +333,7 @@ async fn serve(
                 let status = tracker.status().as_byte();
                 let out =
                     local::answer_batch(up.held(), command.as_ref(), &mut route, &defaults, status);
-                client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
+                client.send_all(&out).await.map_err(ProxyError::ClientIo)?;
                 up.skip(len);
             }
             Some(Pending::Reinspect) => up.resume(),
@@ -460,7 +477,7 @@ async fn serve(
                 "57P01",
                 "terminating connection because pgrelay is shutting down",
             );
-            let _ = client.write_all(&out).await;
+            let _ = client.send_all(&out).await;
         }
     }
     Ok(Some(end))
@@ -525,7 +542,7 @@ async fn resend(
     switch_for_statement(ctx, leases, route, true, target, needs, login).await?;
     let conn = leases.current_mut().conn_mut();
     conn.stream
-        .write_all(&rerun.request)
+        .send_all(&rerun.request)
         .await
         .map_err(|source| ProxyError::BackendIo {
             node: conn.node_name.clone(),
@@ -560,7 +577,7 @@ async fn refuse(
     let mut out = BytesMut::new();
     be::error_response(&mut out, Severity::Error, sqlstate, message);
     be::ready_for_query(&mut out, tracker.status().as_byte());
-    client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
+    client.send_all(&out).await.map_err(ProxyError::ClientIo)?;
     match batch_len {
         Some(len) => up.skip(len),
         None => up.skip_head(),

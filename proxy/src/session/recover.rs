@@ -11,7 +11,6 @@ use crate::net::Stream;
 use bytes::BytesMut;
 use pgrelay_health::{NodeRole, Topology};
 use pgrelay_router::RouteReason;
-use tokio::io::AsyncWriteExt;
 use tracing::info;
 
 use crate::error::ProxyError;
@@ -116,7 +115,7 @@ pub async fn recover(
                 be::ready_for_query(&mut out, status);
                 tracker.ready_for_query(status);
             }
-            client.write_all(&out).await.map_err(ProxyError::ClientIo)?;
+            client.send_all(&out).await.map_err(ProxyError::ClientIo)?;
         }
     }
     Ok(())

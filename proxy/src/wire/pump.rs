@@ -107,6 +107,8 @@ pub struct Pump {
     want: usize,
     max_whole: usize,
     eof: bool,
+    /// Written since the writer was last flushed.
+    unflushed: bool,
 }
 
 impl Pump {
@@ -122,6 +124,7 @@ impl Pump {
             want: 0,
             max_whole,
             eof: false,
+            unflushed: false,
         }
     }
 
@@ -221,8 +224,18 @@ impl Pump {
                     Poll::Ready(Ok(n)) => {
                         self.buf.advance(n);
                         self.ready -= n;
+                        self.unflushed = true;
                         continue;
                     }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpError::Write(e))),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if self.unflushed {
+                // TLS holds records the socket did not take yet until it
+                // is flushed; a plain socket is flushed at once.
+                match writer.as_mut().poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.unflushed = false,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpError::Write(e))),
                     Poll::Pending => return Poll::Pending,
                 }

@@ -56,6 +56,19 @@ pub(crate) fn write_common(
     for (key, value) in settings {
         conf.push_str(&setting_line(key, &value));
     }
+    if let Some(tls) = &opts.tls {
+        // PostgreSQL refuses a key others may read.
+        let key = data_dir.join("server.key");
+        write_owned(&data_dir.join("server.crt"), &tls.cert_pem, owner)?;
+        write_owned(&key, &tls.key_pem, owner)?;
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| ClusterError::io(format!("chmod {}", key.display()), e))?;
+        conf.push_str(&setting_line("ssl", "on"));
+        if let Some(ca) = &tls.ca_pem {
+            write_owned(&data_dir.join("root.crt"), ca, owner)?;
+            conf.push_str(&setting_line("ssl_ca_file", "root.crt"));
+        }
+    }
     for line in &opts.extra_conf {
         conf.push_str(line);
         conf.push('\n');
@@ -68,6 +81,10 @@ pub(crate) fn write_common(
     let mut hba = String::from(
         "# written by pgrelay-cluster\nlocal all all trust\nlocal replication all trust\n",
     );
+    for line in &opts.extra_hba {
+        hba.push_str(line);
+        hba.push('\n');
+    }
     for net in ["127.0.0.1/32", "::1/128"] {
         hba.push_str(&format!("host all postgres {net} trust\n"));
         hba.push_str(&format!("host replication all {net} trust\n"));

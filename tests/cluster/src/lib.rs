@@ -24,4 +24,4 @@ pub use binaries::{pg_bin_dir, superuser};
 pub use cluster::Cluster;
 pub use error::ClusterError;
 pub use node::Node;
-pub use options::{ClusterOptions, HostAuth};
+pub use options::{ClusterOptions, HostAuth, ServerTls};

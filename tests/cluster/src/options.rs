@@ -25,6 +25,23 @@ pub struct ClusterOptions {
     /// Extra `postgresql.conf` lines for every node, applied after the
     /// harness's own settings so they can override them.
     pub extra_conf: Vec<String>,
+    /// `pg_hba.conf` lines placed before the harness's own (the first
+    /// matching line wins), e.g. one user with `password` (cleartext).
+    pub extra_hba: Vec<String>,
+    /// `ssl = on` with this certificate and key on every node.
+    pub tls: Option<ServerTls>,
+}
+
+/// A node's certificate chain and key, PEM (written as `server.crt` and
+/// `server.key` in the primary's data dir; replicas get them with the
+/// base backup).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// CA certificates (PEM) client certificates are checked against
+    /// (`ssl_ca_file`), for `cert` authentication.
+    pub ca_pem: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -37,6 +54,8 @@ impl Default for ClusterOptions {
             host_auth: HostAuth::Trust,
             roles: Vec::new(),
             extra_conf: Vec::new(),
+            extra_hba: Vec::new(),
+            tls: None,
         }
     }
 }

@@ -18,7 +18,7 @@ use libtest_mimic::Arguments;
 fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
-    let env = env::LazyEnv::new();
+    let env = env::lazy();
     let mut trials = checker::trials(&env);
     trials.extend(fallback::trials(&env));
     let conclusion = libtest_mimic::run(&args, trials);

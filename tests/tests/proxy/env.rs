@@ -2,10 +2,11 @@
 //! on first use (so `--list` starts nothing) and stopped on drop.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use libtest_mimic::{Failed, Trial};
+use libtest_mimic::Trial;
 use pgrelay_cluster::{Cluster, ClusterOptions, HostAuth};
+use pgrelay_tests::shared_env::Environment;
 use pgrelay_tests::{ProxyOptions, TestProxy};
 
 /// A LOGIN role with a password, for the authentication tests.
@@ -21,36 +22,21 @@ pub struct Env {
     pub runtime: tokio::runtime::Runtime,
 }
 
-/// Dropping the last clone (main's, after every trial is gone) drops the
-/// environment.
-#[derive(Clone)]
-pub struct LazyEnv {
-    cell: Arc<OnceLock<Result<Arc<Env>, String>>>,
+pub type LazyEnv = pgrelay_tests::shared_env::LazyEnv<Env>;
+
+impl Environment for Env {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
 }
 
-impl LazyEnv {
-    pub fn new() -> LazyEnv {
-        LazyEnv {
-            cell: Arc::new(OnceLock::new()),
-        }
-    }
-
-    fn get(&self) -> Result<Arc<Env>, String> {
-        self.cell
-            .get_or_init(|| {
-                start()
-                    .map(Arc::new)
-                    .map_err(|e| format!("starting the test cluster: {e:#}"))
-            })
-            .clone()
-    }
+/// The shared environment, started on first use.
+pub fn lazy() -> LazyEnv {
+    LazyEnv::new(start)
 }
 
 fn start() -> anyhow::Result<Env> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()?;
+    let runtime = pgrelay_tests::shared_env::runtime()?;
     let (cluster, proxy) = runtime.block_on(async {
         let cluster = Cluster::start(ClusterOptions {
             replicas: 1,
@@ -75,11 +61,5 @@ where
     F: Fn(Arc<Env>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let env = env.clone();
-    Trial::test(name, move || {
-        let env = env.get().map_err(Failed::from)?;
-        env.runtime
-            .block_on(body(Arc::clone(&env)))
-            .map_err(|e| Failed::from(format!("{e:#}")))
-    })
+    env.trial(name, body)
 }

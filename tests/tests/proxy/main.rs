@@ -22,7 +22,7 @@ use libtest_mimic::Arguments;
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let env = env::LazyEnv::new();
+    let env = env::lazy();
     let mut trials = Vec::new();
     trials.extend(data::trials(&env));
     trials.extend(session::trials(&env));
