@@ -67,6 +67,9 @@ pub enum ProxyError {
     /// prove it is that node.
     #[error("node {node}: {}", pgrelay_health::node_tls::CLEARTEXT_REFUSED)]
     CleartextRefused { node: String },
+    /// `auth_query` could not be run: nothing is known of the user.
+    #[error("pgrelay could not look up user \"{user}\": {reason}")]
+    AuthQuery { user: String, reason: String },
     #[error("pgrelay is shutting down")]
     ShuttingDown,
     /// The session's connection to the primary was lost and with it state
@@ -98,6 +101,7 @@ impl ProxyError {
             ProxyError::NoBackendPassword { .. } => "28P01",
             ProxyError::CleartextRefused { .. } => "28000",
             ProxyError::ShuttingDown => "57P01",
+            ProxyError::AuthQuery { .. } => "08006",
             ProxyError::SessionStateLost { .. } => "08006",
         }
     }

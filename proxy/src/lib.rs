@@ -16,6 +16,7 @@ pub mod error;
 pub mod listeners;
 pub mod metrics;
 pub mod net;
+pub mod passthrough;
 pub mod pause;
 pub mod registry;
 pub mod reload;

@@ -17,6 +17,7 @@ use crate::cancel::CancelRegistry;
 use crate::client::Credentials;
 use crate::config::{Config, FailoverConfig, MonitorConfig};
 use crate::metrics::Metrics;
+use crate::passthrough::SecretSource;
 use crate::pause::PauseGate;
 use crate::registry::SessionRegistry;
 use crate::tls::ClientTlsCell;
@@ -38,6 +39,8 @@ pub struct Shared {
     /// and the demo do; nothing to reload then).
     pub config_path: Option<PathBuf>,
     pub credentials: Credentials,
+    /// Secrets of users not in `[[auth.users]]` (`auth_user`).
+    pub secrets: Option<SecretSource>,
     /// pgrelay's certificate for clients (`RELOAD` reads it again).
     pub client_tls: ClientTlsCell,
     /// How to reach each node, by index (TLS settings are read at start).
@@ -102,6 +105,7 @@ impl Shared {
             client_tls,
             node_tls,
             credentials: Credentials::new(&config.auth),
+            secrets: config.auth.query.clone().map(SecretSource::new),
             monitor_settings: watch::Sender::new(monitor_settings(&config.monitor)),
             failover_settings: watch::Sender::new(failover_settings(&config.failover)),
             config: ArcSwap::new(config),

@@ -81,6 +81,8 @@ pub enum BackendSecret<'a> {
         client_key: &'a crate::scram::Key,
         server_key: &'a crate::scram::Key,
     },
+    /// md5 pass-through: the stored `md5…` hash; md5 only.
+    Md5Stored(&'a str),
 }
 
 /// Where and how to reach a node.

@@ -5,10 +5,10 @@
 
 use bytes::BytesMut;
 use pgrelay_health::node_tls::NodeTls;
-use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::message::frontend;
 
 use super::connect::{BackendConn, BackendKey, BackendSecret, LoginRequest, send};
+use crate::client::md5::Md5Secret;
 use crate::client::read::{ReadError, read_message};
 use crate::error::ProxyError;
 use crate::scram::{
@@ -194,13 +194,17 @@ impl Answer<'_> {
                     .map_err(|e| self.protocol(e.to_string()))
             }
             AUTH_MD5 => {
-                let password = self.password()?;
+                let secret = match self.secret()? {
+                    BackendSecret::Password(password) => Md5Secret::Password(password),
+                    BackendSecret::Md5Stored(stored) => Md5Secret::Stored(stored),
+                    BackendSecret::ScramKeys { .. } => return Err(self.no_password()),
+                };
                 let salt: [u8; 4] = data
                     .get(..4)
                     .and_then(|s| s.try_into().ok())
                     .ok_or_else(|| self.protocol("short md5 salt".into()))?;
-                let hash = md5_hash(self.login.user.as_bytes(), password.as_bytes(), salt);
-                frontend::password_message(hash.as_bytes(), out)
+                let answer = secret.answer(self.login.user, salt);
+                frontend::password_message(answer.as_bytes(), out)
                     .map_err(|e| self.protocol(e.to_string()))
             }
             AUTH_SASL => {
@@ -248,6 +252,7 @@ impl Answer<'_> {
                 client_key: *client_key,
                 server_key: *server_key,
             },
+            BackendSecret::Md5Stored(_) => return Err(self.no_password()),
         };
         let binding = self.link.binding(offered(SCRAM_SHA_256_PLUS));
         Ok(ScramClient::new(credential, binding))
@@ -262,14 +267,20 @@ impl Answer<'_> {
             })
     }
 
-    /// Cleartext and md5 need the password itself.
+    /// Cleartext needs the password itself.
     fn password(&self) -> Result<&str, ProxyError> {
         match self.secret()? {
             BackendSecret::Password(password) => Ok(password),
-            BackendSecret::ScramKeys { .. } => Err(ProxyError::NoBackendPassword {
-                user: self.login.user.to_owned(),
-                node: self.node.to_owned(),
-            }),
+            _ => Err(self.no_password()),
+        }
+    }
+
+    /// The node asks for what the credential cannot give (a password in
+    /// clear from SCRAM keys, SCRAM from an md5 hash).
+    fn no_password(&self) -> ProxyError {
+        ProxyError::NoBackendPassword {
+            user: self.login.user.to_owned(),
+            node: self.node.to_owned(),
         }
     }
 }

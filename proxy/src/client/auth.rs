@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 
 use bytes::BytesMut;
-use postgres_protocol::authentication::md5_hash;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::config::{AuthConfig, AuthMode};
@@ -20,6 +19,7 @@ use crate::scram::{
 };
 use crate::wire::{be, fe};
 
+use super::md5::Md5Secret;
 use super::read::{ReadError, read_message};
 
 /// The largest authentication message accepted from a client.
@@ -55,9 +55,9 @@ impl std::fmt::Debug for Credentials {
 pub enum Method<'a> {
     /// No exchange.
     Trust,
-    /// md5 against this password; `None`: a user nobody configured, who
-    /// is asked all the same and refused.
-    Md5(Option<&'a str>),
+    /// md5 against this password or stored hash; `None`: a user nobody
+    /// configured, who is asked all the same and refused.
+    Md5(Option<Md5Secret<'a>>),
     /// SCRAM against this secret; `None`: an unknown user (a made-up
     /// secret is used and the exchange fails at its end).
     Scram(Option<&'a ScramSecret>),
@@ -99,12 +99,17 @@ impl Credentials {
         self.mode
     }
 
+    /// Whether `user` is in `[[auth.users]]`.
+    pub fn knows(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
     /// How a client naming `user` must prove itself under `[auth] mode`.
     pub fn method(&self, user: &str) -> Method<'_> {
         let secret = self.users.get(user);
         match self.mode {
             AuthMode::Trust => Method::Trust,
-            AuthMode::Md5 => Method::Md5(secret.map(|s| s.password.as_str())),
+            AuthMode::Md5 => Method::Md5(secret.map(|s| Md5Secret::Password(&s.password))),
             AuthMode::ScramSha256 => Method::Scram(secret.map(|s| &s.scram)),
         }
     }
@@ -166,7 +171,7 @@ where
 
 async fn md5<S>(
     io: &mut Exchange<'_, S>,
-    password: Option<&str>,
+    secret: Option<Md5Secret<'_>>,
     user: &str,
 ) -> Result<Proof, ProxyError>
 where
@@ -176,7 +181,7 @@ where
     be::authentication_md5(io.out, salt);
     let body = io.round_trip().await?;
     let given = fe::password(&body).map_err(|e| ProxyError::Protocol(e.to_string()))?;
-    let expected = password.map(|p| md5_hash(user.as_bytes(), p.as_bytes(), salt));
+    let expected = secret.map(|s| s.answer(user, salt));
     match expected {
         Some(expected) if crate::scram::constant_time_eq(given, expected.as_bytes()) => {
             Ok(Proof::Password)

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod handshake;
 pub mod identity;
+pub mod md5;
 pub mod read;
 
 pub use auth::{Credentials, Method, Proof, authenticate};

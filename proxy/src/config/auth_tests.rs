@@ -60,8 +60,8 @@ fn auth_users_are_validated() {
     assert_eq!(
         problems(&format!("{ONE_NODE}[auth]\nmode = \"scram-sha-256\"\n")),
         vec![
-            "auth.users: at least one [[auth.users]] entry is required when auth.mode is \
-              \"scram-sha-256\""
+            "auth.users: at least one [[auth.users]] entry (or auth_user) is required when \
+             auth.mode is \"scram-sha-256\""
         ]
     );
     let trust =
@@ -222,4 +222,40 @@ fn tls_settings_are_read_resolved_and_checked() {
     assert_eq!(config.tls.client, ClientTlsMode::Disable);
     assert_eq!(config.nodes[0].tls.sslmode, SslMode::Prefer);
     assert_eq!(config.nodes[1].tls.sslmode, SslMode::Disable);
+}
+
+#[test]
+fn auth_user_replaces_the_user_list() {
+    let text = format!(
+        "{ONE_NODE}[auth]\nauth_user = \"pgrelay_auth\"\nauth_password_env = \"AUTH_PW\"\n"
+    );
+    let env = |name: &str| (name == "AUTH_PW").then(|| "hunter2".to_owned());
+    let config = Config::from_toml_str(&text, &env).expect("no user list needed");
+    let query = config.auth.query.expect("auth_user set");
+    assert_eq!(query.user, "pgrelay_auth");
+    assert_eq!(query.password.as_deref(), Some("hunter2"));
+    assert_eq!(query.query, DEFAULT_AUTH_QUERY);
+    assert_eq!(query.database, "postgres");
+    assert!(!format!("{query:?}").contains("hunter2"));
+    let shown = listing(&Config::from_toml_str(&text, &env).expect("valid"));
+    assert!(shown.iter().all(|(_, v)| !v.contains("hunter2")));
+
+    assert_eq!(
+        problems(&format!(
+            "{ONE_NODE}[auth]\nmode = \"trust\"\nauth_user = \"a\"\n"
+        )),
+        vec!["auth.auth_user: looks up passwords, which auth.mode \"trust\" never checks"]
+    );
+    assert_eq!(
+        problems(&format!(
+            "{ONE_NODE}[auth]\nauth_user = \"a\"\nauth_query = \"SELECT 1\"\n"
+        )),
+        vec!["auth.auth_query: must take the user name as $1"]
+    );
+    assert_eq!(
+        problems(&format!(
+            "{ONE_NODE}[auth]\nauth_query = \"SELECT $1\"\n[[auth.users]]\nname = \"a\"\npassword = \"b\"\n"
+        )),
+        vec!["auth.auth_query: needs auth_user"]
+    );
 }

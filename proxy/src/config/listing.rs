@@ -68,6 +68,25 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
         "auth.allow_trust_from_network",
         config.auth.allow_trust_from_network.to_string(),
     );
+    let q = config.auth.query.as_ref();
+    add(
+        "auth.auth_user",
+        q.map_or_else(String::new, |q| q.user.clone()),
+    );
+    let password = q.and_then(|q| q.password.as_deref()).unwrap_or("");
+    add("auth.auth_password", secrets.show(password));
+    add(
+        "auth.auth_database",
+        q.map_or_else(String::new, |q| q.database.clone()),
+    );
+    add(
+        "auth.auth_query",
+        q.map_or_else(String::new, |q| q.query.clone()),
+    );
+    add(
+        "auth.auth_cache_ttl",
+        q.map_or_else(String::new, |q| duration(q.cache_ttl)),
+    );
     for (i, user) in config.auth.users.iter().enumerate() {
         add(&format!("auth.users[{i}].name"), user.name.clone());
         add(

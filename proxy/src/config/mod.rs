@@ -4,6 +4,7 @@
 //! second-guess a value, and every mistake in the file is reported at once,
 //! each with the dotted key it belongs to (see [`ConfigError`]).
 
+mod auth_query;
 mod choices;
 mod defaults;
 mod error;
@@ -35,6 +36,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use auth_query::{AuthQueryConfig, DEFAULT_AUTH_QUERY};
 pub use choices::{AuthMode, ClientTlsMode, Consistency, LoadBalance, SslMode, WhenNoReplica};
 pub use defaults::*;
 pub use error::{ConfigError, Problem};
@@ -151,6 +153,9 @@ pub struct AuthConfig {
     /// Trust on a listener that is not loopback: refused unless this says
     /// the network in front of pgrelay is trusted.
     pub allow_trust_from_network: bool,
+    /// `auth_user` and friends: look up users not in `users` on the
+    /// cluster itself (SCRAM pass-through).
+    pub query: Option<AuthQueryConfig>,
 }
 
 /// One `[[auth.users]]` entry. The proxy logs in to the nodes as the same
@@ -283,6 +288,7 @@ impl Default for AuthConfig {
             mode: DEFAULT_AUTH_MODE,
             users: Vec::new(),
             allow_trust_from_network: false,
+            query: None,
         }
     }
 }

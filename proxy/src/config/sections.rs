@@ -282,10 +282,15 @@ fn read_auth(
             }
         }
     }
-    if auth_written && mode_ok && mode.needs_users() && written_users == 0 {
+    let query = super::auth_query::read(&mut s, mode, env, p);
+    let looks_up = query.is_some() || s.has("auth_user");
+    if auth_written && mode_ok && mode.needs_users() && written_users == 0 && !looks_up {
         p.push(
             s.key("users"),
-            format!("at least one [[auth.users]] entry is required when auth.mode is \"{mode}\""),
+            format!(
+                "at least one [[auth.users]] entry (or auth_user) is required when auth.mode is \
+                 \"{mode}\""
+            ),
         );
     }
     if mode == AuthMode::Trust && written_users > 0 {
@@ -302,6 +307,7 @@ fn read_auth(
         mode,
         users,
         allow_trust_from_network,
+        query,
     }
 }
 

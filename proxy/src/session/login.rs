@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use tokio::time::{Instant, timeout_at};
 use tracing::Span;
 
-use crate::backend::{BackendSecret, Lease, LoginRequest, NodeAddress, PoolKey, connect};
+use crate::backend::{Lease, LoginRequest, NodeAddress, PoolKey, connect};
 use crate::cancel::CancelKey;
 use crate::client::handshake::negotiate_protocol;
 use crate::client::{FirstContact, Identity, Method, authenticate};
@@ -16,6 +16,8 @@ use crate::scram::{DEFAULT_ITERATIONS, ScramSecret};
 use crate::wire::be;
 use crate::wire::startup::StartupParams;
 
+use super::credential::{NodeCredential, pass_through_method};
+use super::switch::LoginAs;
 use super::{RETRY_UNREACHABLE_AFTER, SessionContext};
 
 /// The virtual database of the admin console.
@@ -49,6 +51,8 @@ pub struct Login {
     /// The user and startup parameters, for connections to other nodes.
     pub user: String,
     pub params: Vec<(String, String)>,
+    /// How those connections log in.
+    pub credential: NodeCredential,
 }
 
 /// Logs in a client whose first packet was `first`: `Ok(None)` when it
@@ -94,30 +98,23 @@ pub async fn login(
     let mut out = BytesMut::new();
     negotiate_protocol(&params, &mut out);
     let console = identity.database == CONSOLE_DATABASE;
-    let console_auth_kind;
-    let method = if console {
-        console_auth_kind = console_auth(&config, ctx.peer)?;
-        match &console_auth_kind {
+    if console {
+        let auth = console_auth(&config, ctx.peer)?;
+        let method = match &auth {
             ConsoleAuth::AsClients => shared.credentials.method(&identity.user),
             ConsoleAuth::Local => Method::Trust,
             ConsoleAuth::Token(secret) => Method::Scram(Some(secret)),
-        }
-    } else {
-        shared.credentials.method(&identity.user)
-    };
-    let credentials = &shared.credentials;
-    let exchange = authenticate(
-        client,
-        &mut inbuf,
-        &mut out,
-        method,
-        credentials,
-        &identity.user,
-        cert_hash,
-    );
-    timeout_at(deadline, exchange).await.map_err(timed_out)??;
-
-    if console {
+        };
+        let exchange = authenticate(
+            client,
+            &mut inbuf,
+            &mut out,
+            method,
+            &shared.credentials,
+            &identity.user,
+            cert_hash,
+        );
+        timeout_at(deadline, exchange).await.map_err(timed_out)??;
         if !config.admin.users.contains(&identity.user) {
             return Err(ProxyError::NotAdmin(identity.user));
         }
@@ -127,9 +124,22 @@ pub async fn login(
             out,
         })));
     }
+    let exchange = Exchange {
+        client: &mut *client,
+        inbuf: &mut inbuf,
+        out: &mut out,
+        cert_hash,
+        deadline,
+    };
+    let credential = prove(ctx, &identity.user, exchange).await?;
 
     let params = identity.node_startup(&params);
-    let lease = lease_primary(ctx, &params, &identity.user).await?;
+    let login_as = LoginAs {
+        params: &params,
+        user: &identity.user,
+        credential: &credential,
+    };
+    let lease = lease_primary(ctx, &login_as).await?;
     let cancel_key = shared.cancels.register();
     for (name, value) in &lease.conn().params {
         be::parameter_status(&mut out, name, value);
@@ -143,7 +153,67 @@ pub async fn login(
         leftover: inbuf,
         user: identity.user,
         params,
+        credential,
     }))))
+}
+
+/// The client's side of the login, as `prove` needs it.
+struct Exchange<'a> {
+    client: &'a mut Stream,
+    inbuf: &'a mut BytesMut,
+    out: &'a mut BytesMut,
+    cert_hash: Option<&'a [u8]>,
+    deadline: Instant,
+}
+
+/// Checks the client with the method that applies to `user` (a
+/// configured user's, or a looked-up secret's under `auth_user`) and
+/// says how the session will log in to the nodes.
+async fn prove(
+    ctx: &SessionContext,
+    user: &str,
+    io: Exchange<'_>,
+) -> Result<NodeCredential, ProxyError> {
+    let shared = &ctx.shared;
+    let credentials = &shared.credentials;
+    let source = shared.secrets.as_ref().filter(|_| !credentials.knows(user));
+    let looked_up = match source {
+        Some(source) => {
+            let left = io.deadline.saturating_duration_since(Instant::now());
+            source.lookup(user, shared, left).await?
+        }
+        None => None,
+    };
+    let method = match source {
+        Some(_) => pass_through_method(credentials.mode(), looked_up.as_ref()),
+        None => credentials.method(user),
+    };
+    let exchange = authenticate(
+        io.client,
+        io.inbuf,
+        io.out,
+        method,
+        credentials,
+        user,
+        io.cert_hash,
+    );
+    let proved = timeout_at(io.deadline, exchange)
+        .await
+        .map_err(|_| ProxyError::LoginTimeout)
+        .and_then(|proved| proved);
+    match proved {
+        Ok(proof) => Ok(NodeCredential::after(
+            credentials.mode(),
+            looked_up.as_ref(),
+            proof,
+        )),
+        Err(e) => {
+            if let (Some(source), ProxyError::WrongPassword(_)) = (source, &e) {
+                source.failed(user);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// The user and database the startup packet asks for; nothing is proven
@@ -212,11 +282,7 @@ fn wants_replication(params: &StartupParams) -> bool {
 /// reachable, then leases a connection to it. A primary that cannot be
 /// reached is tried again on each new snapshot: it may be restarting, or
 /// failing over before the monitor has noticed.
-async fn lease_primary(
-    ctx: &SessionContext,
-    params: &[(String, String)],
-    user: &str,
-) -> Result<Lease, ProxyError> {
+async fn lease_primary(ctx: &SessionContext, login: &LoginAs<'_>) -> Result<Lease, ProxyError> {
     let shared = &ctx.shared;
     let hold = shared.config().failover.hold_writes;
     let deadline = std::time::Instant::now() + hold;
@@ -229,7 +295,7 @@ async fn lease_primary(
         let Some(primary) = topology.primary else {
             return Err(ProxyError::NoPrimary(hold));
         };
-        match lease_node(ctx, primary, params, user).await {
+        match lease_node(ctx, primary, login).await {
             Err(e) if e.is_backend_unreachable() && std::time::Instant::now() < deadline => {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 shared
@@ -247,13 +313,12 @@ async fn lease_primary(
 pub async fn lease_node(
     ctx: &SessionContext,
     node: usize,
-    params: &[(String, String)],
-    user: &str,
+    login: &LoginAs<'_>,
 ) -> Result<Lease, ProxyError> {
     let shared = &ctx.shared;
     let key = PoolKey {
         node,
-        params: params.to_vec(),
+        params: login.params.to_vec(),
     };
     if let Some(lease) = ctx.pool.take(&key) {
         return Ok(lease);
@@ -271,15 +336,12 @@ pub async fn lease_node(
         addr: &target.addr,
         tls,
     };
-    let login = LoginRequest {
-        user,
+    let request = LoginRequest {
+        user: login.user,
         params: &key.params,
-        secret: shared
-            .credentials
-            .backend_password(user)
-            .map(BackendSecret::Password),
+        secret: login.credential.secret(&shared.credentials, login.user),
     };
-    let conn = connect(address, login, config.listen.login_timeout).await?;
+    let conn = connect(address, request, config.listen.login_timeout).await?;
     Ok(ctx.pool.lease_new(key, conn))
 }
 

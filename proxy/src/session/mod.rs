@@ -3,6 +3,7 @@
 
 mod batch;
 mod capture;
+mod credential;
 mod exchange;
 mod forward;
 mod functions;
@@ -135,7 +136,13 @@ async fn serve(
         leftover,
         user,
         params,
+        credential,
     } = login;
+    let login = LoginAs {
+        params: &params,
+        user: &user,
+        credential: &credential,
+    };
     let config = ctx.shared.config();
     let max = config.listen.max_message_size.as_usize();
     let mut up = Pump::with_bytes(max, &leftover);
@@ -195,10 +202,6 @@ async fn serve(
             ForwardEnd::LostInFlight => Some(Loss::InFlight),
             _ => None,
         } {
-            let login = LoginAs {
-                params: &params,
-                user: &user,
-            };
             let sides = (&mut *client, &mut down);
             let recovered = recover(
                 ctx,
@@ -221,8 +224,7 @@ async fn serve(
             continue;
         }
         if end == ForwardEnd::Refused {
-            let rerun =
-                retry_on_primary(ctx, &mut leases, &mut route, &mut tracker, &params, &user).await;
+            let rerun = retry_on_primary(ctx, &mut leases, &mut route, &mut tracker, &login).await;
             match rerun {
                 Ok(Some(answer)) => client
                     .send_all(&answer)
@@ -269,10 +271,6 @@ async fn serve(
                 sql_prepared,
                 check_lsn,
             }) => {
-                let login = LoginAs {
-                    params: &params,
-                    user: &user,
-                };
                 let idle = tracker.status() == TxStatus::Idle;
                 let switched = switch_for_statement(
                     ctx,
@@ -491,8 +489,7 @@ async fn retry_on_primary(
     leases: &mut Leases,
     route: &mut RouteState,
     tracker: &mut Tracker,
-    params: &[(String, String)],
-    user: &str,
+    login: &LoginAs<'_>,
 ) -> Result<Option<BytesMut>, ProxyError> {
     let Some(rerun) = route.retry.take_refused() else {
         return Ok(None);
@@ -519,8 +516,7 @@ async fn retry_on_primary(
         be::ready_for_query(&mut out, b'I');
         return Ok(Some(out));
     };
-    let login = LoginAs { params, user };
-    resend(ctx, leases, route, primary, rerun, &login).await?;
+    resend(ctx, leases, route, primary, rerun, login).await?;
     Ok(None)
 }
 

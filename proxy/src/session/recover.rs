@@ -166,7 +166,7 @@ async fn to_node(
     login: &LoginAs<'_>,
 ) -> Result<(), ProxyError> {
     if node == lost {
-        let fresh = lease_node(ctx, node, login.params, login.user).await?;
+        let fresh = lease_node(ctx, node, login).await?;
         leases.replace_current(fresh);
     }
     // Not a replica reason: a node that cannot be reached is an error

@@ -21,6 +21,7 @@ use super::steer::{BatchNeeds, RouteState};
 pub struct LoginAs<'a> {
     pub params: &'a [(String, String)],
     pub user: &'a str,
+    pub credential: &'a super::credential::NodeCredential,
 }
 
 /// What the held statement needs on its node besides the session's
@@ -225,7 +226,7 @@ async fn switch(
     reason: RouteReason,
     login: &LoginAs<'_>,
 ) -> Result<RouteReason, ProxyError> {
-    let open = || lease_node(ctx, node, login.params, login.user);
+    let open = || lease_node(ctx, node, login);
     match leases.switch_to(node, open).await {
         Ok(opened) => {
             if opened {

@@ -9,6 +9,7 @@ mod console;
 mod data;
 mod env;
 mod limits;
+mod passthrough;
 mod pgbench;
 mod routing;
 mod security;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
     trials.extend(status_page::trials(&env));
     trials.extend(unix::trials(&env));
     trials.extend(security::trials(&env));
+    trials.extend(passthrough::trials(&env));
     let conclusion = libtest_mimic::run(&args, trials);
     drop(env);
     if conclusion.has_failed() {
