@@ -442,3 +442,82 @@ fn serve_logs_json_and_reloads_on_sighup() {
     let status = wait_exit(&mut child.0, Duration::from_secs(15)).expect("pgrelay exits");
     assert_eq!(status.code(), Some(0));
 }
+
+/// The high-water mark of a process's resident memory, in kB.
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// A 30 MB `SELECT 1,1,1,…` was tokenized whole: gigabytes of tokens.
+/// Past `routing.max_parse_size` it now goes to the primary as it is.
+#[test]
+fn a_huge_statement_is_routed_without_tokenizing_it() {
+    let rt = runtime();
+    let cluster = rt
+        .block_on(Cluster::start(ClusterOptions {
+            replicas: 1,
+            ..ClusterOptions::default()
+        }))
+        .expect("cluster");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = format!(
+        "[listen]\naddr = \"127.0.0.1:{port}\"\nadmin_addr = \"127.0.0.1:0\"\n[auth]\nmode = \"trust\"\n\
+         [routing]\nconsistency = \"eventual\"\n"
+    );
+    for node in cluster.nodes() {
+        config.push_str(&format!(
+            "[[nodes]]\nname = \"{}\"\naddr = \"{}\"\n",
+            node.name,
+            node.addr()
+        ));
+    }
+    let path = write_config(dir.path(), &config);
+    let child = Reaped(
+        Command::new(PGRELAY)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pgrelay"),
+    );
+    let pid = child.0.id();
+    let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    rt.block_on(async {
+        let client = connect_until(&conninfo, Duration::from_secs(30)).await;
+        let before = peak_rss_kb(pid);
+        let huge = format!("SELECT {}1", "1,".repeat(15_000_000));
+        let started = Instant::now();
+        // PostgreSQL refuses 15 million columns; what matters is pgrelay.
+        let _ = client.simple_query(&huge).await;
+        let took = started.elapsed();
+        let after = peak_rss_kb(pid);
+        let route = client
+            .simple_query("SHOW pgrelay.route")
+            .await
+            .expect("route");
+        let route = route.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        });
+        eprintln!(
+            "30 MB statement: {took:?}, pgrelay peak RSS {before} kB before, {after} kB after"
+        );
+        assert!(
+            after < 512 * 1024,
+            "pgrelay's peak RSS reached {after} kB for a 30 MB statement"
+        );
+        assert!(
+            route.as_deref().is_some_and(|r| r.contains("primary")),
+            "{route:?}"
+        );
+    });
+}

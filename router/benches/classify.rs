@@ -179,7 +179,7 @@ fn bench_decide(c: &mut Criterion) {
         b.iter(|| {
             next = (next + 1) % VARIANTS;
             let statement = classifier.classify(black_box(&variants[next]));
-            let access = classifier.effective_access(&statement);
+            let access = classifier.effective_access("postgres", &statement);
             decide(&statement, &access, &session, &view, &mut balancer)
         })
     });

@@ -23,6 +23,8 @@ pub enum Volatility {
 pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
+    /// Statements longer than the parse limit, routed without parsing.
+    pub too_large: u64,
     /// Statements classified without caching because a literal decided
     /// their verdict (pgrelay commands, `EXPLAIN (ANALYZE 0)`).
     pub uncacheable: u64,
@@ -41,7 +43,10 @@ pub struct CacheStats {
 pub struct Classifier {
     cache: Lru<Fingerprint, Arc<Statement>, KeyedWordHash>,
     refused: Lru<Fingerprint, (), KeyedWordHash>,
+    /// By database and function name: functions are per database.
     volatility: Lru<String, Volatility>,
+    /// Longer texts are not tokenized (`routing.max_parse_size`).
+    max_parse_size: usize,
     stats: CacheStats,
 }
 
@@ -53,8 +58,16 @@ impl Classifier {
             cache: Lru::with_hasher(capacity, KeyedWordHash::new()),
             refused: Lru::with_hasher(capacity, KeyedWordHash::new()),
             volatility: Lru::new(capacity),
+            max_parse_size: usize::MAX,
             stats: CacheStats::default(),
         }
+    }
+
+    /// Texts longer than `bytes` go to the primary untokenized: parsing
+    /// costs memory and time in proportion to the text, and a client must
+    /// not be able to spend either without bound.
+    pub fn set_max_parse_size(&mut self, bytes: usize) {
+        self.max_parse_size = bytes;
     }
 
     /// The verdict for `sql`; a cache hit costs one fingerprint scan and a
@@ -67,6 +80,10 @@ impl Classifier {
     /// (differing only in literals) was cached first.
     pub fn classify(&mut self, sql: impl AsRef<[u8]>) -> Arc<Statement> {
         let sql = sql.as_ref();
+        if sql.len() > self.max_parse_size {
+            self.stats.too_large += 1;
+            return Arc::new(crate::large::too_large(sql));
+        }
         let fp = fingerprint_bytes(sql);
         if let Some(hit) = self.cache.get(&fp) {
             self.stats.hits += 1;
@@ -115,24 +132,31 @@ impl Classifier {
     }
 
     /// Stores a function's volatility as the proxy found it in `pg_proc`
-    /// (name as listed in [`Statement::functions`]).
-    pub fn learn_volatility(&mut self, name: &str, volatility: Volatility) {
-        self.volatility.insert(name.to_owned(), volatility);
+    /// of `database` (name as listed in [`Statement::functions`]).
+    pub fn learn_volatility(&mut self, database: &str, name: &str, volatility: Volatility) {
+        self.volatility
+            .insert(volatility_key(database, name), volatility);
     }
 
-    /// The volatility learned for `name`, if any.
-    pub fn volatility(&self, name: &str) -> Option<Volatility> {
-        self.volatility.peek(&name.to_owned()).copied()
+    /// The volatility learned for `name` in `database`, if any.
+    pub fn volatility(&self, database: &str, name: &str) -> Option<Volatility> {
+        self.volatility
+            .peek(&volatility_key(database, name))
+            .copied()
     }
 
-    /// The functions of `statement` whose volatility is not known yet: the
-    /// proxy looks these up (and routes the statement to the primary
-    /// meanwhile).
-    pub fn unresolved_functions<'s>(&self, statement: &'s Statement) -> Vec<&'s str> {
+    /// The functions of `statement` whose volatility is not known yet in
+    /// `database`: the proxy looks these up (and routes the statement to
+    /// the primary meanwhile).
+    pub fn unresolved_functions<'s>(
+        &self,
+        database: &str,
+        statement: &'s Statement,
+    ) -> Vec<&'s str> {
         statement
             .functions
             .iter()
-            .filter(|f| self.volatility(f).is_none())
+            .filter(|f| self.volatility(database, f).is_none())
             .map(String::as_str)
             .collect()
     }
@@ -140,12 +164,12 @@ impl Classifier {
     /// The access after function volatility: a read that calls a function
     /// known to be volatile, or not known yet, is a write (primary until
     /// learned: the safe default).
-    pub fn effective_access(&self, statement: &Statement) -> Access {
+    pub fn effective_access(&self, database: &str, statement: &Statement) -> Access {
         if !statement.access.is_read() {
             return statement.access.clone();
         }
         for f in &statement.functions {
-            match self.volatility(f) {
+            match self.volatility(database, f) {
                 Some(Volatility::Immutable | Volatility::Stable) => {}
                 Some(Volatility::Volatile) | None => {
                     return Access::Write {
@@ -163,6 +187,15 @@ impl Classifier {
             ..self.stats
         }
     }
+}
+
+/// Database names cannot hold NUL: the key is unambiguous.
+fn volatility_key(database: &str, name: &str) -> String {
+    let mut key = String::with_capacity(database.len() + 1 + name.len());
+    key.push_str(database);
+    key.push('\0');
+    key.push_str(name);
+    key
 }
 
 #[cfg(test)]
@@ -272,26 +305,62 @@ mod tests {
     }
 
     #[test]
-    fn unknown_functions_are_writes_until_learned() {
+    fn unknown_functions_are_writes_until_learned_per_database() {
         let mut c = Classifier::new(16);
         let s = c.classify("SELECT my_fn(1), myschema.g(2), lower('x')");
         assert_eq!(
             s.functions,
             vec!["my_fn".to_owned(), "myschema.g".to_owned()]
         );
-        assert_eq!(c.unresolved_functions(&s), vec!["my_fn", "myschema.g"]);
-        assert!(!c.effective_access(&s).is_read());
-        c.learn_volatility("my_fn", Volatility::Stable);
-        c.learn_volatility("myschema.g", Volatility::Immutable);
-        assert!(c.unresolved_functions(&s).is_empty());
-        assert_eq!(c.effective_access(&s), Access::Read);
-        c.learn_volatility("my_fn", Volatility::Volatile);
         assert_eq!(
-            c.effective_access(&s),
+            c.unresolved_functions("db", &s),
+            vec!["my_fn", "myschema.g"]
+        );
+        assert!(!c.effective_access("db", &s).is_read());
+        c.learn_volatility("db", "my_fn", Volatility::Stable);
+        c.learn_volatility("db", "myschema.g", Volatility::Immutable);
+        assert!(c.unresolved_functions("db", &s).is_empty());
+        assert_eq!(c.effective_access("db", &s), Access::Read);
+        // Another database has functions of its own.
+        assert!(!c.effective_access("other", &s).is_read());
+        assert_eq!(c.unresolved_functions("other", &s).len(), 2);
+        c.learn_volatility("db", "my_fn", Volatility::Volatile);
+        assert_eq!(
+            c.effective_access("db", &s),
             Access::Write {
                 why: WriteReason::VolatileFunction("my_fn".to_owned())
             }
         );
+    }
+
+    #[test]
+    fn texts_beyond_the_parse_limit_are_not_tokenized() {
+        let mut c = Classifier::new(16);
+        c.set_max_parse_size(64);
+        let big = format!("SELECT {}1", "1,".repeat(100));
+        let s = c.classify(&big);
+        assert_eq!(s.access, Access::write(WriteReason::TooLarge));
+        assert_eq!(c.stats().too_large, 1);
+        assert_eq!(c.stats().entries, 0);
+        assert!(c.classify("SELECT 1").access.is_read());
+    }
+
+    #[test]
+    fn a_statement_calling_too_many_functions_is_not_looked_up() {
+        let mut c = Classifier::new(16);
+        let calls: Vec<String> = (0..=crate::MAX_FUNCTIONS)
+            .map(|i| format!("f{i}(1)"))
+            .collect();
+        let s = c.classify(format!("SELECT {}", calls.join(", ")));
+        assert_eq!(s.access, Access::write(WriteReason::TooManyFunctions));
+        assert!(s.functions.is_empty());
+        // Right at the bound, each name once however often it is called.
+        let calls: Vec<String> = (0..crate::MAX_FUNCTIONS)
+            .map(|i| format!("f{i}(1), f{i}(2)"))
+            .collect();
+        let s = c.classify(format!("SELECT {}", calls.join(", ")));
+        assert!(s.access.is_read());
+        assert_eq!(s.functions.len(), crate::MAX_FUNCTIONS);
     }
 
     #[test]

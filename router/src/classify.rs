@@ -12,6 +12,8 @@
 //! when more than one); unknown functions are the union; a pgrelay command
 //! must be the only statement, else it is `Invalid`.
 
+use std::collections::HashSet;
+
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
@@ -22,6 +24,11 @@ use crate::functions::{Features, looks_like_session_state, scan};
 use crate::hint::leading_hint;
 use crate::pgrelay_cmd::pgrelay_command;
 use crate::statement::{Access, PgrelayCommand, SessionEffect, Statement, TxEffect, WriteReason};
+
+/// Unknown functions one statement may have looked up in `pg_proc`; a
+/// read calling more goes to the primary unlooked-up. Far below the
+/// classifier's volatility cache, so one statement's names always fit.
+pub const MAX_FUNCTIONS: usize = 128;
 
 /// Classifies a query string (one or more statements). Never panics; any
 /// text sqlparser cannot handle is a write.
@@ -207,7 +214,8 @@ fn unparsed(tokens: &[&Token], features: &Features) -> Part {
 /// reported for a `pg_proc` lookup.
 pub(crate) fn with_calls(mut part: Part, features: &Features) -> Part {
     let mut effects = Vec::new();
-    let mut unknown = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for call in &features.calls {
         match lookup(&call.name) {
             Known::Denied(effect) => {
@@ -218,7 +226,7 @@ pub(crate) fn with_calls(mut part: Part, features: &Features) -> Part {
                     effects.push(effect);
                 }
             }
-            Known::Unknown if !call.syntax && !unknown.contains(&call.name) => {
+            Known::Unknown if !call.syntax && seen.insert(&call.name) => {
                 unknown.push(call.name.clone());
             }
             Known::Unknown | Known::Allowed => {}
@@ -232,7 +240,18 @@ pub(crate) fn with_calls(mut part: Part, features: &Features) -> Part {
     } else {
         Vec::new()
     };
+    bound_functions(&mut part.access, &mut part.functions);
     part
+}
+
+/// A read calling more unknown functions than may be looked up goes to
+/// the primary without a lookup: each name costs catalog work, and a
+/// statement naming thousands must not make the proxy query without end.
+fn bound_functions(access: &mut Access, functions: &mut Vec<String>) {
+    if functions.len() > MAX_FUNCTIONS {
+        *access = Access::write(WriteReason::TooManyFunctions);
+        functions.clear();
+    }
 }
 
 pub(crate) fn many(mut effects: Vec<SessionEffect>) -> SessionEffect {
@@ -246,6 +265,7 @@ pub(crate) fn many(mut effects: Vec<SessionEffect>) -> SessionEffect {
 fn combine(statement: &mut Statement, parts: Vec<Part>) {
     let count = parts.len();
     let mut effects = Vec::new();
+    let mut seen: HashSet<String> = statement.functions.iter().cloned().collect();
     for part in parts {
         if statement.access.is_read() {
             statement.access = part.access;
@@ -269,11 +289,12 @@ fn combine(statement: &mut Statement, parts: Vec<Part>) {
             });
         }
         for f in part.functions {
-            if !statement.functions.contains(&f) {
+            if seen.insert(f.clone()) {
                 statement.functions.push(f);
             }
         }
     }
+    bound_functions(&mut statement.access, &mut statement.functions);
     // A SET among other statements stays `Many`: the string as a whole is
     // not a setting that could be replayed elsewhere.
     statement.session = if count > 1 && !effects.is_empty() {

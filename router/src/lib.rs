@@ -17,6 +17,7 @@ mod function_lists;
 mod functions;
 mod hint;
 mod keyed_hash;
+mod large;
 mod lru;
 mod pgrelay_cmd;
 mod route;
@@ -24,7 +25,7 @@ mod statement;
 mod view;
 
 pub use classifier::{CacheStats, Classifier, Volatility};
-pub use classify::classify;
+pub use classify::{MAX_FUNCTIONS, classify};
 pub use decide::{Balance, Balancer, Decision, SessionView, decide};
 pub use fingerprint::{Fingerprint, fingerprint, fingerprint_bytes};
 pub use hint::leading_hint;

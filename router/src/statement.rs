@@ -67,6 +67,11 @@ pub enum WriteReason {
     Unparsed,
     /// Parsed, but not a statement kind the classifier knows to be read-only.
     Other,
+    /// Longer than `routing.max_parse_size`: not tokenized at all.
+    TooLarge,
+    /// Calls more functions than a statement may have looked up
+    /// ([`crate::MAX_FUNCTIONS`]).
+    TooManyFunctions,
 }
 
 impl WriteReason {
@@ -92,6 +97,8 @@ impl WriteReason {
             WriteReason::RefusedByReplica => "refused by replica",
             WriteReason::Unparsed => "unparsed",
             WriteReason::Other => "other",
+            WriteReason::TooLarge => "too large",
+            WriteReason::TooManyFunctions => "too many functions",
         }
     }
 }

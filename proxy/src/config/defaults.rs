@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: ByteSize = ByteSize::from_mb(64);
 /// 0 means one data-path thread per available core.
 pub const DEFAULT_WORKERS: usize = 0;
 
+pub const DEFAULT_MAX_SESSION_STATE: ByteSize = ByteSize::from_mb(16);
+
 /// Below this a client could not even send a modest query.
 pub const MIN_MESSAGE_SIZE: ByteSize = ByteSize::from_kb(1);
 /// PostgreSQL itself refuses messages over 1GB (MaxAllocSize).
@@ -57,6 +59,12 @@ pub const DEFAULT_MAX_LAG: Duration = Duration::from_secs(1);
 pub const DEFAULT_WHEN_NO_REPLICA: WhenNoReplica = WhenNoReplica::Primary;
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_LOAD_BALANCE: LoadBalance = LoadBalance::RoundRobin;
+/// Far above any statement an application writes by hand or an ORM
+/// generates; a text beyond it is data (a bulk INSERT), not a shape worth
+/// a parse.
+pub const DEFAULT_MAX_PARSE_SIZE: ByteSize = ByteSize::from_mb(1);
+/// A limit below this would send ordinary statements to the primary.
+pub const MIN_PARSE_SIZE: ByteSize = ByteSize::from_kb(1);
 
 // [failover]
 pub const DEFAULT_FAILOVER_ENABLED: bool = true;

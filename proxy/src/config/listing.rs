@@ -52,6 +52,7 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
     add("listen.login_timeout", duration(l.login_timeout));
     add("listen.max_message_size", l.max_message_size.to_string());
     add("listen.workers", l.workers.to_string());
+    add("listen.max_session_state", l.max_session_state.to_string());
     add(
         "listen.unix_socket_dir",
         l.unix_socket_dir
@@ -108,6 +109,7 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
     add("routing.when_no_replica", r.when_no_replica.to_string());
     add("routing.wait_timeout", duration(r.wait_timeout));
     add("routing.load_balance", r.load_balance.to_string());
+    add("routing.max_parse_size", r.max_parse_size.to_string());
     let f = &config.failover;
     add("failover.enabled", f.enabled.to_string());
     add("failover.detect_after", duration(f.detect_after));

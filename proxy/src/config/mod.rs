@@ -76,6 +76,9 @@ pub struct ListenConfig {
     pub max_message_size: ByteSize,
     /// Data-path threads; 0 means half the available cores, at least one.
     pub workers: usize,
+    /// Bytes of prepared statements, settings and SQL PREPAREs one session
+    /// may have pgrelay keep for replay on other nodes (54000 beyond).
+    pub max_session_state: ByteSize,
     /// Where to create a Unix socket (`.s.PGSQL.<port>` of `addr`'s port)
     /// for local clients, as PostgreSQL's `unix_socket_directories`.
     pub unix_socket_dir: Option<std::path::PathBuf>,
@@ -187,6 +190,9 @@ pub struct RoutingConfig {
     pub when_no_replica: WhenNoReplica,
     pub wait_timeout: Duration,
     pub load_balance: LoadBalance,
+    /// Query and Parse texts longer than this are not tokenized: they go
+    /// to the primary (parsing costs memory in proportion to the text).
+    pub max_parse_size: ByteSize,
 }
 
 /// `[failover]`: promotion of a replica when the primary is lost.
@@ -277,6 +283,7 @@ impl Default for ListenConfig {
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             workers: DEFAULT_WORKERS,
+            max_session_state: DEFAULT_MAX_SESSION_STATE,
             unix_socket_dir: None,
         }
     }
@@ -315,6 +322,7 @@ impl Default for RoutingConfig {
             when_no_replica: DEFAULT_WHEN_NO_REPLICA,
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
             load_balance: DEFAULT_LOAD_BALANCE,
+            max_parse_size: DEFAULT_MAX_PARSE_SIZE,
         }
     }
 }

@@ -13,8 +13,8 @@ use super::reader::{Problems, Section};
 use super::{
     AdminConfig, AdminToken, AuthConfig, AuthMode, CertFiles, ClientTlsMode, Config, ConfigError,
     DEFAULT_SSLMODE, FailoverConfig, HostPort, ListenConfig, MAX_MESSAGE_SIZE, MAX_WORKERS,
-    MIN_ADMIN_TOKEN_LEN, MIN_MESSAGE_SIZE, MonitorConfig, NodeConfig, NodeName, NodeTlsConfig,
-    RoutingConfig, SslMode, TlsConfig, UserConfig,
+    MIN_ADMIN_TOKEN_LEN, MIN_MESSAGE_SIZE, MIN_PARSE_SIZE, MonitorConfig, NodeConfig, NodeName,
+    NodeTlsConfig, RoutingConfig, SslMode, TlsConfig, UserConfig,
 };
 
 const MISSING: &str = "required key is missing";
@@ -99,6 +99,9 @@ fn read_listen(mut s: Section<'_>, p: &mut Problems) -> ListenConfig {
             })
             .unwrap_or(d.max_message_size),
         workers: s.count("workers", 0, MAX_WORKERS, p).unwrap_or(d.workers),
+        max_session_state: s
+            .byte_size("max_session_state", p)
+            .unwrap_or(d.max_session_state),
         unix_socket_dir: s.directory("unix_socket_dir", p).filter(|dir| {
             // The socket's name must fit in `sun_path` (107 bytes).
             let longest = crate::net::socket_path(dir, u16::MAX);
@@ -409,6 +412,19 @@ fn read_routing(mut s: Section<'_>, p: &mut Problems) -> RoutingConfig {
         when_no_replica: s.parsed("when_no_replica", p).unwrap_or(d.when_no_replica),
         wait_timeout: s.duration("wait_timeout", p).unwrap_or(d.wait_timeout),
         load_balance: s.parsed("load_balance", p).unwrap_or(d.load_balance),
+        max_parse_size: s
+            .byte_size("max_parse_size", p)
+            .filter(|size| {
+                let ok = *size >= MIN_PARSE_SIZE;
+                if !ok {
+                    p.push(
+                        s.key("max_parse_size"),
+                        format!("must be at least {MIN_PARSE_SIZE}, found {size}"),
+                    );
+                }
+                ok
+            })
+            .unwrap_or(d.max_parse_size),
     };
     s.finish(p);
     routing

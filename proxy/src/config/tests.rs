@@ -97,6 +97,7 @@ fn full_example_parses_to_typed_values() {
             login_timeout: Duration::from_secs(15),
             max_message_size: ByteSize(64 * 1024 * 1024),
             workers: 0,
+            max_session_state: ByteSize(16 * 1024 * 1024),
             unix_socket_dir: None,
         }
     );
@@ -129,6 +130,7 @@ fn full_example_parses_to_typed_values() {
             when_no_replica: WhenNoReplica::Primary,
             wait_timeout: Duration::from_secs(2),
             load_balance: LoadBalance::RoundRobin,
+            max_parse_size: ByteSize(1024 * 1024),
         }
     );
     assert!(config.failover.enabled);

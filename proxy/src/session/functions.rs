@@ -2,25 +2,45 @@
 //! replica: a `VOLATILE` user function may write, so its callers go to the
 //! primary; `STABLE` and `IMMUTABLE` ones may be read anywhere.
 
+use bytes::BytesMut;
 use pgrelay_router::Volatility;
 
-/// One catalog query for all of `names` (lowercased, possibly
-/// schema-qualified as written in the statement).
+use crate::wire::fe;
+
+/// The catalog query for `names`, one parameter each (`$1`, `$2`, …): the
+/// names are data, never SQL, whatever quoting rules the session has
+/// (`standard_conforming_strings = off` once let a name break out).
 pub fn lookup_sql(names: &[String]) -> String {
-    let functions: Vec<String> = names
-        .iter()
-        .map(|n| quote(n.rsplit('.').next().unwrap_or(n)))
-        .collect();
+    let params: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
     format!(
         "SELECT n.nspname, p.proname, p.provolatile FROM pg_catalog.pg_proc p \
          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-         WHERE p.proname = ANY(ARRAY[{}]::text[])",
-        functions.join(",")
+         WHERE p.proname IN ({})",
+        params.join(",")
     )
 }
 
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+/// Statement and portal of the lookup, named so that the client's unnamed
+/// statement (which a later Bind may still use) survives it.
+const LOOKUP_NAME: &[u8] = b"pgrelay.function_lookup";
+
+/// The extended-protocol exchange that runs [`lookup_sql`] with each
+/// name's function part as a text parameter, closes what it made, and
+/// ends with Sync: Parse, Bind, Execute, Close, Close, Sync.
+pub fn lookup_request(names: &[String]) -> BytesMut {
+    let functions: Vec<&str> = names
+        .iter()
+        .map(|n| n.rsplit('.').next().unwrap_or(n))
+        .collect();
+    let mut out = BytesMut::new();
+    let sql = lookup_sql(names);
+    fe::parse(&mut out, LOOKUP_NAME, sql.as_bytes());
+    fe::bind_text(&mut out, LOOKUP_NAME, LOOKUP_NAME, &functions);
+    fe::execute(&mut out, LOOKUP_NAME);
+    fe::close(&mut out, b'P', LOOKUP_NAME);
+    fe::close(&mut out, b'S', LOOKUP_NAME);
+    fe::sync(&mut out);
+    out
 }
 
 /// Each name's volatility from the rows of [`lookup_sql`]: the most
@@ -77,7 +97,7 @@ mod tests {
             lookup_sql(&names),
             "SELECT n.nspname, p.proname, p.provolatile FROM pg_catalog.pg_proc p \
              JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-             WHERE p.proname = ANY(ARRAY['f','g','missing']::text[])"
+             WHERE p.proname IN ($1,$2,$3)"
         );
         let rows = vec![
             row("public", "f", "s"),
@@ -93,6 +113,28 @@ mod tests {
                 ("missing".into(), Volatility::Stable),
             ]
         );
-        assert_eq!(quote("o'neil"), "'o''neil'");
+    }
+
+    #[test]
+    fn names_travel_as_parameters() {
+        let names = vec!["o'neil\\".to_string(), "s.f".into()];
+        let request = lookup_request(&names);
+        let tags: Vec<u8> = frames(&request).map(|(tag, _)| tag).collect();
+        assert_eq!(tags, b"PBECCS");
+        let (_, bind) = frames(&request).nth(1).expect("bind");
+        // The name's bytes appear as a parameter value, not in the SQL.
+        assert!(bind.windows(7).any(|w| w == b"o'neil\\"));
+        let (_, parse) = frames(&request).next().expect("parse");
+        assert!(!parse.windows(6).any(|w| w == b"o'neil"));
+    }
+
+    fn frames(mut bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+        std::iter::from_fn(move || {
+            let (&tag, rest) = bytes.split_first()?;
+            let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let body = rest.get(4..len)?;
+            bytes = &rest[len..];
+            Some((tag, body))
+        })
     }
 }

@@ -162,7 +162,9 @@ async fn serve(
     });
     tracker.report_to(Arc::clone(&registered.info));
     let configured = consistency_from_config(config.routing.consistency);
-    let mut route = RouteState::new(configured, lease.conn().node, config.nodes.len());
+    let max_state = config.listen.max_session_state.as_usize();
+    let nodes = config.nodes.len();
+    let mut route = RouteState::new(database, configured, lease.conn().node, nodes, max_state);
     drop(config);
     let mut identity = Identity {
         client_pid: cancel_key.pid,
@@ -417,8 +419,7 @@ async fn serve(
             }
             Some(Pending::Resolve(names)) => {
                 let conn = leases.current_mut().conn_mut();
-                let mut request = BytesMut::new();
-                wire::fe::query(&mut request, functions::lookup_sql(&names).as_bytes());
+                let request = functions::lookup_request(&names);
                 let learned = match exchange::exchange(conn, &request).await {
                     Ok(answer) if answer.error.is_none() => {
                         functions::volatilities(&names, &answer.rows)
@@ -434,8 +435,9 @@ async fn serve(
                         return Err(e);
                     }
                 };
-                ctx.router.learn_volatility(&learned);
+                ctx.router.learn_volatility(&route.database, &learned);
                 // The frame is inspected again, now with what was learned.
+                route.looked_up = true;
                 up.resume();
             }
             None => {

@@ -45,6 +45,8 @@ impl Setup {
 #[derive(Debug)]
 pub struct Registry {
     definitions: HashMap<Vec<u8>, Definition>,
+    /// Bytes of the Parse messages kept (the session's state budget).
+    bytes: usize,
     /// Per node: statement name → id of the definition it holds.
     on_node: Vec<HashMap<Vec<u8>, u64>>,
     next_id: u64,
@@ -54,6 +56,7 @@ impl Registry {
     pub fn new(nodes: usize) -> Registry {
         Registry {
             definitions: HashMap::new(),
+            bytes: 0,
             on_node: (0..nodes).map(|_| HashMap::new()).collect(),
             next_id: 1,
         }
@@ -87,16 +90,35 @@ impl Registry {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.definitions.insert(
-            name.to_vec(),
+        let parse = named.then(|| Bytes::copy_from_slice(frame));
+        self.define(
+            name,
             Definition {
                 id,
                 statement,
-                parse: named.then(|| Bytes::copy_from_slice(frame)),
+                parse,
             },
         );
         if let Some(held) = self.on_node.get_mut(node) {
             held.insert(name.to_vec(), id);
+        }
+    }
+
+    /// Bytes of Parse messages kept for replay.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn define(&mut self, name: &[u8], definition: Definition) {
+        self.bytes += definition.parse.as_ref().map_or(0, Bytes::len);
+        if let Some(old) = self.definitions.insert(name.to_vec(), definition) {
+            self.bytes -= old.parse.as_ref().map_or(0, Bytes::len);
+        }
+    }
+
+    fn undefine(&mut self, name: &[u8]) {
+        if let Some(old) = self.definitions.remove(name) {
+            self.bytes -= old.parse.as_ref().map_or(0, Bytes::len);
         }
     }
 
@@ -105,8 +127,8 @@ impl Registry {
     pub fn defined_locally(&mut self, name: &[u8], statement: Arc<Statement>) {
         let id = self.next_id;
         self.next_id += 1;
-        self.definitions.insert(
-            name.to_vec(),
+        self.define(
+            name,
             Definition {
                 id,
                 statement,
@@ -118,7 +140,7 @@ impl Registry {
     /// A Close of statement `name` was forwarded to `node`. Other nodes
     /// keep their copy until the name is needed there again.
     pub fn closed(&mut self, node: usize, name: &[u8]) {
-        self.definitions.remove(name);
+        self.undefine(name);
         if let Some(held) = self.on_node.get_mut(node) {
             held.remove(name);
         }
@@ -139,6 +161,7 @@ impl Registry {
     /// everywhere.
     pub fn all_dropped(&mut self, node: usize) {
         self.definitions.clear();
+        self.bytes = 0;
         if let Some(held) = self.on_node.get_mut(node) {
             held.clear();
         }
@@ -255,6 +278,24 @@ mod tests {
         // A batch that defines the name on node 1 needs the old one closed.
         let setup = r.setup_for(1, [&b"s1"[..]], []);
         assert_eq!(setup.close, vec![b"s1".to_vec()]);
+    }
+
+    #[test]
+    fn kept_parse_messages_are_counted() {
+        let mut r = Registry::new(1);
+        let a = parse_frame("a", "SELECT 1");
+        let b = parse_frame("b", "SELECT 22");
+        r.parsed(0, b"a", stmt(), &a);
+        r.parsed(0, b"b", stmt(), &b);
+        r.parsed(0, b"", stmt(), &parse_frame("", "SELECT 333"));
+        assert_eq!(r.bytes(), a.len() + b.len());
+        let a2 = parse_frame("a", "SELECT 4444");
+        r.parsed(0, b"a", stmt(), &a2);
+        assert_eq!(r.bytes(), a2.len() + b.len());
+        r.closed(0, b"b");
+        assert_eq!(r.bytes(), a2.len());
+        r.all_dropped(0);
+        assert_eq!(r.bytes(), 0);
     }
 
     #[test]

@@ -58,6 +58,12 @@ impl Settings {
         true
     }
 
+    /// Bytes of SET texts kept for replay (at most [`MAX_SETTINGS`] of
+    /// them: summed when asked).
+    pub fn bytes(&self) -> usize {
+        self.entries.iter().map(|e| e.sql.len()).sum()
+    }
+
     /// The SQL that brings `node` up to date, if it is behind.
     pub fn replay_for(&self, node: usize) -> Option<String> {
         let applied = *self.applied.get(node)?;

@@ -21,6 +21,8 @@ struct Definition {
 #[derive(Debug)]
 pub struct SqlPrepared {
     definitions: HashMap<String, Definition>,
+    /// Bytes of PREPARE texts kept (the session's state budget).
+    bytes: usize,
     /// Per node: name → id of the definition it holds.
     on_node: Vec<HashMap<String, u64>>,
     next_id: u64,
@@ -30,6 +32,7 @@ impl SqlPrepared {
     pub fn new(nodes: usize) -> SqlPrepared {
         SqlPrepared {
             definitions: HashMap::new(),
+            bytes: 0,
             on_node: (0..nodes).map(|_| HashMap::new()).collect(),
             next_id: 1,
         }
@@ -43,18 +46,24 @@ impl SqlPrepared {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.definitions.insert(
-            name.to_owned(),
-            Definition {
-                id,
-                sql: sql.to_owned(),
-                access,
-            },
-        );
+        self.bytes += sql.len();
+        let definition = Definition {
+            id,
+            sql: sql.to_owned(),
+            access,
+        };
+        if let Some(old) = self.definitions.insert(name.to_owned(), definition) {
+            self.bytes -= old.sql.len();
+        }
         if let Some(held) = self.on_node.get_mut(node) {
             held.insert(name.to_owned(), id);
         }
         true
+    }
+
+    /// Bytes of PREPARE texts kept for replay.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// What the prepared statement does, for routing its EXECUTE.
@@ -64,7 +73,9 @@ impl SqlPrepared {
 
     /// `DEALLOCATE name` ran on `node`.
     pub fn deallocated(&mut self, node: usize, name: &str) {
-        self.definitions.remove(name);
+        if let Some(old) = self.definitions.remove(name) {
+            self.bytes -= old.sql.len();
+        }
         if let Some(held) = self.on_node.get_mut(node) {
             held.remove(name);
         }
@@ -73,6 +84,7 @@ impl SqlPrepared {
     /// `DEALLOCATE ALL` / `DISCARD ALL` ran on `node`.
     pub fn all_dropped(&mut self, node: usize) {
         self.definitions.clear();
+        self.bytes = 0;
         if let Some(held) = self.on_node.get_mut(node) {
             held.clear();
         }

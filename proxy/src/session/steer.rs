@@ -133,6 +133,7 @@ impl ClientSide<'_> {
     /// Book-keeping for a message on its way to the current node; says
     /// whether an LSN request follows it.
     fn forwarded(&mut self, tag: u8, frame: &[u8]) -> Verdict {
+        self.route.looked_up = false;
         if tag == b'Q' && std::mem::take(&mut self.route.retry_candidate) && self.tracker.is_idle()
         {
             self.route.retry.arm(frame);
@@ -171,8 +172,14 @@ impl ClientSide<'_> {
             b'Q' => self.route.prepared.query_ran(node),
             b'P' => {
                 if let Some((name, sql)) = fe::parse_fields(body) {
-                    let statement = self.router.classify(sql);
-                    self.route.prepared.parsed(node, name, statement, frame);
+                    if !name.is_empty() && self.route.over_budget(frame.len()) {
+                        // Not kept for replay: the session stays where
+                        // its statements are.
+                        self.route.pins.add(Pins::OTHER);
+                    } else {
+                        let statement = self.router.classify(sql);
+                        self.route.prepared.parsed(node, name, statement, frame);
+                    }
                 }
             }
             b'C' => {
@@ -211,6 +218,13 @@ impl ClientSide<'_> {
         }
         if let Some(verdict) = self.resolve_first(std::slice::from_ref(&statement)) {
             return verdict;
+        }
+        let kept = matches!(
+            statement.session,
+            SessionEffect::Set { local: false, .. } | SessionEffect::Prepare { .. }
+        );
+        if kept && self.route.over_budget(sql.len()) {
+            return self.refuse_state(None);
         }
         self.note_session_effect(&statement.session, true);
         // An EXECUTE of a statement prepared with SQL goes where what it
@@ -288,16 +302,40 @@ impl ClientSide<'_> {
     /// Holds the statement while the functions it calls are looked up, if
     /// that could send it to a replica (reads may go there, the session is
     /// not pinned).
+    /// Each statement is held for one lookup at most: names still unknown
+    /// after it (pushed out of the cache by other sessions meanwhile)
+    /// leave the statement to the primary, rather than looking up again.
     fn resolve_first(&mut self, statements: &[Arc<Statement>]) -> Option<Verdict> {
         if self.route.pins.any() || self.route.consistency == Consistency::Strong {
             return None;
         }
-        let names = self.router.unresolved(statements);
+        if std::mem::take(&mut self.route.looked_up) {
+            return None;
+        }
+        let names = self.router.unresolved(&self.route.database, statements)?;
         if names.is_empty() {
             return None;
         }
         self.route.pending = Some(Pending::Resolve(names));
         Some(Verdict::Hold)
+    }
+
+    /// The session keeps more than `listen.max_session_state` for replay:
+    /// what would add to it is refused, as PostgreSQL refuses what would
+    /// pass a limit (54000), and the session goes on.
+    pub(super) fn refuse_state(&mut self, batch_len: Option<usize>) -> Verdict {
+        let message = format!(
+            "this session keeps more than {} of prepared statements and settings for pgrelay \
+             to replay (listen.max_session_state); DEALLOCATE or RESET some first",
+            crate::config::ByteSize(self.route.max_state as u64)
+        );
+        self.route.pending = Some(Pending::Refuse {
+            sqlstate: "54000",
+            message,
+            batch_len,
+            aborts: self.tracker.status() != TxStatus::Idle,
+        });
+        Verdict::Hold
     }
 
     /// A SQL `PREPARE` made outside a transaction, kept for replay where
@@ -306,11 +344,12 @@ impl ClientSide<'_> {
         let SessionEffect::Prepare { name, inner } = effect else {
             return;
         };
-        let recorded = std::str::from_utf8(sql).is_ok_and(|sql| {
-            self.route
-                .sql_prepared
-                .prepared(node, name, sql, inner.clone())
-        });
+        let recorded = !self.route.over_budget(sql.len())
+            && std::str::from_utf8(sql).is_ok_and(|sql| {
+                self.route
+                    .sql_prepared
+                    .prepared(node, name, sql, inner.clone())
+            });
         if !recorded {
             self.route.pins.add(Pins::OTHER);
         }
@@ -325,8 +364,9 @@ impl ClientSide<'_> {
             SessionEffect::DiscardAll => None,
             _ => return,
         };
-        let recorded =
-            std::str::from_utf8(sql).is_ok_and(|sql| self.route.settings.record(node, name, sql));
+        let recorded = !self.route.over_budget(sql.len())
+            && std::str::from_utf8(sql)
+                .is_ok_and(|sql| self.route.settings.record(node, name, sql));
         if !recorded {
             self.route.pins.add(Pins::OTHER);
         }

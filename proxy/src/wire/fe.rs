@@ -83,10 +83,53 @@ pub fn query(buf: &mut BytesMut, sql: &[u8]) {
 
 /// Close of a prepared statement.
 pub fn close_statement(buf: &mut BytesMut, name: &[u8]) {
+    close(buf, b'S', name);
+}
+
+/// Close of a statement (`'S'`) or a portal (`'P'`).
+pub fn close(buf: &mut BytesMut, kind: u8, name: &[u8]) {
     put_frame(buf, b'C', |b| {
-        b.put_u8(b'S');
+        b.put_u8(kind);
         b.put_slice(name);
         b.put_u8(0);
+    });
+}
+
+/// Parse of `sql` as statement `name`, parameter types left to the server.
+pub fn parse(buf: &mut BytesMut, name: &[u8], sql: &[u8]) {
+    put_frame(buf, b'P', |b| {
+        b.put_slice(name);
+        b.put_u8(0);
+        b.put_slice(sql);
+        b.put_u8(0);
+        b.put_i16(0);
+    });
+}
+
+/// Bind of statement `statement` to portal `portal` with `params` as text
+/// values, results in text.
+pub fn bind_text(buf: &mut BytesMut, portal: &[u8], statement: &[u8], params: &[&str]) {
+    put_frame(buf, b'B', |b| {
+        b.put_slice(portal);
+        b.put_u8(0);
+        b.put_slice(statement);
+        b.put_u8(0);
+        b.put_i16(0);
+        b.put_i16(params.len() as i16);
+        for param in params {
+            b.put_i32(param.len() as i32);
+            b.put_slice(param.as_bytes());
+        }
+        b.put_i16(0);
+    });
+}
+
+/// Execute of portal `portal`, all rows.
+pub fn execute(buf: &mut BytesMut, portal: &[u8]) {
+    put_frame(buf, b'E', |b| {
+        b.put_slice(portal);
+        b.put_u8(0);
+        b.put_i32(0);
     });
 }
 

@@ -5,6 +5,7 @@
 
 mod admin;
 mod auth;
+mod bounded;
 mod console;
 mod data;
 mod env;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
     trials.extend(unix::trials(&env));
     trials.extend(security::trials(&env));
     trials.extend(passthrough::trials(&env));
+    trials.extend(bounded::trials(&env));
     let conclusion = libtest_mimic::run(&args, trials);
     drop(env);
     if conclusion.has_failed() {

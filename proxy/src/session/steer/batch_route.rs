@@ -32,11 +32,16 @@ impl ClientSide<'_> {
         // the name it was prepared under.
         let mut sql_text: Option<Result<&[u8], &[u8]>> = None;
         let mut executes = false;
+        // Bytes its named statements would add to what the session keeps.
+        let mut kept = 0usize;
         let (end, len) = batch::scan(header, frame, ahead, |item| match item {
             BatchItem::Parse { name, sql } => {
                 statements.push(router.classify(sql));
                 defines.push(name);
                 sql_text = Some(Ok(sql));
+                if !name.is_empty() {
+                    kept += name.len() + sql.len();
+                }
             }
             BatchItem::Execute => executes = true,
             item if item.uses().is_some_and(|name| !defines.contains(&name)) => {
@@ -54,6 +59,9 @@ impl ClientSide<'_> {
         });
         if end == BatchEnd::Unread && ahead.len() < BATCH_LOOKAHEAD {
             return Verdict::Wait;
+        }
+        if end == BatchEnd::Sync && kept > 0 && self.route.over_budget(kept) {
+            return self.refuse_state(Some(len));
         }
         // The batch's Sync marks the connection if any statement may leave
         // state (its named Parses mark it themselves).

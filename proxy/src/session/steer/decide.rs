@@ -61,7 +61,11 @@ impl ClientSide<'_> {
         let mut chosen: Option<Route> = None;
         let mut writes = false;
         for statement in statements {
-            let access = self.router.classifier.borrow().effective_access(statement);
+            let access = self
+                .router
+                .classifier
+                .borrow()
+                .effective_access(&self.route.database, statement);
             let begins = matches!(statement.transaction, TxEffect::Begin { .. });
             writes |= (!access.is_read() && !begins) || statement.transaction == TxEffect::Commit;
             let decision = decide(
@@ -109,7 +113,11 @@ impl ClientSide<'_> {
                 min_lsn: 0,
                 ..session
             };
-            let access = self.router.classifier.borrow().effective_access(first);
+            let access = self
+                .router
+                .classifier
+                .borrow()
+                .effective_access(&self.route.database, first);
             let mut balancer = self.router.balancer.borrow_mut();
             if let Ok(Decision::Node(r)) = decide(first, &access, &relaxed, &view.1, &mut balancer)
                 && r.reason.is_replica()

@@ -77,6 +77,14 @@ pub struct BatchNeeds {
 /// One session's routing state.
 #[derive(Debug)]
 pub struct RouteState {
+    /// The session's database: what function lookups are valid for.
+    pub database: std::sync::Arc<str>,
+    /// The held statement's functions were just looked up: it is not held
+    /// for another lookup.
+    pub looked_up: bool,
+    /// `listen.max_session_state`: bytes of statements and settings kept
+    /// for replay, at most.
+    pub max_state: usize,
     pub consistency: Consistency,
     /// Session state lives on the primary: no more replica reads.
     pub pins: Pins,
@@ -135,8 +143,17 @@ pub struct RouteState {
 }
 
 impl RouteState {
-    pub fn new(consistency: Consistency, current: usize, nodes: usize) -> RouteState {
+    pub fn new(
+        database: &str,
+        consistency: Consistency,
+        current: usize,
+        nodes: usize,
+        max_state: usize,
+    ) -> RouteState {
         RouteState {
+            database: database.into(),
+            looked_up: false,
+            max_state,
             consistency,
             pins: Pins::default(),
             current,
@@ -163,6 +180,16 @@ impl RouteState {
             dirty: 0,
             next_clean: false,
         }
+    }
+
+    /// Bytes the session keeps for replay now.
+    pub fn retained(&self) -> usize {
+        self.prepared.bytes() + self.sql_prepared.bytes() + self.settings.bytes()
+    }
+
+    /// Whether keeping `more` bytes would pass `listen.max_session_state`.
+    pub fn over_budget(&self, more: usize) -> bool {
+        self.retained().saturating_add(more) > self.max_state
     }
 
     /// Whether the session's connection to `node` may hold session state.

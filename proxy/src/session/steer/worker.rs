@@ -38,17 +38,24 @@ pub struct WorkerRouter {
     pub(super) view: RefCell<(Option<u64>, TopologyView)>,
 }
 
+fn classifier(config: &Config) -> Classifier {
+    let mut classifier = Classifier::new(CLASSIFIER_CAPACITY);
+    classifier.set_max_parse_size(config.routing.max_parse_size.as_usize());
+    classifier
+}
+
 impl WorkerRouter {
     pub fn new(shared: Arc<Shared>, metrics: WorkerQueryMetrics) -> WorkerRouter {
         let generation = shared.config_generation();
         let config = shared.config();
         let balance = balance(config.routing.load_balance);
+        let classifier = classifier(&config);
         WorkerRouter {
             shared,
             config: RefCell::new((generation, config)),
             metrics,
             confirmed: RefCell::new(Vec::new()),
-            classifier: RefCell::new(Classifier::new(CLASSIFIER_CAPACITY)),
+            classifier: RefCell::new(classifier),
             balancer: RefCell::new(Balancer::new(balance)),
             view: RefCell::new((None, TopologyView::default())),
         }
@@ -68,6 +75,9 @@ impl WorkerRouter {
                 && let Ok(mut balancer) = self.balancer.try_borrow_mut()
             {
                 *balancer = Balancer::new(balance(fresh.routing.load_balance));
+            }
+            if let Ok(mut classifier) = self.classifier.try_borrow_mut() {
+                classifier.set_max_parse_size(fresh.routing.max_parse_size.as_usize());
             }
             *cached = (generation, fresh);
         }
@@ -103,17 +113,25 @@ impl WorkerRouter {
 
     /// Functions the statements call whose volatility this worker has not
     /// learned yet.
-    pub(super) fn unresolved(&self, statements: &[Arc<Statement>]) -> Vec<String> {
+    /// `None` when there are more than one lookup may take
+    /// ([`pgrelay_router::MAX_FUNCTIONS`], over a whole batch): the
+    /// statements then go to the primary unlooked-up.
+    pub(super) fn unresolved(
+        &self,
+        database: &str,
+        statements: &[Arc<Statement>],
+    ) -> Option<Vec<String>> {
         let classifier = self.classifier.borrow();
         let mut names: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for statement in statements {
-            for name in classifier.unresolved_functions(statement) {
-                if !names.iter().any(|n| n == name) {
+            for name in classifier.unresolved_functions(database, statement) {
+                if seen.insert(name) {
                     names.push(name.to_owned());
                 }
             }
         }
-        names
+        (names.len() <= pgrelay_router::MAX_FUNCTIONS).then_some(names)
     }
 
     /// A replica answered that it has replayed up to `lsn`.
@@ -130,10 +148,10 @@ impl WorkerRouter {
         self.classifier.borrow_mut().remember_write(sql);
     }
 
-    pub fn learn_volatility(&self, learned: &[(String, Volatility)]) {
+    pub fn learn_volatility(&self, database: &str, learned: &[(String, Volatility)]) {
         let mut classifier = self.classifier.borrow_mut();
         for (name, volatility) in learned {
-            classifier.learn_volatility(name, *volatility);
+            classifier.learn_volatility(database, name, *volatility);
         }
     }
 
