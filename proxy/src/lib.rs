@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod fuzzing;
 pub mod listeners;
 pub mod metrics;
 pub mod net;

@@ -68,12 +68,12 @@ pub struct Identity {
 /// PostgreSQL sends first.
 const ERROR_PREFIX: usize = 128;
 
-struct ServerSide<'a> {
-    tracker: &'a mut Tracker,
-    identity: &'a Identity,
-    retry: &'a mut Retry,
-    capture: &'a mut LsnCapture,
-    metrics: &'a WorkerQueryMetrics,
+pub(super) struct ServerSide<'a> {
+    pub(super) tracker: &'a mut Tracker,
+    pub(super) identity: &'a Identity,
+    pub(super) retry: &'a mut Retry,
+    pub(super) capture: &'a mut LsnCapture,
+    pub(super) metrics: &'a WorkerQueryMetrics,
 }
 
 impl Inspect for ServerSide<'_> {

@@ -7,6 +7,7 @@ mod credential;
 mod exchange;
 mod forward;
 mod functions;
+pub mod fuzzing;
 mod leases;
 mod local;
 mod login;
