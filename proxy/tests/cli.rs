@@ -521,3 +521,31 @@ fn a_huge_statement_is_routed_without_tokenizing_it() {
         );
     });
 }
+
+/// What issue 13 made refusable: trust with stored passwords or on a
+/// network listener, an unbounded duration, a short admin token.
+#[test]
+fn check_refuses_unsafe_and_unbounded_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        "[listen]\naddr = \"0.0.0.0:6432\"\n[[nodes]]\nname = \"pg1\"\naddr = \"127.0.0.1:5432\"\n\
+         [auth]\nmode = \"trust\"\n[[auth.users]]\nname = \"app\"\npassword = \"x\"\n\
+         [failover]\nhold_writes = \"100000000h\"\n[admin]\ntoken = \"short\"\n",
+    );
+    let out = Command::new(PGRELAY)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run pgrelay");
+    assert_eq!(out.status.code(), Some(EXIT_BAD_CONFIG));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "auth.users: trust mode never uses a stored password",
+        "auth.mode: trust lets anyone who reaches listen.addr",
+        "failover.hold_writes: must be at most 24h",
+        "admin.token: the admin token must be at least 16 characters long",
+    ] {
+        assert!(stderr.contains(expected), "{expected}:\n{stderr}");
+    }
+}

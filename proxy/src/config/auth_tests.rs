@@ -83,7 +83,19 @@ fn debug_output_masks_passwords() {
         password: "hunter2".into(),
         ..MonitorConfig::default()
     };
-    for shown in [format!("{user:?}"), format!("{monitor:?}")] {
+    let failover = FailoverConfig {
+        replica_conninfo: "user=rep password=hunter2".into(),
+        ..FailoverConfig::default()
+    };
+    let whole = crate::config::minimal_with(
+        "[monitor]\npassword = \"hunter2\"\n[failover]\nreplica_conninfo = \"password=hunter2\"\n",
+    );
+    for shown in [
+        format!("{user:?}"),
+        format!("{monitor:?}"),
+        format!("{failover:?}"),
+        format!("{whole:?}"),
+    ] {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("***"), "{shown}");
     }

@@ -196,7 +196,7 @@ pub struct RoutingConfig {
 }
 
 /// `[failover]`: promotion of a replica when the primary is lost.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct FailoverConfig {
     pub enabled: bool,
     pub detect_after: Duration,
@@ -346,6 +346,20 @@ impl fmt::Debug for UserConfig {
         f.debug_struct("UserConfig")
             .field("name", &self.name)
             .field("password", &format_args!("{MASK}"))
+            .finish()
+    }
+}
+
+impl fmt::Debug for FailoverConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FailoverConfig")
+            .field("enabled", &self.enabled)
+            .field("detect_after", &self.detect_after)
+            .field("hold_writes", &self.hold_writes)
+            .field(
+                "replica_conninfo",
+                &pgrelay_health::conninfo::redact(&self.replica_conninfo),
+            )
             .finish()
     }
 }
