@@ -67,7 +67,6 @@ pub async fn login(
 ) -> Result<Option<Entry>, ProxyError> {
     let shared = &ctx.shared;
     let config = shared.config();
-    let timed_out = |_| ProxyError::LoginTimeout;
     let params = match first {
         FirstContact::Cancel { pid, secret } => {
             shared.cancels.cancel(pid, secret).await;
@@ -78,18 +77,7 @@ pub async fn login(
     if ctx.slot.over_limit {
         return Err(ProxyError::TooManyClients);
     }
-    let client_tls = shared.client_tls.current();
-    let tls_required = client_tls
-        .as_ref()
-        .is_some_and(|tls| tls.mode == ClientTlsMode::Require);
-    if tls_required && !client.is_tls() && ctx.peer != Peer::Local {
-        return Err(ProxyError::TlsRequired(ctx.peer));
-    }
-    // SCRAM-SHA-256-PLUS binds to the certificate this link was made with.
-    let cert_hash = client_tls
-        .as_ref()
-        .filter(|_| client.is_tls())
-        .and_then(|tls| tls.cert_hash.as_deref());
+    let cert_hash = tls_policy(client, ctx)?;
     let identity = claimed_identity(&params)?;
     let span = Span::current();
     span.record("user", identity.user.as_str());
@@ -97,40 +85,21 @@ pub async fn login(
 
     let mut out = BytesMut::new();
     negotiate_protocol(&params, &mut out);
-    let console = identity.database == CONSOLE_DATABASE;
-    if console {
-        let auth = console_auth(&config, ctx.peer)?;
-        let method = match &auth {
-            ConsoleAuth::AsClients => shared.credentials.method(&identity.user),
-            ConsoleAuth::Local => Method::Trust,
-            ConsoleAuth::Token(secret) => Method::Scram(Some(secret)),
-        };
-        let exchange = authenticate(
-            client,
-            &mut inbuf,
-            &mut out,
-            method,
-            &shared.credentials,
-            &identity.user,
-            cert_hash,
-        );
-        timeout_at(deadline, exchange).await.map_err(timed_out)??;
-        if !config.admin.users.contains(&identity.user) {
-            return Err(ProxyError::NotAdmin(identity.user));
-        }
+    let mut exchange = Exchange {
+        client: &mut *client,
+        inbuf: &mut inbuf,
+        out: &mut out,
+        cert_hash: cert_hash.as_deref(),
+        deadline,
+    };
+    if identity.database == CONSOLE_DATABASE {
+        let user = prove_admin(ctx, &config, identity.user, &mut exchange).await?;
         return Ok(Some(Entry::Console(ConsoleLogin {
-            user: identity.user,
+            user,
             leftover: inbuf,
             out,
         })));
     }
-    let exchange = Exchange {
-        client: &mut *client,
-        inbuf: &mut inbuf,
-        out: &mut out,
-        cert_hash,
-        deadline,
-    };
     let credential = prove(ctx, &identity.user, exchange).await?;
 
     let params = identity.node_startup(&params);
@@ -155,6 +124,52 @@ pub async fn login(
         params,
         credential,
     }))))
+}
+
+/// `[tls] client = "require"` refuses a TCP client that did not start
+/// TLS; a TLS client gets the hash SCRAM-SHA-256-PLUS binds to (that of
+/// the certificate this link was made with).
+fn tls_policy(client: &Stream, ctx: &SessionContext) -> Result<Option<Vec<u8>>, ProxyError> {
+    let Some(tls) = ctx.shared.client_tls.current() else {
+        return Ok(None);
+    };
+    if tls.mode == ClientTlsMode::Require && !client.is_tls() && ctx.peer != Peer::Local {
+        return Err(ProxyError::TlsRequired(ctx.peer));
+    }
+    Ok(tls.cert_hash.clone().filter(|_| client.is_tls()))
+}
+
+/// The admin console's login: see [`console_auth`] for how; then only
+/// `[admin] users` may stay.
+async fn prove_admin(
+    ctx: &SessionContext,
+    config: &Config,
+    user: String,
+    io: &mut Exchange<'_>,
+) -> Result<String, ProxyError> {
+    let shared = &ctx.shared;
+    let auth = console_auth(config, ctx.peer)?;
+    let method = match &auth {
+        ConsoleAuth::AsClients => shared.credentials.method(&user),
+        ConsoleAuth::Local => Method::Trust,
+        ConsoleAuth::Token(secret) => Method::Scram(Some(secret)),
+    };
+    let exchange = authenticate(
+        &mut *io.client,
+        &mut *io.inbuf,
+        &mut *io.out,
+        method,
+        &shared.credentials,
+        &user,
+        io.cert_hash,
+    );
+    timeout_at(io.deadline, exchange)
+        .await
+        .map_err(|_| ProxyError::LoginTimeout)??;
+    if !config.admin.users.contains(&user) {
+        return Err(ProxyError::NotAdmin(user));
+    }
+    Ok(user)
 }
 
 /// The client's side of the login, as `prove` needs it.
