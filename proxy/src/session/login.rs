@@ -85,7 +85,7 @@ pub async fn login(
 
     let mut out = BytesMut::new();
     negotiate_protocol(&params, &mut out);
-    let mut exchange = Exchange {
+    let exchange = Exchange {
         client: &mut *client,
         inbuf: &mut inbuf,
         out: &mut out,
@@ -93,7 +93,7 @@ pub async fn login(
         deadline,
     };
     if identity.database == CONSOLE_DATABASE {
-        let user = prove_admin(ctx, &config, identity.user, &mut exchange).await?;
+        let user = prove_admin(ctx, &config, identity.user, exchange).await?;
         return Ok(Some(Entry::Console(ConsoleLogin {
             user,
             leftover: inbuf,
@@ -145,19 +145,23 @@ async fn prove_admin(
     ctx: &SessionContext,
     config: &Config,
     user: String,
-    io: &mut Exchange<'_>,
+    io: Exchange<'_>,
 ) -> Result<String, ProxyError> {
     let shared = &ctx.shared;
     let auth = console_auth(config, ctx.peer)?;
     let method = match &auth {
-        ConsoleAuth::AsClients => shared.credentials.method(&user),
+        // As any client would, `auth_user` look-ups included.
+        ConsoleAuth::AsClients => {
+            prove(ctx, &user, io).await?;
+            return admitted(config, user);
+        }
         ConsoleAuth::Local => Method::Trust,
         ConsoleAuth::Token(secret) => Method::Scram(Some(secret)),
     };
     let exchange = authenticate(
-        &mut *io.client,
-        &mut *io.inbuf,
-        &mut *io.out,
+        io.client,
+        io.inbuf,
+        io.out,
         method,
         &shared.credentials,
         &user,
@@ -166,10 +170,15 @@ async fn prove_admin(
     timeout_at(io.deadline, exchange)
         .await
         .map_err(|_| ProxyError::LoginTimeout)??;
-    if !config.admin.users.contains(&user) {
-        return Err(ProxyError::NotAdmin(user));
+    admitted(config, user)
+}
+
+fn admitted(config: &Config, user: String) -> Result<String, ProxyError> {
+    if config.admin.users.contains(&user) {
+        Ok(user)
+    } else {
+        Err(ProxyError::NotAdmin(user))
     }
-    Ok(user)
 }
 
 /// The client's side of the login, as `prove` needs it.

@@ -58,6 +58,7 @@ async fn pass_through(env: Arc<Env>) -> anyhow::Result<()> {
                  auth_query = \"SELECT uname, phash FROM pgrelay_user_lookup($1)\"\n\
                  auth_cache_ttl = \"2s\"\n"
             ),
+            admin: format!("users = [\"{ROLE}\"]"),
             ..ProxyOptions::default()
         },
     )
@@ -91,6 +92,13 @@ async fn pass_through(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(replica.starts_with("pg2"), "{replica}");
     let app = connect(&login(APP_USER, APP_PASSWORD)).await?;
     app.simple_query("SELECT 1").await?;
+    // The same look-up admits a cluster role to the admin console.
+    let console = connect(&format!(
+        "host=127.0.0.1 port={} user={ROLE} password=first-pw dbname=pgrelay",
+        proxy.port()
+    ))
+    .await?;
+    console.simple_query("SHOW NODES").await?;
 
     let wrong = refusal(&login(ROLE, "not-it")).await?;
     let unknown = refusal(&login("pt_nobody", "not-it")).await?;
