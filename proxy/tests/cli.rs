@@ -37,11 +37,7 @@ fn check_accepts_a_valid_config() {
         "[listen]\naddr = \"127.0.0.1:6432\"\n[[nodes]]\nname = \"pg1\"\naddr = \"127.0.0.1:5432\"\n\
          [auth]\nmode = \"md5\"\n[[auth.users]]\nname = \"app\"\npassword = \"x\"\n",
     );
-    let out = Command::new(PGRELAY)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run pgrelay");
+    let out = check(&path);
     assert!(
         out.status.success(),
         "{}",
@@ -57,11 +53,7 @@ fn check_reports_every_problem_with_its_key_and_exits_64() {
         "[listen]\nshutdown_grace = \"ten\"\nmax_client_connections = \"many\"\n\
          [[nodes]]\nname = \"PG 1\"\naddr = \"127.0.0.1\"\n[routing]\nconsistency = \"fast\"\nmax_lagg = \"1s\"\n",
     );
-    let out = Command::new(PGRELAY)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run pgrelay");
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(EXIT_BAD_CONFIG));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for key in [
@@ -99,6 +91,35 @@ fn serve_rejects_a_bad_config_before_binding() {
         .expect("run pgrelay");
     assert_eq!(out.status.code(), Some(EXIT_BAD_CONFIG));
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen.bogus"));
+}
+
+/// `pgrelay check --config path`.
+fn check(path: &Path) -> std::process::Output {
+    Command::new(PGRELAY)
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .expect("run pgrelay")
+}
+
+/// A port nothing listens on now, for `listen.addr` of a `serve`.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// `pgrelay serve` with `config`, killed on drop.
+fn serve(config: &Path) -> Reaped {
+    Reaped(
+        Command::new(PGRELAY)
+            .args(["serve", "--config"])
+            .arg(config)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pgrelay"),
+    )
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -145,10 +166,7 @@ fn serve_drains_on_sigterm_and_exits_0() {
             ..ClusterOptions::default()
         }))
         .expect("cluster");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write_config(
         dir.path(),
@@ -158,14 +176,7 @@ fn serve_drains_on_sigterm_and_exits_0() {
             cluster.nodes()[0].addr()
         ),
     );
-    let mut child = Reaped(
-        Command::new(PGRELAY)
-            .args(["serve", "--config"])
-            .arg(&path)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pgrelay"),
-    );
+    let mut child = serve(&path);
     let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
     rt.block_on(async {
         let client = connect_until(&conninfo, Duration::from_secs(30)).await;
@@ -464,10 +475,7 @@ fn a_huge_statement_is_routed_without_tokenizing_it() {
             ..ClusterOptions::default()
         }))
         .expect("cluster");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = format!(
         "[listen]\naddr = \"127.0.0.1:{port}\"\nadmin_addr = \"127.0.0.1:0\"\n[auth]\nmode = \"trust\"\n\
@@ -481,14 +489,7 @@ fn a_huge_statement_is_routed_without_tokenizing_it() {
         ));
     }
     let path = write_config(dir.path(), &config);
-    let child = Reaped(
-        Command::new(PGRELAY)
-            .args(["serve", "--config"])
-            .arg(&path)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pgrelay"),
-    );
+    let child = serve(&path);
     let pid = child.0.id();
     let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
     rt.block_on(async {
@@ -533,11 +534,7 @@ fn check_refuses_unsafe_and_unbounded_settings() {
          [auth]\nmode = \"trust\"\n[[auth.users]]\nname = \"app\"\npassword = \"x\"\n\
          [failover]\nhold_writes = \"100000000h\"\n[admin]\ntoken = \"short\"\n",
     );
-    let out = Command::new(PGRELAY)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run pgrelay");
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(EXIT_BAD_CONFIG));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [

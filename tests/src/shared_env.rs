@@ -61,6 +61,22 @@ impl<E: Environment> LazyEnv<E> {
     }
 }
 
+/// Runs `trials`, then drops `env` (stopping its cluster) before the
+/// process exits, whatever the trials did.
+pub fn conclude<E>(
+    args: &libtest_mimic::Arguments,
+    trials: Vec<Trial>,
+    env: LazyEnv<E>,
+) -> std::process::ExitCode {
+    let conclusion = libtest_mimic::run(args, trials);
+    drop(env);
+    if conclusion.has_failed() {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
+
 /// The runtime test environments use: four workers, everything enabled.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

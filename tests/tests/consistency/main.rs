@@ -21,11 +21,5 @@ fn main() -> ExitCode {
     let env = env::lazy();
     let mut trials = checker::trials(&env);
     trials.extend(fallback::trials(&env));
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(env);
-    if conclusion.has_failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    pgrelay_tests::shared_env::conclude(&args, trials, env)
 }

@@ -39,11 +39,5 @@ fn main() -> ExitCode {
     trials.extend(security::trials(&env));
     trials.extend(passthrough::trials(&env));
     trials.extend(bounded::trials(&env));
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(env);
-    if conclusion.has_failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    pgrelay_tests::shared_env::conclude(&args, trials, env)
 }

@@ -18,11 +18,5 @@ fn main() -> ExitCode {
     let env = env::lazy();
     let mut trials = clients::trials(&env);
     trials.extend(nodes::trials(&env));
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(env);
-    if conclusion.has_failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    pgrelay_tests::shared_env::conclude(&args, trials, env)
 }
