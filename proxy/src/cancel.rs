@@ -12,8 +12,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
-use pgrelay_health::node_tls::{Negotiated, NodeTls, negotiate};
-use tokio_rustls::TlsStream;
+use pgrelay_health::node_tls::{NodeTls, negotiate};
 
 use crate::backend::BackendKey;
 use crate::net::{Endpoint, Stream};
@@ -151,10 +150,7 @@ async fn send_cancel(target: CancelTarget, tls: &NodeTls) -> std::io::Result<()>
     let negotiated = tokio::time::timeout(CANCEL_CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    let mut stream = match negotiated {
-        Negotiated::Plain(stream) => stream,
-        Negotiated::Tls { stream, .. } => Stream::Tls(Box::new(TlsStream::Client(*stream))),
-    };
+    let (mut stream, _) = Stream::from_negotiated(negotiated);
     let mut packet = BytesMut::with_capacity(16);
     postgres_protocol::message::frontend::cancel_request(
         target.key.pid,

@@ -140,7 +140,8 @@ where
     }
 }
 
-fn peer_cert_hash<S>(stream: &TlsStream<S>) -> Option<Vec<u8>> {
+/// The `tls-server-end-point` data of the node's leaf certificate.
+pub(crate) fn peer_cert_hash<S>(stream: &TlsStream<S>) -> Option<Vec<u8>> {
     let (_, connection) = stream.get_ref();
     let leaf = connection.peer_certificates()?.first()?;
     end_point_hash(leaf.as_ref())

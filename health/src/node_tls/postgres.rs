@@ -17,7 +17,7 @@ use tokio_postgres::{Client, Connection};
 use tokio_rustls::client::TlsStream;
 
 use super::guard::{AuthGuard, RawGuarded, guarded_read};
-use super::{Negotiation, NodeTls, end_point_hash};
+use super::{Negotiation, NodeTls, peer_cert_hash};
 
 /// A connection to a node, TCP or its Unix socket.
 pub enum NodeSocket {
@@ -124,13 +124,7 @@ where
             let inner = connector
                 .connect(self.tls.server_name.clone(), stream)
                 .await?;
-            let cert_hash = {
-                let (_, connection) = inner.get_ref();
-                connection
-                    .peer_certificates()
-                    .and_then(|certs| certs.first())
-                    .and_then(|leaf| end_point_hash(leaf.as_ref()))
-            };
+            let cert_hash = peer_cert_hash(&inner);
             Ok(GuardedTls {
                 inner,
                 guard: AuthGuard::new(self.tls.cleartext_allowed(true)),

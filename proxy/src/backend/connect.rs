@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use pgrelay_health::node_tls::{Negotiated, NodeTls, negotiate};
+use pgrelay_health::node_tls::{NodeTls, negotiate};
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpStream, UnixStream};
-use tokio_rustls::TlsStream;
 
 use super::login::{Link, login_exchange};
 use crate::config::HostPort;
@@ -114,13 +113,8 @@ pub async fn connect(
                     node: node_name.to_owned(),
                     message: e.to_string(),
                 })?;
-        let (stream, link) = match negotiated {
-            Negotiated::Plain(stream) => (stream, Link::plain(node.tls)),
-            Negotiated::Tls { stream, cert_hash } => (
-                Stream::Tls(Box::new(TlsStream::Client(*stream))),
-                Link::tls(node.tls, cert_hash),
-            ),
-        };
+        let (stream, cert_hash) = Stream::from_negotiated(negotiated);
+        let link = Link::new(node.tls, stream.is_tls(), cert_hash);
         let mut conn = BackendConn {
             stream,
             node: node.index,

@@ -36,19 +36,11 @@ pub(super) struct Link {
 }
 
 impl Link {
-    pub(super) fn plain(tls: &NodeTls) -> Link {
+    pub(super) fn new(tls: &NodeTls, over_tls: bool, cert_hash: Option<Vec<u8>>) -> Link {
         Link {
-            over_tls: false,
-            cert_hash: None,
-            cleartext_allowed: tls.cleartext_allowed(false),
-        }
-    }
-
-    pub(super) fn tls(tls: &NodeTls, cert_hash: Option<Vec<u8>>) -> Link {
-        Link {
-            over_tls: true,
+            over_tls,
             cert_hash,
-            cleartext_allowed: tls.cleartext_allowed(true),
+            cleartext_allowed: tls.cleartext_allowed(over_tls),
         }
     }
 

@@ -5,6 +5,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use pgrelay_health::node_tls::Negotiated;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -56,6 +57,19 @@ impl Stream {
     pub async fn send_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.write_all(bytes).await?;
         self.flush().await
+    }
+
+    /// The link [`negotiate`](pgrelay_health::node_tls::negotiate) made to
+    /// a node, and the channel-binding hash of the node's certificate
+    /// (on TLS, when it has one).
+    pub fn from_negotiated(negotiated: Negotiated<Stream>) -> (Stream, Option<Vec<u8>>) {
+        match negotiated {
+            Negotiated::Plain(stream) => (stream, None),
+            Negotiated::Tls { stream, cert_hash } => (
+                Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(*stream))),
+                cert_hash,
+            ),
+        }
     }
 
     pub fn is_tls(&self) -> bool {
