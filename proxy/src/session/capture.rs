@@ -76,6 +76,10 @@ impl LsnCapture {
             return None;
         }
         match header.tag {
+            // Asynchronous: another session's NOTIFY, a setting the server
+            // reports, a notice. They arrive whenever the server has them,
+            // also while it answers us, and they are the client's.
+            b'A' | b'S' | b'N' => return None,
             b'D' => {
                 if let Some(lsn) =
                     first_column(frame.get(HEADER_LEN..).unwrap_or_default()).and_then(parse_lsn)
@@ -141,6 +145,23 @@ mod tests {
         assert!(c.is_idle());
         assert_eq!(c.last_lsn, 0x3000060);
         assert_eq!(feed(&mut c, &frame(b'Z', b"I")), None, "the client's again");
+    }
+
+    #[test]
+    fn asynchronous_messages_amid_our_answer_reach_the_client() {
+        let mut c = LsnCapture::default();
+        c.requested(0);
+        assert_eq!(
+            feed(&mut c, &frame(b'T', b"\0\x01x\0")),
+            Some(Verdict::Swallow)
+        );
+        // Another session's NOTIFY lands while the server answers us: it
+        // was swallowed with our answer, and the listener never heard it.
+        let notification = frame(b'A', b"\0\0\x10\x92pgrelay_test\0hello\0");
+        assert_eq!(feed(&mut c, &notification), None);
+        assert_eq!(feed(&mut c, &frame(b'S', b"TimeZone\0UTC\0")), None);
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Some(Verdict::Swallow));
+        assert!(c.is_idle());
     }
 
     #[test]
