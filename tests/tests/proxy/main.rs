@@ -12,6 +12,7 @@ mod env;
 mod limits;
 mod passthrough;
 mod pgbench;
+mod regressions;
 mod routing;
 mod security;
 mod session;
@@ -39,5 +40,6 @@ fn main() -> ExitCode {
     trials.extend(security::trials(&env));
     trials.extend(passthrough::trials(&env));
     trials.extend(bounded::trials(&env));
+    trials.extend(regressions::trials(&env));
     pgrelay_tests::shared_env::conclude(&args, trials, env)
 }
