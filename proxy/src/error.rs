@@ -47,6 +47,16 @@ pub enum ProxyError {
     NotAdmin(String),
     #[error("sorry, too many clients already")]
     TooManyClients,
+    /// Every backend connection the client could use was busy for all of
+    /// `pool.max_wait`.
+    #[error(
+        "no connection to node {node} became free within {waited:?} (pool.max_wait): \
+         its pool is at pool.size or the node at pool.max_node_connections"
+    )]
+    PoolTimeout {
+        node: String,
+        waited: std::time::Duration,
+    },
     #[error("no primary node is available (waited {0:?})")]
     NoPrimary(std::time::Duration),
     /// A backend refused the login; the server's own ErrorResponse is
@@ -94,7 +104,7 @@ impl ProxyError {
             ProxyError::ConsoleNeedsPassword => "28000",
             ProxyError::BadStartup(_) => "08P01",
             ProxyError::NotAdmin(_) => "42501",
-            ProxyError::TooManyClients => "53300",
+            ProxyError::TooManyClients | ProxyError::PoolTimeout { .. } => "53300",
             ProxyError::NoPrimary(_) => "57P03",
             ProxyError::BackendRefused(_) => "08006",
             ProxyError::BackendIo { .. } | ProxyError::BackendProtocol { .. } => "08006",

@@ -63,6 +63,8 @@ pub struct SessionInfo {
     pub since: SystemTime,
     state: AtomicU8,
     node: AtomicUsize,
+    /// Why the session keeps its backend connections (pin bits).
+    pins: AtomicU8,
 }
 
 impl SessionInfo {
@@ -86,6 +88,23 @@ impl SessionInfo {
     pub fn set_node(&self, node: usize) {
         if self.node.load(Ordering::Relaxed) != node {
             self.node.store(node, Ordering::Relaxed);
+        }
+    }
+
+    /// Transaction pooling: the session holds no connection right now.
+    pub fn clear_node(&self) {
+        self.set_node(NO_NODE);
+    }
+
+    /// What pins the session to its connections, as the session's pin
+    /// bits (see `session::Pins`).
+    pub fn pins(&self) -> u8 {
+        self.pins.load(Ordering::Relaxed)
+    }
+
+    pub fn set_pins(&self, pins: u8) {
+        if self.pins.load(Ordering::Relaxed) != pins {
+            self.pins.store(pins, Ordering::Relaxed);
         }
     }
 }
@@ -116,6 +135,7 @@ impl SessionRegistry {
             since: SystemTime::now(),
             state: AtomicU8::new(new.state as u8),
             node: AtomicUsize::new(new.node.unwrap_or(NO_NODE)),
+            pins: AtomicU8::new(0),
         });
         self.lock().insert(new.id, Arc::clone(&info));
         SessionEntry {

@@ -14,12 +14,13 @@
 //! - `[failover]`: `hold_writes` for the next statement that waits, the
 //!   rest (`enabled`, `detect_after`, `replica_conninfo`) before the
 //!   failover task's next step (a promotion under way finishes first);
-//! - `[admin] users`.
+//! - `[admin] users`;
+//! - `[pool] max_wait`, for the next client that waits.
 //!
 //! The rest is set up once at start and is reported as needing a restart:
 //! `[listen]` (listeners, worker threads, limits), `[[nodes]]` (the
 //! topology's and the metrics' fixed index), `[auth]` (SCRAM verifiers are
-//! derived at start).
+//! derived at start), the rest of `[pool]` (limits are sized at start).
 
 use std::sync::Arc;
 
@@ -112,6 +113,12 @@ fn effective(old: &Config, new: &Config) -> Config {
             server: new.tls.server.clone(),
             client: new.tls.client,
             ..old.tls.clone()
+        },
+        // Pools are sized at start; how long a client may wait is read
+        // per wait.
+        pool: crate::config::PoolConfig {
+            max_wait: new.pool.max_wait,
+            ..old.pool.clone()
         },
     }
 }

@@ -12,7 +12,7 @@ use pgrelay_health::{FailoverControl, FailoverSettings, MonitorSettings, Topolog
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::NodeLoad;
+use crate::backend::{NodeLoad, PoolLimits};
 use crate::cancel::CancelRegistry;
 use crate::client::Credentials;
 use crate::config::{Config, FailoverConfig, MonitorConfig};
@@ -25,6 +25,10 @@ use crate::tls::ClientTlsCell;
 /// Connections beyond `max_client_connections` that are still answered
 /// with a proper 53300 rather than closed unanswered.
 const OVER_LIMIT_HEADROOM: usize = 1024;
+
+/// Requests to close idle connections to a database that a worker may
+/// not have seen yet; one that falls further behind closes them all.
+const DATABASE_CLOSES_QUEUED: usize = 64;
 
 #[derive(Debug)]
 pub struct Shared {
@@ -62,6 +66,11 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Backend connections leased per node (least-connections balancing).
     pub node_load: Arc<NodeLoad>,
+    /// `pool.size` and `pool.max_node_connections`, across workers.
+    pub pool_limits: Arc<PoolLimits>,
+    /// Databases about to be dropped or renamed: every worker closes its
+    /// idle connections to them.
+    pub database_closes: tokio::sync::broadcast::Sender<Arc<str>>,
     /// The logged-in client sessions (`SHOW CLIENTS`).
     pub sessions: Arc<SessionRegistry>,
     /// `PAUSE` / `RESUME` from the admin console.
@@ -84,10 +93,13 @@ impl Shared {
     ) -> io::Result<Shared> {
         let clients = Arc::new(AtomicUsize::new(0));
         let node_load = NodeLoad::new(config.nodes.len());
+        let pool = &config.pool;
+        let pool_limits = PoolLimits::new(config.nodes.len(), pool.size, pool.max_node_connections);
         let metrics = Metrics::new(
             Arc::clone(&topology),
             Arc::clone(&clients),
             Arc::clone(&node_load),
+            Arc::clone(&pool_limits),
         )
         .map_err(|e| io::Error::other(format!("registering the metrics: {e}")))?;
         let tls_error = |e: String| io::Error::other(format!("TLS: {e}"));
@@ -102,6 +114,8 @@ impl Shared {
         let cancels = Arc::new(CancelRegistry::new(node_tls.clone()));
         Ok(Shared {
             node_load,
+            pool_limits,
+            database_closes: tokio::sync::broadcast::Sender::new(DATABASE_CLOSES_QUEUED),
             client_tls,
             node_tls,
             credentials: Credentials::new(&config.auth),

@@ -5,10 +5,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::broadcast;
 use tokio::task::{JoinSet, LocalSet};
 use tracing::{debug, error};
 
-use crate::backend::{IDLE_TIMEOUT, Pool};
+use crate::backend::{Lifetimes, Pool, PoolLimits};
 use crate::listeners::{Listeners, StdListeners};
 use crate::metrics::WorkerQueryMetrics;
 use crate::server::current_thread_runtime;
@@ -61,10 +62,20 @@ pub(crate) fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
                 return;
             }
         };
-        let pool = Pool::new(Arc::clone(&shared.node_load));
+        let lifetimes = Lifetimes::from_config(&shared.config().pool);
+        let pool = Pool::new(
+            Arc::clone(&shared.node_load),
+            Arc::clone(&shared.pool_limits),
+            lifetimes,
+        );
         let shutdown = LocalShutdown::new();
         tokio::task::spawn_local(mirror_shutdown(Arc::clone(&shared), Rc::clone(&shutdown)));
-        tokio::task::spawn_local(expire_idle_connections(Rc::clone(&pool)));
+        tokio::task::spawn_local(tend_pool(
+            Rc::clone(&pool),
+            Arc::clone(&shared.pool_limits),
+            shared.database_closes.subscribe(),
+            lifetimes,
+        ));
         let accepting = Accepting {
             router: Rc::new(WorkerRouter::new(
                 Arc::clone(&shared),
@@ -161,13 +172,43 @@ impl Accepting {
     }
 }
 
-/// Closes pooled connections idle past their time, a few times per timeout.
-async fn expire_idle_connections(pool: Rc<Pool>) {
-    let mut ticker = tokio::time::interval(IDLE_TIMEOUT / 4);
+/// How often idle connections are checked against their timeouts, at
+/// most: a few times per `server_idle_timeout`.
+const EXPIRY_TICK: Duration = Duration::from_secs(15);
+
+/// Closes pooled connections idle past their time or lifetime, the ones
+/// a client waiting elsewhere needs the room of, and the ones to a
+/// database about to be dropped.
+async fn tend_pool(
+    pool: Rc<Pool>,
+    limits: Arc<PoolLimits>,
+    mut database_closes: broadcast::Receiver<Arc<str>>,
+    lifetimes: Lifetimes,
+) {
+    let tick = EXPIRY_TICK
+        .min(lifetimes.idle_timeout / 4)
+        .max(Duration::from_millis(10));
+    let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sheds = limits.shed_requests();
     loop {
-        ticker.tick().await;
-        pool.expire_idle();
+        tokio::select! {
+            _ = ticker.tick() => {
+                pool.expire_idle();
+                limits.prune();
+            }
+            changed = sheds.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                pool.shed_wanted();
+            }
+            closing = database_closes.recv() => match closing {
+                Ok(database) => pool.close_database(&database),
+                Err(broadcast::error::RecvError::Lagged(_)) => pool.clear(),
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
     }
 }
 

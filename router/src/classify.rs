@@ -50,8 +50,16 @@ pub(crate) fn classify_with_cacheability(sql: &str) -> (Statement, bool) {
         return (statement, true);
     };
     let parts: Vec<Part> = split(tokens).into_iter().map(classify_part).collect();
-    let cacheable = parts.iter().all(|p| p.cacheable);
+    let mut cacheable = parts.iter().all(|p| p.cacheable);
     combine(&mut statement, parts);
+    if statement.session == SessionEffect::SetConfig
+        && let Some((name, local)) = crate::set_config::plain_set_config(sql)
+    {
+        // A setting like `SET`; its name is a literal, which the
+        // fingerprint does not keep.
+        statement.session = SessionEffect::Set { name, local };
+        cacheable = false;
+    }
     (statement, cacheable)
 }
 
@@ -181,6 +189,9 @@ fn unparsed(tokens: &[&Token], features: &Features) -> Part {
     }
     let mut part = match (first.as_str(), second.as_str()) {
         ("do", _) => Part::write(WriteReason::Do),
+        // COPY options sqlparser lacks (`WHERE`, `HEADER MATCH`, ...): it
+        // may copy in, so nothing may be sent behind it.
+        ("copy", _) => Part::write(WriteReason::CopyFrom),
         (
             "vacuum" | "analyze" | "analyse" | "cluster" | "reindex" | "checkpoint" | "refresh",
             _,
@@ -267,7 +278,10 @@ fn combine(statement: &mut Statement, parts: Vec<Part>) {
     let mut effects = Vec::new();
     let mut seen: HashSet<String> = statement.functions.iter().cloned().collect();
     for part in parts {
-        if statement.access.is_read() {
+        // A COPY FROM anywhere in the text decides how the write's LSN
+        // is learned (nothing may follow it while the server copies in).
+        let copies = part.access == Access::write(WriteReason::CopyFrom);
+        if statement.access.is_read() || copies {
             statement.access = part.access;
         }
         if part.transaction != TxEffect::None {

@@ -11,6 +11,7 @@
 mod classifier;
 mod classify;
 mod classify_ast;
+mod database_ddl;
 mod decide;
 mod fingerprint;
 mod function_lists;
@@ -21,11 +22,13 @@ mod large;
 mod lru;
 mod pgrelay_cmd;
 mod route;
+mod set_config;
 mod statement;
 mod view;
 
 pub use classifier::{CacheStats, Classifier, Volatility};
 pub use classify::{MAX_FUNCTIONS, classify};
+pub use database_ddl::database_needing_no_sessions;
 pub use decide::{Balance, Balancer, Decision, SessionView, decide};
 pub use fingerprint::{Fingerprint, fingerprint, fingerprint_bytes};
 pub use hint::leading_hint;

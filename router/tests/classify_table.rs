@@ -347,6 +347,16 @@ const TABLE: &[(&str, &str)] = &[
         "read",
     ),
     ("COPY t TO '/tmp/t.csv'", "copy from"),
+    // COPY options sqlparser does not know: still a copy in.
+    ("COPY t FROM STDIN WHERE a > 0", "copy from"),
+    (
+        "COPY t FROM STDIN WITH (HEADER MATCH, FORMAT csv)",
+        "copy from",
+    ),
+    (
+        "INSERT INTO u VALUES (1); COPY t FROM STDIN WHERE a > 0",
+        "copy from",
+    ),
     // maintenance and DDL
     ("VACUUM", "maintenance"),
     ("VACUUM ANALYZE t", "maintenance"),

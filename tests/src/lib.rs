@@ -6,6 +6,7 @@ pub mod consistency;
 pub mod http;
 pub mod mitm;
 pub mod net;
+pub mod pgbench;
 pub mod pki;
 pub mod proxy;
 pub mod raw;

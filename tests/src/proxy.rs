@@ -42,6 +42,8 @@ pub struct ProxyOptions {
     pub bind: std::net::IpAddr,
     /// TOML lines for `[tls]` (e.g. `cert_file = "…"`).
     pub tls: String,
+    /// TOML lines for `[pool]` (e.g. `size = 2`).
+    pub pool: String,
 }
 
 impl Default for ProxyOptions {
@@ -59,6 +61,7 @@ impl Default for ProxyOptions {
             auth_extra: String::new(),
             bind: std::net::Ipv4Addr::LOCALHOST.into(),
             tls: String::new(),
+            pool: String::new(),
         }
     }
 }
@@ -243,5 +246,6 @@ pub fn config_toml(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<
     writeln!(toml, "[failover]\n{}", options.failover)?;
     writeln!(toml, "[admin]\n{}", options.admin)?;
     writeln!(toml, "[tls]\n{}", options.tls)?;
+    writeln!(toml, "[pool]\n{}", options.pool)?;
     Ok(toml)
 }

@@ -284,3 +284,40 @@ pub async fn exchange_raw(
         }
     }
 }
+
+/// Extended-protocol frontend messages, unnamed portal, text formats.
+pub mod msg {
+    use super::frame;
+
+    pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+        let mut body = name.as_bytes().to_vec();
+        body.push(0);
+        body.extend_from_slice(sql.as_bytes());
+        body.extend_from_slice(&[0, 0, 0]);
+        frame(b'P', &body)
+    }
+
+    /// Binds statement `name` (no parameters) to the unnamed portal.
+    pub fn bind(name: &str) -> Vec<u8> {
+        let mut body = vec![0];
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+        frame(b'B', &body)
+    }
+
+    pub fn describe_portal() -> Vec<u8> {
+        frame(b'D', b"P\0")
+    }
+
+    pub fn execute() -> Vec<u8> {
+        frame(b'E', &[0, 0, 0, 0, 0])
+    }
+
+    pub fn sync() -> Vec<u8> {
+        frame(b'S', &[])
+    }
+
+    pub fn flush() -> Vec<u8> {
+        frame(b'H', &[])
+    }
+}

@@ -16,7 +16,7 @@ use pgrelay_tests::{ProxyOptions, TestProxy, http, poll_until};
 use serde_json::Value;
 
 /// DESIGN.md's metric contract: every name pgrelay promises to export.
-const CONTRACT: [&str; 13] = [
+const CONTRACT: [&str; 15] = [
     "pgrelay_client_connections",
     "pgrelay_queries_total",
     "pgrelay_query_duration_seconds",
@@ -30,6 +30,8 @@ const CONTRACT: [&str; 13] = [
     "pgrelay_consistency_wait_seconds",
     "pgrelay_backend_connections",
     "pgrelay_failover_state",
+    "pgrelay_pool_clients_waiting",
+    "pgrelay_pool_wait_seconds",
 ];
 
 /// Series a histogram family exposes besides its `# TYPE` name.

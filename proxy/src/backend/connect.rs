@@ -39,6 +39,10 @@ pub struct BackendConn {
     /// ParameterStatus values sent at login, replayed to each client that
     /// gets this connection.
     pub params: Vec<(String, String)>,
+    /// When the login finished (`pool.server_lifetime`).
+    pub opened: std::time::Instant,
+    /// Its room under the pool limits, given back when it closes.
+    pub permit: Option<super::Permit>,
 }
 
 impl BackendConn {
@@ -122,8 +126,11 @@ pub async fn connect(
             peer,
             key: BackendKey { pid: 0, secret: 0 },
             params: Vec::new(),
+            opened: std::time::Instant::now(),
+            permit: None,
         };
         login_exchange(&mut conn, login, &link).await?;
+        conn.opened = std::time::Instant::now();
         Ok(conn)
     };
     tokio::time::timeout(timeout, attempt)

@@ -51,7 +51,8 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
     /// until the server runs out of `max_connections`.
     pub fn put(&mut self, key: K, item: T, now: Instant) {
         let node = key.node();
-        if self.count_on(node) >= self.max_per_node {
+        // Counting walks every key: only when there is a bound to keep.
+        if self.max_per_node != usize::MAX && self.count_on(node) >= self.max_per_node {
             self.evict_oldest_on(node);
         }
         if self.max_per_node > 0 {
@@ -62,13 +63,45 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
         }
     }
 
-    /// Drops items idle for longer than the maximum age.
-    pub fn expire(&mut self, now: Instant) {
+    /// Drops items idle for longer than the maximum age, except the
+    /// `keep` most recently parked of each key.
+    pub fn expire(&mut self, now: Instant, keep: usize) {
         let max_age = self.max_age;
         for list in self.by_key.values_mut() {
-            list.retain(|e| now.saturating_duration_since(e.since) < max_age);
+            let newest = list.len().saturating_sub(keep);
+            let mut i = 0;
+            list.retain(|e| {
+                i += 1;
+                i > newest || now.saturating_duration_since(e.since) < max_age
+            });
         }
         self.by_key.retain(|_, list| !list.is_empty());
+    }
+
+    /// Keeps only the items `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(&T) -> bool) {
+        for list in self.by_key.values_mut() {
+            list.retain(|e| keep(&e.item));
+        }
+        self.by_key.retain(|_, list| !list.is_empty());
+    }
+
+    /// Keeps only the items of keys `keep` accepts.
+    pub fn retain_keys(&mut self, keep: impl Fn(&K) -> bool) {
+        self.by_key.retain(|key, _| keep(key));
+    }
+
+    /// Items parked for `key`.
+    pub fn count_of(&self, key: &K) -> usize {
+        self.by_key.get(key).map_or(0, Vec::len)
+    }
+
+    /// Items parked per key.
+    pub fn counts(&self) -> HashMap<K, usize> {
+        self.by_key
+            .iter()
+            .map(|(k, list)| (k.clone(), list.len()))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -171,10 +204,27 @@ mod tests {
         let mut set = IdleSet::new(10, Duration::from_secs(60));
         set.put(Key(0, "a"), 1, t0);
         set.put(Key(0, "a"), 2, t0 + Duration::from_secs(50));
-        set.expire(t0 + Duration::from_secs(70));
+        set.expire(t0 + Duration::from_secs(70), 0);
         assert_eq!(set.len(), 1);
         assert_eq!(set.take(&Key(0, "a"), |_| true), Some(2));
-        set.expire(t0 + Duration::from_secs(200));
+        set.expire(t0 + Duration::from_secs(200), 0);
+        assert_eq!(set.len(), 0);
+    }
+
+    #[test]
+    fn the_newest_few_of_each_key_outlive_the_idle_timeout() {
+        let t0 = Instant::now();
+        let mut set = IdleSet::new(10, Duration::from_secs(60));
+        for i in 0..3 {
+            set.put(Key(0, "a"), i, t0 + Duration::from_secs(i));
+        }
+        set.put(Key(0, "b"), 10, t0);
+        set.expire(t0 + Duration::from_secs(500), 2);
+        assert_eq!(set.len(), 3, "a keeps 1 and 2, b keeps 10");
+        assert_eq!(set.take(&Key(0, "a"), |_| true), Some(2));
+        assert_eq!(set.take(&Key(0, "a"), |_| true), Some(1));
+        assert_eq!(set.take(&Key(0, "a"), |_| true), None);
+        set.retain(|&i| i != 10);
         assert_eq!(set.len(), 0);
     }
 }

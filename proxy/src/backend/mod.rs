@@ -3,11 +3,13 @@
 
 mod connect;
 mod idle;
+mod limits;
 mod load;
 mod login;
 mod pool;
 mod reset;
 
 pub use connect::{BackendConn, BackendKey, BackendSecret, LoginRequest, NodeAddress, connect};
+pub use limits::{Permit, PoolId, PoolLimits, PoolReport};
 pub use load::NodeLoad;
-pub use pool::{IDLE_TIMEOUT, Lease, Pool, PoolKey, Reuse};
+pub use pool::{Acquired, Lease, Lifetimes, LoginKey, Pool, PoolKey, Reuse, WaitedTooLong};

@@ -2,34 +2,81 @@
 //!
 //! Each worker has its own pool: a connection's socket is registered with
 //! the worker's reactor, and keeping it there avoids cross-thread wakeups.
-//! A session leases a connection and gives it back when it ends; the lease
-//! shape is what transaction-level pooling will use too.
+//! A session leases a connection and gives it back when its transaction
+//! ends (transaction pooling) or when it ends (session pooling). How many
+//! connections there may be is capped across workers (`limits.rs`).
 
 use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::oneshot;
+
 use super::connect::BackendConn;
 use super::idle::{IdleSet, OnNode};
+use super::limits::{Permit, PoolId, PoolLimits};
 use super::load::{LoadGuard, NodeLoad};
 use super::reset::reset;
+use crate::config::PoolConfig;
 
-/// Idle connections one worker keeps per node, across all logins.
-const MAX_IDLE_PER_NODE: usize = 32;
-/// Idle connections older than this are closed, so a quiet proxy does not
-/// hold server slots it no longer needs.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A reset that takes longer than this means the node is in trouble; the
 /// connection is closed instead of pooled.
 const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Who a session logs in to nodes as: its startup parameters, built once
+/// per session and shared by its pool keys.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct LoginKey {
+    params: Vec<(String, String)>,
+    user: Arc<str>,
+    database: Arc<str>,
+}
+
+impl LoginKey {
+    pub fn new(params: Vec<(String, String)>) -> Arc<LoginKey> {
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default()
+        };
+        let user: Arc<str> = param("user").into();
+        let database = match param("database") {
+            "" => Arc::clone(&user),
+            db => db.into(),
+        };
+        Arc::new(LoginKey {
+            user,
+            database,
+            params,
+        })
+    }
+
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+}
 
 /// Connections are interchangeable only for the same node and the same
 /// startup parameters (user, database, client_encoding, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
     pub node: usize,
-    pub params: Vec<(String, String)>,
+    pub login: Arc<LoginKey>,
+}
+
+impl PoolKey {
+    /// The pool whose `pool.size` this connection counts in.
+    pub fn id(&self) -> PoolId {
+        PoolId {
+            node: self.node,
+            user: Arc::clone(&self.login.user),
+            database: Arc::clone(&self.login.database),
+        }
+    }
 }
 
 impl OnNode for PoolKey {
@@ -38,11 +85,42 @@ impl OnNode for PoolKey {
     }
 }
 
+/// How long pooled connections live, from `[pool]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub idle_timeout: Duration,
+    pub lifetime: Duration,
+    pub min_idle: usize,
+}
+
+impl Lifetimes {
+    pub fn from_config(pool: &PoolConfig) -> Lifetimes {
+        Lifetimes {
+            idle_timeout: pool.server_idle_timeout,
+            lifetime: pool.server_lifetime,
+            min_idle: pool.min_idle,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Pool {
     idle: RefCell<IdleSet<PoolKey, BackendConn>>,
+    /// Sessions of this worker waiting for a connection of a key, first
+    /// come first served: a released connection goes straight to them.
+    waiters: RefCell<HashMap<PoolKey, VecDeque<oneshot::Sender<BackendConn>>>>,
     load: Arc<NodeLoad>,
+    limits: Arc<PoolLimits>,
+    lifetimes: Lifetimes,
+    /// Databases being dropped or renamed, and since when: connections to
+    /// them that come back (from a reset under way, a session ending) are
+    /// closed rather than pooled for a while.
+    doomed: RefCell<Vec<(String, Instant)>>,
 }
+
+/// How long connections to a database being dropped are not pooled; the
+/// server waits 5 s for other sessions to leave it.
+const DOOMED_FOR: Duration = Duration::from_secs(10);
 
 /// Whether a connection handed back may serve another client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,26 +134,70 @@ pub enum Reuse {
     Close,
 }
 
+/// What [`Pool::acquire`] found.
+pub enum Acquired {
+    /// A pooled connection.
+    Pooled(Lease),
+    /// Room to open a new connection, which keeps the permit.
+    Room(Permit),
+}
+
+/// No connection came within `pool.max_wait`.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitedTooLong(pub Duration);
+
 impl Pool {
-    pub fn new(load: Arc<NodeLoad>) -> Rc<Pool> {
+    pub fn new(load: Arc<NodeLoad>, limits: Arc<PoolLimits>, lifetimes: Lifetimes) -> Rc<Pool> {
         Rc::new(Pool {
-            idle: RefCell::new(IdleSet::new(MAX_IDLE_PER_NODE, IDLE_TIMEOUT)),
+            idle: RefCell::new(IdleSet::new(usize::MAX, lifetimes.idle_timeout)),
+            waiters: RefCell::new(HashMap::new()),
             load,
+            limits,
+            lifetimes,
+            doomed: RefCell::new(Vec::new()),
         })
+    }
+
+    /// A pooled connection for `key`, or room for a new one; waits for
+    /// either (in turn with the other clients) up to `max_wait`.
+    /// `waited` is told how long a client had to wait, when it had to.
+    pub async fn acquire(
+        self: &Rc<Pool>,
+        key: &PoolKey,
+        max_wait: Duration,
+        waited: impl FnOnce(Duration),
+    ) -> Result<Acquired, WaitedTooLong> {
+        if let Some(lease) = self.take(key) {
+            return Ok(Acquired::Pooled(lease));
+        }
+        let id = key.id();
+        if let Some(permit) = self.limits.try_acquire(&id) {
+            return Ok(Acquired::Room(permit));
+        }
+        let started = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .borrow_mut()
+            .entry(key.clone())
+            .or_default()
+            .push_back(tx);
+        let got = tokio::select! {
+            Ok(conn) = rx => Ok(Acquired::Pooled(self.lease_new(key.clone(), conn))),
+            Some(permit) = self.limits.acquire(&id) => Ok(Acquired::Room(permit)),
+            () = tokio::time::sleep(max_wait) => Err(WaitedTooLong(max_wait)),
+        };
+        self.forget_closed_waiters(key);
+        waited(started.elapsed());
+        got
     }
 
     /// An idle connection for `key` that is still open, if there is one.
     pub fn take(self: &Rc<Pool>, key: &PoolKey) -> Option<Lease> {
-        let conn = self.counted_on(key.node, |idle| idle.take(key, BackendConn::is_open))?;
-        Some(Lease {
-            _counted: self.load.lease(key.node),
-            conn,
-            key: key.clone(),
-            pool: Rc::clone(self),
-        })
+        let conn = self.counted_on(key, |idle| idle.take(key, BackendConn::is_open))?;
+        Some(self.lease_new(key.clone(), conn))
     }
 
-    /// Wraps a freshly connected backend in a lease.
+    /// Wraps a backend connection in a lease.
     pub fn lease_new(self: &Rc<Pool>, key: PoolKey, conn: BackendConn) -> Lease {
         Lease {
             _counted: self.load.lease(key.node),
@@ -89,14 +211,77 @@ impl Pool {
         self.idle.borrow().len()
     }
 
+    /// A connection comes back: to the first session of this worker that
+    /// waits for one like it, else to the idle set, unless a client waits
+    /// for the room it takes (then it is closed) or it is past its
+    /// lifetime.
     fn put(&self, key: PoolKey, conn: BackendConn) {
-        let node = key.node;
-        self.counted_on(node, |idle| idle.put(key, conn, Instant::now()));
+        if conn.opened.elapsed() >= self.lifetimes.lifetime {
+            return;
+        }
+        let mut conn = conn;
+        if let Some(queue) = self.waiters.borrow_mut().get_mut(&key) {
+            while let Some(waiter) = queue.pop_front() {
+                match waiter.send(conn) {
+                    Ok(()) => return,
+                    Err(back) => conn = back,
+                }
+            }
+        }
+        if self.limits.anyone_waiting() && self.limits.is_wanted(&key.id()) {
+            return;
+        }
+        if !self.doomed.borrow().is_empty() && self.is_doomed(&key) {
+            return;
+        }
+        let parked = key.clone();
+        self.counted_on(&parked, |idle| idle.put(key, conn, Instant::now()));
     }
 
-    /// Closes connections that have been idle too long.
+    fn forget_closed_waiters(&self, key: &PoolKey) {
+        let mut waiters = self.waiters.borrow_mut();
+        if let Some(queue) = waiters.get_mut(key) {
+            queue.retain(|w| !w.is_closed());
+            if queue.is_empty() {
+                waiters.remove(key);
+            }
+        }
+    }
+
+    /// Closes connections idle too long (except `min_idle` per key) or
+    /// past their lifetime.
     pub fn expire_idle(&self) {
-        self.counted(|idle| idle.expire(Instant::now()));
+        let Lifetimes {
+            lifetime, min_idle, ..
+        } = self.lifetimes;
+        self.counted(|idle| {
+            idle.expire(Instant::now(), min_idle);
+            idle.retain(|conn| conn.opened.elapsed() < lifetime);
+        });
+    }
+
+    /// Closes the idle connections that hold room a waiting client needs.
+    pub fn shed_wanted(&self) {
+        if !self.limits.anyone_waiting() {
+            return;
+        }
+        let limits = &self.limits;
+        self.counted(|idle| idle.retain_keys(|key| !limits.is_wanted(&key.id())));
+    }
+
+    /// Closes the idle connections to `database` on every node, and the
+    /// ones that come back to it over the next seconds.
+    pub fn close_database(&self, database: &str) {
+        self.doomed
+            .borrow_mut()
+            .push((database.to_owned(), Instant::now()));
+        self.counted(|idle| idle.retain_keys(|key| &*key.login.database != database));
+    }
+
+    fn is_doomed(&self, key: &PoolKey) -> bool {
+        let mut doomed = self.doomed.borrow_mut();
+        doomed.retain(|(_, since)| since.elapsed() < DOOMED_FOR);
+        doomed.iter().any(|(d, _)| **d == *key.login.database)
     }
 
     /// Closes the idle connections to `node`: a session just lost its own
@@ -104,7 +289,7 @@ impl Pool {
     /// crashed, failing over) are as good as lost, even if their backends
     /// have not noticed yet.
     pub fn discard_node(&self, node: usize) {
-        self.counted_on(node, |idle| idle.clear_node(node));
+        self.counted(|idle| idle.clear_node(node));
     }
 
     /// Closes every idle connection (shutdown).
@@ -112,30 +297,37 @@ impl Pool {
         self.counted(IdleSet::clear);
     }
 
-    /// Runs `change`, which touches only `node`'s idle connections (a take,
-    /// or a put and the eviction it may cause), and tells the shared
-    /// counts what it changed.
+    /// Runs `change`, which touches only `key`'s idle connections (a take
+    /// or a put), and tells the shared counts what it changed.
     fn counted_on<R>(
         &self,
-        node: usize,
+        key: &PoolKey,
         change: impl FnOnce(&mut IdleSet<PoolKey, BackendConn>) -> R,
     ) -> R {
         let mut idle = self.idle.borrow_mut();
-        let before = idle.count_on(node);
+        let before = idle.count_of(key);
         let result = change(&mut idle);
-        self.load.idle_changed(node, before, idle.count_on(node));
+        let after = idle.count_of(key);
+        if before != after {
+            self.load.idle_changed(key.node, before, after);
+            self.limits.idle_changed(&key.id(), before, after);
+        }
         result
     }
 
-    /// Runs `change`, which may touch every node's idle connections
-    /// (expiry, shutdown), and tells the shared counts what it changed.
+    /// Runs `change`, which may touch any idle connections (expiry,
+    /// shedding, shutdown), and tells the shared counts what it changed.
     fn counted<R>(&self, change: impl FnOnce(&mut IdleSet<PoolKey, BackendConn>) -> R) -> R {
         let mut idle = self.idle.borrow_mut();
-        let nodes = self.load.nodes();
-        let before: Vec<usize> = (0..nodes).map(|n| idle.count_on(n)).collect();
+        let before = idle.counts();
         let result = change(&mut idle);
-        for (node, before) in before.into_iter().enumerate() {
-            self.load.idle_changed(node, before, idle.count_on(node));
+        let after = idle.counts();
+        for (key, was) in &before {
+            let now = after.get(key).copied().unwrap_or(0);
+            if *was != now {
+                self.load.idle_changed(key.node, *was, now);
+                self.limits.idle_changed(&key.id(), *was, now);
+            }
         }
         result
     }

@@ -51,6 +51,17 @@ macro_rules! choice_enum {
     };
 }
 
+choice_enum! {
+    /// How long a client keeps the backend connection it was given.
+    PoolMode {
+        /// Until its transaction ends (ReadyForQuery 'I'), unless
+        /// something that cannot move to another connection pins it.
+        Transaction => "transaction",
+        /// Until it disconnects.
+        Session => "session",
+    }
+}
+
 /// `expected one of "a", "b", found "c"`, the wording shared with the
 /// reader so every "bad word" problem looks the same.
 fn expected_one_of<'a>(choices: impl Iterator<Item = &'a str>, found: &str) -> String {

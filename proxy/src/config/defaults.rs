@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use super::choices::{AuthMode, Consistency, LoadBalance, SslMode, WhenNoReplica};
+use super::choices::{AuthMode, Consistency, LoadBalance, PoolMode, SslMode, WhenNoReplica};
 use super::units::ByteSize;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -65,6 +65,20 @@ pub const DEFAULT_LOAD_BALANCE: LoadBalance = LoadBalance::RoundRobin;
 pub const DEFAULT_MAX_PARSE_SIZE: ByteSize = ByteSize::from_mb(1);
 /// A limit below this would send ordinary statements to the primary.
 pub const MIN_PARSE_SIZE: ByteSize = ByteSize::from_kb(1);
+
+// [pool]
+pub const DEFAULT_POOL_MODE: PoolMode = PoolMode::Transaction;
+/// PgBouncer's `default_pool_size`: transaction pooling needs few.
+pub const DEFAULT_POOL_SIZE: usize = 20;
+/// PostgreSQL's own default `max_connections`.
+pub const DEFAULT_MAX_NODE_CONNECTIONS: usize = 100;
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(5);
+pub const DEFAULT_SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_SERVER_LIFETIME: Duration = Duration::from_secs(3600);
+pub const DEFAULT_MIN_IDLE: usize = 0;
+/// More connections than this to one node is a typo: PostgreSQL's own
+/// `max_connections` tops out at 262143.
+pub const MAX_POOL_CONNECTIONS: usize = 262_143;
 
 // [failover]
 pub const DEFAULT_FAILOVER_ENABLED: bool = true;

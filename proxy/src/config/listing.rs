@@ -118,6 +118,20 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
         "failover.replica_conninfo",
         secrets.conninfo(&f.replica_conninfo),
     );
+    let pool = &config.pool;
+    add("pool.mode", pool.mode.to_string());
+    add("pool.size", pool.size.to_string());
+    add(
+        "pool.max_node_connections",
+        pool.max_node_connections.to_string(),
+    );
+    add("pool.max_wait", duration(pool.max_wait));
+    add(
+        "pool.server_idle_timeout",
+        duration(pool.server_idle_timeout),
+    );
+    add("pool.server_lifetime", duration(pool.server_lifetime));
+    add("pool.min_idle", pool.min_idle.to_string());
     add("admin.users", config.admin.users.join(", "));
     let token = config.admin.token.as_ref().map_or("", |t| t.0.as_str());
     add("admin.token", secrets.show(token));

@@ -37,7 +37,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use auth_query::{AuthQueryConfig, DEFAULT_AUTH_QUERY};
-pub use choices::{AuthMode, ClientTlsMode, Consistency, LoadBalance, SslMode, WhenNoReplica};
+pub use choices::{
+    AuthMode, ClientTlsMode, Consistency, LoadBalance, PoolMode, SslMode, WhenNoReplica,
+};
 pub use defaults::*;
 pub use error::{ConfigError, Problem};
 pub use hostport::HostPort;
@@ -58,6 +60,7 @@ pub struct Config {
     pub failover: FailoverConfig,
     pub admin: AdminConfig,
     pub tls: TlsConfig,
+    pub pool: PoolConfig,
 }
 
 /// `[listen]`: the client-facing side.
@@ -195,6 +198,25 @@ pub struct RoutingConfig {
     pub max_parse_size: ByteSize,
 }
 
+/// `[pool]`: how many backend connections clients share, and for how long
+/// each client keeps one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub mode: PoolMode,
+    /// Backend connections per (node, user, database), all workers together.
+    pub size: usize,
+    /// Backend connections per node, all pools and workers together.
+    pub max_node_connections: usize,
+    /// A client that gets no backend connection within this gets 53300.
+    pub max_wait: Duration,
+    /// Idle pooled connections are closed after this long unused.
+    pub server_idle_timeout: Duration,
+    /// Connections are closed once this old, when they are next idle.
+    pub server_lifetime: Duration,
+    /// Idle connections each pool keeps past `server_idle_timeout`.
+    pub min_idle: usize,
+}
+
 /// `[failover]`: promotion of a replica when the primary is lost.
 #[derive(Clone, PartialEq, Eq)]
 pub struct FailoverConfig {
@@ -323,6 +345,20 @@ impl Default for RoutingConfig {
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
             load_balance: DEFAULT_LOAD_BALANCE,
             max_parse_size: DEFAULT_MAX_PARSE_SIZE,
+        }
+    }
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            mode: DEFAULT_POOL_MODE,
+            size: DEFAULT_POOL_SIZE,
+            max_node_connections: DEFAULT_MAX_NODE_CONNECTIONS,
+            max_wait: DEFAULT_MAX_WAIT,
+            server_idle_timeout: DEFAULT_SERVER_IDLE_TIMEOUT,
+            server_lifetime: DEFAULT_SERVER_LIFETIME,
+            min_idle: DEFAULT_MIN_IDLE,
         }
     }
 }

@@ -14,7 +14,7 @@ use super::{
     AdminConfig, AdminToken, AuthConfig, AuthMode, CertFiles, ClientTlsMode, Config, ConfigError,
     DEFAULT_SSLMODE, FailoverConfig, HostPort, ListenConfig, MAX_MESSAGE_SIZE, MAX_WORKERS,
     MIN_ADMIN_TOKEN_LEN, MIN_MESSAGE_SIZE, MIN_PARSE_SIZE, MonitorConfig, NodeConfig, NodeName,
-    NodeTlsConfig, RoutingConfig, SslMode, TlsConfig, UserConfig,
+    NodeTlsConfig, PoolConfig, RoutingConfig, SslMode, TlsConfig, UserConfig,
 };
 
 const MISSING: &str = "required key is missing";
@@ -40,6 +40,7 @@ pub(super) fn read_config(
     let failover = read_failover(section(&mut root, "failover", &empty, &mut p), &mut p);
     let admin = read_admin(section(&mut root, "admin", &empty, &mut p), env, &mut p);
     let tls = read_tls(section(&mut root, "tls", &empty, &mut p), &mut p);
+    let pool = read_pool(section(&mut root, "pool", &empty, &mut p), &mut p);
     root.finish(&mut p);
     check_trust_reach(&listen, &auth, &mut p);
     resolve_node_tls(&mut nodes, node_tls, &tls.nodes);
@@ -57,6 +58,7 @@ pub(super) fn read_config(
         failover,
         admin,
         tls,
+        pool,
     })
 }
 
@@ -448,6 +450,37 @@ fn read_failover(mut s: Section<'_>, p: &mut Problems) -> FailoverConfig {
     };
     s.finish(p);
     failover
+}
+
+fn read_pool(mut s: Section<'_>, p: &mut Problems) -> PoolConfig {
+    use super::MAX_POOL_CONNECTIONS as MAX;
+    let d = PoolConfig::default();
+    let pool = PoolConfig {
+        mode: s.parsed("mode", p).unwrap_or(d.mode),
+        size: s.count("size", 1, MAX, p).unwrap_or(d.size),
+        max_node_connections: s
+            .count("max_node_connections", 1, MAX, p)
+            .unwrap_or(d.max_node_connections),
+        max_wait: s.positive_duration("max_wait", p).unwrap_or(d.max_wait),
+        server_idle_timeout: s
+            .positive_duration("server_idle_timeout", p)
+            .unwrap_or(d.server_idle_timeout),
+        server_lifetime: s
+            .positive_duration("server_lifetime", p)
+            .unwrap_or(d.server_lifetime),
+        min_idle: s.count("min_idle", 0, MAX, p).unwrap_or(d.min_idle),
+    };
+    if pool.min_idle > pool.size {
+        p.push(
+            s.key("min_idle"),
+            format!(
+                "must be at most pool.size ({}), found {}",
+                pool.size, pool.min_idle
+            ),
+        );
+    }
+    s.finish(p);
+    pool
 }
 
 fn read_admin(

@@ -19,6 +19,7 @@ pub fn clients(sessions: &SessionRegistry, node_name: &dyn Fn(usize) -> Option<S
                 text(s.state().as_str()),
                 maybe(s.node().and_then(node_name)),
                 text(rfc3339(s.since)),
+                text(crate::session::Pins::describe(s.pins())),
             ]
         })
         .collect();
@@ -31,6 +32,7 @@ pub fn clients(sessions: &SessionRegistry, node_name: &dyn Fn(usize) -> Option<S
             "state",
             "node",
             "connected_since",
+            "pinned",
         ],
         rows,
         tag: "SHOW",

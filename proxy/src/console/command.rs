@@ -6,6 +6,7 @@ pub enum Command {
     ShowNodes,
     ShowClients,
     ShowServers,
+    ShowPools,
     ShowStats,
     ShowConfig,
     Pause,
@@ -15,7 +16,7 @@ pub enum Command {
 }
 
 /// Listed in the error for an unknown command.
-pub const COMMANDS: &str = "SHOW NODES, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CONFIG, \
+pub const COMMANDS: &str = "SHOW NODES, SHOW CLIENTS, SHOW SERVERS, SHOW POOLS, SHOW STATS, SHOW CONFIG, \
                             PAUSE, RESUME, PROMOTE <node>, RELOAD";
 
 /// The statements of a Query's text: split at semicolons, blank ones
@@ -37,6 +38,7 @@ pub fn parse(statement: &str) -> Result<Command, String> {
         ["SHOW", "NODES"] => Command::ShowNodes,
         ["SHOW", "CLIENTS"] => Command::ShowClients,
         ["SHOW", "SERVERS"] => Command::ShowServers,
+        ["SHOW", "POOLS"] => Command::ShowPools,
         ["SHOW", "STATS"] => Command::ShowStats,
         ["SHOW", "CONFIG"] => Command::ShowConfig,
         ["PAUSE"] => Command::Pause,

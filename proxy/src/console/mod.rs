@@ -4,7 +4,7 @@
 //! (psql, `simple_query`) and answers ordinary result sets of text
 //! columns, so psql shows tables:
 //!
-//! `SHOW NODES | CLIENTS | SERVERS | STATS | CONFIG`, `PAUSE`, `RESUME`,
+//! `SHOW NODES | CLIENTS | SERVERS | POOLS | STATS | CONFIG`, `PAUSE`, `RESUME`,
 //! `PROMOTE <node>`, `RELOAD` (case-insensitive, `;` optional).
 //!
 //! Unknown commands get 42601 with the list above; the extended protocol
@@ -13,6 +13,7 @@
 mod clients;
 mod command;
 mod control;
+mod pools;
 mod reply;
 mod settings;
 mod stats;
@@ -179,6 +180,7 @@ async fn execute(command: &Command, shared: &Arc<Shared>) -> Reply {
         Command::ShowNodes => topology::nodes(&shared.topology.load(), &shared.node_load),
         Command::ShowServers => topology::servers(&shared.topology.load(), &shared.node_load),
         Command::ShowClients => clients::clients(&shared.sessions, &node_name),
+        Command::ShowPools => pools::pools(&shared.pool_limits, &node_name),
         Command::ShowStats => stats::stats(&shared.metrics.registry().gather()),
         Command::ShowConfig => settings::show_config(shared),
         Command::Pause => control::pause(shared),

@@ -1,5 +1,6 @@
-//! `pgrelay_backend_connections{node}`: the connections sessions hold on
-//! each node, read from the least-connections counters at scrape time.
+//! `pgrelay_backend_connections{node,state}`: the connections clients hold
+//! on each node (`active`) and the ones waiting in the pools (`idle`),
+//! read from the least-connections counters at scrape time.
 
 use std::sync::Arc;
 
@@ -21,9 +22,9 @@ impl BackendsCollector {
         let gauge = IntGaugeVec::new(
             Opts::new(
                 "pgrelay_backend_connections",
-                "Backend connections client sessions hold on each node (idle pooled ones excluded).",
+                "Backend connections on each node: held by clients (active) or pooled (idle).",
             ),
-            &["node"],
+            &["node", "state"],
         )?;
         Ok(BackendsCollector { load, nodes, gauge })
     }
@@ -37,8 +38,11 @@ impl Collector for BackendsCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         for (i, name) in self.nodes.iter().enumerate() {
             self.gauge
-                .with_label_values(&[name])
+                .with_label_values(&[name, "active"])
                 .set(i64::from(self.load.leased(i)));
+            self.gauge
+                .with_label_values(&[name, "idle"])
+                .set(i64::from(self.load.idle(i)));
         }
         self.gauge.collect()
     }

@@ -11,6 +11,7 @@
 mod backends;
 mod clients;
 mod failover;
+mod pool;
 mod queries;
 mod topology;
 
@@ -19,8 +20,8 @@ use std::sync::atomic::AtomicUsize;
 
 use pgrelay_health::TopologyCell;
 
-use crate::backend::NodeLoad;
-use prometheus::{Registry, TextEncoder};
+use crate::backend::{NodeLoad, PoolLimits};
+use prometheus::{Histogram, Registry, TextEncoder};
 
 pub use backends::BackendsCollector;
 pub use clients::ClientsCollector;
@@ -37,6 +38,8 @@ pub struct Metrics {
     registry: Registry,
     /// What each worker counts on the data path.
     pub queries: QueryMetrics,
+    /// `pgrelay_pool_wait_seconds`.
+    pub pool_wait: Histogram,
 }
 
 impl Metrics {
@@ -46,6 +49,7 @@ impl Metrics {
         topology: Arc<TopologyCell>,
         clients: Arc<AtomicUsize>,
         node_load: Arc<NodeLoad>,
+        limits: Arc<PoolLimits>,
     ) -> prometheus::Result<Metrics> {
         let registry = Registry::new();
         let names = topology
@@ -59,7 +63,12 @@ impl Metrics {
         registry.register(Box::new(TopologyCollector::new(Arc::clone(&topology))?))?;
         let queries = QueryMetrics::register(&registry)?;
         registry.register(Box::new(FailoverCollector::new(Arc::clone(&topology))?))?;
-        Ok(Metrics { registry, queries })
+        let pool_wait = pool::register(&registry, limits)?;
+        Ok(Metrics {
+            registry,
+            queries,
+            pool_wait,
+        })
     }
 
     /// Where later metrics (queries, failovers) get registered.
@@ -113,8 +122,14 @@ mod tests {
         )])));
         let clients = Arc::new(AtomicUsize::new(0));
         let load = NodeLoad::new(1);
-        let metrics = Metrics::new(Arc::clone(&cell), Arc::clone(&clients), Arc::clone(&load))
-            .expect("registers");
+        let limits = crate::backend::PoolLimits::new(1, 20, 100);
+        let metrics = Metrics::new(
+            Arc::clone(&cell),
+            Arc::clone(&clients),
+            Arc::clone(&load),
+            limits,
+        )
+        .expect("registers");
         let _held = load.lease(0);
 
         let before = metrics.encode().expect("encodes");
@@ -137,7 +152,9 @@ mod tests {
         for line in [
             "# TYPE pgrelay_client_connections gauge",
             "pgrelay_client_connections 3",
-            "pgrelay_backend_connections{node=\"pg1\"} 1",
+            "pgrelay_backend_connections{node=\"pg1\",state=\"active\"} 1",
+            "pgrelay_backend_connections{node=\"pg1\",state=\"idle\"} 0",
+            "pgrelay_pool_clients_waiting 0",
             "pgrelay_node_up{node=\"pg1\"} 1",
             "pgrelay_node_up{node=\"pg2\"} 1",
             "pgrelay_node_up{node=\"pg3\"} 0",

@@ -31,6 +31,16 @@ pub struct Answer {
 /// Sends `request` (which must end with a Query or Sync, so exactly one
 /// ReadyForQuery answers it) and reads the answer.
 pub async fn exchange(conn: &mut BackendConn, request: &[u8]) -> Result<Answer, ProxyError> {
+    exchange_many(conn, request, 1).await
+}
+
+/// Sends `request`, `requests` Queries (or Syncs) pipelined, and reads
+/// their answers as one: the first error, every row, the last status.
+pub async fn exchange_many(
+    conn: &mut BackendConn,
+    request: &[u8],
+    requests: usize,
+) -> Result<Answer, ProxyError> {
     let node = conn.node_name.clone();
     let io = |source| ProxyError::BackendIo {
         node: node.clone(),
@@ -40,6 +50,7 @@ pub async fn exchange(conn: &mut BackendConn, request: &[u8]) -> Result<Answer, 
         conn.stream.send_all(request).await.map_err(io)?;
         let mut inbuf = BytesMut::new();
         let mut answer = Answer::default();
+        let mut left = requests;
         loop {
             let (tag, body) = read_message(&mut conn.stream, &mut inbuf, MAX_ANSWER_MESSAGE)
                 .await
@@ -52,7 +63,10 @@ pub async fn exchange(conn: &mut BackendConn, request: &[u8]) -> Result<Answer, 
                 b'D' => answer.rows.push(data_row(&body)),
                 b'Z' => {
                     answer.status = body.first().copied().unwrap_or(b'I');
-                    return Ok(answer);
+                    left = left.saturating_sub(1);
+                    if left == 0 {
+                        return Ok(answer);
+                    }
                 }
                 // Completions, ParameterStatus, notices: nothing to keep.
                 _ => {}

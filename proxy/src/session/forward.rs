@@ -46,11 +46,24 @@ pub enum ForwardEnd {
     /// answer reached the client (see `retry`). The session goes on on
     /// another connection; a transaction that was open is lost.
     BackendLost,
+    /// Transaction pooling: nothing is in flight, no transaction is open
+    /// and nothing pins the session; its connections may go back to the
+    /// pool until the client sends its next request.
+    Released,
     /// The backend connection was lost with requests in flight that cannot
     /// run again (a write may or may not have happened); what the client
     /// got of their answers ends on a message boundary, so each can still
     /// be answered with an error.
     LostInFlight,
+}
+
+/// When a session gives its backend connections back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// At every idle point (`pool.mode = "transaction"`).
+    AtIdle,
+    /// When the session ends (`pool.mode = "session"`).
+    Never,
 }
 
 /// Session facts the inspectors need.
@@ -150,6 +163,7 @@ pub struct Pumps<'a> {
     pub topology: &'a TopologyCell,
     pub identity: &'a Identity,
     pub shutdown: &'a mut ShutdownWatch,
+    pub release: Release,
 }
 
 /// Pumps until one side closes, the client terminates, a held frame is
@@ -168,6 +182,7 @@ pub async fn forward(
         topology,
         identity,
         shutdown,
+        release,
     } = p;
     let mut holding = false;
     let on_replica = topology.primary() != Some(route.current);
@@ -221,8 +236,18 @@ pub async fn forward(
             Poll::Ready(Err(e)) => return Poll::Ready(Err(down_error(e, &identity.node))),
             Poll::Pending => {}
         }
+        tracker.report_pins(route.pins.bits());
         if holding && tracker.all_answered() && route.capture.is_idle() && down.is_empty() {
             return Poll::Ready(Ok(ForwardEnd::Held));
+        }
+        if release == Release::AtIdle
+            && !holding
+            && tracker.is_idle()
+            && route.releasable()
+            && up.is_empty()
+            && down.is_empty()
+        {
+            return Poll::Ready(Ok(ForwardEnd::Released));
         }
         match shutdown.poll_phase(cx) {
             Phase::Running => Poll::Pending,

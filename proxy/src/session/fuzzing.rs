@@ -141,6 +141,7 @@ fn settle(route: &mut RouteState, up: &mut Pump, router: &WorkerRouter) {
             up.resume();
         }
         Some(Pending::Local(_))
+        | Some(Pending::Complete(_))
         | Some(Pending::Refuse {
             batch_len: None, ..
         }) => up.skip_head(),

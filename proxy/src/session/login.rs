@@ -5,7 +5,9 @@ use bytes::BytesMut;
 use tokio::time::{Instant, timeout_at};
 use tracing::Span;
 
-use crate::backend::{Lease, LoginRequest, NodeAddress, PoolKey, connect};
+use crate::backend::{
+    Acquired, Lease, LoginKey, LoginRequest, NodeAddress, PoolKey, WaitedTooLong, connect,
+};
 use crate::cancel::CancelKey;
 use crate::client::handshake::negotiate_protocol;
 use crate::client::{FirstContact, Identity, Method, authenticate};
@@ -50,7 +52,7 @@ pub struct Login {
     pub leftover: BytesMut,
     /// The user and startup parameters, for connections to other nodes.
     pub user: String,
-    pub params: Vec<(String, String)>,
+    pub key: std::sync::Arc<LoginKey>,
     /// How those connections log in.
     pub credential: NodeCredential,
 }
@@ -102,9 +104,9 @@ pub async fn login(
     }
     let credential = prove(ctx, &identity.user, exchange).await?;
 
-    let params = identity.node_startup(&params);
+    let key = LoginKey::new(identity.node_startup(&params));
     let login_as = LoginAs {
-        params: &params,
+        key: &key,
         user: &identity.user,
         credential: &credential,
     };
@@ -121,7 +123,7 @@ pub async fn login(
         cancel_key,
         leftover: inbuf,
         user: identity.user,
-        params,
+        key,
         credential,
     }))))
 }
@@ -306,7 +308,10 @@ fn wants_replication(params: &StartupParams) -> bool {
 /// reachable, then leases a connection to it. A primary that cannot be
 /// reached is tried again on each new snapshot: it may be restarting, or
 /// failing over before the monitor has noticed.
-async fn lease_primary(ctx: &SessionContext, login: &LoginAs<'_>) -> Result<Lease, ProxyError> {
+pub(super) async fn lease_primary(
+    ctx: &SessionContext,
+    login: &LoginAs<'_>,
+) -> Result<Lease, ProxyError> {
     let shared = &ctx.shared;
     let hold = shared.config().failover.hold_writes;
     let deadline = std::time::Instant::now() + hold;
@@ -342,14 +347,23 @@ pub async fn lease_node(
     let shared = &ctx.shared;
     let key = PoolKey {
         node,
-        params: login.params.to_vec(),
+        login: std::sync::Arc::clone(login.key),
     };
-    if let Some(lease) = ctx.pool.take(&key) {
-        return Ok(lease);
-    }
     let config = shared.config();
     let hold = config.failover.hold_writes;
     let target = config.nodes.get(node).ok_or(ProxyError::NoPrimary(hold))?;
+    let max_wait = config.pool.max_wait;
+    let waited = |d: std::time::Duration| shared.metrics.pool_wait.observe(d.as_secs_f64());
+    let permit = match ctx.pool.acquire(&key, max_wait, waited).await {
+        Ok(Acquired::Pooled(lease)) => return Ok(lease),
+        Ok(Acquired::Room(permit)) => permit,
+        Err(WaitedTooLong(waited)) => {
+            return Err(ProxyError::PoolTimeout {
+                node: target.name.to_string(),
+                waited,
+            });
+        }
+    };
     let tls = shared
         .node_tls
         .get(node)
@@ -362,10 +376,11 @@ pub async fn lease_node(
     };
     let request = LoginRequest {
         user: login.user,
-        params: &key.params,
+        params: key.login.params(),
         secret: login.credential.secret(&shared.credentials, login.user),
     };
-    let conn = connect(address, request, config.listen.login_timeout).await?;
+    let mut conn = connect(address, request, config.listen.login_timeout).await?;
+    conn.permit = Some(permit);
     Ok(ctx.pool.lease_new(key, conn))
 }
 

@@ -13,6 +13,7 @@ mod local;
 mod login;
 mod prepared;
 mod recover;
+mod resume;
 mod retry;
 mod settings;
 mod setup;
@@ -32,6 +33,7 @@ use tracing::{Instrument, Span, debug, field, info_span, warn};
 use crate::backend::{Pool, Reuse};
 use crate::cancel::CancelTarget;
 use crate::client::{FirstContact, OpenError, open};
+use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::registry::{ClientState, NewSession};
 use crate::shared::{ClientSlot, Shared};
@@ -39,14 +41,15 @@ use crate::shutdown::LocalShutdown;
 use crate::wire::be::{self, Severity};
 use crate::wire::{self, pump::Pump};
 
-use forward::{ForwardEnd, Identity, Pumps, forward};
+use forward::{ForwardEnd, Identity, Pumps, Release, forward};
 use leases::Leases;
 pub use login::{CONSOLE_DATABASE, ConsoleLogin};
 use login::{Entry, Login, login};
 use pgrelay_router::RouteReason;
 use recover::{Loss, recover};
-pub use steer::WorkerRouter;
+use resume::resume;
 use steer::{Pending, RouteState, consistency_from_config};
+pub use steer::{Pins, WorkerRouter};
 use switch::{LoginAs, Needs, switch_for_statement};
 pub use tracker::{Tracker, TxStatus};
 
@@ -136,11 +139,11 @@ async fn serve(
         cancel_key,
         leftover,
         user,
-        params,
+        key,
         credential,
     } = login;
     let login = LoginAs {
-        params: &params,
+        key: &key,
         user: &user,
         credential: &credential,
     };
@@ -149,7 +152,8 @@ async fn serve(
     let mut up = Pump::with_bytes(max, &leftover);
     let mut down = Pump::new(max);
     let mut tracker = Tracker::default();
-    let database = params
+    let database = key
+        .params()
         .iter()
         .find(|(k, _)| k == "database")
         .map_or(user.as_str(), |(_, v)| v.as_str());
@@ -172,10 +176,32 @@ async fn serve(
         backend_pid: lease.conn().key.pid,
         node: lease.conn().node_name.clone(),
     };
-    let mut leases = Leases::new(lease);
+    let mut held = Some(Leases::new(lease));
     let mut watch = ctx.shutdown.watch();
+    let release = match ctx.shared.config().pool.mode {
+        PoolMode::Transaction => Release::AtIdle,
+        PoolMode::Session => Release::Never,
+    };
     let end = loop {
+        if held.is_none()
+            && let Some(end) = resume(
+                (client, &mut up),
+                &mut route,
+                &login,
+                ctx,
+                &mut watch,
+                &mut held,
+            )
+            .await?
+        {
+            break end;
+        }
+        let Some(leases) = held.as_mut() else {
+            continue;
+        };
         let current = leases.current_mut();
+        identity.backend_pid = current.conn().key.pid;
+        identity.node.clone_from(&current.conn().node_name);
         cancel_key.set_target(Some(CancelTarget {
             node: current.conn().node,
             addr: current.conn().peer.clone(),
@@ -191,34 +217,38 @@ async fn serve(
             topology: &ctx.shared.topology,
             identity: &identity,
             shutdown: &mut watch,
+            release,
         };
         let end = match forward(client, &mut current.conn_mut().stream, pumps).await {
             Ok(end) => end,
             Err(e) => {
                 cancel_key.set_target(None);
-                leases.release_all(Reuse::Close, Reuse::Close);
+                close_all(&mut held);
                 return Err(e);
             }
         };
+        if end == ForwardEnd::Released {
+            cancel_key.set_target(None);
+            if let Some(leases) = held.take() {
+                leases.release_idle(true, |node| route.is_dirty(node));
+            }
+            route.backends_released();
+            registered.info.clear_node();
+            up.release_memory();
+            down.release_memory();
+            continue;
+        }
         if let Some(loss) = match end {
             ForwardEnd::BackendLost => Some(Loss::Idle),
             ForwardEnd::LostInFlight => Some(Loss::InFlight),
             _ => None,
         } {
             let sides = (&mut *client, &mut down);
-            let recovered = recover(
-                ctx,
-                &mut leases,
-                &mut route,
-                &mut tracker,
-                &login,
-                sides,
-                loss,
-            )
-            .await;
+            let recovered =
+                recover(ctx, leases, &mut route, &mut tracker, &login, sides, loss).await;
             if let Err(e) = recovered {
                 cancel_key.set_target(None);
-                leases.release_all(Reuse::Close, Reuse::Close);
+                close_all(&mut held);
                 return Err(e);
             }
             identity.node = leases.current_mut().conn().node_name.clone();
@@ -227,7 +257,7 @@ async fn serve(
             continue;
         }
         if end == ForwardEnd::Refused {
-            let rerun = retry_on_primary(ctx, &mut leases, &mut route, &mut tracker, &login).await;
+            let rerun = retry_on_primary(ctx, leases, &mut route, &mut tracker, &login).await;
             match rerun {
                 Ok(Some(answer)) => client
                     .send_all(&answer)
@@ -236,7 +266,7 @@ async fn serve(
                 Ok(None) => identity.node = leases.current_mut().conn().node_name.clone(),
                 Err(e) => {
                     cancel_key.set_target(None);
-                    leases.release_all(Reuse::Close, Reuse::Close);
+                    close_all(&mut held);
                     return Err(e);
                 }
             }
@@ -246,6 +276,13 @@ async fn serve(
             break end;
         }
         match route.pending.take() {
+            Some(Pending::Complete(tag)) => {
+                let mut out = BytesMut::new();
+                be::command_complete(&mut out, tag);
+                be::ready_for_query(&mut out, tracker.status().as_byte());
+                client.send_all(&out).await.map_err(ProxyError::ClientIo)?;
+                up.skip_head();
+            }
             Some(Pending::Local(command)) => {
                 let mut out = BytesMut::new();
                 let config = ctx.shared.config();
@@ -277,7 +314,7 @@ async fn serve(
                 let idle = tracker.status() == TxStatus::Idle;
                 let switched = switch_for_statement(
                     ctx,
-                    &mut leases,
+                    leases,
                     &mut route,
                     idle,
                     (node, reason),
@@ -300,14 +337,14 @@ async fn serve(
                         debug!(error = %e, "primary unreachable; holding the statement");
                         if let Err(e) = hold_for_primary(ctx, &mut up, &mut route, e).await {
                             cancel_key.set_target(None);
-                            leases.release_all(Reuse::Close, Reuse::Close);
+                            close_all(&mut held);
                             return Err(e);
                         }
                         continue;
                     }
                     Err(e) => {
                         cancel_key.set_target(None);
-                        leases.release_all(Reuse::Close, Reuse::Close);
+                        close_all(&mut held);
                         return Err(e);
                     }
                     Ok(()) => {}
@@ -357,7 +394,7 @@ async fn serve(
                         }
                         Err(e) => {
                             cancel_key.set_target(None);
-                            leases.release_all(Reuse::Close, Reuse::Close);
+                            close_all(&mut held);
                             return Err(e);
                         }
                     }
@@ -432,7 +469,7 @@ async fn serve(
                         .collect(),
                     Err(e) => {
                         cancel_key.set_target(None);
-                        leases.release_all(Reuse::Close, Reuse::Close);
+                        close_all(&mut held);
                         return Err(e);
                     }
                 };
@@ -447,7 +484,38 @@ async fn serve(
             }
         }
     };
+    if end == ForwardEnd::ClientClosed && !tracker.all_answered() {
+        // Nobody will read the answer: the node need not finish the work.
+        ctx.shared
+            .cancels
+            .cancel(cancel_key.pid, cancel_key.secret)
+            .await;
+    }
     cancel_key.set_target(None);
+    if let Some(leases) = held {
+        give_back(leases, end, (&tracker, &mut route), (&up, &down)).await;
+    }
+    if matches!(end, ForwardEnd::Drained | ForwardEnd::Stopped) {
+        let mut out = BytesMut::new();
+        be::error_response(
+            &mut out,
+            Severity::Fatal,
+            "57P01",
+            "terminating connection because pgrelay is shutting down",
+        );
+        let _ = client.send_all(&out).await;
+    }
+    Ok(Some(end))
+}
+
+/// Ends the leases of a session that ends with `end`: connections between
+/// requests go back to the pool, the others are closed.
+async fn give_back(
+    mut leases: Leases,
+    end: ForwardEnd,
+    (tracker, route): (&Tracker, &mut RouteState),
+    (up, down): (&Pump, &Pump),
+) {
     match end {
         ForwardEnd::ClientTerminated | ForwardEnd::ClientClosed => {
             // A frame the client began but never finished may already be
@@ -465,23 +533,20 @@ async fn serve(
             leases.release_idle(clean, |node| route.is_dirty(node));
         }
         ForwardEnd::BackendClosed
+        | ForwardEnd::Released
         | ForwardEnd::Held
         | ForwardEnd::Refused
         | ForwardEnd::BackendLost
         | ForwardEnd::LostInFlight => leases.release_all(Reuse::Close, Reuse::Reset),
-        ForwardEnd::Drained | ForwardEnd::Stopped => {
-            leases.release_all(Reuse::Close, Reuse::Close);
-            let mut out = BytesMut::new();
-            be::error_response(
-                &mut out,
-                Severity::Fatal,
-                "57P01",
-                "terminating connection because pgrelay is shutting down",
-            );
-            let _ = client.send_all(&out).await;
-        }
+        ForwardEnd::Drained | ForwardEnd::Stopped => leases.release_all(Reuse::Close, Reuse::Close),
     }
-    Ok(Some(end))
+}
+
+/// Closes every connection the session holds (it ends on an error).
+fn close_all(held: &mut Option<Leases>) {
+    if let Some(leases) = held.take() {
+        leases.release_all(Reuse::Close, Reuse::Close);
+    }
 }
 
 /// Runs a Query the replica refused as a write on the primary instead,

@@ -64,26 +64,28 @@ impl Settings {
         self.entries.iter().map(|e| e.sql.len()).sum()
     }
 
-    /// The SQL that brings `node` up to date, if it is behind.
-    pub fn replay_for(&self, node: usize) -> Option<String> {
+    /// The statements that bring `node` up to date, if it is behind, each
+    /// to be sent as a Query of its own: a text may end in a `--` comment.
+    pub fn replay_for(&self, node: usize) -> Option<Vec<&str>> {
         let applied = *self.applied.get(node)?;
         if applied >= self.version {
             return None;
         }
         // A node that is behind may hold settings that were replaced or
         // reset since: it starts from a clean slate (its login's values).
-        let mut sql = String::new();
-        if applied > 0 {
-            sql.push_str("RESET ALL;");
-        }
-        for entry in self.entries.iter().filter(|e| e.name.is_some()) {
-            sql.push_str(&entry.sql);
-            sql.push(';');
-        }
-        if sql.is_empty() {
-            return None;
-        }
-        Some(sql)
+        let reset = (applied > 0).then_some("RESET ALL");
+        let sets = self
+            .entries
+            .iter()
+            .filter(|e| e.name.is_some())
+            .map(|e| e.sql.as_str());
+        let statements: Vec<&str> = reset.into_iter().chain(sets).collect();
+        (!statements.is_empty()).then_some(statements)
+    }
+
+    /// How many nodes are tracked.
+    pub fn nodes(&self) -> usize {
+        self.applied.len()
     }
 
     /// `node` now has everything.
@@ -114,21 +116,38 @@ mod tests {
         assert!(s.record(0, Some("search_path"), "SET search_path = b"));
         assert!(s.replay_for(0).is_none(), "the node that ran them has them");
         assert_eq!(
-            s.replay_for(1).as_deref(),
-            Some("SET TIME ZONE 'UTC';SET search_path = b;")
+            s.replay_for(1),
+            Some(vec!["SET TIME ZONE 'UTC'", "SET search_path = b"])
         );
         s.replayed(1);
         assert!(s.replay_for(1).is_none());
         s.record(0, Some("statement_timeout"), "SET statement_timeout = 5");
+        let all = [
+            "SET TIME ZONE 'UTC'",
+            "SET search_path = b",
+            "SET statement_timeout = 5",
+        ];
+        let with_reset: Vec<&str> = std::iter::once("RESET ALL").chain(all).collect();
         assert_eq!(
-            s.replay_for(1).as_deref(),
-            Some("RESET ALL;SET TIME ZONE 'UTC';SET search_path = b;SET statement_timeout = 5;"),
+            s.replay_for(1),
+            Some(with_reset),
             "a node that is behind starts from a clean slate"
         );
         s.node_reset(1);
+        assert_eq!(s.replay_for(1), Some(all.to_vec()));
+    }
+
+    #[test]
+    fn a_trailing_comment_stays_inside_its_own_statement() {
+        let mut s = Settings::new(2);
+        s.record(0, Some("datestyle"), "SET DateStyle TO iso -- comment");
+        s.record(0, Some("timezone"), "SET TimeZone TO 'UTC'");
         assert_eq!(
-            s.replay_for(1).as_deref(),
-            Some("SET TIME ZONE 'UTC';SET search_path = b;SET statement_timeout = 5;")
+            s.replay_for(1),
+            Some(vec![
+                "SET DateStyle TO iso -- comment",
+                "SET TimeZone TO 'UTC'"
+            ])
         );
     }
 
@@ -138,7 +157,7 @@ mod tests {
         s.record(0, Some("search_path"), "SET search_path = a");
         s.replayed(1);
         s.record(0, None, "DISCARD ALL");
-        assert_eq!(s.replay_for(1).as_deref(), Some("RESET ALL;"));
+        assert_eq!(s.replay_for(1), Some(vec!["RESET ALL"]));
         s.node_reset(1);
         assert_eq!(
             s.replay_for(1),

@@ -71,7 +71,32 @@ impl SqlPrepared {
         self.definitions.get(name).map(|d| &d.access)
     }
 
-    /// `DEALLOCATE name` ran on `node`.
+    /// Whether some node's connection holds `name`.
+    pub fn held_anywhere(&self, name: &str) -> bool {
+        self.on_node.iter().any(|held| held.contains_key(name))
+    }
+
+    /// Statements `node` holds that the client deallocated meanwhile
+    /// (elsewhere): they must go there too, as the client sees none.
+    pub fn stale_on(&self, node: usize) -> Vec<String> {
+        let Some(held) = self.on_node.get(node) else {
+            return Vec::new();
+        };
+        held.keys()
+            .filter(|name| !self.definitions.contains_key(*name))
+            .cloned()
+            .collect()
+    }
+
+    /// The client deallocated `name`, which no connection holds.
+    pub fn forget(&mut self, name: &str) {
+        if let Some(old) = self.definitions.remove(name) {
+            self.bytes -= old.sql.len();
+        }
+    }
+
+    /// `DEALLOCATE name` ran on `node`; other nodes' copies are stale
+    /// until they are deallocated there too ([`stale_on`](Self::stale_on)).
     pub fn deallocated(&mut self, node: usize, name: &str) {
         if let Some(old) = self.definitions.remove(name) {
             self.bytes -= old.sql.len();
@@ -113,6 +138,13 @@ impl SqlPrepared {
         }
     }
 
+    /// `DEALLOCATE name` of a stale copy succeeded on `node`.
+    pub fn stale_dropped(&mut self, node: usize, name: &str) {
+        if let Some(held) = self.on_node.get_mut(node) {
+            held.remove(name);
+        }
+    }
+
     /// The replay of `name` on `node` succeeded.
     pub fn replayed(&mut self, node: usize, name: &str) {
         let Some(id) = self.definitions.get(name).map(|d| d.id) else {
@@ -124,7 +156,7 @@ impl SqlPrepared {
     }
 }
 
-fn quote_ident(name: &str) -> String {
+pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -212,5 +244,19 @@ mod tests {
             p.replay_for(1, "q").as_deref(),
             Some("PREPARE q AS SELECT 2")
         );
+    }
+
+    #[test]
+    fn a_deallocation_reaches_every_copy() {
+        let mut p = SqlPrepared::new(2);
+        p.prepared(0, "q", "PREPARE q AS SELECT 1", Access::Read);
+        p.replayed(1, "q");
+        assert!(p.stale_on(1).is_empty());
+        p.deallocated(0, "q");
+        assert_eq!(p.stale_on(1), vec!["q".to_owned()], "the replica's copy");
+        assert!(p.stale_on(0).is_empty());
+        p.stale_dropped(1, "q");
+        assert!(p.stale_on(1).is_empty());
+        assert!(!p.held_anywhere("q"));
     }
 }

@@ -148,12 +148,16 @@ impl ClientSide<'_> {
         let capture =
             matches!(tag, b'Q' | b'S') && std::mem::take(&mut self.route.capture_after_sync);
         let clean = match tag {
-            b'Q' | b'S' => std::mem::take(&mut self.route.next_clean),
-            // Unnamed statements are replaced by the next client's; named
-            // ones and function calls are state.
-            b'P' => fe::parse_fields(frame.get(5..).unwrap_or_default())
-                .is_some_and(|(name, _)| name.is_empty()),
+            b'Q' => std::mem::take(&mut self.route.next_clean),
+            // What a batch runs was judged Parse by Parse (below), however
+            // the batch was cut: a Sync leaves nothing of its own.
+            b'S' => {
+                self.route.next_clean = false;
+                true
+            }
+            b'P' => self.parse_leaves_nothing(frame),
             b'B' | b'D' | b'E' | b'C' | b'H' | b'X' => true,
+            // Function calls and anything unknown are state.
             _ => false,
         };
         if !clean {
@@ -202,6 +206,10 @@ impl ClientSide<'_> {
             return Verdict::Hold;
         }
         self.route.next_clean = is_plain_read(&statement);
+        self.free_database_for(sql, &statement);
+        if let Some(verdict) = self.deallocate_unheld(&statement.session) {
+            return verdict;
+        }
         if self.tracker.status() != TxStatus::Idle {
             self.note_dropped_statements(self.route.current, &statement.session);
             // Whatever state a transaction creates may still be rolled back
@@ -372,6 +380,24 @@ impl ClientSide<'_> {
         }
     }
 
+    /// `DROP DATABASE x` and the like fail while anyone is connected to
+    /// `x`: pgrelay's own idle connections there are closed first.
+    fn free_database_for(&self, sql: &[u8], statement: &Statement) {
+        let ddl = matches!(
+            &statement.access,
+            Access::Write {
+                why: WriteReason::Ddl | WriteReason::Unparsed
+            }
+        );
+        if let Some(database) = ddl
+            .then(|| std::str::from_utf8(sql).ok())
+            .flatten()
+            .and_then(pgrelay_router::database_needing_no_sessions)
+        {
+            self.router.close_idle_connections_to(database);
+        }
+    }
+
     /// A COMMIT of a transaction on the primary: capture its LSN.
     fn note_commit(&mut self, statements: &[Arc<Statement>]) {
         if self.route.consistency != Consistency::Strong
@@ -380,6 +406,44 @@ impl ClientSide<'_> {
         {
             self.route.capture_after_sync = true;
         }
+    }
+
+    /// Whether a Parse leaves the connection as clean as it was: only an
+    /// unnamed plain read does (a named statement is the session's; an
+    /// unnamed one is replaced by the next client's Parse). A Parse the
+    /// batch routing did not see pins the session if it has any effect.
+    fn parse_leaves_nothing(&mut self, frame: &[u8]) -> bool {
+        let Some((name, sql)) = fe::parse_fields(frame.get(5..).unwrap_or_default()) else {
+            return false;
+        };
+        let statement = self.router.classify(sql);
+        let judged = self.route.judged_parses > 0;
+        self.route.judged_parses = self.route.judged_parses.saturating_sub(1);
+        if !judged && statement.session != SessionEffect::None {
+            // Past the batch routing's look-ahead: nothing of it was
+            // recorded for replay, so it stays where it ran.
+            self.route.pins.add(Pins::kind_of(&statement.session));
+        }
+        name.is_empty() && is_plain_read(&statement)
+    }
+
+    /// `DEALLOCATE name` of a statement the session prepared that no
+    /// connection holds now (transaction pooling gave them back): pgrelay
+    /// forgets it and answers, as the server would have.
+    fn deallocate_unheld(&mut self, effect: &SessionEffect) -> Option<Verdict> {
+        let SessionEffect::Deallocate { name: Some(name) } = effect else {
+            return None;
+        };
+        let sql = &mut self.route.sql_prepared;
+        if sql.access(name).is_none()
+            || sql.held_anywhere(name)
+            || self.route.prepared.statement(name.as_bytes()).is_some()
+        {
+            return None;
+        }
+        sql.forget(name);
+        self.route.pending = Some(Pending::Complete("DEALLOCATE"));
+        Some(Verdict::Hold)
     }
 
     /// SQL `DEALLOCATE` and `DISCARD ALL` drop protocol-level prepared

@@ -11,15 +11,16 @@ use crate::metrics::FallbackReason;
 use crate::wire::fe;
 
 use super::SessionContext;
-use super::exchange::exchange;
+use super::exchange::{exchange, exchange_many};
 use super::leases::Leases;
 use super::login::lease_node;
 use super::setup::prepare_statements;
+use super::sql_prepared::quote_ident;
 use super::steer::{BatchNeeds, RouteState};
 
 /// Who the session is, for connections it opens to other nodes.
 pub struct LoginAs<'a> {
-    pub params: &'a [(String, String)],
+    pub key: &'a std::sync::Arc<crate::backend::LoginKey>,
     pub user: &'a str,
     pub credential: &'a super::credential::NodeCredential,
 }
@@ -107,6 +108,7 @@ async fn set_up(
             reason = to_primary(ctx, leases, route, RouteReason::SessionPinned, login).await?;
         }
     }
+    drop_stale_sql_prepared(leases, route).await?;
     if let Some(name) = needs.sql_prepared
         && !replay_sql_prepare(leases, route, name).await?
         && idle
@@ -115,11 +117,15 @@ async fn set_up(
         reason = to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
     }
     if let Some(batch) = needs.batch {
+        // Statements parsed here stay on the connection: it is reset
+        // before anyone else gets it.
+        route.dirtied(leases.current_node());
         let current = leases.current_mut().conn_mut();
         if !prepare_statements(current, &mut route.prepared, batch).await? && idle {
             // The statement does not prepare here: the primary runs the
             // batch (and says what is wrong with it, if anything).
             reason = to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
+            route.dirtied(leases.current_node());
             let current = leases.current_mut().conn_mut();
             prepare_statements(current, &mut route.prepared, batch).await?;
         }
@@ -153,6 +159,32 @@ async fn replica_has_replayed(
     }
 }
 
+/// Deallocates, on the current node, SQL-prepared statements the client
+/// deallocated while on another node.
+async fn drop_stale_sql_prepared(
+    leases: &mut Leases,
+    route: &mut RouteState,
+) -> Result<(), ProxyError> {
+    let node = leases.current_node();
+    let stale = route.sql_prepared.stale_on(node);
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let mut request = BytesMut::new();
+    for name in &stale {
+        let sql = format!("DEALLOCATE {}", quote_ident(name));
+        fe::query(&mut request, sql.as_bytes());
+    }
+    let conn = leases.current_mut().conn_mut();
+    // Each DEALLOCATE answers on its own: one that fails (the statement
+    // is gone already) does not keep the others from running.
+    exchange_many(conn, &request, stale.len()).await?;
+    for name in &stale {
+        route.sql_prepared.stale_dropped(node, name);
+    }
+    Ok(())
+}
+
 /// Replays a SQL PREPARE on the current node if it lacks the statement;
 /// `false` if the node refused it.
 async fn replay_sql_prepare(
@@ -179,16 +211,22 @@ async fn replay_sql_prepare(
 
 /// Replays the session's settings on the current node if it is behind;
 /// `false` if the node refused them.
-async fn replay_settings(leases: &mut Leases, route: &mut RouteState) -> Result<bool, ProxyError> {
+pub(super) async fn replay_settings(
+    leases: &mut Leases,
+    route: &mut RouteState,
+) -> Result<bool, ProxyError> {
     let node = leases.current_node();
-    let Some(sql) = route.settings.replay_for(node) else {
+    let Some(statements) = route.settings.replay_for(node) else {
         return Ok(true);
     };
-    route.dirtied(node);
     let mut request = BytesMut::new();
-    fe::query(&mut request, sql.as_bytes());
+    for sql in &statements {
+        fe::query(&mut request, sql.as_bytes());
+    }
+    let count = statements.len();
+    route.dirtied(node);
     let conn = leases.current_mut().conn_mut();
-    let answer = exchange(conn, &request).await?;
+    let answer = exchange_many(conn, &request, count).await?;
     if let Some((code, message)) = answer.error {
         debug!(node = %conn.node_name, %code, %message, "replaying settings failed");
         return Ok(false);

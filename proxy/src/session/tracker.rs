@@ -93,7 +93,10 @@ impl Tracker {
                 self.syncs_since_execute = 0;
                 self.unsynced = true;
             }
-            b'P' | b'B' | b'D' | b'C' | b'H' => self.unsynced = true,
+            b'P' | b'B' | b'D' | b'C' => self.unsynced = true,
+            // A Flush only asks for what is pending: after a Sync (as
+            // psycopg ends a pipeline) it opens no batch.
+            b'H' => {}
             b'c' | b'f' => self.copy_in = false,
             _ => {}
         }
@@ -118,6 +121,14 @@ impl Tracker {
         self.awaiting_ready += 1;
         self.sent.push_back((Instant::now(), self.on_replica));
         self.publish();
+    }
+
+    /// Tells `SHOW CLIENTS` what pins the session now (one relaxed load
+    /// when nothing changed).
+    pub fn report_pins(&self, pins: u8) {
+        if let Some(info) = &self.report {
+            info.set_pins(pins);
+        }
     }
 
     /// Reports the session's state to `info` from now on.
@@ -218,6 +229,16 @@ mod tests {
         t.client_sent(b'P');
         t.client_sent(b'H');
         assert!(!t.is_idle(), "Flush without Sync leaves work pending");
+    }
+
+    #[test]
+    fn a_flush_after_a_sync_opens_no_batch() {
+        let mut t = Tracker::default();
+        for tag in [b'P', b'B', b'E', b'S', b'H'] {
+            t.client_sent(tag);
+        }
+        t.ready_for_query(b'I');
+        assert!(t.is_idle(), "psycopg ends its pipelines with Sync, Flush");
     }
 
     #[test]

@@ -10,5 +10,6 @@ pub mod fields;
 pub mod frame;
 pub mod pump;
 pub mod startup;
+pub mod tag;
 
 pub use frame::{FrameError, FrameHeader, HEADER_LEN};

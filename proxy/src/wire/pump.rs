@@ -201,6 +201,47 @@ impl Pump {
         self.buf.is_empty() && self.passthrough == 0
     }
 
+    /// Waits for the reader's next bytes without scanning or writing any
+    /// (there is nowhere to write them yet): `true` once something is
+    /// buffered, `false` at end of stream.
+    pub fn poll_fill<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: Pin<&mut R>,
+    ) -> Poll<io::Result<bool>>
+    where
+        R: AsyncRead + ?Sized,
+    {
+        if !self.buf.is_empty() {
+            return Poll::Ready(Ok(true));
+        }
+        if self.eof {
+            return Poll::Ready(Ok(false));
+        }
+        match tokio_util::io::poll_read_buf(reader, cx, &mut self.buf) {
+            Poll::Ready(Ok(0)) => {
+                self.eof = true;
+                Poll::Ready(Ok(false))
+            }
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(true)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The tag of the first buffered message, if one has begun.
+    pub fn first_tag(&self) -> Option<u8> {
+        self.buf.first().copied()
+    }
+
+    /// Gives the buffer's memory back while nothing is in it: a client
+    /// between transactions costs little.
+    pub fn release_memory(&mut self) {
+        if self.is_empty() && self.ready == 0 {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Drives the pump until it blocks, the reader closes, or the inspector
     /// stops it.
     pub fn poll_pump<R, W, I>(

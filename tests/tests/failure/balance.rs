@@ -41,15 +41,19 @@ async fn least_connections() -> anyhow::Result<()> {
         },
     )
     .await?;
+    // Transaction pooling: a client holds a connection while its
+    // transaction is open, so the load is the open read-only transactions.
     let a = proxy.client().await?;
     let b = proxy.client().await?;
+    a.simple_query("BEGIN READ ONLY").await?;
     let on_a = port_of_read(&a).await?;
+    b.simple_query("BEGIN READ ONLY").await?;
     let on_b = port_of_read(&b).await?;
     ensure!(replicas.contains(&on_a) && replicas.contains(&on_b));
     ensure!(on_a != on_b, "the second session goes to the idle replica");
     let handle = proxy.handle();
     let node_b = if on_b == replicas[0] { 1 } else { 2 };
-    drop(b);
+    b.simple_query("COMMIT").await?;
     // Once b's connection is handed back, its replica is the less loaded
     // one (round-robin would now pick a's).
     pgrelay_tests::poll_until(
@@ -59,6 +63,7 @@ async fn least_connections() -> anyhow::Result<()> {
     )
     .await?;
     let c = proxy.client().await?;
+    c.simple_query("BEGIN READ ONLY").await?;
     ensure!(
         port_of_read(&c).await? == on_b,
         "the next session goes to the replica with fewer connections"

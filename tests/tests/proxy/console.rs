@@ -119,10 +119,8 @@ async fn show(env: Arc<Env>) -> anyhow::Result<()> {
     let client = find(&clients, "user", superuser)?;
     ensure!(field(client, "database") == "postgres", "{client:?}");
     ensure!(field(client, "state") == "idle", "{client:?}");
-    ensure!(
-        ["pg1", "pg2"].contains(&field(client, "node")),
-        "{client:?}"
-    );
+    // Transaction pooling: between transactions a client holds no node.
+    ensure!(client.get("node") == Some(&None), "{client:?}");
     ensure!(
         field(client, "peer").starts_with("127.0.0.1:"),
         "{client:?}"
@@ -139,8 +137,8 @@ async fn show(env: Arc<Env>) -> anyhow::Result<()> {
     let client = find(&clients, "user", superuser)?;
     ensure!(field(client, "state") == "in transaction", "{client:?}");
     ensure!(field(client, "node") == "pg1", "{client:?}");
-    app.simple_query("COMMIT").await?;
-
+    // Transaction pooling: a connection is leased while the transaction
+    // is open (and only then).
     let servers = rows(&admin, "SHOW SERVERS").await?;
     ensure!(servers.len() == nodes.len(), "{servers:?}");
     let leased: u64 = servers
@@ -149,8 +147,22 @@ async fn show(env: Arc<Env>) -> anyhow::Result<()> {
         .sum();
     ensure!(
         leased >= 1,
-        "the open client leases a connection: {servers:?}"
+        "the client in a transaction leases a connection: {servers:?}"
     );
+    let pools = rows(&admin, "SHOW POOLS").await?;
+    let pool = pools
+        .iter()
+        .find(|p| field(p, "node") == "pg1" && field(p, "user") == superuser)
+        .with_context(|| format!("no pool of {superuser} on pg1: {pools:?}"))?;
+    ensure!(field(pool, "active") != "0", "{pool:?}");
+    ensure!(field(pool, "waiting") == "0", "{pool:?}");
+    app.simple_query("COMMIT").await?;
+    // What keeps a client on its connection shows.
+    app.simple_query("LISTEN console_pin").await?;
+    let clients = rows(&admin, "SHOW CLIENTS").await?;
+    let client = find(&clients, "user", superuser)?;
+    ensure!(field(client, "pinned") == "listen", "{client:?}");
+    app.simple_query("UNLISTEN *").await?;
 
     let stats = rows(&admin, "SHOW STATS").await?;
     let queries: u64 = stats

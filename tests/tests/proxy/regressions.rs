@@ -11,6 +11,7 @@ use futures_util::SinkExt;
 use libtest_mimic::Trial;
 use pgrelay_tests::activity::count_backends;
 use pgrelay_tests::proxy::connect;
+use pgrelay_tests::raw::msg::{self, describe_portal, execute, flush, sync};
 use pgrelay_tests::raw::{Message, RawClient, frame};
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -167,30 +168,11 @@ async fn select_one(raw: &mut RawClient) -> anyhow::Result<()> {
 }
 
 fn parse(sql: &str) -> Vec<u8> {
-    let mut body = b"\0".to_vec();
-    body.extend_from_slice(sql.as_bytes());
-    body.extend_from_slice(&[0, 0, 0]);
-    frame(b'P', &body)
+    msg::parse("", sql)
 }
 
 fn bind() -> Vec<u8> {
-    frame(b'B', &[0, 0, 0, 0, 0, 0, 0, 0])
-}
-
-fn describe_portal() -> Vec<u8> {
-    frame(b'D', b"P\0")
-}
-
-fn execute() -> Vec<u8> {
-    frame(b'E', &[0, 0, 0, 0, 0])
-}
-
-fn sync() -> Vec<u8> {
-    frame(b'S', &[])
-}
-
-fn flush() -> Vec<u8> {
-    frame(b'H', &[])
+    msg::bind("")
 }
 
 /// Settings are replayed on the other nodes joined into one string: a

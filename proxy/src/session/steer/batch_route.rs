@@ -34,8 +34,10 @@ impl ClientSide<'_> {
         let mut executes = false;
         // Bytes its named statements would add to what the session keeps.
         let mut kept = 0usize;
+        let mut parses = 0usize;
         let (end, len) = batch::scan(header, frame, ahead, |item| match item {
             BatchItem::Parse { name, sql } => {
+                parses += 1;
                 statements.push(router.classify(sql));
                 defines.push(name);
                 sql_text = Some(Ok(sql));
@@ -60,6 +62,7 @@ impl ClientSide<'_> {
         if end == BatchEnd::Unread && ahead.len() < BATCH_LOOKAHEAD {
             return Verdict::Wait;
         }
+        self.route.judged_parses = parses;
         if end == BatchEnd::Sync && kept > 0 && self.route.over_budget(kept) {
             return self.refuse_state(Some(len));
         }

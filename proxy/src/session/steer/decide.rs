@@ -139,11 +139,15 @@ impl ClientSide<'_> {
         }
         if writes && self.route.consistency != Consistency::Strong {
             let on_primary = view.1.primary == Some(route.node);
+            // Nothing may follow a COPY FROM while the server copies in;
+            // a text the parser could not read might be one.
             let copies = statements.iter().any(|s| {
-                s.access
-                    == Access::Write {
-                        why: WriteReason::CopyFrom,
+                matches!(
+                    &s.access,
+                    Access::Write {
+                        why: WriteReason::CopyFrom | WriteReason::Unparsed,
                     }
+                )
             });
             self.route.capture_after_sync = on_primary && !copies;
             self.route.capture_due |= on_primary && copies;

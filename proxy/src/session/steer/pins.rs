@@ -34,6 +34,27 @@ impl Pins {
         self.0 != 0
     }
 
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// What `bits` pin, in words (`SHOW CLIENTS`).
+    pub fn describe(bits: u8) -> String {
+        const NAMES: [(u8, &str); 5] = [
+            (Pins::TEMP, "temporary objects"),
+            (Pins::LISTEN, "listen"),
+            (Pins::ADVISORY, "advisory locks"),
+            (Pins::CURSOR, "held cursors"),
+            (Pins::OTHER, "state pgrelay cannot replay"),
+        ];
+        let named: Vec<&str> = NAMES
+            .iter()
+            .filter(|(bit, _)| bits & bit != 0)
+            .map(|(_, name)| *name)
+            .collect();
+        named.join(", ")
+    }
+
     pub fn add(&mut self, kind: u8) {
         self.0 |= kind;
     }
@@ -70,5 +91,19 @@ pub(super) fn pins_session(effect: &SessionEffect, replayed_settings: bool) -> b
         | SessionEffect::Prepare { .. } => !replayed_settings,
         SessionEffect::Many(effects) => effects.iter().any(|e| pins_session(e, false)),
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_are_described_in_words() {
+        let mut pins = Pins::default();
+        assert_eq!(Pins::describe(pins.bits()), "");
+        pins.add(Pins::LISTEN);
+        pins.add(Pins::TEMP);
+        assert_eq!(Pins::describe(pins.bits()), "temporary objects, listen");
     }
 }

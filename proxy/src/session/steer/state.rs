@@ -29,6 +29,10 @@ pub enum Pending {
         check_lsn: Option<u64>,
     },
     Local(PgrelayCommand),
+    /// Answer the held Query with this CommandComplete tag: pgrelay did
+    /// what it asks itself (a `DEALLOCATE` of a statement no connection
+    /// holds any more).
+    Complete(&'static str),
     /// Look these functions up in `pg_proc`, then inspect the frame again.
     Resolve(Vec<String>),
     /// Inspect the frame again once everything before it is answered.
@@ -127,6 +131,10 @@ pub struct RouteState {
     pub(super) dirty: u64,
     /// The Query or batch being steered runs only plain reads.
     pub(super) next_clean: bool,
+    /// Parse messages of the batch being forwarded whose effects the batch
+    /// routing accounted for; later ones (past its look-ahead) are judged
+    /// one by one as they pass.
+    pub(super) judged_parses: usize,
     /// The route just decided reads from a replica the monitor has not
     /// yet seen reach the session's position: this position.
     pub(super) check_lsn: Option<u64>,
@@ -179,6 +187,7 @@ impl RouteState {
             check_lsn: None,
             dirty: 0,
             next_clean: false,
+            judged_parses: 0,
         }
     }
 
@@ -190,6 +199,28 @@ impl RouteState {
     /// Whether keeping `more` bytes would pass `listen.max_session_state`.
     pub fn over_budget(&self, more: usize) -> bool {
         self.retained().saturating_add(more) > self.max_state
+    }
+
+    /// Whether the session may give its connections back between
+    /// requests: nothing pins it, no answer of pgrelay's own is due, no
+    /// frame waits for a decision.
+    pub fn releasable(&self) -> bool {
+        !self.pins.any()
+            && self.capture.is_idle()
+            && self.pending.is_none()
+            && !self.retry.armed()
+            && self.lost_transaction.is_none()
+    }
+
+    /// The session gave back every connection: the next ones have none of
+    /// its settings and prepared statements yet, and nothing of its own.
+    pub fn backends_released(&mut self) {
+        for node in 0..self.settings.nodes() {
+            self.prepared.node_reset(node);
+            self.sql_prepared.node_reset(node);
+            self.settings.node_reset(node);
+        }
+        self.dirty = 0;
     }
 
     /// Whether the session's connection to `node` may hold session state.

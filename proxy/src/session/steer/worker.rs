@@ -45,6 +45,12 @@ fn classifier(config: &Config) -> Classifier {
 }
 
 impl WorkerRouter {
+    /// Asks every worker to close its idle connections to `database`.
+    pub fn close_idle_connections_to(&self, database: String) {
+        // No receiver means no worker, so no idle connection either.
+        let _ = self.shared.database_closes.send(database.into());
+    }
+
     pub fn new(shared: Arc<Shared>, metrics: WorkerQueryMetrics) -> WorkerRouter {
         let generation = shared.config_generation();
         let config = shared.config();

@@ -1,0 +1,312 @@
+//! The caps on backend connections, shared by every worker: `pool.size`
+//! per (node, user, database) and `pool.max_node_connections` per node.
+//!
+//! A connection holds a [`Permit`] from the moment it is opened until it
+//! is closed, idle or not. Clients that find no permit wait in FIFO order
+//! (tokio's semaphores are fair); while anyone waits, pools close idle
+//! connections that hold what the waiter needs instead of keeping them
+//! (see [`PoolLimits::is_wanted`]), and workers are told to look through
+//! their idle connections ([`PoolLimits::shed_requests`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+/// What `pool.size` counts connections by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PoolId {
+    pub node: usize,
+    pub user: Arc<str>,
+    pub database: Arc<str>,
+}
+
+/// Room for one connection in its pool and on its node.
+#[derive(Debug)]
+pub struct Permit {
+    _pool: OwnedSemaphorePermit,
+    _node: OwnedSemaphorePermit,
+}
+
+#[derive(Debug)]
+struct PoolEntry {
+    permits: Arc<Semaphore>,
+    /// When each client waiting for one of this pool's permits began to.
+    waiting: Vec<Instant>,
+    /// Connections idle in the workers' pools.
+    idle: usize,
+}
+
+/// One pool as `SHOW POOLS` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolReport {
+    pub id: PoolId,
+    /// Connections open (or opening), idle ones included.
+    pub connections: usize,
+    pub idle: usize,
+    pub waiting: usize,
+    /// How long the client waiting longest has waited.
+    pub longest_wait: Duration,
+}
+
+#[derive(Debug)]
+pub struct PoolLimits {
+    /// `pool.size`.
+    size: usize,
+    nodes: Box<[Arc<Semaphore>]>,
+    /// Clients that hold a pool permit and wait for their node's.
+    node_waiting: Box<[AtomicUsize]>,
+    pools: Mutex<HashMap<PoolId, PoolEntry>>,
+    /// Clients waiting now, for any permit (`pgrelay_pool_clients_waiting`).
+    waiting: AtomicUsize,
+    shed: watch::Sender<u64>,
+}
+
+impl PoolLimits {
+    pub fn new(nodes: usize, size: usize, max_node_connections: usize) -> Arc<PoolLimits> {
+        Arc::new(PoolLimits {
+            size,
+            nodes: (0..nodes)
+                .map(|_| Arc::new(Semaphore::new(max_node_connections)))
+                .collect(),
+            node_waiting: (0..nodes).map(|_| AtomicUsize::new(0)).collect(),
+            pools: Mutex::new(HashMap::new()),
+            waiting: AtomicUsize::new(0),
+            shed: watch::Sender::new(0),
+        })
+    }
+
+    /// A permit for `id` if one is free now.
+    pub fn try_acquire(&self, id: &PoolId) -> Option<Permit> {
+        let node = Arc::clone(self.nodes.get(id.node)?);
+        let pool = self.pool_permits(id).try_acquire_owned().ok()?;
+        let node = node.try_acquire_owned().ok()?;
+        Some(Permit {
+            _pool: pool,
+            _node: node,
+        })
+    }
+
+    /// Waits for a permit for `id`, in turn with the other waiters. The
+    /// pool's permit comes first, then the node's, so a client never holds
+    /// a node permit while it waits for its pool.
+    pub async fn acquire(&self, id: &PoolId) -> Option<Permit> {
+        let node = Arc::clone(self.nodes.get(id.node)?);
+        let _waiting = Counted::new(&self.waiting);
+        let pool = {
+            let permits = self.pool_permits(id);
+            let _wanted = PoolWant::new(self, id);
+            permits.acquire_owned().await.ok()?
+        };
+        let node = {
+            let _wanted = Counted::new(self.node_waiting.get(id.node)?);
+            self.ask_for_sheds();
+            node.acquire_owned().await.ok()?
+        };
+        Some(Permit {
+            _pool: pool,
+            _node: node,
+        })
+    }
+
+    /// Whether a waiting client needs what an idle connection of `id`
+    /// holds: a permit of its pool, or of its node.
+    pub fn is_wanted(&self, id: &PoolId) -> bool {
+        let node_wanted = self
+            .node_waiting
+            .get(id.node)
+            .is_some_and(|n| n.load(Ordering::Relaxed) > 0);
+        node_wanted || self.lock().get(id).is_some_and(|e| !e.waiting.is_empty())
+    }
+
+    /// Whether anyone waits at all (cheap: checked on every release).
+    pub fn anyone_waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+    }
+
+    pub fn clients_waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Changes whenever a client starts to wait: each worker then closes
+    /// the idle connections that [`is_wanted`](Self::is_wanted) says hold
+    /// what it waits for.
+    pub fn shed_requests(&self) -> watch::Receiver<u64> {
+        self.shed.subscribe()
+    }
+
+    /// Forgets pools that have no connection and no waiter, so that
+    /// (user, database) pairs seen once do not accumulate. Every permit
+    /// and every acquirer holds a clone of the pool's semaphore.
+    pub fn prune(&self) {
+        self.lock()
+            .retain(|_, e| !e.waiting.is_empty() || Arc::strong_count(&e.permits) > 1);
+    }
+
+    fn pool_permits(&self, id: &PoolId) -> Arc<Semaphore> {
+        let mut pools = self.lock();
+        let entry = pools.entry(id.clone()).or_insert_with(|| PoolEntry {
+            permits: Arc::new(Semaphore::new(self.size)),
+            waiting: Vec::new(),
+            idle: 0,
+        });
+        Arc::clone(&entry.permits)
+    }
+
+    /// A worker's idle connections of `id` went from `before` to `after`.
+    pub fn idle_changed(&self, id: &PoolId, before: usize, after: usize) {
+        if before != after
+            && let Some(e) = self.lock().get_mut(id)
+        {
+            e.idle = (e.idle + after).saturating_sub(before);
+        }
+    }
+
+    /// Every pool with a connection or a waiting client, by node, user
+    /// and database.
+    pub fn report(&self, now: Instant) -> Vec<PoolReport> {
+        let pools = self.lock();
+        let mut rows: Vec<PoolReport> = pools
+            .iter()
+            .map(|(id, e)| PoolReport {
+                id: id.clone(),
+                connections: self.size.saturating_sub(e.permits.available_permits()),
+                idle: e.idle,
+                waiting: e.waiting.len(),
+                longest_wait: e.waiting.iter().min().map_or(Duration::ZERO, |since| {
+                    now.saturating_duration_since(*since)
+                }),
+            })
+            .collect();
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows
+    }
+
+    fn ask_for_sheds(&self) {
+        self.shed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolId, PoolEntry>> {
+        // The map stays consistent whatever panicked while it was held.
+        self.pools.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One more in a counter while it lives (also when the wait is dropped).
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(counter: &'a AtomicUsize) -> Counted<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Counted(counter)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A client waiting for a permit of `id`'s pool, while it lives.
+struct PoolWant<'a> {
+    limits: &'a PoolLimits,
+    id: &'a PoolId,
+    since: Instant,
+}
+
+impl<'a> PoolWant<'a> {
+    fn new(limits: &'a PoolLimits, id: &'a PoolId) -> PoolWant<'a> {
+        let since = Instant::now();
+        if let Some(e) = limits.lock().get_mut(id) {
+            e.waiting.push(since);
+        }
+        limits.ask_for_sheds();
+        PoolWant { limits, id, since }
+    }
+}
+
+impl Drop for PoolWant<'_> {
+    fn drop(&mut self) {
+        if let Some(e) = self.limits.lock().get_mut(self.id)
+            && let Some(i) = e.waiting.iter().position(|s| *s == self.since)
+        {
+            e.waiting.swap_remove(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn id(node: usize, user: &str) -> PoolId {
+        PoolId {
+            node,
+            user: user.into(),
+            database: "db".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_report_shows_connections_idle_and_the_longest_wait() {
+        let limits = PoolLimits::new(1, 1, 10);
+        let _held = limits.try_acquire(&id(0, "a")).expect("first");
+        limits.idle_changed(&id(0, "a"), 0, 1);
+        let waiter = {
+            let limits = Arc::clone(&limits);
+            tokio::spawn(async move { limits.acquire(&id(0, "a")).await.is_some() })
+        };
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let report = limits.report(Instant::now());
+        assert_eq!(report.len(), 1);
+        let row = &report[0];
+        assert_eq!((row.connections, row.idle, row.waiting), (1, 1, 1));
+        assert!(row.longest_wait >= Duration::from_millis(250), "{row:?}");
+        waiter.abort();
+    }
+
+    #[test]
+    fn a_pool_and_a_node_each_cap_the_connections() {
+        let limits = PoolLimits::new(2, 2, 3);
+        let a1 = limits.try_acquire(&id(0, "a")).expect("first");
+        let _a2 = limits.try_acquire(&id(0, "a")).expect("second");
+        assert!(limits.try_acquire(&id(0, "a")).is_none(), "pool a is full");
+        let _b1 = limits.try_acquire(&id(0, "b")).expect("node has room");
+        assert!(limits.try_acquire(&id(0, "b")).is_none(), "node 0 is full");
+        assert!(limits.try_acquire(&id(1, "b")).is_some(), "node 1 is not");
+        drop(a1);
+        assert!(limits.try_acquire(&id(0, "b")).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_are_served_in_order_and_are_wanted_while_they_wait() {
+        let limits = PoolLimits::new(1, 1, 10);
+        let held = limits.try_acquire(&id(0, "a")).expect("first");
+        assert!(!limits.is_wanted(&id(0, "a")));
+        let first = {
+            let limits = Arc::clone(&limits);
+            tokio::spawn(async move { limits.acquire(&id(0, "a")).await.map(|_| 1) })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let second = {
+            let limits = Arc::clone(&limits);
+            tokio::spawn(async move { limits.acquire(&id(0, "a")).await.map(|_| 2) })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(limits.clients_waiting(), 2);
+        assert!(limits.is_wanted(&id(0, "a")));
+        assert!(!limits.is_wanted(&id(0, "b")), "another pool is not");
+        drop(held);
+        assert_eq!(first.await.expect("joined"), Some(1));
+        assert_eq!(second.await.expect("joined"), Some(2));
+        assert_eq!(limits.clients_waiting(), 0);
+        limits.prune();
+        assert!(limits.lock().is_empty(), "nothing held, nothing kept");
+    }
+}

@@ -1,0 +1,86 @@
+//! Transaction pooling: a session without a backend connection waits for
+//! its client's next request, then leases a connection for it.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::Poll;
+
+use crate::error::ProxyError;
+use crate::net::Stream;
+use crate::shutdown::{Phase, ShutdownWatch};
+use crate::wire::pump::Pump;
+use crate::wire::tag;
+
+use super::SessionContext;
+use super::forward::ForwardEnd;
+use super::leases::Leases;
+use super::login::{lease_node, lease_primary};
+use super::steer::Pins;
+use super::steer::RouteState;
+use super::switch::{LoginAs, replay_settings};
+
+/// What arrived while the session had no connection.
+enum Arrival {
+    Bytes,
+    Eof,
+    Shutdown(Phase),
+}
+
+/// Waits (holding no backend connection) until the client sends
+/// something, then leases a connection into `held` on the node the session
+/// used last, which is where its next statement most likely goes (the
+/// steering moves it if not). `Some(end)`: the session ends instead.
+pub async fn resume(
+    (client, up): (&mut Stream, &mut Pump),
+    route: &mut RouteState,
+    login: &LoginAs<'_>,
+    ctx: &SessionContext,
+    watch: &mut ShutdownWatch,
+    held: &mut Option<Leases>,
+) -> Result<Option<ForwardEnd>, ProxyError> {
+    let arrival = poll_fn(|cx| {
+        match up.poll_fill(cx, Pin::new(&mut *client)) {
+            Poll::Ready(Ok(true)) => return Poll::Ready(Ok(Arrival::Bytes)),
+            Poll::Ready(Ok(false)) => return Poll::Ready(Ok(Arrival::Eof)),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(ProxyError::ClientIo(e))),
+            Poll::Pending => {}
+        }
+        match watch.poll_phase(cx) {
+            Phase::Running => Poll::Pending,
+            phase => Poll::Ready(Ok(Arrival::Shutdown(phase))),
+        }
+    })
+    .await?;
+    match arrival {
+        Arrival::Eof => return Ok(Some(ForwardEnd::ClientClosed)),
+        Arrival::Shutdown(Phase::Stopping) => return Ok(Some(ForwardEnd::Stopped)),
+        Arrival::Shutdown(_) => return Ok(Some(ForwardEnd::Drained)),
+        Arrival::Bytes if up.first_tag() == Some(tag::TERMINATE) => {
+            return Ok(Some(ForwardEnd::ClientTerminated));
+        }
+        Arrival::Bytes => {}
+    }
+    let lease = match lease_node(ctx, route.current, login).await {
+        Ok(lease) => lease,
+        // The node went away (a replica, or the primary failing over):
+        // the primary takes the request once there is one, within
+        // `failover.hold_writes` (the steering may still pick a replica).
+        Err(e)
+            if e.is_backend_unreachable()
+                || ctx.shared.topology.primary() != Some(route.current) =>
+        {
+            ctx.pool.discard_node(route.current);
+            lease_primary(ctx, login).await?
+        }
+        Err(e) => return Err(e),
+    };
+    route.current = lease.conn().node;
+    let mut leases = Leases::new(lease);
+    // The steering replays settings only on nodes it switches to; the
+    // session's settings must be on this connection before anything runs.
+    if !replay_settings(&mut leases, route).await? {
+        route.pins.add(Pins::OTHER);
+    }
+    *held = Some(leases);
+    Ok(None)
+}

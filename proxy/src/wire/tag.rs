@@ -1,0 +1,31 @@
+//! Message type bytes of protocol 3.0, named. Frontend and backend share
+//! some letters with different meanings ('D', 'E', 'C', 'S'...), hence two
+//! groups.
+
+// Frontend (client to server).
+pub const QUERY: u8 = b'Q';
+pub const PARSE: u8 = b'P';
+pub const BIND: u8 = b'B';
+pub const DESCRIBE: u8 = b'D';
+pub const EXECUTE: u8 = b'E';
+pub const CLOSE: u8 = b'C';
+pub const SYNC: u8 = b'S';
+pub const FLUSH: u8 = b'H';
+pub const FUNCTION_CALL: u8 = b'F';
+pub const COPY_DATA: u8 = b'd';
+pub const COPY_DONE: u8 = b'c';
+pub const COPY_FAIL: u8 = b'f';
+pub const TERMINATE: u8 = b'X';
+
+// Backend (server to client).
+pub const READY_FOR_QUERY: u8 = b'Z';
+pub const ERROR_RESPONSE: u8 = b'E';
+pub const NOTICE_RESPONSE: u8 = b'N';
+pub const NOTIFICATION_RESPONSE: u8 = b'A';
+pub const PARAMETER_STATUS: u8 = b'S';
+pub const COMMAND_COMPLETE: u8 = b'C';
+pub const DATA_ROW: u8 = b'D';
+pub const ROW_DESCRIPTION: u8 = b'T';
+pub const COPY_IN_RESPONSE: u8 = b'G';
+pub const COPY_OUT_RESPONSE: u8 = b'H';
+pub const COPY_BOTH_RESPONSE: u8 = b'W';
