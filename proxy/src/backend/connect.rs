@@ -26,6 +26,20 @@ pub struct BackendKey {
     pub secret: i32,
 }
 
+/// Whose state an idle pooled connection still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftBy {
+    /// None: a fresh login's, or reset.
+    Nobody,
+    /// The settings and statements session `id` left there, kept so that
+    /// the session finds them again when it gets this connection back; any
+    /// other session gets the connection reset first.
+    Session(u64),
+}
+
+/// Numbers connections for [`BackendConn::id`].
+static NEXT_CONN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// A logged-in connection to a node, idle (ReadyForQuery seen).
 #[derive(Debug)]
 pub struct BackendConn {
@@ -41,6 +55,10 @@ pub struct BackendConn {
     pub params: Vec<(String, String)>,
     /// When the login finished (`pool.server_lifetime`).
     pub opened: std::time::Instant,
+    /// Unique in the process: which connection a session's state is on.
+    pub id: u64,
+    /// Whose session state the connection holds while it is pooled.
+    pub left_by: LeftBy,
     /// Its room under the pool limits, given back when it closes.
     pub permit: Option<super::Permit>,
 }
@@ -127,6 +145,8 @@ pub async fn connect(
             key: BackendKey { pid: 0, secret: 0 },
             params: Vec::new(),
             opened: std::time::Instant::now(),
+            id: NEXT_CONN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            left_by: LeftBy::Nobody,
             permit: None,
         };
         login_exchange(&mut conn, login, &link).await?;

@@ -33,16 +33,18 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
         }
     }
 
-    /// The most recently parked item for `key` that `usable` accepts;
-    /// rejected items are dropped (closed) on the way.
-    pub fn take(&mut self, key: &K, usable: impl Fn(&T) -> bool) -> Option<T> {
+    /// The usable item for `key` that `rank` puts first (lowest), the most
+    /// recently parked among equals; rejected items are dropped on the way.
+    pub fn take_best(
+        &mut self,
+        key: &K,
+        usable: impl Fn(&T) -> bool,
+        rank: impl Fn(&T) -> u8,
+    ) -> Option<T> {
         let list = self.by_key.get_mut(key)?;
-        while let Some(entry) = list.pop() {
-            if usable(&entry.item) {
-                return Some(entry.item);
-            }
-        }
-        None
+        list.retain(|e| usable(&e.item));
+        let best = (0..list.len()).rev().min_by_key(|&i| rank(&list[i].item))?;
+        Some(list.remove(best).item)
     }
 
     /// Parks an item; if its node already has `max_per_node` idle ones, the
@@ -76,6 +78,23 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
             });
         }
         self.by_key.retain(|_, list| !list.is_empty());
+    }
+
+    /// Takes out every item `pick` accepts, with its key.
+    pub fn take_all(&mut self, pick: impl Fn(&T) -> bool) -> Vec<(K, T)> {
+        let mut taken = Vec::new();
+        for (key, list) in &mut self.by_key {
+            let mut i = 0;
+            while i < list.len() {
+                if pick(&list[i].item) {
+                    taken.push((key.clone(), list.remove(i).item));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        self.by_key.retain(|_, list| !list.is_empty());
+        taken
     }
 
     /// Keeps only the items `keep` accepts.
@@ -166,14 +185,28 @@ mod tests {
         set.put(Key(0, "a"), 1, now);
         set.put(Key(0, "a"), 2, now);
         set.put(Key(0, "b"), 3, now);
-        assert_eq!(set.take(&Key(0, "a"), |_| true), Some(2));
+        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0), Some(2));
         assert_eq!(
-            set.take(&Key(0, "a"), |&i| i != 1),
+            set.take_best(&Key(0, "a"), |&i| i != 1, |_| 0),
             None,
             "1 is rejected and dropped"
         );
-        assert_eq!(set.take(&Key(0, "a"), |_| true), None);
+        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0), None);
         assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn the_best_ranked_item_comes_first_then_the_latest() {
+        let now = Instant::now();
+        let mut set = IdleSet::new(10, Duration::from_secs(60));
+        for i in [1, 2, 3, 4] {
+            set.put(Key(0, "a"), i, now);
+        }
+        let rank = |&i: &i32| if i == 2 { 0 } else { 1 };
+        assert_eq!(set.take_best(&Key(0, "a"), |_| true, rank), Some(2));
+        assert_eq!(set.take_best(&Key(0, "a"), |_| true, rank), Some(4));
+        assert_eq!(set.take_best(&Key(0, "a"), |&i| i != 3, rank), Some(1));
+        assert_eq!(set.len(), 0, "3 was unusable and dropped");
     }
 
     #[test]
@@ -186,13 +219,13 @@ mod tests {
         set.put(Key(0, "app3"), 3, t0 + Duration::from_secs(2));
         assert_eq!(set.len(), 3);
         assert_eq!(
-            set.take(&Key(0, "app1"), |_| true),
+            set.take_best(&Key(0, "app1"), |_| true, |_| 0),
             None,
             "oldest on node 0 evicted"
         );
-        assert_eq!(set.take(&Key(0, "app3"), |_| true), Some(3));
+        assert_eq!(set.take_best(&Key(0, "app3"), |_| true, |_| 0), Some(3));
         assert_eq!(
-            set.take(&Key(1, "app1"), |_| true),
+            set.take_best(&Key(1, "app1"), |_| true, |_| 0),
             Some(10),
             "node 1 untouched"
         );
@@ -206,7 +239,7 @@ mod tests {
         set.put(Key(0, "a"), 2, t0 + Duration::from_secs(50));
         set.expire(t0 + Duration::from_secs(70), 0);
         assert_eq!(set.len(), 1);
-        assert_eq!(set.take(&Key(0, "a"), |_| true), Some(2));
+        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0), Some(2));
         set.expire(t0 + Duration::from_secs(200), 0);
         assert_eq!(set.len(), 0);
     }
@@ -221,9 +254,9 @@ mod tests {
         set.put(Key(0, "b"), 10, t0);
         set.expire(t0 + Duration::from_secs(500), 2);
         assert_eq!(set.len(), 3, "a keeps 1 and 2, b keeps 10");
-        assert_eq!(set.take(&Key(0, "a"), |_| true), Some(2));
-        assert_eq!(set.take(&Key(0, "a"), |_| true), Some(1));
-        assert_eq!(set.take(&Key(0, "a"), |_| true), None);
+        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0), Some(2));
+        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0), Some(1));
+        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0), None);
         set.retain(|&i| i != 10);
         assert_eq!(set.len(), 0);
     }

@@ -9,7 +9,12 @@ mod login;
 mod pool;
 mod reset;
 
-pub use connect::{BackendConn, BackendKey, BackendSecret, LoginRequest, NodeAddress, connect};
+pub use connect::{
+    BackendConn, BackendKey, BackendSecret, LeftBy, LoginRequest, NodeAddress, connect,
+};
 pub use limits::{Permit, PoolId, PoolLimits, PoolReport};
 pub use load::NodeLoad;
-pub use pool::{Acquired, Lease, Lifetimes, LoginKey, Pool, PoolKey, Reuse, WaitedTooLong};
+pub use pool::{
+    Acquired, Lease, Lifetimes, LoginKey, Pool, PoolKey, Preference, Reuse, WaitedTooLong,
+};
+pub use reset::reset;

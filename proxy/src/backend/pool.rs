@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::connect::BackendConn;
+use super::connect::{BackendConn, LeftBy};
 use super::idle::{IdleSet, OnNode};
 use super::limits::{Permit, PoolId, PoolLimits};
 use super::load::{LoadGuard, NodeLoad};
@@ -122,12 +122,43 @@ pub struct Pool {
 /// server waits 5 s for other sessions to leave it.
 const DOOMED_FOR: Duration = Duration::from_secs(10);
 
+/// Which pooled connection a session would rather get: the one holding
+/// its state (`conn`), else a clean one, else one it left state on, else
+/// one another session left state on (reset first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preference {
+    pub session: u64,
+    pub conn: Option<u64>,
+}
+
+impl Preference {
+    fn rank(self, conn: &BackendConn) -> u8 {
+        if Some(conn.id) == self.conn {
+            return 0;
+        }
+        match conn.left_by {
+            LeftBy::Nobody => 1,
+            LeftBy::Session(s) if s == self.session => 2,
+            LeftBy::Session(_) => 3,
+        }
+    }
+
+    /// Whether `conn` holds exactly the state the session left on it.
+    pub fn finds_its_state_on(self, conn: &BackendConn) -> bool {
+        Some(conn.id) == self.conn && conn.left_by == LeftBy::Session(self.session)
+    }
+}
+
 /// Whether a connection handed back may serve another client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reuse {
     /// Idle, and nothing that leaves session state ran on it (only plain
     /// reads): pool it as it is, without the cost of a reset.
     Clean,
+    /// Idle between the transactions of session `id`, which left state on
+    /// it: pool it with that state, for the session to find again (any
+    /// other session gets it reset).
+    Leave(u64),
     /// Idle between transactions: reset its session state and pool it.
     Reset,
     /// In an unknown state (mid-query, mid-COPY, broken): close it.
@@ -136,8 +167,8 @@ pub enum Reuse {
 
 /// What [`Pool::acquire`] found.
 pub enum Acquired {
-    /// A pooled connection.
-    Pooled(Lease),
+    /// A pooled connection (boxed: a lease is far larger than a permit).
+    Pooled(Box<Lease>),
     /// Room to open a new connection, which keeps the permit.
     Room(Permit),
 }
@@ -163,12 +194,12 @@ impl Pool {
     /// `waited` is told how long a client had to wait, when it had to.
     pub async fn acquire(
         self: &Rc<Pool>,
-        key: &PoolKey,
+        (key, preference): (&PoolKey, Preference),
         max_wait: Duration,
         waited: impl FnOnce(Duration),
     ) -> Result<Acquired, WaitedTooLong> {
-        if let Some(lease) = self.take(key) {
-            return Ok(Acquired::Pooled(lease));
+        if let Some(lease) = self.take(key, preference) {
+            return Ok(Acquired::Pooled(Box::new(lease)));
         }
         let id = key.id();
         if let Some(permit) = self.limits.try_acquire(&id) {
@@ -182,7 +213,7 @@ impl Pool {
             .or_default()
             .push_back(tx);
         let got = tokio::select! {
-            Ok(conn) = rx => Ok(Acquired::Pooled(self.lease_new(key.clone(), conn))),
+            Ok(conn) = rx => Ok(Acquired::Pooled(Box::new(self.lease_new(key.clone(), conn)))),
             Some(permit) = self.limits.acquire(&id) => Ok(Acquired::Room(permit)),
             () = tokio::time::sleep(max_wait) => Err(WaitedTooLong(max_wait)),
         };
@@ -191,10 +222,22 @@ impl Pool {
         got
     }
 
-    /// An idle connection for `key` that is still open, if there is one.
-    pub fn take(self: &Rc<Pool>, key: &PoolKey) -> Option<Lease> {
-        let conn = self.counted_on(key, |idle| idle.take(key, BackendConn::is_open))?;
+    /// The idle connection for `key` that `preference` ranks first and is
+    /// still open, if there is one.
+    pub fn take(self: &Rc<Pool>, key: &PoolKey, preference: Preference) -> Option<Lease> {
+        let rank = |conn: &BackendConn| preference.rank(conn);
+        let conn = self.counted_on(key, |idle| idle.take_best(key, BackendConn::is_open, rank))?;
         Some(self.lease_new(key.clone(), conn))
+    }
+
+    /// Whether a client waits for a connection like `key`'s: one handed
+    /// back goes to it reset rather than kept for its last user.
+    pub fn contended(&self, key: &PoolKey) -> bool {
+        self.waiters
+            .borrow()
+            .get(key)
+            .is_some_and(|q| !q.is_empty())
+            || (self.limits.anyone_waiting() && self.limits.is_wanted(&key.id()))
     }
 
     /// Wraps a backend connection in a lease.
@@ -258,6 +301,16 @@ impl Pool {
             idle.expire(Instant::now(), min_idle);
             idle.retain(|conn| conn.opened.elapsed() < lifetime);
         });
+    }
+
+    /// Session `session` ended: the connections it left its state on are
+    /// reset now (in the background), not when someone next takes them.
+    pub fn reset_left_by(self: &Rc<Pool>, session: u64) {
+        let left = LeftBy::Session(session);
+        let taken = self.counted(|idle| idle.take_all(|conn| conn.left_by == left));
+        for (key, conn) in taken {
+            self.lease_new(key, conn).release(Reuse::Reset);
+        }
     }
 
     /// Closes the idle connections that hold room a waiting client needs.
@@ -352,15 +405,27 @@ impl Lease {
         &mut self.conn
     }
 
+    /// See [`Pool::contended`].
+    pub fn contended(&self) -> bool {
+        self.pool.contended(&self.key)
+    }
+
     /// Ends the lease. A reusable connection is reset in a task of its own
     /// so the client that is leaving does not wait for it.
     pub fn release(self, reuse: Reuse) {
         let Lease {
             conn, key, pool, ..
         } = self;
+        let mut conn = conn;
         match reuse {
             Reuse::Close => return,
             Reuse::Clean => {
+                conn.left_by = LeftBy::Nobody;
+                pool.put(key, conn);
+                return;
+            }
+            Reuse::Leave(session) => {
+                conn.left_by = LeftBy::Session(session);
                 pool.put(key, conn);
                 return;
             }
@@ -369,7 +434,10 @@ impl Lease {
         tokio::task::spawn_local(async move {
             let mut conn = conn;
             match tokio::time::timeout(RESET_TIMEOUT, reset(&mut conn)).await {
-                Ok(Ok(())) => pool.put(key, conn),
+                Ok(Ok(())) => {
+                    conn.left_by = LeftBy::Nobody;
+                    pool.put(key, conn);
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(node = %conn.node_name, error = %e, "reset failed; closing")
                 }

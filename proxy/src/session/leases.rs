@@ -109,4 +109,30 @@ impl Leases {
             lease.release(others);
         }
     }
+
+    /// Ends every lease between two transactions of session `session`:
+    /// connections that ran only plain reads go back as they are, the
+    /// others keep the session's state for it to find again, unless
+    /// someone waits for them (then they are reset for that client).
+    /// Returns the (node, connection id) the session left its state on.
+    pub fn release_between_transactions(
+        self,
+        session: u64,
+        dirty: impl Fn(usize) -> bool,
+    ) -> Vec<(usize, u64)> {
+        let mut left = Vec::new();
+        for lease in std::iter::once(self.current).chain(self.others) {
+            let node = lease.conn().node;
+            let reuse = if !dirty(node) {
+                Reuse::Clean
+            } else if lease.contended() {
+                Reuse::Reset
+            } else {
+                left.push((node, lease.conn().id));
+                Reuse::Leave(session)
+            };
+            lease.release(reuse);
+        }
+        left
+    }
 }

@@ -5,9 +5,7 @@ use bytes::BytesMut;
 use tokio::time::{Instant, timeout_at};
 use tracing::Span;
 
-use crate::backend::{
-    Acquired, Lease, LoginKey, LoginRequest, NodeAddress, PoolKey, WaitedTooLong, connect,
-};
+use crate::backend::{Lease, LoginKey};
 use crate::cancel::CancelKey;
 use crate::client::handshake::negotiate_protocol;
 use crate::client::{FirstContact, Identity, Method, authenticate};
@@ -19,6 +17,7 @@ use crate::wire::be;
 use crate::wire::startup::StartupParams;
 
 use super::credential::{NodeCredential, pass_through_method};
+use super::lease::lease_node;
 use super::switch::LoginAs;
 use super::{RETRY_UNREACHABLE_AFTER, SessionContext};
 
@@ -59,13 +58,14 @@ pub struct Login {
 
 /// Logs in a client whose first packet was `first`: `Ok(None)` when it
 /// was a CancelRequest (dealt with). `inbuf`: what it sent after that
-/// packet; `deadline`: when `listen.login_timeout` runs out.
+/// packet; `deadline`: when `listen.login_timeout` runs out; `session`:
+/// the session's id.
 pub async fn login(
     client: &mut Stream,
-    first: FirstContact,
-    mut inbuf: BytesMut,
+    (first, mut inbuf): (FirstContact, BytesMut),
     deadline: Instant,
     ctx: &SessionContext,
+    session: u64,
 ) -> Result<Option<Entry>, ProxyError> {
     let shared = &ctx.shared;
     let config = shared.config();
@@ -106,6 +106,7 @@ pub async fn login(
 
     let key = LoginKey::new(identity.node_startup(&params));
     let login_as = LoginAs {
+        session,
         key: &key,
         user: &identity.user,
         credential: &credential,
@@ -335,53 +336,6 @@ pub(super) async fn lease_primary(
             leased => return leased,
         }
     }
-}
-
-/// An idle connection to `node` from the worker's pool, or a new one,
-/// logged in with the client's own startup parameters.
-pub async fn lease_node(
-    ctx: &SessionContext,
-    node: usize,
-    login: &LoginAs<'_>,
-) -> Result<Lease, ProxyError> {
-    let shared = &ctx.shared;
-    let key = PoolKey {
-        node,
-        login: std::sync::Arc::clone(login.key),
-    };
-    let config = shared.config();
-    let hold = config.failover.hold_writes;
-    let target = config.nodes.get(node).ok_or(ProxyError::NoPrimary(hold))?;
-    let max_wait = config.pool.max_wait;
-    let waited = |d: std::time::Duration| shared.metrics.pool_wait.observe(d.as_secs_f64());
-    let permit = match ctx.pool.acquire(&key, max_wait, waited).await {
-        Ok(Acquired::Pooled(lease)) => return Ok(lease),
-        Ok(Acquired::Room(permit)) => permit,
-        Err(WaitedTooLong(waited)) => {
-            return Err(ProxyError::PoolTimeout {
-                node: target.name.to_string(),
-                waited,
-            });
-        }
-    };
-    let tls = shared
-        .node_tls
-        .get(node)
-        .ok_or(ProxyError::NoPrimary(hold))?;
-    let address = NodeAddress {
-        index: node,
-        name: target.name.as_str(),
-        addr: &target.addr,
-        tls,
-    };
-    let request = LoginRequest {
-        user: login.user,
-        params: key.login.params(),
-        secret: login.credential.secret(&shared.credentials, login.user),
-    };
-    let mut conn = connect(address, request, config.listen.login_timeout).await?;
-    conn.permit = Some(permit);
-    Ok(ctx.pool.lease_new(key, conn))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod exchange;
 mod forward;
 mod functions;
 pub mod fuzzing;
+mod lease;
 mod leases;
 mod local;
 mod login;
@@ -118,7 +119,7 @@ async fn serve(
     span: &Span,
     id: u64,
 ) -> Result<Option<ForwardEnd>, ProxyError> {
-    let logged_in = login(client, first, inbuf, deadline, ctx);
+    let logged_in = login(client, (first, inbuf), deadline, ctx, id);
     let login = match logged_in.instrument(span.clone()).await? {
         None => return Ok(None),
         Some(Entry::Console(login)) => {
@@ -143,6 +144,7 @@ async fn serve(
         credential,
     } = login;
     let login = LoginAs {
+        session: id,
         key: &key,
         user: &user,
         credential: &credential,
@@ -150,6 +152,8 @@ async fn serve(
     let config = ctx.shared.config();
     let max = config.listen.max_message_size.as_usize();
     let mut up = Pump::with_bytes(max, &leftover);
+    // The login's read buffer: an idle client should not keep it.
+    drop(leftover);
     let mut down = Pump::new(max);
     let mut tracker = Tracker::default();
     let database = key
@@ -229,10 +233,10 @@ async fn serve(
         };
         if end == ForwardEnd::Released {
             cancel_key.set_target(None);
-            if let Some(leases) = held.take() {
-                leases.release_idle(true, |node| route.is_dirty(node));
-            }
-            route.backends_released();
+            let left = held.take().map_or_else(Vec::new, |leases| {
+                leases.release_between_transactions(id, |node| route.is_dirty(node))
+            });
+            route.backends_released(&left);
             registered.info.clear_node();
             up.release_memory();
             down.release_memory();
@@ -495,6 +499,7 @@ async fn serve(
     if let Some(leases) = held {
         give_back(leases, end, (&tracker, &mut route), (&up, &down)).await;
     }
+    ctx.pool.reset_left_by(id);
     if matches!(end, ForwardEnd::Drained | ForwardEnd::Stopped) {
         let mut out = BytesMut::new();
         be::error_response(

@@ -20,8 +20,8 @@ use crate::wire::pump::Pump;
 
 use super::SessionContext;
 use super::exchange::exchange;
+use super::lease::lease_node;
 use super::leases::Leases;
-use super::login::lease_node;
 use super::steer::RouteState;
 use super::switch::{LoginAs, Needs, switch_for_statement};
 use super::tracker::{Tracker, TxStatus};

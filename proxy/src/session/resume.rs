@@ -13,11 +13,12 @@ use crate::wire::tag;
 
 use super::SessionContext;
 use super::forward::ForwardEnd;
+use super::lease::{StateOnIt, lease_node_for};
 use super::leases::Leases;
-use super::login::{lease_node, lease_primary};
+use super::login::lease_primary;
 use super::steer::Pins;
 use super::steer::RouteState;
-use super::switch::{LoginAs, replay_settings};
+use super::switch::{LoginAs, drop_stale_sql_prepared, replay_settings};
 
 /// What arrived while the session had no connection.
 enum Arrival {
@@ -60,8 +61,13 @@ pub async fn resume(
         }
         Arrival::Bytes => {}
     }
-    let lease = match lease_node(ctx, route.current, login).await {
-        Ok(lease) => lease,
+    let node = route.current;
+    let lease = match lease_node_for(ctx, node, login, route.state_conn(node)).await {
+        Ok((lease, StateOnIt::Kept)) => lease,
+        Ok((lease, StateOnIt::Fresh)) => {
+            route.fresh_connection(node);
+            lease
+        }
         // The node went away (a replica, or the primary failing over):
         // the primary takes the request once there is one, within
         // `failover.hold_writes` (the steering may still pick a replica).
@@ -76,11 +82,13 @@ pub async fn resume(
     };
     route.current = lease.conn().node;
     let mut leases = Leases::new(lease);
-    // The steering replays settings only on nodes it switches to; the
-    // session's settings must be on this connection before anything runs.
+    // The steering sets up only nodes it switches to; the session's
+    // settings must be on this connection before anything runs, and
+    // statements it deallocated elsewhere gone from it.
     if !replay_settings(&mut leases, route).await? {
         route.pins.add(Pins::OTHER);
     }
+    drop_stale_sql_prepared(&mut leases, route).await?;
     *held = Some(leases);
     Ok(None)
 }

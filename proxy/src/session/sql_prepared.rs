@@ -71,9 +71,11 @@ impl SqlPrepared {
         self.definitions.get(name).map(|d| &d.access)
     }
 
-    /// Whether some node's connection holds `name`.
-    pub fn held_anywhere(&self, name: &str) -> bool {
-        self.on_node.iter().any(|held| held.contains_key(name))
+    /// Whether `node`'s connection holds `name`, in any version.
+    pub fn held_on(&self, node: usize, name: &str) -> bool {
+        self.on_node
+            .get(node)
+            .is_some_and(|held| held.contains_key(name))
     }
 
     /// Statements `node` holds that the client deallocated meanwhile
@@ -257,6 +259,6 @@ mod tests {
         assert!(p.stale_on(0).is_empty());
         p.stale_dropped(1, "q");
         assert!(p.stale_on(1).is_empty());
-        assert!(!p.held_anywhere("q"));
+        assert!(!p.held_on(0, "q") && !p.held_on(1, "q"));
     }
 }

@@ -207,7 +207,7 @@ impl ClientSide<'_> {
         }
         self.route.next_clean = is_plain_read(&statement);
         self.free_database_for(sql, &statement);
-        if let Some(verdict) = self.deallocate_unheld(&statement.session) {
+        if let Some(verdict) = self.deallocate_sql_prepared(&statement.session) {
             return verdict;
         }
         if self.tracker.status() != TxStatus::Idle {
@@ -427,19 +427,24 @@ impl ClientSide<'_> {
         name.is_empty() && is_plain_read(&statement)
     }
 
-    /// `DEALLOCATE name` of a statement the session prepared that no
-    /// connection holds now (transaction pooling gave them back): pgrelay
-    /// forgets it and answers, as the server would have.
-    fn deallocate_unheld(&mut self, effect: &SessionEffect) -> Option<Verdict> {
+    /// `DEALLOCATE name` of a statement the session prepared with SQL: it
+    /// runs on the current connection if that holds the statement (any
+    /// node will do: prepared statements are the session's, not data),
+    /// else pgrelay forgets it and answers as the server would have.
+    /// Copies elsewhere are deallocated when the session next uses them.
+    fn deallocate_sql_prepared(&mut self, effect: &SessionEffect) -> Option<Verdict> {
         let SessionEffect::Deallocate { name: Some(name) } = effect else {
             return None;
         };
+        let current = self.route.current;
         let sql = &mut self.route.sql_prepared;
-        if sql.access(name).is_none()
-            || sql.held_anywhere(name)
-            || self.route.prepared.statement(name.as_bytes()).is_some()
-        {
+        if sql.access(name).is_none() || self.route.prepared.statement(name.as_bytes()).is_some() {
             return None;
+        }
+        if sql.held_on(current, name) {
+            sql.deallocated(current, name);
+            self.routed(current, RouteReason::SessionPinned);
+            return Some(Verdict::Forward);
         }
         sql.forget(name);
         self.route.pending = Some(Pending::Complete("DEALLOCATE"));

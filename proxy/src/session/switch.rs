@@ -12,14 +12,16 @@ use crate::wire::fe;
 
 use super::SessionContext;
 use super::exchange::{exchange, exchange_many};
+use super::lease::{StateOnIt, lease_node_for};
 use super::leases::Leases;
-use super::login::lease_node;
 use super::setup::prepare_statements;
 use super::sql_prepared::quote_ident;
 use super::steer::{BatchNeeds, RouteState};
 
 /// Who the session is, for connections it opens to other nodes.
 pub struct LoginAs<'a> {
+    /// The session's id: whose state a pooled connection holds.
+    pub session: u64,
     pub key: &'a std::sync::Arc<crate::backend::LoginKey>,
     pub user: &'a str,
     pub credential: &'a super::credential::NodeCredential,
@@ -161,7 +163,7 @@ async fn replica_has_replayed(
 
 /// Deallocates, on the current node, SQL-prepared statements the client
 /// deallocated while on another node.
-async fn drop_stale_sql_prepared(
+pub(super) async fn drop_stale_sql_prepared(
     leases: &mut Leases,
     route: &mut RouteState,
 ) -> Result<(), ProxyError> {
@@ -264,13 +266,17 @@ async fn switch(
     reason: RouteReason,
     login: &LoginAs<'_>,
 ) -> Result<RouteReason, ProxyError> {
-    let open = || lease_node(ctx, node, login);
+    let state = std::cell::Cell::new(StateOnIt::Fresh);
+    let want = route.state_conn(node);
+    let open = || async {
+        let (lease, on_it) = lease_node_for(ctx, node, login, want).await?;
+        state.set(on_it);
+        Ok(lease)
+    };
     match leases.switch_to(node, open).await {
         Ok(opened) => {
-            if opened {
-                route.prepared.node_reset(node);
-                route.sql_prepared.node_reset(node);
-                route.settings.node_reset(node);
+            if opened && state.get() == StateOnIt::Fresh {
+                route.fresh_connection(node);
             }
             Ok(reason)
         }

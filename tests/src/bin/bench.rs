@@ -32,6 +32,8 @@
 mod cpu;
 #[path = "bench/forwarder.rs"]
 mod forwarder;
+#[path = "bench/idle.rs"]
+mod idle;
 #[path = "bench/pgbench.rs"]
 mod pgbench;
 #[path = "bench/pgbouncer.rs"]
@@ -54,7 +56,7 @@ use crate::pgbench::WORKLOADS;
 use crate::pgbouncer::PgBouncer;
 use crate::report::{Measured, Run, Target};
 
-const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R] [--transport tcp|unix] [--workers W]";
+const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R] [--transport tcp|unix] [--workers W] [--idle-clients N]";
 
 /// How pgbench reaches the targets, and the proxies reach PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +78,8 @@ struct Args {
     transport: Transport,
     /// pgrelay's `listen.workers` (0: its default).
     workers: usize,
+    /// Idle clients whose memory is measured (0: not measured).
+    idle_clients: usize,
 }
 
 impl Args {
@@ -87,6 +91,7 @@ impl Args {
             replicas: 0,
             transport: Transport::Tcp,
             workers: 0,
+            idle_clients: 10_000,
         };
         while let Some(arg) = args.next() {
             let (key, inline) = match arg.split_once('=') {
@@ -114,7 +119,11 @@ impl Args {
             let number: u64 = value
                 .parse()
                 .ok()
-                .filter(|&n| n > 0 || key == "--replicas" || key == "--workers")
+                .filter(|&n| {
+                    n > 0
+                        || ["--rounds", "--replicas", "--workers", "--idle-clients"]
+                            .contains(&key.as_str())
+                })
                 .with_context(|| format!("{key}: expected a positive integer, got {value:?}"))?;
             match key.as_str() {
                 "--rounds" => parsed.rounds = usize::try_from(number)?,
@@ -122,6 +131,7 @@ impl Args {
                 "--scale" => parsed.scale = number,
                 "--replicas" => parsed.replicas = usize::try_from(number)?,
                 "--workers" => parsed.workers = usize::try_from(number)?,
+                "--idle-clients" => parsed.idle_clients = usize::try_from(number)?,
                 _ => bail!("unknown argument {key:?}\n{USAGE}"),
             }
         }
@@ -136,6 +146,15 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("bench: forwarder: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.first().map(String::as_str) == Some(idle::CHILD_FLAG) {
+        return match idle::run_child(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench: idle clients: {e:#}");
                 ExitCode::FAILURE
             }
         };
@@ -204,15 +223,21 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .prefix("pgrelay-bench-sockets-")
         .tempdir()?;
     let cluster_dir = cluster.dir().display().to_string();
+    // Room for the idle clients whose memory is measured.
+    let clients_limit = format!("max_client_connections = {}", args.idle_clients + 1000);
     let as_a_user_runs_it = ProxyOptions {
         workers: args.workers,
         monitor: String::new(),
+        listen_extra: clients_limit.clone(),
         ..ProxyOptions::default()
     };
     let proxy_options = match args.transport {
         Transport::Tcp => as_a_user_runs_it,
         Transport::Unix => ProxyOptions {
-            listen_extra: format!("unix_socket_dir = \"{}\"", proxy_sockets.path().display()),
+            listen_extra: format!(
+                "{clients_limit}\nunix_socket_dir = \"{}\"",
+                proxy_sockets.path().display()
+            ),
             node_addrs: pgrelay_tests::socket_node_addrs(&cluster),
             ..as_a_user_runs_it
         },
@@ -287,6 +312,23 @@ async fn bench(args: Args) -> anyhow::Result<()> {
 
     let names: Vec<&'static str> = WORKLOADS.iter().map(|w| w.name).collect();
     report::print(&runs, &names, bouncer.is_some());
+    if args.idle_clients > 0 {
+        let n = args.idle_clients;
+        let own = std::process::id();
+        let per_client = idle_memory(own, proxy.port(), n).await?;
+        let bouncer_per_client = match &bouncer {
+            Some(b) => Some(idle_memory(b.pid(), b.port(), n).await?),
+            None => None,
+        };
+        println!(
+            "\nidle clients ({n}, TCP): pgrelay {per_client:.0} bytes each (target <= 8192), \
+             pgbouncer {}",
+            bouncer_per_client.map_or_else(
+                || "not installed".to_owned(),
+                |b| format!("{b:.0} bytes each")
+            )
+        );
+    }
 
     for run in runs.iter().filter(|r| r.outcome.is_err()) {
         if let Err(e) = &run.outcome {
@@ -308,6 +350,16 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         bail!("{broken} pgbench runs against direct or pgrelay failed");
     }
     Ok(())
+}
+
+/// Bytes of resident memory process `pid` (a proxy listening on `port`)
+/// gains per client while `n` idle clients are logged in to it.
+async fn idle_memory(pid: u32, port: u16, n: usize) -> anyhow::Result<f64> {
+    let before = idle::rss_bytes(pid)?;
+    let clients = idle::IdleClients::hold("127.0.0.1", port, n, "bench").await?;
+    let after = idle::rss_bytes(pid)?;
+    clients.release().await;
+    Ok(after.saturating_sub(before) as f64 / n as f64)
 }
 
 /// One run with the proxy's CPU time around it. The outer error is a

@@ -131,6 +131,9 @@ pub struct RouteState {
     pub(super) dirty: u64,
     /// The Query or batch being steered runs only plain reads.
     pub(super) next_clean: bool,
+    /// Per node, the pooled connection the session left its state on
+    /// (transaction pooling).
+    state_conn: Vec<Option<u64>>,
     /// Parse messages of the batch being forwarded whose effects the batch
     /// routing accounted for; later ones (past its look-ahead) are judged
     /// one by one as they pass.
@@ -188,6 +191,7 @@ impl RouteState {
             dirty: 0,
             next_clean: false,
             judged_parses: 0,
+            state_conn: vec![None; nodes],
         }
     }
 
@@ -212,15 +216,37 @@ impl RouteState {
             && self.lost_transaction.is_none()
     }
 
-    /// The session gave back every connection: the next ones have none of
-    /// its settings and prepared statements yet, and nothing of its own.
-    pub fn backends_released(&mut self) {
-        for node in 0..self.settings.nodes() {
-            self.prepared.node_reset(node);
-            self.sql_prepared.node_reset(node);
-            self.settings.node_reset(node);
+    /// The session gave back every connection; `left` are those it left
+    /// its state on, (node, connection id), to find again if it gets them
+    /// back. On other nodes the next connection has none of its settings
+    /// and prepared statements.
+    pub fn backends_released(&mut self, left: &[(usize, u64)]) {
+        for node in 0..self.state_conn.len() {
+            match left.iter().find(|(n, _)| *n == node) {
+                Some(&(_, conn)) => self.state_conn[node] = Some(conn),
+                None => self.fresh_connection(node),
+            }
         }
-        self.dirty = 0;
+    }
+
+    /// The session's connection to `node` is a clean one: nothing of the
+    /// session is there.
+    pub fn fresh_connection(&mut self, node: usize) {
+        self.prepared.node_reset(node);
+        self.sql_prepared.node_reset(node);
+        self.settings.node_reset(node);
+        if node < 64 {
+            self.dirty &= !(1 << node);
+        }
+        if let Some(conn) = self.state_conn.get_mut(node) {
+            *conn = None;
+        }
+    }
+
+    /// The connection holding the session's state on `node`, while the
+    /// session holds none there.
+    pub fn state_conn(&self, node: usize) -> Option<u64> {
+        self.state_conn.get(node).copied().flatten()
     }
 
     /// Whether the session's connection to `node` may hold session state.

@@ -86,7 +86,7 @@ impl PgBouncer {
                  auth_file = {auth}\n\
                  pool_mode = transaction\n\
                  default_pool_size = 20\n\
-                 max_client_conn = 1000\n\
+                 max_client_conn = 12000\n\
                  ignore_startup_parameters = extra_float_digits\n\
                  logfile = {log}\n",
                 auth = auth_file.display(),
