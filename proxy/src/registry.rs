@@ -7,7 +7,7 @@
 //! when the value changes (a transaction begins or ends, it switches
 //! node): the data path pays a relaxed load per request, no lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
@@ -52,6 +52,11 @@ impl ClientState {
 
 /// No node (a console session, or between leases).
 const NO_NODE: usize = usize::MAX;
+/// The pin bit of `LISTEN` (`session::Pins::LISTEN`).
+pub const LISTEN_PIN: u8 = 2;
+/// Backend pids remembered for notifications, at most; beyond, the oldest
+/// knowledge is dropped whole (a notification then shows the node's pid).
+const MAX_NOTIFIERS: usize = 65_536;
 
 /// One session as the registry knows it.
 #[derive(Debug)]
@@ -65,6 +70,8 @@ pub struct SessionInfo {
     node: AtomicUsize,
     /// Why the session keeps its backend connections (pin bits).
     pins: AtomicU8,
+    /// The registry's count of sessions that LISTEN.
+    listening: Arc<AtomicUsize>,
 }
 
 impl SessionInfo {
@@ -103,8 +110,19 @@ impl SessionInfo {
     }
 
     pub fn set_pins(&self, pins: u8) {
-        if self.pins.load(Ordering::Relaxed) != pins {
-            self.pins.store(pins, Ordering::Relaxed);
+        let was = self.pins.load(Ordering::Relaxed);
+        if was == pins {
+            return;
+        }
+        self.pins.store(pins, Ordering::Relaxed);
+        match (was & LISTEN_PIN != 0, pins & LISTEN_PIN != 0) {
+            (false, true) => {
+                self.listening.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                self.listening.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
         }
     }
 }
@@ -112,6 +130,13 @@ impl SessionInfo {
 #[derive(Debug, Default)]
 pub struct SessionRegistry {
     sessions: Mutex<BTreeMap<u64, Arc<SessionInfo>>>,
+    /// Sessions that LISTEN now: only then is it worth knowing which
+    /// client each backend serves.
+    listening: Arc<AtomicUsize>,
+    /// (node, backend pid) → the pid pgrelay gave the client that used
+    /// that backend last, so that a NotificationResponse shows the
+    /// sending client's pid, as drivers expect.
+    notifiers: Mutex<HashMap<(usize, i32), i32>>,
 }
 
 /// What a session registers with.
@@ -136,12 +161,38 @@ impl SessionRegistry {
             state: AtomicU8::new(new.state as u8),
             node: AtomicUsize::new(new.node.unwrap_or(NO_NODE)),
             pins: AtomicU8::new(0),
+            listening: Arc::clone(&self.listening),
         });
         self.lock().insert(new.id, Arc::clone(&info));
         SessionEntry {
             registry: Arc::clone(self),
             info,
         }
+    }
+
+    /// Client `client_pid` now uses backend `backend_pid` of `node`
+    /// (remembered while anyone listens).
+    pub fn backend_used(&self, node: usize, backend_pid: i32, client_pid: i32) {
+        if self.listening.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut notifiers = self
+            .notifiers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if notifiers.len() >= MAX_NOTIFIERS {
+            notifiers.clear();
+        }
+        notifiers.insert((node, backend_pid), client_pid);
+    }
+
+    /// The client that used backend `backend_pid` of `node` last.
+    pub fn client_of(&self, node: usize, backend_pid: i32) -> Option<i32> {
+        let notifiers = self
+            .notifiers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        notifiers.get(&(node, backend_pid)).copied()
     }
 
     /// Every registered session, oldest first.
@@ -171,6 +222,7 @@ pub struct SessionEntry {
 
 impl Drop for SessionEntry {
     fn drop(&mut self) {
+        self.info.set_pins(0);
         self.registry.lock().remove(&self.info.id);
     }
 }
@@ -198,5 +250,26 @@ mod tests {
         assert_eq!(listed[0].node(), Some(1));
         drop(entry);
         assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn backends_are_remembered_only_while_someone_listens() {
+        let registry = Arc::new(SessionRegistry::default());
+        let listener = registry.register(NewSession {
+            id: 1,
+            peer: crate::net::Peer::Local,
+            user: "app",
+            database: "db",
+            state: ClientState::Idle,
+            node: None,
+        });
+        registry.backend_used(0, 4242, 1_048_577);
+        assert_eq!(registry.client_of(0, 4242), None, "nobody listens");
+        listener.info.set_pins(LISTEN_PIN);
+        registry.backend_used(0, 4242, 1_048_577);
+        assert_eq!(registry.client_of(0, 4242), Some(1_048_577));
+        assert_eq!(registry.client_of(1, 4242), None, "another node's pid");
+        drop(listener);
+        assert_eq!(registry.listening.load(Ordering::Relaxed), 0);
     }
 }

@@ -49,6 +49,7 @@ fn denied(f: &str) -> Option<SessionEffect> {
     match f {
         "pg_advisory_unlock_all" => return Some(SessionEffect::AdvisoryUnlockAll),
         "set_config" => return Some(SessionEffect::SetConfig),
+        "pg_backend_pid" => return Some(SessionEffect::BackendIdentity),
         _ => {}
     }
     let exact = matches!(
@@ -74,9 +75,6 @@ fn denied(f: &str) -> Option<SessionEffect> {
             | "pg_logical_emit_message"
             | "pg_create_restore_point"
             | "pg_import_system_collations"
-            // Session identity: DESIGN says it always runs on the session's
-            // primary connection so it answers the same within a session.
-            | "pg_backend_pid"
     );
     let prefixed = [
         "pg_advisory_",

@@ -182,6 +182,9 @@ pub enum SessionEffect {
     AdvisoryUnlockAll,
     /// `set_config(…)`: changes a GUC whose name is a literal.
     SetConfig,
+    /// `pg_backend_pid()`: the answer names one server process, which the
+    /// session must keep for the answer to stay true.
+    BackendIdentity,
     /// `DECLARE … CURSOR WITH HOLD` outlives its transaction.
     DeclareCursorWithHold,
     DiscardAll,

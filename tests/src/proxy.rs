@@ -61,9 +61,26 @@ impl Default for ProxyOptions {
             auth_extra: String::new(),
             bind: std::net::Ipv4Addr::LOCALHOST.into(),
             tls: String::new(),
-            pool: String::new(),
+            pool: pool_mode_from_env(),
         }
     }
+}
+
+/// The variable that runs the suites with another pool mode
+/// (`PGRELAY_TEST_POOL_MODE=session`; `.ci/run` runs them in both).
+pub const POOL_MODE_VAR: &str = "PGRELAY_TEST_POOL_MODE";
+
+/// `[pool]` lines for the mode the environment asks for (none: the default
+/// mode, transaction pooling).
+fn pool_mode_from_env() -> String {
+    std::env::var(POOL_MODE_VAR)
+        .map(|mode| format!("mode = \"{mode}\""))
+        .unwrap_or_default()
+}
+
+/// Whether the suites run with session pooling (see [`POOL_MODE_VAR`]).
+pub fn session_pooling() -> bool {
+    std::env::var(POOL_MODE_VAR).is_ok_and(|mode| mode == "session")
 }
 
 /// A running proxy; stopped when dropped.

@@ -18,11 +18,48 @@ use tokio::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// What `pool.size` counts connections by.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PoolId {
     pub node: usize,
     pub user: Arc<str>,
     pub database: Arc<str>,
+    /// Of user and database, computed once per session: pools are looked
+    /// up on every lease and release.
+    login_hash: u64,
+}
+
+impl PoolId {
+    pub fn new(node: usize, user: Arc<str>, database: Arc<str>) -> PoolId {
+        let login_hash = login_hash(&user, &database);
+        PoolId::with_hash(node, (user, database), login_hash)
+    }
+
+    /// `login_hash` must be [`login_hash`] of the user and database.
+    pub fn with_hash(
+        node: usize,
+        (user, database): (Arc<str>, Arc<str>),
+        login_hash: u64,
+    ) -> PoolId {
+        PoolId {
+            node,
+            user,
+            database,
+            login_hash,
+        }
+    }
+}
+
+impl std::hash::Hash for PoolId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(self.node);
+        state.write_u64(self.login_hash);
+    }
+}
+
+/// The hash [`PoolId`] is looked up by.
+pub fn login_hash(user: &str, database: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one((user, database))
 }
 
 /// Room for one connection in its pool and on its node.
@@ -246,11 +283,7 @@ mod tests {
     use std::time::Duration;
 
     fn id(node: usize, user: &str) -> PoolId {
-        PoolId {
-            node,
-            user: user.into(),
-            database: "db".into(),
-        }
+        PoolId::new(node, user.into(), "db".into())
     }
 
     #[tokio::test(start_paused = true)]

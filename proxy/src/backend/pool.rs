@@ -27,15 +27,20 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who a session logs in to nodes as: its startup parameters, built once
 /// per session and shared by its pool keys.
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 pub struct LoginKey {
     params: Vec<(String, String)>,
     user: Arc<str>,
     database: Arc<str>,
+    /// Of `params`: pool keys are hashed on every lease and release.
+    params_hash: u64,
+    /// Of user and database (the pool's [`PoolId`]).
+    login_hash: u64,
 }
 
 impl LoginKey {
     pub fn new(params: Vec<(String, String)>) -> Arc<LoginKey> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         let param = |name: &str| {
             params
                 .iter()
@@ -48,15 +53,33 @@ impl LoginKey {
             "" => Arc::clone(&user),
             db => db.into(),
         };
+        let params_hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&params);
+        let login_hash = super::limits::login_hash(&user, &database);
         Arc::new(LoginKey {
             user,
             database,
             params,
+            params_hash,
+            login_hash,
         })
     }
 
     pub fn params(&self) -> &[(String, String)] {
         &self.params
+    }
+}
+
+impl PartialEq for LoginKey {
+    fn eq(&self, other: &LoginKey) -> bool {
+        std::ptr::eq(self, other) || self.params == other.params
+    }
+}
+
+impl Eq for LoginKey {}
+
+impl std::hash::Hash for LoginKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.params_hash);
     }
 }
 
@@ -71,11 +94,9 @@ pub struct PoolKey {
 impl PoolKey {
     /// The pool whose `pool.size` this connection counts in.
     pub fn id(&self) -> PoolId {
-        PoolId {
-            node: self.node,
-            user: Arc::clone(&self.login.user),
-            database: Arc::clone(&self.login.database),
-        }
+        let login = &self.login;
+        let names = (Arc::clone(&login.user), Arc::clone(&login.database));
+        PoolId::with_hash(self.node, names, login.login_hash)
     }
 }
 
@@ -226,8 +247,16 @@ impl Pool {
     /// still open, if there is one.
     pub fn take(self: &Rc<Pool>, key: &PoolKey, preference: Preference) -> Option<Lease> {
         let rank = |conn: &BackendConn| preference.rank(conn);
-        let conn = self.counted_on(key, |idle| idle.take_best(key, BackendConn::is_open, rank))?;
-        Some(self.lease_new(key.clone(), conn))
+        let mut idle = self.idle.borrow_mut();
+        let before = idle.count_of(key);
+        let conn = idle.take_best(key, BackendConn::is_open, rank);
+        // Connections found closed on the way are gone too.
+        let gone = before - idle.count_of(key);
+        drop(idle);
+        for _ in 0..gone {
+            self.counted_one(key, false);
+        }
+        Some(self.lease_new(key.clone(), conn?))
     }
 
     /// Whether a client waits for a connection like `key`'s: one handed
@@ -277,8 +306,8 @@ impl Pool {
         if !self.doomed.borrow().is_empty() && self.is_doomed(&key) {
             return;
         }
-        let parked = key.clone();
-        self.counted_on(&parked, |idle| idle.put(key, conn, Instant::now()));
+        self.counted_one(&key, true);
+        self.idle.borrow_mut().put(key, conn, Instant::now());
     }
 
     fn forget_closed_waiters(&self, key: &PoolKey) {
@@ -350,22 +379,12 @@ impl Pool {
         self.counted(IdleSet::clear);
     }
 
-    /// Runs `change`, which touches only `key`'s idle connections (a take
-    /// or a put), and tells the shared counts what it changed.
-    fn counted_on<R>(
-        &self,
-        key: &PoolKey,
-        change: impl FnOnce(&mut IdleSet<PoolKey, BackendConn>) -> R,
-    ) -> R {
-        let mut idle = self.idle.borrow_mut();
-        let before = idle.count_of(key);
-        let result = change(&mut idle);
-        let after = idle.count_of(key);
-        if before != after {
-            self.load.idle_changed(key.node, before, after);
-            self.limits.idle_changed(&key.id(), before, after);
-        }
-        result
+    /// Tells the shared counts that `key` has one idle connection more
+    /// (`parked`) or one less.
+    fn counted_one(&self, key: &PoolKey, parked: bool) {
+        let (before, after) = if parked { (0, 1) } else { (1, 0) };
+        self.load.idle_changed(key.node, before, after);
+        self.limits.idle_changed(&key.id(), before, after);
     }
 
     /// Runs `change`, which may touch any idle connections (expiry,

@@ -19,6 +19,7 @@ use super::retry::Retry;
 use super::steer::{ClientSide, RouteState, WorkerRouter};
 use super::tracker::Tracker;
 use crate::metrics::{RoleLabel, WorkerQueryMetrics};
+use crate::registry::SessionRegistry;
 use pgrelay_health::TopologyCell;
 
 /// How a forwarding phase ended.
@@ -84,6 +85,10 @@ const ERROR_PREFIX: usize = 128;
 pub(super) struct ServerSide<'a> {
     pub(super) tracker: &'a mut Tracker,
     pub(super) identity: &'a Identity,
+    /// Which client used which backend (notification pids).
+    pub(super) sessions: &'a SessionRegistry,
+    /// The node the backend belongs to.
+    pub(super) node: usize,
     pub(super) retry: &'a mut Retry,
     pub(super) capture: &'a mut LsnCapture,
     pub(super) metrics: &'a WorkerQueryMetrics,
@@ -134,7 +139,9 @@ impl Inspect for ServerSide<'_> {
                     self.metrics.answered(role, sent.elapsed());
                 }
             }
-            b'A' => rewrite_notification_pid(frame, self.identity),
+            b'A' => rewrite_notification_pid(frame, self.identity, |pid| {
+                self.sessions.client_of(self.node, pid)
+            }),
             b'G' => self.tracker.copy_in_started(),
             _ => {}
         }
@@ -143,13 +150,29 @@ impl Inspect for ServerSide<'_> {
 }
 
 /// Drivers compare a notification's sender pid with the pid they got in
-/// BackendKeyData to recognise their own NOTIFYs; that pid is pgrelay's.
-fn rewrite_notification_pid(frame: &mut [u8], identity: &Identity) {
+/// BackendKeyData to recognise their own NOTIFYs, or another connection's
+/// (psycopg: `notify.pid == other.info.backend_pid`); those pids are
+/// pgrelay's. A sender pgrelay does not know (connected directly) keeps
+/// the node's pid.
+fn rewrite_notification_pid(
+    frame: &mut [u8],
+    identity: &Identity,
+    client_of: impl Fn(i32) -> Option<i32>,
+) {
     let Some(pid) = frame.get_mut(5..9) else {
         return;
     };
-    if pid == identity.backend_pid.to_be_bytes() {
-        pid.copy_from_slice(&identity.client_pid.to_be_bytes());
+    let Ok(bytes) = <[u8; 4]>::try_from(&*pid) else {
+        return;
+    };
+    let backend = i32::from_be_bytes(bytes);
+    let client = if backend == identity.backend_pid {
+        Some(identity.client_pid)
+    } else {
+        client_of(backend)
+    };
+    if let Some(client) = client {
+        pid.copy_from_slice(&client.to_be_bytes());
     }
 }
 
@@ -218,6 +241,8 @@ pub async fn forward(
         let mut server_side = ServerSide {
             tracker,
             identity,
+            sessions: router.sessions(),
+            node: route.current,
             retry: &mut route.retry,
             capture: &mut route.capture,
             metrics: &router.metrics,
@@ -316,11 +341,17 @@ mod tests {
             backend_pid: 4242,
             node: "pg1".into(),
         };
+        let nobody = |_| None;
         let mut own = b"A\0\0\0\x0e\0\0\x10\x92c\0p\0".to_vec();
-        rewrite_notification_pid(&mut own, &identity);
+        rewrite_notification_pid(&mut own, &identity, nobody);
         assert_eq!(&own[5..9], &1_048_576i32.to_be_bytes());
-        let mut other = b"A\0\0\0\x0e\0\0\x10\x93c\0p\0".to_vec();
-        rewrite_notification_pid(&mut other, &identity);
-        assert_eq!(&other[5..9], &4243i32.to_be_bytes());
+        let mut direct = b"A\0\0\0\x0e\0\0\x10\x93c\0p\0".to_vec();
+        rewrite_notification_pid(&mut direct, &identity, nobody);
+        assert_eq!(&direct[5..9], &4243i32.to_be_bytes());
+        let mut proxied = b"A\0\0\0\x0e\0\0\x10\x93c\0p\0".to_vec();
+        rewrite_notification_pid(&mut proxied, &identity, |pid| {
+            (pid == 4243).then_some(1_048_999)
+        });
+        assert_eq!(&proxied[5..9], &1_048_999i32.to_be_bytes());
     }
 }

@@ -224,6 +224,8 @@ pub fn server_stream(data: &[u8]) {
         let mut side = ServerSide {
             tracker: &mut tracker,
             identity: &identity,
+            sessions: router.sessions(),
+            node: 0,
             retry: &mut retry,
             capture: &mut capture,
             metrics: &router.metrics,

@@ -189,7 +189,7 @@ async fn serve(
     let end = loop {
         if held.is_none()
             && let Some(end) = resume(
-                (client, &mut up),
+                (client, &mut up, &mut down),
                 &mut route,
                 &login,
                 ctx,
@@ -206,6 +206,11 @@ async fn serve(
         let current = leases.current_mut();
         identity.backend_pid = current.conn().key.pid;
         identity.node.clone_from(&current.conn().node_name);
+        ctx.shared.sessions.backend_used(
+            current.conn().node,
+            identity.backend_pid,
+            identity.client_pid,
+        );
         cancel_key.set_target(Some(CancelTarget {
             node: current.conn().node,
             addr: current.conn().peer.clone(),
@@ -238,8 +243,6 @@ async fn serve(
             });
             route.backends_released(&left);
             registered.info.clear_node();
-            up.release_memory();
-            down.release_memory();
             continue;
         }
         if let Some(loss) = match end {

@@ -58,7 +58,7 @@ pub async fn recover(
 ) -> Result<(), ProxyError> {
     let lost = leases.current_node();
     let lost_name = leases.current_mut().conn().node_name.clone();
-    if route.pins.any() {
+    if route.pins.holds_state() {
         // Told when the client next asks for something, so it reads the
         // reason as the answer rather than as a closed connection.
         if loss == Loss::Idle {

@@ -4,6 +4,7 @@
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::Poll;
+use std::time::Duration;
 
 use crate::error::ProxyError;
 use crate::net::Stream;
@@ -20,6 +21,11 @@ use super::steer::Pins;
 use super::steer::RouteState;
 use super::switch::{LoginAs, drop_stale_sql_prepared, replay_settings};
 
+/// A client quiet this long between transactions gives its buffers back:
+/// not sooner, since freeing and allocating them on every transaction
+/// costs more than the timer.
+const SHRINK_AFTER: Duration = Duration::from_secs(1);
+
 /// What arrived while the session had no connection.
 enum Arrival {
     Bytes,
@@ -27,19 +33,13 @@ enum Arrival {
     Shutdown(Phase),
 }
 
-/// Waits (holding no backend connection) until the client sends
-/// something, then leases a connection into `held` on the node the session
-/// used last, which is where its next statement most likely goes (the
-/// steering moves it if not). `Some(end)`: the session ends instead.
-pub async fn resume(
-    (client, up): (&mut Stream, &mut Pump),
-    route: &mut RouteState,
-    login: &LoginAs<'_>,
-    ctx: &SessionContext,
+/// Waits for the client's next bytes, or for shutdown.
+async fn arrive(
+    client: &mut Stream,
+    up: &mut Pump,
     watch: &mut ShutdownWatch,
-    held: &mut Option<Leases>,
-) -> Result<Option<ForwardEnd>, ProxyError> {
-    let arrival = poll_fn(|cx| {
+) -> Result<Arrival, ProxyError> {
+    poll_fn(|cx| {
         match up.poll_fill(cx, Pin::new(&mut *client)) {
             Poll::Ready(Ok(true)) => return Poll::Ready(Ok(Arrival::Bytes)),
             Poll::Ready(Ok(false)) => return Poll::Ready(Ok(Arrival::Eof)),
@@ -51,7 +51,30 @@ pub async fn resume(
             phase => Poll::Ready(Ok(Arrival::Shutdown(phase))),
         }
     })
-    .await?;
+    .await
+}
+
+/// Waits (holding no backend connection) until the client sends
+/// something, then leases a connection into `held` on the node the session
+/// used last, which is where its next statement most likely goes (the
+/// steering moves it if not). `Some(end)`: the session ends instead.
+pub async fn resume(
+    (client, up, down): (&mut Stream, &mut Pump, &mut Pump),
+    route: &mut RouteState,
+    login: &LoginAs<'_>,
+    ctx: &SessionContext,
+    watch: &mut ShutdownWatch,
+    held: &mut Option<Leases>,
+) -> Result<Option<ForwardEnd>, ProxyError> {
+    let arrival = match tokio::time::timeout(SHRINK_AFTER, arrive(client, up, watch)).await {
+        Ok(arrival) => arrival?,
+        Err(_) => {
+            // An idle client keeps no buffers.
+            up.release_memory();
+            down.release_memory();
+            arrive(client, up, watch).await?
+        }
+    };
     match arrival {
         Arrival::Eof => return Ok(Some(ForwardEnd::ClientClosed)),
         Arrival::Shutdown(Phase::Stopping) => return Ok(Some(ForwardEnd::Stopped)),

@@ -215,7 +215,7 @@ impl ClientSide<'_> {
             // Whatever state a transaction creates may still be rolled back
             // (or committed): only the node it runs on will know.
             if pins_session(&statement.session, false) {
-                self.route.pins.add(Pins::OTHER);
+                self.route.pins.add(Pins::kind_of(&statement.session));
             }
             self.note_commit(std::slice::from_ref(&statement));
             self.routed(self.route.current, RouteReason::TransactionPinned);
@@ -314,7 +314,7 @@ impl ClientSide<'_> {
     /// after it (pushed out of the cache by other sessions meanwhile)
     /// leave the statement to the primary, rather than looking up again.
     fn resolve_first(&mut self, statements: &[Arc<Statement>]) -> Option<Verdict> {
-        if self.route.pins.any() || self.route.consistency == Consistency::Strong {
+        if self.route.pins.holds_state() || self.route.consistency == Consistency::Strong {
             return None;
         }
         if std::mem::take(&mut self.route.looked_up) {

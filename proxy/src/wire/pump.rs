@@ -17,6 +17,9 @@ use super::frame::{FrameError, FrameHeader, HEADER_LEN};
 
 /// Reads are made into at least this much free space.
 const READ_CHUNK: usize = 16 * 1024;
+/// The first read of an empty, unallocated buffer: enough for a typical
+/// request, little for a client that sends nothing for long.
+const FIRST_CHUNK: usize = 1024;
 /// A buffer that grew past this for one large message is given back once
 /// it is empty, so an idle session holds little memory.
 const SHRINK_ABOVE: usize = 256 * 1024;
@@ -397,6 +400,12 @@ impl Pump {
     fn make_room(&mut self) {
         if self.buf.is_empty() && self.buf.capacity() > SHRINK_ABOVE {
             self.buf = BytesMut::new();
+        }
+        if self.buf.capacity() == 0 && self.want == 0 {
+            // A new or idle side starts small: most clients between
+            // requests never need the full chunk.
+            self.buf.reserve(FIRST_CHUNK);
+            return;
         }
         let wanted = self.want.max(READ_CHUNK / 4);
         if self.buf.capacity() - self.buf.len() < wanted {

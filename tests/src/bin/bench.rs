@@ -357,7 +357,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
 async fn idle_memory(pid: u32, port: u16, n: usize) -> anyhow::Result<f64> {
     let before = idle::rss_bytes(pid)?;
     let clients = idle::IdleClients::hold("127.0.0.1", port, n, "bench").await?;
-    let after = idle::rss_bytes(pid)?;
+    let after = idle::settled_rss_bytes(pid).await?;
     clients.release().await;
     Ok(after.saturating_sub(before) as f64 / n as f64)
 }

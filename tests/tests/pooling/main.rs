@@ -3,6 +3,7 @@
 //! seeing another's session state.
 
 mod env;
+mod identity;
 mod isolation;
 mod limits;
 mod pgbench;
@@ -18,5 +19,6 @@ fn main() -> ExitCode {
     trials.extend(limits::trials(&env));
     trials.extend(pgbench::trials(&env));
     trials.extend(isolation::trials(&env));
+    trials.extend(identity::trials(&env));
     pgrelay_tests::shared_env::conclude(&args, trials, env)
 }

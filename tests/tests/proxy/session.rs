@@ -69,10 +69,12 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     "notification pid {pid}, BackendKeyData pid {}",
                     listener.pid
                 );
-                // Another session's NOTIFY arrives while we are idle.
-                let notifier = env.proxy.client().await?;
+                // Another session's NOTIFY arrives while we are idle, with
+                // the sender's pgrelay pid (psycopg compares it with
+                // `other.info.backend_pid`).
+                let mut notifier = RawClient::connect(env.proxy.addr(), &params).await?;
                 notifier
-                    .batch_execute("NOTIFY pgrelay_test, 'hello'")
+                    .simple_query(b"NOTIFY pgrelay_test, 'hello'")
                     .await?;
                 let m = listener.read_message().await?;
                 ensure!(
@@ -84,6 +86,12 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     m.body.ends_with(b"pgrelay_test\0hello\0"),
                     "payload: {:?}",
                     m.body
+                );
+                let sender = i32::from_be_bytes(m.body[..4].try_into()?);
+                ensure!(
+                    sender == notifier.pid,
+                    "notification pid {sender}, the sender's BackendKeyData pid {}",
+                    notifier.pid
                 );
                 Ok(())
             },

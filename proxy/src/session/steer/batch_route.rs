@@ -102,8 +102,11 @@ impl ClientSide<'_> {
         }
         let current = self.route.current;
         let route = if self.tracker.status() != TxStatus::Idle {
-            if statements.iter().any(|s| pins_session(&s.session, false)) {
-                self.route.pins.add(Pins::OTHER);
+            for statement in statements
+                .iter()
+                .filter(|s| pins_session(&s.session, false))
+            {
+                self.route.pins.add(Pins::kind_of(&statement.session));
             }
             self.note_commit(&statements);
             Some(Route {

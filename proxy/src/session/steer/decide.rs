@@ -52,7 +52,7 @@ impl ClientSide<'_> {
         let session = SessionView {
             consistency: self.route.consistency,
             transaction_node: None,
-            pinned: self.route.pins.any(),
+            pinned: self.route.pins.holds_state(),
             min_lsn,
             max_lag_bytes: Some(routing.max_lag_bytes.0),
             max_lag_millis: Some(u64::try_from(max_lag.as_millis()).unwrap_or(u64::MAX)),

@@ -29,9 +29,19 @@ impl Pins {
     /// Anything else (set_config, unparsed session statements, ...): only
     /// DISCARD ALL ends it.
     pub const OTHER: u8 = 16;
+    /// `pg_backend_pid()` was asked: the session keeps its primary
+    /// connection so that the answer stays true (reads may still go to
+    /// replicas: no state lives there).
+    pub const IDENTITY: u8 = 32;
 
     pub fn any(self) -> bool {
         self.0 != 0
+    }
+
+    /// Whether state only the primary has pins the session: its reads go
+    /// there, and losing the connection loses the state.
+    pub fn holds_state(self) -> bool {
+        self.0 & !Pins::IDENTITY != 0
     }
 
     pub fn bits(self) -> u8 {
@@ -40,12 +50,13 @@ impl Pins {
 
     /// What `bits` pin, in words (`SHOW CLIENTS`).
     pub fn describe(bits: u8) -> String {
-        const NAMES: [(u8, &str); 5] = [
+        const NAMES: [(u8, &str); 6] = [
             (Pins::TEMP, "temporary objects"),
             (Pins::LISTEN, "listen"),
             (Pins::ADVISORY, "advisory locks"),
             (Pins::CURSOR, "held cursors"),
             (Pins::OTHER, "state pgrelay cannot replay"),
+            (Pins::IDENTITY, "backend pid"),
         ];
         let named: Vec<&str> = NAMES
             .iter()
@@ -69,6 +80,7 @@ impl Pins {
             SessionEffect::Listen { .. } => Pins::LISTEN,
             SessionEffect::AdvisoryLock => Pins::ADVISORY,
             SessionEffect::DeclareCursorWithHold => Pins::CURSOR,
+            SessionEffect::BackendIdentity => Pins::IDENTITY,
             _ => Pins::OTHER,
         }
     }

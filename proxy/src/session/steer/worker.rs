@@ -45,6 +45,11 @@ fn classifier(config: &Config) -> Classifier {
 }
 
 impl WorkerRouter {
+    /// The proxy's client sessions (notification pids).
+    pub fn sessions(&self) -> &crate::registry::SessionRegistry {
+        &self.shared.sessions
+    }
+
     /// Asks every worker to close its idle connections to `database`.
     pub fn close_idle_connections_to(&self, database: String) {
         // No receiver means no worker, so no idle connection either.

@@ -28,6 +28,26 @@ pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
+/// How often, and how long at most, the resident memory is read until it
+/// stops falling: a proxy may give an idle client's buffers back only
+/// after a while (pgrelay: after a second without a request).
+const SETTLE_EVERY: Duration = Duration::from_millis(500);
+const SETTLE_WITHIN: Duration = Duration::from_secs(30);
+
+/// The resident memory of `pid` once it no longer falls between two reads.
+pub async fn settled_rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let deadline = tokio::time::Instant::now() + SETTLE_WITHIN;
+    let mut last = rss_bytes(pid)?;
+    loop {
+        tokio::time::sleep(SETTLE_EVERY).await;
+        let now = rss_bytes(pid)?;
+        if now >= last || tokio::time::Instant::now() >= deadline {
+            return Ok(now.min(last));
+        }
+        last = now;
+    }
+}
+
 /// Idle clients held by a child process until dropped.
 pub struct IdleClients {
     child: Child,
