@@ -73,6 +73,26 @@ impl BackendConn {
     }
 }
 
+/// How long a retiring connection waits for the server to end its session.
+const RETIRE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl BackendConn {
+    /// Ends the session and waits until the server has closed it (its
+    /// process gone, its connection slot free) before the connection's
+    /// room under the pool limits goes to someone else: otherwise a new
+    /// connection could find the node still counting the old one.
+    pub async fn retire(mut self) {
+        use tokio::io::AsyncReadExt;
+        let wait = async {
+            self.stream.send_all(b"X\0\0\0\x04").await.ok()?;
+            let mut scratch = [0u8; 256];
+            while self.stream.read(&mut scratch).await.ok()? > 0 {}
+            Some(())
+        };
+        let _ = tokio::time::timeout(RETIRE_WITHIN, wait).await;
+    }
+}
+
 impl Drop for BackendConn {
     fn drop(&mut self) {
         // A Terminate lets the server end the session without logging an

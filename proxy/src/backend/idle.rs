@@ -97,6 +97,16 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
         taken
     }
 
+    /// Takes out every item of the keys `pick` accepts.
+    pub fn take_all_of(&mut self, pick: impl Fn(&K) -> bool) -> Vec<T> {
+        let keys: Vec<K> = self.by_key.keys().filter(|k| pick(k)).cloned().collect();
+        keys.into_iter()
+            .filter_map(|k| self.by_key.remove(&k))
+            .flatten()
+            .map(|e| e.item)
+            .collect()
+    }
+
     /// Keeps only the items `keep` accepts.
     pub fn retain(&mut self, keep: impl Fn(&T) -> bool) {
         for list in self.by_key.values_mut() {

@@ -233,10 +233,25 @@ impl Pool {
             .entry(key.clone())
             .or_default()
             .push_back(tx);
+        let mut rx = rx;
         let got = tokio::select! {
-            Ok(conn) = rx => Ok(Acquired::Pooled(Box::new(self.lease_new(key.clone(), conn)))),
-            Some(permit) = self.limits.acquire(&id) => Ok(Acquired::Room(permit)),
-            () = tokio::time::sleep(max_wait) => Err(WaitedTooLong(max_wait)),
+            Ok(conn) = &mut rx => Ok(conn),
+            Some(permit) = self.limits.acquire(&id) => Err(Some(permit)),
+            () = tokio::time::sleep(max_wait) => Err(None),
+        };
+        // A connection handed over in the same instant wins over the
+        // permit or the timeout: dropping it would close it needlessly
+        // (and briefly count one connection too many on the node).
+        let got = match got {
+            Ok(conn) => Ok(conn),
+            Err(other) => rx.try_recv().map_err(|_| other),
+        };
+        let got = match got {
+            Ok(conn) => Ok(Acquired::Pooled(Box::new(
+                self.lease_new(key.clone(), conn),
+            ))),
+            Err(Some(permit)) => Ok(Acquired::Room(permit)),
+            Err(None) => Err(WaitedTooLong(max_wait)),
         };
         self.forget_closed_waiters(key);
         waited(started.elapsed());
@@ -301,6 +316,7 @@ impl Pool {
             }
         }
         if self.limits.anyone_waiting() && self.limits.is_wanted(&key.id()) {
+            retire(conn);
             return;
         }
         if !self.doomed.borrow().is_empty() && self.is_doomed(&key) {
@@ -348,7 +364,10 @@ impl Pool {
             return;
         }
         let limits = &self.limits;
-        self.counted(|idle| idle.retain_keys(|key| !limits.is_wanted(&key.id())));
+        let wanted = self.counted(|idle| idle.take_all_of(|key| limits.is_wanted(&key.id())));
+        for conn in wanted {
+            retire(conn);
+        }
     }
 
     /// Closes the idle connections to `database` on every node, and the
@@ -403,6 +422,12 @@ impl Pool {
         }
         result
     }
+}
+
+/// Closes `conn` in a task of its own; its permit goes back once the
+/// server has ended the session.
+fn retire(conn: BackendConn) {
+    tokio::task::spawn_local(conn.retire());
 }
 
 /// A backend connection lent to one session.
