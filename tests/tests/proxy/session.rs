@@ -369,7 +369,9 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 // the lag budget at that moment.
                 let nodes = [env.cluster.client(0).await?, env.cluster.client(1).await?];
                 poll_until(Duration::from_secs(10), "the query to run", || async {
-                    let running = "query = 'SELECT pg_sleep(0.5), 7'";
+                    // Active: the statement's Parse alone (tokio-postgres
+                    // prepares first) shows its text on an idle backend.
+                    let running = "state = 'active' AND query = 'SELECT pg_sleep(0.5), 7'";
                     (count_backends(&nodes, running).await? == 1).then_some(())
                 })
                 .await?;
