@@ -243,6 +243,8 @@ async fn serve(
             });
             route.backends_released(&left);
             registered.info.clear_node();
+            up.release_small();
+            down.release_small();
             continue;
         }
         if let Some(loss) = match end {

@@ -237,6 +237,15 @@ impl Pump {
         self.buf.first().copied()
     }
 
+    /// Gives the buffer's memory back now if it is no more than a first
+    /// chunk (a client that has sent little or nothing: cheap to allocate
+    /// again, and most idle clients are such).
+    pub fn release_small(&mut self) {
+        if self.buf.capacity() <= FIRST_CHUNK {
+            self.release_memory();
+        }
+    }
+
     /// Gives the buffer's memory back while nothing is in it: a client
     /// between transactions costs little.
     pub fn release_memory(&mut self) {
