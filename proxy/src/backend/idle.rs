@@ -133,6 +133,7 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
             .collect()
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_key.values().map(Vec::len).sum()
     }

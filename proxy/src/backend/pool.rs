@@ -294,10 +294,6 @@ impl Pool {
         }
     }
 
-    pub fn idle_count(&self) -> usize {
-        self.idle.borrow().len()
-    }
-
     /// A connection comes back: to the first session of this worker that
     /// waits for one like it, else to the idle set, unless a client waits
     /// for the room it takes (then it is closed) or it is past its
