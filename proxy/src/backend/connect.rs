@@ -61,6 +61,9 @@ pub struct BackendConn {
     pub left_by: LeftBy,
     /// Its room under the pool limits, given back when it closes.
     pub permit: Option<super::Permit>,
+    /// Named prepared statements the server holds for whoever gets the
+    /// connection next (while a session leases it, the session keeps them).
+    pub statements: super::NamedStatements,
 }
 
 impl BackendConn {
@@ -168,6 +171,7 @@ pub async fn connect(
             id: NEXT_CONN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             left_by: LeftBy::Nobody,
             permit: None,
+            statements: super::NamedStatements::new(),
         };
         login_exchange(&mut conn, login, &link).await?;
         conn.opened = std::time::Instant::now();

@@ -8,6 +8,7 @@ mod load;
 mod login;
 mod pool;
 mod reset;
+mod statements;
 
 pub use connect::{
     BackendConn, BackendKey, BackendSecret, LeftBy, LoginRequest, NodeAddress, connect,
@@ -18,3 +19,4 @@ pub use pool::{
     Acquired, Lease, Lifetimes, LoginKey, Pool, PoolKey, Preference, Reuse, WaitedTooLong,
 };
 pub use reset::reset;
+pub use statements::{Held, MAX_KEPT_PER_CONNECTION, NamedStatements};

@@ -137,6 +137,10 @@ pub struct Pool {
     /// them that come back (from a reset under way, a session ending) are
     /// closed rather than pooled for a while.
     doomed: RefCell<Vec<(String, Instant)>>,
+    /// Keys of the hash that names a prepared statement's content on this
+    /// worker's connections: random, so no client can make two different
+    /// statements look alike to the cache.
+    statement_keys: std::collections::hash_map::RandomState,
 }
 
 /// How long connections to a database being dropped are not pooled; the
@@ -199,6 +203,12 @@ pub enum Acquired {
 pub struct WaitedTooLong(pub Duration);
 
 impl Pool {
+    /// The hasher sessions name their statements' content with, the same
+    /// for every session of the worker (they share its connections).
+    pub fn statement_keys(&self) -> std::collections::hash_map::RandomState {
+        self.statement_keys.clone()
+    }
+
     pub fn new(load: Arc<NodeLoad>, limits: Arc<PoolLimits>, lifetimes: Lifetimes) -> Rc<Pool> {
         Rc::new(Pool {
             idle: RefCell::new(IdleSet::new(usize::MAX, lifetimes.idle_timeout)),
@@ -207,6 +217,7 @@ impl Pool {
             limits,
             lifetimes,
             doomed: RefCell::new(Vec::new()),
+            statement_keys: std::collections::hash_map::RandomState::new(),
         })
     }
 

@@ -26,6 +26,8 @@ pub enum ResetError {
 }
 
 pub async fn reset(conn: &mut BackendConn) -> Result<(), ResetError> {
+    // Gone whether or not the reset succeeds (a failed one closes it).
+    conn.statements.clear();
     conn.stream.send_all(RESET_QUERY).await?;
     let mut inbuf = BytesMut::new();
     let mut refused = false;

@@ -109,6 +109,9 @@ impl Inspect for ServerSide<'_> {
     }
 
     fn inspect(&mut self, header: FrameHeader, frame: &mut [u8], ahead: &[u8]) -> Verdict {
+        if header.tag == b'E' {
+            self.tracker.server_error();
+        }
         if header.tag == b'E' && self.tracker.all_answered() && self.capture.is_idle() {
             // Nothing was asked: the server is ending the connection
             // (shutdown, crash, a timeout, an operator). The session goes

@@ -103,7 +103,14 @@ pub fn client_stream(data: &[u8]) {
     let shared = shared();
     let router = router(&shared);
     let mut tracker = Tracker::default();
-    let mut route = RouteState::new("db", Consistency::ReadYourWrites, 0, 2, STATE_CAP);
+    let mut route = RouteState::new(
+        "db",
+        Consistency::ReadYourWrites,
+        0,
+        2,
+        STATE_CAP,
+        Default::default(),
+    );
     let mut up = Pump::new(MAX_MESSAGE);
     let mut sink: Vec<u8> = Vec::new();
     let mut cx = Context::from_waker(Waker::noop());

@@ -44,6 +44,12 @@ impl Leases {
         self.others.iter_mut().find(|l| l.conn().node == node)
     }
 
+    /// Every connection the session holds, current first.
+    pub fn for_each_mut(&mut self, mut each: impl FnMut(&mut Lease)) {
+        each(&mut self.current);
+        self.others.iter_mut().for_each(each);
+    }
+
     pub fn current_node(&self) -> usize {
         self.current.conn().node
     }

@@ -173,8 +173,12 @@ async fn serve(
     let configured = consistency_from_config(config.routing.consistency);
     let max_state = config.listen.max_session_state.as_usize();
     let nodes = config.nodes.len();
-    let mut route = RouteState::new(database, configured, lease.conn().node, nodes, max_state);
+    let mut lease = lease;
+    let keys = ctx.pool.statement_keys();
+    let first = lease.conn().node;
+    let mut route = RouteState::new(database, configured, first, nodes, max_state, keys);
     drop(config);
+    route.attach(lease.conn_mut());
     let mut identity = Identity {
         client_pid: cancel_key.pid,
         backend_pid: lease.conn().key.pid,
@@ -238,7 +242,8 @@ async fn serve(
         };
         if end == ForwardEnd::Released {
             cancel_key.set_target(None);
-            let left = held.take().map_or_else(Vec::new, |leases| {
+            let left = held.take().map_or_else(Vec::new, |mut leases| {
+                leases.for_each_mut(|lease| route.detach(lease.conn_mut(), tracker.errors()));
                 leases.release_between_transactions(id, |node| route.is_dirty(node))
             });
             route.backends_released(&left);
@@ -540,6 +545,8 @@ async fn give_back(
                 clean = exchange::drain_answers(conn, answers).await.is_ok();
                 route.capture.drained();
             }
+            let errors = tracker.errors();
+            leases.for_each_mut(|lease| route.detach(lease.conn_mut(), errors));
             leases.release_idle(clean, |node| route.is_dirty(node));
         }
         ForwardEnd::BackendClosed
@@ -594,6 +601,7 @@ async fn retry_on_primary(
         be::ready_for_query(&mut out, b'I');
         return Ok(Some(out));
     };
+    let rerun = (rerun, tracker.errors());
     resend(ctx, leases, route, primary, rerun, login).await?;
     Ok(None)
 }
@@ -605,7 +613,7 @@ async fn resend(
     leases: &mut Leases,
     route: &mut RouteState,
     node: usize,
-    rerun: retry::Rerun,
+    (rerun, errors): (retry::Rerun, u32),
     login: &LoginAs<'_>,
 ) -> Result<(), ProxyError> {
     let target = (node, RouteReason::PrimaryRetried);
@@ -630,9 +638,12 @@ async fn resend(
             && let Some((name, sql)) = wire::fe::parse_fields(frame.body)
         {
             let statement = ctx.router.classify(sql);
-            route
+            if !route
                 .prepared
-                .parsed(node, name, statement, &rest[..frame.len]);
+                .parsed(node, (name, &rest[..frame.len]), statement, errors)
+            {
+                route.dirtied(node);
+            }
         }
         rest = &rest[frame.len..];
     }

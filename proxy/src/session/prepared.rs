@@ -1,16 +1,30 @@
 //! The session's prepared statements, and which node holds which.
 //!
 //! A client prepares a statement once and may execute it on any node the
-//! router picks later. The registry keeps each named statement's Parse
-//! message and verdict, so a batch that uses the statement on a node that
-//! has never seen it (or has an older statement of the same name) gets it
+//! router picks later, and in transaction pooling on any connection of
+//! that node's pool. The registry keeps each named statement's Parse
+//! message and verdict, so a batch that uses the statement on a connection
+//! that lacks it (or holds another statement under that name) gets it
 //! parsed there first.
+//!
+//! What a connection holds belongs to the connection
+//! ([`NamedStatements`]): the session takes it over while it leases the
+//! connection ([`Registry::attach`]) and gives it back, updated, when it
+//! lets the connection go ([`Registry::detach`]). A statement is known by
+//! the hash of its Parse message, so a client that prepares what another
+//! already prepared on that connection under the same name uses it as it
+//! is.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use pgrelay_router::Statement;
+
+use super::steer::BatchNeeds;
+use crate::backend::{Held, NamedStatements};
 
 /// Named statements one session may keep; beyond this a statement is still
 /// forwarded, but not remembered, so using it elsewhere fails as it would
@@ -19,7 +33,8 @@ const MAX_REMEMBERED: usize = 10_000;
 
 #[derive(Debug)]
 struct Definition {
-    id: u64,
+    /// Hash of the Parse message: the same statement on any connection.
+    content: u64,
     statement: Arc<Statement>,
     /// The client's Parse message, to replay on another node. Kept only
     /// for named statements: the unnamed one is replaced by the next Parse.
@@ -29,8 +44,8 @@ struct Definition {
 /// What a node must do before a batch can run there.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Setup {
-    /// Statements to close first: the node holds an outdated statement
-    /// under a name the batch (re)defines or uses.
+    /// Statements to close first: the node holds an outdated or foreign
+    /// statement under a name the batch (re)defines or uses.
     pub close: Vec<Vec<u8>>,
     /// Parse messages to send, in order.
     pub parse: Vec<Bytes>,
@@ -47,18 +62,23 @@ pub struct Registry {
     definitions: HashMap<Vec<u8>, Definition>,
     /// Bytes of the Parse messages kept (the session's state budget).
     bytes: usize,
-    /// Per node: statement name → id of the definition it holds.
-    on_node: Vec<HashMap<Vec<u8>, u64>>,
-    next_id: u64,
+    /// Per node: what the connection the session leases there holds.
+    on_node: Vec<NamedStatements>,
+    /// Per node: names parsed since the connection was attached, and the
+    /// count of server errors when the first of them was sent; if errors
+    /// came since, those Parses may have failed.
+    attached: Vec<(HashSet<Vec<u8>>, u32)>,
+    keys: RandomState,
 }
 
 impl Registry {
-    pub fn new(nodes: usize) -> Registry {
+    pub fn new(nodes: usize, keys: RandomState) -> Registry {
         Registry {
             definitions: HashMap::new(),
             bytes: 0,
-            on_node: (0..nodes).map(|_| HashMap::new()).collect(),
-            next_id: 1,
+            on_node: (0..nodes).map(|_| NamedStatements::new()).collect(),
+            attached: (0..nodes).map(|_| (HashSet::new(), 0)).collect(),
+            keys,
         }
     }
 
@@ -76,32 +96,55 @@ impl Registry {
     /// Whether `node` holds the client's current statement `name`.
     pub fn holds(&self, node: usize, name: &[u8]) -> bool {
         match (self.definitions.get(name), self.node(node)) {
-            (Some(d), Some(held)) => held.get(name) == Some(&d.id),
+            (Some(d), Some(held)) => held.get(name) == Some(&Held::Content(d.content)),
             _ => false,
         }
     }
 
-    /// A Parse was forwarded to `node`. `frame` is the whole message.
-    pub fn parsed(&mut self, node: usize, name: &[u8], statement: Arc<Statement>, frame: &[u8]) {
+    /// Whether `node`'s connection holds something under `name` that is
+    /// not the session's current statement of that name.
+    pub fn holds_foreign(&self, node: usize, name: &[u8]) -> bool {
+        self.node(node)
+            .is_some_and(|held| held.contains_key(name) && !self.holds(node, name))
+    }
+
+    /// A Parse was forwarded to `node`. `frame` is the whole message;
+    /// `errors`: the session's count of server errors so far. `false`: it
+    /// was not kept (the session keeps too many), so nobody else may get
+    /// that connection as it is.
+    #[must_use]
+    pub fn parsed(
+        &mut self,
+        node: usize,
+        (name, frame): (&[u8], &[u8]),
+        statement: Arc<Statement>,
+        errors: u32,
+    ) -> bool {
         let named = !name.is_empty();
         if named && !self.definitions.contains_key(name) && self.definitions.len() >= MAX_REMEMBERED
         {
-            return;
+            return false;
         }
-        let id = self.next_id;
-        self.next_id += 1;
+        let content = self.keys.hash_one(frame);
         let parse = named.then(|| Bytes::copy_from_slice(frame));
         self.define(
             name,
             Definition {
-                id,
+                content,
                 statement,
                 parse,
             },
         );
         if let Some(held) = self.on_node.get_mut(node) {
-            held.insert(name.to_vec(), id);
+            held.insert(name.to_vec(), Held::Content(content));
         }
+        if named && let Some((parsed, since)) = self.attached.get_mut(node) {
+            if parsed.is_empty() {
+                *since = errors;
+            }
+            parsed.insert(name.to_vec());
+        }
+        true
     }
 
     /// Bytes of Parse messages kept for replay.
@@ -125,12 +168,12 @@ impl Registry {
     /// A Parse of a pgrelay command, answered by pgrelay: the client may
     /// bind it later, and pgrelay answers that too; no node holds it.
     pub fn defined_locally(&mut self, name: &[u8], statement: Arc<Statement>) {
-        let id = self.next_id;
-        self.next_id += 1;
+        // No node will ever hold this content: a name cannot hash to it.
+        let content = self.keys.hash_one((name, "pgrelay"));
         self.define(
             name,
             Definition {
-                id,
+                content,
                 statement,
                 parse: None,
             },
@@ -141,6 +184,14 @@ impl Registry {
     /// keep their copy until the name is needed there again.
     pub fn closed(&mut self, node: usize, name: &[u8]) {
         self.undefine(name);
+        if let Some(held) = self.on_node.get_mut(node) {
+            held.remove(name);
+        }
+    }
+
+    /// What `node`'s connection held under `name` is gone (deallocated by
+    /// pgrelay); the session's own definition stays.
+    pub fn forget_on(&mut self, node: usize, name: &[u8]) {
         if let Some(held) = self.on_node.get_mut(node) {
             held.remove(name);
         }
@@ -174,39 +225,97 @@ impl Registry {
         }
     }
 
-    /// What `node` needs before a batch that defines `defines` (in order)
-    /// and uses `uses` (statements not defined earlier in the batch).
-    pub fn setup_for<'n>(
-        &self,
-        node: usize,
-        defines: impl IntoIterator<Item = &'n [u8]>,
-        uses: impl IntoIterator<Item = &'n [u8]>,
-    ) -> Setup {
+    /// The session leases a connection on `node` that holds `held`.
+    pub fn attach(&mut self, node: usize, held: NamedStatements) {
+        if let Some(slot) = self.on_node.get_mut(node) {
+            *slot = held;
+        }
+        if let Some((parsed, _)) = self.attached.get_mut(node) {
+            parsed.clear();
+        }
+    }
+
+    /// The session lets its connection on `node` go: what the connection
+    /// holds now, for whoever gets it next. Statements parsed in a lease
+    /// that met a server error may not exist.
+    pub fn detach(&mut self, node: usize, errors: u32) -> NamedStatements {
+        let mut held = self
+            .on_node
+            .get_mut(node)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        held.remove(&b""[..]);
+        if let Some((parsed, since)) = self.attached.get_mut(node) {
+            if *since != errors {
+                for name in parsed.drain() {
+                    held.insert(name, Held::Unsure);
+                }
+            }
+            parsed.clear();
+        }
+        held
+    }
+
+    /// What `node` needs before a batch touching `names` can run there.
+    pub fn setup_for(&self, node: usize, names: &BatchNeeds) -> Setup {
         let mut setup = Setup::default();
         let Some(held) = self.node(node) else {
             return setup;
         };
-        for name in defines {
-            // The client closed this name (elsewhere) before redefining it.
-            if !name.is_empty() && held.contains_key(name) && !self.holds(node, name) {
+        let close = |name: &[u8], setup: &mut Setup| {
+            if !name.is_empty() && held.contains_key(name) && !setup.close.iter().any(|c| c == name)
+            {
                 setup.close.push(name.to_vec());
             }
+        };
+        if names.open {
+            let mut foreign: Vec<&Vec<u8>> =
+                held.keys().filter(|name| !self.holds(node, name)).collect();
+            foreign.sort();
+            for name in foreign {
+                close(name, &mut setup);
+            }
         }
-        for name in uses {
+        for name in &names.defines {
+            // Another client's statement, or one this client closed
+            // (elsewhere) before redefining the name.
+            if !self.holds(node, name) {
+                close(name, &mut setup);
+            }
+        }
+        for name in &names.strangers {
+            // Whatever the name holds is another client's.
+            close(name, &mut setup);
+        }
+        for name in &names.uses {
             if self.holds(node, name) {
                 continue;
             }
             let Some(parse) = self.definitions.get(name).and_then(|d| d.parse.clone()) else {
                 continue;
             };
-            if held.contains_key(name) && !setup.close.iter().any(|c| c == name) {
-                setup.close.push(name.to_vec());
-            }
+            close(name, &mut setup);
             if !setup.parse.contains(&parse) {
                 setup.parse.push(parse);
             }
         }
         setup
+    }
+
+    /// `setup` failed on `node` part way: what it closed is gone, what it
+    /// parsed may be there.
+    pub fn setup_failed(&mut self, node: usize, setup: &Setup) {
+        let Some(held) = self.on_node.get_mut(node) else {
+            return;
+        };
+        for name in &setup.close {
+            held.insert(name.clone(), Held::Unsure);
+        }
+        for parse in &setup.parse {
+            if let Some((name, _)) = crate::wire::fe::parse_fields(&parse[5..]) {
+                held.insert(name.to_vec(), Held::Unsure);
+            }
+        }
     }
 
     /// Notes that `setup` succeeded on `node`.
@@ -220,12 +329,12 @@ impl Registry {
         for parse in &setup.parse {
             let name = crate::wire::fe::parse_fields(&parse[5..]).map(|(n, _)| n);
             if let Some(d) = name.and_then(|n| self.definitions.get(n)) {
-                held.insert(name.unwrap_or_default().to_vec(), d.id);
+                held.insert(name.unwrap_or_default().to_vec(), Held::Content(d.content));
             }
         }
     }
 
-    fn node(&self, node: usize) -> Option<&HashMap<Vec<u8>, u64>> {
+    fn node(&self, node: usize) -> Option<&NamedStatements> {
         self.on_node.get(node)
     }
 }
@@ -247,50 +356,72 @@ mod tests {
         Arc::new(Statement::read())
     }
 
+    fn registry(nodes: usize, keys: &RandomState) -> Registry {
+        Registry::new(nodes, keys.clone())
+    }
+
+    fn parse(r: &mut Registry, node: usize, name: &str, sql: &str) -> Vec<u8> {
+        let p = parse_frame(name, sql);
+        assert!(r.parsed(node, (name.as_bytes(), &p), stmt(), 0));
+        p
+    }
+
+    fn uses(names: &[&str]) -> BatchNeeds {
+        BatchNeeds {
+            uses: names.iter().map(|n| n.as_bytes().to_vec()).collect(),
+            ..BatchNeeds::default()
+        }
+    }
+
+    fn defines(names: &[&str]) -> BatchNeeds {
+        BatchNeeds {
+            defines: names.iter().map(|n| n.as_bytes().to_vec()).collect(),
+            ..BatchNeeds::default()
+        }
+    }
+
     #[test]
     fn a_statement_prepared_on_one_node_is_parsed_on_another_when_used_there() {
-        let mut r = Registry::new(2);
-        let p = parse_frame("s1", "SELECT 1");
-        r.parsed(0, b"s1", stmt(), &p);
+        let keys = RandomState::new();
+        let mut r = registry(2, &keys);
+        let p = parse(&mut r, 0, "s1", "SELECT 1");
         assert!(r.holds(0, b"s1"));
-        assert!(r.setup_for(0, [], [&b"s1"[..]]).is_empty());
-        let setup = r.setup_for(1, [], [&b"s1"[..]]);
+        assert!(r.setup_for(0, &uses(&["s1"])).is_empty());
+        let setup = r.setup_for(1, &uses(&["s1"]));
         assert_eq!(setup.parse, vec![Bytes::from(p)]);
         assert!(setup.close.is_empty());
         r.set_up(1, &setup);
         assert!(r.holds(1, b"s1"));
-        assert!(r.setup_for(1, [], [&b"s1"[..]]).is_empty());
+        assert!(r.setup_for(1, &uses(&["s1"])).is_empty());
     }
 
     #[test]
     fn a_closed_and_redefined_name_is_closed_on_nodes_with_the_old_one() {
-        let mut r = Registry::new(2);
-        r.parsed(0, b"s1", stmt(), &parse_frame("s1", "SELECT 1"));
-        let setup = r.setup_for(1, [], [&b"s1"[..]]);
+        let keys = RandomState::new();
+        let mut r = registry(2, &keys);
+        parse(&mut r, 0, "s1", "SELECT 1");
+        let setup = r.setup_for(1, &uses(&["s1"]));
         r.set_up(1, &setup);
         // Closed on node 0, redefined on node 0: node 1 has the old one.
         r.closed(0, b"s1");
-        let p2 = parse_frame("s1", "SELECT 2");
-        r.parsed(0, b"s1", stmt(), &p2);
-        let setup = r.setup_for(1, [], [&b"s1"[..]]);
+        let p2 = parse(&mut r, 0, "s1", "SELECT 2");
+        let setup = r.setup_for(1, &uses(&["s1"]));
         assert_eq!(setup.close, vec![b"s1".to_vec()]);
         assert_eq!(setup.parse, vec![Bytes::from(p2)]);
         // A batch that defines the name on node 1 needs the old one closed.
-        let setup = r.setup_for(1, [&b"s1"[..]], []);
+        let setup = r.setup_for(1, &defines(&["s1"]));
         assert_eq!(setup.close, vec![b"s1".to_vec()]);
     }
 
     #[test]
     fn kept_parse_messages_are_counted() {
-        let mut r = Registry::new(1);
-        let a = parse_frame("a", "SELECT 1");
-        let b = parse_frame("b", "SELECT 22");
-        r.parsed(0, b"a", stmt(), &a);
-        r.parsed(0, b"b", stmt(), &b);
-        r.parsed(0, b"", stmt(), &parse_frame("", "SELECT 333"));
+        let keys = RandomState::new();
+        let mut r = registry(1, &keys);
+        let a = parse(&mut r, 0, "a", "SELECT 1");
+        let b = parse(&mut r, 0, "b", "SELECT 22");
+        parse(&mut r, 0, "", "SELECT 333");
         assert_eq!(r.bytes(), a.len() + b.len());
-        let a2 = parse_frame("a", "SELECT 4444");
-        r.parsed(0, b"a", stmt(), &a2);
+        let a2 = parse(&mut r, 0, "a", "SELECT 4444");
         assert_eq!(r.bytes(), a2.len() + b.len());
         r.closed(0, b"b");
         assert_eq!(r.bytes(), a2.len());
@@ -300,17 +431,119 @@ mod tests {
 
     #[test]
     fn unnamed_statements_are_never_replayed_and_queries_replace_them() {
-        let mut r = Registry::new(2);
-        r.parsed(0, b"", stmt(), &parse_frame("", "SELECT 1"));
+        let keys = RandomState::new();
+        let mut r = registry(2, &keys);
+        parse(&mut r, 0, "", "SELECT 1");
         assert!(r.holds(0, b""));
-        assert!(r.setup_for(1, [], [&b""[..]]).is_empty());
+        assert!(r.setup_for(1, &uses(&[""])).is_empty());
         r.query_ran(0);
         assert!(!r.holds(0, b""));
-        r.parsed(0, b"s", stmt(), &parse_frame("s", "SELECT 1"));
+        parse(&mut r, 0, "s", "SELECT 1");
         r.node_reset(0);
         assert!(!r.holds(0, b"s"));
         assert!(r.statement(b"s").is_some());
         r.all_dropped(1);
         assert!(r.statement(b"s").is_none());
+    }
+
+    #[test]
+    fn a_connection_keeps_its_statements_for_the_next_client_that_prepares_the_same() {
+        let keys = RandomState::new();
+        let mut a = registry(1, &keys);
+        parse(&mut a, 0, "P_0", "SELECT abalance FROM t WHERE aid = $1");
+        parse(&mut a, 0, "", "SELECT 1");
+        let kept = a.detach(0, 0);
+        assert_eq!(kept.len(), 1, "the unnamed statement is not kept: {kept:?}");
+
+        // B prepared the same statement on another connection, then gets
+        // this one: nothing to parse again.
+        let mut b = registry(1, &keys);
+        parse(&mut b, 0, "P_0", "SELECT abalance FROM t WHERE aid = $1");
+        b.detach(0, 0);
+        b.attach(0, kept);
+        assert!(b.holds(0, b"P_0"));
+        assert!(b.setup_for(0, &uses(&["P_0"])).is_empty());
+    }
+
+    #[test]
+    fn another_clients_statement_under_the_same_name_is_replaced() {
+        let keys = RandomState::new();
+        let mut a = registry(1, &keys);
+        parse(&mut a, 0, "S_1", "SELECT 1");
+        let kept = a.detach(0, 0);
+        let mut b = registry(1, &keys);
+        let mine = parse(&mut b, 0, "S_1", "SELECT 2");
+        b.detach(0, 0);
+        b.attach(0, kept.clone());
+        let setup = b.setup_for(0, &uses(&["S_1"]));
+        assert_eq!(setup.close, vec![b"S_1".to_vec()]);
+        assert_eq!(setup.parse, vec![Bytes::from(mine)]);
+        // A client new to the name that defines it itself: closed first,
+        // or the server would say it exists already.
+        let mut c = registry(1, &keys);
+        c.attach(0, kept);
+        assert_eq!(
+            c.setup_for(0, &defines(&["S_1"])).close,
+            vec![b"S_1".to_vec()]
+        );
+    }
+
+    #[test]
+    fn a_name_the_client_never_prepared_answers_with_nothing_of_another_client() {
+        let keys = RandomState::new();
+        let mut a = registry(1, &keys);
+        parse(&mut a, 0, "secret", "SELECT 1");
+        parse(&mut a, 0, "other", "SELECT 2");
+        let kept = a.detach(0, 0);
+        let mut b = registry(1, &keys);
+        b.attach(0, kept.clone());
+        let stranger = BatchNeeds {
+            strangers: vec![b"secret".to_vec()],
+            ..BatchNeeds::default()
+        };
+        assert_eq!(b.setup_for(0, &stranger).close, vec![b"secret".to_vec()]);
+        // A batch too long to read to its end: nothing foreign stays.
+        let open = BatchNeeds {
+            open: true,
+            ..BatchNeeds::default()
+        };
+        let mut closed = b.setup_for(0, &open).close;
+        closed.sort();
+        assert_eq!(closed, vec![b"other".to_vec(), b"secret".to_vec()]);
+    }
+
+    #[test]
+    fn statements_parsed_in_a_lease_that_met_an_error_are_not_trusted() {
+        let keys = RandomState::new();
+        let mut a = registry(1, &keys);
+        let p = parse_frame("s", "SELECT nonsense");
+        assert!(a.parsed(0, (b"s", &p), stmt(), 7));
+        let kept = a.detach(0, 8);
+        assert_eq!(kept.get(&b"s"[..]), Some(&Held::Unsure));
+        let mut b = registry(1, &keys);
+        assert!(b.parsed(0, (b"s", &p), stmt(), 0));
+        b.detach(0, 0);
+        b.attach(0, kept);
+        let setup = b.setup_for(0, &uses(&["s"]));
+        assert_eq!(setup.close, vec![b"s".to_vec()]);
+        assert_eq!(setup.parse.len(), 1);
+        // Without an error since the Parse, it is kept as it is.
+        let mut c = registry(1, &keys);
+        assert!(c.parsed(0, (b"s", &p), stmt(), 3));
+        assert!(matches!(
+            c.detach(0, 3).get(&b"s"[..]),
+            Some(Held::Content(_))
+        ));
+    }
+
+    #[test]
+    fn a_failed_set_up_leaves_its_names_untrusted() {
+        let keys = RandomState::new();
+        let mut r = registry(2, &keys);
+        parse(&mut r, 0, "s", "SELECT 1");
+        let setup = r.setup_for(1, &uses(&["s"]));
+        r.setup_failed(1, &setup);
+        assert!(!r.holds(1, b"s"));
+        assert_eq!(r.setup_for(1, &uses(&["s"])).close, vec![b"s".to_vec()]);
     }
 }

@@ -81,6 +81,7 @@ pub async fn recover(
     route.sql_prepared.node_reset(lost);
     route.settings.node_reset(lost);
     route.dirtied(lost);
+    let rerun = (rerun, tracker.errors());
     move_off(ctx, leases, route, lost, rerun, login).await?;
     leases.forget(lost);
 
@@ -130,7 +131,7 @@ async fn move_off(
     leases: &mut Leases,
     route: &mut RouteState,
     lost: usize,
-    rerun: Option<retry::Rerun>,
+    (rerun, errors): (Option<retry::Rerun>, u32),
     login: &LoginAs<'_>,
 ) -> Result<(), ProxyError> {
     let topology = ctx.shared.topology.load();
@@ -143,6 +144,7 @@ async fn move_off(
             Some(p) => p,
             None => wait_for_primary(ctx).await?,
         };
+        let rerun = (rerun, errors);
         return resend(ctx, leases, route, primary, rerun, login).await;
     }
     let target = primary.or_else(|| replica_besides(&topology, lost, leases));
@@ -166,7 +168,8 @@ async fn to_node(
     login: &LoginAs<'_>,
 ) -> Result<(), ProxyError> {
     if node == lost {
-        let fresh = lease_node(ctx, node, login).await?;
+        let mut fresh = lease_node(ctx, node, login).await?;
+        route.attach(fresh.conn_mut());
         leases.replace_current(fresh);
     }
     // Not a replica reason: a node that cannot be reached is an error

@@ -103,6 +103,8 @@ pub async fn resume(
         }
         Err(e) => return Err(e),
     };
+    let mut lease = lease;
+    route.attach(lease.conn_mut());
     route.current = lease.conn().node;
     let mut leases = Leases::new(lease);
     // The steering sets up only nodes it switches to; the session's

@@ -20,11 +20,7 @@ pub async fn prepare_statements(
     needs: &BatchNeeds,
 ) -> Result<bool, ProxyError> {
     let node = conn.node;
-    let setup = registry.setup_for(
-        node,
-        needs.defines.iter().map(Vec::as_slice),
-        needs.uses.iter().map(Vec::as_slice),
-    );
+    let setup = registry.setup_for(node, needs);
     if setup.is_empty() {
         return Ok(true);
     }
@@ -39,6 +35,7 @@ pub async fn prepare_statements(
     let answer = exchange(conn, &request).await?;
     if let Some((code, message)) = answer.error {
         debug!(node = %conn.node_name, %code, %message, "re-preparing statements failed");
+        registry.setup_failed(node, &setup);
         return Ok(false);
     }
     registry.set_up(node, &setup);

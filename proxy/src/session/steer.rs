@@ -176,13 +176,21 @@ impl ClientSide<'_> {
             b'Q' => self.route.prepared.query_ran(node),
             b'P' => {
                 if let Some((name, sql)) = fe::parse_fields(body) {
-                    if !name.is_empty() && self.route.over_budget(frame.len()) {
+                    let kept = if !name.is_empty() && self.route.over_budget(frame.len()) {
                         // Not kept for replay: the session stays where
                         // its statements are.
                         self.route.pins.add(Pins::OTHER);
+                        false
                     } else {
                         let statement = self.router.classify(sql);
-                        self.route.prepared.parsed(node, name, statement, frame);
+                        let errors = self.tracker.errors();
+                        let parsed = (name, frame);
+                        self.route.prepared.parsed(node, parsed, statement, errors)
+                    };
+                    if !kept {
+                        // A statement nobody knows of: the connection is
+                        // reset before anyone else gets it.
+                        self.route.dirtied(node);
                     }
                 }
             }
@@ -218,7 +226,11 @@ impl ClientSide<'_> {
                 self.route.pins.add(Pins::kind_of(&statement.session));
             }
             self.note_commit(std::slice::from_ref(&statement));
-            self.routed(self.route.current, RouteReason::TransactionPinned);
+            let current = self.route.current;
+            if let Some(room) = self.room_for_sql_prepare(current, &statement.session) {
+                return self.steer_held(current, RouteReason::TransactionPinned, room);
+            }
+            self.routed(current, RouteReason::TransactionPinned);
             return Verdict::Forward;
         }
         if let Some(verdict) = self.capture_first() {
@@ -276,11 +288,12 @@ impl ClientSide<'_> {
                 .replay_for(route.node, name)
                 .is_some()
         });
-        if replay_prepare || self.route.check_lsn.is_some() {
+        let room = self.room_for_sql_prepare(route.node, &statement.session);
+        if replay_prepare || room.is_some() || self.route.check_lsn.is_some() {
             self.route.pending = Some(Pending::Switch {
                 node: route.node,
                 reason: route.reason,
-                batch: None,
+                batch: room,
                 sql_prepared: executed.map(|(name, _)| name).filter(|_| replay_prepare),
                 check_lsn: self.route.check_lsn.take(),
             });
@@ -413,7 +426,7 @@ impl ClientSide<'_> {
     /// unnamed one is replaced by the next client's Parse). A Parse the
     /// batch routing did not see pins the session if it has any effect.
     fn parse_leaves_nothing(&mut self, frame: &[u8]) -> bool {
-        let Some((name, sql)) = fe::parse_fields(frame.get(5..).unwrap_or_default()) else {
+        let Some((_, sql)) = fe::parse_fields(frame.get(5..).unwrap_or_default()) else {
             return false;
         };
         let statement = self.router.classify(sql);
@@ -424,7 +437,9 @@ impl ClientSide<'_> {
             // recorded for replay, so it stays where it ran.
             self.route.pins.add(Pins::kind_of(&statement.session));
         }
-        name.is_empty() && is_plain_read(&statement)
+        // A named statement stays on the connection, but as the
+        // connection's (see `backend::statements`), not session state.
+        is_plain_read(&statement)
     }
 
     /// `DEALLOCATE name` of a statement the session prepared with SQL: it
@@ -503,6 +518,35 @@ impl ClientSide<'_> {
             None if idle => self.await_primary(None),
             _ => Verdict::Forward,
         }
+    }
+
+    /// A SQL `PREPARE name` where the connection holds another client's
+    /// statement under that name (SQL and protocol statements share one
+    /// namespace): what closes it first.
+    fn room_for_sql_prepare(&self, node: usize, effect: &SessionEffect) -> Option<BatchNeeds> {
+        let SessionEffect::Prepare { name, .. } = effect else {
+            return None;
+        };
+        self.route
+            .prepared
+            .holds_foreign(node, name.as_bytes())
+            .then(|| BatchNeeds {
+                strangers: vec![name.as_bytes().to_vec()],
+                ..BatchNeeds::default()
+            })
+    }
+
+    /// Holds the Query until `room` is made on `node`, then forwards it
+    /// there (the node the session is on inside a transaction).
+    fn steer_held(&mut self, node: usize, reason: RouteReason, room: BatchNeeds) -> Verdict {
+        self.route.pending = Some(Pending::Switch {
+            node,
+            reason,
+            batch: Some(room),
+            sql_prepared: None,
+            check_lsn: None,
+        });
+        Verdict::Hold
     }
 
     fn steer(&mut self, target: usize, reason: RouteReason, batch: Option<BatchNeeds>) -> Verdict {

@@ -119,15 +119,13 @@ async fn set_up(
         reason = to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
     }
     if let Some(batch) = needs.batch {
-        // Statements parsed here stay on the connection: it is reset
-        // before anyone else gets it.
-        route.dirtied(leases.current_node());
+        // Statements parsed here stay with the connection, for whoever
+        // prepares the same next (`backend::statements`).
         let current = leases.current_mut().conn_mut();
         if !prepare_statements(current, &mut route.prepared, batch).await? && idle {
             // The statement does not prepare here: the primary runs the
             // batch (and says what is wrong with it, if anything).
             reason = to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
-            route.dirtied(leases.current_node());
             let current = leases.current_mut().conn_mut();
             prepare_statements(current, &mut route.prepared, batch).await?;
         }
@@ -199,10 +197,18 @@ async fn replay_sql_prepare(
         return Ok(true);
     };
     let mut request = BytesMut::new();
+    let foreign = route.prepared.holds_foreign(node, name.as_bytes());
+    if foreign {
+        // Another client's protocol-level statement of that name (one
+        // namespace on the server): it goes first.
+        let sql = format!("DEALLOCATE {}", quote_ident(name));
+        fe::query(&mut request, sql.as_bytes());
+        route.prepared.forget_on(node, name.as_bytes());
+    }
     fe::query(&mut request, sql.as_bytes());
     route.dirtied(node);
     let conn = leases.current_mut().conn_mut();
-    let answer = exchange(conn, &request).await?;
+    let answer = exchange_many(conn, &request, 1 + usize::from(foreign)).await?;
     if let Some((code, message)) = answer.error {
         debug!(node = %conn.node_name, %code, %message, "replaying a PREPARE failed");
         return Ok(false);
@@ -277,6 +283,9 @@ async fn switch(
         Ok(opened) => {
             if opened && state.get() == StateOnIt::Fresh {
                 route.fresh_connection(node);
+            }
+            if opened {
+                route.attach(leases.current_mut().conn_mut());
             }
             Ok(reason)
         }

@@ -57,6 +57,9 @@ pub struct Tracker {
     on_replica: bool,
     /// Where `SHOW CLIENTS` reads the session's state.
     report: Option<Arc<SessionInfo>>,
+    /// ErrorResponses the servers sent so far (wrapping): a Parse in a
+    /// batch that met one may not have happened.
+    errors: u32,
 }
 
 impl Default for Tracker {
@@ -70,11 +73,22 @@ impl Default for Tracker {
             sent: VecDeque::new(),
             on_replica: false,
             report: None,
+            errors: 0,
         }
     }
 }
 
 impl Tracker {
+    /// Notes an ErrorResponse from the server.
+    pub fn server_error(&mut self) {
+        self.errors = self.errors.wrapping_add(1);
+    }
+
+    /// How many ErrorResponses the servers have sent (wrapping).
+    pub fn errors(&self) -> u32 {
+        self.errors
+    }
+
     /// Notes a message the client sent to the backend.
     pub fn client_sent(&mut self, tag: u8) {
         match tag {

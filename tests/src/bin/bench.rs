@@ -56,7 +56,7 @@ use crate::pgbench::WORKLOADS;
 use crate::pgbouncer::PgBouncer;
 use crate::report::{Measured, Run, Target};
 
-const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R] [--transport tcp|unix] [--workers W] [--idle-clients N]";
+const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R] [--transport tcp|unix] [--workers W] [--idle-clients N] [--only WORKLOAD,...]";
 
 /// How pgbench reaches the targets, and the proxies reach PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,15 @@ struct Args {
     workers: usize,
     /// Idle clients whose memory is measured (0: not measured).
     idle_clients: usize,
+    /// `--only`: the workloads to run, by name (`None`: all of them).
+    only: Option<&'static str>,
+}
+
+impl Args {
+    fn runs(&self, workload: &str) -> bool {
+        self.only
+            .is_none_or(|only| only.split(',').any(|name| name == workload))
+    }
 }
 
 impl Args {
@@ -92,6 +101,7 @@ impl Args {
             transport: Transport::Tcp,
             workers: 0,
             idle_clients: 10_000,
+            only: None,
         };
         while let Some(arg) = args.next() {
             let (key, inline) = match arg.split_once('=') {
@@ -108,6 +118,17 @@ impl Args {
                     .next()
                     .with_context(|| format!("{key} needs a value\n{USAGE}"))?,
             };
+            if key == "--only" {
+                let unknown = value
+                    .split(',')
+                    .find(|n| WORKLOADS.iter().all(|w| w.name != *n));
+                if let Some(name) = unknown {
+                    bail!("--only: no workload {name:?}\n{USAGE}");
+                }
+                // Parsed once per run: kept for the whole of it.
+                parsed.only = Some(Box::leak(value.into_boxed_str()));
+                continue;
+            }
             if key == "--transport" {
                 parsed.transport = match value.as_str() {
                     "tcp" => Transport::Tcp,
@@ -294,7 +315,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
 
     let mut runs = Vec::new();
     for round in 0..args.rounds {
-        for workload in &WORKLOADS {
+        for workload in WORKLOADS.iter().filter(|w| args.runs(w.name)) {
             for (target, host, port, probe) in &targets {
                 let (target, port, probe) = (*target, *port, *probe);
                 let outcome = measure(host, port, workload, args.duration, probe, hz).await?;
@@ -310,7 +331,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    let names: Vec<&'static str> = WORKLOADS.iter().map(|w| w.name).collect();
+    let names: Vec<&'static str> = WORKLOADS
+        .iter()
+        .map(|w| w.name)
+        .filter(|name| args.runs(name))
+        .collect();
     report::print(&runs, &names, bouncer.is_some());
     if args.idle_clients > 0 {
         let n = args.idle_clients;

@@ -7,6 +7,7 @@ mod identity;
 mod isolation;
 mod limits;
 mod pgbench;
+mod statements;
 
 use std::process::ExitCode;
 
@@ -20,5 +21,6 @@ fn main() -> ExitCode {
     trials.extend(pgbench::trials(&env));
     trials.extend(isolation::trials(&env));
     trials.extend(identity::trials(&env));
+    trials.extend(statements::trials(&env));
     pgrelay_tests::shared_env::conclude(&args, trials, env)
 }

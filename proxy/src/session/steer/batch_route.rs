@@ -27,7 +27,7 @@ impl ClientSide<'_> {
         let mut statements: Vec<Arc<Statement>> = Vec::new();
         let mut defines: Vec<&[u8]> = Vec::new();
         let mut uses: Vec<&[u8]> = Vec::new();
-        let mut unknown = false;
+        let mut strangers: Vec<&[u8]> = Vec::new();
         // Where the SQL of the batch's (last) statement is: its Parse, or
         // the name it was prepared under.
         let mut sql_text: Option<Result<&[u8], &[u8]>> = None;
@@ -54,7 +54,7 @@ impl ClientSide<'_> {
                         uses.push(name);
                         sql_text = Some(Err(name));
                     }
-                    None => unknown = true,
+                    None => strangers.push(name),
                 }
             }
             _ => {}
@@ -63,6 +63,7 @@ impl ClientSide<'_> {
             return Verdict::Wait;
         }
         self.route.judged_parses = parses;
+        let unknown = !strangers.is_empty();
         if end == BatchEnd::Sync && kept > 0 && self.route.over_budget(kept) {
             return self.refuse_state(Some(len));
         }
@@ -163,6 +164,13 @@ impl ClientSide<'_> {
             return Verdict::Forward;
         };
         self.route.retry_batch = None;
+        let owned = |names: &[&[u8]]| names.iter().map(|n| n.to_vec()).collect();
+        let needs = BatchNeeds {
+            defines: owned(&defines),
+            uses: owned(&uses),
+            strangers: owned(&strangers),
+            open: end != BatchEnd::Sync,
+        };
         if route.reason.is_replica()
             && end == BatchEnd::Sync
             && self.tracker.status() == TxStatus::Idle
@@ -176,25 +184,13 @@ impl ClientSide<'_> {
             let mut bytes = Vec::with_capacity(len);
             bytes.extend_from_slice(frame);
             bytes.extend_from_slice(rest);
-            let needs = BatchNeeds {
-                defines: defines.iter().map(|n| n.to_vec()).collect(),
-                uses: uses.iter().map(|n| n.to_vec()).collect(),
-            };
-            self.route.retry_batch = Some((Bytes::from(bytes), needs));
+            self.route.retry_batch = Some((Bytes::from(bytes), needs.clone()));
         }
-        let setup_needed = !self
-            .route
-            .prepared
-            .setup_for(route.node, defines.iter().copied(), uses.iter().copied())
-            .is_empty();
+        let setup_needed = !self.route.prepared.setup_for(route.node, &needs).is_empty();
         if route.node == current && !setup_needed && self.route.check_lsn.is_none() {
             self.routed(current, route.reason);
             return Verdict::Forward;
         }
-        let needs = BatchNeeds {
-            defines: defines.iter().map(|n| n.to_vec()).collect(),
-            uses: uses.iter().map(|n| n.to_vec()).collect(),
-        };
         self.route.pending = Some(Pending::Switch {
             node: route.node,
             reason: route.reason,

@@ -71,11 +71,19 @@ pub enum Pending {
     Paused,
 }
 
-/// The prepared statements an extended-protocol batch defines and uses.
+/// The statement names an extended-protocol batch touches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchNeeds {
+    /// Names its Parse messages define, in order.
     pub defines: Vec<Vec<u8>>,
+    /// Names of the session's statements it uses without defining them.
     pub uses: Vec<Vec<u8>>,
+    /// Names it uses that the session never defined: whatever another
+    /// client left under them on a pooled connection must not answer.
+    pub strangers: Vec<Vec<u8>>,
+    /// The batch goes on past what was read of it: the names it defines
+    /// or uses further on are unknown, so nothing foreign may stay.
+    pub open: bool,
 }
 
 /// One session's routing state.
@@ -160,6 +168,7 @@ impl RouteState {
         current: usize,
         nodes: usize,
         max_state: usize,
+        statement_keys: std::collections::hash_map::RandomState,
     ) -> RouteState {
         RouteState {
             database: database.into(),
@@ -171,7 +180,7 @@ impl RouteState {
             last: None,
             pending: None,
             resume_head: false,
-            prepared: Registry::new(nodes),
+            prepared: Registry::new(nodes, statement_keys),
             sql_prepared: SqlPrepared::new(nodes),
             settings: Settings::new(nodes),
             retry: Retry::default(),
@@ -240,6 +249,25 @@ impl RouteState {
         }
         if let Some(conn) = self.state_conn.get_mut(node) {
             *conn = None;
+        }
+    }
+
+    /// The session now leases `conn`: the named statements it holds are
+    /// the session's to keep track of until it lets the connection go.
+    pub fn attach(&mut self, conn: &mut crate::backend::BackendConn) {
+        let held = std::mem::take(&mut conn.statements);
+        self.prepared.attach(conn.node, held);
+    }
+
+    /// The session lets `conn` go: its named statements stay with it for
+    /// the next client. `errors`: the session's count of server errors. A
+    /// connection holding too many is reset instead.
+    pub fn detach(&mut self, conn: &mut crate::backend::BackendConn, errors: u32) {
+        let held = self.prepared.detach(conn.node, errors);
+        if held.len() > crate::backend::MAX_KEPT_PER_CONNECTION {
+            self.dirtied(conn.node);
+        } else {
+            conn.statements = held;
         }
     }
 

@@ -1,0 +1,31 @@
+//! The named prepared statements a backend connection holds, kept with the
+//! connection while it is pooled.
+//!
+//! In transaction pooling a client's statements follow it onto whatever
+//! connection it gets next. Keeping them with the connection (not with the
+//! client that parsed them) lets the next client that prepares the same
+//! statement under the same name find it there, instead of parsing it
+//! again on every transaction or resetting the connection to get rid of
+//! it. A connection is only shared within one (node, user, database)
+//! pool, so what a statement may read is what any of its clients may.
+
+use std::collections::HashMap;
+
+/// What the server holds under one statement name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// A statement whose Parse message hashed to this (keyed, per pool).
+    Content(u64),
+    /// Something, or nothing: a Parse whose outcome is not known (its
+    /// batch met an error) or that was not recorded. Closed before the
+    /// name is defined or used again.
+    Unsure,
+}
+
+/// Statement name → what the server holds under it.
+pub type NamedStatements = HashMap<Vec<u8>, Held>;
+
+/// Names a pooled connection may keep; one that holds more is reset
+/// before it goes back to the pool, so a client that leaks statements
+/// cannot grow a server's memory for everyone.
+pub const MAX_KEPT_PER_CONNECTION: usize = 2_000;

@@ -1,0 +1,124 @@
+//! Named prepared statements stay with the pooled connection they were
+//! parsed on, for the next client that prepares the same: never lent to a
+//! client that did not prepare them, replaced when a client prepares
+//! something else under the name, and out of the way of a SQL PREPARE.
+
+use std::sync::Arc;
+
+use anyhow::{Context, ensure};
+use libtest_mimic::Trial;
+use pgrelay_tests::raw::{Message, RawClient, msg};
+use pgrelay_tests::{ProxyOptions, TestProxy};
+
+use crate::env::{Env, LazyEnv, trial};
+
+pub fn trials(env: &LazyEnv) -> Vec<Trial> {
+    vec![trial(
+        env,
+        "statements::a_pooled_connection_keeps_statements_but_never_lends_them",
+        keeps_but_never_lends,
+    )]
+}
+
+const PARAMS: [(&str, &str); 2] = [("user", "postgres"), ("database", "postgres")];
+
+/// What one extended-protocol batch answered: the first value or the
+/// first error's SQLSTATE.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Value(String),
+    Error(String),
+}
+
+fn outcome(messages: &[Message]) -> anyhow::Result<Outcome> {
+    if let Some(error) = messages.iter().find(|m| m.tag == b'E') {
+        return Ok(Outcome::Error(error.sqlstate().unwrap_or_default()));
+    }
+    let row = messages.iter().find(|m| m.tag == b'D').context("no row")?;
+    let first = row.data_row().into_iter().next().flatten();
+    Ok(Outcome::Value(
+        String::from_utf8_lossy(&first.unwrap_or_default()).into_owned(),
+    ))
+}
+
+/// Parses `name` as `sql` (if given), then binds and executes it; one Sync.
+async fn run(client: &mut RawClient, name: &str, sql: Option<&str>) -> anyhow::Result<Outcome> {
+    let mut request = Vec::new();
+    if let Some(sql) = sql {
+        request.extend(msg::parse(name, sql));
+    }
+    request.extend(msg::bind(name));
+    request.extend(msg::execute());
+    request.extend(msg::sync());
+    client.send(&request).await?;
+    outcome(&client.read_until_ready().await?)
+}
+
+async fn simple(client: &mut RawClient, sql: &str) -> anyhow::Result<Outcome> {
+    outcome(&client.simple_query(sql.as_bytes()).await?)
+}
+
+fn value(v: &str) -> Outcome {
+    Outcome::Value(v.to_owned())
+}
+
+async fn keeps_but_never_lends(env: Arc<Env>) -> anyhow::Result<()> {
+    // One worker, one connection: every client gets the one the others
+    // used (each worker pools its own connections).
+    let proxy = TestProxy::start(
+        &env.cluster,
+        ProxyOptions {
+            workers: 1,
+            pool: "size = 1\nmax_wait = \"20s\"".into(),
+            routing: "consistency = \"strong\"".into(),
+            ..ProxyOptions::default()
+        },
+    )
+    .await?;
+    let addr = proxy.addr();
+    let mut a = RawClient::connect(addr, &PARAMS).await?;
+    ensure!(run(&mut a, "s", Some("SELECT 'A'::text")).await? == value("A"));
+
+    // B never prepared "s": A's statement must not answer for it.
+    let mut b = RawClient::connect(addr, &PARAMS).await?;
+    let stranger = run(&mut b, "s", None).await?;
+    ensure!(
+        stranger == Outcome::Error("26000".into()),
+        "a client that never prepared \"s\" got {stranger:?}"
+    );
+    // B prepares its own "s"; A's comes back for A.
+    ensure!(run(&mut b, "s", Some("SELECT 'B'::text")).await? == value("B"));
+    ensure!(run(&mut a, "s", None).await? == value("A"));
+    ensure!(run(&mut b, "s", None).await? == value("B"));
+
+    // The same statement under the same name: kept, not parsed again on
+    // every transaction.
+    let mut c = RawClient::connect(addr, &PARAMS).await?;
+    ensure!(run(&mut c, "s", Some("SELECT 'B'::text")).await? == value("B"));
+    let prepared_at = "SELECT prepare_time::text FROM pg_prepared_statements WHERE name = 's'";
+    let first = simple(&mut c, prepared_at).await?;
+    for round in 0..3 {
+        ensure!(run(&mut b, "s", None).await? == value("B"));
+        ensure!(run(&mut c, "s", None).await? == value("B"));
+        let again = simple(&mut c, prepared_at).await?;
+        ensure!(
+            again == first,
+            "round {round}: parsed again ({again:?}, first {first:?})"
+        );
+    }
+
+    // SQL PREPARE shares the server's namespace: the pooled "s" makes way.
+    let mut d = RawClient::connect(addr, &PARAMS).await?;
+    let prepared = d.simple_query(b"PREPARE s AS SELECT 'D'::text").await?;
+    let error = prepared.iter().find(|m| m.tag == b'E');
+    ensure!(
+        error.is_none(),
+        "PREPARE s failed: {:?}",
+        error.map(|e| (e.sqlstate(), e.field(b'M')))
+    );
+    ensure!(simple(&mut d, "EXECUTE s").await? == value("D"));
+    drop(d);
+    ensure!(run(&mut c, "s", None).await? == value("B"));
+    ensure!(run(&mut a, "s", None).await? == value("A"));
+    Ok(())
+}
