@@ -14,6 +14,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod fuzzing;
+pub mod idle_sweep;
 pub mod listeners;
 pub mod metrics;
 pub mod net;

@@ -10,6 +10,7 @@ use tokio::task::{JoinSet, LocalSet};
 use tracing::{debug, error};
 
 use crate::backend::{Lifetimes, Pool, PoolLimits};
+use crate::idle_sweep::IdleSweep;
 use crate::listeners::{Listeners, StdListeners};
 use crate::metrics::WorkerQueryMetrics;
 use crate::server::current_thread_runtime;
@@ -70,6 +71,8 @@ pub(crate) fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
         );
         let shutdown = LocalShutdown::new();
         tokio::task::spawn_local(mirror_shutdown(Arc::clone(&shared), Rc::clone(&shutdown)));
+        let sweep = IdleSweep::new();
+        tokio::task::spawn_local(Rc::clone(&sweep).run(IDLE_CLIENT_SWEEP));
         tokio::task::spawn_local(tend_pool(
             Rc::clone(&pool),
             Arc::clone(&shared.pool_limits),
@@ -84,6 +87,7 @@ pub(crate) fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
             shared: Arc::clone(&shared),
             pool: Rc::clone(&pool),
             shutdown,
+            sweep,
         };
         // The accept loop is a task of its own rather than the future
         // `block_on` drives: that future is polled again on every wakeup of
@@ -130,6 +134,7 @@ struct Accepting {
     pool: Rc<Pool>,
     shutdown: Rc<LocalShutdown>,
     router: Rc<WorkerRouter>,
+    sweep: Rc<IdleSweep>,
 }
 
 impl Accepting {
@@ -154,6 +159,7 @@ impl Accepting {
                             shutdown: Rc::clone(&self.shutdown),
                             router: Rc::clone(&self.router),
                             peer,
+                            sweep: Rc::clone(&self.sweep),
                         };
                         sessions.spawn_local(session::run(stream, ctx));
                     }
@@ -175,6 +181,9 @@ impl Accepting {
 /// How often idle connections are checked against their timeouts, at
 /// most: a few times per `server_idle_timeout`.
 const EXPIRY_TICK: Duration = Duration::from_secs(15);
+/// How often idle clients still holding buffers are looked at: a client
+/// gives them back after one to two of these without a request.
+const IDLE_CLIENT_SWEEP: Duration = Duration::from_millis(500);
 
 /// Closes pooled connections idle past their time or lifetime, the ones
 /// a client waiting elsewhere needs the room of, and the ones to a

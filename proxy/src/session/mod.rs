@@ -66,6 +66,8 @@ pub struct SessionContext {
     pub router: Rc<WorkerRouter>,
     pub peer: crate::net::Peer,
     pub slot: ClientSlot,
+    /// When an idle client gives its buffers back.
+    pub sweep: Rc<crate::idle_sweep::IdleSweep>,
 }
 
 /// Runs one client connection to its end.

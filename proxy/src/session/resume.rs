@@ -4,7 +4,6 @@
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::Duration;
 
 use crate::error::ProxyError;
 use crate::net::Stream;
@@ -20,11 +19,6 @@ use super::login::lease_primary;
 use super::steer::Pins;
 use super::steer::RouteState;
 use super::switch::{LoginAs, drop_stale_sql_prepared, replay_settings};
-
-/// A client quiet this long between transactions gives its buffers back:
-/// not sooner, since freeing and allocating them on every transaction
-/// costs more than the timer.
-const SHRINK_AFTER: Duration = Duration::from_secs(1);
 
 /// What arrived while the session had no connection.
 enum Arrival {
@@ -66,9 +60,22 @@ pub async fn resume(
     watch: &mut ShutdownWatch,
     held: &mut Option<Leases>,
 ) -> Result<Option<ForwardEnd>, ProxyError> {
-    let arrival = match tokio::time::timeout(SHRINK_AFTER, arrive(client, up, watch)).await {
-        Ok(arrival) => arrival?,
-        Err(_) => {
+    let holds_buffers = up.holds_memory() || down.holds_memory();
+    let quiet = async {
+        if holds_buffers {
+            ctx.sweep.quiet_for_a_while().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let arrived = tokio::select! {
+        biased;
+        arrival = arrive(client, up, watch) => Some(arrival),
+        () = quiet => None,
+    };
+    let arrival = match arrived {
+        Some(arrival) => arrival?,
+        None => {
             // An idle client keeps no buffers.
             up.release_memory();
             down.release_memory();

@@ -246,6 +246,12 @@ impl Pump {
         }
     }
 
+    /// Whether the buffer holds memory that [`Pump::release_memory`] could
+    /// give back.
+    pub fn holds_memory(&self) -> bool {
+        self.buf.capacity() > 0
+    }
+
     /// Gives the buffer's memory back while nothing is in it: a client
     /// between transactions costs little.
     pub fn release_memory(&mut self) {
