@@ -14,6 +14,7 @@ use crate::error::ProxyError;
 use crate::net::Stream;
 use crate::registry::{ClientState, NewSession, SessionEntry};
 use crate::shutdown::ShutdownWatch;
+use crate::sqlstate;
 use crate::wire::be::{self, Severity};
 use crate::wire::pump::Pump;
 
@@ -250,7 +251,7 @@ impl<'a> Session<'a> {
             be::error_response(
                 &mut out,
                 Severity::Fatal,
-                "57P01",
+                sqlstate::ADMIN_SHUTDOWN,
                 "terminating connection because pgrelay is shutting down",
             );
             let _ = self.client.send_all(&out).await;

@@ -19,6 +19,7 @@ use super::tracker::Tracker;
 use crate::metrics::WorkerQueryMetrics;
 use crate::shared::Shared;
 use crate::wire::pump::{Pump, PumpEvent};
+use crate::wire::tag;
 
 /// Large enough for any frame a fuzzer makes, small enough to bound one
 /// input's memory.
@@ -202,7 +203,7 @@ pub fn server_stream(data: &[u8]) {
     let router = router(&shared);
     let mut tracker = Tracker::default();
     for _ in 0..(scene & 0x0f) {
-        tracker.client_sent(b'Q');
+        tracker.client_sent(tag::QUERY);
     }
     let mut capture = LsnCapture::default();
     if scene & 0x10 != 0 {

@@ -48,10 +48,6 @@ pub use steer::{Pins, WorkerRouter};
 use switch::LoginAs;
 pub use tracker::{Tracker, TxStatus};
 
-/// `when_no_replica = "error"`: "cannot connect now", the class clients
-/// treat as transient, since a replica may catch up a moment later.
-pub const NO_REPLICA_SQLSTATE: &str = "57P03";
-
 /// What a worker hands to each accepted connection.
 pub struct SessionContext {
     pub shared: Arc<Shared>,

@@ -36,9 +36,11 @@ use pgrelay_router::{
     Access, Consistency, DiscardKind, RouteReason, SessionEffect, Statement, TxEffect, WriteReason,
 };
 
+use crate::sqlstate;
 use crate::wire::fe;
 use crate::wire::frame::FrameHeader;
 use crate::wire::pump::{Inspect, Need, Verdict};
+use crate::wire::tag;
 
 use super::capture::LSN_QUERY;
 use super::sql_prepared::execute_name;
@@ -64,15 +66,15 @@ impl Inspect for ClientSide<'_> {
     /// size.
     fn need(&self, header: FrameHeader) -> Need {
         match header.tag {
-            b'Q' | b'P' | b'D' | b'C' => Need::Whole,
-            b'B' => Need::Prefix(BIND_PREFIX),
+            tag::QUERY | tag::PARSE | tag::DESCRIBE | tag::CLOSE => Need::Whole,
+            tag::BIND => Need::Prefix(BIND_PREFIX),
             _ => Need::Header,
         }
     }
 
     fn inspect(&mut self, header: FrameHeader, frame: &mut [u8], ahead: &[u8]) -> Verdict {
         let tag = header.tag;
-        if tag == b'X' {
+        if tag == tag::TERMINATE {
             return Verdict::Stop;
         }
         if std::mem::take(&mut self.route.resume_head) {
@@ -94,11 +96,19 @@ impl Inspect for ClientSide<'_> {
             return Verdict::Hold;
         }
         let verdict = match tag {
-            b'Q' => self.steer_query(frame),
-            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' if !self.tracker.in_batch() => {
+            tag::QUERY => self.steer_query(frame),
+            tag::PARSE
+            | tag::BIND
+            | tag::DESCRIBE
+            | tag::EXECUTE
+            | tag::CLOSE
+            | tag::FLUSH
+            | tag::SYNC
+                if !self.tracker.in_batch() =>
+            {
                 self.steer_batch(header, frame, ahead)
             }
-            b'F' => self.steer_to_primary(),
+            tag::FUNCTION_CALL => self.steer_to_primary(),
             _ => Verdict::Forward,
         };
         if verdict == Verdict::Forward {
@@ -118,8 +128,14 @@ impl ClientSide<'_> {
     /// pipelined behind a BEGIN is judged again once that is answered.)
     fn starts_transaction(&self, tag: u8) -> bool {
         let begins = match tag {
-            b'Q' | b'F' => true,
-            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' => !self.tracker.in_batch(),
+            tag::QUERY | tag::FUNCTION_CALL => true,
+            tag::PARSE
+            | tag::BIND
+            | tag::DESCRIBE
+            | tag::EXECUTE
+            | tag::CLOSE
+            | tag::FLUSH
+            | tag::SYNC => !self.tracker.in_batch(),
             _ => false,
         };
         begins && self.tracker.status() == TxStatus::Idle
@@ -134,29 +150,33 @@ impl ClientSide<'_> {
     /// whether an LSN request follows it.
     fn forwarded(&mut self, tag: u8, frame: &[u8]) -> Verdict {
         self.route.looked_up = false;
-        if tag == b'Q' && std::mem::take(&mut self.route.retry_candidate) && self.tracker.is_idle()
+        if tag == tag::QUERY
+            && std::mem::take(&mut self.route.retry_candidate)
+            && self.tracker.is_idle()
         {
             self.route.retry.arm(frame);
         }
-        if tag == b'S'
+        if tag == tag::SYNC
             && let Some((bytes, needs)) = self.route.retry_batch.take()
             && self.tracker.awaiting_ready() == 0
             && self.tracker.status() == TxStatus::Idle
         {
             self.route.retry.arm_batch(bytes, needs);
         }
-        let capture =
-            matches!(tag, b'Q' | b'S') && std::mem::take(&mut self.route.capture_after_sync);
+        let capture = matches!(tag, tag::QUERY | tag::SYNC)
+            && std::mem::take(&mut self.route.capture_after_sync);
         let clean = match tag {
-            b'Q' => std::mem::take(&mut self.route.next_clean),
+            tag::QUERY => std::mem::take(&mut self.route.next_clean),
             // What a batch runs was judged Parse by Parse (below), however
             // the batch was cut: a Sync leaves nothing of its own.
-            b'S' => {
+            tag::SYNC => {
                 self.route.next_clean = false;
                 true
             }
-            b'P' => self.parse_leaves_nothing(frame),
-            b'B' | b'D' | b'E' | b'C' | b'H' | b'X' => true,
+            tag::PARSE => self.parse_leaves_nothing(frame),
+            tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE | tag::FLUSH | tag::TERMINATE => {
+                true
+            }
             // Function calls and anything unknown are state.
             _ => false,
         };
@@ -338,7 +358,7 @@ impl ClientSide<'_> {
             crate::config::ByteSize(self.route.max_state as u64)
         );
         self.route.pending = Some(Pending::Refuse {
-            sqlstate: "54000",
+            sqlstate: sqlstate::PROGRAM_LIMIT_EXCEEDED,
             message,
             batch_len,
             aborts: self.tracker.status() != TxStatus::Idle,

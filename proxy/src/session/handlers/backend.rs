@@ -6,7 +6,9 @@ use bytes::BytesMut;
 use pgrelay_router::RouteReason;
 
 use crate::error::ProxyError;
+use crate::sqlstate;
 use crate::wire::be::{self, Severity};
+use crate::wire::tag;
 use crate::wire::{self, pump::Pump};
 
 use super::super::SessionContext;
@@ -93,7 +95,7 @@ async fn retry_on_primary(
         be::error_response(
             &mut out,
             Severity::Error,
-            "25006",
+            sqlstate::READ_ONLY_SQL_TRANSACTION,
             "a replica refused this statement as a write, and no primary is available to run it",
         );
         tracker.ready_for_query(b'I');
@@ -132,7 +134,7 @@ pub(in crate::session) async fn resend(
     // The batch's own statements now exist there.
     let mut rest = &rerun.request[..];
     while let Ok(Some(frame)) = wire::frame::split_frame(rest) {
-        if frame.tag == b'P'
+        if frame.tag == tag::PARSE
             && let Some((name, sql)) = wire::fe::parse_fields(frame.body)
         {
             let statement = ctx.router.classify(sql);

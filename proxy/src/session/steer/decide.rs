@@ -13,6 +13,7 @@ use pgrelay_router::{
 use super::{ClientSide, Pending};
 use crate::config::{LoadBalance, WhenNoReplica};
 use crate::metrics::FallbackReason;
+use crate::sqlstate;
 use crate::wire::pump::Verdict;
 
 impl ClientSide<'_> {
@@ -192,7 +193,9 @@ impl ClientSide<'_> {
                     self.route.consistency.as_str()
                 );
                 self.route.pending = Some(Pending::Refuse {
-                    sqlstate: super::super::NO_REPLICA_SQLSTATE,
+                    // "Cannot connect now", the class clients treat as
+                    // transient: a replica may catch up a moment later.
+                    sqlstate: sqlstate::CANNOT_CONNECT_NOW,
                     message,
                     batch_len,
                     aborts: false,
