@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use super::capture::LsnCapture;
 use super::forward::{Identity, ServerSide};
 use super::retry::Retry;
-use super::steer::{ClientSide, Pending, RouteState, WorkerRouter};
+use super::steer::{ClientSide, HeadFrame, Pending, RouteState, WorkerRouter};
 use super::tracker::Tracker;
 use crate::metrics::WorkerQueryMetrics;
 use crate::shared::Shared;
@@ -138,7 +138,7 @@ fn settle(route: &mut RouteState, up: &mut Pump, router: &WorkerRouter) {
     match route.pending.take() {
         Some(Pending::Switch { node, .. }) => {
             route.current = node;
-            route.resume_head = true;
+            route.head = HeadFrame::Decided;
             up.resume();
         }
         Some(Pending::Local(_))
@@ -167,11 +167,11 @@ fn settle(route: &mut RouteState, up: &mut Pump, router: &WorkerRouter) {
                 })
                 .collect();
             router.learn_volatility(&route.database, &learned);
-            route.looked_up = true;
+            route.head = HeadFrame::LookedUp;
             up.resume();
         }
         Some(Pending::CaptureLsn) => {
-            route.capture_due = false;
+            route.lsn_ask.asked_before_read();
             up.resume();
         }
         Some(
@@ -182,7 +182,7 @@ fn settle(route: &mut RouteState, up: &mut Pump, router: &WorkerRouter) {
         )
         | None => {
             route.retry = Retry::default();
-            route.resume_head = true;
+            route.head = HeadFrame::Decided;
             up.resume();
         }
     }

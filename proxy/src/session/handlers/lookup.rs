@@ -9,6 +9,7 @@ use crate::error::ProxyError;
 use crate::wire;
 
 use super::super::core::{Session, Step};
+use super::super::steer::HeadFrame;
 use super::super::{exchange, functions};
 
 impl Session<'_> {
@@ -18,7 +19,7 @@ impl Session<'_> {
         let Some(leases) = self.held.as_mut() else {
             return Ok(Step::Continue);
         };
-        self.route.capture_due = false;
+        self.route.lsn_ask.asked_before_read();
         let primary = self.ctx.shared.topology.primary();
         if let Some(lease) = primary.and_then(|p| leases.on_node_mut(p)) {
             let mut request = BytesMut::new();
@@ -59,7 +60,7 @@ impl Session<'_> {
         let router = &self.ctx.router;
         router.learn_volatility(&self.route.database, &learned);
         // The frame is inspected again, now with what was learned.
-        self.route.looked_up = true;
+        self.route.head = HeadFrame::LookedUp;
         self.up.resume();
         Ok(Step::Continue)
     }

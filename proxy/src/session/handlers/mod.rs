@@ -28,7 +28,7 @@ use super::core::{Session, Step};
 use super::exchange;
 use super::forward::ForwardEnd;
 use super::leases::Leases;
-use super::steer::{Pending, RouteState};
+use super::steer::{HeadFrame, Pending, RouteState};
 use super::tracker::Tracker;
 
 impl Session<'_> {
@@ -70,7 +70,7 @@ impl Session<'_> {
             Some(Pending::AwaitPrimary { batch_len }) => self.on_await_primary(batch_len).await,
             Some(Pending::Resolve(names)) => self.on_resolve(names).await,
             None => {
-                self.route.resume_head = true;
+                self.route.head = HeadFrame::Decided;
                 self.up.resume();
                 Ok(Step::Continue)
             }

@@ -7,7 +7,7 @@ use tracing::debug;
 use crate::error::ProxyError;
 
 use super::super::core::{Session, Step};
-use super::super::steer::BatchNeeds;
+use super::super::steer::{BatchNeeds, HeadFrame};
 use super::super::switch::{Needs, switch_for_statement};
 use super::super::tracker::TxStatus;
 
@@ -63,7 +63,7 @@ impl Session<'_> {
         }
         self.route.hold_deadline = None;
         self.identity.node = leases.current_mut().conn().node_name.clone();
-        self.route.resume_head = true;
+        self.route.head = HeadFrame::Decided;
         self.up.resume();
         Ok(Step::Continue)
     }

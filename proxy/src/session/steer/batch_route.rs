@@ -11,7 +11,10 @@ use crate::wire::pump::Verdict;
 
 use super::super::batch::{self, BatchEnd, BatchItem};
 use super::super::tracker::TxStatus;
-use super::{BATCH_LOOKAHEAD, BatchNeeds, ClientSide, Pending, Pins, is_plain_read, pins_session};
+use super::{
+    BATCH_LOOKAHEAD, BatchNeeds, ClientSide, LsnAsk, Pending, Pins, RetryArm, SteeredWork,
+    pins_session, steered_work,
+};
 
 impl ClientSide<'_> {
     /// Routes an extended-protocol batch as a whole, from its first
@@ -68,7 +71,11 @@ impl ClientSide<'_> {
         }
         // The batch's Sync marks the connection if any statement may leave
         // state (its named Parses mark it themselves).
-        self.route.next_clean = !unknown && statements.iter().all(|s| is_plain_read(s));
+        self.route.steered = if unknown {
+            SteeredWork::MayLeaveState
+        } else {
+            steered_work(&statements)
+        };
         if statements.is_empty() && !unknown {
             // Executing or describing portals, closing, syncing: nothing
             // to route by; portals live where they were bound.
@@ -137,7 +144,9 @@ impl ClientSide<'_> {
             }
             if end != BatchEnd::Sync || unknown {
                 // Whatever it does, it may commit a write (or COPY).
-                self.route.capture_due |= self.route.consistency != Consistency::Strong;
+                if self.route.consistency != Consistency::Strong {
+                    self.route.lsn_ask = LsnAsk::BeforeNextRead;
+                }
                 self.topology.primary().map(|node| Route {
                     node,
                     reason: RouteReason::PrimaryOpenBatch,
@@ -146,7 +155,7 @@ impl ClientSide<'_> {
                 match self.decide(&statements) {
                     Some(route) if route.reason == RouteReason::PrimaryFallback => {
                         if let Some(verdict) = self.no_replica(Some(len)) {
-                            self.route.capture_after_sync = false;
+                            self.route.lsn_ask.not_behind_request();
                             return verdict;
                         }
                         Some(route)
@@ -162,7 +171,7 @@ impl ClientSide<'_> {
             self.routed(current, RouteReason::PrimaryFallback);
             return Verdict::Forward;
         };
-        self.route.retry_batch = None;
+        self.route.retry_arm = RetryArm::Nothing;
         if route.reason.is_replica()
             && end == BatchEnd::Sync
             && self.tracker.status() == TxStatus::Idle
@@ -180,7 +189,7 @@ impl ClientSide<'_> {
                 defines: defines.iter().map(|n| n.to_vec()).collect(),
                 uses: uses.iter().map(|n| n.to_vec()).collect(),
             };
-            self.route.retry_batch = Some((Bytes::from(bytes), needs));
+            self.route.retry_arm = RetryArm::Batch(Bytes::from(bytes), needs);
         }
         let setup_needed = !self
             .route

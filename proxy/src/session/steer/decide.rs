@@ -10,7 +10,7 @@ use pgrelay_router::{
     WriteReason, decide,
 };
 
-use super::{ClientSide, Pending};
+use super::{ClientSide, LsnAsk, Pending};
 use crate::config::{LoadBalance, WhenNoReplica};
 use crate::metrics::FallbackReason;
 use crate::sqlstate;
@@ -150,8 +150,13 @@ impl ClientSide<'_> {
                     }
                 )
             });
-            self.route.capture_after_sync = on_primary && !copies;
-            self.route.capture_due |= on_primary && copies;
+            if on_primary && copies {
+                self.route.lsn_ask = LsnAsk::BeforeNextRead;
+            } else if on_primary {
+                self.route.lsn_ask.behind_request();
+            } else {
+                self.route.lsn_ask.not_behind_request();
+            }
         }
         Some(route)
     }

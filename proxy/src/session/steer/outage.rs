@@ -16,7 +16,7 @@ impl ClientSide<'_> {
     /// No primary is known (a failover is under way): the statement (or
     /// the batch of `batch_len` bytes) waits for one.
     pub(super) fn await_primary(&mut self, batch_len: Option<usize>) -> Verdict {
-        self.route.capture_after_sync = false;
+        self.route.lsn_ask.not_behind_request();
         self.route.pending = Some(Pending::AwaitPrimary { batch_len });
         Verdict::Hold
     }
