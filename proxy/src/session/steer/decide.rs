@@ -52,7 +52,6 @@ impl ClientSide<'_> {
         let max_lag = self.route.max_lag.unwrap_or(routing.max_lag);
         let session = SessionView {
             consistency: self.route.consistency,
-            transaction_node: None,
             pinned: self.route.pins.holds_state(),
             min_lsn,
             max_lag_bytes: Some(routing.max_lag_bytes.0),
