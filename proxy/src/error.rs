@@ -5,6 +5,7 @@ use std::io;
 
 use bytes::BytesMut;
 
+use crate::sqlstate;
 use crate::wire::be::{self, Severity};
 use crate::wire::pump::PumpError;
 use crate::wire::startup::StartupError;
@@ -96,23 +97,27 @@ impl ProxyError {
     pub fn sqlstate(&self) -> &'static str {
         match self {
             ProxyError::Startup(e) => e.sqlstate(),
-            ProxyError::ClientIo(_) | ProxyError::Protocol(_) => "08P01",
-            ProxyError::MessageTooLarge { .. } => "54000",
-            ProxyError::LoginTimeout => "08006",
-            ProxyError::TlsRequired(_) => "28000",
-            ProxyError::WrongPassword(_) => "28P01",
-            ProxyError::ConsoleNeedsPassword => "28000",
-            ProxyError::BadStartup(_) => "08P01",
-            ProxyError::NotAdmin(_) => "42501",
-            ProxyError::TooManyClients | ProxyError::PoolTimeout { .. } => "53300",
-            ProxyError::NoPrimary(_) => "57P03",
-            ProxyError::BackendRefused(_) => "08006",
-            ProxyError::BackendIo { .. } | ProxyError::BackendProtocol { .. } => "08006",
-            ProxyError::NoBackendPassword { .. } => "28P01",
-            ProxyError::CleartextRefused { .. } => "28000",
-            ProxyError::ShuttingDown => "57P01",
-            ProxyError::AuthQuery { .. } => "08006",
-            ProxyError::SessionStateLost { .. } => "08006",
+            ProxyError::ClientIo(_) | ProxyError::Protocol(_) => sqlstate::PROTOCOL_VIOLATION,
+            ProxyError::MessageTooLarge { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            ProxyError::LoginTimeout => sqlstate::CONNECTION_FAILURE,
+            ProxyError::TlsRequired(_) => sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            ProxyError::WrongPassword(_) => sqlstate::INVALID_PASSWORD,
+            ProxyError::ConsoleNeedsPassword => sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            ProxyError::BadStartup(_) => sqlstate::PROTOCOL_VIOLATION,
+            ProxyError::NotAdmin(_) => sqlstate::INSUFFICIENT_PRIVILEGE,
+            ProxyError::TooManyClients | ProxyError::PoolTimeout { .. } => {
+                sqlstate::TOO_MANY_CONNECTIONS
+            }
+            ProxyError::NoPrimary(_) => sqlstate::CANNOT_CONNECT_NOW,
+            ProxyError::BackendRefused(_) => sqlstate::CONNECTION_FAILURE,
+            ProxyError::BackendIo { .. } | ProxyError::BackendProtocol { .. } => {
+                sqlstate::CONNECTION_FAILURE
+            }
+            ProxyError::NoBackendPassword { .. } => sqlstate::INVALID_PASSWORD,
+            ProxyError::CleartextRefused { .. } => sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            ProxyError::ShuttingDown => sqlstate::ADMIN_SHUTDOWN,
+            ProxyError::AuthQuery { .. } => sqlstate::CONNECTION_FAILURE,
+            ProxyError::SessionStateLost { .. } => sqlstate::CONNECTION_FAILURE,
         }
     }
 
@@ -126,7 +131,7 @@ impl ProxyError {
             ProxyError::BackendRefused(raw) => {
                 let body = raw.get(crate::wire::HEADER_LEN..).unwrap_or_default();
                 crate::wire::fields::error_field(body, b'C')
-                    .is_some_and(|code| code.starts_with(b"57P0") || code.starts_with(b"08"))
+                    .is_some_and(sqlstate::is_server_going_away)
             }
             _ => false,
         }

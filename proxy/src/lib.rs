@@ -27,6 +27,7 @@ pub mod server;
 pub mod session;
 pub mod shared;
 pub mod shutdown;
+pub mod sqlstate;
 pub mod tls;
 pub mod wire;
 pub mod worker;

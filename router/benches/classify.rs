@@ -127,7 +127,6 @@ fn topology() -> TopologyView {
 fn eventual() -> SessionView {
     SessionView {
         consistency: Consistency::Eventual,
-        transaction_node: None,
         pinned: false,
         min_lsn: 0,
         max_lag_bytes: None,

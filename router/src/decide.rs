@@ -1,9 +1,10 @@
 //! Where the next statement of a session goes, given what the statement
 //! is, what the session holds, and what the cluster looks like.
 //!
-//! The order of the rules is the contract: a pgrelay command is answered
-//! locally; an open transaction keeps its node; session state pins to the
-//! primary; a primary hint, a write, a state-changing statement or the
+//! Statements inside an open transaction are not asked about: they run
+//! where the transaction runs (`RouteReason::TransactionPinned`). For the
+//! others, the order of the rules is the contract: a pgrelay command is
+//! answered locally; session state pins to the primary; a primary hint, a write, a state-changing statement or the
 //! `strong` policy go to the primary; everything left is a read, which goes
 //! to a replica that has replayed the session's causal position (a replica
 //! hint skips the `strong` policy but never the write rule), or falls back
@@ -17,8 +18,6 @@ use crate::view::{Role, TopologyView};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionView {
     pub consistency: Consistency,
-    /// The node an open explicit transaction runs on.
-    pub transaction_node: Option<usize>,
     /// The session holds state only the primary has (temp tables, LISTEN,
     /// session advisory locks, WITH HOLD cursors).
     pub pinned: bool,
@@ -93,9 +92,6 @@ pub fn decide(
 ) -> Result<Decision, RouteError> {
     if statement.pgrelay.is_some() {
         return Ok(Decision::Local);
-    }
-    if let Some(node) = session.transaction_node {
-        return Ok(node_route(node, RouteReason::TransactionPinned));
     }
     let primary = |reason| primary_route(view, reason);
     if session.pinned {
@@ -196,7 +192,6 @@ mod tests {
     fn session() -> SessionView {
         SessionView {
             consistency: Consistency::ReadYourWrites,
-            transaction_node: None,
             pinned: false,
             min_lsn: 0,
             max_lag_bytes: None,
@@ -248,14 +243,6 @@ mod tests {
                 "SELECT 1",
                 SessionView { pinned: true, ..s },
                 ("pg1", "session pinned"),
-            ),
-            (
-                "SELECT 1",
-                SessionView {
-                    transaction_node: Some(2),
-                    ..s
-                },
-                ("pg3", "transaction pinned"),
             ),
             (
                 "SELECT 1",

@@ -6,7 +6,7 @@
 //! functions whose volatility still needs a `pg_proc` lookup). The
 //! [`Classifier`] caches verdicts by [`fingerprint`], so the full parse
 //! happens once per query shape. The proxy fills a [`TopologyView`] from the
-//! health monitor's snapshot and asks [`route`] where a statement goes.
+//! health monitor's snapshot and asks [`decide`] where a statement goes.
 
 mod classifier;
 mod classify;
@@ -32,7 +32,7 @@ pub use database_ddl::database_needing_no_sessions;
 pub use decide::{Balance, Balancer, Decision, SessionView, decide};
 pub use fingerprint::{Fingerprint, fingerprint, fingerprint_bytes};
 pub use hint::leading_hint;
-pub use route::{Route, RouteError, RouteReason, route};
+pub use route::{Route, RouteError, RouteReason};
 pub use statement::{
     Access, Consistency, DiscardKind, Hint, PgrelayCommand, SessionEffect, Statement, TxEffect,
     WriteReason,

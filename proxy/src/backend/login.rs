@@ -15,16 +15,12 @@ use crate::scram::{
     ClientBinding, ClientCredential, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramClient,
     ScramClientFinal,
 };
+use crate::wire::tag::{
+    AUTH_CLEARTEXT, AUTH_MD5, AUTH_OK, AUTH_SASL, AUTH_SASL_CONTINUE, AUTH_SASL_FINAL,
+};
 
 /// Login messages from a server are small; this only bounds a broken peer.
 const MAX_LOGIN_MESSAGE: usize = 1 << 20;
-
-const AUTH_OK: i32 = 0;
-const AUTH_CLEARTEXT: i32 = 3;
-const AUTH_MD5: i32 = 5;
-const AUTH_SASL: i32 = 10;
-const AUTH_SASL_CONTINUE: i32 = 11;
-const AUTH_SASL_FINAL: i32 = 12;
 
 /// What the link to the node is, for what authentication may use.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ use crate::scram::{
     DEFAULT_ITERATIONS, KEY_LEN, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramSecret, ScramServer,
     ServerError,
 };
-use crate::wire::{be, fe};
+use crate::wire::{be, fe, tag};
 
 use super::md5::Md5Secret;
 use super::read::{ReadError, read_message};
@@ -252,7 +252,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
                 ReadError::Io(e) => ProxyError::ClientIo(e),
                 other => ProxyError::Protocol(other.to_string()),
             })?;
-        if tag != b'p' {
+        if tag != tag::PASSWORD_MESSAGE {
             return Err(ProxyError::Protocol(format!(
                 "expected a password message, got message type '{}'",
                 tag.escape_ascii()

@@ -6,6 +6,7 @@ use tracing::{info, warn};
 
 use super::reply::{Reply, text};
 use crate::shared::Shared;
+use crate::sqlstate;
 
 /// New transactions wait from now on (see `pause`); the answer comes at
 /// once, with the sessions that are inside a transaction now (they go
@@ -62,13 +63,13 @@ pub async fn promote(shared: &Shared, node: &str) -> Reply {
 fn refusal(e: &HealthError) -> Reply {
     let sqlstate = match e {
         // undefined_object
-        HealthError::UnknownNode { .. } => "42704",
+        HealthError::UnknownNode { .. } => sqlstate::UNDEFINED_OBJECT,
         // object_not_in_prerequisite_state: the primary is alive, ...
-        HealthError::Refused { .. } => "55000",
+        HealthError::Refused { .. } => sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
         // admin_shutdown
-        HealthError::Stopped => "57P01",
+        HealthError::Stopped => sqlstate::ADMIN_SHUTDOWN,
         // system_error: the promotion itself failed
-        _ => "58000",
+        _ => sqlstate::SYSTEM_ERROR,
     };
     Reply::error(sqlstate, e.to_string())
 }

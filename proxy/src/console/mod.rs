@@ -22,6 +22,7 @@ mod topology;
 use std::sync::Arc;
 
 use crate::net::Stream;
+use crate::sqlstate;
 use bytes::BytesMut;
 use tracing::debug;
 
@@ -90,7 +91,7 @@ pub async fn serve(
     loop {
         let message = tokio::select! {
             _ = shared.drain.cancelled() => {
-                be::error_response(&mut out, Severity::Fatal, "57P01",
+                be::error_response(&mut out, Severity::Fatal, sqlstate::ADMIN_SHUTDOWN,
                     "terminating connection because pgrelay is shutting down");
                 let _ = send(client, &mut out).await;
                 return Ok(());
@@ -148,7 +149,7 @@ fn refuse_extended(out: &mut BytesMut) {
     be::error_response(
         out,
         Severity::Error,
-        "0A000",
+        sqlstate::FEATURE_NOT_SUPPORTED,
         "the pgrelay admin console speaks only the simple query protocol",
     );
 }
@@ -164,7 +165,7 @@ async fn run_query(text: &str, shared: &Arc<Shared>, out: &mut BytesMut) {
     for statement in statements {
         let reply = match command::parse(statement) {
             Ok(command) => execute(&command, shared).await,
-            Err(message) => Reply::error("42601", message),
+            Err(message) => Reply::error(sqlstate::SYNTAX_ERROR, message),
         };
         reply.write(out);
         if reply.is_error() {

@@ -4,6 +4,7 @@ use super::reply::{Reply, text};
 use crate::config::listing;
 use crate::reload::{ReloadError, reload};
 use crate::shared::Shared;
+use crate::sqlstate;
 
 /// Every effective setting as `key | value` (passwords masked).
 pub fn show_config(shared: &Shared) -> Reply {
@@ -24,8 +25,12 @@ pub fn show_config(shared: &Shared) -> Reply {
 pub fn reload_config(shared: &Shared) -> Reply {
     let reloaded = match reload(shared) {
         Ok(reloaded) => reloaded,
-        Err(e @ ReloadError::NoFile) => return Reply::error("55000", e.to_string()),
-        Err(e @ ReloadError::Invalid(_)) => return Reply::error("F0000", e.to_string()),
+        Err(e @ ReloadError::NoFile) => {
+            return Reply::error(sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE, e.to_string());
+        }
+        Err(e @ ReloadError::Invalid(_)) => {
+            return Reply::error(sqlstate::CONFIG_FILE_ERROR, e.to_string());
+        }
     };
     let config = shared.config();
     let effective = listing(&config);

@@ -5,6 +5,7 @@
 
 use crate::wire::fe;
 use crate::wire::frame::{FrameHeader, HEADER_LEN};
+use crate::wire::tag;
 
 /// A message of the batch, as far as routing cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +88,7 @@ pub fn scan<'a>(
         let Some(frame) = rest.get(..next.len) else {
             // A Bind's names are at its start; its parameters may still be
             // arriving, and so may everything after it.
-            if next.tag == b'B'
+            if next.tag == tag::BIND
                 && let Some((_, statement)) = fe::bind_fields(&rest[HEADER_LEN..])
             {
                 visit(BatchItem::Bind { statement });
@@ -111,26 +112,26 @@ enum Step<'a> {
 fn item(tag: u8, body: &[u8]) -> Step<'_> {
     let malformed = Step::End(BatchEnd::Malformed);
     match tag {
-        b'P' => match fe::parse_fields(body) {
+        tag::PARSE => match fe::parse_fields(body) {
             Some((name, sql)) => Step::Item(BatchItem::Parse { name, sql }),
             None => malformed,
         },
-        b'B' => match fe::bind_fields(body) {
+        tag::BIND => match fe::bind_fields(body) {
             Some((_, statement)) => Step::Item(BatchItem::Bind { statement }),
             None => malformed,
         },
-        b'D' => match fe::target_fields(body) {
+        tag::DESCRIBE => match fe::target_fields(body) {
             Some((b'S', name)) => Step::Item(BatchItem::DescribeStatement { name }),
             Some(_) => Step::Item(BatchItem::DescribePortal),
             None => malformed,
         },
-        b'C' => match fe::target_fields(body) {
+        tag::CLOSE => match fe::target_fields(body) {
             Some((b'S', name)) => Step::Item(BatchItem::CloseStatement { name }),
             Some(_) => Step::Item(BatchItem::ClosePortal),
             None => malformed,
         },
-        b'E' => Step::Item(BatchItem::Execute),
-        b'S' => Step::End(BatchEnd::Sync),
+        tag::EXECUTE => Step::Item(BatchItem::Execute),
+        tag::SYNC => Step::End(BatchEnd::Sync),
         _ => Step::End(BatchEnd::Open),
     }
 }

@@ -12,6 +12,7 @@ use pgrelay_health::parse_lsn;
 
 use crate::wire::frame::{FrameHeader, HEADER_LEN};
 use crate::wire::pump::Verdict;
+use crate::wire::tag;
 
 /// The proxy's own Query, sent as is.
 pub const LSN_QUERY: &[u8] = b"Q\0\0\0\x2dSELECT pg_current_wal_insert_lsn()::text\0";
@@ -68,7 +69,7 @@ impl LsnCapture {
             return None;
         }
         if !self.ours() {
-            if header.tag == b'Z'
+            if header.tag == tag::READY_FOR_QUERY
                 && let Some(front) = self.pending.front_mut()
             {
                 *front -= 1;
@@ -79,15 +80,17 @@ impl LsnCapture {
             // Asynchronous: another session's NOTIFY, a setting the server
             // reports, a notice. They arrive whenever the server has them,
             // also while it answers us, and they are the client's.
-            b'A' | b'S' | b'N' => return None,
-            b'D' => {
+            tag::NOTIFICATION_RESPONSE | tag::PARAMETER_STATUS | tag::NOTICE_RESPONSE => {
+                return None;
+            }
+            tag::DATA_ROW => {
                 if let Some(lsn) =
                     first_column(frame.get(HEADER_LEN..).unwrap_or_default()).and_then(parse_lsn)
                 {
                     self.last_lsn = self.last_lsn.max(lsn);
                 }
             }
-            b'Z' => {
+            tag::READY_FOR_QUERY => {
                 self.pending.pop_front();
             }
             _ => {}

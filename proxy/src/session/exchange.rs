@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use crate::backend::BackendConn;
 use crate::client::read::read_message;
 use crate::error::ProxyError;
+use crate::wire::tag;
 
 /// Answers to the proxy's own requests are small (a few rows at most).
 const MAX_ANSWER_MESSAGE: usize = 1 << 20;
@@ -59,9 +60,11 @@ pub async fn exchange_many(
                     message: e.to_string(),
                 })?;
             match tag {
-                b'E' if answer.error.is_none() => answer.error = Some(error_fields(&body)),
-                b'D' => answer.rows.push(data_row(&body)),
-                b'Z' => {
+                tag::ERROR_RESPONSE if answer.error.is_none() => {
+                    answer.error = Some(error_fields(&body))
+                }
+                tag::DATA_ROW => answer.rows.push(data_row(&body)),
+                tag::READY_FOR_QUERY => {
                     answer.status = body.first().copied().unwrap_or(b'I');
                     left = left.saturating_sub(1);
                     if left == 0 {
@@ -94,7 +97,7 @@ pub async fn drain_answers(conn: &mut BackendConn, answers: usize) -> Result<(),
                     node: node.clone(),
                     message: e.to_string(),
                 })?;
-            if tag == b'Z' {
+            if tag == tag::READY_FOR_QUERY {
                 left -= 1;
             }
         }

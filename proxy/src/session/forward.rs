@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use crate::net::Stream;
+use crate::wire::tag;
 
 use crate::error::ProxyError;
 use crate::shutdown::{Phase, ShutdownWatch};
@@ -97,22 +98,25 @@ pub(super) struct ServerSide<'a> {
 impl Inspect for ServerSide<'_> {
     fn need(&self, header: FrameHeader) -> Need {
         match header.tag {
-            b'Z' => Need::Prefix(1),
-            b'A' => Need::Prefix(4),
-            b'E' if self.retry.armed() => Need::Whole,
+            tag::READY_FOR_QUERY => Need::Prefix(1),
+            tag::NOTIFICATION_RESPONSE => Need::Prefix(4),
+            tag::ERROR_RESPONSE if self.retry.armed() => Need::Whole,
             // Its severity (and SQLSTATE) come first: whether the
             // connection ends. A huge message text is not buffered.
-            b'E' => Need::Prefix(ERROR_PREFIX),
-            b'D' if self.capture.wants_rows() => Need::Whole,
+            tag::ERROR_RESPONSE => Need::Prefix(ERROR_PREFIX),
+            tag::DATA_ROW if self.capture.wants_rows() => Need::Whole,
             _ => Need::Header,
         }
     }
 
     fn inspect(&mut self, header: FrameHeader, frame: &mut [u8], ahead: &[u8]) -> Verdict {
-        if header.tag == b'E' {
+        if header.tag == tag::ERROR_RESPONSE {
             self.tracker.server_error();
         }
-        if header.tag == b'E' && self.tracker.all_answered() && self.capture.is_idle() {
+        if header.tag == tag::ERROR_RESPONSE
+            && self.tracker.all_answered()
+            && self.capture.is_idle()
+        {
             // Nothing was asked: the server is ending the connection
             // (shutdown, crash, a timeout, an operator). The session goes
             // on without it.
@@ -124,13 +128,15 @@ impl Inspect for ServerSide<'_> {
         if let Some(verdict) = self.retry.inspect(header, frame, ahead) {
             return verdict;
         }
-        if header.tag == b'E' && fields::is_fatal(frame.get(HEADER_LEN..).unwrap_or_default()) {
+        if header.tag == tag::ERROR_RESPONSE
+            && fields::is_fatal(frame.get(HEADER_LEN..).unwrap_or_default())
+        {
             // The connection ends with requests in flight: the session
             // answers them itself when it sees the end, and goes on.
             return Verdict::Swallow;
         }
         match header.tag {
-            b'Z' => {
+            tag::READY_FOR_QUERY => {
                 if let Some(&status) = frame.get(5)
                     && let Some((sent, replica)) = self.tracker.ready_for_query(status)
                 {
@@ -142,10 +148,10 @@ impl Inspect for ServerSide<'_> {
                     self.metrics.answered(role, sent.elapsed());
                 }
             }
-            b'A' => rewrite_notification_pid(frame, self.identity, |pid| {
+            tag::NOTIFICATION_RESPONSE => rewrite_notification_pid(frame, self.identity, |pid| {
                 self.sessions.client_of(self.node, pid)
             }),
-            b'G' => self.tracker.copy_in_started(),
+            tag::COPY_IN_RESPONSE => self.tracker.copy_in_started(),
             _ => {}
         }
         Verdict::Forward

@@ -14,11 +14,12 @@ use tokio::io::{AsyncRead, ReadBuf};
 use super::capture::LsnCapture;
 use super::forward::{Identity, ServerSide};
 use super::retry::Retry;
-use super::steer::{ClientSide, Pending, RouteState, WorkerRouter};
+use super::steer::{ClientSide, HeadFrame, Pending, RouteState, WorkerRouter};
 use super::tracker::Tracker;
 use crate::metrics::WorkerQueryMetrics;
 use crate::shared::Shared;
 use crate::wire::pump::{Pump, PumpEvent};
+use crate::wire::tag;
 
 /// Large enough for any frame a fuzzer makes, small enough to bound one
 /// input's memory.
@@ -144,7 +145,7 @@ fn settle(route: &mut RouteState, up: &mut Pump, router: &WorkerRouter) {
     match route.pending.take() {
         Some(Pending::Switch { node, .. }) => {
             route.current = node;
-            route.resume_head = true;
+            route.head = HeadFrame::Decided;
             up.resume();
         }
         Some(Pending::Local(_))
@@ -173,11 +174,11 @@ fn settle(route: &mut RouteState, up: &mut Pump, router: &WorkerRouter) {
                 })
                 .collect();
             router.learn_volatility(&route.database, &learned);
-            route.looked_up = true;
+            route.head = HeadFrame::LookedUp;
             up.resume();
         }
         Some(Pending::CaptureLsn) => {
-            route.capture_due = false;
+            route.lsn_ask.asked_before_read();
             up.resume();
         }
         Some(
@@ -188,7 +189,7 @@ fn settle(route: &mut RouteState, up: &mut Pump, router: &WorkerRouter) {
         )
         | None => {
             route.retry = Retry::default();
-            route.resume_head = true;
+            route.head = HeadFrame::Decided;
             up.resume();
         }
     }
@@ -209,7 +210,7 @@ pub fn server_stream(data: &[u8]) {
     let router = router(&shared);
     let mut tracker = Tracker::default();
     for _ in 0..(scene & 0x0f) {
-        tracker.client_sent(b'Q');
+        tracker.client_sent(tag::QUERY);
     }
     let mut capture = LsnCapture::default();
     if scene & 0x10 != 0 {

@@ -9,7 +9,9 @@ use pgrelay_health::{format_lsn, parse_lsn};
 use pgrelay_router::{Consistency, PgrelayCommand};
 
 use crate::config::parse_duration;
+use crate::sqlstate;
 use crate::wire::be::{self, Severity};
+use crate::wire::tag;
 
 use super::batch::BatchItem;
 use super::steer::RouteState;
@@ -95,7 +97,7 @@ pub fn execute(command: &PgrelayCommand, route: &mut RouteState, defaults: &Defa
 
 fn invalid(name: &str, value: &str, why: &str) -> Reply {
     Reply::Error {
-        sqlstate: "22023",
+        sqlstate: sqlstate::INVALID_PARAMETER_VALUE,
         message: format!("invalid value for parameter \"{name}\": \"{value}\" ({why})"),
     }
 }
@@ -128,7 +130,7 @@ pub fn answer_batch(
         be::error_response(
             &mut out,
             Severity::Error,
-            "0A000",
+            sqlstate::FEATURE_NOT_SUPPORTED,
             "pgrelay commands cannot be combined with other statements in one batch",
         );
         be::ready_for_query(&mut out, status);
@@ -195,13 +197,15 @@ pub fn write_batch(
 ) {
     let describe_rows = |out: &mut BytesMut| match describe {
         Reply::Value { column, .. } => be::text_row_description(out, column),
-        _ => be::empty(out, b'n'),
+        _ => be::empty(out, tag::NO_DATA),
     };
     for item in items {
         match item {
-            BatchItem::Parse { .. } => be::empty(out, b'1'),
-            BatchItem::Bind { .. } => be::empty(out, b'2'),
-            BatchItem::CloseStatement { .. } | BatchItem::ClosePortal => be::empty(out, b'3'),
+            BatchItem::Parse { .. } => be::empty(out, tag::PARSE_COMPLETE),
+            BatchItem::Bind { .. } => be::empty(out, tag::BIND_COMPLETE),
+            BatchItem::CloseStatement { .. } | BatchItem::ClosePortal => {
+                be::empty(out, tag::CLOSE_COMPLETE)
+            }
             BatchItem::DescribeStatement { .. } => {
                 be::no_parameters(out);
                 describe_rows(out);

@@ -14,6 +14,7 @@ use pgrelay_router::RouteReason;
 use tracing::info;
 
 use crate::error::ProxyError;
+use crate::sqlstate;
 use crate::wire::be::{self, Severity};
 use crate::wire::fe;
 use crate::wire::pump::Pump;
@@ -26,10 +27,6 @@ use super::steer::RouteState;
 use super::switch::{LoginAs, Needs, switch_for_statement};
 use super::tracker::{Tracker, TxStatus};
 use super::{resend, retry};
-
-/// What a client gets for a request or transaction lost with its
-/// connection: a connection failure, as PostgreSQL itself would report.
-pub const CONNECTION_LOST_SQLSTATE: &str = "08006";
 
 /// How long a session whose state was lost waits for its client's next
 /// request to answer it with the error, before it closes anyway.
@@ -110,7 +107,7 @@ pub async fn recover(
                 be::error_response(
                     &mut out,
                     Severity::Error,
-                    CONNECTION_LOST_SQLSTATE,
+                    sqlstate::CONNECTION_FAILURE,
                     &message,
                 );
                 be::ready_for_query(&mut out, status);

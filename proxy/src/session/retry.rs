@@ -17,10 +17,12 @@ use bytes::Bytes;
 
 use super::steer::BatchNeeds;
 
+use crate::sqlstate::{self, is_server_going_away};
 use crate::wire::frame::{FrameHeader, HEADER_LEN};
 use crate::wire::pump::Verdict;
+use crate::wire::tag;
 
-const READ_ONLY_SQL_TRANSACTION: &[u8] = b"25006";
+const READ_ONLY_SQL_TRANSACTION: &[u8] = sqlstate::READ_ONLY_SQL_TRANSACTION.as_bytes();
 /// How much of a held-back RowDescription and what follows it is waited
 /// for; a wider one is let through (and the net disarmed).
 const MAX_WITHHELD: usize = 64 * 1024;
@@ -96,30 +98,33 @@ impl Retry {
     /// Judges a backend message while armed; `None` lets the caller
     /// handle it as usual.
     pub fn inspect(&mut self, header: FrameHeader, frame: &[u8], ahead: &[u8]) -> Option<Verdict> {
-        if self.skip > 0 && header.tag != b'E' && header.tag != b'Z' {
+        if self.skip > 0 && header.tag != tag::ERROR_RESPONSE && header.tag != tag::READY_FOR_QUERY
+        {
             self.skip -= 1;
             return Some(Verdict::Swallow);
         }
         self.query.as_ref()?;
         let body = frame.get(HEADER_LEN..).unwrap_or_default();
         match header.tag {
-            b'E' if sqlstate(body) == Some(READ_ONLY_SQL_TRANSACTION) => {
+            tag::ERROR_RESPONSE if sqlstate(body) == Some(READ_ONLY_SQL_TRANSACTION) => {
                 self.refused = true;
                 Some(Verdict::Swallow)
             }
             // The server going away (shutdown, crash, lost postmaster):
             // the connection closes next, and the Query runs elsewhere.
-            b'E' if sqlstate(body).is_some_and(is_server_going_away) => Some(Verdict::Swallow),
-            b'Z' if self.refused => {
+            tag::ERROR_RESPONSE if sqlstate(body).is_some_and(is_server_going_away) => {
+                Some(Verdict::Swallow)
+            }
+            tag::READY_FOR_QUERY if self.refused => {
                 self.answered = true;
                 Some(Verdict::Stop)
             }
-            b'T' => {
+            tag::ROW_DESCRIPTION => {
                 // `frame` is the header; the description and what follows
                 // it are in `ahead`.
                 let after = ahead.get(header.len - frame.len()..);
                 match after.map(FrameHeader::parse) {
-                    Some(Ok(Some(next))) if next.tag == b'E' => {
+                    Some(Ok(Some(next))) if next.tag == tag::ERROR_RESPONSE => {
                         match after.and_then(|a| a.get(HEADER_LEN..next.len)) {
                             Some(body) if sqlstate(body).is_some_and(is_retriable) => {
                                 Some(Verdict::Swallow)
@@ -135,9 +140,15 @@ impl Retry {
                 }
             }
             // Notices and parameter reports may precede the refusal.
-            b'N' | b'S' if self.batch.is_none() => None,
+            tag::NOTICE_RESPONSE | tag::PARAMETER_STATUS if self.batch.is_none() => None,
             // A batch's acknowledgements: the client gets them once.
-            b'1' | b'2' | b'3' | b't' | b'n' if self.batch.is_some() => {
+            tag::PARSE_COMPLETE
+            | tag::BIND_COMPLETE
+            | tag::CLOSE_COMPLETE
+            | tag::PARAMETER_DESCRIPTION
+            | tag::NO_DATA
+                if self.batch.is_some() =>
+            {
                 self.acknowledged += 1;
                 None
             }
@@ -168,13 +179,6 @@ pub struct Rerun {
 /// The SQLSTATE of an ErrorResponse body.
 fn sqlstate(body: &[u8]) -> Option<&[u8]> {
     crate::wire::fields::error_field(body, b'C')
-}
-
-/// Operator intervention (57P01 admin shutdown, 57P02 crash shutdown,
-/// 57P03 cannot connect now) and connection exceptions (08…): the server
-/// is ending the connection, not refusing the statement.
-fn is_server_going_away(sqlstate: &[u8]) -> bool {
-    sqlstate.starts_with(b"57P0") || sqlstate.starts_with(b"08")
 }
 
 /// Errors after which the Query runs again elsewhere.

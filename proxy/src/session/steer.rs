@@ -25,8 +25,9 @@ mod state;
 mod worker;
 
 pub use pins::Pins;
-use pins::{is_plain_read, pins_session};
-pub use state::{BatchNeeds, Pending, RouteState};
+use pins::{is_plain_read, pins_session, steered_work};
+pub use state::{BatchNeeds, HeadFrame, LsnAsk, Pending, RouteState};
+use state::{RetryArm, SteeredWork};
 pub use worker::{WorkerRouter, consistency_from_config};
 
 use std::sync::Arc;
@@ -36,9 +37,11 @@ use pgrelay_router::{
     Access, Consistency, DiscardKind, RouteReason, SessionEffect, Statement, TxEffect, WriteReason,
 };
 
+use crate::sqlstate;
 use crate::wire::fe;
 use crate::wire::frame::FrameHeader;
 use crate::wire::pump::{Inspect, Need, Verdict};
+use crate::wire::tag;
 
 use super::capture::LSN_QUERY;
 use super::sql_prepared::execute_name;
@@ -64,18 +67,19 @@ impl Inspect for ClientSide<'_> {
     /// size.
     fn need(&self, header: FrameHeader) -> Need {
         match header.tag {
-            b'Q' | b'P' | b'D' | b'C' => Need::Whole,
-            b'B' => Need::Prefix(BIND_PREFIX),
+            tag::QUERY | tag::PARSE | tag::DESCRIBE | tag::CLOSE => Need::Whole,
+            tag::BIND => Need::Prefix(BIND_PREFIX),
             _ => Need::Header,
         }
     }
 
     fn inspect(&mut self, header: FrameHeader, frame: &mut [u8], ahead: &[u8]) -> Verdict {
         let tag = header.tag;
-        if tag == b'X' {
+        if tag == tag::TERMINATE {
             return Verdict::Stop;
         }
-        if std::mem::take(&mut self.route.resume_head) {
+        if self.route.head == HeadFrame::Decided {
+            self.route.head = HeadFrame::Undecided;
             return self.forwarded(tag, frame);
         }
         if self.route.retry.armed() {
@@ -94,11 +98,19 @@ impl Inspect for ClientSide<'_> {
             return Verdict::Hold;
         }
         let verdict = match tag {
-            b'Q' => self.steer_query(frame),
-            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' if !self.tracker.in_batch() => {
+            tag::QUERY => self.steer_query(frame),
+            tag::PARSE
+            | tag::BIND
+            | tag::DESCRIBE
+            | tag::EXECUTE
+            | tag::CLOSE
+            | tag::FLUSH
+            | tag::SYNC
+                if !self.tracker.in_batch() =>
+            {
                 self.steer_batch(header, frame, ahead)
             }
-            b'F' => self.steer_to_primary(),
+            tag::FUNCTION_CALL => self.steer_to_primary(),
             _ => Verdict::Forward,
         };
         if verdict == Verdict::Forward {
@@ -118,8 +130,14 @@ impl ClientSide<'_> {
     /// pipelined behind a BEGIN is judged again once that is answered.)
     fn starts_transaction(&self, tag: u8) -> bool {
         let begins = match tag {
-            b'Q' | b'F' => true,
-            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' => !self.tracker.in_batch(),
+            tag::QUERY | tag::FUNCTION_CALL => true,
+            tag::PARSE
+            | tag::BIND
+            | tag::DESCRIBE
+            | tag::EXECUTE
+            | tag::CLOSE
+            | tag::FLUSH
+            | tag::SYNC => !self.tracker.in_batch(),
             _ => false,
         };
         begins && self.tracker.status() == TxStatus::Idle
@@ -133,30 +151,26 @@ impl ClientSide<'_> {
     /// Book-keeping for a message on its way to the current node; says
     /// whether an LSN request follows it.
     fn forwarded(&mut self, tag: u8, frame: &[u8]) -> Verdict {
-        self.route.looked_up = false;
-        if tag == b'Q' && std::mem::take(&mut self.route.retry_candidate) && self.tracker.is_idle()
-        {
-            self.route.retry.arm(frame);
-        }
-        if tag == b'S'
-            && let Some((bytes, needs)) = self.route.retry_batch.take()
-            && self.tracker.awaiting_ready() == 0
-            && self.tracker.status() == TxStatus::Idle
-        {
-            self.route.retry.arm_batch(bytes, needs);
-        }
+        self.route.head = HeadFrame::Undecided;
+        self.arm_retry(tag, frame);
         let capture =
-            matches!(tag, b'Q' | b'S') && std::mem::take(&mut self.route.capture_after_sync);
+            matches!(tag, tag::QUERY | tag::SYNC) && self.route.lsn_ask.take_behind_request();
         let clean = match tag {
-            b'Q' => std::mem::take(&mut self.route.next_clean),
+            tag::QUERY => {
+                let steered =
+                    std::mem::replace(&mut self.route.steered, SteeredWork::MayLeaveState);
+                steered == SteeredWork::PlainReads
+            }
             // What a batch runs was judged Parse by Parse (below), however
             // the batch was cut: a Sync leaves nothing of its own.
-            b'S' => {
-                self.route.next_clean = false;
+            tag::SYNC => {
+                self.route.steered = SteeredWork::MayLeaveState;
                 true
             }
-            b'P' => self.parse_leaves_nothing(frame),
-            b'B' | b'D' | b'E' | b'C' | b'H' | b'X' => true,
+            tag::PARSE => self.parse_leaves_nothing(frame),
+            tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE | tag::FLUSH | tag::TERMINATE => {
+                true
+            }
             // Function calls and anything unknown are state.
             _ => false,
         };
@@ -204,6 +218,29 @@ impl ClientSide<'_> {
         verdict
     }
 
+    /// Arms the retry net as the Query, or the Sync of the batch, that was
+    /// steered to a replica is forwarded, if nothing else is in flight.
+    fn arm_retry(&mut self, tag: u8, frame: &[u8]) {
+        let arm = &mut self.route.retry_arm;
+        let due = matches!(
+            (tag, &*arm),
+            (tag::QUERY, RetryArm::Query) | (tag::SYNC, RetryArm::Batch(..))
+        );
+        if !due {
+            return;
+        }
+        match std::mem::replace(arm, RetryArm::Nothing) {
+            RetryArm::Query if self.tracker.is_idle() => self.route.retry.arm(frame),
+            RetryArm::Batch(bytes, needs)
+                if self.tracker.awaiting_ready() == 0
+                    && self.tracker.status() == TxStatus::Idle =>
+            {
+                self.route.retry.arm_batch(bytes, needs)
+            }
+            _ => {}
+        }
+    }
+
     fn steer_query(&mut self, frame: &[u8]) -> Verdict {
         let sql = frame
             .get(5..frame.len().saturating_sub(1))
@@ -213,7 +250,7 @@ impl ClientSide<'_> {
             self.route.pending = Some(Pending::Local(command.clone()));
             return Verdict::Hold;
         }
-        self.route.next_clean = is_plain_read(&statement);
+        self.route.steered = steered_work(std::slice::from_ref(&statement));
         self.free_database_for(sql, &statement);
         if let Some(verdict) = self.deallocate_sql_prepared(&statement.session) {
             return verdict;
@@ -275,13 +312,17 @@ impl ClientSide<'_> {
         if route.reason == RouteReason::PrimaryFallback
             && let Some(verdict) = self.no_replica(None)
         {
-            self.route.capture_after_sync = false;
+            self.route.lsn_ask.not_behind_request();
             return verdict;
         }
         self.note_dropped_statements(route.node, &statement.session);
         self.note_setting(route.node, sql, &statement.session);
         self.note_sql_prepare(route.node, sql, &statement.session);
-        self.route.retry_candidate = route.reason.is_replica();
+        if route.reason.is_replica() {
+            self.route.retry_arm = RetryArm::Query;
+        } else if self.route.retry_arm == RetryArm::Query {
+            self.route.retry_arm = RetryArm::Nothing;
+        }
         let replay_prepare = executed.as_ref().is_some_and(|(name, _)| {
             self.route
                 .sql_prepared
@@ -306,10 +347,10 @@ impl ClientSide<'_> {
     /// statement waits until that is known.
     fn capture_first(&mut self) -> Option<Verdict> {
         if self.route.consistency == Consistency::Strong {
-            self.route.capture_due = false;
+            self.route.lsn_ask.asked_before_read();
             return None;
         }
-        if self.route.capture_due {
+        if self.route.lsn_ask == LsnAsk::BeforeNextRead {
             self.route.pending = Some(Pending::CaptureLsn);
             return Some(Verdict::Hold);
         }
@@ -330,7 +371,8 @@ impl ClientSide<'_> {
         if self.route.pins.holds_state() || self.route.consistency == Consistency::Strong {
             return None;
         }
-        if std::mem::take(&mut self.route.looked_up) {
+        if self.route.head == HeadFrame::LookedUp {
+            self.route.head = HeadFrame::Undecided;
             return None;
         }
         let names = self.router.unresolved(&self.route.database, statements)?;
@@ -351,7 +393,7 @@ impl ClientSide<'_> {
             crate::config::ByteSize(self.route.max_state as u64)
         );
         self.route.pending = Some(Pending::Refuse {
-            sqlstate: "54000",
+            sqlstate: sqlstate::PROGRAM_LIMIT_EXCEEDED,
             message,
             batch_len,
             aborts: self.tracker.status() != TxStatus::Idle,
@@ -417,7 +459,7 @@ impl ClientSide<'_> {
             && self.topology.primary() == Some(self.route.current)
             && statements.iter().any(|s| s.transaction == TxEffect::Commit)
         {
-            self.route.capture_after_sync = true;
+            self.route.lsn_ask.behind_request();
         }
     }
 

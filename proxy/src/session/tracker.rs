@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::registry::{ClientState, SessionInfo};
+use crate::wire::tag;
 
 /// The transaction status byte of the last ReadyForQuery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,26 +93,26 @@ impl Tracker {
     /// Notes a message the client sent to the backend.
     pub fn client_sent(&mut self, tag: u8) {
         match tag {
-            b'Q' => {
+            tag::QUERY => {
                 self.request_sent();
                 self.syncs_since_execute = 0;
             }
-            b'F' => self.request_sent(),
-            b'S' if self.copy_in => {}
-            b'S' => {
+            tag::FUNCTION_CALL => self.request_sent(),
+            tag::SYNC if self.copy_in => {}
+            tag::SYNC => {
                 self.request_sent();
                 self.syncs_since_execute += 1;
                 self.unsynced = false;
             }
-            b'E' => {
+            tag::EXECUTE => {
                 self.syncs_since_execute = 0;
                 self.unsynced = true;
             }
-            b'P' | b'B' | b'D' | b'C' => self.unsynced = true,
+            tag::PARSE | tag::BIND | tag::DESCRIBE | tag::CLOSE => self.unsynced = true,
             // A Flush only asks for what is pending: after a Sync (as
             // psycopg ends a pipeline) it opens no batch.
-            b'H' => {}
-            b'c' | b'f' => self.copy_in = false,
+            tag::FLUSH => {}
+            tag::COPY_DONE | tag::COPY_FAIL => self.copy_in = false,
             _ => {}
         }
     }

@@ -3,6 +3,8 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::tag;
+
 /// Writes one tagged message whose body `body` fills in; the length is
 /// patched in afterwards so callers never count bytes by hand.
 fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
@@ -54,19 +56,19 @@ pub fn error_response(buf: &mut BytesMut, severity: Severity, code: &str, text: 
 }
 
 pub fn authentication_ok(buf: &mut BytesMut) {
-    message(buf, b'R', |b| b.put_u32(0));
+    message(buf, tag::AUTHENTICATION, |b| b.put_i32(tag::AUTH_OK));
 }
 
 pub fn authentication_md5(buf: &mut BytesMut, salt: [u8; 4]) {
-    message(buf, b'R', |b| {
-        b.put_u32(5);
+    message(buf, tag::AUTHENTICATION, |b| {
+        b.put_i32(tag::AUTH_MD5);
         b.put_slice(&salt);
     });
 }
 
 pub fn authentication_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
-    message(buf, b'R', |b| {
-        b.put_u32(10);
+    message(buf, tag::AUTHENTICATION, |b| {
+        b.put_i32(tag::AUTH_SASL);
         for m in mechanisms {
             cstr(b, m);
         }
@@ -75,15 +77,15 @@ pub fn authentication_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
 }
 
 pub fn authentication_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
-    message(buf, b'R', |b| {
-        b.put_u32(11);
+    message(buf, tag::AUTHENTICATION, |b| {
+        b.put_i32(tag::AUTH_SASL_CONTINUE);
         b.put_slice(data);
     });
 }
 
 pub fn authentication_sasl_final(buf: &mut BytesMut, data: &[u8]) {
-    message(buf, b'R', |b| {
-        b.put_u32(12);
+    message(buf, tag::AUTHENTICATION, |b| {
+        b.put_i32(tag::AUTH_SASL_FINAL);
         b.put_slice(data);
     });
 }

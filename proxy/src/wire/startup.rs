@@ -1,6 +1,8 @@
 //! The untagged first message of a connection: StartupMessage,
 //! SSLRequest, GSSENCRequest or CancelRequest.
 
+use crate::sqlstate;
+
 /// PostgreSQL refuses startup packets longer than this (MAX_STARTUP_PACKET_LENGTH).
 pub const MAX_STARTUP_PACKET: usize = 10_000;
 
@@ -78,8 +80,8 @@ impl StartupError {
 
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            StartupError::UnsupportedProtocol(_) => "0A000",
-            _ => "08P01",
+            StartupError::UnsupportedProtocol(_) => sqlstate::FEATURE_NOT_SUPPORTED,
+            _ => sqlstate::PROTOCOL_VIOLATION,
         }
     }
 }

@@ -11,7 +11,10 @@ use crate::wire::pump::Verdict;
 
 use super::super::batch::{self, BatchEnd, BatchItem};
 use super::super::tracker::TxStatus;
-use super::{BATCH_LOOKAHEAD, BatchNeeds, ClientSide, Pending, Pins, is_plain_read, pins_session};
+use super::{
+    BATCH_LOOKAHEAD, BatchNeeds, ClientSide, LsnAsk, Pending, Pins, RetryArm, SteeredWork,
+    pins_session, steered_work,
+};
 
 impl ClientSide<'_> {
     /// Routes an extended-protocol batch as a whole, from its first
@@ -69,7 +72,11 @@ impl ClientSide<'_> {
         }
         // The batch's Sync marks the connection if any statement may leave
         // state (its named Parses mark it themselves).
-        self.route.next_clean = !unknown && statements.iter().all(|s| is_plain_read(s));
+        self.route.steered = if unknown {
+            SteeredWork::MayLeaveState
+        } else {
+            steered_work(&statements)
+        };
         if statements.is_empty() && !unknown {
             // Executing or describing portals, closing, syncing: nothing
             // to route by; portals live where they were bound.
@@ -138,7 +145,9 @@ impl ClientSide<'_> {
             }
             if end != BatchEnd::Sync || unknown {
                 // Whatever it does, it may commit a write (or COPY).
-                self.route.capture_due |= self.route.consistency != Consistency::Strong;
+                if self.route.consistency != Consistency::Strong {
+                    self.route.lsn_ask = LsnAsk::BeforeNextRead;
+                }
                 self.topology.primary().map(|node| Route {
                     node,
                     reason: RouteReason::PrimaryOpenBatch,
@@ -147,7 +156,7 @@ impl ClientSide<'_> {
                 match self.decide(&statements) {
                     Some(route) if route.reason == RouteReason::PrimaryFallback => {
                         if let Some(verdict) = self.no_replica(Some(len)) {
-                            self.route.capture_after_sync = false;
+                            self.route.lsn_ask.not_behind_request();
                             return verdict;
                         }
                         Some(route)
@@ -163,7 +172,7 @@ impl ClientSide<'_> {
             self.routed(current, RouteReason::PrimaryFallback);
             return Verdict::Forward;
         };
-        self.route.retry_batch = None;
+        self.route.retry_arm = RetryArm::Nothing;
         let owned = |names: &[&[u8]]| names.iter().map(|n| n.to_vec()).collect();
         let needs = BatchNeeds {
             defines: owned(&defines),
@@ -184,7 +193,7 @@ impl ClientSide<'_> {
             let mut bytes = Vec::with_capacity(len);
             bytes.extend_from_slice(frame);
             bytes.extend_from_slice(rest);
-            self.route.retry_batch = Some((Bytes::from(bytes), needs.clone()));
+            self.route.retry_arm = RetryArm::Batch(Bytes::from(bytes), needs.clone());
         }
         let setup_needed = !self.route.prepared.setup_for(route.node, &needs).is_empty();
         if route.node == current && !setup_needed && self.route.check_lsn.is_none() {

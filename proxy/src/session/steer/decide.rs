@@ -10,9 +10,10 @@ use pgrelay_router::{
     WriteReason, decide,
 };
 
-use super::{ClientSide, Pending};
+use super::{ClientSide, LsnAsk, Pending};
 use crate::config::{LoadBalance, WhenNoReplica};
 use crate::metrics::FallbackReason;
+use crate::sqlstate;
 use crate::wire::pump::Verdict;
 
 impl ClientSide<'_> {
@@ -51,7 +52,6 @@ impl ClientSide<'_> {
         let max_lag = self.route.max_lag.unwrap_or(routing.max_lag);
         let session = SessionView {
             consistency: self.route.consistency,
-            transaction_node: None,
             pinned: self.route.pins.holds_state(),
             min_lsn,
             max_lag_bytes: Some(routing.max_lag_bytes.0),
@@ -149,8 +149,13 @@ impl ClientSide<'_> {
                     }
                 )
             });
-            self.route.capture_after_sync = on_primary && !copies;
-            self.route.capture_due |= on_primary && copies;
+            if on_primary && copies {
+                self.route.lsn_ask = LsnAsk::BeforeNextRead;
+            } else if on_primary {
+                self.route.lsn_ask.behind_request();
+            } else {
+                self.route.lsn_ask.not_behind_request();
+            }
         }
         Some(route)
     }
@@ -192,7 +197,9 @@ impl ClientSide<'_> {
                     self.route.consistency.as_str()
                 );
                 self.route.pending = Some(Pending::Refuse {
-                    sqlstate: super::super::NO_REPLICA_SQLSTATE,
+                    // "Cannot connect now", the class clients treat as
+                    // transient: a replica may catch up a moment later.
+                    sqlstate: sqlstate::CANNOT_CONNECT_NOW,
                     message,
                     batch_len,
                     aborts: false,

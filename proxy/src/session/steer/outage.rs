@@ -4,18 +4,19 @@
 
 use pgrelay_router::TxEffect;
 
+use crate::sqlstate;
 use crate::wire::frame::FrameHeader;
 use crate::wire::pump::Verdict;
+use crate::wire::tag;
 
 use super::super::batch::{self, BatchEnd, BatchItem};
-use super::super::recover::CONNECTION_LOST_SQLSTATE;
 use super::{BATCH_LOOKAHEAD, ClientSide, Pending};
 
 impl ClientSide<'_> {
     /// No primary is known (a failover is under way): the statement (or
     /// the batch of `batch_len` bytes) waits for one.
     pub(super) fn await_primary(&mut self, batch_len: Option<usize>) -> Verdict {
-        self.route.capture_after_sync = false;
+        self.route.lsn_ask.not_behind_request();
         self.route.pending = Some(Pending::AwaitPrimary { batch_len });
         Verdict::Hold
     }
@@ -32,14 +33,22 @@ impl ClientSide<'_> {
     ) -> Option<Verdict> {
         let is_rollback = |sql: &[u8]| self.router.classify(sql).transaction == TxEffect::Rollback;
         let (batch_len, rolls_back) = match header.tag {
-            b'Q' => {
+            tag::QUERY => {
                 let sql = frame
                     .get(5..frame.len().saturating_sub(1))
                     .unwrap_or_default();
                 (None, is_rollback(sql))
             }
-            b'F' => (None, false),
-            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' if !self.tracker.in_batch() => {
+            tag::FUNCTION_CALL => (None, false),
+            tag::PARSE
+            | tag::BIND
+            | tag::DESCRIBE
+            | tag::EXECUTE
+            | tag::CLOSE
+            | tag::FLUSH
+            | tag::SYNC
+                if !self.tracker.in_batch() =>
+            {
                 let prepared = &self.route.prepared;
                 let (mut statements, mut rollbacks) = (0, 0);
                 let mut count = |rollback: bool| {
@@ -74,7 +83,8 @@ impl ClientSide<'_> {
             return None;
         }
         self.route.pending = Some(Pending::Refuse {
-            sqlstate: CONNECTION_LOST_SQLSTATE,
+            // A connection failure, as PostgreSQL itself would report.
+            sqlstate: sqlstate::CONNECTION_FAILURE,
             message,
             batch_len,
             aborts: true,

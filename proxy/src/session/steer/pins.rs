@@ -1,7 +1,11 @@
 //! Session state that only the primary has, and statements that leave
 //! none.
 
+use std::sync::Arc;
+
 use pgrelay_router::{SessionEffect, Statement, TxEffect};
+
+use super::state::SteeredWork;
 
 /// A statement that leaves nothing behind in the session: a read with no
 /// effects and no function calls (which may keep state, like nextval's
@@ -12,6 +16,16 @@ pub(super) fn is_plain_read(statement: &Statement) -> bool {
         && statement.transaction == TxEffect::None
         && statement.functions.is_empty()
         && statement.pgrelay.is_none()
+}
+
+/// What a Query or batch of `statements` runs: only plain reads, or
+/// something that may leave state on the connection.
+pub(super) fn steered_work(statements: &[Arc<Statement>]) -> SteeredWork {
+    if statements.iter().all(|s| is_plain_read(s)) {
+        SteeredWork::PlainReads
+    } else {
+        SteeredWork::MayLeaveState
+    }
 }
 
 /// Why the session is pinned to the primary. Each kind of state goes away

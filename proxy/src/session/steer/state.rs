@@ -86,14 +86,93 @@ pub struct BatchNeeds {
     pub open: bool,
 }
 
+/// Where the frame at the head of the client's stream stands when it is
+/// inspected (again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadFrame {
+    /// To be judged.
+    Undecided,
+    /// To be judged again: the functions it calls were just looked up, so
+    /// it is not held for another lookup.
+    LookedUp,
+    /// Dealt with (the session switched nodes for it, or nothing was
+    /// pending): forward it without asking again.
+    Decided,
+}
+
+/// What the retry net is armed with when the request being steered to a
+/// replica is forwarded, if nothing else is in flight then (see `retry`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryArm {
+    Nothing,
+    /// The Query, armed as it is forwarded.
+    Query,
+    /// An extended-protocol batch: its bytes and the prepared statements
+    /// it uses, armed when its Sync is forwarded.
+    Batch(Bytes, BatchNeeds),
+}
+
+/// When pgrelay asks the primary for the session's LSN after a write
+/// (read-your-writes; see `capture`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LsnAsk {
+    /// Nothing to ask.
+    Nothing,
+    /// The Query or batch being forwarded commits a write: ask right
+    /// behind it (its Query, or its Sync).
+    BehindRequest,
+    /// A write whose LSN could not be asked for right behind it (a COPY
+    /// FROM STDIN: the server takes no Query in copy-in mode; an open
+    /// batch): ask before the next read is routed.
+    BeforeNextRead,
+}
+
+impl LsnAsk {
+    /// The request being steered commits a write on the primary. (An ask
+    /// still due for an earlier write is answered by this one too: the
+    /// position behind this request is at least as new.)
+    pub fn behind_request(&mut self) {
+        *self = LsnAsk::BehindRequest;
+    }
+
+    /// The request being steered is not forwarded (yet): nothing is asked
+    /// behind it. An ask due before the next read stays due.
+    pub fn not_behind_request(&mut self) {
+        if *self == LsnAsk::BehindRequest {
+            *self = LsnAsk::Nothing;
+        }
+    }
+
+    /// Whether to ask behind the request being forwarded now; once.
+    pub fn take_behind_request(&mut self) -> bool {
+        let behind = *self == LsnAsk::BehindRequest;
+        self.not_behind_request();
+        behind
+    }
+
+    /// The ask due before the next read was made, or is not needed.
+    pub fn asked_before_read(&mut self) {
+        if *self == LsnAsk::BeforeNextRead {
+            *self = LsnAsk::Nothing;
+        }
+    }
+}
+
+/// What the Query or batch being steered runs: whether the connection is
+/// as clean afterwards as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SteeredWork {
+    /// Anything (assumed when not known).
+    MayLeaveState,
+    /// Only plain reads.
+    PlainReads,
+}
+
 /// One session's routing state.
 #[derive(Debug)]
 pub struct RouteState {
     /// The session's database: what function lookups are valid for.
     pub database: std::sync::Arc<str>,
-    /// The held statement's functions were just looked up: it is not held
-    /// for another lookup.
-    pub looked_up: bool,
     /// `listen.max_session_state`: bytes of statements and settings kept
     /// for replay, at most.
     pub max_state: usize,
@@ -105,28 +184,16 @@ pub struct RouteState {
     /// Where the last statement went and why (`SHOW pgrelay.route`).
     pub last: Option<(usize, RouteReason)>,
     pub pending: Option<Pending>,
-    /// The held frame has been dealt with: forward it without asking again.
-    pub resume_head: bool,
+    pub head: HeadFrame,
     pub prepared: Registry,
     pub sql_prepared: SqlPrepared,
     pub settings: Settings,
     pub retry: Retry,
-    /// The Query being steered goes to a replica: arm the retry net when
-    /// it is forwarded, if nothing else is in flight then.
-    pub(super) retry_candidate: bool,
-    /// The same for an extended-protocol batch: its bytes and the prepared
-    /// statements it uses, armed when its Sync is forwarded.
-    pub(super) retry_batch: Option<(Bytes, BatchNeeds)>,
+    pub(super) retry_arm: RetryArm,
     /// The session's last write (read-your-writes) and the LSN requests
     /// in flight.
     pub capture: LsnCapture,
-    /// The batch being forwarded commits a write: capture its LSN behind
-    /// its Sync.
-    pub(super) capture_after_sync: bool,
-    /// A write whose LSN could not be asked for behind it (a COPY FROM
-    /// STDIN: the server takes no Query in copy-in mode; an open batch):
-    /// ask before the next read is routed.
-    pub capture_due: bool,
+    pub lsn_ask: LsnAsk,
     /// `SET pgrelay.min_lsn`: a causal position from elsewhere.
     pub min_lsn: u64,
     /// Monotonic reads: the position of the freshest node read from.
@@ -137,8 +204,7 @@ pub struct RouteState {
     /// state ran on the session's connection there; clean connections go
     /// back to the pool without a reset.
     pub(super) dirty: u64,
-    /// The Query or batch being steered runs only plain reads.
-    pub(super) next_clean: bool,
+    pub(super) steered: SteeredWork,
     /// Per node, the pooled connection the session left its state on
     /// (transaction pooling).
     state_conn: Vec<Option<u64>>,
@@ -172,23 +238,20 @@ impl RouteState {
     ) -> RouteState {
         RouteState {
             database: database.into(),
-            looked_up: false,
             max_state,
             consistency,
             pins: Pins::default(),
             current,
             last: None,
             pending: None,
-            resume_head: false,
+            head: HeadFrame::Undecided,
             prepared: Registry::new(nodes, statement_keys),
             sql_prepared: SqlPrepared::new(nodes),
             settings: Settings::new(nodes),
             retry: Retry::default(),
-            retry_candidate: false,
-            retry_batch: None,
+            retry_arm: RetryArm::Nothing,
             capture: LsnCapture::default(),
-            capture_after_sync: false,
-            capture_due: false,
+            lsn_ask: LsnAsk::Nothing,
             min_lsn: 0,
             read_floor: 0,
             max_lag: None,
@@ -198,7 +261,7 @@ impl RouteState {
             lost_transaction: None,
             check_lsn: None,
             dirty: 0,
-            next_clean: false,
+            steered: SteeredWork::MayLeaveState,
             judged_parses: 0,
             state_conn: vec![None; nodes],
         }

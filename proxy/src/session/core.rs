@@ -1,0 +1,264 @@
+//! A logged-in session: everything it owns from its first ReadyForQuery to
+//! its end, and the loop that forwards until something needs the session
+//! (a held frame, a lost, refused or released backend, the end) and hands
+//! it to its handler (see `handlers`).
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use crate::backend::{Lease, Reuse};
+use crate::cancel::{CancelKey, CancelTarget};
+use crate::config::PoolMode;
+use crate::error::ProxyError;
+use crate::net::Stream;
+use crate::registry::{ClientState, NewSession, SessionEntry};
+use crate::shutdown::ShutdownWatch;
+use crate::sqlstate;
+use crate::wire::be::{self, Severity};
+use crate::wire::pump::Pump;
+
+use super::SessionContext;
+use super::forward::{ForwardEnd, Identity, Pumps, Release, forward};
+use super::leases::Leases;
+use super::recover::Loss;
+use super::resume::resume;
+use super::steer::{RouteState, consistency_from_config};
+use super::switch::LoginAs;
+use super::tracker::Tracker;
+
+/// What the session does after a handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Forward again (leasing a connection first if it holds none).
+    Continue,
+    /// The session ends.
+    End(ForwardEnd),
+}
+
+/// What the login hands the session besides who logged in.
+pub(super) struct Handover {
+    /// The connection the client logged in through.
+    pub(super) lease: Lease,
+    pub(super) cancel_key: CancelKey,
+    /// Bytes the client sent ahead of its first ReadyForQuery.
+    pub(super) leftover: BytesMut,
+}
+
+/// One logged-in client connection.
+pub(super) struct Session<'a> {
+    pub(super) ctx: &'a SessionContext,
+    pub(super) client: &'a mut Stream,
+    /// Who the session is, for connections it opens.
+    pub(super) login: LoginAs<'a>,
+    /// Client → backend.
+    pub(super) up: Pump,
+    /// Backend → client.
+    pub(super) down: Pump,
+    /// `listen.max_message_size`, for a new `down` pump.
+    pub(super) max_message: usize,
+    pub(super) tracker: Tracker,
+    pub(super) route: RouteState,
+    /// The session's backend connections; `None` between transactions
+    /// (transaction pooling).
+    pub(super) held: Option<Leases>,
+    pub(super) identity: Identity,
+    /// The key the client got in BackendKeyData, pointed at the backend
+    /// the session uses now.
+    pub(super) cancel_key: CancelKey,
+    /// The session's entry in `SHOW CLIENTS`.
+    pub(super) registered: SessionEntry,
+    pub(super) watch: ShutdownWatch,
+    pub(super) release: Release,
+}
+
+impl<'a> Session<'a> {
+    pub(super) fn new(
+        ctx: &'a SessionContext,
+        client: &'a mut Stream,
+        login: LoginAs<'a>,
+        handover: Handover,
+    ) -> Session<'a> {
+        let Handover {
+            lease,
+            cancel_key,
+            leftover,
+        } = handover;
+        let config = ctx.shared.config();
+        let max_message = config.listen.max_message_size.as_usize();
+        let up = Pump::with_bytes(max_message, &leftover);
+        // The login's read buffer: an idle client should not keep it.
+        drop(leftover);
+        let mut tracker = Tracker::default();
+        let database = login
+            .key
+            .params()
+            .iter()
+            .find(|(k, _)| k == "database")
+            .map_or(login.user, |(_, v)| v.as_str());
+        let registered = ctx.shared.sessions.register(NewSession {
+            id: login.session,
+            peer: ctx.peer,
+            user: login.user,
+            database,
+            state: ClientState::Idle,
+            node: Some(lease.conn().node),
+        });
+        tracker.report_to(Arc::clone(&registered.info));
+        let configured = consistency_from_config(config.routing.consistency);
+        let max_state = config.listen.max_session_state.as_usize();
+        let nodes = config.nodes.len();
+        let keys = ctx.pool.statement_keys();
+        let first = lease.conn().node;
+        let mut route = RouteState::new(database, configured, first, nodes, max_state, keys);
+        let mut lease = lease;
+        route.attach(lease.conn_mut());
+        let release = match config.pool.mode {
+            PoolMode::Transaction => Release::AtIdle,
+            PoolMode::Session => Release::Never,
+        };
+        drop(config);
+        Session {
+            identity: Identity {
+                client_pid: cancel_key.pid,
+                backend_pid: lease.conn().key.pid,
+                node: lease.conn().node_name.clone(),
+            },
+            ctx,
+            client,
+            login,
+            up,
+            down: Pump::new(max_message),
+            max_message,
+            tracker,
+            route,
+            held: Some(Leases::new(lease)),
+            cancel_key,
+            registered,
+            watch: ctx.shutdown.watch(),
+            release,
+        }
+    }
+
+    /// Runs the session to its end. Whichever way it ends, its
+    /// connections are given back (or closed, on an error) here.
+    pub(super) async fn run(mut self) -> Result<Option<ForwardEnd>, ProxyError> {
+        let end = loop {
+            match self.step().await {
+                Ok(Step::Continue) => {}
+                Ok(Step::End(end)) => break end,
+                Err(e) => {
+                    self.abandon();
+                    return Err(e);
+                }
+            }
+        };
+        self.finish(end).await;
+        Ok(Some(end))
+    }
+
+    /// One forwarding phase and what follows it.
+    async fn step(&mut self) -> Result<Step, ProxyError> {
+        if self.held.is_none()
+            && let Some(end) = self.resume().await?
+        {
+            return Ok(Step::End(end));
+        }
+        let Some(end) = self.forward().await? else {
+            return Ok(Step::Continue);
+        };
+        match end {
+            ForwardEnd::Released => Ok(self.on_released()),
+            ForwardEnd::BackendLost => self.on_lost(Loss::Idle).await,
+            ForwardEnd::LostInFlight => self.on_lost(Loss::InFlight).await,
+            ForwardEnd::Refused => self.on_refused().await,
+            ForwardEnd::Held => self.on_held().await,
+            end => Ok(Step::End(end)),
+        }
+    }
+
+    /// Waits for the client's next request holding no connection, then
+    /// leases one. `Some(end)`: the session ends instead.
+    async fn resume(&mut self) -> Result<Option<ForwardEnd>, ProxyError> {
+        resume(
+            (&mut *self.client, &mut self.up, &mut self.down),
+            &mut self.route,
+            &self.login,
+            self.ctx,
+            &mut self.watch,
+            &mut self.held,
+        )
+        .await
+    }
+
+    /// Points the session's identity, cancel key and registry entry at its
+    /// current connection, and forwards on it. `None`: it holds none.
+    async fn forward(&mut self) -> Result<Option<ForwardEnd>, ProxyError> {
+        let Some(leases) = self.held.as_mut() else {
+            return Ok(None);
+        };
+        let current = leases.current_mut();
+        let identity = &mut self.identity;
+        identity.backend_pid = current.conn().key.pid;
+        identity.node.clone_from(&current.conn().node_name);
+        self.ctx.shared.sessions.backend_used(
+            current.conn().node,
+            identity.backend_pid,
+            identity.client_pid,
+        );
+        self.cancel_key.set_target(Some(CancelTarget {
+            node: current.conn().node,
+            addr: current.conn().peer.clone(),
+            key: current.conn().key,
+        }));
+        self.registered.info.set_node(current.conn().node);
+        let pumps = Pumps {
+            up: &mut self.up,
+            down: &mut self.down,
+            tracker: &mut self.tracker,
+            route: &mut self.route,
+            router: &self.ctx.router,
+            topology: &self.ctx.shared.topology,
+            identity: &self.identity,
+            shutdown: &mut self.watch,
+            release: self.release,
+        };
+        let stream = &mut current.conn_mut().stream;
+        forward(&mut *self.client, stream, pumps).await.map(Some)
+    }
+
+    /// The session ends on an error: its cancel key leads nowhere any
+    /// more, and every connection it holds is closed.
+    fn abandon(&mut self) {
+        self.cancel_key.set_target(None);
+        if let Some(leases) = self.held.take() {
+            leases.release_all(Reuse::Close, Reuse::Close);
+        }
+    }
+
+    /// The session ends with `end`: work nobody will read is cancelled,
+    /// connections go back, and a client that is shut out is told why.
+    async fn finish(mut self, end: ForwardEnd) {
+        if end == ForwardEnd::ClientClosed && !self.tracker.all_answered() {
+            // Nobody will read the answer: the node need not finish the work.
+            let key = &self.cancel_key;
+            self.ctx.shared.cancels.cancel(key.pid, key.secret).await;
+        }
+        self.cancel_key.set_target(None);
+        if let Some(leases) = self.held.take() {
+            let state = (&self.tracker, &mut self.route);
+            super::handlers::give_back(leases, end, state, (&self.up, &self.down)).await;
+        }
+        self.ctx.pool.reset_left_by(self.login.session);
+        if matches!(end, ForwardEnd::Drained | ForwardEnd::Stopped) {
+            let mut out = BytesMut::new();
+            be::error_response(
+                &mut out,
+                Severity::Fatal,
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection because pgrelay is shutting down",
+            );
+            let _ = self.client.send_all(&out).await;
+        }
+    }
+}

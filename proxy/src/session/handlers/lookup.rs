@@ -1,0 +1,67 @@
+//! Held frames pgrelay asks the backend about before judging them again:
+//! the session's LSN after a write, and the volatility of the functions a
+//! statement calls.
+
+use bytes::BytesMut;
+use pgrelay_router::Volatility;
+
+use crate::error::ProxyError;
+use crate::wire;
+
+use super::super::core::{Session, Step};
+use super::super::steer::HeadFrame;
+use super::super::{exchange, functions};
+
+impl Session<'_> {
+    /// Asks the primary for the WAL position of the session's last write
+    /// (`Pending::CaptureLsn`), then judges the frame again.
+    pub(super) async fn on_capture_lsn(&mut self) -> Result<Step, ProxyError> {
+        let Some(leases) = self.held.as_mut() else {
+            return Ok(Step::Continue);
+        };
+        self.route.lsn_ask.asked_before_read();
+        let primary = self.ctx.shared.topology.primary();
+        if let Some(lease) = primary.and_then(|p| leases.on_node_mut(p)) {
+            let mut request = BytesMut::new();
+            wire::fe::query(&mut request, b"SELECT pg_current_wal_insert_lsn()::text");
+            let answer = exchange::exchange(lease.conn_mut(), &request).await?;
+            let lsn = answer
+                .rows
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .and_then(|text| pgrelay_health::parse_lsn(&text));
+            if let Some(lsn) = lsn {
+                let capture = &mut self.route.capture;
+                capture.last_lsn = capture.last_lsn.max(lsn);
+            }
+        }
+        self.up.resume();
+        Ok(Step::Continue)
+    }
+
+    /// Looks up in `pg_proc` the functions the held statement calls
+    /// (`Pending::Resolve`), then judges it again with what was learned.
+    pub(super) async fn on_resolve(&mut self, names: Vec<String>) -> Result<Step, ProxyError> {
+        let Some(leases) = self.held.as_mut() else {
+            return Ok(Step::Continue);
+        };
+        let conn = leases.current_mut().conn_mut();
+        let request = functions::lookup_request(&names);
+        let answer = exchange::exchange(conn, &request).await?;
+        let learned = if answer.error.is_none() {
+            functions::volatilities(&names, &answer.rows)
+        } else {
+            // A catalog the session cannot read: the primary it is.
+            names
+                .into_iter()
+                .map(|n| (n, Volatility::Volatile))
+                .collect()
+        };
+        let router = &self.ctx.router;
+        router.learn_volatility(&self.route.database, &learned);
+        // The frame is inspected again, now with what was learned.
+        self.route.head = HeadFrame::LookedUp;
+        self.up.resume();
+        Ok(Step::Continue)
+    }
+}

@@ -1,0 +1,70 @@
+//! Held frames that wait: for a replica fresh enough, for a primary, or
+//! for the console's PAUSE to end. Each is judged again afterwards.
+
+use crate::error::ProxyError;
+
+use super::super::core::{Session, Step};
+use super::super::forward::ForwardEnd;
+use super::super::tracker::TxStatus;
+
+impl Session<'_> {
+    /// No replica is fresh enough and `when_no_replica = "wait"`
+    /// (`Pending::AwaitReplica`): any new snapshot may bring one within
+    /// limits; the frame is judged again either way (at the deadline, the
+    /// primary serves it).
+    pub(super) async fn on_await_replica(&mut self) -> Step {
+        let topology = &self.ctx.shared.topology;
+        let seen = topology.load();
+        let left = self
+            .route
+            .wait_deadline
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or_default();
+        topology.wait_for_newer(&seen, left).await;
+        self.up.resume();
+        Step::Continue
+    }
+
+    /// Held at a transaction boundary while the console's PAUSE lasts
+    /// (`Pending::Paused`); the frame is judged again once it is over.
+    pub(super) async fn on_paused(&mut self) -> Step {
+        let shared = &self.ctx.shared;
+        if shared.pause.is_paused() && self.tracker.status() == TxStatus::Idle {
+            tokio::select! {
+                _ = shared.pause.resumed() => {}
+                _ = shared.drain.cancelled() => return Step::End(ForwardEnd::Drained),
+            }
+        }
+        self.up.resume();
+        Step::Continue
+    }
+
+    /// The statement needs the primary and none is known
+    /// (`Pending::AwaitPrimary`): wait for one until `failover.hold_writes`
+    /// is over, then answer with the error.
+    pub(super) async fn on_await_primary(
+        &mut self,
+        batch_len: Option<usize>,
+    ) -> Result<Step, ProxyError> {
+        let hold = self.ctx.shared.config().failover.hold_writes;
+        let now = std::time::Instant::now();
+        let deadline = *self.route.hold_deadline.get_or_insert(now + hold);
+        if now >= deadline {
+            self.route.hold_deadline = None;
+            let message = format!(
+                "no primary is available: pgrelay held this statement for {hold:?} \
+                 (failover.hold_writes) waiting for one"
+            );
+            let error = (ProxyError::NoPrimary(hold).sqlstate(), message.as_str());
+            self.refuse(error, batch_len).await?;
+        } else {
+            self.ctx
+                .shared
+                .topology
+                .wait_until(deadline - now, |t| t.primary.is_some())
+                .await;
+            self.up.resume();
+        }
+        Ok(Step::Continue)
+    }
+}
