@@ -142,7 +142,7 @@ impl<'a> Session<'a> {
 
     /// Runs the session to its end. Whichever way it ends, its
     /// connections are given back (or closed, on an error) here.
-    pub(super) async fn run(mut self) -> Result<Option<ForwardEnd>, ProxyError> {
+    pub(super) async fn run(&mut self) -> Result<Option<ForwardEnd>, ProxyError> {
         let end = loop {
             match self.step().await {
                 Ok(Step::Continue) => {}
@@ -167,12 +167,16 @@ impl<'a> Session<'a> {
         let Some(end) = self.forward().await? else {
             return Ok(Step::Continue);
         };
+        // The handlers' futures are boxed: a session's future is as large
+        // as the largest thing it ever awaits, and these (logins to other
+        // nodes, recovery) are large and run only now and then, while an
+        // idle session should cost little.
         match end {
             ForwardEnd::Released => Ok(self.on_released()),
-            ForwardEnd::BackendLost => self.on_lost(Loss::Idle).await,
-            ForwardEnd::LostInFlight => self.on_lost(Loss::InFlight).await,
-            ForwardEnd::Refused => self.on_refused().await,
-            ForwardEnd::Held => self.on_held().await,
+            ForwardEnd::BackendLost => Box::pin(self.on_lost(Loss::Idle)).await,
+            ForwardEnd::LostInFlight => Box::pin(self.on_lost(Loss::InFlight)).await,
+            ForwardEnd::Refused => Box::pin(self.on_refused()).await,
+            ForwardEnd::Held => Box::pin(self.on_held()).await,
             end => Ok(Step::End(end)),
         }
     }
@@ -238,7 +242,7 @@ impl<'a> Session<'a> {
 
     /// The session ends with `end`: work nobody will read is cancelled,
     /// connections go back, and a client that is shut out is told why.
-    async fn finish(mut self, end: ForwardEnd) {
+    async fn finish(&mut self, end: ForwardEnd) {
         if end == ForwardEnd::ClientClosed && !self.tracker.all_answered() {
             // Nobody will read the answer: the node need not finish the work.
             let key = &self.cancel_key;

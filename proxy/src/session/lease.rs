@@ -60,7 +60,10 @@ pub async fn lease_node_for(
         let mut lease = match acquire(ctx, &key, preference).await? {
             Acquired::Pooled(lease) => *lease,
             Acquired::Room(permit) => {
-                return Ok((open(ctx, key, login, permit).await?, StateOnIt::Fresh));
+                // A login's future is large and rarely run: boxed, it does
+                // not make every idle session's future as large.
+                let opened = Box::pin(open(ctx, key, login, permit)).await?;
+                return Ok((opened, StateOnIt::Fresh));
             }
         };
         let conn = lease.conn_mut();

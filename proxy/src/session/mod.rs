@@ -78,7 +78,7 @@ pub async fn run(client: Stream, ctx: SessionContext) {
     let deadline = Instant::now() + ctx.shared.config().listen.login_timeout;
     let mut inbuf = BytesMut::new();
     let tls = ctx.shared.client_tls.current();
-    let opened = open(client, &mut inbuf, tls.as_deref(), deadline)
+    let opened = Box::pin(open(client, &mut inbuf, tls.as_deref(), deadline))
         .instrument(span.clone())
         .await;
     let (mut client, result) = match opened {
@@ -111,7 +111,9 @@ async fn serve(
     span: &Span,
     id: u64,
 ) -> Result<Option<ForwardEnd>, ProxyError> {
-    let logged_in = login(client, (first, inbuf), deadline, ctx, id);
+    // Boxed, as the console below: large futures that are done with once
+    // the client is logged in.
+    let logged_in = Box::pin(login(client, (first, inbuf), deadline, ctx, id));
     let login = match logged_in.instrument(span.clone()).await? {
         None => return Ok(None),
         Some(Entry::Console(login)) => {
@@ -120,7 +122,7 @@ async fn serve(
                 peer: ctx.peer,
                 login,
             };
-            crate::console::serve(client, &ctx.shared, who)
+            Box::pin(crate::console::serve(client, &ctx.shared, who))
                 .instrument(span.clone())
                 .await?;
             return Ok(None);
@@ -146,5 +148,8 @@ async fn serve(
         cancel_key,
         leftover,
     };
-    Session::new(ctx, client, login, handover).run().await
+    // Owned here, run by reference: an async fn that takes its receiver
+    // by value keeps a second copy of it in its future.
+    let mut session = Session::new(ctx, client, login, handover);
+    session.run().await
 }

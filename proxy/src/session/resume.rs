@@ -92,7 +92,10 @@ pub async fn resume(
         Arrival::Bytes => {}
     }
     let node = route.current;
-    let lease = match lease_node_for(ctx, node, login, route.state_conn(node)).await {
+    // Boxed: leasing may log in or reset a connection, whose futures
+    // would otherwise make every idle session's own as large.
+    let leased = Box::pin(lease_node_for(ctx, node, login, route.state_conn(node))).await;
+    let lease = match leased {
         Ok((lease, StateOnIt::Kept)) => lease,
         Ok((lease, StateOnIt::Fresh)) => {
             route.fresh_connection(node);
@@ -106,7 +109,7 @@ pub async fn resume(
                 || ctx.shared.topology.primary() != Some(route.current) =>
         {
             ctx.pool.discard_node(route.current);
-            lease_primary(ctx, login).await?
+            Box::pin(lease_primary(ctx, login)).await?
         }
         Err(e) => return Err(e),
     };
