@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pgrelay_router::{Consistency, PgrelayCommand, RouteReason};
+use pgrelay_router::{Consistency, PgrelayCommand, ReadWait, RouteReason};
 
 use super::super::capture::LsnCapture;
 use super::super::prepared::Registry;
@@ -207,10 +207,9 @@ pub struct RouteState {
     /// The route just decided reads from a replica the monitor has not
     /// yet seen reach the session's position: this position.
     pub(super) check_lsn: Option<u64>,
-    /// When a read waiting for a fresh replica gives up on it, and when
-    /// it began to wait.
-    pub wait_deadline: Option<Instant>,
-    pub(super) wait_started: Option<Instant>,
+    /// A read waiting for a fresh replica: when it began to wait, and
+    /// when it gives up.
+    pub read_wait: ReadWait,
     /// Until when a statement that needs the primary waits for one.
     pub hold_deadline: Option<Instant>,
     /// The connection a transaction was open on was lost: the client's
@@ -246,8 +245,7 @@ impl RouteState {
             min_lsn: 0,
             read_floor: 0,
             max_lag: None,
-            wait_deadline: None,
-            wait_started: None,
+            read_wait: ReadWait::default(),
             hold_deadline: None,
             lost_transaction: None,
             check_lsn: None,
