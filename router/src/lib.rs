@@ -21,6 +21,7 @@ mod keyed_hash;
 mod large;
 mod lru;
 mod pgrelay_cmd;
+mod placement;
 mod route;
 mod set_config;
 mod statement;
@@ -32,6 +33,9 @@ pub use database_ddl::database_needing_no_sessions;
 pub use decide::{Balance, Balancer, Decision, SessionView, decide};
 pub use fingerprint::{Fingerprint, fingerprint, fingerprint_bytes};
 pub use hint::leading_hint;
+pub use placement::{
+    NoFreshReplica, NoReplica, Placement, Position, ReadWait, no_fresh_replica, place,
+};
 pub use route::{Route, RouteError, RouteReason};
 pub use statement::{
     Access, Consistency, DiscardKind, Hint, PgrelayCommand, SessionEffect, Statement, TxEffect,

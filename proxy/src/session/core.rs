@@ -19,6 +19,7 @@ use crate::wire::be::{self, Severity};
 use crate::wire::pump::Pump;
 
 use super::SessionContext;
+use super::exchange;
 use super::forward::{ForwardEnd, Identity, Pumps, Release, forward};
 use super::leases::Leases;
 use super::recover::Loss;
@@ -251,7 +252,7 @@ impl<'a> Session<'a> {
         self.cancel_key.set_target(None);
         if let Some(leases) = self.held.take() {
             let state = (&self.tracker, &mut self.route);
-            super::handlers::give_back(leases, end, state, (&self.up, &self.down)).await;
+            give_back(leases, end, state, (&self.up, &self.down)).await;
         }
         self.ctx.pool.reset_left_by(self.login.session);
         if matches!(end, ForwardEnd::Drained | ForwardEnd::Stopped) {
@@ -264,5 +265,41 @@ impl<'a> Session<'a> {
             );
             let _ = self.client.send_all(&out).await;
         }
+    }
+}
+
+/// Ends the leases of a session that ends with `end`: connections between
+/// requests go back to the pool, the others are closed.
+async fn give_back(
+    mut leases: Leases,
+    end: ForwardEnd,
+    (tracker, route): (&Tracker, &mut RouteState),
+    (up, down): (&Pump, &Pump),
+) {
+    match end {
+        ForwardEnd::ClientTerminated | ForwardEnd::ClientClosed => {
+            // A frame the client began but never finished may already be
+            // half-forwarded (large frames stream through): not reusable.
+            let mut clean = tracker.is_idle() && up.is_empty() && down.is_empty();
+            if clean && !route.capture.is_idle() {
+                // The client left right after a write: the answer to our
+                // LSN request is still on its way. Read it, so the
+                // connection can be reused.
+                let answers = route.capture.pending_answers();
+                let conn = leases.current_mut().conn_mut();
+                clean = exchange::drain_answers(conn, answers).await.is_ok();
+                route.capture.drained();
+            }
+            let errors = tracker.errors();
+            leases.for_each_mut(|lease| route.detach(lease.conn_mut(), errors));
+            leases.release_idle(clean, |node| route.is_dirty(node));
+        }
+        ForwardEnd::BackendClosed
+        | ForwardEnd::Released
+        | ForwardEnd::Held
+        | ForwardEnd::Refused
+        | ForwardEnd::BackendLost
+        | ForwardEnd::LostInFlight => leases.release_all(Reuse::Close, Reuse::Reset),
+        ForwardEnd::Drained | ForwardEnd::Stopped => leases.release_all(Reuse::Close, Reuse::Close),
     }
 }

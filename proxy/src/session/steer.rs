@@ -21,13 +21,15 @@ mod batch_route;
 mod decide;
 mod outage;
 mod pins;
+mod request;
 mod state;
 mod worker;
 
 pub use pins::Pins;
 use pins::{is_plain_read, pins_session, steered_work};
-pub use state::{BatchNeeds, HeadFrame, LsnAsk, Pending, RouteState};
-use state::{RetryArm, SteeredWork};
+pub use request::{HeadFrame, LsnAsk};
+use request::{RetryArm, SteeredWork};
+pub use state::{BatchNeeds, Pending, RouteState};
 pub use worker::{WorkerRouter, consistency_from_config};
 
 use std::sync::Arc;

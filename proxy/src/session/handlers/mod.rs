@@ -20,16 +20,10 @@ mod wait;
 pub(super) use backend::resend;
 pub(super) use switch::RETRY_UNREACHABLE_AFTER;
 
-use crate::backend::Reuse;
 use crate::error::ProxyError;
-use crate::wire::pump::Pump;
 
 use super::core::{Session, Step};
-use super::exchange;
-use super::forward::ForwardEnd;
-use super::leases::Leases;
-use super::steer::{HeadFrame, Pending, RouteState};
-use super::tracker::Tracker;
+use super::steer::{HeadFrame, Pending};
 
 impl Session<'_> {
     /// A frame is held and everything sent before it has been answered:
@@ -75,41 +69,5 @@ impl Session<'_> {
                 Ok(Step::Continue)
             }
         }
-    }
-}
-
-/// Ends the leases of a session that ends with `end`: connections between
-/// requests go back to the pool, the others are closed.
-pub(super) async fn give_back(
-    mut leases: Leases,
-    end: ForwardEnd,
-    (tracker, route): (&Tracker, &mut RouteState),
-    (up, down): (&Pump, &Pump),
-) {
-    match end {
-        ForwardEnd::ClientTerminated | ForwardEnd::ClientClosed => {
-            // A frame the client began but never finished may already be
-            // half-forwarded (large frames stream through): not reusable.
-            let mut clean = tracker.is_idle() && up.is_empty() && down.is_empty();
-            if clean && !route.capture.is_idle() {
-                // The client left right after a write: the answer to our
-                // LSN request is still on its way. Read it, so the
-                // connection can be reused.
-                let answers = route.capture.pending_answers();
-                let conn = leases.current_mut().conn_mut();
-                clean = exchange::drain_answers(conn, answers).await.is_ok();
-                route.capture.drained();
-            }
-            let errors = tracker.errors();
-            leases.for_each_mut(|lease| route.detach(lease.conn_mut(), errors));
-            leases.release_idle(clean, |node| route.is_dirty(node));
-        }
-        ForwardEnd::BackendClosed
-        | ForwardEnd::Released
-        | ForwardEnd::Held
-        | ForwardEnd::Refused
-        | ForwardEnd::BackendLost
-        | ForwardEnd::LostInFlight => leases.release_all(Reuse::Close, Reuse::Reset),
-        ForwardEnd::Drained | ForwardEnd::Stopped => leases.release_all(Reuse::Close, Reuse::Close),
     }
 }

@@ -17,7 +17,8 @@ impl Session<'_> {
         let seen = topology.load();
         let left = self
             .route
-            .wait_deadline
+            .read_wait
+            .deadline
             .map(|d| d.saturating_duration_since(std::time::Instant::now()))
             .unwrap_or_default();
         topology.wait_for_newer(&seen, left).await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pgrelay_router::{SessionEffect, Statement, TxEffect};
 
-use super::state::SteeredWork;
+use super::request::SteeredWork;
 
 /// A statement that leaves nothing behind in the session: a read with no
 /// effects and no function calls (which may keep state, like nextval's

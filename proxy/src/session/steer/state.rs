@@ -3,8 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use pgrelay_router::{Consistency, PgrelayCommand, RouteReason};
+use pgrelay_router::{Consistency, PgrelayCommand, ReadWait, RouteReason};
 
 use super::super::capture::LsnCapture;
 use super::super::prepared::Registry;
@@ -12,6 +11,7 @@ use super::super::retry::Retry;
 use super::super::settings::Settings;
 use super::super::sql_prepared::SqlPrepared;
 use super::Pins;
+use super::request::{HeadFrame, LsnAsk, RetryArm, SteeredWork};
 
 /// What a held frame is waiting for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,88 +86,6 @@ pub struct BatchNeeds {
     pub open: bool,
 }
 
-/// Where the frame at the head of the client's stream stands when it is
-/// inspected (again).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeadFrame {
-    /// To be judged.
-    Undecided,
-    /// To be judged again: the functions it calls were just looked up, so
-    /// it is not held for another lookup.
-    LookedUp,
-    /// Dealt with (the session switched nodes for it, or nothing was
-    /// pending): forward it without asking again.
-    Decided,
-}
-
-/// What the retry net is armed with when the request being steered to a
-/// replica is forwarded, if nothing else is in flight then (see `retry`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RetryArm {
-    Nothing,
-    /// The Query, armed as it is forwarded.
-    Query,
-    /// An extended-protocol batch: its bytes and the prepared statements
-    /// it uses, armed when its Sync is forwarded.
-    Batch(Bytes, BatchNeeds),
-}
-
-/// When pgrelay asks the primary for the session's LSN after a write
-/// (read-your-writes; see `capture`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LsnAsk {
-    /// Nothing to ask.
-    Nothing,
-    /// The Query or batch being forwarded commits a write: ask right
-    /// behind it (its Query, or its Sync).
-    BehindRequest,
-    /// A write whose LSN could not be asked for right behind it (a COPY
-    /// FROM STDIN: the server takes no Query in copy-in mode; an open
-    /// batch): ask before the next read is routed.
-    BeforeNextRead,
-}
-
-impl LsnAsk {
-    /// The request being steered commits a write on the primary. (An ask
-    /// still due for an earlier write is answered by this one too: the
-    /// position behind this request is at least as new.)
-    pub fn behind_request(&mut self) {
-        *self = LsnAsk::BehindRequest;
-    }
-
-    /// The request being steered is not forwarded (yet): nothing is asked
-    /// behind it. An ask due before the next read stays due.
-    pub fn not_behind_request(&mut self) {
-        if *self == LsnAsk::BehindRequest {
-            *self = LsnAsk::Nothing;
-        }
-    }
-
-    /// Whether to ask behind the request being forwarded now; once.
-    pub fn take_behind_request(&mut self) -> bool {
-        let behind = *self == LsnAsk::BehindRequest;
-        self.not_behind_request();
-        behind
-    }
-
-    /// The ask due before the next read was made, or is not needed.
-    pub fn asked_before_read(&mut self) {
-        if *self == LsnAsk::BeforeNextRead {
-            *self = LsnAsk::Nothing;
-        }
-    }
-}
-
-/// What the Query or batch being steered runs: whether the connection is
-/// as clean afterwards as before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SteeredWork {
-    /// Anything (assumed when not known).
-    MayLeaveState,
-    /// Only plain reads.
-    PlainReads,
-}
-
 /// One session's routing state.
 #[derive(Debug)]
 pub struct RouteState {
@@ -215,10 +133,9 @@ pub struct RouteState {
     /// The route just decided reads from a replica the monitor has not
     /// yet seen reach the session's position: this position.
     pub(super) check_lsn: Option<u64>,
-    /// When a read waiting for a fresh replica gives up on it, and when
-    /// it began to wait.
-    pub wait_deadline: Option<Instant>,
-    pub(super) wait_started: Option<Instant>,
+    /// A read waiting for a fresh replica: when it began to wait, and
+    /// when it gives up.
+    pub read_wait: ReadWait,
     /// Until when a statement that needs the primary waits for one.
     pub hold_deadline: Option<Instant>,
     /// The connection a transaction was open on was lost: the client's
@@ -255,8 +172,7 @@ impl RouteState {
             min_lsn: 0,
             read_floor: 0,
             max_lag: None,
-            wait_deadline: None,
-            wait_started: None,
+            read_wait: ReadWait::default(),
             hold_deadline: None,
             lost_transaction: None,
             check_lsn: None,
