@@ -13,11 +13,64 @@ use pgrelay_tests::{ProxyOptions, TestProxy};
 use crate::env::{Env, LazyEnv, trial};
 
 pub fn trials(env: &LazyEnv) -> Vec<Trial> {
-    vec![trial(
-        env,
-        "statements::a_pooled_connection_keeps_statements_but_never_lends_them",
-        keeps_but_never_lends,
-    )]
+    vec![
+        trial(
+            env,
+            "statements::a_pooled_connection_keeps_statements_but_never_lends_them",
+            keeps_but_never_lends,
+        ),
+        trial(
+            env,
+            "statements::psycopg_clients_whose_statement_names_collide",
+            psycopg_names_collide,
+        ),
+    ]
+}
+
+/// A Python with psycopg 3: the one on the PATH, else Debian's (`.ci/run`
+/// installs `python3-psycopg` there).
+fn python_with_psycopg() -> anyhow::Result<&'static str> {
+    for python in ["python3", "/usr/bin/python3"] {
+        let found = std::process::Command::new(python)
+            .args(["-c", "import psycopg"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if found {
+            return Ok(python);
+        }
+    }
+    anyhow::bail!("no python3 with psycopg 3 (apt-get install python3-psycopg)")
+}
+
+/// 40 psycopg clients on pools of 4 per node, reads on the replica: each
+/// client's `_pg3_N` is other SQL than the next client's, in plain and in
+/// pipeline mode, and every answer must be the client's own.
+async fn psycopg_names_collide(env: Arc<Env>) -> anyhow::Result<()> {
+    let python = python_with_psycopg()?;
+    let proxy = TestProxy::start(
+        &env.cluster,
+        ProxyOptions {
+            pool: "size = 4\nmax_wait = \"30s\"".into(),
+            routing: "consistency = \"eventual\"\nmax_lag = \"30s\"\nmax_lag_bytes = \"1GB\""
+                .into(),
+            ..ProxyOptions::default()
+        },
+    )
+    .await?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/psycopg_prepared.py");
+    let run = tokio::process::Command::new(python)
+        .args([script, &proxy.conninfo("postgres", "postgres"), "40", "15"])
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .context("the psycopg clients did not finish in 120 s")??;
+    ensure!(
+        out.status.success(),
+        "psycopg clients failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
 
 const PARAMS: [(&str, &str); 2] = [("user", "postgres"), ("database", "postgres")];

@@ -6,7 +6,12 @@ use tracing::debug;
 
 use crate::error::ProxyError;
 
+use crate::backend::Lease;
+
 use super::super::core::{Session, Step};
+use super::super::forward::Release;
+use super::super::lease::{StateOnIt, lease_node_for};
+use super::super::leases::Leases;
 use super::super::steer::{BatchNeeds, HeadFrame};
 use super::super::switch::{Needs, switch_for_statement};
 use super::super::tracker::TxStatus;
@@ -29,10 +34,13 @@ impl Session<'_> {
         target: (usize, RouteReason),
         (batch, sql_prepared, check_lsn): SwitchNeeds,
     ) -> Result<Step, ProxyError> {
+        let idle = self.tracker.status() == TxStatus::Idle;
+        if idle && self.may_let_go_before_moving(target.0) {
+            self.let_go_before_moving(target.0).await?;
+        }
         let Some(leases) = self.held.as_mut() else {
             return Ok(Step::Continue);
         };
-        let idle = self.tracker.status() == TxStatus::Idle;
         let needs = Needs {
             batch: batch.as_ref(),
             sql_prepared: sql_prepared.as_deref(),
@@ -66,6 +74,61 @@ impl Session<'_> {
         self.route.head = HeadFrame::Decided;
         self.up.resume();
         Ok(Step::Continue)
+    }
+
+    /// Whether, between transactions, the session may give its
+    /// connections back before it waits for one on `node`.
+    fn may_let_go_before_moving(&mut self, node: usize) -> bool {
+        self.release == Release::AtIdle
+            && self.tracker.all_answered()
+            && self.route.releasable()
+            && self
+                .held
+                .as_mut()
+                .is_some_and(|leases| leases.on_node_mut(node).is_none())
+    }
+
+    /// Gives every connection back, then leases one on `node`. Holding
+    /// one pool's connection while waiting for another's deadlocks small
+    /// pools: sessions on the replica wait for the primary's connections
+    /// while sessions on the primary wait for the replica's, until
+    /// `pool.max_wait` ends them with 53300 (psycopg clients in pipeline
+    /// mode, pools of 4, did). If `node` gives none, the session takes one
+    /// on the node it left again and the switch goes on as before (and
+    /// meets the same error there, to handle as it always did).
+    async fn let_go_before_moving(&mut self, node: usize) -> Result<(), ProxyError> {
+        let Some(mut leases) = self.held.take() else {
+            return Ok(());
+        };
+        let left_node = leases.current_node();
+        let errors = self.tracker.errors();
+        let route = &mut self.route;
+        leases.for_each_mut(|lease| route.detach(lease.conn_mut(), errors));
+        let left = leases.release_between_transactions(self.login.session, |n| route.is_dirty(n));
+        route.backends_released(&left);
+        self.cancel_key.set_target(None);
+        let lease = match self.lease_for_switch(node).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                debug!(error = %e, "no connection on the target node; back where the session was");
+                self.lease_for_switch(left_node).await?
+            }
+        };
+        self.route.current = lease.conn().node;
+        self.held = Some(Leases::new(lease));
+        Ok(())
+    }
+
+    /// A connection on `node` for the session, its statements taken over.
+    async fn lease_for_switch(&mut self, node: usize) -> Result<Lease, ProxyError> {
+        let want = self.route.state_conn(node);
+        let leased = Box::pin(lease_node_for(self.ctx, node, &self.login, want)).await;
+        let (mut lease, state) = leased?;
+        if state == StateOnIt::Fresh {
+            self.route.fresh_connection(node);
+        }
+        self.route.attach(lease.conn_mut());
+        Ok(lease)
     }
 
     /// The node the held statement needs could not be reached: wait for
