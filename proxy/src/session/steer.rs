@@ -101,15 +101,7 @@ impl Inspect for ClientSide<'_> {
         }
         let verdict = match tag {
             tag::QUERY => self.steer_query(frame),
-            tag::PARSE
-            | tag::BIND
-            | tag::DESCRIBE
-            | tag::EXECUTE
-            | tag::CLOSE
-            | tag::FLUSH
-            | tag::SYNC
-                if !self.tracker.in_batch() =>
-            {
+            t if tag::is_extended_query(t) && !self.tracker.in_batch() => {
                 self.steer_batch(header, frame, ahead)
             }
             tag::FUNCTION_CALL => self.steer_to_primary(),
@@ -133,13 +125,7 @@ impl ClientSide<'_> {
     fn starts_transaction(&self, tag: u8) -> bool {
         let begins = match tag {
             tag::QUERY | tag::FUNCTION_CALL => true,
-            tag::PARSE
-            | tag::BIND
-            | tag::DESCRIBE
-            | tag::EXECUTE
-            | tag::CLOSE
-            | tag::FLUSH
-            | tag::SYNC => !self.tracker.in_batch(),
+            t if tag::is_extended_query(t) => !self.tracker.in_batch(),
             _ => false,
         };
         begins && self.tracker.status() == TxStatus::Idle

@@ -49,3 +49,12 @@ pub const AUTH_MD5: i32 = 5;
 pub const AUTH_SASL: i32 = 10;
 pub const AUTH_SASL_CONTINUE: i32 = 11;
 pub const AUTH_SASL_FINAL: i32 = 12;
+
+/// Extended-query messages (frontend): what they start runs, or is
+/// judged, as one batch up to the next Sync.
+pub fn is_extended_query(tag: u8) -> bool {
+    matches!(
+        tag,
+        PARSE | BIND | DESCRIBE | EXECUTE | CLOSE | FLUSH | SYNC
+    )
+}

@@ -16,6 +16,43 @@ use super::{
     pins_session, steered_work,
 };
 
+/// What the batch routing read of a batch.
+struct ScannedBatch<'a> {
+    statements: Vec<Arc<Statement>>,
+    /// Names its Parses define, names of the session's statements it uses,
+    /// and names it uses that the session never prepared.
+    defines: Vec<&'a [u8]>,
+    uses: Vec<&'a [u8]>,
+    strangers: Vec<&'a [u8]>,
+    /// Where the SQL of the batch's (last) statement is: its Parse, or the
+    /// name it was prepared under.
+    sql_text: Option<Result<&'a [u8], &'a [u8]>>,
+    executes: bool,
+    /// Bytes its named statements would add to what the session keeps.
+    kept: usize,
+    parses: usize,
+    end: BatchEnd,
+    /// Bytes through its Sync (for `BatchEnd::Sync`).
+    len: usize,
+}
+
+impl ScannedBatch<'_> {
+    /// It uses statements the session never prepared.
+    fn uses_strangers(&self) -> bool {
+        !self.strangers.is_empty()
+    }
+
+    fn names(&self) -> BatchNeeds {
+        let owned = |names: &[&[u8]]| names.iter().map(|n| n.to_vec()).collect();
+        BatchNeeds {
+            defines: owned(&self.defines),
+            uses: owned(&self.uses),
+            strangers: owned(&self.strangers),
+            open: self.end != BatchEnd::Sync,
+        }
+    }
+}
+
 impl ClientSide<'_> {
     /// Routes an extended-protocol batch as a whole, from its first
     /// message, once it has been read up to its Sync.
@@ -25,176 +62,224 @@ impl ClientSide<'_> {
         frame: &[u8],
         ahead: &[u8],
     ) -> Verdict {
-        let router = self.router;
-        let prepared = &self.route.prepared;
-        let mut statements: Vec<Arc<Statement>> = Vec::new();
-        let mut defines: Vec<&[u8]> = Vec::new();
-        let mut uses: Vec<&[u8]> = Vec::new();
-        let mut strangers: Vec<&[u8]> = Vec::new();
-        // Where the SQL of the batch's (last) statement is: its Parse, or
-        // the name it was prepared under.
-        let mut sql_text: Option<Result<&[u8], &[u8]>> = None;
-        let mut executes = false;
-        // Bytes its named statements would add to what the session keeps.
-        let mut kept = 0usize;
-        let mut parses = 0usize;
-        let (end, len) = batch::scan(header, frame, ahead, |item| match item {
-            BatchItem::Parse { name, sql } => {
-                parses += 1;
-                statements.push(router.classify(sql));
-                defines.push(name);
-                sql_text = Some(Ok(sql));
-                if !name.is_empty() {
-                    kept += name.len() + sql.len();
-                }
-            }
-            BatchItem::Execute => executes = true,
-            item if item.uses().is_some_and(|name| !defines.contains(&name)) => {
-                let name = item.uses().unwrap_or_default();
-                match prepared.statement(name) {
-                    Some(statement) => {
-                        statements.push(Arc::clone(statement));
-                        uses.push(name);
-                        sql_text = Some(Err(name));
-                    }
-                    None => strangers.push(name),
-                }
-            }
-            _ => {}
-        });
-        if end == BatchEnd::Unread && ahead.len() < BATCH_LOOKAHEAD {
+        let batch = self.scan_batch(header, frame, ahead);
+        if batch.end == BatchEnd::Unread && ahead.len() < BATCH_LOOKAHEAD {
             return Verdict::Wait;
         }
-        self.route.judged_parses = parses;
-        let unknown = !strangers.is_empty();
-        if end == BatchEnd::Sync && kept > 0 && self.route.over_budget(kept) {
-            return self.refuse_state(Some(len));
+        self.route.judged_parses = batch.parses;
+        if batch.end == BatchEnd::Sync && batch.kept > 0 && self.route.over_budget(batch.kept) {
+            return self.refuse_state(Some(batch.len));
         }
         // The batch's Sync marks the connection if any statement may leave
         // state (its named Parses mark it themselves).
-        self.route.steered = if unknown {
+        self.route.steered = if batch.uses_strangers() {
             SteeredWork::MayLeaveState
         } else {
-            steered_work(&statements)
+            steered_work(&batch.statements)
         };
-        if statements.is_empty() && !unknown {
+        if batch.statements.is_empty() && !batch.uses_strangers() {
             // Executing or describing portals, closing, syncing: nothing
             // to route by; portals live where they were bound.
             return Verdict::Forward;
         }
-        if end == BatchEnd::Sync && statements.iter().any(|s| s.pgrelay.is_some()) {
-            // PostgreSQL would take `SET pgrelay.x` as a placeholder
-            // setting and say nothing: pgrelay answers it, as for a Query.
-            let command = match statements.as_slice() {
-                [only] => only.pgrelay.clone(),
-                _ => None,
-            };
-            if command.is_some() {
-                for name in defines.iter().filter(|n| !n.is_empty()) {
-                    if let Some(statement) = statements.first() {
-                        self.route
-                            .prepared
-                            .defined_locally(name, Arc::clone(statement));
-                    }
-                }
-            }
-            self.route.pending = Some(Pending::LocalBatch { command, len });
-            return Verdict::Hold;
+        if let Some(verdict) = self.answer_pgrelay_batch(&batch) {
+            return verdict;
         }
         if self.tracker.status() == TxStatus::Idle
             && let Some(verdict) = self
                 .capture_first()
-                .or_else(|| self.resolve_first(&statements))
+                .or_else(|| self.resolve_first(&batch.statements))
         {
             return verdict;
         }
         let current = self.route.current;
         let route = if self.tracker.status() != TxStatus::Idle {
-            for statement in statements
-                .iter()
-                .filter(|s| pins_session(&s.session, false))
-            {
-                self.route.pins.add(Pins::kind_of(&statement.session));
-            }
-            self.note_commit(&statements);
-            Some(Route {
-                node: current,
-                reason: RouteReason::TransactionPinned,
-            })
+            self.batch_in_transaction(&batch)
         } else {
-            // A lone SET (as JDBC sends it) is replayed like a Query's;
-            // settings among other statements pin. Statements only parsed
-            // (not executed) change nothing yet.
-            let lone_setting = match (statements.as_slice(), sql_text) {
-                ([only], Some(sql)) if executes && only.session != SessionEffect::None => {
-                    let sql = match sql {
-                        Ok(sql) => Some(sql.to_vec()),
-                        Err(name) => self.route.prepared.sql(name).map(<[u8]>::to_vec),
-                    };
-                    sql.map(|sql| (Arc::clone(only), sql))
-                }
-                _ => None,
-            };
-            for statement in statements.iter().filter(|_| executes) {
-                self.note_session_effect(&statement.session, lone_setting.is_some());
-            }
-            if let Some((statement, sql)) = &lone_setting
-                && let Some(primary) = self.topology.primary()
-            {
-                self.note_setting(primary, sql, &statement.session);
-            }
-            if end != BatchEnd::Sync || unknown {
-                // Whatever it does, it may commit a write (or COPY).
-                if self.route.consistency != Consistency::Strong {
-                    self.route.lsn_ask = LsnAsk::BeforeNextRead;
-                }
-                self.topology.primary().map(|node| Route {
-                    node,
-                    reason: RouteReason::PrimaryOpenBatch,
-                })
-            } else {
-                match self.decide(&statements) {
-                    Some(route) if route.reason == RouteReason::PrimaryFallback => {
-                        if let Some(verdict) = self.no_replica(Some(len)) {
-                            self.route.lsn_ask.not_behind_request();
-                            return verdict;
-                        }
-                        Some(route)
-                    }
-                    other => other,
-                }
+            match self.batch_between_transactions(&batch) {
+                Ok(route) => route,
+                Err(verdict) => return verdict,
             }
         };
         let Some(route) = route else {
-            if end == BatchEnd::Sync && self.tracker.status() == TxStatus::Idle {
-                return self.await_primary(Some(len));
+            if batch.end == BatchEnd::Sync && self.tracker.status() == TxStatus::Idle {
+                return self.await_primary(Some(batch.len));
             }
             self.routed(current, RouteReason::PrimaryFallback);
             return Verdict::Forward;
         };
-        self.route.retry_arm = RetryArm::Nothing;
-        let owned = |names: &[&[u8]]| names.iter().map(|n| n.to_vec()).collect();
-        let needs = BatchNeeds {
-            defines: owned(&defines),
-            uses: owned(&uses),
-            strangers: owned(&strangers),
-            open: end != BatchEnd::Sync,
+        self.send_batch(&batch, route, (frame, ahead))
+    }
+
+    /// Reads the batch as far as it is there.
+    fn scan_batch<'a>(
+        &self,
+        header: FrameHeader,
+        frame: &'a [u8],
+        ahead: &'a [u8],
+    ) -> ScannedBatch<'a> {
+        let router = self.router;
+        let prepared = &self.route.prepared;
+        let mut b = ScannedBatch {
+            statements: Vec::new(),
+            defines: Vec::new(),
+            uses: Vec::new(),
+            strangers: Vec::new(),
+            sql_text: None,
+            executes: false,
+            kept: 0,
+            parses: 0,
+            end: BatchEnd::Unread,
+            len: 0,
         };
+        (b.end, b.len) = batch::scan(header, frame, ahead, |item| match item {
+            BatchItem::Parse { name, sql } => {
+                b.parses += 1;
+                b.statements.push(router.classify(sql));
+                b.defines.push(name);
+                b.sql_text = Some(Ok(sql));
+                if !name.is_empty() {
+                    b.kept += name.len() + sql.len();
+                }
+            }
+            BatchItem::Execute => b.executes = true,
+            item if item.uses().is_some_and(|name| !b.defines.contains(&name)) => {
+                let name = item.uses().unwrap_or_default();
+                match prepared.statement(name) {
+                    Some(statement) => {
+                        b.statements.push(Arc::clone(statement));
+                        b.uses.push(name);
+                        b.sql_text = Some(Err(name));
+                    }
+                    None => b.strangers.push(name),
+                }
+            }
+            _ => {}
+        });
+        b
+    }
+
+    /// PostgreSQL would take `SET pgrelay.x` as a placeholder setting and
+    /// say nothing: pgrelay answers a batch that uses one, as for a Query.
+    fn answer_pgrelay_batch(&mut self, batch: &ScannedBatch) -> Option<Verdict> {
+        let statements = &batch.statements;
+        if batch.end != BatchEnd::Sync || statements.iter().all(|s| s.pgrelay.is_none()) {
+            return None;
+        }
+        let command = match statements.as_slice() {
+            [only] => only.pgrelay.clone(),
+            _ => None,
+        };
+        if command.is_some() {
+            for name in batch.defines.iter().filter(|n| !n.is_empty()) {
+                if let Some(statement) = statements.first() {
+                    self.route
+                        .prepared
+                        .defined_locally(name, Arc::clone(statement));
+                }
+            }
+        }
+        let len = batch.len;
+        self.route.pending = Some(Pending::LocalBatch { command, len });
+        Some(Verdict::Hold)
+    }
+
+    /// Inside a transaction the batch runs where the transaction does; what
+    /// it leaves pins the session there.
+    fn batch_in_transaction(&mut self, batch: &ScannedBatch) -> Option<Route> {
+        for statement in batch
+            .statements
+            .iter()
+            .filter(|s| pins_session(&s.session, false))
+        {
+            self.route.pins.add(Pins::kind_of(&statement.session));
+        }
+        self.note_commit(&batch.statements);
+        Some(Route {
+            node: self.route.current,
+            reason: RouteReason::TransactionPinned,
+        })
+    }
+
+    /// Where a batch outside any transaction goes. `Err`: it is answered
+    /// or held instead (no replica fresh enough).
+    fn batch_between_transactions(
+        &mut self,
+        batch: &ScannedBatch,
+    ) -> Result<Option<Route>, Verdict> {
+        self.note_batch_settings(batch);
+        if batch.end != BatchEnd::Sync || batch.uses_strangers() {
+            // Whatever it does, it may commit a write (or COPY).
+            if self.route.consistency != Consistency::Strong {
+                self.route.lsn_ask = LsnAsk::BeforeNextRead;
+            }
+            return Ok(self.topology.primary().map(|node| Route {
+                node,
+                reason: RouteReason::PrimaryOpenBatch,
+            }));
+        }
+        match self.decide(&batch.statements) {
+            Some(route) if route.reason == RouteReason::PrimaryFallback => {
+                if let Some(verdict) = self.no_replica(Some(batch.len)) {
+                    self.route.lsn_ask.not_behind_request();
+                    return Err(verdict);
+                }
+                Ok(Some(route))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// A lone SET (as JDBC sends it) is replayed like a Query's; settings
+    /// among other statements pin. Statements only parsed (not executed)
+    /// change nothing yet.
+    fn note_batch_settings(&mut self, batch: &ScannedBatch) {
+        let lone_setting = match (batch.statements.as_slice(), batch.sql_text) {
+            ([only], Some(sql)) if batch.executes && only.session != SessionEffect::None => {
+                let sql = match sql {
+                    Ok(sql) => Some(sql.to_vec()),
+                    Err(name) => self.route.prepared.sql(name).map(<[u8]>::to_vec),
+                };
+                sql.map(|sql| (Arc::clone(only), sql))
+            }
+            _ => None,
+        };
+        for statement in batch.statements.iter().filter(|_| batch.executes) {
+            self.note_session_effect(&statement.session, lone_setting.is_some());
+        }
+        if let Some((statement, sql)) = &lone_setting
+            && let Some(primary) = self.topology.primary()
+        {
+            self.note_setting(primary, sql, &statement.session);
+        }
+    }
+
+    /// Sends the batch on to `route`'s node: at once if it is the current
+    /// one and has what the batch needs, else held for the switch.
+    fn send_batch(
+        &mut self,
+        batch: &ScannedBatch,
+        route: Route,
+        (frame, ahead): (&[u8], &[u8]),
+    ) -> Verdict {
+        self.route.retry_arm = RetryArm::Nothing;
+        let needs = batch.names();
         if route.reason.is_replica()
-            && end == BatchEnd::Sync
+            && batch.end == BatchEnd::Sync
             && self.tracker.status() == TxStatus::Idle
         {
             // The safety net: if the replica goes away (or refuses the
             // batch as a write) before any row reached the client, the
             // batch runs again on the primary.
             let rest = ahead
-                .get(..len.saturating_sub(frame.len()))
+                .get(..batch.len.saturating_sub(frame.len()))
                 .unwrap_or_default();
-            let mut bytes = Vec::with_capacity(len);
+            let mut bytes = Vec::with_capacity(batch.len);
             bytes.extend_from_slice(frame);
             bytes.extend_from_slice(rest);
             self.route.retry_arm = RetryArm::Batch(Bytes::from(bytes), needs.clone());
         }
+        let current = self.route.current;
         let setup_needed = !self.route.prepared.setup_for(route.node, &needs).is_empty();
         if route.node == current && !setup_needed && self.route.check_lsn.is_none() {
             self.routed(current, route.reason);

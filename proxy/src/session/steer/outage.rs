@@ -40,15 +40,7 @@ impl ClientSide<'_> {
                 (None, is_rollback(sql))
             }
             tag::FUNCTION_CALL => (None, false),
-            tag::PARSE
-            | tag::BIND
-            | tag::DESCRIBE
-            | tag::EXECUTE
-            | tag::CLOSE
-            | tag::FLUSH
-            | tag::SYNC
-                if !self.tracker.in_batch() =>
-            {
+            t if tag::is_extended_query(t) && !self.tracker.in_batch() => {
                 let prepared = &self.route.prepared;
                 let (mut statements, mut rollbacks) = (0, 0);
                 let mut count = |rollback: bool| {
