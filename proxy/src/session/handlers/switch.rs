@@ -12,7 +12,8 @@ use super::super::core::{Session, Step};
 use super::super::forward::Release;
 use super::super::lease::{StateOnIt, lease_node_for};
 use super::super::leases::Leases;
-use super::super::steer::{BatchNeeds, HeadFrame};
+use super::super::recover::Loss;
+use super::super::steer::{BatchNeeds, HeadFrame, Pending};
 use super::super::switch::{Needs, switch_for_statement};
 use super::super::tracker::TxStatus;
 
@@ -64,6 +65,17 @@ impl Session<'_> {
                 // failover.hold_writes.
                 debug!(error = %e, "primary unreachable; holding the statement");
                 self.hold_for_primary(e).await?;
+                return Ok(Step::Continue);
+            }
+            Err(e) if idle && e.is_backend_unreachable() => {
+                // The connection the session was setting up died before
+                // the frame was sent (its node is failing, and the pool
+                // had not seen it yet): the session goes on as when a
+                // connection is lost between requests, and the frame is
+                // judged again there.
+                debug!(error = %e, "connection lost while setting it up; moving off it");
+                self.on_lost(Loss::Idle).await?;
+                self.route.pending = Some(Pending::Reinspect);
                 return Ok(Step::Continue);
             }
             Err(e) => return Err(e),
