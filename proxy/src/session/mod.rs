@@ -15,6 +15,7 @@ mod leases;
 mod local;
 mod login;
 mod prepared;
+mod prepared_sql;
 mod recover;
 mod resume;
 mod retry;

@@ -29,16 +29,37 @@ use crate::backend::{Held, NamedStatements};
 /// Named statements one session may keep; beyond this a statement is still
 /// forwarded, but not remembered, so using it elsewhere fails as it would
 /// on a server that lost it (a client with this many leaks statements).
-const MAX_REMEMBERED: usize = 10_000;
+pub(super) const MAX_REMEMBERED: usize = 10_000;
 
 #[derive(Debug)]
-struct Definition {
-    /// Hash of the Parse message: the same statement on any connection.
-    content: u64,
-    statement: Arc<Statement>,
-    /// The client's Parse message, to replay on another node. Kept only
-    /// for named statements: the unnamed one is replaced by the next Parse.
-    parse: Option<Bytes>,
+pub(super) struct Definition {
+    /// Hash of the Parse message (or of the `PREPARE` text): the same
+    /// statement on any connection.
+    pub(super) content: u64,
+    pub(super) statement: Arc<Statement>,
+    pub(super) replay: Replay,
+}
+
+/// How a statement is made to exist on a connection that lacks it.
+#[derive(Debug)]
+pub(super) enum Replay {
+    /// It is not: the unnamed statement (replaced by the next Parse) or
+    /// one pgrelay answers itself.
+    Nothing,
+    /// The client's Parse message.
+    Parse(Bytes),
+    /// The client's `PREPARE name AS …` text, run as a simple Query.
+    Prepare(String),
+}
+
+impl Replay {
+    fn len(&self) -> usize {
+        match self {
+            Replay::Nothing => 0,
+            Replay::Parse(parse) => parse.len(),
+            Replay::Prepare(text) => text.len(),
+        }
+    }
 }
 
 /// What a node must do before a batch can run there.
@@ -49,26 +70,33 @@ pub struct Setup {
     pub close: Vec<Vec<u8>>,
     /// Parse messages to send, in order.
     pub parse: Vec<Bytes>,
+    /// SQL-prepared statements to prepare again: (name, `PREPARE` text).
+    pub prepare: Vec<(Vec<u8>, String)>,
 }
 
 impl Setup {
     pub fn is_empty(&self) -> bool {
-        self.close.is_empty() && self.parse.is_empty()
+        self.close.is_empty() && self.parse.is_empty() && self.prepare.is_empty()
     }
 }
 
 #[derive(Debug)]
 pub struct Registry {
-    definitions: HashMap<Vec<u8>, Definition>,
-    /// Bytes of the Parse messages kept (the session's state budget).
+    pub(super) definitions: HashMap<Vec<u8>, Definition>,
+    /// Bytes of the Parse messages and PREPARE texts kept (the session's
+    /// state budget).
     bytes: usize,
     /// Per node: what the connection the session leases there holds.
-    on_node: Vec<NamedStatements>,
+    pub(super) on_node: Vec<NamedStatements>,
     /// Per node: names parsed since the connection was attached, and the
     /// count of server errors when the first of them was sent; if errors
     /// came since, those Parses may have failed.
     attached: Vec<(HashSet<Vec<u8>>, u32)>,
-    keys: RandomState,
+    /// Names the client deallocated with SQL: a connection it uses that
+    /// still holds one has it deallocated there too, so that the client
+    /// does not find what it dropped (`pg_prepared_statements`).
+    pub(super) deallocated: HashSet<Vec<u8>>,
+    pub(super) keys: RandomState,
 }
 
 impl Registry {
@@ -78,6 +106,7 @@ impl Registry {
             bytes: 0,
             on_node: (0..nodes).map(|_| NamedStatements::new()).collect(),
             attached: (0..nodes).map(|_| (HashSet::new(), 0)).collect(),
+            deallocated: HashSet::new(),
             keys,
         }
     }
@@ -89,8 +118,12 @@ impl Registry {
 
     /// The SQL text the client prepared as `name` (named statements only).
     pub fn sql(&self, name: &[u8]) -> Option<&[u8]> {
-        let parse = self.definitions.get(name)?.parse.as_ref()?;
-        crate::wire::fe::parse_fields(parse.get(5..)?).map(|(_, sql)| sql)
+        match &self.definitions.get(name)?.replay {
+            Replay::Parse(parse) => {
+                crate::wire::fe::parse_fields(parse.get(5..)?).map(|(_, sql)| sql)
+            }
+            _ => None,
+        }
     }
 
     /// Whether `node` holds the client's current statement `name`.
@@ -121,30 +154,56 @@ impl Registry {
         errors: u32,
     ) -> bool {
         let named = !name.is_empty();
-        if named && !self.definitions.contains_key(name) && self.definitions.len() >= MAX_REMEMBERED
-        {
+        if named && self.full_for(name) {
             return false;
         }
         let content = self.keys.hash_one(frame);
-        let parse = named.then(|| Bytes::copy_from_slice(frame));
-        self.define(
-            name,
-            Definition {
-                content,
-                statement,
-                parse,
-            },
-        );
+        let replay = match named {
+            true => Replay::Parse(Bytes::copy_from_slice(frame)),
+            false => Replay::Nothing,
+        };
+        self.define_held(node, name, (content, statement, replay), errors);
+        true
+    }
+
+    /// The client's `name` is now the statement hashed to `content`, and
+    /// `node`'s connection holds it.
+    pub(super) fn define_held(
+        &mut self,
+        node: usize,
+        name: &[u8],
+        (content, statement, replay): (u64, Arc<Statement>, Replay),
+        errors: u32,
+    ) {
+        let definition = Definition {
+            content,
+            statement,
+            replay,
+        };
+        self.define(name, definition);
+        self.now_held(node, name, content, errors);
+    }
+
+    /// `node`'s connection holds `content` under `name` (unless a server
+    /// error since `errors` says otherwise: see [`detach`](Self::detach)).
+    pub(super) fn now_held(&mut self, node: usize, name: &[u8], content: u64, errors: u32) {
         if let Some(held) = self.on_node.get_mut(node) {
             held.insert(name.to_vec(), Held::Content(content));
         }
-        if named && let Some((parsed, since)) = self.attached.get_mut(node) {
+        if !name.is_empty()
+            && let Some((parsed, since)) = self.attached.get_mut(node)
+        {
             if parsed.is_empty() {
                 *since = errors;
             }
             parsed.insert(name.to_vec());
         }
-        true
+    }
+
+    /// Whether the session keeps as many definitions as it may, so that
+    /// a new `name` would not be remembered.
+    pub(super) fn full_for(&self, name: &[u8]) -> bool {
+        !self.definitions.contains_key(name) && self.definitions.len() >= MAX_REMEMBERED
     }
 
     /// Bytes of Parse messages kept for replay.
@@ -152,16 +211,17 @@ impl Registry {
         self.bytes
     }
 
-    fn define(&mut self, name: &[u8], definition: Definition) {
-        self.bytes += definition.parse.as_ref().map_or(0, Bytes::len);
+    pub(super) fn define(&mut self, name: &[u8], definition: Definition) {
+        self.bytes += definition.replay.len();
+        self.deallocated.remove(name);
         if let Some(old) = self.definitions.insert(name.to_vec(), definition) {
-            self.bytes -= old.parse.as_ref().map_or(0, Bytes::len);
+            self.bytes -= old.replay.len();
         }
     }
 
-    fn undefine(&mut self, name: &[u8]) {
+    pub(super) fn undefine(&mut self, name: &[u8]) {
         if let Some(old) = self.definitions.remove(name) {
-            self.bytes -= old.parse.as_ref().map_or(0, Bytes::len);
+            self.bytes -= old.replay.len();
         }
     }
 
@@ -175,7 +235,7 @@ impl Registry {
             Definition {
                 content,
                 statement,
-                parse: None,
+                replay: Replay::Nothing,
             },
         );
     }
@@ -211,6 +271,14 @@ impl Registry {
     /// statements are gone there, and as far as the client knows,
     /// everywhere.
     pub fn all_dropped(&mut self, node: usize) {
+        let prepared_with_sql = self
+            .definitions
+            .iter()
+            .filter(|(_, d)| matches!(d.replay, Replay::Prepare(_)))
+            .map(|(name, _)| name.clone());
+        let room = MAX_REMEMBERED.saturating_sub(self.deallocated.len());
+        let dropped: Vec<Vec<u8>> = prepared_with_sql.take(room).collect();
+        self.deallocated.extend(dropped);
         self.definitions.clear();
         self.bytes = 0;
         if let Some(held) = self.on_node.get_mut(node) {
@@ -291,12 +359,20 @@ impl Registry {
             if self.holds(node, name) {
                 continue;
             }
-            let Some(parse) = self.definitions.get(name).and_then(|d| d.parse.clone()) else {
-                continue;
-            };
-            close(name, &mut setup);
-            if !setup.parse.contains(&parse) {
-                setup.parse.push(parse);
+            match self.definitions.get(name).map(|d| &d.replay) {
+                Some(Replay::Parse(parse)) => {
+                    close(name, &mut setup);
+                    if !setup.parse.contains(parse) {
+                        setup.parse.push(parse.clone());
+                    }
+                }
+                Some(Replay::Prepare(text)) => {
+                    close(name, &mut setup);
+                    if !setup.prepare.iter().any(|(n, _)| n == name) {
+                        setup.prepare.push((name.clone(), text.clone()));
+                    }
+                }
+                Some(Replay::Nothing) | None => {}
             }
         }
         setup
@@ -316,6 +392,9 @@ impl Registry {
                 held.insert(name.to_vec(), Held::Unsure);
             }
         }
+        for (name, _) in &setup.prepare {
+            held.insert(name.clone(), Held::Unsure);
+        }
     }
 
     /// Notes that `setup` succeeded on `node`.
@@ -330,6 +409,11 @@ impl Registry {
             let name = crate::wire::fe::parse_fields(&parse[5..]).map(|(n, _)| n);
             if let Some(d) = name.and_then(|n| self.definitions.get(n)) {
                 held.insert(name.unwrap_or_default().to_vec(), Held::Content(d.content));
+            }
+        }
+        for (name, _) in &setup.prepare {
+            if let Some(d) = self.definitions.get(name) {
+                held.insert(name.clone(), Held::Content(d.content));
             }
         }
     }

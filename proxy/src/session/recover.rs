@@ -75,7 +75,6 @@ pub async fn recover(
     ctx.pool.discard_node(lost);
     // Nothing the session set up there is left.
     route.prepared.node_reset(lost);
-    route.sql_prepared.node_reset(lost);
     route.settings.node_reset(lost);
     route.dirtied(lost);
     let rerun = (rerun, tracker.errors());

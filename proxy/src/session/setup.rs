@@ -1,5 +1,5 @@
 //! Bringing a backend connection up to what the session's next request
-//! expects of it: the prepared statements a batch uses.
+//! expects of it: the prepared statements a batch or an `EXECUTE` uses.
 
 use bytes::BytesMut;
 use tracing::debug;
@@ -8,7 +8,7 @@ use crate::backend::BackendConn;
 use crate::error::ProxyError;
 use crate::wire::fe;
 
-use super::exchange::exchange;
+use super::exchange::exchange_many;
 use super::prepared::Registry;
 use super::steer::BatchNeeds;
 
@@ -25,14 +25,24 @@ pub async fn prepare_statements(
         return Ok(true);
     }
     let mut request = BytesMut::new();
+    // Closing a name that holds nothing is no error (unlike DEALLOCATE),
+    // so what is unsure is closed the same way.
     for name in &setup.close {
         fe::close_statement(&mut request, name);
     }
     for parse in &setup.parse {
         request.extend_from_slice(parse);
     }
-    fe::sync(&mut request);
-    let answer = exchange(conn, &request).await?;
+    let mut answers = 0;
+    if !request.is_empty() {
+        fe::sync(&mut request);
+        answers += 1;
+    }
+    for (_, text) in &setup.prepare {
+        fe::query(&mut request, text.as_bytes());
+        answers += 1;
+    }
+    let answer = exchange_many(conn, &request, answers).await?;
     if let Some((code, message)) = answer.error {
         debug!(node = %conn.node_name, %code, %message, "re-preparing statements failed");
         registry.setup_failed(node, &setup);

@@ -19,6 +19,7 @@
 
 mod batch_route;
 mod decide;
+mod named;
 mod outage;
 mod pins;
 mod request;
@@ -46,7 +47,6 @@ use crate::wire::pump::{Inspect, Need, Verdict};
 use crate::wire::tag;
 
 use super::capture::LSN_QUERY;
-use super::sql_prepared::execute_name;
 use super::tracker::{Tracker, TxStatus};
 
 /// How much of an extended-protocol batch is waited for before it is
@@ -175,7 +175,10 @@ impl ClientSide<'_> {
         let node = self.route.current;
         let body = frame.get(5..).unwrap_or_default();
         match tag {
-            b'Q' => self.route.prepared.query_ran(node),
+            b'Q' => {
+                self.route.prepared.query_ran(node);
+                self.prepare_forwarded(node, frame.get(5..frame.len() - 1).unwrap_or_default());
+            }
             b'P' => {
                 if let Some((name, sql)) = fe::parse_fields(body) {
                     let kept = if !name.is_empty() && self.route.over_budget(frame.len()) {
@@ -233,6 +236,7 @@ impl ClientSide<'_> {
         let sql = frame
             .get(5..frame.len().saturating_sub(1))
             .unwrap_or_default();
+        self.route.preparing = None;
         let statement = self.router.classify(sql);
         if let Some(command) = &statement.pgrelay {
             self.route.pending = Some(Pending::Local(command.clone()));
@@ -240,23 +244,11 @@ impl ClientSide<'_> {
         }
         self.route.steered = steered_work(std::slice::from_ref(&statement));
         self.free_database_for(sql, &statement);
-        if let Some(verdict) = self.deallocate_sql_prepared(&statement.session) {
+        if let Some(verdict) = self.steer_deallocate(&statement.session) {
             return verdict;
         }
         if self.tracker.status() != TxStatus::Idle {
-            self.note_dropped_statements(self.route.current, &statement.session);
-            // Whatever state a transaction creates may still be rolled back
-            // (or committed): only the node it runs on will know.
-            if pins_session(&statement.session, false) {
-                self.route.pins.add(Pins::kind_of(&statement.session));
-            }
-            self.note_commit(std::slice::from_ref(&statement));
-            let current = self.route.current;
-            if let Some(room) = self.room_for_sql_prepare(current, &statement.session) {
-                return self.steer_held(current, RouteReason::TransactionPinned, room);
-            }
-            self.routed(current, RouteReason::TransactionPinned);
-            return Verdict::Forward;
+            return self.steer_query_in_transaction(sql, &statement);
         }
         if let Some(verdict) = self.capture_first() {
             return verdict;
@@ -271,30 +263,22 @@ impl ClientSide<'_> {
         if kept && self.route.over_budget(sql.len()) {
             return self.refuse_state(None);
         }
+        if let Some(verdict) = self.prepare_held(sql, &statement.session) {
+            return verdict;
+        }
         self.note_session_effect(&statement.session, true);
-        // An EXECUTE of a statement prepared with SQL goes where what it
-        // runs may go.
-        let executed = match &statement.access {
-            Access::Write {
-                why: WriteReason::Execute,
-            } => std::str::from_utf8(sql)
-                .ok()
-                .and_then(execute_name)
-                .and_then(|name| {
-                    let access = self.route.sql_prepared.access(&name)?.clone();
-                    Some((name, access))
-                }),
-            _ => None,
-        };
-        let statement = match &executed {
-            Some((_, access)) => Arc::new(Statement {
-                access: access.clone(),
+        // An EXECUTE of a prepared statement goes where what it runs may
+        // go.
+        let executed = self.executed(sql, &statement);
+        let routed = match &executed {
+            Some((_, Some(definition))) => Arc::new(Statement {
+                access: definition.access.clone(),
                 hint: statement.hint,
                 ..Statement::read()
             }),
-            None => statement,
+            _ => statement.clone(),
         };
-        let Some(route) = self.decide(std::slice::from_ref(&statement)) else {
+        let Some(route) = self.decide(std::slice::from_ref(&routed)) else {
             return self.await_primary(None);
         };
         if route.reason == RouteReason::PrimaryFallback
@@ -305,30 +289,60 @@ impl ClientSide<'_> {
         }
         self.note_dropped_statements(route.node, &statement.session);
         self.note_setting(route.node, sql, &statement.session);
-        self.note_sql_prepare(route.node, sql, &statement.session);
         if route.reason.is_replica() {
             self.route.retry_arm = RetryArm::Query;
         } else if self.route.retry_arm == RetryArm::Query {
             self.route.retry_arm = RetryArm::Nothing;
         }
-        let replay_prepare = executed.as_ref().is_some_and(|(name, _)| {
-            self.route
-                .sql_prepared
-                .replay_for(route.node, name)
-                .is_some()
-        });
-        let room = self.room_for_sql_prepare(route.node, &statement.session);
-        if replay_prepare || room.is_some() || self.route.check_lsn.is_some() {
+        let needs = match &executed {
+            Some(executed) => Some(self.execute_needs(executed)),
+            None => self.note_sql_prepare(&statement.session),
+        };
+        let needs = needs.filter(|needs| self.needs_setup(route.node, needs));
+        if needs.is_some() || self.route.check_lsn.is_some() {
             self.route.pending = Some(Pending::Switch {
                 node: route.node,
                 reason: route.reason,
-                batch: room,
-                sql_prepared: executed.map(|(name, _)| name).filter(|_| replay_prepare),
+                batch: needs,
                 check_lsn: self.route.check_lsn.take(),
             });
             return Verdict::Hold;
         }
         self.steer(route.node, route.reason, None)
+    }
+
+    /// A Query inside a transaction runs where the transaction does, once
+    /// what it names of prepared statements is set up there.
+    fn steer_query_in_transaction(&mut self, sql: &[u8], statement: &Arc<Statement>) -> Verdict {
+        let current = self.route.current;
+        self.note_dropped_statements(current, &statement.session);
+        // Whatever state a transaction creates may still be rolled back
+        // (or committed): only the node it runs on will know.
+        if pins_session(&statement.session, false) {
+            self.route.pins.add(Pins::kind_of(&statement.session));
+        }
+        self.note_commit(std::slice::from_ref(statement));
+        let needs = match (self.executed(sql, statement), &statement.session) {
+            (Some(executed), _) => Some(self.execute_needs(&executed)),
+            // Not kept for replay (the session is pinned): only room is
+            // made for it.
+            (None, SessionEffect::Prepare { name, .. })
+                if self.route.prepared.statement(name.as_bytes()).is_none() =>
+            {
+                Some(BatchNeeds {
+                    defines: vec![name.as_bytes().to_vec()],
+                    ..BatchNeeds::default()
+                })
+            }
+            _ => None,
+        };
+        match needs.filter(|needs| self.needs_setup(current, needs)) {
+            Some(needs) => self.steer_held(current, RouteReason::TransactionPinned, needs),
+            None => {
+                self.routed(current, RouteReason::TransactionPinned);
+                Verdict::Forward
+            }
+        }
     }
 
     /// Read-your-writes routes by the LSN of the session's last write: a
@@ -387,23 +401,6 @@ impl ClientSide<'_> {
             aborts: self.tracker.status() != TxStatus::Idle,
         });
         Verdict::Hold
-    }
-
-    /// A SQL `PREPARE` made outside a transaction, kept for replay where
-    /// its EXECUTEs go.
-    fn note_sql_prepare(&mut self, node: usize, sql: &[u8], effect: &SessionEffect) {
-        let SessionEffect::Prepare { name, inner } = effect else {
-            return;
-        };
-        let recorded = !self.route.over_budget(sql.len())
-            && std::str::from_utf8(sql).is_ok_and(|sql| {
-                self.route
-                    .sql_prepared
-                    .prepared(node, name, sql, inner.clone())
-            });
-        if !recorded {
-            self.route.pins.add(Pins::OTHER);
-        }
     }
 
     /// A setting made outside a transaction, kept for replay on the other
@@ -472,41 +469,17 @@ impl ClientSide<'_> {
         is_plain_read(&statement)
     }
 
-    /// `DEALLOCATE name` of a statement the session prepared with SQL: it
-    /// runs on the current connection if that holds the statement (any
-    /// node will do: prepared statements are the session's, not data),
-    /// else pgrelay forgets it and answers as the server would have.
-    /// Copies elsewhere are deallocated when the session next uses them.
-    fn deallocate_sql_prepared(&mut self, effect: &SessionEffect) -> Option<Verdict> {
-        let SessionEffect::Deallocate { name: Some(name) } = effect else {
-            return None;
-        };
-        let current = self.route.current;
-        let sql = &mut self.route.sql_prepared;
-        if sql.access(name).is_none() || self.route.prepared.statement(name.as_bytes()).is_some() {
-            return None;
-        }
-        if sql.held_on(current, name) {
-            sql.deallocated(current, name);
-            self.routed(current, RouteReason::SessionPinned);
-            return Some(Verdict::Forward);
-        }
-        sql.forget(name);
-        self.route.pending = Some(Pending::Complete("DEALLOCATE"));
-        Some(Verdict::Hold)
-    }
-
     /// SQL `DEALLOCATE` and `DISCARD ALL` drop protocol-level prepared
     /// statements too.
     fn note_dropped_statements(&mut self, node: usize, effect: &SessionEffect) {
         match effect {
             SessionEffect::DiscardAll | SessionEffect::Deallocate { name: None } => {
                 self.route.prepared.all_dropped(node);
-                self.route.sql_prepared.all_dropped(node);
             }
             SessionEffect::Deallocate { name: Some(name) } => {
-                self.route.prepared.closed(node, name.as_bytes());
-                self.route.sql_prepared.deallocated(node, name);
+                self.route
+                    .prepared
+                    .sql_deallocated(Some(node), name.as_bytes());
             }
             SessionEffect::Many(effects) => {
                 for effect in effects {
@@ -550,22 +523,6 @@ impl ClientSide<'_> {
         }
     }
 
-    /// A SQL `PREPARE name` where the connection holds another client's
-    /// statement under that name (SQL and protocol statements share one
-    /// namespace): what closes it first.
-    fn room_for_sql_prepare(&self, node: usize, effect: &SessionEffect) -> Option<BatchNeeds> {
-        let SessionEffect::Prepare { name, .. } = effect else {
-            return None;
-        };
-        self.route
-            .prepared
-            .holds_foreign(node, name.as_bytes())
-            .then(|| BatchNeeds {
-                strangers: vec![name.as_bytes().to_vec()],
-                ..BatchNeeds::default()
-            })
-    }
-
     /// Holds the Query until `room` is made on `node`, then forwards it
     /// there (the node the session is on inside a transaction).
     fn steer_held(&mut self, node: usize, reason: RouteReason, room: BatchNeeds) -> Verdict {
@@ -573,7 +530,6 @@ impl ClientSide<'_> {
             node,
             reason,
             batch: Some(room),
-            sql_prepared: None,
             check_lsn: None,
         });
         Verdict::Hold
@@ -588,7 +544,6 @@ impl ClientSide<'_> {
                 node: target,
                 reason,
                 batch,
-                sql_prepared: None,
                 check_lsn: self.route.check_lsn.take(),
             });
             Verdict::Hold

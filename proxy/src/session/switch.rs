@@ -15,7 +15,6 @@ use super::exchange::{exchange, exchange_many};
 use super::lease::{StateOnIt, lease_node_for};
 use super::leases::Leases;
 use super::setup::prepare_statements;
-use super::sql_prepared::quote_ident;
 use super::steer::{BatchNeeds, RouteState};
 
 /// Who the session is, for connections it opens to other nodes.
@@ -33,8 +32,6 @@ pub struct LoginAs<'a> {
 pub struct Needs<'a> {
     /// The prepared statements an extended-protocol batch uses.
     pub batch: Option<&'a BatchNeeds>,
-    /// The SQL-prepared statement an EXECUTE runs.
-    pub sql_prepared: Option<&'a str>,
     /// The WAL position a read needs the replica to have replayed, which
     /// the monitor has not seen it reach yet.
     pub check_lsn: Option<u64>,
@@ -69,7 +66,6 @@ pub async fn switch_for_statement(
                 to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
             leases.forget(lost);
             route.prepared.node_reset(lost);
-            route.sql_prepared.node_reset(lost);
             route.settings.node_reset(lost);
             set_up(ctx, leases, route, idle, reason, &needs, login).await?
         }
@@ -111,13 +107,6 @@ async fn set_up(
         }
     }
     drop_stale_sql_prepared(leases, route).await?;
-    if let Some(name) = needs.sql_prepared
-        && !replay_sql_prepare(leases, route, name).await?
-        && idle
-    {
-        // The primary ran the PREPARE; it runs the EXECUTE.
-        reason = to_primary(ctx, leases, route, RouteReason::PrimaryFallback, login).await?;
-    }
     if let Some(batch) = needs.batch {
         // Statements parsed here stay with the connection, for whoever
         // prepares the same next (`backend::statements`).
@@ -160,61 +149,27 @@ async fn replica_has_replayed(
 }
 
 /// Deallocates, on the current node, SQL-prepared statements the client
-/// deallocated while on another node.
+/// deallocated while on another node (or another connection).
 pub(super) async fn drop_stale_sql_prepared(
     leases: &mut Leases,
     route: &mut RouteState,
 ) -> Result<(), ProxyError> {
     let node = leases.current_node();
-    let stale = route.sql_prepared.stale_on(node);
+    let stale = route.prepared.stale_on(node);
     if stale.is_empty() {
         return Ok(());
     }
     let mut request = BytesMut::new();
     for name in &stale {
-        let sql = format!("DEALLOCATE {}", quote_ident(name));
-        fe::query(&mut request, sql.as_bytes());
+        fe::close_statement(&mut request, name);
     }
+    fe::sync(&mut request);
     let conn = leases.current_mut().conn_mut();
-    // Each DEALLOCATE answers on its own: one that fails (the statement
-    // is gone already) does not keep the others from running.
-    exchange_many(conn, &request, stale.len()).await?;
+    exchange(conn, &request).await?;
     for name in &stale {
-        route.sql_prepared.stale_dropped(node, name);
+        route.prepared.forget_on(node, name);
     }
     Ok(())
-}
-
-/// Replays a SQL PREPARE on the current node if it lacks the statement;
-/// `false` if the node refused it.
-async fn replay_sql_prepare(
-    leases: &mut Leases,
-    route: &mut RouteState,
-    name: &str,
-) -> Result<bool, ProxyError> {
-    let node = leases.current_node();
-    let Some(sql) = route.sql_prepared.replay_for(node, name) else {
-        return Ok(true);
-    };
-    let mut request = BytesMut::new();
-    let foreign = route.prepared.holds_foreign(node, name.as_bytes());
-    if foreign {
-        // Another client's protocol-level statement of that name (one
-        // namespace on the server): it goes first.
-        let sql = format!("DEALLOCATE {}", quote_ident(name));
-        fe::query(&mut request, sql.as_bytes());
-        route.prepared.forget_on(node, name.as_bytes());
-    }
-    fe::query(&mut request, sql.as_bytes());
-    route.dirtied(node);
-    let conn = leases.current_mut().conn_mut();
-    let answer = exchange_many(conn, &request, 1 + usize::from(foreign)).await?;
-    if let Some((code, message)) = answer.error {
-        debug!(node = %conn.node_name, %code, %message, "replaying a PREPARE failed");
-        return Ok(false);
-    }
-    route.sql_prepared.replayed(node, name);
-    Ok(true)
 }
 
 /// Replays the session's settings on the current node if it is behind;

@@ -76,12 +76,15 @@ const KINDS: &[Kind] = &[
         clean: "0",
         own: None,
     },
+    // Prepared statements stay with the pooled connection for whoever
+    // prepares the same (`pg_prepared_statements` lists them), but a
+    // client never runs one it did not prepare.
     Kind {
         name: "sql prepare",
         leave: "PREPARE leak_q AS SELECT 1",
-        check: "SELECT count(*)::text FROM pg_prepared_statements",
-        clean: "0",
-        own: Some("EXECUTE leak_q"),
+        check: "EXECUTE leak_q",
+        clean: "error 26000",
+        own: None,
     },
     Kind {
         name: "held cursor",
@@ -227,7 +230,11 @@ async fn leave(a: &mut RawClient, sql: &str, shape: Shape) -> anyhow::Result<()>
 }
 
 /// The first column of the first DataRow, as text.
+/// The first value of the answer, or `error <SQLSTATE>` if it failed.
 fn first_value(messages: &[Message]) -> Option<String> {
+    if let Some(error) = messages.iter().find(|m| m.tag == b'E') {
+        return Some(format!("error {}", error.sqlstate().unwrap_or_default()));
+    }
     let row = messages.iter().find(|m| m.tag == b'D')?;
     let first = row.data_row().into_iter().next()??;
     Some(String::from_utf8_lossy(&first).into_owned())

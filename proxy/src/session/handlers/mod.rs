@@ -36,10 +36,9 @@ impl Session<'_> {
                 node,
                 reason,
                 batch,
-                sql_prepared,
                 check_lsn,
             }) => {
-                let needs = (batch, sql_prepared, check_lsn);
+                let needs = (batch, check_lsn);
                 self.on_switch((node, reason), needs).await
             }
             Some(Pending::LocalBatch { command, len }) => {

@@ -23,9 +23,9 @@ pub(in crate::session) const RETRY_UNREACHABLE_AFTER: std::time::Duration =
     std::time::Duration::from_millis(200);
 
 /// What `Pending::Switch` says the frame needs on its node: the prepared
-/// statements of its batch, the SQL-prepared statement it executes, and
-/// the WAL position to check the replica has replayed.
-type SwitchNeeds = (Option<BatchNeeds>, Option<String>, Option<u64>);
+/// statements of its batch (or of the `EXECUTE` it is), and the WAL
+/// position to check the replica has replayed.
+type SwitchNeeds = (Option<BatchNeeds>, Option<u64>);
 
 impl Session<'_> {
     /// Moves the session to `target`'s node for the held frame
@@ -33,7 +33,7 @@ impl Session<'_> {
     pub(super) async fn on_switch(
         &mut self,
         target: (usize, RouteReason),
-        (batch, sql_prepared, check_lsn): SwitchNeeds,
+        (batch, check_lsn): SwitchNeeds,
     ) -> Result<Step, ProxyError> {
         let idle = self.tracker.status() == TxStatus::Idle;
         if idle && self.may_let_go_before_moving(target.0) {
@@ -44,7 +44,6 @@ impl Session<'_> {
         };
         let needs = Needs {
             batch: batch.as_ref(),
-            sql_prepared: sql_prepared.as_deref(),
             check_lsn,
         };
         let switched = switch_for_statement(

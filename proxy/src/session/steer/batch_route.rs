@@ -289,7 +289,6 @@ impl ClientSide<'_> {
             node: route.node,
             reason: route.reason,
             batch: Some(needs),
-            sql_prepared: None,
             check_lsn: self.route.check_lsn.take(),
         });
         Verdict::Hold

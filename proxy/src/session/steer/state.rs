@@ -9,7 +9,6 @@ use super::super::capture::LsnCapture;
 use super::super::prepared::Registry;
 use super::super::retry::Retry;
 use super::super::settings::Settings;
-use super::super::sql_prepared::SqlPrepared;
 use super::Pins;
 use super::request::{HeadFrame, LsnAsk, RetryArm, SteeredWork};
 
@@ -22,8 +21,6 @@ pub enum Pending {
         node: usize,
         reason: RouteReason,
         batch: Option<BatchNeeds>,
-        /// An `EXECUTE` of this SQL-prepared statement follows.
-        sql_prepared: Option<String>,
         /// The read needs this WAL position, which the monitor has not seen
         /// the replica reach yet: ask the replica first.
         check_lsn: Option<u64>,
@@ -104,7 +101,6 @@ pub struct RouteState {
     pub pending: Option<Pending>,
     pub head: HeadFrame,
     pub prepared: Registry,
-    pub sql_prepared: SqlPrepared,
     pub settings: Settings,
     pub retry: Retry,
     pub(super) retry_arm: RetryArm,
@@ -130,6 +126,9 @@ pub struct RouteState {
     /// routing accounted for; later ones (past its look-ahead) are judged
     /// one by one as they pass.
     pub(super) judged_parses: usize,
+    /// The SQL `PREPARE` (name, what it prepares) of the Query being
+    /// steered, recorded as it is forwarded (on the node it reaches).
+    pub(super) preparing: Option<(String, pgrelay_router::Access)>,
     /// The route just decided reads from a replica the monitor has not
     /// yet seen reach the session's position: this position.
     pub(super) check_lsn: Option<u64>,
@@ -163,7 +162,6 @@ impl RouteState {
             pending: None,
             head: HeadFrame::Undecided,
             prepared: Registry::new(nodes, statement_keys),
-            sql_prepared: SqlPrepared::new(nodes),
             settings: Settings::new(nodes),
             retry: Retry::default(),
             retry_arm: RetryArm::Nothing,
@@ -179,13 +177,14 @@ impl RouteState {
             dirty: 0,
             steered: SteeredWork::MayLeaveState,
             judged_parses: 0,
+            preparing: None,
             state_conn: vec![None; nodes],
         }
     }
 
     /// Bytes the session keeps for replay now.
     pub fn retained(&self) -> usize {
-        self.prepared.bytes() + self.sql_prepared.bytes() + self.settings.bytes()
+        self.prepared.bytes() + self.settings.bytes()
     }
 
     /// Whether keeping `more` bytes would pass `listen.max_session_state`.
@@ -221,7 +220,6 @@ impl RouteState {
     /// session is there.
     pub fn fresh_connection(&mut self, node: usize) {
         self.prepared.node_reset(node);
-        self.sql_prepared.node_reset(node);
         self.settings.node_reset(node);
         if node < 64 {
             self.dirty &= !(1 << node);
