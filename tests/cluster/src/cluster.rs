@@ -221,6 +221,50 @@ impl Cluster {
         self.wait_replication(timeout, None).await
     }
 
+    /// Waits until every other node streams from the primary and has
+    /// replayed all the primary had written when this was called (what
+    /// was committed before is on every replica: a failover keeps it).
+    pub async fn wait_replayed(&self, timeout: Duration) -> Result<(), ClusterError> {
+        self.wait_streaming(timeout).await?;
+        let Some((primary, _)) = self.replication_state().await? else {
+            return Err(ClusterError::NotRunning("the primary".into()));
+        };
+        let client = self.client(primary).await?;
+        let pg = |what: &str| {
+            let what = what.to_owned();
+            move |e| ClusterError::pg(what, e)
+        };
+        let target: String = client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .map_err(pg("reading the primary's WAL position"))?
+            .get(0);
+        let others = i64::try_from(self.nodes.len() - 1).unwrap_or(i64::MAX);
+        let started = Instant::now();
+        loop {
+            let caught_up: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_replication \
+                     WHERE replay_lsn >= $1::text::pg_lsn",
+                    &[&target],
+                )
+                .await
+                .map_err(pg("reading pg_stat_replication"))?
+                .get(0);
+            if caught_up >= others {
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                return Err(ClusterError::Timeout {
+                    what: format!("every replica to replay {target}"),
+                    waited: started.elapsed(),
+                    last: format!("{caught_up} of {others} replicas there"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// A superuser connection to database `postgres` on node `index`.
     pub async fn client(&self, index: usize) -> Result<Client, ClusterError> {
         let node = self.get(index)?;

@@ -71,6 +71,9 @@ async fn writes_resume_with(transport: Transport) -> anyhow::Result<()> {
         .await?;
     c.batch_execute("INSERT INTO failover_rows VALUES (1)")
         .await?;
+    // Asynchronous replication: what the test reads back after the
+    // failover must be on the replicas before the primary dies.
+    cluster.wait_replayed(Duration::from_secs(10)).await?;
     let old_port = cluster.nodes()[0].port;
     cluster.kill(0)?;
     let killed = Instant::now();
@@ -196,7 +199,9 @@ async fn old_primary_back_is_never_written() -> anyhow::Result<()> {
     let c = proxy.client().await?;
     c.batch_execute("CREATE TABLE back_rows (id serial PRIMARY KEY)")
         .await?;
-    cluster.wait_streaming(Duration::from_secs(10)).await?;
+    // Asynchronous replication: the table must be on the replicas before
+    // the primary dies, or the new primary has none.
+    cluster.wait_replayed(Duration::from_secs(10)).await?;
     cluster.kill(0)?;
     poll_until(Duration::from_secs(20), "a failover", || async {
         let json = status(&proxy).await?;
