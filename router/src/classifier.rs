@@ -161,9 +161,9 @@ impl Classifier {
             .collect()
     }
 
-    /// The access after function volatility: a read that calls a function
-    /// known to be volatile, or not known yet, is a write (primary until
-    /// learned: the safe default).
+    /// The access after function volatility: a read (node-local or not)
+    /// that calls a function known to be volatile, or not known yet, is a
+    /// write (primary until learned: the safe default).
     pub fn effective_access(&self, database: &str, statement: &Statement) -> Access {
         if !statement.access.is_read() {
             return statement.access.clone();
@@ -178,7 +178,7 @@ impl Classifier {
                 }
             }
         }
-        Access::Read
+        statement.access.clone()
     }
 
     pub fn stats(&self) -> CacheStats {

@@ -6,11 +6,12 @@
 //! decides the statement kind; a part that does not parse is a write.
 //!
 //! Multi-statement strings combine their parts: the access is the first
-//! part's write (else `Read`); the transaction effect is the last part's
-//! non-`None` effect (the state the string leaves behind: `BEGIN; …;
-//! COMMIT` ends as `Commit`); session effects are kept in order (`Many`
-//! when more than one); unknown functions are the union; a pgrelay command
-//! must be the only statement, else it is `Invalid`.
+//! part's write (else `NodeLocal` if any part is, else `Read`); the
+//! transaction effect is the last part's non-`None` effect (the state the
+//! string leaves behind: `BEGIN; …; COMMIT` ends as `Commit`); session
+//! effects are kept in order (`Many` when more than one); unknown functions
+//! are the union; a pgrelay command must be the only statement, else it is
+//! `Invalid`.
 
 use std::collections::HashSet;
 
@@ -221,14 +222,19 @@ fn unparsed(tokens: &[&Token], features: &Features) -> Part {
 }
 
 /// Applies the calls the statement makes: a deny-listed call makes it a
-/// write (and may change session state); unknown calls of a read are
-/// reported for a `pg_proc` lookup.
+/// write (and may change session state); a node-local view or call makes
+/// a read node-local; unknown calls of a read are reported for a `pg_proc`
+/// lookup.
 pub(crate) fn with_calls(mut part: Part, features: &Features) -> Part {
     let mut effects = Vec::new();
     let mut unknown: Vec<String> = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
+    if features.node_local {
+        part.access = part.access.stronger(Access::NodeLocal);
+    }
     for call in &features.calls {
         match lookup(&call.name) {
+            Known::NodeLocal => part.access = part.access.stronger(Access::NodeLocal),
             Known::Denied(effect) => {
                 if part.access.is_read() {
                     part.access = Access::write(WriteReason::VolatileFunction(call.name.clone()));
@@ -281,9 +287,11 @@ fn combine(statement: &mut Statement, parts: Vec<Part>) {
         // A COPY FROM anywhere in the text decides how the write's LSN
         // is learned (nothing may follow it while the server copies in).
         let copies = part.access == Access::write(WriteReason::CopyFrom);
-        if statement.access.is_read() || copies {
-            statement.access = part.access;
-        }
+        statement.access = if copies {
+            part.access
+        } else {
+            std::mem::replace(&mut statement.access, Access::Read).stronger(part.access)
+        };
         if part.transaction != TxEffect::None {
             statement.transaction = part.transaction;
         }

@@ -9,7 +9,7 @@ use sqlparser::ast::{
 
 use crate::classify::{Part, many, with_calls};
 use crate::functions::Features;
-use crate::statement::{DiscardKind, SessionEffect, TxEffect, WriteReason};
+use crate::statement::{Access, DiscardKind, SessionEffect, TxEffect, WriteReason};
 
 /// A query's own access: reads unless the tokens show a write inside it.
 fn query_access(f: &Features) -> Part {
@@ -54,7 +54,14 @@ pub(crate) fn classify_ast(stmt: &Ast, f: &Features) -> Part {
             };
             return Part::read().session(effect);
         }
-        Ast::ShowVariable { .. } | Ast::ShowVariables { .. } => Part::read(),
+        Ast::ShowVariable { variable } => match variable.as_slice() {
+            [name] if crate::node_local::setting(&fold(name)) => Part {
+                access: Access::NodeLocal,
+                ..Part::read()
+            },
+            _ => Part::read(),
+        },
+        Ast::ShowVariables { .. } => Part::read(),
         Ast::StartTransaction {
             modes, statements, ..
         } if statements.is_empty() => {
@@ -182,7 +189,10 @@ fn explain(analyze: bool, inner: &Ast, options: Option<&[UtilityOption]>, f: &Fe
     let mut part = if analyze {
         let inner = classify_ast(inner, f);
         if inner.access.is_read() {
+            // It runs the statement: a node-local one errs on a replica
+            // (`pg_current_wal_lsn()`) or measures that node.
             Part {
+                access: inner.access,
                 functions: inner.functions,
                 ..Part::read()
             }

@@ -4,11 +4,13 @@
 //! Statements inside an open transaction are not asked about: they run
 //! where the transaction runs (`RouteReason::TransactionPinned`). For the
 //! others, the order of the rules is the contract: a pgrelay command is
-//! answered locally; session state pins to the primary; a primary hint, a write, a state-changing statement or the
-//! `strong` policy go to the primary; everything left is a read, which goes
-//! to a replica that has replayed the session's causal position (a replica
-//! hint skips the `strong` policy but never the write rule), or falls back
-//! to the primary.
+//! answered locally; session state pins to the primary; a primary hint, a
+//! write, a state-changing statement, a node-local read or the `strong`
+//! policy go to the primary; everything left is a read, which goes to a
+//! replica that has replayed the session's causal position (a replica hint
+//! skips the node-local rule and the `strong` policy, so a client can still
+//! ask a replica about itself, but never the write rule), or falls back to
+//! the primary.
 
 use crate::route::{Route, RouteError, RouteReason};
 use crate::statement::{Access, Consistency, Hint, SessionEffect, Statement};
@@ -107,6 +109,9 @@ pub fn decide(
         return primary(RouteReason::PrimarySessionState);
     }
     let hinted_replica = statement.hint == Some(Hint::Replica);
+    if *access == Access::NodeLocal && !hinted_replica {
+        return primary(RouteReason::PrimaryNodeLocal);
+    }
     if session.consistency == Consistency::Strong && !hinted_replica {
         return primary(RouteReason::PrimaryStrong);
     }
@@ -309,6 +314,29 @@ mod tests {
                 ("pg1", "primary volatile function"),
             ),
             ("SELEC garbage", s, ("pg1", "primary unparsed")),
+            (
+                "SELECT pg_is_in_recovery()",
+                s,
+                ("pg1", "primary node-local"),
+            ),
+            (
+                "SELECT * FROM pg_stat_activity",
+                SessionView {
+                    consistency: Consistency::Strong,
+                    ..s
+                },
+                ("pg1", "primary node-local"),
+            ),
+            (
+                "/* pgrelay:replica */ SELECT pg_is_in_recovery()",
+                s,
+                ("pg3", "replica hint"),
+            ),
+            (
+                "SELECT * FROM pg_locks",
+                SessionView { pinned: true, ..s },
+                ("pg1", "session pinned"),
+            ),
         ];
         for (sql, session, expected) in cases {
             let got = route_of(sql, *session, lc);

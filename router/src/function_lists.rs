@@ -12,14 +12,17 @@ pub(crate) enum Known {
     Allowed,
     /// Must run on the primary; some calls also change session state.
     Denied(SessionEffect),
+    /// Answers about the node it runs on: the primary answers, no write
+    /// ([`crate::node_local`]).
+    NodeLocal,
     /// Ask `pg_proc`.
     Unknown,
 }
 
 /// Looks a folded, possibly schema-qualified name up in the built-in lists.
-/// The deny list matches whatever the schema; the allow list only applies
-/// to unqualified or `pg_catalog.` names (a user's `myschema.lower` is not
-/// PostgreSQL's `lower`).
+/// The deny list matches whatever the schema; the node-local and allow
+/// lists only apply to unqualified or `pg_catalog.` names (a user's
+/// `myschema.lower` is not PostgreSQL's `lower`).
 pub(crate) fn lookup(name: &str) -> Known {
     let (schema, base) = match name.rsplit_once('.') {
         Some((s, b)) => (Some(s), b),
@@ -28,7 +31,10 @@ pub(crate) fn lookup(name: &str) -> Known {
     if let Some(effect) = denied(base) {
         return Known::Denied(effect);
     }
-    if matches!(schema, None | Some("pg_catalog")) && allowed(base) {
+    let builtin = matches!(schema, None | Some("pg_catalog"));
+    if builtin && crate::node_local::function(base) {
+        Known::NodeLocal
+    } else if builtin && allowed(base) {
         Known::Allowed
     } else {
         Known::Unknown
@@ -91,7 +97,7 @@ fn denied(f: &str) -> Option<SessionEffect> {
 }
 
 fn allowed(f: &str) -> bool {
-    const PREFIXES: [&str; 14] = [
+    const PREFIXES: [&str; 13] = [
         "json_",
         "jsonb_",
         "array_",
@@ -102,7 +108,6 @@ fn allowed(f: &str) -> bool {
         "pg_get_",
         "has_",
         "pg_size_",
-        "pg_stat_get_",
         "ts_",
         "pg_encoding_",
         "current_",
@@ -207,12 +212,6 @@ fn allowed(f: &str) -> bool {
                 | "pg_table_is_visible"
                 | "pg_type_is_visible"
                 | "pg_function_is_visible"
-                | "pg_is_in_recovery"
-                | "pg_last_wal_replay_lsn"
-                | "pg_last_wal_receive_lsn"
-                | "pg_last_xact_replay_timestamp"
-                | "pg_current_wal_lsn"
-                | "pg_current_wal_insert_lsn"
                 | "pg_wal_lsn_diff"
                 | "pg_relation_size"
                 | "pg_total_relation_size"
@@ -220,8 +219,6 @@ fn allowed(f: &str) -> bool {
                 | "pg_indexes_size"
                 | "pg_database_size"
                 | "pg_tablespace_location"
-                | "pg_postmaster_start_time"
-                | "pg_conf_load_time"
                 | "pg_typeof"
                 | "pg_column_size"
                 | "pg_relation_filenode"
@@ -302,5 +299,10 @@ mod tests {
         assert_eq!(lookup("pg_catalog.lower"), Known::Allowed);
         assert_eq!(lookup("myschema.lower"), Known::Unknown);
         assert_eq!(lookup("my_func"), Known::Unknown);
+        assert_eq!(lookup("pg_is_in_recovery"), Known::NodeLocal);
+        assert_eq!(lookup("pg_catalog.pg_stat_get_numscans"), Known::NodeLocal);
+        assert_eq!(lookup("myschema.pg_is_in_recovery"), Known::Unknown);
+        assert_eq!(lookup("pg_stat_reset"), Known::Denied(SessionEffect::None));
+        assert_eq!(lookup("txid_current"), Known::Denied(SessionEffect::None));
     }
 }

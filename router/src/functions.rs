@@ -12,6 +12,7 @@
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Word};
 
+use crate::node_local::names_relation;
 use crate::pgrelay_cmd::folded;
 
 /// What the token scan saw in one statement.
@@ -25,6 +26,8 @@ pub(crate) struct Features {
     pub modifying: bool,
     /// `INTO` anywhere (in a query: `SELECT … INTO t`).
     pub into: bool,
+    /// A node-local view is named ([`crate::node_local::names_relation`]).
+    pub node_local: bool,
 }
 
 #[derive(Debug)]
@@ -40,6 +43,7 @@ pub(crate) struct Call {
 pub(crate) fn scan(tokens: &[&Token]) -> Features {
     let mut f = Features::default();
     for (i, tok) in tokens.iter().enumerate() {
+        f.node_local |= names_relation(tokens, i);
         match tok {
             Token::Word(w) if w.quote_style.is_none() => match w.keyword {
                 Keyword::FOR => {

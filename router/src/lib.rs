@@ -20,6 +20,7 @@ mod hint;
 mod keyed_hash;
 mod large;
 mod lru;
+mod node_local;
 mod pgrelay_cmd;
 mod placement;
 mod route;

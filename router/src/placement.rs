@@ -306,6 +306,20 @@ mod tests {
             // A COMMIT with no transaction open (one inside a transaction is
             // never placed) may run anywhere, yet moves the position.
             (&["COMMIT"], 0, true, ("pg2", "replica read", None, true)),
+            // Node-local reads: on the primary, yet no write (no LSN is
+            // captured after them), and never sent to a replica to be asked.
+            (
+                &["SELECT pg_is_in_recovery()"],
+                450,
+                true,
+                ("pg1", "primary node-local", None, false),
+            ),
+            (
+                &["SELECT 1", "SELECT count(*) FROM pg_stat_wal_receiver"],
+                0,
+                true,
+                ("pg1", "primary node-local", None, false),
+            ),
             // A pgrelay command inside a batch: the primary answers it.
             (
                 &["SELECT 1", "SHOW pgrelay.route"],

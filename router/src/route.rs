@@ -38,6 +38,10 @@ pub enum RouteReason {
     /// A replica refused the statement as a write (SQLSTATE 25006) before
     /// any result reached the client: it ran again on the primary.
     PrimaryRetried,
+    /// A read of node-local views or functions (`pg_stat_activity`,
+    /// `pg_is_in_recovery()`, …): the primary answers, as for a client
+    /// connected to it.
+    PrimaryNodeLocal,
 }
 
 impl RouteReason {
@@ -57,6 +61,7 @@ impl RouteReason {
             RouteReason::PrimarySessionState => "primary session state",
             RouteReason::PrimaryOpenBatch => "primary open batch",
             RouteReason::PrimaryRetried => "primary retried",
+            RouteReason::PrimaryNodeLocal => "primary node-local",
         }
     }
 
@@ -70,6 +75,7 @@ impl RouteReason {
     pub fn for_access(access: &Access) -> RouteReason {
         match access {
             Access::Read => RouteReason::ReplicaRead,
+            Access::NodeLocal => RouteReason::PrimaryNodeLocal,
             Access::Write {
                 why: WriteReason::Unparsed,
             } => RouteReason::PrimaryUnparsed,
@@ -117,6 +123,10 @@ mod tests {
         assert_eq!(
             RouteReason::for_access(&w(WriteReason::VolatileFunction("f".into()))).as_str(),
             "primary volatile function"
+        );
+        assert_eq!(
+            RouteReason::for_access(&Access::NodeLocal).as_str(),
+            "primary node-local"
         );
     }
 }

@@ -8,13 +8,35 @@ pub enum Access {
     /// Provably safe on a hot standby (subject to the `functions` the
     /// statement calls, see [`Statement::functions`]).
     Read,
+    /// A read whose answer describes the node it runs on (its statistics,
+    /// locks, backends, WAL and recovery state; see `node_local.rs`): the
+    /// primary answers it, as for a client connected there. Still a read:
+    /// it moves no WAL position, so nothing is captured after it.
+    NodeLocal,
     /// Must run on the primary. Anything not provably read-only lands here.
     Write { why: WriteReason },
 }
 
 impl Access {
+    /// Whether the statement writes nothing ([`Access::Read`] or
+    /// [`Access::NodeLocal`]): not whether a replica may run it.
     pub fn is_read(&self) -> bool {
-        matches!(self, Access::Read)
+        matches!(self, Access::Read | Access::NodeLocal)
+    }
+
+    /// The access of statements run together: a write over a node-local
+    /// read over a read; the first of equals.
+    pub(crate) fn stronger(self, other: Access) -> Access {
+        let rank = |a: &Access| match a {
+            Access::Read => 0,
+            Access::NodeLocal => 1,
+            Access::Write { .. } => 2,
+        };
+        if rank(&other) > rank(&self) {
+            other
+        } else {
+            self
+        }
     }
 
     pub(crate) fn write(why: WriteReason) -> Access {

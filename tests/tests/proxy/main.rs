@@ -10,6 +10,7 @@ mod console;
 mod data;
 mod env;
 mod limits;
+mod node_local;
 mod passthrough;
 mod pgbench;
 mod regressions;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     trials.extend(limits::trials(&env));
     trials.extend(pgbench::trials(&env));
     trials.extend(routing::trials(&env));
+    trials.extend(node_local::trials(&env));
     trials.extend(admin::trials(&env));
     trials.extend(console::trials(&env));
     trials.extend(status_page::trials(&env));

@@ -406,7 +406,8 @@ async fn deallocate_everywhere(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(v == "1");
     c.simple_query("DEALLOCATE regressions_q").await?;
     let listed = "SELECT count(*) FROM pg_prepared_statements WHERE name = 'regressions_q'";
-    let on_replica = read_on(&c, listed, "replica").await?;
+    // The view is node-local (the primary answers it): a hint asks the replica.
+    let on_replica = read_on(&c, &format!("/* pgrelay:replica */ {listed}"), "replica").await?;
     c.simple_query("SET pgrelay.consistency = 'strong'").await?;
     let on_primary = read_on(&c, listed, "primary").await?;
     ensure!(

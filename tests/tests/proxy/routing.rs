@@ -10,16 +10,16 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::env::{Env, LazyEnv, trial};
 
-/// First column of the first row of a simple query.
 /// Polls until `sql` runs on the node whose port is `port`.
-async fn on_node_soon(client: &Client, sql: &str, port: &str) -> anyhow::Result<()> {
+pub(crate) async fn on_node_soon(client: &Client, sql: &str, port: &str) -> anyhow::Result<()> {
     poll_until(Duration::from_secs(10), "the read on that node", || async {
         (value(client, sql).await.ok()? == port).then_some(())
     })
     .await
 }
 
-async fn value(client: &Client, sql: &str) -> anyhow::Result<String> {
+/// First column of the first row of a simple query.
+pub(crate) async fn value(client: &Client, sql: &str) -> anyhow::Result<String> {
     for message in client.simple_query(sql).await? {
         if let SimpleQueryMessage::Row(row) = message {
             return Ok(row.get(0).unwrap_or_default().to_owned());
@@ -29,10 +29,10 @@ async fn value(client: &Client, sql: &str) -> anyhow::Result<String> {
 }
 
 /// Where a statement ran: the serving node's port.
-const PORT: &str = "SELECT current_setting('port')";
+pub(crate) const PORT: &str = "SELECT current_setting('port')";
 
 /// The primary's and the replica's ports, as `PORT` reports them.
-fn ports(env: &Env) -> (String, String) {
+pub(crate) fn ports(env: &Env) -> (String, String) {
     let nodes = env.cluster.nodes();
     (nodes[0].port.to_string(), nodes[1].port.to_string())
 }
@@ -62,7 +62,7 @@ async fn xact_commits(node: &Client, database: &str) -> anyhow::Result<i64> {
 /// budget (the consistency tests do): a budget far above what replay can
 /// fall behind on a loaded 2-core machine, while other tests write on the
 /// shared cluster (one runs `pgbench -i`, some 15 MB of WAL).
-fn eventual() -> ProxyOptions {
+pub(crate) fn eventual() -> ProxyOptions {
     ProxyOptions {
         routing: "consistency = \"eventual\"\nmax_lag = \"30s\"\nmax_lag_bytes = \"1GB\"".into(),
         ..ProxyOptions::default()
