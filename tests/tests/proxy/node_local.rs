@@ -226,10 +226,9 @@ async fn transactions_and_hints_keep_their_node(env: Arc<Env>) -> anyhow::Result
     )
     .await?;
     c.simple_query("COMMIT").await?;
-    // A SQL PREPARE's EXECUTEs go where its statement goes. (Made while
-    // the session is on the primary: one that moves it there is replayed
-    // by the first EXECUTE on the primary, which then says `primary
-    // fallback`, whatever the statement.)
+    // A SQL PREPARE's EXECUTEs go where its statement goes, wherever the
+    // PREPARE ran (here on the replica, with the session's last read).
+    asked(&c, "SELECT 1::text", "1", "pg2 replica read").await?;
     c.simple_query("PREPARE node_local_q AS SELECT pg_is_in_recovery()")
         .await?;
     asked(&c, "EXECUTE node_local_q", "f", NODE_LOCAL).await?;
