@@ -100,6 +100,7 @@ impl Shared {
             Arc::clone(&clients),
             Arc::clone(&node_load),
             Arc::clone(&pool_limits),
+            &config.routing,
         )
         .map_err(|e| io::Error::other(format!("registering the metrics: {e}")))?;
         let tls_error = |e: String| io::Error::other(format!("TLS: {e}"));
@@ -152,8 +153,10 @@ impl Shared {
         self.config_generation.load(Ordering::Acquire)
     }
 
-    /// Makes `config` the effective one (see `reload`).
+    /// Makes `config` the effective one (see `reload`), its lag budgets
+    /// the exported ones.
     pub fn swap_config(&self, config: Arc<Config>) {
+        self.metrics.budget.set(&config.routing);
         self.config.store(config);
         self.config_generation.fetch_add(1, Ordering::Release);
     }

@@ -45,6 +45,25 @@ pub enum RouteReason {
 }
 
 impl RouteReason {
+    /// Every reason, so that metrics can export each from the start rather
+    /// than after its first statement.
+    pub const ALL: [RouteReason; 14] = [
+        RouteReason::ReplicaRead,
+        RouteReason::PrimaryWrite,
+        RouteReason::PrimaryVolatileFunction,
+        RouteReason::PrimaryUnparsed,
+        RouteReason::PrimaryHint,
+        RouteReason::ReplicaHint,
+        RouteReason::TransactionPinned,
+        RouteReason::SessionPinned,
+        RouteReason::PrimaryFallback,
+        RouteReason::Pgrelay,
+        RouteReason::PrimaryStrong,
+        RouteReason::PrimarySessionState,
+        RouteReason::PrimaryOpenBatch,
+        RouteReason::PrimaryRetried,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RouteReason::ReplicaRead => "replica read",
@@ -104,6 +123,34 @@ pub enum RouteError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Exhaustive: a new reason does not compile here until it has a
+    /// place in [`RouteReason::ALL`].
+    fn position(reason: RouteReason) -> usize {
+        match reason {
+            RouteReason::ReplicaRead => 0,
+            RouteReason::PrimaryWrite => 1,
+            RouteReason::PrimaryVolatileFunction => 2,
+            RouteReason::PrimaryUnparsed => 3,
+            RouteReason::PrimaryHint => 4,
+            RouteReason::ReplicaHint => 5,
+            RouteReason::TransactionPinned => 6,
+            RouteReason::SessionPinned => 7,
+            RouteReason::PrimaryFallback => 8,
+            RouteReason::Pgrelay => 9,
+            RouteReason::PrimaryStrong => 10,
+            RouteReason::PrimarySessionState => 11,
+            RouteReason::PrimaryOpenBatch => 12,
+            RouteReason::PrimaryRetried => 13,
+        }
+    }
+
+    #[test]
+    fn all_lists_every_reason_once() {
+        for (i, reason) in RouteReason::ALL.into_iter().enumerate() {
+            assert_eq!(position(reason), i, "{reason:?}");
+        }
+    }
 
     #[test]
     fn reasons_follow_access() {

@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod consistency;
+pub mod exposition;
 pub mod http;
 pub mod mitm;
 pub mod net;

@@ -1,7 +1,7 @@
 //! The admin HTTP server on `listen.admin_addr` (see DESIGN.md, "Admin
 //! HTTP"): `/` (an HTML status page), `/status` (the topology as JSON),
 //! `/healthz` (is a primary routable), `/metrics` (Prometheus text) and
-//! `/promote/{node}`.
+//! `/promote/{node}`. The four reads answer `HEAD` as well.
 //!
 //! It runs on a thread of its own with a small current-thread runtime, so
 //! a slow scraper never delays a data-path worker or a health probe, and it

@@ -16,7 +16,8 @@ pub struct Caller<'a> {
     pub headers: &'a HeaderMap,
 }
 
-/// The admin endpoints. Each has one method; any other gets 405.
+/// The admin endpoints. Each takes one method (and `HEAD` where that is
+/// `GET`); any other gets 405.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {
     /// `GET /`: the HTML status page.
@@ -46,10 +47,22 @@ impl<'a> Route<'a> {
         }
     }
 
-    pub fn method(self) -> Method {
+    /// The methods the endpoint answers, as the `Allow` header lists them.
+    /// `HEAD` goes with every `GET` (RFC 9110: a load balancer's or an
+    /// uptime checker's probe); hyper sends its answer without the body.
+    pub fn allow(self) -> &'static str {
         match self {
-            Route::Page | Route::Status | Route::Healthz | Route::Metrics => Method::GET,
-            Route::Promote { .. } => Method::POST,
+            Route::Page | Route::Status | Route::Healthz | Route::Metrics => "GET, HEAD",
+            Route::Promote { .. } => "POST",
+        }
+    }
+
+    pub fn accepts(self, method: &Method) -> bool {
+        match self {
+            Route::Page | Route::Status | Route::Healthz | Route::Metrics => {
+                *method == Method::GET || *method == Method::HEAD
+            }
+            Route::Promote { .. } => *method == Method::POST,
         }
     }
 
@@ -62,9 +75,10 @@ impl<'a> Route<'a> {
     }
 }
 
-/// The answer to `method path`. Every handler but `/promote` reads state
-/// the proxy already holds and answers at once; a promotion waits for the
-/// monitor's failover task.
+/// The answer to `method path`; a `HEAD` gets the `GET` answer whole, and
+/// hyper leaves out its body but not its `Content-Length`. Every handler
+/// but `/promote` reads state the proxy already holds and answers at once;
+/// a promotion waits for the monitor's failover task.
 pub async fn respond(
     method: &Method,
     path: &str,
@@ -74,9 +88,8 @@ pub async fn respond(
     let Some(route) = Route::parse(path) else {
         return response::not_found(path);
     };
-    let allowed = route.method();
-    if *method != allowed {
-        return response::method_not_allowed(&allowed);
+    if !route.accepts(method) {
+        return response::method_not_allowed(route.allow());
     }
     if route.changes_state() {
         let config = shared.config();
@@ -184,7 +197,7 @@ mod tests {
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
         let post = respond(&Method::POST, "/status", &shared).await;
         assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(post.headers()[ALLOW], "GET");
+        assert_eq!(post.headers()[ALLOW], "GET, HEAD");
         let get = respond(&Method::GET, "/promote/pg1", &shared).await;
         assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(get.headers()[ALLOW], "POST");
@@ -207,6 +220,20 @@ mod tests {
         assert_eq!(promote.headers()[CONTENT_TYPE], "application/json");
         let unknown = respond(&Method::POST, "/promote/pg9", &shared).await;
         assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn head_answers_as_get_on_every_read() {
+        let shared = shared();
+        for path in ["/", "/status", "/healthz", "/metrics"] {
+            let get = respond(&Method::GET, path, &shared).await;
+            let head = respond(&Method::HEAD, path, &shared).await;
+            assert_eq!(head.status(), get.status(), "{path}");
+            assert_eq!(head.headers(), get.headers(), "{path}");
+        }
+        let promote = respond(&Method::HEAD, "/promote/pg1", &shared).await;
+        assert_eq!(promote.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(promote.headers()[ALLOW], "POST");
     }
 
     #[tokio::test]

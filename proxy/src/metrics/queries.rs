@@ -1,7 +1,9 @@
 //! What the data path counts: statements by where they went and why, their
 //! latency, reads that fell back to the primary, and consistency waits.
 //!
-//! The vectors are registered once per proxy; each worker keeps its own
+//! The vectors are registered once per proxy with every series a statement
+//! is expected to produce already at 0 (see [`QueryMetrics::register`]).
+//! Each worker keeps its own
 //! cache of labelled handles ([`WorkerQueryMetrics`]), so counting a
 //! statement is a short scan of a few handles and an atomic add, not a
 //! label lookup in the registry.
@@ -32,6 +34,29 @@ pub enum RoleLabel {
 }
 
 impl RoleLabel {
+    /// The roles a statement routed for `reason` is expected to run in:
+    /// the node's role when it is counted. Exhaustive, so that a new
+    /// reason has to say where it runs.
+    fn expected_for(reason: RouteReason) -> &'static [RoleLabel] {
+        use RouteReason as R;
+        match reason {
+            R::ReplicaRead | R::ReplicaHint => &[RoleLabel::Replica],
+            // Where the session already is (or the proxy answers itself).
+            R::TransactionPinned | R::SessionPinned | R::Pgrelay => {
+                &[RoleLabel::Primary, RoleLabel::Replica]
+            }
+            R::PrimaryWrite
+            | R::PrimaryVolatileFunction
+            | R::PrimaryUnparsed
+            | R::PrimaryHint
+            | R::PrimaryFallback
+            | R::PrimaryStrong
+            | R::PrimarySessionState
+            | R::PrimaryOpenBatch
+            | R::PrimaryRetried => &[RoleLabel::Primary],
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             RoleLabel::Primary => "primary",
@@ -98,7 +123,18 @@ pub struct QueryMetrics {
 }
 
 impl QueryMetrics {
-    pub fn register(registry: &Registry) -> prometheus::Result<QueryMetrics> {
+    /// Registers the vectors with their expected series at 0, so that every
+    /// family has HELP, TYPE and samples from startup (the prometheus crate
+    /// leaves a vector without series out of the exposition, and
+    /// dashboards show "no data" for it): each node with each reason in the
+    /// roles that reason can run in (a node may be either role over its
+    /// life), both roles' latency, every fallback reason. A combination
+    /// that happens anyway (a role that changed while the statement was
+    /// routed) still gets its series when first counted.
+    pub fn register(
+        registry: &Registry,
+        node_names: &[String],
+    ) -> prometheus::Result<QueryMetrics> {
         let queries = IntCounterVec::new(
             Opts::new(
                 "pgrelay_queries_total",
@@ -128,6 +164,19 @@ impl QueryMetrics {
             )
             .buckets(WAIT_BUCKETS.to_vec()),
         )?;
+        for node in node_names {
+            for reason in RouteReason::ALL {
+                for role in RoleLabel::expected_for(reason) {
+                    queries.with_label_values(&[node, role.as_str(), reason.as_str()]);
+                }
+            }
+        }
+        for role in [RoleLabel::Primary, RoleLabel::Replica] {
+            duration.with_label_values(&[role.as_str()]);
+        }
+        for reason in FallbackReason::ALL {
+            fallbacks.with_label_values(&[reason.as_str()]);
+        }
         registry.register(Box::new(queries.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(fallbacks.clone()))?;
@@ -160,8 +209,6 @@ impl WorkerQueryMetrics {
     pub fn new(vectors: QueryMetrics, node_names: Vec<String>) -> WorkerQueryMetrics {
         let duration = [RoleLabel::Primary, RoleLabel::Replica]
             .map(|role| vectors.duration.with_label_values(&[role.as_str()]));
-        // Every reason is exported from the start (at 0), as Prometheus
-        // prefers to rate() a series that exists before its first event.
         let fallbacks = FallbackReason::ALL
             .map(|reason| vectors.fallbacks.with_label_values(&[reason.as_str()]));
         WorkerQueryMetrics {
@@ -210,6 +257,7 @@ impl WorkerQueryMetrics {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{assert_lines, scrape};
     use super::*;
 
     #[test]
@@ -222,24 +270,49 @@ mod tests {
     #[test]
     fn handles_count_into_the_registered_vectors() {
         let registry = Registry::new();
-        let vectors = QueryMetrics::register(&registry).expect("registers");
-        let worker = WorkerQueryMetrics::new(vectors, vec!["pg1".into(), "pg2".into()]);
+        let nodes = ["pg1".to_owned(), "pg2".to_owned()];
+        let vectors = QueryMetrics::register(&registry, &nodes).expect("registers");
+        let worker = WorkerQueryMetrics::new(vectors, nodes.to_vec());
         worker.routed(1, RoleLabel::Replica, RouteReason::ReplicaRead);
         worker.routed(1, RoleLabel::Replica, RouteReason::ReplicaRead);
         worker.answered(RoleLabel::Replica, Duration::from_micros(300));
         worker.fell_back(FallbackReason::NoFreshReplica);
         worker.waited(Duration::from_millis(20));
-        let mut text = String::new();
-        prometheus::TextEncoder::new()
-            .encode_utf8(&registry.gather(), &mut text)
-            .expect("encodes");
-        for line in [
+        let text = scrape(&registry);
+        let lines = [
             "pgrelay_queries_total{node=\"pg2\",reason=\"replica read\",role=\"replica\"} 2",
             "pgrelay_query_duration_seconds_bucket{role=\"replica\",le=\"0.0005\"} 1",
             "pgrelay_read_fallbacks_total{reason=\"no fresh replica\"} 1",
             "pgrelay_consistency_wait_seconds_count 1",
+        ];
+        assert_lines(&text, &lines);
+    }
+
+    #[test]
+    fn expected_series_are_there_at_zero_before_any_statement() {
+        let registry = Registry::new();
+        QueryMetrics::register(&registry, &["pg1".to_owned()]).expect("registers");
+        let text = scrape(&registry);
+        let lines = [
+            "pgrelay_queries_total{node=\"pg1\",reason=\"primary write\",role=\"primary\"} 0",
+            "pgrelay_queries_total{node=\"pg1\",reason=\"replica read\",role=\"replica\"} 0",
+            "pgrelay_queries_total{node=\"pg1\",reason=\"session pinned\",role=\"replica\"} 0",
+            "pgrelay_query_duration_seconds_count{role=\"primary\"} 0",
+            "pgrelay_read_fallbacks_total{reason=\"replica lost\"} 0",
+            "pgrelay_consistency_wait_seconds_count 0",
+        ];
+        assert_lines(&text, &lines);
+        // No series a statement cannot produce.
+        for wrong in [
+            "reason=\"primary write\",role=\"replica\"",
+            "reason=\"replica read\",role=\"primary\"",
         ] {
-            assert!(text.contains(line), "{line} missing in\n{text}");
+            assert!(!text.contains(wrong), "{wrong} in\n{text}");
         }
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("pgrelay_queries_total{"))
+            .count();
+        assert_eq!(series, 2 + 3 * 2 + 9, "{text}");
     }
 }

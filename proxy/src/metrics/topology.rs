@@ -5,7 +5,9 @@
 //! They are refreshed from the latest snapshot whenever the registry is
 //! gathered, so they are never staler than the snapshot itself and the
 //! monitor does not have to know about Prometheus. Labels come from the
-//! configured node names and the fixed set of roles: bounded.
+//! configured node names and the fixed set of roles: bounded. The lag
+//! families have no series while no replica's lag is known; they are
+//! declared anyway ([`TopologyCollector::declared`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -13,6 +15,8 @@ use pgrelay_health::{NodeRole, NodeStatus, TopologyCell};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntGaugeVec, Opts};
+
+use super::headers::Declared;
 
 /// Every role a node can be in; `pgrelay_node_role` has one series per
 /// node and role, 1 for the current one and 0 for the others. A fenced
@@ -83,6 +87,15 @@ impl TopologyCollector {
             )?,
             refresh: Mutex::new(()),
         })
+    }
+
+    /// The families that may be empty: the lag gauges.
+    pub fn declared(&self) -> Vec<Declared> {
+        [&self.lag_bytes, &self.lag_seconds]
+            .into_iter()
+            .flat_map(Collector::desc)
+            .map(Declared::gauge)
+            .collect()
     }
 
     fn observe(&self, node: &NodeStatus) {

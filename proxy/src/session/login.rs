@@ -308,30 +308,35 @@ fn wants_replication(params: &StartupParams) -> bool {
 /// Waits (up to `failover.hold_writes`) for a primary to be known and
 /// reachable, then leases a connection to it. A primary that cannot be
 /// reached is tried again on each new snapshot: it may be restarting, or
-/// failing over before the monitor has noticed.
+/// failing over before the monitor has noticed. Both waits count in
+/// `pgrelay_clients_waiting_for_primary`, and ending without a primary in
+/// `pgrelay_primary_unavailable_total`.
 pub(super) async fn lease_primary(
     ctx: &SessionContext,
     login: &LoginAs<'_>,
 ) -> Result<Lease, ProxyError> {
     let shared = &ctx.shared;
     let hold = shared.config().failover.hold_writes;
+    let waits = &shared.metrics.primary;
     let deadline = std::time::Instant::now() + hold;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let topology = shared
-            .topology
-            .wait_until(left, |t| t.primary.is_some())
-            .await;
+        let topology = waits.until_primary(&shared.topology, left).await;
         let Some(primary) = topology.primary else {
+            waits.gave_up();
             return Err(ProxyError::NoPrimary(hold));
         };
         match lease_node(ctx, primary, login).await {
-            Err(e) if e.is_backend_unreachable() && std::time::Instant::now() < deadline => {
+            Err(e) if e.is_backend_unreachable() => {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
-                shared
+                if left.is_zero() {
+                    waits.gave_up();
+                    return Err(e);
+                }
+                let wait = shared
                     .topology
-                    .wait_for_newer(&topology, left.min(RETRY_UNREACHABLE_AFTER))
-                    .await;
+                    .wait_for_newer(&topology, left.min(RETRY_UNREACHABLE_AFTER));
+                waits.during(wait).await;
             }
             leased => return leased,
         }

@@ -195,13 +195,14 @@ fn replica_besides(topology: &Topology, lost: usize, leases: &mut Leases) -> Opt
 /// lost one back after a restart. One that cannot be reached yet is tried
 /// again on the next snapshot.
 async fn wait_for_primary(ctx: &SessionContext) -> Result<usize, ProxyError> {
-    let hold = ctx.shared.config().failover.hold_writes;
-    let seen = ctx
-        .shared
-        .topology
-        .wait_until(hold, |t| t.primary.is_some())
-        .await;
-    seen.primary.ok_or(ProxyError::NoPrimary(hold))
+    let shared = &ctx.shared;
+    let hold = shared.config().failover.hold_writes;
+    let waits = &shared.metrics.primary;
+    let seen = waits.until_primary(&shared.topology, hold).await;
+    seen.primary.ok_or_else(|| {
+        waits.gave_up();
+        ProxyError::NoPrimary(hold)
+    })
 }
 
 /// Leaves the current connection inside a failed transaction.

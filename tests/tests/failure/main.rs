@@ -6,6 +6,7 @@
 mod balance;
 mod failover;
 mod outage;
+mod primary_wait;
 mod promote;
 mod replica_loss;
 
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
     trials.extend(failover::trials());
     trials.extend(outage::trials());
     trials.extend(promote::trials());
+    trials.extend(primary_wait::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
     } else {

@@ -1,11 +1,13 @@
 //! The admin HTTP server (`listen.admin_addr`): `/status`, `/healthz`,
-//! `/metrics` and the error answers, against the shared real cluster.
+//! `/metrics` (every family from startup), `HEAD` and the error answers,
+//! against the shared real cluster.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
+use pgrelay_tests::exposition::{self, sample};
 use pgrelay_tests::http::{self, Reply};
 use pgrelay_tests::proxy::config_for;
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
@@ -21,6 +23,12 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         trial(env, "admin::status_shows_primary_and_replica", status),
         trial(env, "admin::healthz_follows_the_primary", healthz),
         trial(env, "admin::metrics_export_clients_and_nodes", metrics),
+        trial(
+            env,
+            "admin::metrics_every_family_from_startup",
+            fresh_metrics,
+        ),
+        trial(env, "admin::head_answers_as_get_without_body", head),
         trial(env, "admin::unknown_paths_and_methods", errors),
         trial(env, "admin::taken_admin_port_fails_the_start", taken_port),
     ]
@@ -140,12 +148,6 @@ async fn healthz(env: Arc<Env>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The line of `text` that starts with `series ` (name and labels).
-fn sample<'a>(text: &'a str, series: &str) -> Option<&'a str> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-}
-
 async fn metrics(env: Arc<Env>) -> anyhow::Result<()> {
     // A proxy of its own, so the client count is this test's.
     let proxy = TestProxy::start(&env.cluster, ProxyOptions::default()).await?;
@@ -189,13 +191,95 @@ async fn metrics(env: Arc<Env>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A proxy that has served no query yet exports every family of the
+/// contract with HELP and TYPE (dashboards show data, not "no data"), and
+/// promtool finds nothing wrong with the exposition.
+async fn fresh_metrics(env: Arc<Env>) -> anyhow::Result<()> {
+    let proxy = TestProxy::start(
+        &env.cluster,
+        ProxyOptions {
+            routing: "max_lag_bytes = \"8MB\"\nmax_lag = \"250ms\"".into(),
+            ..ProxyOptions::default()
+        },
+    )
+    .await?;
+    let reply = http::get(proxy.admin_addr(), "/metrics").await?;
+    ensure!(reply.status == 200, "{reply:?}");
+    let text = reply.body;
+    let (types, helps) = (exposition::families(&text), exposition::helps(&text));
+    for family in exposition::CONTRACT {
+        ensure!(
+            types.contains_key(family),
+            "no TYPE for {family} in\n{text}"
+        );
+        ensure!(
+            helps.get(family).is_some_and(|help| !help.is_empty()),
+            "no HELP for {family} in\n{text}"
+        );
+    }
+    let version = format!(
+        "pgrelay_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    for (series, value) in [
+        (version.as_str(), "1"),
+        ("pgrelay_routing_max_lag_bytes", "8388608"),
+        ("pgrelay_routing_max_lag_seconds", "0.25"),
+        ("pgrelay_clients_waiting_for_primary", "0"),
+        ("pgrelay_primary_unavailable_total", "0"),
+        ("pgrelay_last_failover_timestamp_seconds", "0"),
+        ("pgrelay_failover_duration_seconds_count", "0"),
+    ] {
+        ensure!(sample(&text, series) == Some(value), "{series} in\n{text}");
+    }
+    ensure!(
+        types.contains_key("pgrelay_process_resident_memory_bytes"),
+        "process metrics in\n{text}"
+    );
+    match exposition::promtool_check(&text)? {
+        None => println!("promtool check metrics: no problems"),
+        Some(why) => println!("promtool check metrics skipped: {why}"),
+    }
+    Ok(())
+}
+
+/// `HEAD` on every read endpoint: `GET`'s status and headers, no body.
+async fn head(env: Arc<Env>) -> anyhow::Result<()> {
+    let admin = env.proxy.admin_addr();
+    for path in ["/", "/status", "/healthz", "/metrics"] {
+        let get = http::get(admin, path).await?;
+        let head = http::request(admin, "HEAD", path).await?;
+        ensure!(
+            head.status == get.status,
+            "HEAD {path}: {head:?}, GET: {get:?}"
+        );
+        ensure!(head.body.is_empty(), "HEAD {path} sent a body: {head:?}");
+        ensure!(
+            head.header("content-type") == get.header("content-type"),
+            "HEAD {path}: {head:?}, GET: {get:?}"
+        );
+        ensure!(
+            head.header("content-length").is_some(),
+            "HEAD {path} tells the length: {head:?}"
+        );
+    }
+    // The same document: the same length.
+    let get = http::get(admin, "/healthz").await?;
+    let head = http::request(admin, "HEAD", "/healthz").await?;
+    ensure!(
+        head.header("content-length") == Some(get.body.len().to_string().as_str()),
+        "{head:?} vs {get:?}"
+    );
+    Ok(())
+}
+
 async fn errors(env: Arc<Env>) -> anyhow::Result<()> {
     let admin = env.proxy.admin_addr();
     let missing = http::get(admin, "/nope").await?;
     ensure!(missing.status == 404, "{missing:?}");
     let post = http::request(admin, "POST", "/status").await?;
     ensure!(
-        post.status == 405 && post.header("allow") == Some("GET"),
+        post.status == 405 && post.header("allow") == Some("GET, HEAD"),
         "{post:?}"
     );
     // The primary is alive: no promotion.

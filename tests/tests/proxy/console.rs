@@ -345,6 +345,14 @@ async fn reload(env: Arc<Env>) -> anyhow::Result<()> {
         "the open session did not get the reloaded max_lag"
     );
     app.simple_query("SELECT 1").await?;
+    // The exported budget is the reloaded one (dashboards draw it).
+    let metrics = pgrelay_tests::http::get(proxy.admin_addr(), "/metrics").await?;
+    ensure!(
+        pgrelay_tests::exposition::sample(&metrics.body, "pgrelay_routing_max_lag_seconds")
+            == Some("0.25"),
+        "{}",
+        metrics.body
+    );
 
     // A bad file is rejected whole: the running config stays.
     let bad = ProxyOptions {

@@ -148,15 +148,18 @@ impl Session<'_> {
     /// session ends with the error.
     async fn hold_for_primary(&mut self, error: ProxyError) -> Result<(), ProxyError> {
         let now = std::time::Instant::now();
-        let hold = self.ctx.shared.config().failover.hold_writes;
+        let shared = &self.ctx.shared;
+        let hold = shared.config().failover.hold_writes;
         let deadline = *self.route.hold_deadline.get_or_insert(now + hold);
         if now >= deadline {
+            shared.metrics.primary.gave_up();
             return Err(error);
         }
-        let topology = &self.ctx.shared.topology;
+        let topology = &shared.topology;
         let seen = topology.load();
         let next = std::cmp::min(deadline - now, RETRY_UNREACHABLE_AFTER);
-        topology.wait_for_newer(&seen, next).await;
+        let wait = topology.wait_for_newer(&seen, next);
+        shared.metrics.primary.during(wait).await;
         self.up.resume();
         Ok(())
     }

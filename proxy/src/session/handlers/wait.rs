@@ -50,7 +50,9 @@ impl Session<'_> {
         let hold = self.ctx.shared.config().failover.hold_writes;
         let now = std::time::Instant::now();
         let deadline = *self.route.hold_deadline.get_or_insert(now + hold);
+        let shared = &self.ctx.shared;
         if now >= deadline {
+            shared.metrics.primary.gave_up();
             self.route.hold_deadline = None;
             let message = format!(
                 "no primary is available: pgrelay held this statement for {hold:?} \
@@ -59,11 +61,8 @@ impl Session<'_> {
             let error = (ProxyError::NoPrimary(hold).sqlstate(), message.as_str());
             self.refuse(error, batch_len).await?;
         } else {
-            self.ctx
-                .shared
-                .topology
-                .wait_until(deadline - now, |t| t.primary.is_some())
-                .await;
+            let (waits, left) = (&shared.metrics.primary, deadline - now);
+            waits.until_primary(&shared.topology, left).await;
             self.up.resume();
         }
         Ok(Step::Continue)
