@@ -47,7 +47,7 @@ pub enum RouteReason {
 impl RouteReason {
     /// Every reason, so that metrics can export each from the start rather
     /// than after its first statement.
-    pub const ALL: [RouteReason; 14] = [
+    pub const ALL: [RouteReason; 15] = [
         RouteReason::ReplicaRead,
         RouteReason::PrimaryWrite,
         RouteReason::PrimaryVolatileFunction,
@@ -62,6 +62,7 @@ impl RouteReason {
         RouteReason::PrimarySessionState,
         RouteReason::PrimaryOpenBatch,
         RouteReason::PrimaryRetried,
+        RouteReason::PrimaryNodeLocal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -142,6 +143,7 @@ mod tests {
             RouteReason::PrimarySessionState => 11,
             RouteReason::PrimaryOpenBatch => 12,
             RouteReason::PrimaryRetried => 13,
+            RouteReason::PrimaryNodeLocal => 14,
         }
     }
 

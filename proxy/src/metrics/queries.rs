@@ -53,7 +53,8 @@ impl RoleLabel {
             | R::PrimaryStrong
             | R::PrimarySessionState
             | R::PrimaryOpenBatch
-            | R::PrimaryRetried => &[RoleLabel::Primary],
+            | R::PrimaryRetried
+            | R::PrimaryNodeLocal => &[RoleLabel::Primary],
         }
     }
 
@@ -313,6 +314,6 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("pgrelay_queries_total{"))
             .count();
-        assert_eq!(series, 2 + 3 * 2 + 9, "{text}");
+        assert_eq!(series, 2 + 3 * 2 + 10, "{text}");
     }
 }
