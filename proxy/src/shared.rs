@@ -76,6 +76,10 @@ pub struct Shared {
     /// `PAUSE` / `RESUME` from the admin console.
     pub pause: PauseGate,
     next_conn_id: AtomicU64,
+    /// The highest commit position pgrelay acknowledged to any client
+    /// (raised before the acknowledgement leaves): what a read in `global`
+    /// scope must see.
+    pub acknowledged_lsn: AtomicU64,
     /// Stop accepting; sessions end at their next idle point.
     pub drain: CancellationToken,
     /// End everything now (the drain grace is over).
@@ -134,6 +138,7 @@ impl Shared {
             clients,
             metrics,
             next_conn_id: AtomicU64::new(1),
+            acknowledged_lsn: AtomicU64::new(0),
             drain: CancellationToken::new(),
             stop: CancellationToken::new(),
         })

@@ -39,7 +39,7 @@ pub use placement::{
 };
 pub use route::{Route, RouteError, RouteReason};
 pub use statement::{
-    Access, Consistency, DiscardKind, Hint, PgrelayCommand, SessionEffect, Statement, TxEffect,
-    WriteReason,
+    Access, Consistency, DiscardKind, Hint, PgrelayCommand, Scope, SessionEffect, Statement,
+    TxEffect, WriteReason,
 };
 pub use view::{NodeView, Role, TopologyView};

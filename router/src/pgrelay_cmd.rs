@@ -6,7 +6,7 @@
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Word};
 
-use crate::statement::{Consistency, PgrelayCommand};
+use crate::statement::{Consistency, PgrelayCommand, Scope};
 
 const UNDEFINED_OBJECT: &str = "42704";
 const INVALID_PARAMETER_VALUE: &str = "22023";
@@ -60,6 +60,7 @@ fn show(setting: &str, rest: &[&Token]) -> PgrelayCommand {
     }
     match setting {
         "consistency" => PgrelayCommand::ShowConsistency,
+        "scope" => PgrelayCommand::ShowScope,
         "max_lag" => PgrelayCommand::ShowMaxLag,
         "min_lsn" => PgrelayCommand::ShowMinLsn,
         "last_lsn" => PgrelayCommand::ShowLastLsn,
@@ -74,6 +75,7 @@ fn reset(setting: &str, rest: &[&Token]) -> PgrelayCommand {
     }
     match setting {
         "consistency" => PgrelayCommand::ResetConsistency,
+        "scope" => PgrelayCommand::ResetScope,
         "max_lag" => PgrelayCommand::ResetMaxLag,
         "min_lsn" => PgrelayCommand::ResetMinLsn,
         "last_lsn" | "route" => read_only(setting),
@@ -102,6 +104,13 @@ fn set(setting: &str, rest: &[&Token]) -> PgrelayCommand {
             None => invalid(format!(
                 "invalid value for parameter \"pgrelay.consistency\": \"{text}\" \
                  (expected strong, eventual or read-your-writes)"
+            )),
+        },
+        "scope" => match Scope::parse(&text) {
+            Some(scope) => PgrelayCommand::SetScope(scope),
+            None => invalid(format!(
+                "invalid value for parameter \"pgrelay.scope\": \"{text}\" \
+                 (expected session, global or cluster)"
             )),
         },
         "max_lag" => PgrelayCommand::SetMaxLag(text),

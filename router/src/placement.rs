@@ -25,6 +25,10 @@ pub struct Position {
     pub min_lsn: u64,
     /// Monotonic reads: the position of the freshest node read from.
     pub read_floor: u64,
+    /// What the session's scope adds: the highest commit acknowledged to
+    /// any client (`global`), or the primary's position when the read
+    /// began (`cluster`); 0 in `session` scope.
+    pub scope_lsn: u64,
 }
 
 impl Position {
@@ -34,7 +38,11 @@ impl Position {
         match self.consistency {
             Consistency::Strong => 0,
             Consistency::Eventual => self.min_lsn,
-            Consistency::ReadYourWrites => self.last_write.max(self.min_lsn).max(self.read_floor),
+            Consistency::ReadYourWrites => self
+                .last_write
+                .max(self.min_lsn)
+                .max(self.read_floor)
+                .max(self.scope_lsn),
         }
     }
 }
@@ -234,6 +242,7 @@ mod tests {
             last_write: 30,
             min_lsn: 20,
             read_floor: 40,
+            scope_lsn: 0,
         };
         assert_eq!(at(Consistency::Strong).required_lsn(), 0);
         assert_eq!(at(Consistency::Eventual).required_lsn(), 20);
@@ -243,6 +252,18 @@ mod tests {
             ..at(Consistency::ReadYourWrites)
         };
         assert_eq!(after_write.required_lsn(), 90);
+        // Another client's acknowledged commit (global scope) counts under
+        // read-your-writes only.
+        let after_anothers = |consistency| Position {
+            scope_lsn: 120,
+            ..at(consistency)
+        };
+        assert_eq!(
+            after_anothers(Consistency::ReadYourWrites).required_lsn(),
+            120
+        );
+        assert_eq!(after_anothers(Consistency::Eventual).required_lsn(), 20);
+        assert_eq!(after_anothers(Consistency::Strong).required_lsn(), 0);
     }
 
     /// (statements, session position, ask replicas) → (node, reason,

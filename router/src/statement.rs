@@ -255,6 +255,39 @@ impl Consistency {
     }
 }
 
+/// Whose commits a session's reads must see (`[routing] scope`, `SET
+/// pgrelay.scope`), under read-your-writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Its own.
+    Session,
+    /// Every commit this pgrelay acknowledged to any client before the
+    /// read began.
+    Global,
+    /// Every commit on the primary before the read began, through any
+    /// pgrelay or none.
+    Cluster,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Session, Scope::Global, Scope::Cluster];
+
+    /// Parses the spelling used in the config file and in `SET pgrelay.scope`.
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str().eq_ignore_ascii_case(s))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Session => "session",
+            Scope::Global => "global",
+            Scope::Cluster => "cluster",
+        }
+    }
+}
+
 /// Session SQL that pgrelay answers itself and never forwards. Durations and
 /// LSNs stay strings: the proxy parses them with its config parsers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -262,6 +295,9 @@ pub enum PgrelayCommand {
     SetConsistency(Consistency),
     ResetConsistency,
     ShowConsistency,
+    SetScope(Scope),
+    ResetScope,
+    ShowScope,
     SetMaxLag(String),
     ResetMaxLag,
     ShowMaxLag,

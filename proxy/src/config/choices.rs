@@ -100,6 +100,19 @@ choice_enum! {
 }
 
 choice_enum! {
+    /// Whose commits a read must see, under read-your-writes.
+    ConsistencyScope {
+        /// The session's own.
+        Session => "session",
+        /// Every commit pgrelay acknowledged to any client before the read.
+        Global => "global",
+        /// Every commit on the primary before the read, through any
+        /// pgrelay or none.
+        Cluster => "cluster",
+    }
+}
+
+choice_enum! {
     /// What to do with a read when no replica qualifies.
     WhenNoReplica {
         /// Send it to the primary.

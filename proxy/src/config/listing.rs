@@ -104,6 +104,7 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
     add("monitor.query_timeout", duration(m.query_timeout));
     let r = &config.routing;
     add("routing.consistency", r.consistency.to_string());
+    add("routing.scope", r.scope.to_string());
     add("routing.max_lag_bytes", r.max_lag_bytes.to_string());
     add("routing.max_lag", duration(r.max_lag));
     add("routing.when_no_replica", r.when_no_replica.to_string());

@@ -38,7 +38,8 @@ use std::time::Duration;
 
 pub use auth_query::{AuthQueryConfig, DEFAULT_AUTH_QUERY};
 pub use choices::{
-    AuthMode, ClientTlsMode, Consistency, LoadBalance, PoolMode, SslMode, WhenNoReplica,
+    AuthMode, ClientTlsMode, Consistency, ConsistencyScope, LoadBalance, PoolMode, SslMode,
+    WhenNoReplica,
 };
 pub use defaults::*;
 pub use error::{ConfigError, Problem};
@@ -188,6 +189,7 @@ pub struct MonitorConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutingConfig {
     pub consistency: Consistency,
+    pub scope: ConsistencyScope,
     pub max_lag_bytes: ByteSize,
     pub max_lag: Duration,
     pub when_no_replica: WhenNoReplica,
@@ -339,6 +341,7 @@ impl Default for RoutingConfig {
     fn default() -> Self {
         RoutingConfig {
             consistency: DEFAULT_CONSISTENCY,
+            scope: ConsistencyScope::Global,
             max_lag_bytes: DEFAULT_MAX_LAG_BYTES,
             max_lag: DEFAULT_MAX_LAG,
             when_no_replica: DEFAULT_WHEN_NO_REPLICA,

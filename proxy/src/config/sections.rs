@@ -409,6 +409,7 @@ fn read_routing(mut s: Section<'_>, p: &mut Problems) -> RoutingConfig {
     let d = RoutingConfig::default();
     let routing = RoutingConfig {
         consistency: s.parsed("consistency", p).unwrap_or(d.consistency),
+        scope: s.parsed("scope", p).unwrap_or(d.scope),
         max_lag_bytes: s.byte_size("max_lag_bytes", p).unwrap_or(d.max_lag_bytes),
         max_lag: s.duration("max_lag", p).unwrap_or(d.max_lag),
         when_no_replica: s.parsed("when_no_replica", p).unwrap_or(d.when_no_replica),

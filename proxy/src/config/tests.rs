@@ -38,6 +38,7 @@ query_timeout = "1s"
 
 [routing]
 consistency = "read-your-writes"
+scope = "global"
 max_lag_bytes = "16MB"
 max_lag = "1s"
 when_no_replica = "primary"
@@ -125,6 +126,7 @@ fn full_example_parses_to_typed_values() {
         config.routing,
         RoutingConfig {
             consistency: Consistency::ReadYourWrites,
+            scope: ConsistencyScope::Global,
             max_lag_bytes: ByteSize(16 * 1024 * 1024),
             max_lag: Duration::from_secs(1),
             when_no_replica: WhenNoReplica::Primary,

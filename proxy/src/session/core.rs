@@ -24,7 +24,7 @@ use super::forward::{ForwardEnd, Identity, Pumps, Release, forward};
 use super::leases::Leases;
 use super::recover::Loss;
 use super::resume::resume;
-use super::steer::{RouteState, consistency_from_config};
+use super::steer::{RouteState, consistency_from_config, scope_from_config};
 use super::switch::LoginAs;
 use super::tracker::Tracker;
 
@@ -112,6 +112,7 @@ impl<'a> Session<'a> {
         let keys = ctx.pool.statement_keys();
         let first = lease.conn().node;
         let mut route = RouteState::new(database, configured, first, nodes, max_state, keys);
+        route.scope = scope_from_config(config.routing.scope);
         let mut lease = lease;
         route.attach(lease.conn_mut());
         let release = match config.pool.mode {

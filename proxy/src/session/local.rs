@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use pgrelay_health::{format_lsn, parse_lsn};
-use pgrelay_router::{Consistency, PgrelayCommand};
+use pgrelay_router::{Consistency, PgrelayCommand, Scope};
 
 use crate::config::parse_duration;
 use crate::sqlstate;
@@ -32,6 +32,7 @@ pub enum Reply {
 /// The session's configured defaults, for `RESET` and `SHOW`.
 pub struct Defaults<'a> {
     pub consistency: Consistency,
+    pub scope: Scope,
     pub max_lag: Duration,
     pub node_name: &'a dyn Fn(usize) -> String,
 }
@@ -51,6 +52,15 @@ pub fn execute(command: &PgrelayCommand, route: &mut RouteState, defaults: &Defa
         PgrelayCommand::ShowConsistency => {
             show("pgrelay.consistency", route.consistency.as_str().to_owned())
         }
+        PgrelayCommand::SetScope(scope) => {
+            route.scope = *scope;
+            Reply::Done("SET")
+        }
+        PgrelayCommand::ResetScope => {
+            route.scope = defaults.scope;
+            Reply::Done("RESET")
+        }
+        PgrelayCommand::ShowScope => show("pgrelay.scope", route.scope.as_str().to_owned()),
         PgrelayCommand::ShowRoute => {
             let text = match route.last {
                 Some((node, reason)) => {
@@ -146,6 +156,7 @@ pub fn answer_batch(
     // describe one text column, the rest no data.
     let describe = match command {
         PgrelayCommand::ShowConsistency
+        | PgrelayCommand::ShowScope
         | PgrelayCommand::ShowRoute
         | PgrelayCommand::ShowMaxLag
         | PgrelayCommand::ShowMinLsn
@@ -176,6 +187,7 @@ pub fn answer_batch(
 fn execute_preview(command: &PgrelayCommand) -> Option<&'static str> {
     match command {
         PgrelayCommand::ShowConsistency => Some("pgrelay.consistency"),
+        PgrelayCommand::ShowScope => Some("pgrelay.scope"),
         PgrelayCommand::ShowRoute => Some("pgrelay.route"),
         PgrelayCommand::ShowMaxLag => Some("pgrelay.max_lag"),
         PgrelayCommand::ShowMinLsn => Some("pgrelay.min_lsn"),

@@ -31,7 +31,7 @@ use pins::{is_plain_read, pins_session, steered_work};
 pub use request::{HeadFrame, LsnAsk};
 use request::{RetryArm, SteeredWork};
 pub use state::{BatchNeeds, Pending, RouteState};
-pub use worker::{WorkerRouter, consistency_from_config};
+pub use worker::{WorkerRouter, consistency_from_config, scope_from_config};
 
 use std::sync::Arc;
 

@@ -44,6 +44,9 @@ pub enum Verdict {
     /// Forward the frame, then these bytes (a request of the proxy's own,
     /// sent right behind the client's so it costs no extra round trip).
     ForwardThen(&'static [u8]),
+    /// Forward what [`Inspect::take_prefix`] gives, then the frame (a
+    /// message of the proxy's own whose content is known only now).
+    ForwardPrefixed,
     /// Drop the frame; the pump goes on.
     Swallow,
     /// Drop the frame and return [`PumpEvent::Stopped`] once everything
@@ -67,6 +70,11 @@ pub trait Inspect {
     /// is whatever has been read after `frame` so far (the rest of this
     /// frame, then later frames).
     fn inspect(&mut self, header: FrameHeader, frame: &mut [u8], ahead: &[u8]) -> Verdict;
+    /// The bytes to send ahead of a frame judged
+    /// [`Verdict::ForwardPrefixed`].
+    fn take_prefix(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,6 +384,13 @@ impl Pump {
                     self.ready += available;
                     self.passthrough = header.len - available;
                 }
+                Verdict::ForwardPrefixed => {
+                    let prefix = inspector.take_prefix();
+                    self.insert_at_ready(&prefix);
+                    let available = self.buf.len() - self.ready;
+                    self.ready += header.len.min(available);
+                    self.passthrough = header.len.saturating_sub(available);
+                }
                 Verdict::ForwardThen(bytes) if available >= header.len => {
                     self.ready += header.len;
                     self.insert_at_ready(bytes);
@@ -496,6 +511,51 @@ mod tests {
         assert_eq!(result.expect("pump"), PumpEvent::Eof);
         assert_eq!(out, input);
         assert_eq!(rec.seen, vec![(b'Q', 14), (b'D', 5), (b'd', 5)]);
+    }
+
+    #[tokio::test]
+    async fn puts_a_prefix_ahead_of_a_frame_once() {
+        struct PrefixZ(u32);
+        impl Inspect for PrefixZ {
+            fn need(&self, _: FrameHeader) -> Need {
+                Need::Header
+            }
+            fn inspect(&mut self, header: FrameHeader, _: &mut [u8], _: &[u8]) -> Verdict {
+                self.0 += 1;
+                match header.tag {
+                    b'Z' => Verdict::ForwardPrefixed,
+                    _ => Verdict::Forward,
+                }
+            }
+            fn take_prefix(&mut self) -> Vec<u8> {
+                frame(b'S', b"k\0v\0")
+            }
+        }
+        let mut input = frame(b'C', b"INSERT 0 1\0");
+        input.extend(frame(b'Z', b"I"));
+        input.extend(frame(b'D', b"row"));
+        let mut reader = &input[..];
+        let mut out: Vec<u8> = Vec::new();
+        let mut inspector = PrefixZ(0);
+        let mut pump = Pump::new(1 << 20);
+        let event = futures_lite_poll(|cx| {
+            pump.poll_pump(
+                cx,
+                Pin::new(&mut reader),
+                Pin::new(&mut out),
+                &mut inspector,
+            )
+        });
+        assert_eq!(event, Some(PumpEvent::Eof));
+        let mut expected = frame(b'C', b"INSERT 0 1\0");
+        expected.extend(frame(b'S', b"k\0v\0"));
+        expected.extend(frame(b'Z', b"I"));
+        expected.extend(frame(b'D', b"row"));
+        assert_eq!(out, expected);
+        assert_eq!(
+            inspector.0, 3,
+            "each frame inspected once, the prefix never"
+        );
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use crate::wire::be::{self, Severity};
 use super::super::SessionContext;
 use super::super::core::{Session, Step};
 use super::super::local;
-use super::super::steer::consistency_from_config;
+use super::super::steer::{consistency_from_config, scope_from_config};
 use super::super::tracker::TxStatus;
 
 impl Session<'_> {
@@ -112,6 +112,7 @@ fn with_defaults<R>(ctx: &SessionContext, f: impl FnOnce(&local::Defaults<'_>) -
     };
     let defaults = local::Defaults {
         consistency: consistency_from_config(config.routing.consistency),
+        scope: scope_from_config(config.routing.scope),
         max_lag: config.routing.max_lag,
         node_name: &names,
     };

@@ -5,11 +5,12 @@
 //! waits for, the metrics).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use pgrelay_router::{
     Access, Consistency, NoFreshReplica, NoReplica, Placement, Position, Role, Route, RouteReason,
-    SessionView, Statement, WriteReason, no_fresh_replica, place,
+    Scope, SessionView, Statement, WriteReason, no_fresh_replica, place,
 };
 
 use super::{ClientSide, LsnAsk, Pending};
@@ -31,6 +32,7 @@ impl ClientSide<'_> {
             last_write: self.route.capture.last_lsn,
             min_lsn: self.route.min_lsn,
             read_floor: self.route.read_floor,
+            scope_lsn: self.scope_lsn(),
         };
         let max_lag = self.route.max_lag.unwrap_or(routing.max_lag);
         let session = SessionView {
@@ -75,6 +77,19 @@ impl ClientSide<'_> {
             self.note_write(statements, on_primary);
         }
         Some(route)
+    }
+
+    /// What the session's scope asks a read to see besides its own
+    /// writes: every commit acknowledged so far (`global`), and in
+    /// `cluster` scope also the primary's position when the read began
+    /// (`route.cluster_lsn`, learned before the read is placed).
+    fn scope_lsn(&self) -> u64 {
+        let acknowledged = || self.router.shared.acknowledged_lsn.load(Ordering::Acquire);
+        match self.route.scope {
+            Scope::Session => 0,
+            Scope::Global => acknowledged(),
+            Scope::Cluster => acknowledged().max(self.route.cluster_lsn),
+        }
     }
 
     /// The worker's topology view, up to date, with the connections each

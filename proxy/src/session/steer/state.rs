@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use pgrelay_router::{Consistency, PgrelayCommand, ReadWait, RouteReason};
+use pgrelay_router::{Consistency, PgrelayCommand, ReadWait, RouteReason, Scope};
 
 use super::super::capture::LsnCapture;
 use super::super::prepared::Registry;
@@ -92,6 +92,11 @@ pub struct RouteState {
     /// for replay, at most.
     pub max_state: usize,
     pub consistency: Consistency,
+    /// Whose commits the session's reads must see.
+    pub scope: Scope,
+    /// `cluster` scope: the primary's position when the current read
+    /// began.
+    pub cluster_lsn: u64,
     /// Session state lives on the primary: no more replica reads.
     pub pins: Pins,
     /// The node the session's pumps are connected to now.
@@ -156,6 +161,8 @@ impl RouteState {
             database: database.into(),
             max_state,
             consistency,
+            scope: Scope::Global,
+            cluster_lsn: 0,
             pins: Pins::default(),
             current,
             last: None,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use pgrelay_health::{NodeRole, TopologyCell};
 use pgrelay_router::{
-    Balance, Balancer, Classifier, Consistency, NodeView, Role, RouteReason, Statement,
+    Balance, Balancer, Classifier, Consistency, NodeView, Role, RouteReason, Scope, Statement,
     TopologyView, Volatility,
 };
 
@@ -219,6 +219,14 @@ fn balance(load_balance: LoadBalance) -> Balance {
 }
 
 /// Maps the configured policy to the router's.
+pub fn scope_from_config(s: config::ConsistencyScope) -> Scope {
+    match s {
+        config::ConsistencyScope::Session => Scope::Session,
+        config::ConsistencyScope::Global => Scope::Global,
+        config::ConsistencyScope::Cluster => Scope::Cluster,
+    }
+}
+
 pub fn consistency_from_config(c: config::Consistency) -> Consistency {
     match c {
         config::Consistency::Strong => Consistency::Strong,
