@@ -52,8 +52,8 @@ impl ClientState {
 
 /// No node (a console session, or between leases).
 const NO_NODE: usize = usize::MAX;
-/// The pin bit of `LISTEN` (`session::Pins::LISTEN`).
-pub const LISTEN_PIN: u8 = 2;
+/// The pin bit of `LISTEN`.
+pub const LISTEN_PIN: u8 = pgrelay_router::Pin::Listen.bit();
 /// Backend pids remembered for notifications, at most; beyond, the oldest
 /// knowledge is dropped whole (a notification then shows the node's pid).
 const MAX_NOTIFIERS: usize = 65_536;
@@ -104,7 +104,7 @@ impl SessionInfo {
     }
 
     /// What pins the session to its connections, as the session's pin
-    /// bits (see `session::Pins`).
+    /// bits (see `pgrelay_router::Pins`).
     pub fn pins(&self) -> u8 {
         self.pins.load(Ordering::Relaxed)
     }

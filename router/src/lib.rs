@@ -7,6 +7,13 @@
 //! [`Classifier`] caches verdicts by [`fingerprint`], so the full parse
 //! happens once per query shape. The proxy fills a [`TopologyView`] from the
 //! health monitor's snapshot and asks [`decide`] where a statement goes.
+//!
+//! The session-level policy is here too: [`steer`] says where a request
+//! goes given the client's transaction and the batch's shape (before
+//! [`place`] looks at its statements), [`Pins`] what session state ties a
+//! session to its node, [`Leaves`] whether work leaves its connection
+//! clean, and [`LsnAsk`] when a session's position is asked for after it
+//! writes.
 
 mod classifier;
 mod classify;
@@ -19,13 +26,17 @@ mod functions;
 mod hint;
 mod keyed_hash;
 mod large;
+mod leaves;
 mod lru;
+mod lsn_ask;
 mod node_local;
 mod pgrelay_cmd;
+mod pins;
 mod placement;
 mod route;
 mod set_config;
 mod statement;
+mod steering;
 mod view;
 
 pub use classifier::{CacheStats, Classifier, Volatility};
@@ -34,6 +45,9 @@ pub use database_ddl::database_needing_no_sessions;
 pub use decide::{Balance, Balancer, Decision, SessionView, decide};
 pub use fingerprint::{Fingerprint, fingerprint, fingerprint_bytes};
 pub use hint::leading_hint;
+pub use leaves::{Leaves, is_plain_read};
+pub use lsn_ask::{AskUpdate, LsnAsk, ask_after_open_batch, ask_after_writes, ask_in_transaction};
+pub use pins::{Pin, Pins, Replay};
 pub use placement::{
     NoFreshReplica, NoReplica, Placement, Position, ReadWait, no_fresh_replica, place,
 };
@@ -42,4 +56,5 @@ pub use statement::{
     Access, Consistency, DiscardKind, Hint, PgrelayCommand, Scope, SessionEffect, Statement,
     TxEffect, WriteReason,
 };
+pub use steering::{Request, Steer, Transaction, steer};
 pub use view::{NodeView, Role, TopologyView};

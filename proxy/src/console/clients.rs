@@ -1,5 +1,7 @@
 //! `SHOW CLIENTS`: one row per client session, from the session registry.
 
+use pgrelay_router::Pins;
+
 use crate::admin::rfc3339;
 use crate::registry::SessionRegistry;
 
@@ -19,7 +21,7 @@ pub fn clients(sessions: &SessionRegistry, node_name: &dyn Fn(usize) -> Option<S
                 text(s.state().as_str()),
                 maybe(s.node().and_then(node_name)),
                 text(rfc3339(s.since)),
-                text(crate::session::Pins::describe(s.pins())),
+                text(Pins::from_bits(s.pins()).describe()),
             ]
         })
         .collect();

@@ -45,7 +45,7 @@ use forward::ForwardEnd;
 use handlers::{RETRY_UNREACHABLE_AFTER, resend};
 pub use login::{CONSOLE_DATABASE, ConsoleLogin};
 use login::{Entry, Login, login};
-pub use steer::{Pins, WorkerRouter};
+pub use steer::WorkerRouter;
 use switch::LoginAs;
 pub use tracker::{Tracker, TxStatus};
 

@@ -16,7 +16,6 @@ use super::forward::ForwardEnd;
 use super::lease::{StateOnIt, lease_node_for};
 use super::leases::Leases;
 use super::login::lease_primary;
-use super::steer::Pins;
 use super::steer::RouteState;
 use super::switch::{LoginAs, drop_stale_sql_prepared, replay_settings};
 
@@ -121,7 +120,7 @@ pub async fn resume(
     // settings must be on this connection before anything runs, and
     // statements it deallocated elsewhere gone from it.
     if !replay_settings(&mut leases, route).await? {
-        route.pins.add(Pins::OTHER);
+        route.pins.add(pgrelay_router::Pin::Unreplayable);
     }
     drop_stale_sql_prepared(&mut leases, route).await?;
     *held = Some(leases);

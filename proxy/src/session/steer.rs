@@ -21,15 +21,12 @@ mod batch_route;
 mod decide;
 mod named;
 mod outage;
-mod pins;
 mod request;
 mod state;
 mod worker;
 
-pub use pins::Pins;
-use pins::{is_plain_read, pins_session, steered_work};
-pub use request::{HeadFrame, LsnAsk};
-use request::{RetryArm, SteeredWork};
+pub use request::HeadFrame;
+use request::RetryArm;
 pub use state::{BatchNeeds, Pending, RouteState};
 pub use worker::{WorkerRouter, consistency_from_config, scope_from_config};
 
@@ -37,7 +34,8 @@ use std::sync::Arc;
 
 use pgrelay_health::TopologyCell;
 use pgrelay_router::{
-    Access, Consistency, DiscardKind, RouteReason, SessionEffect, Statement, TxEffect, WriteReason,
+    Access, Consistency, Leaves, LsnAsk, Pin, Replay, Request, RouteReason, SessionEffect,
+    Statement, Steer, WriteReason, ask_in_transaction, is_plain_read,
 };
 
 use crate::sqlstate;
@@ -145,14 +143,13 @@ impl ClientSide<'_> {
             matches!(tag, tag::QUERY | tag::SYNC) && self.route.lsn_ask.take_behind_request();
         let clean = match tag {
             tag::QUERY => {
-                let steered =
-                    std::mem::replace(&mut self.route.steered, SteeredWork::MayLeaveState);
-                steered == SteeredWork::PlainReads
+                let steered = std::mem::replace(&mut self.route.steered, Leaves::MaybeState);
+                steered == Leaves::Nothing
             }
             // What a batch runs was judged Parse by Parse (below), however
             // the batch was cut: a Sync leaves nothing of its own.
             tag::SYNC => {
-                self.route.steered = SteeredWork::MayLeaveState;
+                self.route.steered = Leaves::MaybeState;
                 true
             }
             tag::PARSE => self.parse_leaves_nothing(frame),
@@ -184,7 +181,7 @@ impl ClientSide<'_> {
                     let kept = if !name.is_empty() && self.route.over_budget(frame.len()) {
                         // Not kept for replay: the session stays where
                         // its statements are.
-                        self.route.pins.add(Pins::OTHER);
+                        self.route.pins.add(Pin::Unreplayable);
                         false
                     } else {
                         let statement = self.router.classify(sql);
@@ -242,12 +239,12 @@ impl ClientSide<'_> {
             self.route.pending = Some(Pending::Local(command.clone()));
             return Verdict::Hold;
         }
-        self.route.steered = steered_work(std::slice::from_ref(&statement));
+        self.route.steered = Leaves::of(std::slice::from_ref(&statement));
         self.free_database_for(sql, &statement);
         if let Some(verdict) = self.steer_deallocate(&statement.session) {
             return verdict;
         }
-        if self.tracker.status() != TxStatus::Idle {
+        if self.steering(Request::Query) == Steer::StayInTransaction {
             return self.steer_query_in_transaction(sql, &statement);
         }
         if let Some(verdict) = self.capture_first() {
@@ -266,7 +263,7 @@ impl ClientSide<'_> {
         if let Some(verdict) = self.prepare_held(sql, &statement.session) {
             return verdict;
         }
-        self.note_session_effect(&statement.session, true);
+        self.route.pins.note(&statement.session, Replay::Settings);
         // An EXECUTE of a prepared statement goes where what it runs may
         // go.
         let executed = self.executed(sql, &statement);
@@ -318,9 +315,7 @@ impl ClientSide<'_> {
         self.note_dropped_statements(current, &statement.session);
         // Whatever state a transaction creates may still be rolled back
         // (or committed): only the node it runs on will know.
-        if pins_session(&statement.session, false) {
-            self.route.pins.add(Pins::kind_of(&statement.session));
-        }
+        self.route.pins.note_in_transaction(&statement.session);
         self.note_commit(std::slice::from_ref(statement));
         let needs = match (self.executed(sql, statement), &statement.session) {
             (Some(executed), _) => Some(self.execute_needs(&executed)),
@@ -416,7 +411,7 @@ impl ClientSide<'_> {
             && std::str::from_utf8(sql)
                 .is_ok_and(|sql| self.route.settings.record(node, name, sql));
         if !recorded {
-            self.route.pins.add(Pins::OTHER);
+            self.route.pins.add(Pin::Unreplayable);
         }
     }
 
@@ -440,12 +435,10 @@ impl ClientSide<'_> {
 
     /// A COMMIT of a transaction on the primary: capture its LSN.
     fn note_commit(&mut self, statements: &[Arc<Statement>]) {
-        if self.route.consistency != Consistency::Strong
-            && self.topology.primary() == Some(self.route.current)
-            && statements.iter().any(|s| s.transaction == TxEffect::Commit)
-        {
-            self.route.lsn_ask.behind_request();
-        }
+        let on_primary = self.topology.primary() == Some(self.route.current);
+        let consistency = self.route.consistency;
+        let ask = ask_in_transaction(statements, on_primary, consistency);
+        self.route.lsn_ask.update(ask);
     }
 
     /// Whether a Parse leaves the connection as clean as it was: only an
@@ -462,7 +455,7 @@ impl ClientSide<'_> {
         if !judged && statement.session != SessionEffect::None {
             // Past the batch routing's look-ahead: nothing of it was
             // recorded for replay, so it stays where it ran.
-            self.route.pins.add(Pins::kind_of(&statement.session));
+            self.route.pins.add(Pin::of(&statement.session));
         }
         // A named statement stays on the connection, but as the
         // connection's (see `backend::statements`), not session state.
@@ -485,27 +478,6 @@ impl ClientSide<'_> {
                 for effect in effects {
                     self.note_dropped_statements(node, effect);
                 }
-            }
-            _ => {}
-        }
-    }
-
-    /// Temp tables and friends: what the session now holds on the primary.
-    /// `replayed_settings`: a SET/RESET here is replayed on other nodes
-    /// rather than pinning.
-    fn note_session_effect(&mut self, effect: &SessionEffect, replayed_settings: bool) {
-        match effect {
-            SessionEffect::DiscardAll => self.route.pins = Pins::default(),
-            SessionEffect::Unlisten { all: true } => self.route.pins.remove(Pins::LISTEN),
-            SessionEffect::AdvisoryUnlockAll => self.route.pins.remove(Pins::ADVISORY),
-            SessionEffect::Discard(DiscardKind::Temp) => self.route.pins.remove(Pins::TEMP),
-            SessionEffect::Many(effects) => {
-                for effect in effects {
-                    self.note_session_effect(effect, false);
-                }
-            }
-            effect if pins_session(effect, replayed_settings) => {
-                self.route.pins.add(Pins::kind_of(effect))
             }
             _ => {}
         }

@@ -102,7 +102,7 @@ async fn set_up(
             route.read_floor = route.read_floor.max(primary_lsn).max(lsn);
         }
         if !replay_settings(leases, route).await? {
-            route.pins.add(super::steer::Pins::OTHER);
+            route.pins.add(pgrelay_router::Pin::Unreplayable);
             reason = to_primary(ctx, leases, route, RouteReason::SessionPinned, login).await?;
         }
     }

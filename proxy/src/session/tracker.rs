@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use pgrelay_router::Transaction;
+
 use crate::registry::{ClientState, SessionInfo};
 use crate::wire::tag;
 
@@ -32,6 +34,17 @@ impl TxStatus {
             b'T' => Some(TxStatus::InTransaction),
             b'E' => Some(TxStatus::Failed),
             _ => None,
+        }
+    }
+}
+
+/// The transaction as the router's steering rules see it.
+impl From<TxStatus> for Transaction {
+    fn from(status: TxStatus) -> Transaction {
+        match status {
+            TxStatus::Idle => Transaction::Idle,
+            TxStatus::InTransaction => Transaction::Open,
+            TxStatus::Failed => Transaction::Failed,
         }
     }
 }

@@ -4,17 +4,17 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pgrelay_router::{Consistency, Route, RouteReason, SessionEffect, Statement};
+use pgrelay_router::{
+    Leaves, Replay, Request, Route, RouteReason, SessionEffect, Statement, Steer,
+    ask_after_open_batch,
+};
 
 use crate::wire::frame::FrameHeader;
 use crate::wire::pump::Verdict;
 
 use super::super::batch::{self, BatchEnd, BatchItem};
 use super::super::tracker::TxStatus;
-use super::{
-    BATCH_LOOKAHEAD, BatchNeeds, ClientSide, LsnAsk, Pending, Pins, RetryArm, SteeredWork,
-    pins_session, steered_work,
-};
+use super::{BATCH_LOOKAHEAD, BatchNeeds, ClientSide, Pending, RetryArm};
 
 /// What the batch routing read of a batch.
 struct ScannedBatch<'a> {
@@ -40,6 +40,17 @@ impl ScannedBatch<'_> {
     /// It uses statements the session never prepared.
     fn uses_strangers(&self) -> bool {
         !self.strangers.is_empty()
+    }
+
+    /// What of it is known, as far as its route goes.
+    fn request(&self) -> Request {
+        if self.end != BatchEnd::Sync {
+            Request::OpenBatch
+        } else if self.uses_strangers() {
+            Request::BatchNamingStrangers
+        } else {
+            Request::CompleteBatch
+        }
     }
 
     fn names(&self) -> BatchNeeds {
@@ -73,9 +84,9 @@ impl ClientSide<'_> {
         // The batch's Sync marks the connection if any statement may leave
         // state (its named Parses mark it themselves).
         self.route.steered = if batch.uses_strangers() {
-            SteeredWork::MayLeaveState
+            Leaves::MaybeState
         } else {
-            steered_work(&batch.statements)
+            Leaves::of(&batch.statements)
         };
         if batch.statements.is_empty() && !batch.uses_strangers() {
             // Executing or describing portals, closing, syncing: nothing
@@ -85,7 +96,8 @@ impl ClientSide<'_> {
         if let Some(verdict) = self.answer_pgrelay_batch(&batch) {
             return verdict;
         }
-        if self.tracker.status() == TxStatus::Idle
+        let steer = self.steering(batch.request());
+        if steer != Steer::StayInTransaction
             && let Some(verdict) = self
                 .capture_first()
                 .or_else(|| self.resolve_first(&batch.statements))
@@ -93,10 +105,10 @@ impl ClientSide<'_> {
             return verdict;
         }
         let current = self.route.current;
-        let route = if self.tracker.status() != TxStatus::Idle {
+        let route = if steer == Steer::StayInTransaction {
             self.batch_in_transaction(&batch)
         } else {
-            match self.batch_between_transactions(&batch) {
+            match self.batch_between_transactions(&batch, steer) {
                 Ok(route) => route,
                 Err(verdict) => return verdict,
             }
@@ -187,12 +199,8 @@ impl ClientSide<'_> {
     /// Inside a transaction the batch runs where the transaction does; what
     /// it leaves pins the session there.
     fn batch_in_transaction(&mut self, batch: &ScannedBatch) -> Option<Route> {
-        for statement in batch
-            .statements
-            .iter()
-            .filter(|s| pins_session(&s.session, false))
-        {
-            self.route.pins.add(Pins::kind_of(&statement.session));
+        for statement in &batch.statements {
+            self.route.pins.note_in_transaction(&statement.session);
         }
         self.note_commit(&batch.statements);
         Some(Route {
@@ -201,18 +209,17 @@ impl ClientSide<'_> {
         })
     }
 
-    /// Where a batch outside any transaction goes. `Err`: it is answered
-    /// or held instead (no replica fresh enough).
+    /// Where a batch outside any transaction goes, as `steer` says.
+    /// `Err`: it is answered or held instead (no replica fresh enough).
     fn batch_between_transactions(
         &mut self,
         batch: &ScannedBatch,
+        steer: Steer,
     ) -> Result<Option<Route>, Verdict> {
         self.note_batch_settings(batch);
-        if batch.end != BatchEnd::Sync || batch.uses_strangers() {
-            // Whatever it does, it may commit a write (or COPY).
-            if self.route.consistency != Consistency::Strong {
-                self.route.lsn_ask = LsnAsk::BeforeNextRead;
-            }
+        if steer == Steer::PrimaryOpenBatch {
+            let ask = ask_after_open_batch(self.route.consistency);
+            self.route.lsn_ask.update(ask);
             return Ok(self.topology.primary().map(|node| Route {
                 node,
                 reason: RouteReason::PrimaryOpenBatch,
@@ -244,8 +251,12 @@ impl ClientSide<'_> {
             }
             _ => None,
         };
+        let replay = match lone_setting {
+            Some(_) => Replay::Settings,
+            None => Replay::Nothing,
+        };
         for statement in batch.statements.iter().filter(|_| batch.executes) {
-            self.note_session_effect(&statement.session, lone_setting.is_some());
+            self.route.pins.note(&statement.session, replay);
         }
         if let Some((statement, sql)) = &lone_setting
             && let Some(primary) = self.topology.primary()

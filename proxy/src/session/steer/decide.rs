@@ -1,25 +1,31 @@
-//! Where statements go: the session's consistency, lag budget and
-//! position and the worker's topology view gathered for the router's
-//! `place` and `no_fresh_replica` (the policy, pure), and their verdicts
-//! applied to the session (its position, its LSN asks, what a held frame
-//! waits for, the metrics).
+//! Where statements go: the session's transaction, consistency, lag
+//! budget and position and the worker's topology view gathered for the
+//! router's `steer`, `place`, `ask_after_writes` and `no_fresh_replica`
+//! (the policy, pure), and their verdicts applied to the session (its
+//! position, its LSN asks, what a held frame waits for, the metrics).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use pgrelay_router::{
-    Access, Consistency, NoFreshReplica, NoReplica, Placement, Position, Role, Route, RouteReason,
-    Scope, SessionView, Statement, WriteReason, no_fresh_replica, place,
+    Consistency, NoFreshReplica, NoReplica, Placement, Position, Request, Role, Route, RouteReason,
+    Scope, SessionView, Statement, Steer, ask_after_writes, no_fresh_replica, place, steer,
 };
 
-use super::{ClientSide, LsnAsk, Pending};
+use super::{ClientSide, Pending};
 use crate::config::{LoadBalance, RoutingConfig, WhenNoReplica};
 use crate::metrics::FallbackReason;
 use crate::sqlstate;
 use crate::wire::pump::Verdict;
 
 impl ClientSide<'_> {
+    /// Where `request` goes given the client's transaction, before its
+    /// statements are placed.
+    pub(super) fn steering(&self, request: Request) -> Steer {
+        steer(self.tracker.status().into(), request)
+    }
+
     /// Where statements that must run together go: a replica only if
     /// every one of them may read there, else the primary. `None` when no
     /// primary is known.
@@ -72,9 +78,10 @@ impl ClientSide<'_> {
             let seen = view.1.nodes.get(route.node).and_then(|n| n.replay_lsn);
             self.route.read_floor = self.route.read_floor.max(seen.unwrap_or(0));
         }
-        if writes && self.route.consistency != Consistency::Strong {
+        if writes {
             let on_primary = view.1.primary == Some(route.node);
-            self.note_write(statements, on_primary);
+            let ask = ask_after_writes(statements, on_primary, self.route.consistency);
+            self.route.lsn_ask.update(ask);
         }
         Some(route)
     }
@@ -109,28 +116,6 @@ impl ClientSide<'_> {
             {
                 node.replay_lsn = Some(node.replay_lsn.unwrap_or(0).max(lsn));
             }
-        }
-    }
-
-    /// Statements that write run on the primary (`on_primary`) or not:
-    /// when to ask for the session's new position.
-    fn note_write(&mut self, statements: &[Arc<Statement>], on_primary: bool) {
-        // Nothing may follow a COPY FROM while the server copies in;
-        // a text the parser could not read might be one.
-        let copies = statements.iter().any(|s| {
-            matches!(
-                &s.access,
-                Access::Write {
-                    why: WriteReason::CopyFrom | WriteReason::Unparsed,
-                }
-            )
-        });
-        if on_primary && copies {
-            self.route.lsn_ask = LsnAsk::BeforeNextRead;
-        } else if on_primary {
-            self.route.lsn_ask.behind_request();
-        } else {
-            self.route.lsn_ask.not_behind_request();
         }
     }
 

@@ -10,12 +10,11 @@
 
 use std::sync::Arc;
 
-use pgrelay_router::{Access, RouteReason, SessionEffect, Statement, WriteReason};
+use pgrelay_router::{Access, Leaves, Pin, RouteReason, SessionEffect, Statement, WriteReason};
 
 use super::super::sql_prepared::execute_name;
 use super::super::tracker::TxStatus;
-use super::request::SteeredWork;
-use super::{BatchNeeds, ClientSide, Pending, Pins};
+use super::{BatchNeeds, ClientSide, Pending};
 use crate::wire::pump::Verdict;
 
 /// The statement an `EXECUTE` runs: its name, and the client's definition
@@ -59,7 +58,7 @@ impl ClientSide<'_> {
         }
         if registry.holds(current, key) {
             registry.sql_deallocated(Some(current), key);
-            self.route.steered = SteeredWork::PlainReads;
+            self.route.steered = Leaves::Nothing;
             self.routed(current, reason);
             return Some(Verdict::Forward);
         }
@@ -100,7 +99,7 @@ impl ClientSide<'_> {
             return None;
         };
         let key = name.as_bytes().to_vec();
-        self.route.steered = SteeredWork::PlainReads;
+        self.route.steered = Leaves::Nothing;
         if self.route.prepared.statement(&key).is_some() {
             // The server refuses a second PREPARE of a name (42P05): the
             // connection must hold the client's first for it to.
@@ -134,7 +133,7 @@ impl ClientSide<'_> {
         if !kept {
             // Not kept for replay: the session stays where it is, and
             // nobody else gets that connection as it is.
-            self.route.pins.add(Pins::OTHER);
+            self.route.pins.add(Pin::Unreplayable);
             self.route.dirtied(node);
         }
     }
@@ -158,7 +157,7 @@ impl ClientSide<'_> {
         match definition {
             Some(statement) => {
                 if statement.access.is_read() {
-                    self.route.steered = SteeredWork::PlainReads;
+                    self.route.steered = Leaves::Nothing;
                 }
                 BatchNeeds {
                     uses: vec![name.clone()],

@@ -3,14 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use pgrelay_router::{Consistency, PgrelayCommand, ReadWait, RouteReason, Scope};
+use pgrelay_router::{
+    Consistency, Leaves, LsnAsk, PgrelayCommand, Pins, ReadWait, RouteReason, Scope,
+};
 
 use super::super::capture::LsnCapture;
 use super::super::prepared::Registry;
 use super::super::retry::Retry;
 use super::super::settings::Settings;
-use super::Pins;
-use super::request::{HeadFrame, LsnAsk, RetryArm, SteeredWork};
+use super::request::{HeadFrame, RetryArm};
 
 /// What a held frame is waiting for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +124,8 @@ pub struct RouteState {
     /// state ran on the session's connection there; clean connections go
     /// back to the pool without a reset.
     pub(super) dirty: u64,
-    pub(super) steered: SteeredWork,
+    /// What the Query or batch being forwarded leaves on the connection.
+    pub(super) steered: Leaves,
     /// Per node, the pooled connection the session left its state on
     /// (transaction pooling).
     state_conn: Vec<Option<u64>>,
@@ -182,7 +184,7 @@ impl RouteState {
             lost_transaction: None,
             check_lsn: None,
             dirty: 0,
-            steered: SteeredWork::MayLeaveState,
+            steered: Leaves::MaybeState,
             judged_parses: 0,
             preparing: None,
             state_conn: vec![None; nodes],
