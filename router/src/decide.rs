@@ -120,8 +120,13 @@ pub fn decide(
         .iter()
         .enumerate()
         .filter(|(_, n)| n.role == Role::Replica && n.healthy)
+        // A replica hint asks for a replica whatever the session's
+        // consistency would wait for (as it does under `strong`); the lag
+        // budget still holds.
         .filter(|(_, n)| {
-            session.min_lsn == 0 || n.replay_lsn.is_some_and(|lsn| lsn >= session.min_lsn)
+            hinted_replica
+                || session.min_lsn == 0
+                || n.replay_lsn.is_some_and(|lsn| lsn >= session.min_lsn)
         })
         .filter(|(_, n)| {
             within(n.lag_bytes, session.max_lag_bytes)
@@ -274,6 +279,11 @@ mod tests {
                 "SELECT 1",
                 SessionView { min_lsn: 450, ..s },
                 ("pg1", "primary fallback"),
+            ),
+            (
+                "/* pgrelay:replica */ SELECT 1",
+                SessionView { min_lsn: 450, ..s },
+                ("pg3", "replica hint"),
             ),
             (
                 "SELECT 1",

@@ -11,7 +11,6 @@ use std::collections::VecDeque;
 use pgrelay_health::parse_lsn;
 
 use crate::wire::frame::{FrameHeader, HEADER_LEN};
-use crate::wire::pump::Verdict;
 use crate::wire::tag;
 
 /// The proxy's own Query, sent as is.
@@ -25,6 +24,23 @@ pub struct LsnCapture {
     pending: VecDeque<u32>,
     /// The LSN of the session's last captured write; 0 before any.
     pub last_lsn: u64,
+    /// The status of the client's ReadyForQuery held back until the
+    /// answer behind it is read.
+    deferred: Option<u8>,
+}
+
+/// What a backend message is to the capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Captured {
+    /// The client's.
+    Theirs,
+    /// Ours, or the client's ReadyForQuery held back: dropped.
+    Swallow,
+    /// Our answer's ReadyForQuery, now with the status of the client's it
+    /// stands in for: the write is acknowledged only now, once its
+    /// position is known (to the session, to every session's routing and,
+    /// as ParameterStatus `pgrelay.last_lsn`, to the client).
+    ClientReady,
 }
 
 impl LsnCapture {
@@ -52,9 +68,11 @@ impl LsnCapture {
         self.pending.len()
     }
 
-    /// The connection is about to be reused: its answers were read.
+    /// The connection is about to be reused (or was lost): its answers
+    /// were read, or will never come.
     pub fn drained(&mut self) {
         self.pending.clear();
+        self.deferred = None;
     }
 
     /// Whether the next DataRow must be seen whole.
@@ -63,25 +81,31 @@ impl LsnCapture {
     }
 
     /// Judges a backend message: swallows the answers to our requests and
-    /// keeps the LSN; `None` for the client's messages.
-    pub fn inspect(&mut self, header: FrameHeader, frame: &[u8]) -> Option<Verdict> {
+    /// keeps the LSN; holds the client's acknowledgement back until then.
+    pub fn inspect(&mut self, header: FrameHeader, frame: &mut [u8]) -> Captured {
         if self.pending.is_empty() {
-            return None;
+            return Captured::Theirs;
         }
         if !self.ours() {
             if header.tag == tag::READY_FOR_QUERY
                 && let Some(front) = self.pending.front_mut()
             {
                 *front -= 1;
+                if *front == 0 {
+                    // The request our answer follows is the write: the
+                    // client hears it is done once its position is known.
+                    self.deferred = frame.get(HEADER_LEN).copied();
+                    return Captured::Swallow;
+                }
             }
-            return None;
+            return Captured::Theirs;
         }
         match header.tag {
             // Asynchronous: another session's NOTIFY, a setting the server
             // reports, a notice. They arrive whenever the server has them,
             // also while it answers us, and they are the client's.
             tag::NOTIFICATION_RESPONSE | tag::PARAMETER_STATUS | tag::NOTICE_RESPONSE => {
-                return None;
+                return Captured::Theirs;
             }
             tag::DATA_ROW => {
                 if let Some(lsn) =
@@ -92,10 +116,16 @@ impl LsnCapture {
             }
             tag::READY_FOR_QUERY => {
                 self.pending.pop_front();
+                if let Some(status) = self.deferred.take()
+                    && let Some(byte) = frame.get_mut(HEADER_LEN)
+                {
+                    *byte = status;
+                    return Captured::ClientReady;
+                }
             }
             _ => {}
         }
-        Some(Verdict::Swallow)
+        Captured::Swallow
     }
 }
 
@@ -112,10 +142,13 @@ mod tests {
     use super::*;
     use crate::wire::frame::test_frame as frame;
 
-    fn feed(c: &mut LsnCapture, f: &[u8]) -> Option<Verdict> {
-        let header = FrameHeader::parse(f).expect("ok").expect("header");
-        c.inspect(header, f)
+    fn feed(c: &mut LsnCapture, f: &[u8]) -> Captured {
+        let mut f = f.to_vec();
+        let header = FrameHeader::parse(&f).expect("ok").expect("header");
+        c.inspect(header, &mut f)
     }
+
+    use Captured::{ClientReady, Swallow, Theirs};
 
     #[test]
     fn the_query_is_one_well_formed_message() {
@@ -127,43 +160,55 @@ mod tests {
     }
 
     #[test]
-    fn answers_behind_the_clients_are_swallowed_and_read() {
+    fn answers_behind_the_clients_are_swallowed_and_the_ack_waits_for_them() {
         let mut c = LsnCapture::default();
         // The client's INSERT is unanswered; our request follows it.
         c.requested(1);
-        assert_eq!(feed(&mut c, &frame(b'C', b"INSERT 0 1\0")), None);
-        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), None);
+        assert_eq!(feed(&mut c, &frame(b'C', b"INSERT 0 1\0")), Theirs);
+        assert_eq!(
+            feed(&mut c, &frame(b'Z', b"I")),
+            Swallow,
+            "held back until the position is known"
+        );
         assert!(c.wants_rows());
-        assert_eq!(
-            feed(&mut c, &frame(b'T', b"\0\x01x\0")),
-            Some(Verdict::Swallow)
-        );
+        assert_eq!(feed(&mut c, &frame(b'T', b"\0\x01x\0")), Swallow);
         let row = frame(b'D', b"\0\x01\0\0\0\x090/3000060");
-        assert_eq!(feed(&mut c, &row), Some(Verdict::Swallow));
-        assert_eq!(
-            feed(&mut c, &frame(b'C', b"SELECT 1\0")),
-            Some(Verdict::Swallow)
-        );
-        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Some(Verdict::Swallow));
-        assert!(c.is_idle());
+        assert_eq!(feed(&mut c, &row), Swallow);
+        assert_eq!(feed(&mut c, &frame(b'C', b"SELECT 1\0")), Swallow);
         assert_eq!(c.last_lsn, 0x3000060);
-        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), None, "the client's again");
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), ClientReady);
+        assert!(c.is_idle());
+        assert_eq!(
+            feed(&mut c, &frame(b'Z', b"I")),
+            Theirs,
+            "the client's again"
+        );
+    }
+
+    #[test]
+    fn the_ready_for_query_standing_in_carries_the_clients_status() {
+        let mut c = LsnCapture::default();
+        c.requested(1);
+        let mut clients = frame(b'Z', b"T");
+        let header = FrameHeader::parse(&clients).expect("ok").expect("header");
+        assert_eq!(c.inspect(header, &mut clients), Swallow);
+        let mut ours = frame(b'Z', b"I");
+        assert_eq!(c.inspect(header, &mut ours), ClientReady);
+        assert_eq!(ours, frame(b'Z', b"T"));
     }
 
     #[test]
     fn asynchronous_messages_amid_our_answer_reach_the_client() {
         let mut c = LsnCapture::default();
         c.requested(0);
-        assert_eq!(
-            feed(&mut c, &frame(b'T', b"\0\x01x\0")),
-            Some(Verdict::Swallow)
-        );
+        assert_eq!(feed(&mut c, &frame(b'T', b"\0\x01x\0")), Swallow);
         // Another session's NOTIFY lands while the server answers us: it
         // was swallowed with our answer, and the listener never heard it.
         let notification = frame(b'A', b"\0\0\x10\x92pgrelay_test\0hello\0");
-        assert_eq!(feed(&mut c, &notification), None);
-        assert_eq!(feed(&mut c, &frame(b'S', b"TimeZone\0UTC\0")), None);
-        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Some(Verdict::Swallow));
+        assert_eq!(feed(&mut c, &notification), Theirs);
+        assert_eq!(feed(&mut c, &frame(b'S', b"TimeZone\0UTC\0")), Theirs);
+        // Nothing of the client's was held back: ours is dropped.
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Swallow);
         assert!(c.is_idle());
     }
 
@@ -171,16 +216,25 @@ mod tests {
     fn several_requests_keep_their_places() {
         let mut c = LsnCapture::default();
         c.requested(1);
-        c.requested(2);
-        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), None);
-        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Some(Verdict::Swallow));
-        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), None);
-        assert_eq!(
-            feed(&mut c, &frame(b'D', b"\0\x01\0\0\0\x030/5")),
-            Some(Verdict::Swallow)
-        );
-        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Some(Verdict::Swallow));
+        c.requested(3);
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Swallow);
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), ClientReady);
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Theirs);
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Swallow);
+        assert_eq!(feed(&mut c, &frame(b'D', b"\0\x01\0\0\0\x030/5")), Swallow);
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), ClientReady);
         assert!(c.is_idle());
         assert_eq!(c.last_lsn, 5);
+    }
+
+    #[test]
+    fn a_lost_connection_forgets_the_held_acknowledgement() {
+        let mut c = LsnCapture::default();
+        c.requested(1);
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Swallow);
+        c.drained();
+        assert!(c.is_idle());
+        c.requested(0);
+        assert_eq!(feed(&mut c, &frame(b'Z', b"I")), Swallow);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 
 use crate::net::Stream;
@@ -11,11 +12,11 @@ use crate::wire::tag;
 
 use crate::error::ProxyError;
 use crate::shutdown::{Phase, ShutdownWatch};
-use crate::wire::fields;
 use crate::wire::frame::{FrameHeader, HEADER_LEN};
 use crate::wire::pump::{Inspect, Need, Pump, PumpError, PumpEvent, Verdict};
+use crate::wire::{be, fields};
 
-use super::capture::LsnCapture;
+use super::capture::{Captured, LsnCapture};
 use super::retry::Retry;
 use super::steer::{ClientSide, RouteState, WorkerRouter};
 use super::tracker::Tracker;
@@ -93,6 +94,9 @@ pub(super) struct ServerSide<'a> {
     pub(super) retry: &'a mut Retry,
     pub(super) capture: &'a mut LsnCapture,
     pub(super) metrics: &'a WorkerQueryMetrics,
+    /// The highest commit position acknowledged to any client, raised
+    /// before each acknowledgement of a captured write leaves.
+    pub(super) acknowledged: &'a AtomicU64,
 }
 
 impl Inspect for ServerSide<'_> {
@@ -122,8 +126,10 @@ impl Inspect for ServerSide<'_> {
             // on without it.
             return Verdict::Swallow;
         }
-        if let Some(verdict) = self.capture.inspect(header, frame) {
-            return verdict;
+        let captured = self.capture.inspect(header, frame);
+        match captured {
+            Captured::Theirs | Captured::ClientReady => {}
+            Captured::Swallow => return Verdict::Swallow,
         }
         if let Some(verdict) = self.retry.inspect(header, frame, ahead) {
             return verdict;
@@ -154,9 +160,28 @@ impl Inspect for ServerSide<'_> {
             tag::COPY_IN_RESPONSE => self.tracker.copy_in_started(),
             _ => {}
         }
+        if captured == Captured::ClientReady {
+            self.acknowledged
+                .fetch_max(self.capture.last_lsn, Ordering::AcqRel);
+            return Verdict::ForwardPrefixed;
+        }
         Verdict::Forward
     }
+
+    /// The session's new position, ahead of the acknowledgement of the
+    /// write: drivers keep ParameterStatus values (libpq's
+    /// `PQparameterStatus`), so the causal token reaches the application
+    /// without SQL.
+    fn take_prefix(&mut self) -> Vec<u8> {
+        let mut out = bytes::BytesMut::new();
+        let lsn = pgrelay_health::format_lsn(self.capture.last_lsn);
+        be::parameter_status(&mut out, LAST_LSN_PARAMETER, &lsn);
+        out.to_vec()
+    }
 }
+
+/// The ParameterStatus that carries the session's causal token.
+pub const LAST_LSN_PARAMETER: &str = "pgrelay.last_lsn";
 
 /// Drivers compare a notification's sender pid with the pid they got in
 /// BackendKeyData to recognise their own NOTIFYs, or another connection's
@@ -255,6 +280,7 @@ pub async fn forward(
             retry: &mut route.retry,
             capture: &mut route.capture,
             metrics: &router.metrics,
+            acknowledged: router.acknowledged_lsn(),
         };
         match down.poll_pump(
             cx,

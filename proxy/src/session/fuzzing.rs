@@ -237,6 +237,7 @@ pub fn server_stream(data: &[u8]) {
             retry: &mut retry,
             capture: &mut capture,
             metrics: &router.metrics,
+            acknowledged: router.acknowledged_lsn(),
         };
         match down.poll_pump(
             &mut cx,

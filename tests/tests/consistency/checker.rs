@@ -49,9 +49,11 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
             |env| async move {
                 // 10 s: the replica, 2 s behind a busy primary, stays within
                 // budget for sessions that never wrote.
+                // Session scope: other sessions' writes do not hold
+                // readers back (global scope would).
                 let report = check(
                     &env,
-                    "max_lag = \"10s\"",
+                    "scope = \"session\"\nmax_lag = \"10s\"",
                     Consistency::ReadYourWrites,
                     |o| {
                         o.sessions = 8;

@@ -10,6 +10,7 @@
 mod checker;
 mod env;
 mod fallback;
+mod scope;
 
 use std::process::ExitCode;
 
@@ -21,5 +22,6 @@ fn main() -> ExitCode {
     let env = env::lazy();
     let mut trials = checker::trials(&env);
     trials.extend(fallback::trials(&env));
+    trials.extend(scope::trials(&env));
     pgrelay_tests::shared_env::conclude(&args, trials, env)
 }

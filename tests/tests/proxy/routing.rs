@@ -416,6 +416,9 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 let (_, replica) = ports(&env);
                 let c = env.proxy.client().await?;
                 ensure!(value(&c, "SHOW pgrelay.consistency").await? == "read-your-writes");
+                // The session's own writes (other trials write through this
+                // proxy too, which global scope would wait for).
+                c.simple_query("SET pgrelay.scope = 'session'").await?;
                 ensure!(
                     value(&c, PORT).await? == replica,
                     "a read goes to the replica"

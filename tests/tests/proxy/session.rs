@@ -117,25 +117,26 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
             |env| async move {
                 let victim = env.proxy.client().await?;
                 let bystander = env.proxy.client().await?;
-                // Reads of sessions that never wrote run on the replica:
-                // the cancel must find the replica's backend.
+                // The reads run on the replica (hinted: in the default
+                // global scope other trials' writes may hold reads on the
+                // primary): the cancel must find the replica's backend.
                 let direct = env.cluster.client(1).await?;
                 let cancel = victim.cancel_token();
                 let victim_query = tokio::spawn(async move {
                     let r = victim
-                        .simple_query("SELECT pg_sleep(30) /* victim */")
+                        .simple_query("/* pgrelay:replica */ SELECT pg_sleep(30) /* victim */")
                         .await;
                     (r, Instant::now())
                 });
                 let bystander_query = tokio::spawn(async move {
                     bystander
-                        .simple_query("SELECT pg_sleep(2) /* bystander */")
+                        .simple_query("/* pgrelay:replica */ SELECT pg_sleep(2) /* bystander */")
                         .await
                 });
                 poll_until(Duration::from_secs(10), "both sleeps to run", || async {
                 let n: i64 = direct
                     .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(%' AND state = 'active'",
+                        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '/* pgrelay:replica */ SELECT pg_sleep(%' AND state = 'active'",
                         &[],
                     )
                     .await

@@ -50,6 +50,11 @@ impl WorkerRouter {
         &self.shared.sessions
     }
 
+    /// The highest commit position acknowledged to any client.
+    pub fn acknowledged_lsn(&self) -> &std::sync::atomic::AtomicU64 {
+        &self.shared.acknowledged_lsn
+    }
+
     /// Asks every worker to close its idle connections to `database`.
     pub fn close_idle_connections_to(&self, database: String) {
         // No receiver means no worker, so no idle connection either.
