@@ -26,7 +26,7 @@ mod topology;
 pub use cell::TopologyCell;
 pub use error::HealthError;
 pub use failover::{
-    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverControl, FailoverRecord,
+    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverCause, FailoverControl, FailoverRecord,
     FailoverRequests, FailoverSettings, FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
 };
 pub use liveness::{FAILURES_BEFORE_DOWN, SUCCESSES_BEFORE_UP};

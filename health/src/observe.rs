@@ -86,12 +86,16 @@ impl Observer {
         for (i, node) in topology.nodes.iter_mut().enumerate() {
             let (bytes, seconds) = if Some(i) == primary {
                 (Some(0), Some(0.0))
-            } else if node.healthy && node.role == NodeRole::Replica && primary.is_none() {
-                // No primary (one is being replaced): no WAL is written that
-                // the replica could miss, so it is as stale as it was when
-                // the primary was last seen, and reads go on by that.
+            } else if !lag_knowable(node) {
+                // Down, or receiving from nobody: it falls behind by
+                // whatever is written meanwhile, which pgrelay cannot see.
+                (None, None)
+            } else if primary.is_none() {
+                // Still streaming from a primary pgrelay cannot see (lost
+                // a moment ago, or pgrelay is cut off): as stale as when
+                // the primary was last seen, as far as anyone can tell.
                 (node.lag_bytes, node.lag_seconds)
-            } else if node.healthy && node.role == NodeRole::Replica {
+            } else {
                 match (primary_lsn, node.replay_lsn) {
                     (Some(written), Some(replayed)) => {
                         let bytes = written.saturating_sub(replayed);
@@ -104,13 +108,18 @@ impl Observer {
                     }
                     _ => (None, None),
                 }
-            } else {
-                (None, None)
             };
             node.lag_bytes = bytes;
             node.lag_seconds = seconds;
         }
     }
+}
+
+/// Whether a node's replication lag can be known at all: a healthy
+/// replica whose WAL receiver streams from an upstream. Without one its
+/// lag is unknown, never 0 (it may be far behind, or about to be).
+fn lag_knowable(node: &NodeStatus) -> bool {
+    node.healthy && node.role == NodeRole::Replica && node.streaming && node.upstream.is_some()
 }
 
 fn liveness_of(node: &NodeStatus) -> Liveness {
@@ -337,6 +346,36 @@ mod tests {
             (f.node(1).lag_bytes, f.node(1).lag_seconds),
             (Some(0), Some(0.0))
         );
+    }
+
+    fn not_streaming(replay_lsn: u64) -> NodeSample {
+        NodeSample::Replica(ReplicaSample {
+            receive_lsn: Some(replay_lsn),
+            replay_lsn: Some(replay_lsn),
+            timeline: Some(1),
+            streaming: false,
+            upstream: None,
+        })
+    }
+
+    #[test]
+    fn a_replica_that_receives_from_nobody_has_unknown_lag() {
+        let mut f = Fixture::new();
+        f.feed(0, Some(primary(1000)), 0);
+        f.feed(1, Some(replica(1000)), 0);
+        assert_eq!(f.node(1).lag_bytes, Some(0));
+        // Its receiver stopped while the primary is still there.
+        f.feed(1, Some(not_streaming(1000)), 100);
+        assert_eq!((f.node(1).lag_bytes, f.node(1).lag_seconds), (None, None));
+        f.feed(1, Some(replica(1000)), 200);
+        assert_eq!(f.node(1).lag_bytes, Some(0), "known again once it streams");
+        // The primary dies and the receiver loses its upstream: not 0, unknown.
+        for t in 0..FAILURES_BEFORE_DOWN {
+            f.feed(0, None, 300 + u64::from(t) * 100);
+        }
+        assert_eq!(f.topology.primary, None);
+        f.feed(1, Some(not_streaming(1000)), 1000);
+        assert_eq!((f.node(1).lag_bytes, f.node(1).lag_seconds), (None, None));
     }
 
     #[test]

@@ -1,3 +1,5 @@
+use std::time::SystemTime;
+
 use crate::failover::{FailoverRecord, FailoverState};
 
 /// Failover history entries kept in the snapshot (oldest dropped first).
@@ -70,6 +72,12 @@ pub struct NodeStatus {
     /// `pg_stat_replication` (matched by `application_name` = node name).
     /// Kept after the primary is lost: failover prefers such a replica.
     pub synchronous: bool,
+    /// Wall-clock time since which the node has been declared down, for
+    /// operators ("down since"); `None` while it is not down.
+    pub down_since: Option<SystemTime>,
+    /// Wall-clock time since which the node has been fenced; `None`
+    /// while it is not.
+    pub fenced_since: Option<SystemTime>,
 }
 
 impl NodeStatus {
@@ -90,6 +98,8 @@ impl NodeStatus {
             lag_seconds: None,
             fenced: false,
             synchronous: false,
+            down_since: None,
+            fenced_since: None,
         }
     }
 
@@ -119,6 +129,10 @@ pub struct Topology {
     pub nodes: Vec<NodeStatus>,
     /// What automatic failover is doing now.
     pub failover: FailoverState,
+    /// Wall-clock time at which `failover` entered its current kind of
+    /// state (for a suspicion: when the primary was lost); `None` while
+    /// idle. For operators only: decisions use the monitor's `Instant`s.
+    pub failover_since: Option<SystemTime>,
     /// Completed failovers, oldest first, at most [`FAILOVER_HISTORY`].
     pub failovers: Vec<FailoverRecord>,
 }
@@ -134,6 +148,7 @@ impl Topology {
                 .map(|(name, addr)| NodeStatus::new(name, addr))
                 .collect(),
             failover: FailoverState::Idle,
+            failover_since: None,
             failovers: Vec::new(),
         }
     }
@@ -143,6 +158,7 @@ impl Topology {
     /// over.
     pub fn with_nodes(&self, mut nodes: Vec<NodeStatus>) -> Topology {
         apply_fences(&mut nodes);
+        stamp_since(&mut nodes, SystemTime::now());
         let primary = routable_primary(&nodes);
         let epoch = if primary == self.primary {
             self.epoch
@@ -154,14 +170,23 @@ impl Topology {
             primary,
             nodes,
             failover: self.failover.clone(),
+            failover_since: self.failover_since,
             failovers: self.failovers.clone(),
         }
     }
 
-    /// The same snapshot with another failover state.
-    pub fn with_failover(&self, failover: FailoverState) -> Topology {
+    /// The same snapshot with another failover state, which began at `at`
+    /// unless it is the same kind of state as now (a suspicion of the same
+    /// primary, say), which keeps its beginning.
+    pub fn with_failover(&self, failover: FailoverState, at: SystemTime) -> Topology {
+        let failover_since = match failover {
+            FailoverState::Idle => None,
+            _ if failover.as_str() == self.failover.as_str() => self.failover_since.or(Some(at)),
+            _ => Some(at),
+        };
         Topology {
             failover,
+            failover_since,
             ..self.clone()
         }
     }
@@ -206,6 +231,25 @@ fn apply_fences(nodes: &mut [NodeStatus]) {
         } else if node.healthy && node.role == NodeRole::Replica && node.streaming {
             node.fenced = false;
         }
+    }
+}
+
+/// Starts (at `now`) or ends each node's "down since" and "fenced since".
+/// The nodes carry them over from the snapshot before, so a stamp stays
+/// while the condition holds.
+fn stamp_since(nodes: &mut [NodeStatus], now: SystemTime) {
+    for node in nodes {
+        let down = node.role == NodeRole::Down;
+        node.down_since = if down {
+            node.down_since.or(Some(now))
+        } else {
+            None
+        };
+        node.fenced_since = if node.fenced {
+            node.fenced_since.or(Some(now))
+        } else {
+            None
+        };
     }
 }
 
@@ -333,11 +377,66 @@ mod tests {
                 from: "a".into(),
                 to: "b".into(),
                 duration: std::time::Duration::ZERO,
+                cause: crate::FailoverCause::PrimaryLost,
+                promoted_lsn: None,
             });
         }
         let t = t.with_nodes(vec![node(NodeRole::Primary, true)]);
         assert_eq!(t.failovers.len(), FAILOVER_HISTORY);
         assert_eq!(t.failovers[0].epoch, 5);
+    }
+
+    #[test]
+    fn down_and_fenced_are_stamped_once_and_cleared_when_over() {
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(100);
+        let t1 = t0 + std::time::Duration::from_secs(5);
+        let mut nodes = vec![
+            NodeStatus {
+                fenced: true,
+                ..node(NodeRole::Down, false)
+            },
+            node(NodeRole::Replica, true),
+        ];
+        stamp_since(&mut nodes, t0);
+        assert_eq!(
+            (nodes[0].down_since, nodes[0].fenced_since),
+            (Some(t0), Some(t0))
+        );
+        assert_eq!((nodes[1].down_since, nodes[1].fenced_since), (None, None));
+        // Still down and fenced later: the first stamp stays.
+        stamp_since(&mut nodes, t1);
+        assert_eq!(
+            (nodes[0].down_since, nodes[0].fenced_since),
+            (Some(t0), Some(t0))
+        );
+        // Back as a replica, still fenced.
+        nodes[0].role = NodeRole::Replica;
+        stamp_since(&mut nodes, t1);
+        assert_eq!(
+            (nodes[0].down_since, nodes[0].fenced_since),
+            (None, Some(t0))
+        );
+    }
+
+    #[test]
+    fn a_failover_state_keeps_its_beginning_until_it_changes_kind() {
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(100);
+        let t1 = t0 + std::time::Duration::from_secs(1);
+        let t = Topology::initial(vec![]);
+        assert_eq!(t.failover_since, None);
+        let promoting = FailoverState::Promoting {
+            primary: 0,
+            candidate: 1,
+        };
+        let t = t.with_failover(promoting.clone(), t0);
+        assert_eq!(t.failover_since, Some(t0));
+        assert_eq!(t.with_failover(promoting, t1).failover_since, Some(t0));
+        let t = t.with_failover(FailoverState::Repointing { primary: 1 }, t1);
+        assert_eq!(t.failover_since, Some(t1));
+        assert_eq!(
+            t.with_failover(FailoverState::Idle, t1).failover_since,
+            None
+        );
     }
 
     #[test]

@@ -395,4 +395,46 @@ mod tests {
             }))
         ));
     }
+
+    /// Unknown lag is not fresh: with a bound, a replica whose lag the
+    /// monitor cannot tell (it streams from nobody) gets no reads; without
+    /// one, it may.
+    #[test]
+    fn a_replica_of_unknown_lag_gets_no_reads_that_need_a_bound() {
+        let mut view = cluster();
+        for n in &mut view.nodes[1..] {
+            n.lag_bytes = None;
+            n.lag_millis = None;
+        }
+        let read = classify("SELECT 1");
+        let mut balancer = Balancer::new(Balance::LowestLag);
+        let bounds = [(Some(u64::MAX), None), (None, Some(u64::MAX))];
+        for (max_lag_bytes, max_lag_millis) in bounds {
+            let bounded = SessionView {
+                max_lag_bytes,
+                max_lag_millis,
+                ..session()
+            };
+            let decision = decide(&read, &read.access, &bounded, &view, &mut balancer);
+            assert_eq!(
+                decision,
+                Ok(Decision::Node(Route {
+                    node: 0,
+                    reason: RouteReason::PrimaryFallback
+                })),
+                "{bounded:?}"
+            );
+        }
+        let unbounded = decide(&read, &read.access, &session(), &view, &mut balancer);
+        assert!(
+            matches!(
+                unbounded,
+                Ok(Decision::Node(Route {
+                    reason: RouteReason::ReplicaRead,
+                    ..
+                }))
+            ),
+            "{unbounded:?}"
+        );
+    }
 }

@@ -282,6 +282,43 @@ fn dashboard_imports_anywhere() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The failover-state stat reads at a glance: every state of the health
+/// crate is mapped to its name and a colour (green idle; amber while
+/// pgrelay acts; red when an operator must).
+#[test]
+fn failover_state_is_coloured_by_severity() -> anyhow::Result<()> {
+    let dashboard = load_dashboard()?;
+    let panels = dashboard["panels"].as_array().context("panels")?;
+    let panel = all_panels(panels)
+        .into_iter()
+        .find(|p| p["title"] == "Failover state")
+        .context("no \"Failover state\" panel")?;
+    let expr = panel["targets"][0]["expr"].as_str().context("expr")?;
+    let options = &panel["fieldConfig"]["defaults"]["mappings"][0]["options"];
+    let mapped: BTreeMap<&str, &str> = options
+        .as_object()
+        .context("value mappings")?
+        .values()
+        .filter_map(|m| Some((m["text"].as_str()?, m["color"].as_str()?)))
+        .collect();
+    for state in pgrelay_health::FailoverState::LABELS {
+        let colour = match state {
+            "idle" => "green",
+            "suspect" | "promoting" | "repointing" => "orange",
+            _ => "red",
+        };
+        ensure!(
+            mapped.get(state) == Some(&colour),
+            "{state} should be {colour}: {mapped:?}"
+        );
+        ensure!(
+            expr.contains(&format!("state=\"{state}\"")),
+            "{state} missing from {expr}"
+        );
+    }
+    Ok(())
+}
+
 /// Without a single query: every family is exported from startup, so a
 /// freshly started proxy already gives every panel its data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,7 +25,7 @@ mod task;
 
 pub use manual::{FailoverControl, FailoverRequests};
 pub use state::{
-    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverRecord, FailoverSettings,
-    FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
+    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverCause, FailoverRecord,
+    FailoverSettings, FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
 };
 pub(crate) use task::{Edit, SettingsUpdates, spawn_failover};

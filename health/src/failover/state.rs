@@ -117,6 +117,25 @@ impl FailoverState {
     }
 }
 
+/// Why a failover happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverCause {
+    /// The primary was lost for `detect_after`, confirmed by the replicas.
+    PrimaryLost,
+    /// An operator asked (`POST /promote`, console `PROMOTE`).
+    Manual,
+}
+
+impl FailoverCause {
+    /// The label in `/status`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailoverCause::PrimaryLost => "primary_lost",
+            FailoverCause::Manual => "manual",
+        }
+    }
+}
+
 /// One completed failover.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailoverRecord {
@@ -131,4 +150,8 @@ pub struct FailoverRecord {
     /// the new primary: what writes waited, minus the probes' own
     /// detection streak.
     pub duration: Duration,
+    pub cause: FailoverCause,
+    /// The WAL position the promoted replica had received when it was
+    /// promoted (its new timeline starts there); `None` if never seen.
+    pub promoted_lsn: Option<u64>,
 }

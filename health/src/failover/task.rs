@@ -26,7 +26,8 @@ use crate::failover::manual::{self, FailoverRequests, ManualRequest};
 use crate::failover::promote::{promote, still_replica};
 use crate::failover::repoint::repoint;
 use crate::failover::state::{
-    FailoverRecord, FailoverSettings, FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
+    FailoverCause, FailoverRecord, FailoverSettings, FailoverState, PROMOTE_TIMEOUT,
+    REPOINT_TIMEOUT,
 };
 use crate::monitor::{MonitorSettings, NodeTarget};
 use crate::topology::{NodeRole, Topology};
@@ -173,7 +174,10 @@ impl Failover {
         }
         info!(epoch = t.epoch, %node, "manual promotion requested");
         let since = detector.lost_since().unwrap_or_else(Instant::now);
-        match self.promote_and_publish(t, primary, candidate, since).await {
+        match self
+            .promote_and_publish(t, primary, candidate, since, FailoverCause::Manual)
+            .await
+        {
             Ok((record, published)) => {
                 // The operator may have hung up; the promotion stands.
                 let _ = reply.send(Ok(record));
@@ -232,8 +236,9 @@ impl Failover {
             }
             _ => {}
         }
+        let at = wall_clock(&state, SystemTime::now(), Instant::now());
         self.state = state.clone();
-        self.edit(move |t| t.with_failover(state)).await;
+        self.edit(move |t| t.with_failover(state, at)).await;
     }
 
     async fn edit(&self, edit: impl FnOnce(&Topology) -> Topology + Send + 'static) {
@@ -250,7 +255,11 @@ impl Failover {
         candidate: usize,
         since: Instant,
     ) -> bool {
-        match self.promote_and_publish(t, primary, candidate, since).await {
+        let cause = FailoverCause::PrimaryLost;
+        match self
+            .promote_and_publish(t, primary, candidate, since, cause)
+            .await
+        {
             Ok((_, published)) => {
                 self.repoint_all(&published, primary, candidate).await;
                 true
@@ -268,18 +277,23 @@ impl Failover {
         primary: usize,
         candidate: usize,
         since: Instant,
+        cause: FailoverCause,
     ) -> Result<(FailoverRecord, Arc<Topology>), HealthError> {
         let (from, to) = (
             t.nodes[primary].name.clone(),
             t.nodes[candidate].name.clone(),
         );
+        let promoted_lsn = t.nodes[candidate]
+            .receive_lsn
+            .or(t.nodes[candidate].replay_lsn);
         info!(epoch = t.epoch, %from, %to, lsn = ?t.nodes[candidate].receive_lsn,
             synchronous = t.nodes[candidate].synchronous, "primary failed; fencing it and promoting");
         // Fence first: if the old primary answers again mid-promotion it
         // must not be routed.
         self.state = FailoverState::Promoting { primary, candidate };
         let state = self.state.clone();
-        self.edit(move |t| fence(t, primary, true).with_failover(state))
+        let at = SystemTime::now();
+        self.edit(move |t| fence(t, primary, true).with_failover(state, at))
             .await;
         self.cell
             .wait_until(PUBLISH_TIMEOUT, |t| t.nodes[primary].fenced)
@@ -296,10 +310,11 @@ impl Failover {
                 reason: e.to_string(),
             };
             self.state = state.clone();
+            let at = SystemTime::now();
             // Nothing else can be writable: let the old primary back in
             // should it return. If the promotion finishes after all, the
             // timeline rule fences the old primary again.
-            self.edit(move |t| fence(t, primary, !unfence).with_failover(state))
+            self.edit(move |t| fence(t, primary, !unfence).with_failover(state, at))
                 .await;
             return Err(e);
         }
@@ -324,13 +339,16 @@ impl Failover {
             from: from.clone(),
             to: to.clone(),
             duration: since.elapsed(),
+            cause,
+            promoted_lsn,
         };
         info!(epoch = published.epoch, %from, %to, promote_ms = promoted.as_millis() as u64,
             since_lost_ms = record.duration.as_millis() as u64, "new primary published");
         self.state = FailoverState::Repointing { primary: candidate };
         let state = self.state.clone();
         let history = record.clone();
-        self.edit(move |t| t.with_record(history).with_failover(state))
+        let at = record.at;
+        self.edit(move |t| t.with_record(history).with_failover(state, at))
             .await;
         // Whoever hears of it (an operator's promotion) finds it in the
         // history of the next snapshot they read.
@@ -387,6 +405,17 @@ impl Failover {
     }
 }
 
+/// When `state` began on the wall clock: a suspicion began when the
+/// primary was lost (an `Instant` the detector keeps), anything else now.
+fn wall_clock(state: &FailoverState, now: SystemTime, at: Instant) -> SystemTime {
+    match state {
+        FailoverState::Suspect { since, .. } => now
+            .checked_sub(at.saturating_duration_since(*since))
+            .unwrap_or(now),
+        _ => now,
+    }
+}
+
 /// `t` with node `index` fenced (or not).
 fn fence(t: &Topology, index: usize, fenced: bool) -> Topology {
     let mut nodes = t.nodes.clone();
@@ -394,4 +423,27 @@ fn fence(t: &Topology, index: usize, fenced: bool) -> Topology {
         node.fenced = fenced;
     }
     t.with_nodes(nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suspicion_began_when_the_primary_was_lost() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let at = Instant::now();
+        let lost = at.checked_sub(Duration::from_millis(700)).unwrap_or(at);
+        let suspect = FailoverState::Suspect {
+            primary: 0,
+            since: lost,
+        };
+        let expected = now - at.saturating_duration_since(lost);
+        assert_eq!(wall_clock(&suspect, now, at), expected);
+        let cut_off = FailoverState::CutOff {
+            primary: 0,
+            streaming: vec![1],
+        };
+        assert_eq!(wall_clock(&cut_off, now, at), now);
+    }
 }

@@ -10,6 +10,7 @@
 //! except `/promote`, which asks the monitor's failover task and waits for
 //! its answer (other connections are served meanwhile).
 
+mod banner;
 mod guard;
 mod healthz;
 mod page;
@@ -19,8 +20,11 @@ mod routes;
 mod scrape;
 mod server;
 mod status;
+mod when;
 
+pub use banner::{Banner, Level, banner};
 pub use routes::{Caller, Route, respond};
 pub use server::{bind, spawn};
-pub(crate) use status::rfc3339;
 pub use status::{FailoverBody, NodeBody, StatusBody};
+pub(crate) use when::rfc3339;
+pub use when::{Stamp, ago_text, utc_text, when_text};

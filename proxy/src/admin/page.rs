@@ -13,20 +13,28 @@
 //! Lag bars are scaled against the routing budget (`routing.max_lag_bytes`,
 //! `routing.max_lag`), which `/status` does not carry: the page gets it
 //! from the config and hands it to the script in `data-` attributes.
-//! `page.js` mirrors [`fill_percent`], [`bytes_text`] and
-//! [`seconds_text`]; change them together.
+//! `page.js` mirrors [`fill_percent`], [`bytes_text`],
+//! [`seconds_text`], [`cause_text`] and the time texts of `when.rs`;
+//! change them together. The failover banner's words come from `/status`
+//! (`failover_banner`), so the script has no copy of those rules.
+//!
+//! Times are UTC with "x ago", measured against the server's clock
+//! (`generated_at`), never the browser's zone or clock.
 //!
 //! No external assets: the CSS and the script are inlined, and the
 //! `Content-Security-Policy` forbids loading anything but `status`.
 
 use std::fmt::{self, Display, Formatter};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use hyper::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderValue};
 use hyper::{Response, StatusCode};
 
+use super::banner::Level;
 use super::response::{self, Body};
 use super::status::{FailoverBody, NodeBody, StatusBody};
+use super::when::{Stamp, utc_text, when_text};
 use crate::config::RoutingConfig;
 
 const HTML: &str = "text/html; charset=utf-8";
@@ -43,6 +51,8 @@ const NOSCRIPT_REFRESH_SECONDS: u32 = 5;
 const TRACK_BUDGETS: f64 = 1.25;
 /// Shown for a value that is not known (`null` in `/status`).
 const UNKNOWN: &str = "—";
+/// The tooltip of an unknown lag.
+const UNKNOWN_LAG: &str = "unknown: the replica streams from nobody (or is down)";
 
 /// The read-routing lag budget: a replica beyond either bound gets no reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -137,6 +147,15 @@ impl Display for Escaped<'_> {
     }
 }
 
+/// How a failover's cause reads on the page.
+pub fn cause_text(cause: &str) -> &str {
+    match cause {
+        "primary_lost" => "primary lost",
+        "manual" => "manual promotion",
+        other => other,
+    }
+}
+
 /// The whole document.
 struct Page<'a, 'b> {
     status: &'a StatusBody<'b>,
@@ -146,6 +165,7 @@ struct Page<'a, 'b> {
 impl Display for Page<'_, '_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let Budget { bytes, seconds } = self.budget;
+        let now = self.status.generated_at.0;
         write!(
             f,
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -159,30 +179,49 @@ impl Display for Page<'_, '_> {
             line = budget_line_percent(),
         )?;
         primary(f, self.status.primary)?;
+        f.write_str("</p>\n")?;
+        failover_banner(f, self.status)?;
         write!(
             f,
-            "</p>\n<p id=\"note\" class=\"note\">Rendered by pgrelay; refreshing every second.\
-             <noscript> JavaScript is off: the page reloads every \
+            "<p id=\"note\" class=\"note\">Rendered by pgrelay at {}; refreshing every second. \
+             Times are UTC.<noscript> JavaScript is off: the page reloads every \
              {NOSCRIPT_REFRESH_SECONDS} s.</noscript></p>\n\
              <h2>Nodes</h2>\n<p class=\"legend\">Lag budget (<code>routing.max_lag_bytes</code> / \
              <code>routing.max_lag</code>): <b id=\"budget\">{} / {}</b>. \
-             The line on each bar marks it; a replica beyond either bound gets no reads.</p>\n\
+             The line on each bar marks it; a replica beyond either bound, or of unknown lag \
+             ({UNKNOWN}: it streams from nobody), gets no reads that need a bound.</p>\n\
              <table><thead><tr><th>Name</th><th>Address</th><th>Role</th><th>Healthy</th>\
-             <th>Timeline</th><th>Replay LSN</th><th>Lag</th></tr></thead>\n<tbody id=\"nodes\">",
+             <th>Upstream</th><th>Timeline</th><th>Replay LSN</th><th>Lag</th></tr></thead>\n\
+             <tbody id=\"nodes\">",
+            utc_text(now),
             bytes_text(bytes),
             seconds_text(seconds),
         )?;
         for node in &self.status.nodes {
-            node_row(f, node, self.budget)?;
+            node_row(f, node, self.budget, now)?;
         }
-        f.write_str("</tbody></table>\n<h2>Failovers</h2>\n<ol id=\"failovers\">")?;
-        failovers(f, &self.status.failovers)?;
+        f.write_str(
+            "</tbody></table>\n<h2>Failovers</h2>\n<table><thead><tr><th>#</th>\
+             <th>New primary published</th><th>Cause</th><th>Old → new primary</th>\
+             <th>Promoted LSN</th><th>Epoch</th><th>Duration</th></tr></thead>\n\
+             <tbody id=\"failovers\">",
+        )?;
+        failovers(f, &self.status.failovers, now)?;
         write!(
             f,
-            "</ol>\n</main>\n<script>{SCRIPT}</script>\n</body></html>\n"
+            "</tbody></table>\n{FENCED_NOTE}</main>\n<script>{SCRIPT}</script>\n</body></html>\n"
         )
     }
 }
+
+/// What "fenced" means and how to bring a node back; the fenced role
+/// badges link here.
+const FENCED_NOTE: &str = "<h2 id=\"fenced\">What “fenced” means</h2>\n<p class=\"legend\">\
+A fenced node is one pgrelay will never route to as the primary again: a failover replaced it, \
+or it is writable on an older timeline than another writable node (its writes since then are a \
+dead branch). To bring it back, rebuild it as a replica of the current primary (<code>pg_rewind</code> \
+or a fresh <code>pg_basebackup -R</code>) and start it: the fence lifts by itself as soon as pgrelay \
+sees it as a healthy streaming replica. Do not just restart it as a primary.</p>\n";
 
 fn primary(f: &mut Formatter<'_>, name: Option<&str>) -> fmt::Result {
     match name {
@@ -191,7 +230,53 @@ fn primary(f: &mut Formatter<'_>, name: Option<&str>) -> fmt::Result {
     }
 }
 
-fn node_row(f: &mut Formatter<'_>, node: &NodeBody<'_>, budget: Budget) -> fmt::Result {
+/// The failover banner: state, since when, what to do.
+fn failover_banner(f: &mut Formatter<'_>, status: &StatusBody<'_>) -> fmt::Result {
+    let banner = &status.failover_banner;
+    write!(
+        f,
+        "<div id=\"failover\" class=\"banner {level}\" data-state=\"{state}\">\
+         <b id=\"failover-text\">{text}</b> <span id=\"failover-since\" class=\"since\">",
+        level = level_class(banner.level),
+        state = status.failover_state,
+        text = Escaped(&banner.text),
+    )?;
+    if let Some(since) = status.failover_since {
+        write!(f, "since {}", when_text(since.0, status.generated_at.0))?;
+    }
+    writeln!(
+        f,
+        "</span><div id=\"failover-advice\">{}</div></div>",
+        Escaped(&banner.advice)
+    )
+}
+
+fn level_class(level: Level) -> &'static str {
+    match level {
+        Level::Ok => "ok",
+        Level::Warn => "warn",
+        Level::Bad => "bad",
+    }
+}
+
+/// ` <span class="since">down since … (5 s ago)</span>`, or nothing.
+fn since(f: &mut Formatter<'_>, what: &str, at: Option<Stamp>, now: SystemTime) -> fmt::Result {
+    match at {
+        Some(at) => write!(
+            f,
+            " <span class=\"since\">{what} since {}</span>",
+            when_text(at.0, now)
+        ),
+        None => Ok(()),
+    }
+}
+
+fn node_row(
+    f: &mut Formatter<'_>,
+    node: &NodeBody<'_>,
+    budget: Budget,
+    now: SystemTime,
+) -> fmt::Result {
     let (healthy_class, healthy_text) = if node.healthy {
         ("good", "yes")
     } else {
@@ -199,13 +284,28 @@ fn node_row(f: &mut Formatter<'_>, node: &NodeBody<'_>, budget: Budget) -> fmt::
     };
     write!(
         f,
-        "<tr data-node=\"{name}\"><td>{name}</td><td>{addr}</td>\
-         <td><span class=\"role role-{role}\">{role}</span></td>\
-         <td class=\"{healthy_class}\">{healthy_text}</td><td>",
+        "<tr data-node=\"{name}\"><td>{name}</td><td>{addr}</td><td>",
         name = Escaped(node.name),
         addr = Escaped(node.addr),
-        role = Escaped(node.role),
     )?;
+    if node.role == "fenced" {
+        f.write_str("<a class=\"role role-fenced\" href=\"#fenced\">fenced</a>")?;
+    } else {
+        let role = Escaped(node.role);
+        write!(f, "<span class=\"role role-{role}\">{role}</span>")?;
+    }
+    since(f, "fenced", node.fenced_since, now)?;
+    write!(
+        f,
+        "</td><td><span class=\"{healthy_class}\">{healthy_text}</span>"
+    )?;
+    since(f, "down", node.down_since, now)?;
+    f.write_str("</td><td>")?;
+    match node.upstream {
+        Some(upstream) => write!(f, "{}", Escaped(upstream))?,
+        None => f.write_str(UNKNOWN)?,
+    }
+    f.write_str("</td><td>")?;
     match node.timeline {
         Some(timeline) => write!(f, "{timeline}")?,
         None => f.write_str(UNKNOWN)?,
@@ -239,7 +339,13 @@ fn node_row(f: &mut Formatter<'_>, node: &NodeBody<'_>, budget: Budget) -> fmt::
     f.write_str("</td></tr>\n")
 }
 
-/// One bar with its figure; `value` is the lag and its text, if known.
+/// The label in front of each bar.
+fn lag_label(kind: &str) -> &'static str {
+    if kind == "bytes" { "WAL" } else { "time" }
+}
+
+/// One labelled bar with its figure; `value` is the lag and its text, if
+/// known. Unknown lag is a grey dash, never an empty (fresh-looking) bar.
 fn lag_bar(
     f: &mut Formatter<'_>,
     kind: &str,
@@ -247,10 +353,12 @@ fn lag_bar(
     budget: f64,
     budget_text: &str,
 ) -> fmt::Result {
+    let label = lag_label(kind);
     let Some((value, text)) = value else {
         return write!(
             f,
-            "<div class=\"lag\"><span class=\"fig\" data-kind=\"{kind}\">{UNKNOWN}</span></div>"
+            "<div class=\"lag\"><span class=\"lab\">{label}</span>\
+             <span class=\"fig unknown\" data-kind=\"{kind}\" title=\"{UNKNOWN_LAG}\">{UNKNOWN}</span></div>"
         );
     };
     let (state, verdict) = if value > budget {
@@ -260,7 +368,8 @@ fn lag_bar(
     };
     write!(
         f,
-        "<div class=\"lag\"><span class=\"bar\" title=\"{text} of {budget_text}: {verdict}\">\
+        "<div class=\"lag\"><span class=\"lab\">{label}</span>\
+         <span class=\"bar\" title=\"{text} of {budget_text}: {verdict}\">\
          <i class=\"fill {state}\" style=\"width:{fill:.1}%\"></i>\
          <i class=\"line\" style=\"left:{line}%\"></i></span>\
          <span class=\"fig {state}\" data-kind=\"{kind}\">{text}</span></div>",
@@ -269,19 +378,34 @@ fn lag_bar(
     )
 }
 
-fn failovers(f: &mut Formatter<'_>, failovers: &[FailoverBody]) -> fmt::Result {
+/// Oldest first, numbered from 1: the order they happened in.
+fn failovers(
+    f: &mut Formatter<'_>,
+    failovers: &[FailoverBody<'_>],
+    now: SystemTime,
+) -> fmt::Result {
     if failovers.is_empty() {
-        return f.write_str("<li class=\"none\">none</li>");
+        return f.write_str("<tr class=\"none\"><td colspan=\"7\">none</td></tr>");
     }
-    // Newest first: the one an operator is looking for.
-    for failover in failovers.iter().rev() {
+    for (i, failover) in failovers.iter().enumerate() {
         write!(
             f,
-            "<li><time>{}</time>: {} → {} in {}</li>",
-            Escaped(&failover.at),
-            Escaped(&failover.from),
-            Escaped(&failover.to),
-            seconds_text(failover.duration_seconds),
+            "<tr><td>{n}</td><td>{when}</td><td>{cause}</td><td>{from} → {to}</td><td>",
+            n = i + 1,
+            when = when_text(failover.at.0, now),
+            cause = Escaped(cause_text(failover.cause)),
+            from = Escaped(failover.from),
+            to = Escaped(failover.to),
+        )?;
+        match &failover.promoted_lsn {
+            Some(lsn) => write!(f, "<code>{}</code>", Escaped(lsn))?,
+            None => f.write_str(UNKNOWN)?,
+        }
+        write!(
+            f,
+            "</td><td>{}</td><td>{}</td></tr>",
+            failover.epoch,
+            seconds_text(failover.duration_seconds)
         )?;
     }
     Ok(())
@@ -289,9 +413,11 @@ fn failovers(f: &mut Formatter<'_>, failovers: &[FailoverBody]) -> fmt::Result {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
-    use pgrelay_health::{NodeRole, NodeStatus, Topology};
+    use pgrelay_health::{
+        FailoverCause, FailoverRecord, FailoverState, NodeRole, NodeStatus, Topology,
+    };
 
     use super::*;
     use crate::config::ByteSize;
@@ -301,6 +427,11 @@ mod tests {
         seconds: 1.0,
     };
 
+    /// 2025-01-02T03:04:05Z: "now" in these tests.
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_735_787_045)
+    }
+
     fn node(name: &str, role: NodeRole, lag: Option<(u64, f64)>) -> NodeStatus {
         NodeStatus {
             role,
@@ -308,14 +439,28 @@ mod tests {
             timeline: Some(1),
             wal_lsn: (role == NodeRole::Primary).then_some(0x300_0060),
             replay_lsn: (role == NodeRole::Replica).then_some(0x300_0000),
+            streaming: role == NodeRole::Replica,
+            upstream: (role == NodeRole::Replica).then(|| "127.0.0.1:5432".into()),
             lag_bytes: lag.map(|(b, _)| b),
             lag_seconds: lag.map(|(_, s)| s),
             ..NodeStatus::new(name.into(), "127.0.0.1:5432".into())
         }
     }
 
-    fn render(topology: &Topology, failovers: Vec<FailoverBody>) -> String {
-        let status = StatusBody::new(topology, failovers);
+    fn record(from: &str, to: &str, secs_ago: u64, epoch: u64) -> FailoverRecord {
+        FailoverRecord {
+            at: now() - Duration::from_secs(secs_ago),
+            epoch,
+            from: from.into(),
+            to: to.into(),
+            duration: Duration::from_millis(750),
+            cause: FailoverCause::PrimaryLost,
+            promoted_lsn: Some(0x300_0000),
+        }
+    }
+
+    fn render(topology: &Topology) -> String {
+        let status = StatusBody::new(topology, now());
         Page {
             status: &status,
             budget: BUDGET,
@@ -332,29 +477,23 @@ mod tests {
         assert_eq!(Escaped("pg1 → ü").to_string(), "pg1 → ü");
 
         let hostile = "<script>alert(1)</script>";
-        let topology = Topology::initial(vec![]).with_nodes(vec![NodeStatus {
-            addr: "\"><img src=x>".into(),
-            ..node(hostile, NodeRole::Replica, Some((1, 0.5)))
-        }]);
-        let failovers = vec![FailoverBody {
-            at: "<at>".into(),
-            from: "<from>".into(),
-            to: "'to'".into(),
-            duration_seconds: 1.5,
-        }];
-        let html = render(&topology, failovers);
+        let topology = Topology::initial(vec![])
+            .with_nodes(vec![NodeStatus {
+                addr: "\"><img src=x>".into(),
+                upstream: Some("<b>up</b>".into()),
+                ..node(hostile, NodeRole::Replica, Some((1, 0.5)))
+            }])
+            .with_record(record("<from>", "'to'", 60, 2));
+        let html = render(&topology);
         assert_eq!(
             html.matches("<script>").count(),
             1,
             "only the page's own script"
         );
-        assert!(!html.contains("<img"), "{html}");
-        assert!(!html.contains("<from>") && !html.contains("<at>"), "{html}");
+        assert!(!html.contains("<img") && !html.contains("<b>up"), "{html}");
+        assert!(!html.contains("<from>"), "{html}");
         assert!(html.contains("data-node=\"&lt;script&gt;alert(1)&lt;/script&gt;\""));
-        assert!(
-            html.contains("&lt;from&gt; → &#39;to&#39; in 1.5 s"),
-            "{html}"
-        );
+        assert!(html.contains("&lt;from&gt; → &#39;to&#39;"), "{html}");
     }
 
     #[test]
@@ -385,6 +524,8 @@ mod tests {
         assert_eq!(seconds_text(0.125), "0.125 s");
         assert_eq!(seconds_text(1.0), "1 s");
         assert_eq!(seconds_text(2.5004), "2.5 s");
+        assert_eq!(cause_text("primary_lost"), "primary lost");
+        assert_eq!(cause_text("manual"), "manual promotion");
     }
 
     #[test]
@@ -412,21 +553,27 @@ mod tests {
             node("pg3", NodeRole::Replica, Some((over, 3.0))),
             node("pg4", NodeRole::Down, None),
         ]);
-        let html = render(&topology, Vec::new());
+        let html = render(&topology);
 
         assert!(html.contains("<b id=\"primary\">pg1</b>"), "{html}");
         assert!(html.contains("<b id=\"budget\">16 MB / 1 s</b>"), "{html}");
-        assert!(html.contains("<li class=\"none\">none</li>"), "{html}");
+        assert!(html.contains("<td colspan=\"7\">none</td>"), "{html}");
+        assert!(
+            html.contains("Rendered by pgrelay at 2025-01-02 03:04:05 UTC"),
+            "{html}"
+        );
         for role in ["primary", "replica", "down"] {
             assert!(html.contains(&format!("role-{role}\">{role}<")), "{role}");
         }
         // pg2: a quarter of the byte budget (20 % of the track), a quarter
-        // of the time budget, both within it.
+        // of the time budget, both within it; labelled; its upstream shown.
         let pg2 = row(&html, "pg2");
         assert!(pg2.contains("<code>0/3000000</code>"), "{pg2}");
+        assert!(pg2.contains("<td>127.0.0.1:5432</td>"), "{pg2}");
         assert!(pg2.contains("fill ok\" style=\"width:20.0%\""), "{pg2}");
         assert!(pg2.contains("data-kind=\"bytes\">4 MB<"), "{pg2}");
         assert!(pg2.contains("data-kind=\"seconds\">0.25 s<"), "{pg2}");
+        assert!(pg2.contains("class=\"lab\">WAL<") && pg2.contains("class=\"lab\">time<"));
         assert_eq!(pg2.matches("class=\"line\" style=\"left:80%\"").count(), 2);
         // pg3: beyond both bounds, full red bars.
         let pg3 = row(&html, "pg3");
@@ -436,8 +583,9 @@ mod tests {
             "{pg3}"
         );
         assert!(pg3.contains("32 MB of 16 MB: over budget"), "{pg3}");
-        // The primary and a down node have no bar.
-        assert!(!row(&html, "pg1").contains("class=\"bar\""));
+        // The primary and a down node have no bar, and no upstream.
+        let pg1 = row(&html, "pg1");
+        assert!(!pg1.contains("class=\"bar\"") && pg1.contains("<td>—</td>"));
         let pg4 = row(&html, "pg4");
         assert!(
             pg4.contains("class=\"bad\">no<") && !pg4.contains("class=\"bar\""),
@@ -447,25 +595,94 @@ mod tests {
     }
 
     #[test]
-    fn no_primary_and_failovers_newest_first() {
-        let topology = Topology::initial(vec![("pg1".into(), "db:5432".into())]);
-        let failover = |at: &str, to: &str| FailoverBody {
-            at: at.into(),
-            from: "pg1".into(),
-            to: to.into(),
-            duration_seconds: 0.75,
-        };
-        let html = render(
-            &topology,
-            vec![
-                failover("2025-01-01T00:00:00Z", "pg2"),
-                failover("2025-01-02T00:00:00Z", "pg3"),
-            ],
+    fn unknown_lag_is_a_grey_dash_never_an_empty_bar() {
+        let topology = Topology::initial(vec![]).with_nodes(vec![NodeStatus {
+            streaming: false,
+            upstream: None,
+            ..node("pg2", NodeRole::Replica, None)
+        }]);
+        let pg2 = row(&render(&topology), "pg2").to_owned();
+        assert!(!pg2.contains("class=\"bar\""), "{pg2}");
+        assert_eq!(pg2.matches("class=\"fig unknown\"").count(), 2, "{pg2}");
+        assert!(pg2.contains("data-kind=\"bytes\" title=\"unknown"), "{pg2}");
+    }
+
+    #[test]
+    fn down_and_fenced_nodes_say_since_when_and_link_the_note() {
+        let mut topology = Topology::initial(vec![]).with_nodes(vec![NodeStatus {
+            fenced: true,
+            ..node("pg1", NodeRole::Down, None)
+        }]);
+        topology.nodes[0].down_since = Some(now() - Duration::from_secs(5));
+        topology.nodes[0].fenced_since = Some(now() - Duration::from_secs(180));
+        let html = render(&topology);
+        let pg1 = row(&html, "pg1");
+        assert!(pg1.contains("href=\"#fenced\">fenced</a>"), "{pg1}");
+        assert!(
+            pg1.contains("fenced since 2025-01-02 03:01:05 UTC (3 min ago)"),
+            "{pg1}"
         );
+        assert!(
+            pg1.contains("down since 2025-01-02 03:04:00 UTC (5 s ago)"),
+            "{pg1}"
+        );
+        assert!(html.contains("<h2 id=\"fenced\">"), "{html}");
+    }
+
+    #[test]
+    fn the_banner_says_the_failover_state_since_when_and_what_to_do() {
+        let topology = Topology::initial(vec![]).with_nodes(vec![
+            node("pg1", NodeRole::Primary, Some((0, 0.0))),
+            node("pg2", NodeRole::Replica, Some((0, 0.0))),
+        ]);
+        let html = render(&topology);
+        assert!(
+            html.contains(
+                "<div id=\"failover\" class=\"banner ok\" data-state=\"idle\">\
+                 <b id=\"failover-text\">Idle: pg1 is the primary.</b> \
+                 <span id=\"failover-since\" class=\"since\"></span>\
+                 <div id=\"failover-advice\">Nothing to do.</div></div>"
+            ),
+            "{html}"
+        );
+        let promoting = FailoverState::Promoting {
+            primary: 0,
+            candidate: 1,
+        };
+        let html = render(&topology.with_failover(promoting, now() - Duration::from_secs(2)));
+        assert!(
+            html.contains("class=\"banner warn\" data-state=\"promoting\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("Promoting pg2 to replace pg1 (fenced)."),
+            "{html}"
+        );
+        assert!(
+            html.contains("since 2025-01-02 03:04:03 UTC (2 s ago)"),
+            "{html}"
+        );
+        let lost = topology.with_failover(FailoverState::NoCandidate { primary: 0 }, now());
+        assert!(render(&lost).contains("class=\"banner bad\" data-state=\"no_candidate\""));
+    }
+
+    #[test]
+    fn no_primary_and_failovers_in_the_order_they_happened() {
+        let topology = Topology::initial(vec![("pg1".into(), "db:5432".into())])
+            .with_record(record("pg1", "pg2", 86_400 * 3, 2))
+            .with_record(record("pg2", "pg3", 30, 5));
+        let html = render(&topology);
         assert!(html.contains("<b id=\"primary\" class=\"bad\">none</b>"));
-        let newer = html.find("pg1 → pg3 in 0.75 s").expect("newer failover");
-        let older = html.find("pg1 → pg2 in 0.75 s").expect("older failover");
-        assert!(newer < older, "{html}");
+        let older = html
+            .find(
+                "<tr><td>1</td><td>2024-12-30 03:04:05 UTC (3 d ago)</td><td>primary lost</td>\
+                   <td>pg1 → pg2</td><td><code>0/3000000</code></td><td>2</td><td>0.75 s</td></tr>",
+            )
+            .expect("older failover first, numbered 1");
+        let newer = html
+            .find("<tr><td>2</td><td>2025-01-02 03:03:35 UTC (30 s ago)</td>")
+            .expect("newer failover");
+        assert!(older < newer, "{html}");
         assert!(!html.contains("class=\"none\""));
         // A node never probed: unknown role, no figures.
         assert!(row(&html, "pg1").contains("role-unknown\">unknown<"));
@@ -474,7 +691,7 @@ mod tests {
     #[test]
     fn the_response_is_html_that_loads_nothing_else() {
         let topology = Topology::initial(vec![("pg1".into(), "db:5432".into())]);
-        let response = respond(&StatusBody::new(&topology, Vec::new()), BUDGET);
+        let response = respond(&StatusBody::new(&topology, now()), BUDGET);
         assert_eq!(response.status(), StatusCode::OK);
         let headers = response.headers();
         assert_eq!(headers[hyper::header::CONTENT_TYPE], HTML);
@@ -484,7 +701,7 @@ mod tests {
                 .is_ok_and(|csp| csp.starts_with("default-src 'none'"))
         );
         assert!(!SCRIPT.contains("</script") && !CSS.contains("</style"));
-        let page = render(&topology, Vec::new());
+        let page = render(&topology);
         for external in ["src=\"http", "href=\"http", "src=\"//", "@import", "url("] {
             assert!(!page.contains(external), "{external} in the page");
         }

@@ -115,6 +115,8 @@ mod tests {
             from: "pg1".into(),
             to: "pg2".into(),
             duration: Duration::from_millis(1500),
+            cause: pgrelay_health::FailoverCause::Manual,
+            promoted_lsn: None,
         };
         let (status, json) = body(reply("pg2", Ok(record))).await;
         assert_eq!(status, StatusCode::OK);

@@ -9,6 +9,7 @@ pub enum Command {
     ShowPools,
     ShowStats,
     ShowConfig,
+    ShowFailover,
     Pause,
     Resume,
     Promote(String),
@@ -17,7 +18,7 @@ pub enum Command {
 
 /// Listed in the error for an unknown command.
 pub const COMMANDS: &str = "SHOW NODES, SHOW CLIENTS, SHOW SERVERS, SHOW POOLS, SHOW STATS, SHOW CONFIG, \
-                            PAUSE, RESUME, PROMOTE <node>, RELOAD";
+                            SHOW FAILOVER, PAUSE, RESUME, PROMOTE <node>, RELOAD";
 
 /// The statements of a Query's text: split at semicolons, blank ones
 /// dropped (so `SHOW NODES;` is one statement).
@@ -41,6 +42,7 @@ pub fn parse(statement: &str) -> Result<Command, String> {
         ["SHOW", "POOLS"] => Command::ShowPools,
         ["SHOW", "STATS"] => Command::ShowStats,
         ["SHOW", "CONFIG"] => Command::ShowConfig,
+        ["SHOW", "FAILOVER"] => Command::ShowFailover,
         ["PAUSE"] => Command::Pause,
         ["RESUME"] => Command::Resume,
         ["RELOAD"] => Command::Reload,
@@ -74,6 +76,7 @@ mod tests {
         assert_eq!(statements("show nodes;"), vec!["show nodes"]);
         assert_eq!(parse("show  Nodes"), Ok(Command::ShowNodes));
         assert_eq!(parse("PAUSE"), Ok(Command::Pause));
+        assert_eq!(parse("show failover"), Ok(Command::ShowFailover));
         assert_eq!(parse("promote \"pg2\""), Ok(Command::Promote("pg2".into())));
         assert_eq!(parse("PROMOTE pg2"), Ok(Command::Promote("pg2".into())));
         assert!(statements(" ; ").is_empty());

@@ -4,7 +4,7 @@
 //! (psql, `simple_query`) and answers ordinary result sets of text
 //! columns, so psql shows tables:
 //!
-//! `SHOW NODES | CLIENTS | SERVERS | POOLS | STATS | CONFIG`, `PAUSE`, `RESUME`,
+//! `SHOW NODES | CLIENTS | SERVERS | POOLS | STATS | CONFIG | FAILOVER`, `PAUSE`, `RESUME`,
 //! `PROMOTE <node>`, `RELOAD` (case-insensitive, `;` optional).
 //!
 //! Unknown commands get 42601 with the list above; the extended protocol
@@ -13,6 +13,7 @@
 mod clients;
 mod command;
 mod control;
+mod failover;
 mod pools;
 mod reply;
 mod settings;
@@ -184,6 +185,9 @@ async fn execute(command: &Command, shared: &Arc<Shared>) -> Reply {
         Command::ShowPools => pools::pools(&shared.pool_limits, &node_name),
         Command::ShowStats => stats::stats(&shared.metrics.registry().gather()),
         Command::ShowConfig => settings::show_config(shared),
+        Command::ShowFailover => {
+            failover::failover(&shared.topology.load(), std::time::SystemTime::now())
+        }
         Command::Pause => control::pause(shared),
         Command::Resume => control::resume(shared),
         Command::Promote(node) => control::promote(shared, node).await,

@@ -148,6 +148,8 @@ mod tests {
             from: "pg1".into(),
             to: "pg2".into(),
             duration: Duration::from_millis(1200),
+            cause: pgrelay_health::FailoverCause::PrimaryLost,
+            promoted_lsn: None,
         }));
         // Scraped twice: counted once.
         let after = [

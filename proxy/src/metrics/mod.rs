@@ -303,4 +303,25 @@ mod tests {
             "unknown lag is left out, not exported as 0: {text}"
         );
     }
+
+    #[test]
+    fn a_replica_whose_lag_becomes_unknown_loses_its_series_not_its_family() {
+        let (cell, _, _, metrics) = fresh(2);
+        cell.publish(topology());
+        assert!(
+            metrics
+                .encode()
+                .expect("encodes")
+                .contains("lag_bytes{node=\"pg2\"} 4096")
+        );
+        let mut lost = topology();
+        lost.nodes[1].lag_bytes = None;
+        lost.nodes[1].lag_seconds = None;
+        cell.publish(lost);
+        let text = metrics.encode().expect("encodes");
+        for family in ["pgrelay_replica_lag_bytes", "pgrelay_replica_lag_seconds"] {
+            assert!(!text.contains(&format!("{family}{{")), "{text}");
+            testing::assert_lines(&text, &[&format!("# TYPE {family} gauge")]);
+        }
+    }
 }

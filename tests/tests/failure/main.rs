@@ -9,6 +9,7 @@ mod outage;
 mod primary_wait;
 mod promote;
 mod replica_loss;
+mod visibility;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     trials.extend(outage::trials());
     trials.extend(promote::trials());
     trials.extend(primary_wait::trials());
+    trials.extend(visibility::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
     } else {

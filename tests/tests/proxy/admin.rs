@@ -83,17 +83,33 @@ async fn status(env: Arc<Env>) -> anyhow::Result<()> {
             "replay_lsn {lsn:?} is not PostgreSQL's X/Y form"
         );
         ensure!(shown["lag_seconds"].is_number(), "{status}");
-        let keys: Vec<&str> = shown
+        let mut keys: Vec<&str> = shown
             .as_object()
             .context("node is an object")?
             .keys()
             .map(String::as_str)
             .collect();
+        keys.sort_unstable();
+        // The contract's keys, and what the page shows besides.
         ensure!(
-            keys.len() == 9 && keys.contains(&"upstream"),
+            keys == [
+                "addr",
+                "down_since",
+                "fenced_since",
+                "healthy",
+                "lag_bytes",
+                "lag_seconds",
+                "name",
+                "replay_lsn",
+                "role",
+                "timeline",
+                "upstream"
+            ],
             "exactly the contract's keys, found {keys:?}"
         );
     }
+    ensure!(status["failover_state"] == "idle", "{status}");
+    ensure!(status["failover_since"].is_null(), "{status}");
     ensure!(
         node(&status, "pg1").context("pg1")?["lag_bytes"] == 0,
         "the primary has no lag: {status}"

@@ -1,4 +1,5 @@
-//! The admin console (virtual database `pgrelay`): each command against
+//! The admin console (virtual database `pgrelay`): each command (SHOW
+//! FAILOVER included) against
 //! the shared real cluster, the refusal of non-admin users, PAUSE/RESUME
 //! holding and releasing a client, and RELOAD changing `max_lag` under an
 //! open client connection.
@@ -189,6 +190,18 @@ async fn show(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(
         field(find(&config, "key", "admin.users")?, "value") == ADMIN,
         "{config:?}"
+    );
+
+    // The shared cluster's primary is up: failover is idle, since nothing.
+    let failover = rows(&admin, "SHOW FAILOVER").await?;
+    let [row] = failover.as_slice() else {
+        bail!("one row expected: {failover:?}");
+    };
+    ensure!(field(row, "state") == "idle", "{row:?}");
+    ensure!(row.get("since") == Some(&None), "{row:?}");
+    ensure!(
+        field(row, "detail") == "Idle: pg1 is the primary." && !field(row, "advice").is_empty(),
+        "{row:?}"
     );
     Ok(())
 }

@@ -47,7 +47,7 @@ async fn renders(env: Arc<Env>) -> anyhow::Result<()> {
     let chromium = find_chromium()?;
     let proxy = TestProxy::start(&env.cluster, ProxyOptions::default()).await?;
     let admin = proxy.admin_addr();
-    poll_until(
+    let status = poll_until(
         SETTLE,
         "/status to show pg1 primary, pg2 replica",
         || async {
@@ -56,10 +56,15 @@ async fn renders(env: Arc<Env>) -> anyhow::Result<()> {
             let ready = status["primary"] == "pg1"
                 && settled(&status, "pg1", "primary")
                 && settled(&status, "pg2", "replica");
-            ready.then_some(())
+            ready.then_some(status)
         },
     )
     .await?;
+    // What pg2's WAL receiver reports it streams from: the upstream column.
+    let upstream = status["nodes"][1]["upstream"]
+        .as_str()
+        .with_context(|| format!("pg2 streams from nobody: {status}"))?
+        .to_owned();
 
     let reply = http::get(admin, "/").await?;
     ensure!(reply.status == 200, "{reply:?}");
@@ -81,7 +86,7 @@ async fn renders(env: Arc<Env>) -> anyhow::Result<()> {
         served.contains("data-rendered=\"server\""),
         "expected the server's render:\n{served}"
     );
-    check_page(&served).context("the page as served")?;
+    check_page(&served, &upstream).context("the page as served")?;
 
     // After the script has fetched /status and redrawn the page.
     let budget = format!("--virtual-time-budget={SCRIPT_TIME_MS}");
@@ -90,7 +95,7 @@ async fn renders(env: Arc<Env>) -> anyhow::Result<()> {
         refreshed.contains("data-rendered=\"script\"") && refreshed.contains("Updated "),
         "the script did not redraw the page from /status:\n{refreshed}"
     );
-    check_page(&refreshed).context("the page as the script redrew it")?;
+    check_page(&refreshed, &upstream).context("the page as the script redrew it")?;
 
     let shots = tempfile::tempdir()?;
     let png = shots.path().join("status.png");
@@ -127,7 +132,7 @@ fn settled(status: &Value, name: &str, role: &str) -> bool {
 }
 
 /// What a reader must find on the page, in `dom` (Chromium's dump).
-fn check_page(dom: &str) -> anyhow::Result<()> {
+fn check_page(dom: &str, upstream: &str) -> anyhow::Result<()> {
     let text = strip_tags(dom);
     for word in ["pg1", "pg2", "primary", "replica", "Failovers", "none"] {
         ensure!(text.contains(word), "no {word:?} in the page text:\n{text}");
@@ -136,6 +141,19 @@ fn check_page(dom: &str) -> anyhow::Result<()> {
         dom.contains("<b id=\"primary\">pg1</b>"),
         "pg1 is not shown as the primary:\n{dom}"
     );
+    // The failover banner in the steady state, green, with its advice.
+    ensure!(
+        dom.contains("<div id=\"failover\" class=\"banner ok\" data-state=\"idle\">")
+            && dom.contains("<b id=\"failover-text\">Idle: pg1 is the primary.</b>")
+            && dom.contains("<div id=\"failover-advice\">Nothing to do.</div>"),
+        "no idle failover banner:\n{dom}"
+    );
+    // One time zone: UTC, as the server's clock says.
+    ensure!(
+        text.contains(" UTC"),
+        "no UTC time in the page text:\n{text}"
+    );
+    ensure!(dom.contains("id=\"fenced\""), "no note on fencing:\n{dom}");
     // The default budget, shown as the line on every bar.
     ensure!(
         dom.contains("<b id=\"budget\">16 MB / 1 s</b>"),
@@ -143,6 +161,10 @@ fn check_page(dom: &str) -> anyhow::Result<()> {
     );
     let pg2 = row(dom, "pg2")?;
     ensure!(pg2.contains("role-replica\">replica<"), "{pg2}");
+    ensure!(
+        pg2.contains(&format!("<td>{upstream}</td>")),
+        "pg2's upstream is pg1: {pg2}"
+    );
     ensure!(
         pg2.contains("class=\"good\">yes<"),
         "pg2 not healthy: {pg2}"
