@@ -83,6 +83,10 @@ pub enum ProxyError {
     AuthQuery { user: String, reason: String },
     #[error("pgrelay is shutting down")]
     ShuttingDown,
+    /// The primary's WAL position could not be learned for a read in
+    /// `cluster` scope.
+    #[error("pgrelay could not learn the primary's WAL position: {0}")]
+    ClusterPosition(String),
     /// The session's connection to the primary was lost and with it state
     /// only that connection had.
     #[error(
@@ -117,6 +121,7 @@ impl ProxyError {
             ProxyError::CleartextRefused { .. } => sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
             ProxyError::ShuttingDown => sqlstate::ADMIN_SHUTDOWN,
             ProxyError::AuthQuery { .. } => sqlstate::CONNECTION_FAILURE,
+            ProxyError::ClusterPosition(_) => sqlstate::CONNECTION_FAILURE,
             ProxyError::SessionStateLost { .. } => sqlstate::CONNECTION_FAILURE,
         }
     }

@@ -262,12 +262,12 @@ fn demo_serves_psql_and_ctrl_c_leaves_nothing_behind() {
             "-X",
             "-At",
             "-c",
-            "SELECT pg_is_in_recovery(), 6 * 7",
+            "/* pgrelay:replica */ SELECT pg_is_in_recovery(), 6 * 7",
         ])
         .output()
         .expect("run psql");
-    // Under the default read-your-writes policy a session that has not
-    // written reads from a replica.
+    // A replica answers reads (asked with the hint: unhinted, the
+    // primary answers pg_is_in_recovery(), as to a client connected to it).
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "t|42",

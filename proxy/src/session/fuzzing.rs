@@ -181,6 +181,10 @@ fn settle(route: &mut RouteState, up: &mut Pump, router: &WorkerRouter) {
             route.lsn_ask.asked_before_read();
             up.resume();
         }
+        Some(Pending::ClusterPosition(_)) => {
+            route.cluster = super::steer::ClusterAsk::Unknown;
+            up.resume();
+        }
         Some(
             Pending::Reinspect
             | Pending::AwaitReplica

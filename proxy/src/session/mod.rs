@@ -3,6 +3,7 @@
 
 mod batch;
 mod capture;
+mod cluster_clock;
 mod core;
 mod credential;
 mod exchange;

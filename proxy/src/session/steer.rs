@@ -27,15 +27,15 @@ mod worker;
 
 pub use request::HeadFrame;
 use request::RetryArm;
-pub use state::{BatchNeeds, Pending, RouteState};
+pub use state::{BatchNeeds, ClusterAsk, Pending, RouteState};
 pub use worker::{WorkerRouter, consistency_from_config, scope_from_config};
 
 use std::sync::Arc;
 
 use pgrelay_health::TopologyCell;
 use pgrelay_router::{
-    Access, Consistency, Leaves, LsnAsk, Pin, Replay, Request, RouteReason, SessionEffect,
-    Statement, Steer, WriteReason, ask_in_transaction, is_plain_read,
+    Access, Consistency, Hint, Leaves, LsnAsk, Pin, Replay, Request, RouteReason, Scope,
+    SessionEffect, Statement, Steer, WriteReason, ask_in_transaction, is_plain_read,
 };
 
 use crate::sqlstate;
@@ -253,6 +253,9 @@ impl ClientSide<'_> {
         if let Some(verdict) = self.resolve_first(std::slice::from_ref(&statement)) {
             return verdict;
         }
+        if let Some(verdict) = self.cluster_first(std::slice::from_ref(&statement)) {
+            return verdict;
+        }
         let kept = matches!(
             statement.session,
             SessionEffect::Set { local: false, .. } | SessionEffect::Prepare { .. }
@@ -356,6 +359,26 @@ impl ClientSide<'_> {
             return Some(Verdict::Hold);
         }
         None
+    }
+
+    /// In `cluster` scope a read must see every commit the primary has
+    /// made by now: it waits for the primary's position (shared with the
+    /// worker's other reads that began meanwhile).
+    fn cluster_first(&mut self, statements: &[Arc<Statement>]) -> Option<Verdict> {
+        let reads = statements
+            .iter()
+            .all(|s| s.access.is_read() && s.hint != Some(Hint::Primary));
+        if self.route.scope != Scope::Cluster
+            || self.route.consistency != Consistency::ReadYourWrites
+            || self.route.pins.holds_state()
+            || !reads
+            || self.route.cluster != ClusterAsk::Unasked
+        {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        self.route.pending = Some(Pending::ClusterPosition(now));
+        Some(Verdict::Hold)
     }
 
     /// Holds the statement while the functions it calls are looked up, if

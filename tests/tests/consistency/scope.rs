@@ -38,6 +38,27 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         ),
         trial(
             env,
+            "scope::cluster_reads_see_commits_made_around_pgrelay",
+            |env| async move {
+                let tally = read_after_direct_commit(&env, "cluster").await?;
+                ensure!(tally.violations == 0, "cluster scope: {tally:?}");
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "scope::global_reads_miss_commits_made_around_pgrelay",
+            |env| async move {
+                let tally = read_after_direct_commit(&env, "global").await?;
+                ensure!(
+                    tally.violations > 0 && tally.replica > 0,
+                    "global scope knows only what this pgrelay acknowledged: {tally:?}"
+                );
+                Ok(())
+            },
+        ),
+        trial(
+            env,
             "scope::each_write_is_acknowledged_behind_its_position",
             last_lsn_parameter,
         ),
@@ -68,6 +89,54 @@ async fn proxy(env: &Env, scope: &str) -> anyhow::Result<TestProxy> {
     .await
 }
 
+/// A client connected to the primary directly (or through another
+/// pgrelay) inserts a row; a client of this pgrelay reads it right after.
+async fn read_after_direct_commit(env: &Env, scope: &str) -> anyhow::Result<Tally> {
+    let table = format!("scope_direct_{scope}");
+    env.prepare(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int)"
+    ))
+    .await?;
+    let proxy = proxy(env, scope).await?;
+    let direct = env.cluster.client(0).await?;
+    let reader = proxy.client().await?;
+    let mut tally = Tally::default();
+    for id in 0..ROUNDS {
+        direct
+            .simple_query(&format!("INSERT INTO {table} VALUES ({id})"))
+            .await?;
+        let seen = value(
+            &reader,
+            &format!("SELECT count(*) FROM {table} WHERE id = {id}"),
+        )
+        .await?;
+        tally.count(&route(&reader).await?, &seen);
+    }
+    println!("scope {scope}, writes around pgrelay: {tally:?}");
+    // Once the replica has replayed everything, reads go there again.
+    env.prepare("SELECT 1").await?;
+    let seen = value(&reader, &format!("SELECT count(*) FROM {table}")).await?;
+    let served = route(&reader).await?;
+    ensure!(
+        seen == ROUNDS.to_string() && served == "pg2 replica read",
+        "{scope} scope, replica caught up: {seen} rows, {served}"
+    );
+    Ok(tally)
+}
+
+impl Tally {
+    fn count(&mut self, served: &str, seen: &str) {
+        if served.contains("replica") {
+            self.replica += 1;
+        } else {
+            self.primary += 1;
+        }
+        if seen != "1" {
+            self.violations += 1;
+        }
+    }
+}
+
 /// One connection inserts a row, another reads it right after the INSERT
 /// is acknowledged.
 async fn read_after_commit(env: &Env, scope: &str) -> anyhow::Result<Tally> {
@@ -90,15 +159,7 @@ async fn read_after_commit(env: &Env, scope: &str) -> anyhow::Result<Tally> {
             &format!("SELECT count(*) FROM {table} WHERE id = {id}"),
         )
         .await?;
-        let served = route(&reader).await?;
-        if served.contains("replica") {
-            tally.replica += 1;
-        } else {
-            tally.primary += 1;
-        }
-        if seen != "1" {
-            tally.violations += 1;
-        }
+        tally.count(&route(&reader).await?, &seen);
     }
     println!("scope {scope}: {tally:?}");
     Ok(tally)

@@ -4,12 +4,13 @@
 
 use bytes::BytesMut;
 use pgrelay_router::Volatility;
+use tracing::debug;
 
 use crate::error::ProxyError;
 use crate::wire;
 
 use super::super::core::{Session, Step};
-use super::super::steer::HeadFrame;
+use super::super::steer::{ClusterAsk, HeadFrame};
 use super::super::{exchange, functions};
 
 impl Session<'_> {
@@ -33,6 +34,31 @@ impl Session<'_> {
             if let Some(lsn) = lsn {
                 let capture = &mut self.route.capture;
                 capture.last_lsn = capture.last_lsn.max(lsn);
+                // A COPY or unparsed write, acknowledged before its position
+                // was known: other sessions' reads see it from now on.
+                let acknowledged = self.ctx.router.acknowledged_lsn();
+                acknowledged.fetch_max(lsn, std::sync::atomic::Ordering::AcqRel);
+            }
+        }
+        self.up.resume();
+        Ok(Step::Continue)
+    }
+
+    /// Learns the primary's position as of `since` for a read in `cluster`
+    /// scope (`Pending::ClusterPosition`), then judges the frame again.
+    pub(super) async fn on_cluster_position(
+        &mut self,
+        since: std::time::Instant,
+    ) -> Result<Step, ProxyError> {
+        let clock = &self.ctx.router.cluster_clock;
+        match clock.position_since(since, &self.ctx.shared).await {
+            Ok(lsn) => {
+                self.route.cluster_lsn = lsn;
+                self.route.cluster = ClusterAsk::Learned;
+            }
+            Err(e) => {
+                debug!(error = %e, "reading on the primary");
+                self.route.cluster = ClusterAsk::Unknown;
             }
         }
         self.up.resume();

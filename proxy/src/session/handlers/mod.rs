@@ -49,6 +49,7 @@ impl Session<'_> {
                 Ok(Step::Continue)
             }
             Some(Pending::CaptureLsn) => self.on_capture_lsn().await,
+            Some(Pending::ClusterPosition(since)) => self.on_cluster_position(since).await,
             Some(Pending::AwaitReplica) => Ok(self.on_await_replica().await),
             Some(Pending::Refuse {
                 sqlstate,

@@ -101,6 +101,7 @@ impl ClientSide<'_> {
             && let Some(verdict) = self
                 .capture_first()
                 .or_else(|| self.resolve_first(&batch.statements))
+                .or_else(|| self.cluster_first(&batch.statements))
         {
             return verdict;
         }

@@ -13,7 +13,7 @@ use pgrelay_router::{
     Scope, SessionView, Statement, Steer, ask_after_writes, no_fresh_replica, place, steer,
 };
 
-use super::{ClientSide, Pending};
+use super::{ClientSide, ClusterAsk, Pending};
 use crate::config::{LoadBalance, RoutingConfig, WhenNoReplica};
 use crate::metrics::FallbackReason;
 use crate::sqlstate;
@@ -33,8 +33,16 @@ impl ClientSide<'_> {
         self.refresh_view();
         let view = self.router.view.borrow();
         let routing = self.router.routing();
+        // The primary's position, learned for this read, is used once.
+        let cluster = std::mem::replace(&mut self.route.cluster, ClusterAsk::Unasked);
+        let consistency = match cluster {
+            // The primary's position could not be learned: the primary
+            // answers this read.
+            ClusterAsk::Unknown => Consistency::Strong,
+            _ => self.route.consistency,
+        };
         let position = Position {
-            consistency: self.route.consistency,
+            consistency,
             last_write: self.route.capture.last_lsn,
             min_lsn: self.route.min_lsn,
             read_floor: self.route.read_floor,
@@ -42,7 +50,7 @@ impl ClientSide<'_> {
         };
         let max_lag = self.route.max_lag.unwrap_or(routing.max_lag);
         let session = SessionView {
-            consistency: self.route.consistency,
+            consistency,
             pinned: self.route.pins.holds_state(),
             min_lsn: position.required_lsn(),
             max_lag_bytes: Some(routing.max_lag_bytes.0),

@@ -13,6 +13,16 @@ use super::super::retry::Retry;
 use super::super::settings::Settings;
 use super::request::{HeadFrame, RetryArm};
 
+/// Where a read in `cluster` scope is with the primary's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterAsk {
+    Unasked,
+    /// In `cluster_lsn`, for the read being placed.
+    Learned,
+    /// It could not be learned: the read goes to the primary.
+    Unknown,
+}
+
 /// What a held frame is waiting for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
@@ -44,6 +54,9 @@ pub enum Pending {
     },
     /// Ask the primary for the session's LSN, then inspect the frame again.
     CaptureLsn,
+    /// Learn the primary's position as of this moment (a read in
+    /// `cluster` scope), then inspect the frame again.
+    ClusterPosition(Instant),
     /// No replica is fresh enough: inspect the frame again when the
     /// topology changes (`when_no_replica = "wait"`).
     AwaitReplica,
@@ -96,8 +109,9 @@ pub struct RouteState {
     /// Whose commits the session's reads must see.
     pub scope: Scope,
     /// `cluster` scope: the primary's position when the current read
-    /// began.
+    /// began, and whether it is known.
     pub cluster_lsn: u64,
+    pub cluster: ClusterAsk,
     /// Session state lives on the primary: no more replica reads.
     pub pins: Pins,
     /// The node the session's pumps are connected to now.
@@ -165,6 +179,7 @@ impl RouteState {
             consistency,
             scope: Scope::Global,
             cluster_lsn: 0,
+            cluster: ClusterAsk::Unasked,
             pins: Pins::default(),
             current,
             last: None,

@@ -33,6 +33,8 @@ pub struct WorkerRouter {
     /// Per node, the replay position sessions of this worker saw the node
     /// reach by asking it (fresher than the monitor's last poll).
     pub(super) confirmed: RefCell<Vec<u64>>,
+    /// The primary's position for reads in `cluster` scope.
+    pub cluster_clock: super::super::cluster_clock::ClusterClock,
     /// The router's view of the latest topology snapshot and the
     /// publication it was built from, rebuilt only when another is out.
     pub(super) view: RefCell<(Option<u64>, TopologyView)>,
@@ -71,6 +73,7 @@ impl WorkerRouter {
             config: RefCell::new((generation, config)),
             metrics,
             confirmed: RefCell::new(Vec::new()),
+            cluster_clock: Default::default(),
             classifier: RefCell::new(classifier),
             balancer: RefCell::new(Balancer::new(balance)),
             view: RefCell::new((None, TopologyView::default())),

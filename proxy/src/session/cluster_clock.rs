@@ -1,0 +1,146 @@
+//! The primary's WAL position as of a moment, for reads in `cluster`
+//! scope: they must see every commit made before they began, through any
+//! pgrelay instance or none, so each asks the primary where it is. One
+//! question answers every read of the worker that began before it was
+//! sent: reads arriving together share one round trip.
+//!
+//! The question travels on a connection of the worker's own, with the
+//! monitor's login (`[monitor]`), not on the sessions' pooled ones: a
+//! session reading from a replica holds no connection to the primary.
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use pgrelay_health::node_tls::connect_postgres;
+use tokio::sync::Notify;
+use tokio_postgres::Client;
+
+use crate::error::ProxyError;
+use crate::shared::Shared;
+
+#[derive(Default)]
+struct ClockState {
+    /// The connection and the node it goes to.
+    client: Option<(usize, Client)>,
+    /// When the question in flight was sent.
+    asking: Option<Instant>,
+    /// The last answer, and when its question was sent.
+    last: Option<(Instant, u64)>,
+}
+
+#[derive(Default)]
+pub struct ClusterClock {
+    state: RefCell<ClockState>,
+    answered: Notify,
+}
+
+/// What a read waiting on the clock does next.
+enum Turn {
+    Known(u64),
+    Wait,
+    Ask,
+}
+
+impl ClusterClock {
+    /// The primary's position, asked no earlier than `since`.
+    pub async fn position_since(&self, since: Instant, shared: &Shared) -> Result<u64, ProxyError> {
+        loop {
+            let turn = {
+                let state = self.state.borrow();
+                match (state.last, state.asking) {
+                    (Some((asked, lsn)), _) if asked >= since => Turn::Known(lsn),
+                    (_, Some(asked)) if asked >= since => Turn::Wait,
+                    _ => Turn::Ask,
+                }
+            };
+            match turn {
+                Turn::Known(lsn) => return Ok(lsn),
+                // One task per worker thread runs at a time: nothing can
+                // answer between the look above and this wait.
+                Turn::Wait => self.answered.notified().await,
+                Turn::Ask => return self.ask(shared).await,
+            }
+        }
+    }
+
+    async fn ask(&self, shared: &Shared) -> Result<u64, ProxyError> {
+        let sent = Instant::now();
+        let client = {
+            let mut state = self.state.borrow_mut();
+            state.asking = Some(sent);
+            state.client.take()
+        };
+        let answer = ask_primary(client, shared).await;
+        let mut state = self.state.borrow_mut();
+        state.asking = None;
+        let result = match answer {
+            Ok((client, lsn)) => {
+                state.client = Some(client);
+                state.last = Some((sent, lsn));
+                Ok(lsn)
+            }
+            Err(e) => Err(e),
+        };
+        drop(state);
+        self.answered.notify_waiters();
+        result
+    }
+}
+
+/// Asks the current primary for its WAL position, on `client` if it still
+/// goes there, else on a new connection.
+async fn ask_primary(
+    client: Option<(usize, Client)>,
+    shared: &Shared,
+) -> Result<((usize, Client), u64), ProxyError> {
+    let unavailable = |why: String| ProxyError::ClusterPosition(why);
+    let primary = shared
+        .topology
+        .primary()
+        .ok_or_else(|| unavailable("no primary is known".into()))?;
+    let config = shared.config();
+    let timeout = config.monitor.query_timeout.max(Duration::from_millis(100));
+    let client = match client {
+        Some((node, client)) if node == primary && !client.is_closed() => client,
+        _ => connect(primary, shared).await?,
+    };
+    let asked = client.query_one("SELECT pg_current_wal_lsn()::text", &[]);
+    let row = tokio::time::timeout(timeout, asked)
+        .await
+        .map_err(|_| unavailable(format!("no answer within {timeout:?}")))?
+        .map_err(|e| unavailable(e.to_string()))?;
+    let text: String = row.try_get(0).map_err(|e| unavailable(e.to_string()))?;
+    let lsn = pgrelay_health::parse_lsn(&text)
+        .ok_or_else(|| unavailable(format!("not a position: {text}")))?;
+    Ok(((primary, client), lsn))
+}
+
+async fn connect(node: usize, shared: &Shared) -> Result<Client, ProxyError> {
+    let unavailable = |why: String| ProxyError::ClusterPosition(why);
+    let config = shared.config();
+    let target = config
+        .nodes
+        .get(node)
+        .ok_or_else(|| unavailable(format!("no node {node}")))?;
+    let monitor = &config.monitor;
+    let mut login = tokio_postgres::Config::new();
+    login
+        .user(&monitor.user)
+        .dbname(&monitor.database)
+        .application_name("pgrelay-cluster-clock");
+    if !monitor.password.is_empty() {
+        login.password(&monitor.password);
+    }
+    let tls = &shared.node_tls[node];
+    let connecting = connect_postgres(&login, &target.addr.host, target.addr.port, tls);
+    let (client, connection) = tokio::time::timeout(monitor.connect_timeout, connecting)
+        .await
+        .map_err(|_| unavailable(format!("{}: connect timed out", target.name)))?
+        .map_err(|e| unavailable(format!("{}: {e}", target.name)))?;
+    tokio::spawn(async move {
+        // Ends when the client is dropped or the node goes away; the next
+        // question notices.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
