@@ -83,6 +83,9 @@ pub enum ProxyError {
     AuthQuery { user: String, reason: String },
     #[error("pgrelay is shutting down")]
     ShuttingDown,
+    /// A `pgrelay.*` setting in the startup packet that cannot be applied.
+    #[error("{message}")]
+    StartupSetting { message: String },
     /// The primary's WAL position could not be learned for a read in
     /// `cluster` scope.
     #[error("pgrelay could not learn the primary's WAL position: {0}")]
@@ -122,6 +125,7 @@ impl ProxyError {
             ProxyError::ShuttingDown => sqlstate::ADMIN_SHUTDOWN,
             ProxyError::AuthQuery { .. } => sqlstate::CONNECTION_FAILURE,
             ProxyError::ClusterPosition(_) => sqlstate::CONNECTION_FAILURE,
+            ProxyError::StartupSetting { .. } => sqlstate::INVALID_PARAMETER_VALUE,
             ProxyError::SessionStateLost { .. } => sqlstate::CONNECTION_FAILURE,
         }
     }

@@ -27,12 +27,12 @@ impl Identity {
             ("user".to_owned(), self.user.clone()),
             ("database".to_owned(), self.database.clone()),
         ];
+        // pgrelay's own settings are the session's, not the nodes'.
+        let (theirs, _) = super::pgrelay_settings::split(client);
         params.extend(
-            client
-                .params
-                .iter()
-                .filter(|(name, _)| !decided_by_pgrelay(name))
-                .cloned(),
+            theirs
+                .into_iter()
+                .filter(|(name, _)| !decided_by_pgrelay(name)),
         );
         params
     }
@@ -41,16 +41,9 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::startup::PROTOCOL_3_0;
 
     fn params(list: &[(&str, &str)]) -> StartupParams {
-        StartupParams {
-            protocol: PROTOCOL_3_0,
-            params: list
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
+        StartupParams::from_pairs(list)
     }
 
     #[test]

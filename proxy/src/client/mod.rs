@@ -5,6 +5,7 @@ pub mod auth;
 pub mod handshake;
 pub mod identity;
 pub mod md5;
+pub mod pgrelay_settings;
 pub mod read;
 
 pub use auth::{Credentials, Method, Proof, authenticate};

@@ -44,6 +44,8 @@ pub(super) struct Handover {
     pub(super) cancel_key: CancelKey,
     /// Bytes the client sent ahead of its first ReadyForQuery.
     pub(super) leftover: BytesMut,
+    /// `SET pgrelay.*` from the startup packet (checked at login).
+    pub(super) settings: Vec<pgrelay_router::PgrelayCommand>,
 }
 
 /// One logged-in client connection.
@@ -84,6 +86,7 @@ impl<'a> Session<'a> {
             lease,
             cancel_key,
             leftover,
+            settings,
         } = handover;
         let config = ctx.shared.config();
         let max_message = config.listen.max_message_size.as_usize();
@@ -113,6 +116,15 @@ impl<'a> Session<'a> {
         let first = lease.conn().node;
         let mut route = RouteState::new(database, configured, first, nodes, max_state, keys);
         route.scope = scope_from_config(config.routing.scope);
+        let defaults = super::local::Defaults {
+            consistency: configured,
+            scope: route.scope,
+            max_lag: config.routing.max_lag,
+            node_name: &|_| String::new(),
+        };
+        for command in &settings {
+            super::local::execute(command, &mut route, &defaults);
+        }
         let mut lease = lease;
         route.attach(lease.conn_mut());
         let release = match config.pool.mode {

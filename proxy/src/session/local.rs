@@ -105,6 +105,40 @@ pub fn execute(command: &PgrelayCommand, route: &mut RouteState, defaults: &Defa
     }
 }
 
+/// The `SET` a startup setting (`pgrelay.<name>=<value>` in the startup
+/// packet) stands for, as pgrelay would run it.
+pub fn startup_sql(name: &str, value: &str) -> Result<String, String> {
+    let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+    if !plain {
+        return Err(format!(
+            "unrecognized configuration parameter \"pgrelay.{name}\""
+        ));
+    }
+    Ok(format!(
+        "SET pgrelay.{name} = '{}'",
+        value.replace('\'', "''")
+    ))
+}
+
+/// Whether `command`, from a startup setting, can be carried out: what
+/// is wrong with it, as `SET` would say.
+pub fn startup_problem(command: &PgrelayCommand) -> Option<String> {
+    match command {
+        PgrelayCommand::Invalid { message, .. } => Some(message.clone()),
+        PgrelayCommand::SetMaxLag(text) => parse_duration(text).err().map(|why| {
+            format!("invalid value for parameter \"pgrelay.max_lag\": \"{text}\" ({why})")
+        }),
+        PgrelayCommand::SetMinLsn(text) => parse_lsn(text.trim()).is_none().then(|| {
+            format!(
+                "invalid value for parameter \"pgrelay.min_lsn\": \"{text}\" \
+                 (an LSN looks like 0/3000060)"
+            )
+        }),
+        PgrelayCommand::SetConsistency(_) | PgrelayCommand::SetScope(_) => None,
+        _ => Some("only pgrelay settings can be given at startup".into()),
+    }
+}
+
 fn invalid(name: &str, value: &str, why: &str) -> Reply {
     Reply::Error {
         sqlstate: sqlstate::INVALID_PARAMETER_VALUE,

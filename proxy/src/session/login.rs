@@ -54,6 +54,8 @@ pub struct Login {
     pub key: std::sync::Arc<LoginKey>,
     /// How those connections log in.
     pub credential: NodeCredential,
+    /// `SET pgrelay.*` from the startup packet, for the session to apply.
+    pub settings: Vec<pgrelay_router::PgrelayCommand>,
 }
 
 /// Logs in a client whose first packet was `first`: `Ok(None)` when it
@@ -103,6 +105,7 @@ pub async fn login(
         })));
     }
     let credential = prove(ctx, &identity.user, exchange).await?;
+    let settings = startup_settings(ctx, &params)?;
 
     let key = LoginKey::new(identity.node_startup(&params));
     let login_as = LoginAs {
@@ -126,7 +129,33 @@ pub async fn login(
         user: identity.user,
         key,
         credential,
+        settings,
     }))))
+}
+
+/// The `SET pgrelay.*` commands the client's startup packet asks for
+/// (`pgrelay.min_lsn=…`, `options=-c pgrelay.scope=…`); one that cannot
+/// be carried out refuses the login, as PostgreSQL refuses a bad setting
+/// in a startup packet.
+fn startup_settings(
+    ctx: &SessionContext,
+    params: &StartupParams,
+) -> Result<Vec<pgrelay_router::PgrelayCommand>, ProxyError> {
+    let refused = |message: String| ProxyError::StartupSetting { message };
+    let (_, settings) = crate::client::pgrelay_settings::split(params);
+    let mut commands = Vec::with_capacity(settings.len());
+    for (name, value) in &settings {
+        let sql = super::local::startup_sql(name, value).map_err(refused)?;
+        let statement = ctx.router.classify(sql.as_bytes());
+        let Some(command) = statement.pgrelay.clone() else {
+            return Err(refused(format!("pgrelay.{name}: not a pgrelay setting")));
+        };
+        if let Some(problem) = super::local::startup_problem(&command) {
+            return Err(refused(problem));
+        }
+        commands.push(command);
+    }
+    Ok(commands)
 }
 
 /// `[tls] client = "require"` refuses a TCP client that did not start

@@ -138,6 +138,7 @@ async fn serve(
         user,
         key,
         credential,
+        settings,
     } = login;
     let login = LoginAs {
         session: id,
@@ -149,6 +150,7 @@ async fn serve(
         lease,
         cancel_key,
         leftover,
+        settings,
     };
     // Owned here, run by reference: an async fn that takes its receiver
     // by value keeps a second copy of it in its future.

@@ -28,6 +28,20 @@ pub struct StartupParams {
     pub params: Vec<(String, String)>,
 }
 
+#[cfg(test)]
+impl StartupParams {
+    /// Protocol 3.0 with these parameters, in this order.
+    pub fn from_pairs(list: &[(&str, &str)]) -> StartupParams {
+        StartupParams {
+            protocol: PROTOCOL_3_0,
+            params: list
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+}
+
 impl StartupParams {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.params

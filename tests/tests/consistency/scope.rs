@@ -77,6 +77,11 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         "scope::each_write_is_acknowledged_behind_its_position",
         last_lsn_parameter,
     ));
+    trials.push(trial(
+        env,
+        "scope::the_token_travels_in_a_startup_packet",
+        token_in_startup,
+    ));
     trials
 }
 
@@ -225,4 +230,64 @@ fn last_lsn(answer: &[Message]) -> Option<String> {
             String::from_utf8_lossy(&value[..end]).into_owned()
         })
     })
+}
+
+/// The token a write's acknowledgement carried, given to another
+/// connection's startup (`options=-c pgrelay.min_lsn=…`), makes that
+/// connection's reads see the write even in `session` scope; a bad token
+/// refuses the login; the nodes never see the setting.
+async fn token_in_startup(env: std::sync::Arc<Env>) -> anyhow::Result<()> {
+    env.prepare("DROP TABLE IF EXISTS scope_carried; CREATE TABLE scope_carried (id int)")
+        .await?;
+    let proxy = proxy(&env, "session").await?;
+    let params = [("user", "postgres"), ("database", "postgres")];
+    let mut writer = RawClient::connect(proxy.addr(), &params).await?;
+    let answer = writer
+        .simple_query(b"INSERT INTO scope_carried VALUES (1)")
+        .await?;
+    let token = last_lsn(&answer).context("no token")?;
+    let conninfo = proxy.conninfo(pgrelay_cluster::superuser(), "postgres");
+    // Without the token (session scope, the replica 2 s behind): missed.
+    let without = pgrelay_tests::proxy::connect(&conninfo).await?;
+    let missed = value(&without, "SELECT count(*) FROM scope_carried").await?;
+    ensure!(
+        missed == "0",
+        "without the token the replica should miss the row"
+    );
+    let with_token = format!("{conninfo} options='-c pgrelay.min_lsn={token} -c geqo=on'");
+    let reader = pgrelay_tests::proxy::connect(&with_token).await?;
+    ensure!(value(&reader, "SHOW pgrelay.min_lsn").await? == token);
+    let seen = value(&reader, "SELECT count(*) FROM scope_carried").await?;
+    ensure!(
+        seen == "1",
+        "the reader with the token missed the row ({})",
+        route(&reader).await?
+    );
+    let on_node = value(
+        &reader,
+        "SELECT coalesce(current_setting('pgrelay.min_lsn', true), 'unset') || ' ' || current_setting('geqo')",
+    )
+    .await?;
+    ensure!(on_node == "unset on", "the node saw {on_node}");
+    // As a parameter of its own, and refused when it is no LSN.
+    let own = [
+        ("user", "postgres"),
+        ("database", "postgres"),
+        ("pgrelay.scope", "cluster"),
+    ];
+    let mut client = RawClient::connect(proxy.addr(), &own).await?;
+    let shown = client.simple_query(b"SHOW pgrelay.scope").await?;
+    let row = shown.iter().find(|m| m.tag == b'D').context("no row")?;
+    ensure!(row.data_row().into_iter().next().flatten().as_deref() == Some(&b"cluster"[..]));
+    let bad = format!("{conninfo} options='-c pgrelay.min_lsn=later'");
+    let refused = pgrelay_tests::proxy::connect(&bad).await;
+    let code = refused.err().and_then(|e| {
+        e.downcast_ref::<tokio_postgres::Error>()
+            .and_then(|e| e.code().cloned())
+    });
+    ensure!(
+        code.as_ref().map(|c| c.code()) == Some("22023"),
+        "a bad token at startup: {code:?}"
+    );
+    Ok(())
 }
