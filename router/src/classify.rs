@@ -46,6 +46,7 @@ pub(crate) fn classify_with_cacheability(sql: &str) -> (Statement, bool) {
     let dialect = PostgreSqlDialect {};
     let mut statement = Statement::read();
     statement.hint = leading_hint(sql);
+    statement.staleness = crate::staleness::leading_staleness(sql.as_bytes());
     let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
         statement.access = Access::write(WriteReason::Unparsed);
         return (statement, true);

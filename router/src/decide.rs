@@ -51,6 +51,10 @@ pub enum Balance {
     LeastConnections,
     /// The replica with the fewest WAL bytes still to replay.
     LowestLag,
+    /// Every qualifying replica in turn, each as often as it is fresh:
+    /// weight 1000 / (1 + lag in ms), smoothly interleaved (a replica 9 ms
+    /// behind gets a tenth of the reads of one that is current).
+    LagWeighted,
 }
 
 /// Replica choice state; one per worker, so round-robin spreads that
@@ -59,11 +63,48 @@ pub enum Balance {
 pub struct Balancer {
     policy: Balance,
     turn: usize,
+    /// Lag-weighted: each node's running credit (smooth weighted
+    /// round-robin).
+    credit: Vec<i64>,
+}
+
+/// How much of the reads a replica gets under `LagWeighted`: inversely to
+/// its lag in time (or, unknown, in bytes at 64 KiB a millisecond).
+fn lag_weight(node: &crate::view::NodeView) -> i64 {
+    let lag_ms = node
+        .lag_millis
+        .or(node.lag_bytes.map(|b| b / 65_536))
+        .unwrap_or(1_000);
+    (1_000 / (1 + lag_ms.min(1_000)) as i64).max(1)
 }
 
 impl Balancer {
     pub fn new(policy: Balance) -> Balancer {
-        Balancer { policy, turn: 0 }
+        Balancer {
+            policy,
+            turn: 0,
+            credit: Vec::new(),
+        }
+    }
+
+    /// Smooth weighted round-robin: every candidate earns its weight, the
+    /// richest is picked and pays the total.
+    fn lag_weighted(&mut self, candidates: &[usize], view: &TopologyView) -> Option<usize> {
+        if self.credit.len() < view.nodes.len() {
+            self.credit.resize(view.nodes.len(), 0);
+        }
+        let mut total = 0;
+        for &i in candidates {
+            let weight = lag_weight(&view.nodes[i]);
+            self.credit[i] += weight;
+            total += weight;
+        }
+        let pick = candidates
+            .iter()
+            .copied()
+            .max_by_key(|&i| (self.credit[i], std::cmp::Reverse(i)))?;
+        self.credit[pick] -= total;
+        Some(pick)
     }
 
     fn choose(&mut self, candidates: &[usize], view: &TopologyView) -> Option<usize> {
@@ -81,6 +122,7 @@ impl Balancer {
                 .iter()
                 .copied()
                 .min_by_key(|&i| (view.nodes[i].lag_bytes.unwrap_or(u64::MAX), i)),
+            Balance::LagWeighted => self.lag_weighted(candidates, view),
         }
     }
 }
@@ -129,8 +171,13 @@ pub fn decide(
                 || n.replay_lsn.is_some_and(|lsn| lsn >= session.min_lsn)
         })
         .filter(|(_, n)| {
-            within(n.lag_bytes, session.max_lag_bytes)
-                && within(n.lag_millis, session.max_lag_millis)
+            // The statement's own budget, if it has one, else the session's.
+            let budget = statement.staleness;
+            within(n.lag_bytes, budget.max_lag_bytes.or(session.max_lag_bytes))
+                && within(
+                    n.lag_millis,
+                    budget.max_lag_millis.or(session.max_lag_millis),
+                )
         })
         .map(|(i, _)| i)
         .collect();
@@ -309,6 +356,25 @@ mod tests {
                 },
                 ("pg3", "replica read"),
             ),
+            // A statement's own budget tightens or loosens the session's.
+            (
+                "/* pgrelay:max_lag_bytes=150 */ SELECT 1",
+                s,
+                ("pg2", "replica read"),
+            ),
+            (
+                "/* pgrelay:max_lag=0 */ SELECT 1",
+                s,
+                ("pg1", "primary fallback"),
+            ),
+            (
+                "/* pgrelay:max_lag_bytes=1GB */ SELECT 1",
+                SessionView {
+                    max_lag_bytes: Some(0),
+                    ..s
+                },
+                ("pg3", "replica read"),
+            ),
             (
                 "SELECT 1",
                 SessionView {
@@ -352,6 +418,25 @@ mod tests {
             let got = route_of(sql, *session, lc);
             assert_eq!((got.0.as_str(), got.1), *expected, "{sql} with {session:?}");
         }
+    }
+
+    #[test]
+    fn lag_weighted_reads_follow_freshness() {
+        let mut view = cluster();
+        // pg2 current, pg3 9 ms behind: ten to one.
+        view.nodes[1].lag_millis = Some(0);
+        view.nodes[2].lag_millis = Some(9);
+        let statement = classify("SELECT 1");
+        let mut balancer = Balancer::new(Balance::LagWeighted);
+        let mut served = [0u32; 4];
+        for _ in 0..1_100 {
+            let s = session();
+            match decide(&statement, &statement.access, &s, &view, &mut balancer) {
+                Ok(Decision::Node(r)) => served[r.node] += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(served, [0, 1_000, 100, 0]);
     }
 
     #[test]

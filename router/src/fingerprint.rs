@@ -178,6 +178,10 @@ pub fn fingerprint_bytes(bytes: &[u8]) -> Fingerprint {
                     Some(Hint::Replica) => out.bytes(b"/*R*/"),
                     None => {}
                 }
+                // A lag budget is part of the verdict: each budget its own.
+                if contains_ignore_case(&bytes[i..end], b"pgrelay:max_lag") {
+                    out.bytes(&bytes[i..end]);
+                }
             }
             out.pending_space = true;
             i = end;
@@ -190,6 +194,12 @@ pub fn fingerprint_bytes(bytes: &[u8]) -> Fingerprint {
         }
     }
     out.finish()
+}
+
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Emits the token starting at `i` (not whitespace, a comment or a word)
@@ -387,6 +397,11 @@ mod tests {
             "/*PGRELAY:REPLICA*/select 2",
         );
         same("SELECT /* pgrelay:replica */ 1", "SELECT 1");
+        differ(
+            "/* pgrelay:max_lag=200ms */ SELECT 1",
+            "/* pgrelay:max_lag=2s */ SELECT 1",
+        );
+        differ("/* pgrelay:max_lag_bytes=0 */ SELECT 1", "SELECT 1");
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod pins;
 mod placement;
 mod route;
 mod set_config;
+mod staleness;
 mod statement;
 mod steering;
 mod view;
@@ -53,8 +54,8 @@ pub use placement::{
 };
 pub use route::{Route, RouteError, RouteReason};
 pub use statement::{
-    Access, Consistency, DiscardKind, Hint, PgrelayCommand, Scope, SessionEffect, Statement,
-    TxEffect, WriteReason,
+    Access, Consistency, DiscardKind, Hint, PgrelayCommand, Scope, SessionEffect, Staleness,
+    Statement, TxEffect, WriteReason,
 };
 pub use steering::{Request, Steer, Transaction, steer};
 pub use view::{NodeView, Role, TopologyView};

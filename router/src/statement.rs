@@ -227,6 +227,14 @@ pub enum Hint {
     Replica,
 }
 
+/// A statement's own lag budget (leading `/* pgrelay:max_lag=… */` and
+/// `/* pgrelay:max_lag_bytes=… */` comments); `None`: the session's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Staleness {
+    pub max_lag_millis: Option<u64>,
+    pub max_lag_bytes: Option<u64>,
+}
+
 /// A session's read consistency policy (`SET pgrelay.consistency`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Consistency {
@@ -322,6 +330,9 @@ pub struct Statement {
     pub session: SessionEffect,
     pub pgrelay: Option<PgrelayCommand>,
     pub hint: Option<Hint>,
+    /// `/* pgrelay:max_lag=200ms */`, `/* pgrelay:max_lag_bytes=1MB */`:
+    /// this statement's staleness budget, in place of the session's.
+    pub staleness: Staleness,
     /// Lowercased names (schema-qualified as written) of functions called by
     /// a `Read` statement that are on neither the built-in allow nor deny
     /// list. Empty for writes. The proxy resolves them in `pg_proc`; a name
@@ -340,6 +351,7 @@ impl Statement {
             session: SessionEffect::None,
             pgrelay: None,
             hint: None,
+            staleness: Staleness::default(),
             functions: Vec::new(),
         }
     }

@@ -130,6 +130,7 @@ choice_enum! {
         RoundRobin => "round-robin",
         LeastConnections => "least-connections",
         LowestLag => "lowest-lag",
+        LagWeighted => "lag-weighted",
     }
 }
 

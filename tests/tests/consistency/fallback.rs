@@ -120,6 +120,21 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 fell_back
                     .with_context(|| format!("last read (v, port, route): {:?}", last.borrow()))?;
                 let fallback_after = started.elapsed();
+                // A statement's own budget loosens or tightens the session's
+                // (a new session: this one read from the primary, and
+                // monotonic reads keep it off the replica now).
+                let other = proxy.client().await?;
+                let loose = "/* pgrelay:max_lag=30s */ SELECT current_setting('port')";
+                ensure!(value(&other, loose).await? == replica, "{loose}");
+                ensure!(route(&other).await? == "pg2 replica read");
+                other.simple_query("SET pgrelay.max_lag = '30s'").await?;
+                ensure!(
+                    value(&other, "SELECT current_setting('port')").await? == replica,
+                    "the session's own 30 s budget"
+                );
+                let tight = "/* pgrelay:max_lag=500ms */ SELECT current_setting('port')";
+                ensure!(value(&other, tight).await? == primary, "{tight}");
+                ensure!(route(&other).await? == "pg1 primary fallback");
                 // The injected lag shows in the metrics, in bytes and in time.
                 let admin = proxy.admin_addr();
                 poll_until(Duration::from_secs(10), "the lag in /metrics", || async {

@@ -222,6 +222,7 @@ fn balance(load_balance: LoadBalance) -> Balance {
     match load_balance {
         LoadBalance::LeastConnections => Balance::LeastConnections,
         LoadBalance::LowestLag => Balance::LowestLag,
+        LoadBalance::LagWeighted => Balance::LagWeighted,
         LoadBalance::RoundRobin => Balance::RoundRobin,
     }
 }
