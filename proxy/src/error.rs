@@ -86,10 +86,10 @@ pub enum ProxyError {
     /// A `pgrelay.*` setting in the startup packet that cannot be applied.
     #[error("{message}")]
     StartupSetting { message: String },
-    /// The primary's WAL position could not be learned for a read in
-    /// `cluster` scope.
-    #[error("pgrelay could not learn the primary's WAL position: {0}")]
-    ClusterPosition(String),
+    /// A node's WAL position could not be learned (a read in `cluster`
+    /// scope, a read waiting for a replica).
+    #[error("pgrelay could not learn a WAL position: {0}")]
+    PositionUnknown(String),
     /// The session's connection to the primary was lost and with it state
     /// only that connection had.
     #[error(
@@ -124,7 +124,7 @@ impl ProxyError {
             ProxyError::CleartextRefused { .. } => sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
             ProxyError::ShuttingDown => sqlstate::ADMIN_SHUTDOWN,
             ProxyError::AuthQuery { .. } => sqlstate::CONNECTION_FAILURE,
-            ProxyError::ClusterPosition(_) => sqlstate::CONNECTION_FAILURE,
+            ProxyError::PositionUnknown(_) => sqlstate::CONNECTION_FAILURE,
             ProxyError::StartupSetting { .. } => sqlstate::INVALID_PARAMETER_VALUE,
             ProxyError::SessionStateLost { .. } => sqlstate::CONNECTION_FAILURE,
         }

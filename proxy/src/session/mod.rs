@@ -3,7 +3,6 @@
 
 mod batch;
 mod capture;
-mod cluster_clock;
 mod core;
 mod credential;
 mod exchange;
@@ -15,6 +14,7 @@ mod lease;
 mod leases;
 mod local;
 mod login;
+mod position_clock;
 mod prepared;
 mod prepared_sql;
 mod recover;

@@ -1,11 +1,19 @@
 //! Held frames that wait: for a replica fresh enough, for a primary, or
 //! for the console's PAUSE to end. Each is judged again afterwards.
 
+use std::time::Duration;
+
+use pgrelay_health::NodeRole;
+use tracing::debug;
+
 use crate::error::ProxyError;
 
 use super::super::core::{Session, Step};
 use super::super::forward::ForwardEnd;
 use super::super::tracker::TxStatus;
+
+/// How often a waiting read learns the replicas' positions.
+const REPLAY_POLL: Duration = Duration::from_millis(2);
 
 impl Session<'_> {
     /// No replica is fresh enough and `when_no_replica = "wait"`
@@ -21,9 +29,33 @@ impl Session<'_> {
             .deadline
             .map(|d| d.saturating_duration_since(std::time::Instant::now()))
             .unwrap_or_default();
-        topology.wait_for_newer(&seen, left).await;
+        // The monitor's next snapshot, or a few milliseconds: then the
+        // replicas say how far they are (only while someone waits).
+        topology.wait_for_newer(&seen, left.min(REPLAY_POLL)).await;
+        self.learn_replay_positions(&seen).await;
         self.up.resume();
         Step::Continue
+    }
+
+    /// Asks each healthy replica how far it has replayed (one question
+    /// per replica shared by the worker's waiting reads), for placement.
+    async fn learn_replay_positions(&self, seen: &pgrelay_health::Topology) {
+        let asked = std::time::Instant::now();
+        let router = &self.ctx.router;
+        let replicas = seen
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.healthy && n.role == NodeRole::Replica);
+        for (node, _) in replicas {
+            let Some(clock) = router.replay_clocks.get(node) else {
+                continue;
+            };
+            match clock.position_since(asked, &self.ctx.shared).await {
+                Ok(lsn) => router.confirm_replay(node, lsn),
+                Err(e) => debug!(error = %e, node, "replay position unknown"),
+            }
+        }
     }
 
     /// Held at a transaction boundary while the console's PAUSE lasts

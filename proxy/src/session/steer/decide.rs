@@ -115,6 +115,8 @@ impl ClientSide<'_> {
         let mut view = self.router.view.borrow_mut();
         let confirmed = self.router.confirmed.borrow();
         let least = self.router.routing().load_balance == LoadBalance::LeastConnections;
+        let primary_lsn = view.1.primary.and_then(|p| view.1.nodes.get(p)?.replay_lsn);
+        let interval = self.router.monitor_interval();
         for (i, node) in view.1.nodes.iter_mut().enumerate() {
             if least {
                 node.connections = self.router.shared.node_load.leased(i);
@@ -123,6 +125,7 @@ impl ClientSide<'_> {
                 && node.role == Role::Replica
             {
                 node.replay_lsn = Some(node.replay_lsn.unwrap_or(0).max(lsn));
+                caught_up_since_snapshot(node, lsn, primary_lsn, interval);
             }
         }
     }
@@ -167,6 +170,25 @@ impl ClientSide<'_> {
             }
         }
     }
+}
+
+/// A replica seen (by a session's own question) to have replayed all the
+/// primary had written at the monitor's last look has no byte of lag
+/// against that look, and whatever it has not replayed was written after
+/// it: its lag in time is at most the monitor's interval, however far
+/// behind the monitor saw it then.
+fn caught_up_since_snapshot(
+    node: &mut pgrelay_router::NodeView,
+    confirmed: u64,
+    primary_lsn: Option<u64>,
+    interval: std::time::Duration,
+) {
+    if primary_lsn.is_none_or(|p| confirmed < p) {
+        return;
+    }
+    let interval = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+    node.lag_bytes = Some(0);
+    node.lag_millis = Some(node.lag_millis.map_or(interval, |lag| lag.min(interval)));
 }
 
 /// `routing.when_no_replica`, with its `wait_timeout`.

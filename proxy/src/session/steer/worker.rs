@@ -11,6 +11,7 @@ use pgrelay_router::{
     TopologyView, Volatility,
 };
 
+use super::super::position_clock::{Ask, PositionClock};
 use crate::config::{self, Config, LoadBalance, RoutingConfig};
 use crate::metrics::{RoleLabel, WorkerQueryMetrics};
 
@@ -34,7 +35,9 @@ pub struct WorkerRouter {
     /// reach by asking it (fresher than the monitor's last poll).
     pub(super) confirmed: RefCell<Vec<u64>>,
     /// The primary's position for reads in `cluster` scope.
-    pub cluster_clock: super::super::cluster_clock::ClusterClock,
+    pub cluster_clock: PositionClock,
+    /// Per node, its replay position while reads wait for a replica.
+    pub replay_clocks: Vec<PositionClock>,
     /// The router's view of the latest topology snapshot and the
     /// publication it was built from, rebuilt only when another is out.
     pub(super) view: RefCell<(Option<u64>, TopologyView)>,
@@ -50,6 +53,11 @@ impl WorkerRouter {
     /// The proxy's client sessions (notification pids).
     pub fn sessions(&self) -> &crate::registry::SessionRegistry {
         &self.shared.sessions
+    }
+
+    /// How often the monitor looks at the nodes.
+    pub fn monitor_interval(&self) -> std::time::Duration {
+        self.config.borrow().1.monitor.interval
     }
 
     /// The highest commit position acknowledged to any client.
@@ -68,12 +76,16 @@ impl WorkerRouter {
         let config = shared.config();
         let balance = balance(config.routing.load_balance);
         let classifier = classifier(&config);
+        let nodes = config.nodes.len();
         WorkerRouter {
             shared,
             config: RefCell::new((generation, config)),
             metrics,
             confirmed: RefCell::new(Vec::new()),
-            cluster_clock: Default::default(),
+            cluster_clock: PositionClock::new(Ask::PrimaryWal),
+            replay_clocks: (0..nodes)
+                .map(|n| PositionClock::new(Ask::ReplayOf(n)))
+                .collect(),
             classifier: RefCell::new(classifier),
             balancer: RefCell::new(Balancer::new(balance)),
             view: RefCell::new((None, TopologyView::default())),

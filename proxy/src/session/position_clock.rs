@@ -1,12 +1,16 @@
-//! The primary's WAL position as of a moment, for reads in `cluster`
-//! scope: they must see every commit made before they began, through any
-//! pgrelay instance or none, so each asks the primary where it is. One
-//! question answers every read of the worker that began before it was
-//! sent: reads arriving together share one round trip.
+//! A node's WAL position as of a moment, asked on a connection of the
+//! worker's own with the monitor's login (`[monitor]`), not on the
+//! sessions' pooled ones. One question answers every caller of the worker
+//! that asked no earlier than it was sent: callers arriving together share
+//! one round trip.
 //!
-//! The question travels on a connection of the worker's own, with the
-//! monitor's login (`[monitor]`), not on the sessions' pooled ones: a
-//! session reading from a replica holds no connection to the primary.
+//! - The primary's position, for reads in `cluster` scope: they must see
+//!   every commit made before they began, through any pgrelay instance or
+//!   none.
+//! - A replica's replay position, while reads wait for a replica to catch
+//!   up (`when_no_replica = "wait"`): learned every few milliseconds while
+//!   someone waits, not at the monitor's pace, and not at all when nobody
+//!   does.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -28,8 +32,33 @@ struct ClockState {
     last: Option<(Instant, u64)>,
 }
 
-#[derive(Default)]
-pub struct ClusterClock {
+/// Which position a clock tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// The current primary's WAL position.
+    PrimaryWal,
+    /// How far this replica has replayed.
+    ReplayOf(usize),
+}
+
+impl Ask {
+    fn node(self, shared: &Shared) -> Option<usize> {
+        match self {
+            Ask::PrimaryWal => shared.topology.primary(),
+            Ask::ReplayOf(node) => Some(node),
+        }
+    }
+
+    fn query(self) -> &'static str {
+        match self {
+            Ask::PrimaryWal => "SELECT pg_current_wal_lsn()::text",
+            Ask::ReplayOf(_) => "SELECT pg_last_wal_replay_lsn()::text",
+        }
+    }
+}
+
+pub struct PositionClock {
+    ask: Ask,
     state: RefCell<ClockState>,
     answered: Notify,
 }
@@ -41,8 +70,16 @@ enum Turn {
     Ask,
 }
 
-impl ClusterClock {
-    /// The primary's position, asked no earlier than `since`.
+impl PositionClock {
+    pub fn new(ask: Ask) -> PositionClock {
+        PositionClock {
+            ask,
+            state: RefCell::default(),
+            answered: Notify::new(),
+        }
+    }
+
+    /// The position, asked no earlier than `since`.
     pub async fn position_since(&self, since: Instant, shared: &Shared) -> Result<u64, ProxyError> {
         loop {
             let turn = {
@@ -70,7 +107,7 @@ impl ClusterClock {
             state.asking = Some(sent);
             state.client.take()
         };
-        let answer = ask_primary(client, shared).await;
+        let answer = ask_node(self.ask, client, shared).await;
         let mut state = self.state.borrow_mut();
         state.asking = None;
         let result = match answer {
@@ -87,24 +124,24 @@ impl ClusterClock {
     }
 }
 
-/// Asks the current primary for its WAL position, on `client` if it still
+/// Asks the node `ask` names for the position, on `client` if it still
 /// goes there, else on a new connection.
-async fn ask_primary(
+async fn ask_node(
+    ask: Ask,
     client: Option<(usize, Client)>,
     shared: &Shared,
 ) -> Result<((usize, Client), u64), ProxyError> {
-    let unavailable = |why: String| ProxyError::ClusterPosition(why);
-    let primary = shared
-        .topology
-        .primary()
+    let unavailable = |why: String| ProxyError::PositionUnknown(why);
+    let node = ask
+        .node(shared)
         .ok_or_else(|| unavailable("no primary is known".into()))?;
     let config = shared.config();
     let timeout = config.monitor.query_timeout.max(Duration::from_millis(100));
     let client = match client {
-        Some((node, client)) if node == primary && !client.is_closed() => client,
-        _ => connect(primary, shared).await?,
+        Some((held, client)) if held == node && !client.is_closed() => client,
+        _ => connect(node, shared).await?,
     };
-    let asked = client.query_one("SELECT pg_current_wal_lsn()::text", &[]);
+    let asked = client.query_one(ask.query(), &[]);
     let row = tokio::time::timeout(timeout, asked)
         .await
         .map_err(|_| unavailable(format!("no answer within {timeout:?}")))?
@@ -112,11 +149,11 @@ async fn ask_primary(
     let text: String = row.try_get(0).map_err(|e| unavailable(e.to_string()))?;
     let lsn = pgrelay_health::parse_lsn(&text)
         .ok_or_else(|| unavailable(format!("not a position: {text}")))?;
-    Ok(((primary, client), lsn))
+    Ok(((node, client), lsn))
 }
 
 async fn connect(node: usize, shared: &Shared) -> Result<Client, ProxyError> {
-    let unavailable = |why: String| ProxyError::ClusterPosition(why);
+    let unavailable = |why: String| ProxyError::PositionUnknown(why);
     let config = shared.config();
     let target = config
         .nodes
@@ -127,7 +164,7 @@ async fn connect(node: usize, shared: &Shared) -> Result<Client, ProxyError> {
     login
         .user(&monitor.user)
         .dbname(&monitor.database)
-        .application_name("pgrelay-cluster-clock");
+        .application_name("pgrelay-position-clock");
     if !monitor.password.is_empty() {
         login.password(&monitor.password);
     }
