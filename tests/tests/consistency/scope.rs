@@ -16,34 +16,48 @@ use crate::env::{Env, LazyEnv, route, trial, value};
 #[derive(Debug, Clone, Copy)]
 enum Writer {
     /// Another connection through this pgrelay.
-    ThisPgrelay,
-    /// A client connected to the primary directly (or another pgrelay).
-    AroundPgrelay,
+    SamePgrelay,
+    /// A client connected to the primary directly.
+    Direct,
+    /// A client of another pgrelay instance in front of the same cluster.
+    AnotherPgrelay,
 }
 
 /// (trial, writer, scope, whether the scope promises the read sees it).
-const CASES: [(&str, Writer, &str, bool); 4] = [
+const CASES: [(&str, Writer, &str, bool); 6] = [
     (
         "scope::global_reads_see_commits_acknowledged_on_other_connections",
-        Writer::ThisPgrelay,
+        Writer::SamePgrelay,
         "global",
         true,
     ),
     (
         "scope::session_reads_miss_other_connections_commits",
-        Writer::ThisPgrelay,
+        Writer::SamePgrelay,
         "session",
         false,
     ),
     (
         "scope::cluster_reads_see_commits_made_around_pgrelay",
-        Writer::AroundPgrelay,
+        Writer::Direct,
         "cluster",
         true,
     ),
     (
         "scope::global_reads_miss_commits_made_around_pgrelay",
-        Writer::AroundPgrelay,
+        Writer::Direct,
+        "global",
+        false,
+    ),
+    (
+        "scope::cluster_reads_see_commits_acknowledged_by_another_pgrelay",
+        Writer::AnotherPgrelay,
+        "cluster",
+        true,
+    ),
+    (
+        "scope::global_reads_miss_commits_acknowledged_by_another_pgrelay",
+        Writer::AnotherPgrelay,
         "global",
         false,
     ),
@@ -55,8 +69,10 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         .map(|&(name, writer, scope, promised)| {
             trial(env, name, move |env| async move {
                 let tally = match writer {
-                    Writer::ThisPgrelay => read_after_commit(&env, scope).await?,
-                    Writer::AroundPgrelay => read_after_direct_commit(&env, scope).await?,
+                    Writer::SamePgrelay => read_after_commit(&env, scope).await?,
+                    Writer::Direct | Writer::AnotherPgrelay => {
+                        read_after_outside_commit(&env, scope, writer).await?
+                    }
                 };
                 if promised {
                     ensure!(tally.violations == 0, "{scope} scope: {tally:?}");
@@ -109,16 +125,28 @@ async fn proxy(env: &Env, scope: &str) -> anyhow::Result<TestProxy> {
     .await
 }
 
-/// A client connected to the primary directly (or through another
-/// pgrelay) inserts a row; a client of this pgrelay reads it right after.
-async fn read_after_direct_commit(env: &Env, scope: &str) -> anyhow::Result<Tally> {
-    let table = format!("scope_direct_{scope}");
+/// A client connected to the primary directly, or through another
+/// pgrelay, inserts a row; a client of this pgrelay reads it right after.
+async fn read_after_outside_commit(
+    env: &Env,
+    scope: &str,
+    writer: Writer,
+) -> anyhow::Result<Tally> {
+    let table = format!("scope_outside_{scope}_{}", writer as u8);
     env.prepare(&format!(
         "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int)"
     ))
     .await?;
     let proxy = proxy(env, scope).await?;
-    let direct = env.cluster.client(0).await?;
+    // Kept until the end: the writer's connection goes through it.
+    let other = match writer {
+        Writer::AnotherPgrelay => Some(proxy_for_writes(env).await?),
+        _ => None,
+    };
+    let direct = match &other {
+        Some(other) => other.client().await?,
+        None => env.cluster.client(0).await?,
+    };
     let reader = proxy.client().await?;
     let mut tally = Tally::default();
     for id in 0..ROUNDS {
@@ -132,7 +160,7 @@ async fn read_after_direct_commit(env: &Env, scope: &str) -> anyhow::Result<Tall
         .await?;
         tally.count(&route(&reader).await?, &seen);
     }
-    println!("scope {scope}, writes around pgrelay: {tally:?}");
+    println!("scope {scope}, writes by {writer:?}: {tally:?}");
     // Once the replica has replayed everything, reads go there again.
     env.prepare("SELECT 1").await?;
     let seen = value(&reader, &format!("SELECT count(*) FROM {table}")).await?;
@@ -155,6 +183,11 @@ impl Tally {
             self.violations += 1;
         }
     }
+}
+
+/// Another pgrelay instance in front of the same cluster.
+async fn proxy_for_writes(env: &Env) -> anyhow::Result<TestProxy> {
+    TestProxy::start(&env.cluster, ProxyOptions::default()).await
 }
 
 /// One connection inserts a row, another reads it right after the INSERT
