@@ -10,6 +10,7 @@ pub mod net;
 pub mod pgbench;
 pub mod pki;
 pub mod proxy;
+pub mod psycopg;
 pub mod raw;
 pub mod relay;
 pub mod shared_env;

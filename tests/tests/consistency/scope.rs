@@ -98,6 +98,11 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         "scope::the_token_travels_in_a_startup_packet",
         token_in_startup,
     ));
+    trials.push(trial(
+        env,
+        "scope::psycopg_keeps_the_token",
+        psycopg_keeps_the_token,
+    ));
     trials
 }
 
@@ -321,6 +326,34 @@ async fn token_in_startup(env: std::sync::Arc<Env>) -> anyhow::Result<()> {
     ensure!(
         code.as_ref().map(|c| c.code()) == Some("22023"),
         "a bad token at startup: {code:?}"
+    );
+    Ok(())
+}
+
+/// libpq keeps the token like any ParameterStatus: psycopg's
+/// `conn.info.parameter_status` has it after a write, and it is what the
+/// session says it is.
+async fn psycopg_keeps_the_token(env: std::sync::Arc<Env>) -> anyhow::Result<()> {
+    env.prepare("DROP TABLE IF EXISTS scope_driver; CREATE TABLE scope_driver (id int)")
+        .await?;
+    let proxy = proxy(&env, "global").await?;
+    let conninfo = proxy.conninfo(pgrelay_cluster::superuser(), "postgres");
+    let script = "import psycopg, sys\n\
+        c = psycopg.connect(sys.argv[1], autocommit=True)\n\
+        before = c.info.parameter_status('pgrelay.last_lsn')\n\
+        c.execute('INSERT INTO scope_driver VALUES (1)')\n\
+        token = c.info.parameter_status('pgrelay.last_lsn')\n\
+        shown = c.execute('SHOW pgrelay.last_lsn').fetchone()[0]\n\
+        print(before, token, shown)\n";
+    let out = pgrelay_tests::psycopg::run(script, &[&conninfo]).await?;
+    let words: Vec<&str> = out.split_whitespace().collect();
+    ensure!(
+        words.len() == 3 && words[0] == "None" && words[1] == words[2],
+        "before the write, after it, and SHOW: {out}"
+    );
+    ensure!(
+        pgrelay_health::parse_lsn(words[1]).is_some_and(|lsn| lsn > 0),
+        "{out}"
     );
     Ok(())
 }

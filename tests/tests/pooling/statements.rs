@@ -32,26 +32,11 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
     ]
 }
 
-/// A Python with psycopg 3: the one on the PATH, else Debian's (`.ci/run`
-/// installs `python3-psycopg` there).
-fn python_with_psycopg() -> anyhow::Result<&'static str> {
-    for python in ["python3", "/usr/bin/python3"] {
-        let found = std::process::Command::new(python)
-            .args(["-c", "import psycopg"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if found {
-            return Ok(python);
-        }
-    }
-    anyhow::bail!("no python3 with psycopg 3 (apt-get install python3-psycopg)")
-}
-
 /// 40 psycopg clients on pools of 4 per node, reads on the replica: each
 /// client's `_pg3_N` is other SQL than the next client's, in plain and in
 /// pipeline mode, and every answer must be the client's own.
 async fn psycopg_names_collide(env: Arc<Env>) -> anyhow::Result<()> {
-    let python = python_with_psycopg()?;
+    let python = pgrelay_tests::psycopg::python()?;
     let proxy = TestProxy::start(
         &env.cluster,
         ProxyOptions {
