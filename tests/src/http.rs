@@ -95,13 +95,18 @@ fn parse(raw: &[u8], answers_head: bool) -> anyhow::Result<Reply> {
             Ok((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let reply = Reply {
+    let mut reply = Reply {
         status,
         headers,
         body: body.to_owned(),
     };
-    if reply.header("transfer-encoding").is_some() {
-        bail!("chunked replies are not supported by this test client");
+    match reply.header("transfer-encoding") {
+        None => {}
+        Some(coding) if coding.eq_ignore_ascii_case("chunked") => {
+            reply.body = dechunk(body)?;
+            return Ok(reply);
+        }
+        Some(coding) => bail!("transfer-encoding {coding} is not supported by this test client"),
     }
     if let Some(length) = reply.header("content-length").filter(|_| !answers_head) {
         let length: usize = length.parse().context("content-length")?;
@@ -113,4 +118,23 @@ fn parse(raw: &[u8], answers_head: bool) -> anyhow::Result<Reply> {
         }
     }
     Ok(reply)
+}
+
+/// The body of a chunked reply (Prometheus answers large queries so).
+fn dechunk(mut rest: &str) -> anyhow::Result<String> {
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").context("chunk size line")?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .context("chunk size")?;
+        if size == 0 {
+            return Ok(body);
+        }
+        let chunk = after.get(..size).context("chunk shorter than its size")?;
+        body.push_str(chunk);
+        rest = after
+            .get(size..)
+            .and_then(|r| r.strip_prefix("\r\n"))
+            .context("chunk not followed by CRLF")?;
+    }
 }

@@ -9,6 +9,7 @@ pub mod mitm;
 pub mod net;
 pub mod pgbench;
 pub mod pki;
+pub mod prometheus;
 pub mod proxy;
 pub mod psycopg;
 pub mod raw;

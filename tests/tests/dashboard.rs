@@ -9,11 +9,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use pgrelay_cluster::{Cluster, ClusterOptions};
 use pgrelay_tests::exposition::{CONTRACT, families as exported_families};
-use pgrelay_tests::{ProxyOptions, TestProxy, http};
+use pgrelay_tests::prometheus::Prometheus;
+use pgrelay_tests::{ProxyOptions, TestProxy, http, poll_until};
 use serde_json::Value;
 
 /// Series a histogram family exposes besides its `# TYPE` name.
@@ -349,4 +351,118 @@ async fn every_dashboard_metric_is_exported() -> anyhow::Result<()> {
          {missing_families:?} (as written in the dashboard: {missing:?})\n\
          exported pgrelay families: {exported:?}"
     )
+}
+
+/// A dashboard query as Prometheus takes it: Grafana's variables filled
+/// in (every instance, a five-minute range) and `label_values(m, l)` (a
+/// Grafana function) as the PromQL that lists the same values.
+fn promql(expr: &str) -> String {
+    let expr = expr.replace("$instance", ".*").replace("$__range", "5m");
+    match expr
+        .strip_prefix("label_values(")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .and_then(|args| args.rsplit_once(','))
+    {
+        Some((metric, label)) => format!("count by ({}) ({metric})", label.trim()),
+        None => expr,
+    }
+}
+
+/// How many failovers `/status` lists.
+async fn failovers(proxy: &TestProxy) -> Option<usize> {
+    let reply = http::get(proxy.admin_addr(), "/status").await.ok()?;
+    let json: Value = serde_json::from_str(&reply.body).ok()?;
+    Some(json["failovers"].as_array()?.len())
+}
+
+/// Whether some sample of `samples` is a number above 0.
+fn positive(samples: &[(Value, String)]) -> bool {
+    samples
+        .iter()
+        .any(|(_, v)| v.parse::<f64>().is_ok_and(|v| v > 0.0))
+}
+
+/// Every query of the dashboard, evaluated by a real Prometheus scraping a
+/// pgrelay under load, as Grafana would send it: none fails to parse,
+/// none comes back empty; after a failover the failover panels show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_evaluates_in_a_real_prometheus() -> anyhow::Result<()> {
+    if Prometheus::binary().is_none() {
+        println!("skipped: prometheus is not installed (apt-get install prometheus)");
+        return Ok(());
+    }
+    let dashboard = load_dashboard()?;
+    let cluster = Cluster::start(ClusterOptions {
+        replicas: 1,
+        ..Default::default()
+    })
+    .await?;
+    let proxy = TestProxy::start(&cluster, ProxyOptions::default()).await?;
+    let client = proxy.client().await?;
+    client
+        .batch_execute("CREATE TABLE dashboard_rows (id serial PRIMARY KEY)")
+        .await?;
+    let prometheus = Prometheus::scraping(proxy.admin_addr()).await?;
+    for _ in 0..100 {
+        client
+            .batch_execute("INSERT INTO dashboard_rows DEFAULT VALUES")
+            .await?;
+        client
+            .query("SELECT count(*) FROM dashboard_rows", &[])
+            .await?;
+    }
+    poll_until(
+        Duration::from_secs(30),
+        "the load in Prometheus",
+        || async {
+            let rate = prometheus
+                .query("sum(rate(pgrelay_queries_total[1m]))")
+                .await
+                .ok()?;
+            positive(&rate).then_some(())
+        },
+    )
+    .await?;
+    let mut problems = Vec::new();
+    for query in queries(&dashboard) {
+        let expr = promql(&query.expr);
+        match prometheus.query(&expr).await {
+            Err(e) => problems.push(format!("{}: {e}\n  {expr}", query.place)),
+            // An annotation marks events: none before the failover below.
+            Ok(samples) if samples.is_empty() && !query.place.starts_with("annotation") => {
+                problems.push(format!("{}: no data\n  {expr}", query.place))
+            }
+            Ok(_) => {}
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+
+    cluster.kill(0)?;
+    poll_until(Duration::from_secs(30), "a failover", || async {
+        (failovers(&proxy).await? == 1).then_some(())
+    })
+    .await?;
+    let failover_panels: Vec<String> = queries(&dashboard)
+        .into_iter()
+        .map(|q| promql(&q.expr))
+        .filter(|e| {
+            e.contains("pgrelay_failovers_total") || e.contains("pgrelay_last_failover_timestamp")
+        })
+        .collect();
+    ensure!(!failover_panels.is_empty(), "no failover panel");
+    for expr in &failover_panels {
+        poll_until(
+            Duration::from_secs(30),
+            "the failover on its panel",
+            || async { positive(&prometheus.query(expr).await.ok()?).then_some(()) },
+        )
+        .await
+        .with_context(|| expr.clone())?;
+    }
+    println!(
+        "{} dashboard queries evaluated; {} failover panels show the failover",
+        queries(&dashboard).len(),
+        failover_panels.len()
+    );
+    Ok(())
 }
