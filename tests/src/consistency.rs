@@ -7,7 +7,10 @@
 //! - read-your-writes: `sessions` sessions each insert `rounds` rows and
 //!   read each one back at once; a read that misses the session's own
 //!   committed row is a violation. Even sessions use the simple query
-//!   protocol, odd ones the extended protocol.
+//!   protocol, odd ones the extended protocol. In the cross-session mode
+//!   ([`Mode::CrossSession`]) each of them is a pair of sessions instead:
+//!   one inserts, the other reads the row as soon as the INSERT is
+//!   acknowledged, which only `global` and `cluster` scope promise to see.
 //! - monotonic reads: `readers` sessions that never write read a counter
 //!   that a writer session increments all along; a read lower than the
 //!   same session's previous read (a step back in time) is a violation. With `tighten_every`, some
@@ -15,7 +18,8 @@
 //!   the primary while the replicas lag: the next reads, back on the
 //!   normal budget, must not return to a replica behind what they saw.
 //!
-//! Every read also returns the serving node's port, so the report says how
+//! Sessions run in the given `pgrelay.scope`, or the proxy's; the report
+//! says which. Every read also returns the serving node's port, so the report says how
 //! many reads replicas served. Sessions start with `pgrelay.min_lsn` set to
 //! the position after the setup, so a stale replica never makes a
 //! missing table look like a violation.
@@ -33,6 +37,11 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::proxy::connect;
 use crate::wait::poll_until;
+
+mod mode;
+
+pub use mode::Mode;
+pub use pgrelay_router::Scope;
 
 /// How often a monotonic reader reads and the counter writer writes: fast
 /// enough to see every change of route, slow enough to leave a small
@@ -95,7 +104,11 @@ pub struct Options {
     /// libpq-style connection string of the proxy.
     pub conninfo: String,
     pub consistency: Consistency,
-    /// Read-your-writes sessions.
+    /// Who reads each row back.
+    pub mode: Mode,
+    /// `SET pgrelay.scope` in every session (`None`: the proxy's).
+    pub scope: Option<Scope>,
+    /// Read-your-writes sessions (pairs of sessions, cross-session).
     pub sessions: usize,
     /// Insert-then-read rounds of each of them.
     pub rounds: usize,
@@ -121,6 +134,8 @@ impl Options {
         Options {
             conninfo: conninfo.into(),
             consistency,
+            mode: Mode::Own,
+            scope: None,
             sessions: 8,
             rounds: 20,
             readers: 4,
@@ -150,6 +165,9 @@ impl Served {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub consistency: Consistency,
+    pub mode: Mode,
+    /// The sessions' `pgrelay.scope`, as the proxy showed it.
+    pub scope: Scope,
     pub sessions: usize,
     pub writes: u64,
     /// Read-backs of the sessions' own rows.
@@ -173,6 +191,21 @@ impl Report {
         self.ryw_violations + self.monotonic_violations
     }
 
+    /// Violations of what the policy and scope promise: every one but
+    /// `eventual`'s, and but the cross-session misses of `session` scope.
+    pub fn broken_promises(&self) -> u64 {
+        if !self.consistency.promises_read_your_writes() {
+            return 0;
+        }
+        let read_backs_promised = self.mode == Mode::Own || self.scope != Scope::Session;
+        self.monotonic_violations
+            + if read_backs_promised {
+                self.ryw_violations
+            } else {
+                0
+            }
+    }
+
     /// Reads of both checks.
     pub fn served(&self) -> Served {
         let mut all = self.ryw_served;
@@ -185,11 +218,19 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let all = self.served();
         writeln!(f, "consistency: {}", self.consistency.as_str())?;
+        writeln!(f, "scope: {}", self.scope.as_str())?;
+        writeln!(f, "mode: {} (who reads each row back)", self.mode.as_str())?;
         writeln!(f, "replica ready: {}", self.replica_ready)?;
         writeln!(f, "sessions: {}", self.sessions)?;
         writeln!(f, "writes: {}", self.writes)?;
         writeln!(f, "reads: {}", self.reads)?;
-        writeln!(f, "read-your-writes violations: {}", self.ryw_violations)?;
+        writeln!(
+            f,
+            "read-your-writes violations ({} reads, {} scope): {}",
+            self.mode.as_str(),
+            self.scope.as_str(),
+            self.ryw_violations
+        )?;
         writeln!(
             f,
             "read-backs served: replicas {}, primary {}",
@@ -264,6 +305,8 @@ struct Setup {
     primary_port: String,
     /// The setup's causal token, if the proxy gave one.
     token: Option<String>,
+    /// The sessions' scope, as the proxy shows it.
+    scope: Scope,
 }
 
 impl Setup {
@@ -324,6 +367,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let (sessions, counter, readers) = tokio::join!(sessions, counter, readers);
     let sessions = Tally::sum(sessions.context("a read-your-writes session failed")?);
     let (counter_writes, _) = counter.context("the counter writer failed")?;
+    let scope = setup.scope;
     let readers = Tally::sum(readers.context("a monotonic reader failed")?);
 
     // Up to MAX_EXAMPLES of each check.
@@ -331,6 +375,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     examples.extend(readers.examples);
     Ok(Report {
         consistency: options.consistency,
+        mode: options.mode,
+        scope,
         sessions: options.sessions,
         writes: sessions.writes,
         reads: sessions.reads,
@@ -349,6 +395,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 /// Creates the tables (once per database) and this run's counter row.
 async fn setup(options: &Options) -> anyhow::Result<Setup> {
     let client = connect(&options.conninfo).await?;
+    set_scope(&client, options.scope).await?;
+    let scope = first_row(&client, "SHOW pgrelay.scope", 1).await?.remove(0);
     client.batch_execute(SCHEMA).await?;
     // nextval is volatile: this runs on the primary, whose port it reports.
     let row = first_row(
@@ -370,7 +418,17 @@ async fn setup(options: &Options) -> anyhow::Result<Setup> {
         run,
         primary_port: row[1].clone(),
         token: (token != "0/0").then_some(token),
+        scope: Scope::parse(&scope).with_context(|| format!("SHOW pgrelay.scope: {scope:?}"))?,
     })
+}
+
+async fn set_scope(client: &Client, scope: Option<Scope>) -> anyhow::Result<()> {
+    if let Some(scope) = scope {
+        client
+            .batch_execute(&format!("SET pgrelay.scope = '{}'", scope.as_str()))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Waits, at most `options.warmup`, until a session of this policy reads
@@ -402,6 +460,7 @@ async fn session(options: &Options, setup: &Setup) -> anyhow::Result<Client> {
             options.consistency.as_str()
         ))
         .await?;
+    set_scope(&client, options.scope).await?;
     if let Some(token) = &setup.token {
         client
             .batch_execute(&format!("SET pgrelay.min_lsn = '{token}'"))
@@ -410,18 +469,24 @@ async fn session(options: &Options, setup: &Setup) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// Inserts a row, reads it back at once; `rounds` times.
+/// Inserts a row, reads it back at once (through another session, in
+/// the cross-session mode); `rounds` times.
 async fn read_your_writes(
     options: &Options,
     setup: &Setup,
     session_id: i32,
 ) -> anyhow::Result<Tally> {
     let client = session(options, setup).await?;
+    let other = match options.mode {
+        Mode::Own => None,
+        Mode::CrossSession => Some(session(options, setup).await?),
+    };
+    let reader = other.as_ref().unwrap_or(&client);
     let extended = session_id % 2 == 1;
     let (insert, read) = if extended {
         (
             Some(client.prepare(INSERT_ROW).await?),
-            Some(client.prepare(READ_ROW).await?),
+            Some(reader.prepare(READ_ROW).await?),
         )
     } else {
         (None, None)
@@ -432,7 +497,7 @@ async fn read_your_writes(
         let (count, port) = match (&insert, &read) {
             (Some(insert), Some(read)) => {
                 client.execute(insert, &[&run, &session_id, &seq]).await?;
-                let row = client.query_one(read, &[&run, &session_id, &seq]).await?;
+                let row = reader.query_one(read, &[&run, &session_id, &seq]).await?;
                 (row.try_get::<_, i64>(0)?, row.try_get::<_, String>(1)?)
             }
             _ => {
@@ -445,7 +510,7 @@ async fn read_your_writes(
                     .replace("$1", &run.to_string())
                     .replace("$2", &session_id.to_string())
                     .replace("$3", &seq.to_string());
-                let row = first_row(&client, &sql, 2).await?;
+                let row = first_row(reader, &sql, 2).await?;
                 (row[0].parse().context("count(*)")?, row[1].clone())
             }
         };
@@ -454,8 +519,13 @@ async fn read_your_writes(
         if count != 1 {
             tally.violation(|| {
                 format!(
-                    "session {session_id} ({} protocol) round {seq}: its row was not visible on {} (port {port})",
+                    "session {session_id} ({} protocol) round {seq}: {} on {} (port {port})",
                     if extended { "extended" } else { "simple" },
+                    match options.mode {
+                        Mode::Own => "its row was not visible",
+                        Mode::CrossSession =>
+                            "its acknowledged row was not visible to another session",
+                    },
                     setup.node(&port)
                 )
             });

@@ -16,6 +16,10 @@
 //! PgBouncer runs go to the primary: the figure a read/write-splitting
 //! deployment cares about.
 //!
+//! `--only mixed-scopes` (with `--replicas 1`) measures instead what each
+//! consistency scope costs: writers and readers at once through pgrelay,
+//! in `session`, `global` and `cluster` scope (see `bench/scopes.rs`).
+//!
 //! A bare byte forwarder runs beside them (see `bench/forwarder.rs`): its
 //! CPU per transaction is what the kernel and the event loop alone cost on
 //! the machine, the floor under any proxy's figure.
@@ -34,6 +38,8 @@ mod cpu;
 mod forwarder;
 #[path = "bench/idle.rs"]
 mod idle;
+#[path = "bench/latency_log.rs"]
+mod latency_log;
 #[path = "bench/pgbench.rs"]
 mod pgbench;
 #[path = "bench/pgbouncer.rs"]
@@ -42,12 +48,15 @@ mod pgbouncer;
 mod ready;
 #[path = "bench/report.rs"]
 mod report;
+#[path = "bench/scopes.rs"]
+mod scopes;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use pgrelay_cluster::{Cluster, ClusterError, ClusterOptions};
+use pgrelay_tests::consistency::Scope;
 use pgrelay_tests::{ProxyOptions, TestProxy};
 
 use crate::cpu::{MachineTicks, Probe};
@@ -56,7 +65,7 @@ use crate::pgbench::WORKLOADS;
 use crate::pgbouncer::PgBouncer;
 use crate::report::{Measured, Run, Target};
 
-const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R] [--transport tcp|unix] [--workers W] [--idle-clients N] [--only WORKLOAD,...]";
+const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R] [--transport tcp|unix] [--workers W] [--idle-clients N] [--only WORKLOAD,...]\n  (--only mixed-scopes, with --replicas 1: the price of each consistency scope)";
 
 /// How pgbench reaches the targets, and the proxies reach PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,14 +89,18 @@ struct Args {
     workers: usize,
     /// Idle clients whose memory is measured (0: not measured).
     idle_clients: usize,
-    /// `--only`: the workloads to run, by name (`None`: all of them).
+    /// `--only`: the workloads to run, by name (`None`: all of them but
+    /// `mixed-scopes`).
     only: Option<&'static str>,
 }
 
 impl Args {
     fn runs(&self, workload: &str) -> bool {
-        self.only
-            .is_none_or(|only| only.split(',').any(|name| name == workload))
+        let named = |only: &str| only.split(',').any(|name| name == workload);
+        match self.only {
+            Some(only) => named(only),
+            None => workload != scopes::NAME,
+        }
     }
 }
 
@@ -121,7 +134,7 @@ impl Args {
             if key == "--only" {
                 let unknown = value
                     .split(',')
-                    .find(|n| WORKLOADS.iter().all(|w| w.name != *n));
+                    .find(|n| *n != scopes::NAME && WORKLOADS.iter().all(|w| w.name != *n));
                 if let Some(name) = unknown {
                     bail!("--only: no workload {name:?}\n{USAGE}");
                 }
@@ -155,6 +168,12 @@ impl Args {
                 "--idle-clients" => parsed.idle_clients = usize::try_from(number)?,
                 _ => bail!("unknown argument {key:?}\n{USAGE}"),
             }
+        }
+        if parsed.runs(scopes::NAME) && parsed.replicas == 0 {
+            bail!(
+                "--only {}: needs --replicas 1 or more\n{USAGE}",
+                scopes::NAME
+            );
         }
         Ok(parsed)
     }
@@ -213,7 +232,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     println!(
         "bench: {} rounds x {} workloads x {} s, scale {}, over {:?}, pgrelay workers {}",
         args.rounds,
-        WORKLOADS.len(),
+        WORKLOADS.iter().filter(|w| args.runs(w.name)).count()
+            + usize::from(args.runs(scopes::NAME)),
         args.duration,
         args.scale,
         args.transport,
@@ -314,6 +334,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
 
     let mut runs = Vec::new();
+    let (mut scope_runs, mut scope_failures) = (Vec::new(), 0);
     for round in 0..args.rounds {
         for workload in WORKLOADS.iter().filter(|w| args.runs(w.name)) {
             for (target, host, port, probe) in &targets {
@@ -329,6 +350,28 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                 runs.push(run);
             }
         }
+        if args.runs(scopes::NAME) {
+            let host = host_of(proxy_sockets.path());
+            for scope in Scope::ALL {
+                let admin = proxy.admin_addr();
+                match scopes::measure(&host, proxy.port(), admin, scope, args.duration).await {
+                    Ok(run) => {
+                        println!("{}", scopes::run_line(round, args.rounds, &run));
+                        scope_runs.push(run);
+                    }
+                    Err(e) => {
+                        println!(
+                            "round {}/{}  {} scope {} FAILED: {e:#}",
+                            round + 1,
+                            args.rounds,
+                            scopes::NAME,
+                            scope.as_str()
+                        );
+                        scope_failures += 1;
+                    }
+                }
+            }
+        }
     }
 
     let names: Vec<&'static str> = WORKLOADS
@@ -336,7 +379,12 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .map(|w| w.name)
         .filter(|name| args.runs(name))
         .collect();
-    report::print(&runs, &names, bouncer.is_some());
+    if !names.is_empty() {
+        report::print(&runs, &names, bouncer.is_some());
+    }
+    if args.runs(scopes::NAME) {
+        scopes::print(&scope_runs);
+    }
     if args.idle_clients > 0 {
         let n = args.idle_clients;
         let own = std::process::id();
@@ -370,7 +418,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let broken = runs
         .iter()
         .filter(|r| r.outcome.is_err() && r.target != Target::Pgbouncer)
-        .count();
+        .count()
+        + scope_failures;
     if broken > 0 {
         bail!("{broken} pgbench runs against direct or pgrelay failed");
     }

@@ -1,12 +1,12 @@
 //! The consistency checker (`pgrelay_tests::consistency`) against the
 //! delayed replica: it finds no violation where the policy promises none,
-//! and it does find them where the policy promises nothing.
+//! and it does find them where the policy (or the scope) promises nothing.
 
 use std::time::Duration;
 
 use anyhow::ensure;
 use libtest_mimic::Trial;
-use pgrelay_tests::consistency::{self, Consistency, Options, Report};
+use pgrelay_tests::consistency::{self, Consistency, Mode, Options, Report, Scope};
 use pgrelay_tests::{ProxyOptions, TestProxy};
 
 use crate::env::{Env, LazyEnv, trial};
@@ -98,6 +98,42 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     report.monotonic_violations > 0,
                     "eventual readers go back to the stale replica after a read on the primary\n{report}"
                 );
+                Ok(())
+            },
+        ),
+        trial(
+            env,
+            "cross_session_reads_miss_only_in_session_scope",
+            |env| async move {
+                // The replica, 2 s behind, stays within budget: only the
+                // scope decides whether the reader waits for the write.
+                let mut found = Vec::new();
+                for scope in [Scope::Global, Scope::Session] {
+                    let report = check(
+                        &env,
+                        "max_lag = \"10s\"",
+                        Consistency::ReadYourWrites,
+                        |o| {
+                            o.mode = Mode::CrossSession;
+                            o.scope = Some(scope);
+                            o.sessions = 2;
+                            o.rounds = 10;
+                            o.readers = 0;
+                            o.write_for = Duration::from_secs(1);
+                        },
+                    )
+                    .await?;
+                    ensure!(report.scope == scope && report.reads == 20, "{report}");
+                    found.push(report);
+                }
+                let (global, session) = (&found[0], &found[1]);
+                ensure!(global.ryw_violations == 0, "{global}");
+                ensure!(global.broken_promises() == 0, "{global}");
+                ensure!(
+                    session.ryw_violations > 0 && session.ryw_served.replica > 0,
+                    "session scope lets the other session read the stale replica\n{session}"
+                );
+                ensure!(session.broken_promises() == 0, "{session}");
                 Ok(())
             },
         ),
