@@ -86,7 +86,10 @@ impl PositionClock {
                 let state = self.state.borrow();
                 match (state.last, state.asking) {
                     (Some((asked, lsn)), _) if asked >= since => Turn::Known(lsn),
-                    (_, Some(asked)) if asked >= since => Turn::Wait,
+                    // One question at a time: one sent before `since` is
+                    // waited out, and the callers that waited share the
+                    // next (they would otherwise each open a connection).
+                    (_, Some(_)) => Turn::Wait,
                     _ => Turn::Ask,
                 }
             };
