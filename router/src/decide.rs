@@ -356,25 +356,6 @@ mod tests {
                 },
                 ("pg3", "replica read"),
             ),
-            // A statement's own budget tightens or loosens the session's.
-            (
-                "/* pgrelay:max_lag_bytes=150 */ SELECT 1",
-                s,
-                ("pg2", "replica read"),
-            ),
-            (
-                "/* pgrelay:max_lag=0 */ SELECT 1",
-                s,
-                ("pg1", "primary fallback"),
-            ),
-            (
-                "/* pgrelay:max_lag_bytes=1GB */ SELECT 1",
-                SessionView {
-                    max_lag_bytes: Some(0),
-                    ..s
-                },
-                ("pg3", "replica read"),
-            ),
             (
                 "SELECT 1",
                 SessionView {
@@ -417,6 +398,36 @@ mod tests {
         for (sql, session, expected) in cases {
             let got = route_of(sql, *session, lc);
             assert_eq!((got.0.as_str(), got.1), *expected, "{sql} with {session:?}");
+        }
+    }
+
+    #[test]
+    fn a_statements_own_budget_tightens_or_loosens_the_sessions() {
+        let s = session();
+        let loose = SessionView {
+            max_lag_bytes: Some(0),
+            ..s
+        };
+        let cases: &[(&str, SessionView, (&str, &str))] = &[
+            (
+                "/* pgrelay:max_lag_bytes=150 */ SELECT 1",
+                s,
+                ("pg2", "replica read"),
+            ),
+            (
+                "/* pgrelay:max_lag=0 */ SELECT 1",
+                s,
+                ("pg1", "primary fallback"),
+            ),
+            (
+                "/* pgrelay:max_lag_bytes=1GB */ SELECT 1",
+                loose,
+                ("pg3", "replica read"),
+            ),
+        ];
+        for (sql, session, expected) in cases {
+            let got = route_of(sql, *session, Balance::LeastConnections);
+            assert_eq!((got.0.as_str(), got.1), *expected, "{sql}");
         }
     }
 

@@ -56,7 +56,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use pgrelay_cluster::{Cluster, ClusterError, ClusterOptions};
-use pgrelay_tests::consistency::Scope;
 use pgrelay_tests::{ProxyOptions, TestProxy};
 
 use crate::cpu::{MachineTicks, Probe};
@@ -227,8 +226,16 @@ fn drive(args: Args) -> anyhow::Result<()> {
     })
 }
 
-async fn bench(args: Args) -> anyhow::Result<()> {
-    let hz = cpu::ticks_per_second();
+/// Where pgbench reaches a target listening in `dir` (its Unix sockets).
+fn host_for(transport: Transport, dir: &std::path::Path) -> String {
+    match transport {
+        Transport::Tcp => "127.0.0.1".to_owned(),
+        Transport::Unix => dir.display().to_string(),
+    }
+}
+
+/// The first line: what the run will do.
+fn announce(args: &Args) {
     println!(
         "bench: {} rounds x {} workloads x {} s, scale {}, over {:?}, pgrelay workers {}",
         args.rounds,
@@ -239,6 +246,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         args.transport,
         pgrelay::worker::worker_count_here(args.workers)
     );
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
+    let hz = cpu::ticks_per_second();
+    announce(&args);
 
     let cluster = start_cluster(args.replicas).await?;
     let pg_port = cluster.nodes()[0].port;
@@ -305,10 +317,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         )
     );
 
-    let host_of = |dir: &std::path::Path| match args.transport {
-        Transport::Tcp => "127.0.0.1".to_owned(),
-        Transport::Unix => dir.display().to_string(),
-    };
+    let host_of = |dir: &std::path::Path| host_for(args.transport, dir);
     let mut targets = vec![
         (Target::Direct, pg_host, pg_port, Probe::None),
         (
@@ -324,55 +333,14 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             Probe::Process(forwarder.pid()),
         ),
     ];
-    if let Some(b) = &bouncer {
-        targets.push((
-            Target::Pgbouncer,
-            host_of(b.dir()),
-            b.port(),
-            Probe::Process(b.pid()),
-        ));
-    }
+    targets.extend(bouncer.as_ref().map(|b| {
+        let probe = Probe::Process(b.pid());
+        (Target::Pgbouncer, host_of(b.dir()), b.port(), probe)
+    }));
 
-    let mut runs = Vec::new();
-    let (mut scope_runs, mut scope_failures) = (Vec::new(), 0);
-    for round in 0..args.rounds {
-        for workload in WORKLOADS.iter().filter(|w| args.runs(w.name)) {
-            for (target, host, port, probe) in &targets {
-                let (target, port, probe) = (*target, *port, *probe);
-                let outcome = measure(host, port, workload, args.duration, probe, hz).await?;
-                let run = Run {
-                    round,
-                    workload: workload.name,
-                    target,
-                    outcome: outcome.map_err(|e| format!("{e:#}")),
-                };
-                println!("{}", report::run_line(&run, args.rounds));
-                runs.push(run);
-            }
-        }
-        if args.runs(scopes::NAME) {
-            let host = host_of(proxy_sockets.path());
-            for scope in Scope::ALL {
-                let admin = proxy.admin_addr();
-                match scopes::measure(&host, proxy.port(), admin, scope, args.duration).await {
-                    Ok(run) => {
-                        println!("{}", scopes::run_line(round, args.rounds, &run));
-                        scope_runs.push(run);
-                    }
-                    Err(e) => {
-                        println!(
-                            "round {}/{}  {} scope {} FAILED: {e:#}",
-                            round + 1,
-                            args.rounds,
-                            scopes::NAME,
-                            scope.as_str()
-                        );
-                        scope_failures += 1;
-                    }
-                }
-            }
-        }
-    }
+    let scope_host = host_of(proxy_sockets.path());
+    let (runs, scope_runs, scope_failures) =
+        measure_rounds(&args, &targets, (&proxy, &scope_host), hz).await?;
 
     let names: Vec<&'static str> = WORKLOADS
         .iter()
@@ -386,23 +354,78 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         scopes::print(&scope_runs);
     }
     if args.idle_clients > 0 {
-        let n = args.idle_clients;
-        let own = std::process::id();
-        let per_client = idle_memory(own, proxy.port(), n).await?;
-        let bouncer_per_client = match &bouncer {
-            Some(b) => Some(idle_memory(b.pid(), b.port(), n).await?),
-            None => None,
-        };
-        println!(
-            "\nidle clients ({n}, TCP): pgrelay {per_client:.0} bytes each (target <= 8192), \
-             pgbouncer {}",
-            bouncer_per_client.map_or_else(
-                || "not installed".to_owned(),
-                |b| format!("{b:.0} bytes each")
-            )
-        );
+        report_idle_memory(args.idle_clients, proxy.port(), bouncer.as_ref()).await?;
     }
+    fail_on_broken_runs(&runs, scope_failures)
+}
 
+/// A pgrelay target and the host its clients use.
+type ProxyAt<'a> = (&'a TestProxy, &'a str);
+
+/// Every selected workload on every target, round after round
+/// (interleaved, so drift hits all alike), then the scope runs of each
+/// round: the runs, the scope runs, and how many scope runs failed.
+async fn measure_rounds(
+    args: &Args,
+    targets: &[(Target, String, u16, Probe)],
+    (proxy, scope_host): ProxyAt<'_>,
+    hz: f64,
+) -> anyhow::Result<(Vec<Run>, Vec<scopes::ScopeRun>, usize)> {
+    let mut runs = Vec::new();
+    let (mut scope_runs, mut scope_failures) = (Vec::new(), 0);
+    for round in 0..args.rounds {
+        for workload in WORKLOADS.iter().filter(|w| args.runs(w.name)) {
+            for (target, host, port, probe) in targets {
+                let (target, port, probe) = (*target, *port, *probe);
+                let outcome = measure(host, port, workload, args.duration, probe, hz).await?;
+                let run = Run {
+                    round,
+                    workload: workload.name,
+                    target,
+                    outcome: outcome.map_err(|e| format!("{e:#}")),
+                };
+                println!("{}", report::run_line(&run, args.rounds));
+                runs.push(run);
+            }
+        }
+        if args.runs(scopes::NAME) {
+            let rounds = (round, args.rounds);
+            let (ran, failed) = scopes::round(scope_host, proxy, rounds, args.duration).await;
+            scope_runs.extend(ran);
+            scope_failures += failed;
+        }
+    }
+    Ok((runs, scope_runs, scope_failures))
+}
+
+/// Prints what `n` idle clients cost pgrelay (on `port`) and PgBouncer.
+async fn report_idle_memory(
+    n: usize,
+    port: u16,
+    bouncer: Option<&PgBouncer>,
+) -> anyhow::Result<()> {
+    let own = std::process::id();
+    let per_client = idle_memory(own, port, n).await?;
+    let bouncer_per_client = match bouncer {
+        Some(b) => Some(idle_memory(b.pid(), b.port(), n).await?),
+        None => None,
+    };
+    println!(
+        "\nidle clients ({n}, TCP): pgrelay {per_client:.0} bytes each (target <= 8192), \
+         pgbouncer {}",
+        bouncer_per_client.map_or_else(
+            || "not installed".to_owned(),
+            |b| format!("{b:.0} bytes each")
+        )
+    );
+    Ok(())
+}
+
+/// Reports each failed run; an error if any against direct or pgrelay
+/// (or a scope run) failed. PgBouncer's limits (e.g. no `-M prepared` in
+/// transaction pooling before 1.21) are part of the comparison; ours and
+/// PostgreSQL's are not.
+fn fail_on_broken_runs(runs: &[Run], scope_failures: usize) -> anyhow::Result<()> {
     for run in runs.iter().filter(|r| r.outcome.is_err()) {
         if let Err(e) = &run.outcome {
             eprintln!(
@@ -413,8 +436,6 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             );
         }
     }
-    // PgBouncer's limits (e.g. no `-M prepared` in transaction pooling
-    // before 1.21) are part of the comparison; ours and PostgreSQL's are not.
     let broken = runs
         .iter()
         .filter(|r| r.outcome.is_err() && r.target != Target::Pgbouncer)

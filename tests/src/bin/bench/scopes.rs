@@ -35,6 +35,35 @@ pub struct ScopeRun {
     pub steal_percent: f64,
 }
 
+/// One round of every scope through `proxy`; the runs, and how many
+/// failed (each reported as it happens).
+pub async fn round(
+    host: &str,
+    proxy: &pgrelay_tests::TestProxy,
+    (round, rounds): (usize, usize),
+    duration: u64,
+) -> (Vec<ScopeRun>, usize) {
+    let (mut runs, mut failed) = (Vec::new(), 0);
+    for scope in Scope::ALL {
+        let admin = proxy.admin_addr();
+        match measure(host, proxy.port(), admin, scope, duration).await {
+            Ok(run) => {
+                println!("{}", run_line(round, rounds, &run));
+                runs.push(run);
+            }
+            Err(e) => {
+                println!(
+                    "round {}/{rounds}  {NAME} scope {} FAILED: {e:#}",
+                    round + 1,
+                    scope.as_str()
+                );
+                failed += 1;
+            }
+        }
+    }
+    (runs, failed)
+}
+
 /// Writers and readers for `seconds` through pgrelay at `host`/`port`, in
 /// `scope` (given in the startup packet); `admin` serves its /metrics.
 pub async fn measure(
