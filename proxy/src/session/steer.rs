@@ -139,8 +139,11 @@ impl ClientSide<'_> {
     fn forwarded(&mut self, tag: u8, frame: &[u8]) -> Verdict {
         self.route.head = HeadFrame::Undecided;
         self.arm_retry(tag, frame);
-        let capture =
-            matches!(tag, tag::QUERY | tag::SYNC) && self.route.lsn_ask.take_behind_request();
+        let capture = match tag {
+            tag::QUERY | tag::SYNC => self.route.lsn_ask.take_behind_request(),
+            tag::COPY_DONE => self.copy_done_captures(),
+            _ => false,
+        };
         let clean = match tag {
             tag::QUERY => {
                 let steered = std::mem::replace(&mut self.route.steered, Leaves::MaybeState);
@@ -204,6 +207,21 @@ impl ClientSide<'_> {
             _ => {}
         }
         verdict
+    }
+
+    /// A COPY FROM STDIN sent as a Query ends: the server takes a Query
+    /// again once it has finished, so the write's position is asked right
+    /// behind the CopyDone, and the COPY is acknowledged once it is known
+    /// (as any write). In an extended-protocol batch a Query would cut the
+    /// batch: that COPY's position is asked before the next read instead.
+    fn copy_done_captures(&mut self) -> bool {
+        let simple = !self.tracker.in_batch() && self.tracker.status() == TxStatus::Idle;
+        let on_primary = self.topology.primary() == Some(self.route.current);
+        if simple && on_primary && self.route.lsn_ask == LsnAsk::BeforeNextRead {
+            self.route.lsn_ask = LsnAsk::Nothing;
+            return true;
+        }
+        false
     }
 
     /// Arms the retry net as the Query, or the Sync of the batch, that was

@@ -103,6 +103,11 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         "scope::psycopg_keeps_the_token",
         psycopg_keeps_the_token,
     ));
+    trials.push(trial(
+        env,
+        "scope::a_copy_is_acknowledged_behind_its_position",
+        copy_acknowledged_behind_its_position,
+    ));
     trials
 }
 
@@ -354,6 +359,47 @@ async fn psycopg_keeps_the_token(env: std::sync::Arc<Env>) -> anyhow::Result<()>
     ensure!(
         pgrelay_health::parse_lsn(words[1]).is_some_and(|lsn| lsn > 0),
         "{out}"
+    );
+    Ok(())
+}
+
+/// `COPY … FROM STDIN` as a Query: its acknowledgement too comes behind
+/// the token, and another connection's read right after sees its rows
+/// (global scope; the replica applies 2 s late).
+async fn copy_acknowledged_behind_its_position(env: std::sync::Arc<Env>) -> anyhow::Result<()> {
+    env.prepare("DROP TABLE IF EXISTS scope_copied; CREATE TABLE scope_copied (id int)")
+        .await?;
+    let proxy = proxy(&env, "global").await?;
+    let reader = proxy.client().await?;
+    let params = [("user", "postgres"), ("database", "postgres")];
+    let mut client = RawClient::connect(proxy.addr(), &params).await?;
+    client
+        .send(&pgrelay_tests::raw::frame(
+            b'Q',
+            b"COPY scope_copied FROM STDIN\0",
+        ))
+        .await?;
+    let copy_in = client.read_message().await?;
+    ensure!(
+        copy_in.tag == b'G',
+        "expected CopyInResponse, got {copy_in:?}"
+    );
+    let mut rows = pgrelay_tests::raw::frame(b'd', b"1\n2\n");
+    rows.extend(pgrelay_tests::raw::frame(b'c', b""));
+    client.send(&rows).await?;
+    let answer = client.read_until_ready().await?;
+    ensure!(
+        answer.iter().all(|m| m.tag != b'E'),
+        "the COPY failed: {answer:?}"
+    );
+    let token =
+        last_lsn(&answer).context("no pgrelay.last_lsn before the COPY's acknowledgement")?;
+    ensure!(pgrelay_health::parse_lsn(&token).is_some_and(|lsn| lsn > 0));
+    let seen = value(&reader, "SELECT count(*) FROM scope_copied").await?;
+    ensure!(
+        seen == "2",
+        "a read right after the COPY saw {seen} rows ({})",
+        route(&reader).await?
     );
     Ok(())
 }
