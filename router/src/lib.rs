@@ -47,7 +47,10 @@ pub use decide::{Balance, Balancer, Decision, SessionView, decide};
 pub use fingerprint::{Fingerprint, fingerprint, fingerprint_bytes};
 pub use hint::leading_hint;
 pub use leaves::{Leaves, is_plain_read};
-pub use lsn_ask::{AskUpdate, LsnAsk, ask_after_open_batch, ask_after_writes, ask_in_transaction};
+pub use lsn_ask::{
+    AskUpdate, LsnAsk, ask_after_open_batch, ask_after_unparsed_query, ask_after_writes,
+    ask_in_transaction, may_start_copy,
+};
 pub use pins::{Pin, Pins, Replay};
 pub use placement::{
     NoFreshReplica, NoReplica, Placement, Position, ReadWait, no_fresh_replica, place,

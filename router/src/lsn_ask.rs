@@ -84,6 +84,24 @@ pub fn ask_after_open_batch(consistency: Consistency) -> AskUpdate {
     }
 }
 
+/// Whether a Query text could put the server into copy-in mode: a text
+/// the parser cannot read is a COPY only if it says `copy` somewhere. One
+/// that does not can have the LSN asked right behind it.
+pub fn may_start_copy(sql: &[u8]) -> bool {
+    sql.windows(4).any(|w| w.eq_ignore_ascii_case(b"copy"))
+}
+
+/// An unparsed write in a Query text that cannot start a COPY: its LSN
+/// is asked behind it, like any write's, rather than before the next
+/// read.
+pub fn ask_after_unparsed_query(ask: LsnAsk, sql: &[u8]) -> AskUpdate {
+    if ask == LsnAsk::BeforeNextRead && !may_start_copy(sql) {
+        AskUpdate::BehindRequest
+    } else {
+        AskUpdate::Keep
+    }
+}
+
 impl LsnAsk {
     /// What steering a request changed.
     pub fn update(&mut self, update: AskUpdate) {
@@ -129,6 +147,30 @@ impl LsnAsk {
 mod tests {
     use super::*;
     use crate::classify::classify;
+
+    #[test]
+    fn only_a_text_that_says_copy_may_start_one() {
+        assert!(may_start_copy(b"COPY t FROM STDIN WHERE a > 0"));
+        assert!(may_start_copy(
+            b"insertt into t values (1); copy t from stdin"
+        ));
+        assert!(may_start_copy(b"SELECT 1; CoPy t FROM STDIN"));
+        assert!(!may_start_copy(b"INSERTT INTO t VALUES (1)"));
+        assert!(!may_start_copy(b""));
+        let due = LsnAsk::BeforeNextRead;
+        assert_eq!(
+            ask_after_unparsed_query(due, b"INSERTT INTO t VALUES (1)"),
+            AskUpdate::BehindRequest
+        );
+        assert_eq!(
+            ask_after_unparsed_query(due, b"COPY t FROM STDIN WITH (HEADER MATCH)"),
+            AskUpdate::Keep
+        );
+        assert_eq!(
+            ask_after_unparsed_query(LsnAsk::Nothing, b"INSERTT 1"),
+            AskUpdate::Keep
+        );
+    }
 
     const INSERT: &str = "INSERT INTO t VALUES (1)";
     const COPY_IN: &str = "COPY t FROM STDIN";

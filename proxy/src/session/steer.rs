@@ -35,7 +35,8 @@ use std::sync::Arc;
 use pgrelay_health::TopologyCell;
 use pgrelay_router::{
     Access, Consistency, Hint, Leaves, LsnAsk, Pin, Replay, Request, RouteReason, Scope,
-    SessionEffect, Statement, Steer, WriteReason, ask_in_transaction, is_plain_read,
+    SessionEffect, Statement, Steer, WriteReason, ask_after_unparsed_query, ask_in_transaction,
+    is_plain_read,
 };
 
 use crate::sqlstate;
@@ -304,6 +305,17 @@ impl ClientSide<'_> {
         {
             self.route.lsn_ask.not_behind_request();
             return verdict;
+        }
+        if matches!(
+            statement.access,
+            Access::Write {
+                why: WriteReason::Unparsed
+            }
+        ) {
+            let ask = self.route.lsn_ask;
+            self.route
+                .lsn_ask
+                .update(ask_after_unparsed_query(ask, sql));
         }
         self.note_dropped_statements(route.node, &statement.session);
         self.note_setting(route.node, sql, &statement.session);

@@ -105,7 +105,7 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
     ));
     trials.push(trial(
         env,
-        "scope::a_copy_is_acknowledged_behind_its_position",
+        "scope::a_copy_or_unparsed_write_is_acknowledged_behind_its_position",
         copy_acknowledged_behind_its_position,
     ));
     trials
@@ -401,5 +401,12 @@ async fn copy_acknowledged_behind_its_position(env: std::sync::Arc<Env>) -> anyh
         "a read right after the COPY saw {seen} rows ({})",
         route(&reader).await?
     );
+    // A text the parser cannot read (`TABLE t`) runs on the primary as a
+    // possible write; it says no `copy`, so its position is asked right
+    // behind it, not before the session's next read.
+    let answer = client.simple_query(b"TABLE scope_copied").await?;
+    ensure!(answer.iter().all(|m| m.tag != b'E'), "{answer:?}");
+    let later = last_lsn(&answer).context("no pgrelay.last_lsn behind the unparsed text")?;
+    ensure!(pgrelay_health::parse_lsn(&later) >= pgrelay_health::parse_lsn(&token));
     Ok(())
 }
