@@ -186,7 +186,15 @@ impl<'a> Session<'a> {
         // nodes, recovery) are large and run only now and then, while an
         // idle session should cost little.
         match end {
-            ForwardEnd::Released => Ok(self.on_released()),
+            ForwardEnd::Released => {
+                if self.route.lsn_ask == pgrelay_router::LsnAsk::BeforeNextRead {
+                    // Before the connection goes: other sessions' reads
+                    // (global scope) see that write from now on, not only
+                    // after this session's next read.
+                    Box::pin(self.capture_position()).await?;
+                }
+                Ok(self.on_released())
+            }
             ForwardEnd::BackendLost => Box::pin(self.on_lost(Loss::Idle)).await,
             ForwardEnd::LostInFlight => Box::pin(self.on_lost(Loss::InFlight)).await,
             ForwardEnd::Refused => Box::pin(self.on_refused()).await,

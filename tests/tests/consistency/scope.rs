@@ -8,7 +8,7 @@
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
 use pgrelay_tests::raw::{Message, RawClient};
-use pgrelay_tests::{ProxyOptions, TestProxy};
+use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 
 use crate::env::{Env, LazyEnv, route, trial, value};
 
@@ -102,6 +102,11 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         env,
         "scope::psycopg_keeps_the_token",
         psycopg_keeps_the_token,
+    ));
+    trials.push(trial(
+        env,
+        "scope::a_write_in_a_batch_cut_by_flush_reaches_other_sessions_reads",
+        flushed_batch_write_is_seen,
     ));
     trials.push(trial(
         env,
@@ -408,5 +413,51 @@ async fn copy_acknowledged_behind_its_position(env: std::sync::Arc<Env>) -> anyh
     ensure!(answer.iter().all(|m| m.tag != b'E'), "{answer:?}");
     let later = last_lsn(&answer).context("no pgrelay.last_lsn behind the unparsed text")?;
     ensure!(pgrelay_health::parse_lsn(&later) >= pgrelay_health::parse_lsn(&token));
+    Ok(())
+}
+
+/// A write in an extended-protocol batch cut by a Flush (read partway: its
+/// position cannot be asked behind it): once the writer's connection goes
+/// back to the pool, other sessions' reads see the write, though the
+/// writer never reads again (global scope; the replica is 2 s behind).
+async fn flushed_batch_write_is_seen(env: std::sync::Arc<Env>) -> anyhow::Result<()> {
+    use pgrelay_tests::raw::msg;
+    env.prepare("DROP TABLE IF EXISTS scope_flushed; CREATE TABLE scope_flushed (id int)")
+        .await?;
+    let proxy = proxy(&env, "global").await?;
+    let params = [("user", "postgres"), ("database", "postgres")];
+    let mut writer = RawClient::connect(proxy.addr(), &params).await?;
+    let mut batch = msg::parse("", "INSERT INTO scope_flushed VALUES (1)");
+    batch.extend(msg::bind(""));
+    batch.extend(msg::execute());
+    batch.extend(msg::flush());
+    writer.send(&batch).await?;
+    loop {
+        let m = writer.read_message().await?;
+        ensure!(m.tag != b'E', "the INSERT failed: {m:?}");
+        if m.tag == b'C' {
+            break;
+        }
+    }
+    writer.send(&msg::sync()).await?;
+    writer.read_until_ready().await?;
+    let reader = proxy.client().await?;
+    let started = std::time::Instant::now();
+    poll_until(
+        std::time::Duration::from_secs(1),
+        "the read to see the row",
+        || async {
+            let seen = value(&reader, "SELECT count(*) FROM scope_flushed")
+                .await
+                .ok()?;
+            (seen == "1").then_some(())
+        },
+    )
+    .await
+    .context("well before the replica (2 s behind) could have it")?;
+    println!(
+        "flushed batch write seen by another session after {:?}",
+        started.elapsed()
+    );
     Ok(())
 }

@@ -17,8 +17,18 @@ impl Session<'_> {
     /// Asks the primary for the WAL position of the session's last write
     /// (`Pending::CaptureLsn`), then judges the frame again.
     pub(super) async fn on_capture_lsn(&mut self) -> Result<Step, ProxyError> {
+        self.capture_position().await?;
+        self.up.resume();
+        Ok(Step::Continue)
+    }
+
+    /// Asks the primary, on the session's connection there, for the WAL
+    /// position of the session's last write, which could not be asked
+    /// right behind it (a COPY in a batch, a batch read partway): the
+    /// session's position and every session's (global scope) rise to it.
+    pub(in crate::session) async fn capture_position(&mut self) -> Result<(), ProxyError> {
         let Some(leases) = self.held.as_mut() else {
-            return Ok(Step::Continue);
+            return Ok(());
         };
         self.route.lsn_ask.asked_before_read();
         let primary = self.ctx.shared.topology.primary();
@@ -40,8 +50,7 @@ impl Session<'_> {
                 acknowledged.fetch_max(lsn, std::sync::atomic::Ordering::AcqRel);
             }
         }
-        self.up.resume();
-        Ok(Step::Continue)
+        Ok(())
     }
 
     /// Learns the primary's position as of `since` for a read in `cluster`
