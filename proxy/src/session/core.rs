@@ -191,7 +191,11 @@ impl<'a> Session<'a> {
                     // Before the connection goes: other sessions' reads
                     // (global scope) see that write from now on, not only
                     // after this session's next read.
+                    let before = self.route.capture.last_lsn;
                     Box::pin(self.capture_position()).await?;
+                    if self.route.capture.last_lsn > before {
+                        self.announce_position().await?;
+                    }
                 }
                 Ok(self.on_released())
             }

@@ -441,6 +441,21 @@ async fn flushed_batch_write_is_seen(env: std::sync::Arc<Env>) -> anyhow::Result
     }
     writer.send(&msg::sync()).await?;
     writer.read_until_ready().await?;
+    // Its token follows on its own, once pgrelay has asked.
+    let token = tokio::time::timeout(std::time::Duration::from_secs(2), writer.read_message())
+        .await
+        .context("no ParameterStatus after the batch")??;
+    ensure!(
+        last_lsn(&[
+            token.clone(),
+            Message {
+                tag: b'Z',
+                body: b"I".to_vec()
+            }
+        ])
+        .is_some(),
+        "expected pgrelay.last_lsn, got {token:?}"
+    );
     let reader = proxy.client().await?;
     let started = std::time::Instant::now();
     poll_until(

@@ -91,6 +91,16 @@ impl Session<'_> {
     }
 
     /// Sends pgrelay's own answer to the client.
+    /// The session's position, as ParameterStatus `pgrelay.last_lsn`, sent
+    /// on its own: a client between requests takes ParameterStatus
+    /// messages whenever they come (libpq keeps them).
+    pub(in crate::session) async fn announce_position(&mut self) -> Result<(), ProxyError> {
+        let mut out = BytesMut::new();
+        let lsn = pgrelay_health::format_lsn(self.route.capture.last_lsn);
+        be::parameter_status(&mut out, super::super::forward::LAST_LSN_PARAMETER, &lsn);
+        self.send(&out).await
+    }
+
     pub(super) async fn send(&mut self, out: &[u8]) -> Result<(), ProxyError> {
         self.client
             .send_all(out)
