@@ -191,13 +191,13 @@ impl<'a> Session<'a> {
                     // Before the connection goes: other sessions' reads
                     // (global scope) see that write from now on, not only
                     // after this session's next read.
-                    let before = self.route.capture.last_lsn;
-                    Box::pin(self.capture_position()).await?;
-                    if self.route.capture.last_lsn > before {
-                        self.announce_position().await?;
-                    }
+                    Box::pin(self.position_while_idle()).await?;
                 }
                 Ok(self.on_released())
+            }
+            ForwardEnd::PositionDue => {
+                Box::pin(self.position_while_idle()).await?;
+                Ok(Step::Continue)
             }
             ForwardEnd::BackendLost => Box::pin(self.on_lost(Loss::Idle)).await,
             ForwardEnd::LostInFlight => Box::pin(self.on_lost(Loss::InFlight)).await,
@@ -321,6 +321,7 @@ async fn give_back(
         }
         ForwardEnd::BackendClosed
         | ForwardEnd::Released
+        | ForwardEnd::PositionDue
         | ForwardEnd::Held
         | ForwardEnd::Refused
         | ForwardEnd::BackendLost

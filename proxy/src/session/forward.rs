@@ -53,6 +53,10 @@ pub enum ForwardEnd {
     /// and nothing pins the session; its connections may go back to the
     /// pool until the client sends its next request.
     Released,
+    /// Session pooling: nothing is in flight and a write's position is
+    /// still to be asked (it could not be asked behind the write): the
+    /// session asks now, while the client is idle.
+    PositionDue,
     /// The backend connection was lost with requests in flight that cannot
     /// run again (a write may or may not have happened); what the client
     /// got of their answers ends on a message boundary, so each can still
@@ -308,6 +312,16 @@ pub async fn forward(
             && down.is_empty()
         {
             return Poll::Ready(Ok(ForwardEnd::Released));
+        }
+        if release == Release::Never
+            && !holding
+            && tracker.is_idle()
+            && route.lsn_ask == pgrelay_router::LsnAsk::BeforeNextRead
+            && route.capture.is_idle()
+            && up.is_empty()
+            && down.is_empty()
+        {
+            return Poll::Ready(Ok(ForwardEnd::PositionDue));
         }
         match shutdown.poll_phase(cx) {
             Phase::Running => Poll::Pending,

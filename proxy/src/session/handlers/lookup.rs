@@ -22,6 +22,18 @@ impl Session<'_> {
         Ok(Step::Continue)
     }
 
+    /// A write's position that could not be asked behind it, asked while
+    /// the client is idle: every session's reads (global scope) see the
+    /// write from now on, and the client gets its token on its own.
+    pub(in crate::session) async fn position_while_idle(&mut self) -> Result<(), ProxyError> {
+        let before = self.route.capture.last_lsn;
+        self.capture_position().await?;
+        if self.route.capture.last_lsn > before {
+            self.announce_position().await?;
+        }
+        Ok(())
+    }
+
     /// Asks the primary, on the session's connection there, for the WAL
     /// position of the session's last write, which could not be asked
     /// right behind it (a COPY in a batch, a batch read partway): the
