@@ -68,12 +68,7 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         .iter()
         .map(|&(name, writer, scope, promised)| {
             trial(env, name, move |env| async move {
-                let tally = match writer {
-                    Writer::SamePgrelay => read_after_commit(&env, scope).await?,
-                    Writer::Direct | Writer::AnotherPgrelay => {
-                        read_after_outside_commit(&env, scope, writer).await?
-                    }
-                };
+                let tally = read_after_commit(&env, scope, writer).await?;
                 if promised {
                     ensure!(tally.violations == 0, "{scope} scope: {tally:?}");
                 } else {
@@ -140,14 +135,11 @@ async fn proxy(env: &Env, scope: &str) -> anyhow::Result<TestProxy> {
     .await
 }
 
-/// A client connected to the primary directly, or through another
-/// pgrelay, inserts a row; a client of this pgrelay reads it right after.
-async fn read_after_outside_commit(
-    env: &Env,
-    scope: &str,
-    writer: Writer,
-) -> anyhow::Result<Tally> {
-    let table = format!("scope_outside_{scope}_{}", writer as u8);
+/// A client (of this pgrelay, of another, or connected to the primary
+/// directly) inserts a row; another client of this pgrelay reads it right
+/// after the INSERT is acknowledged.
+async fn read_after_commit(env: &Env, scope: &str, writer: Writer) -> anyhow::Result<Tally> {
+    let table = format!("scope_rows_{scope}_{}", writer as u8);
     env.prepare(&format!(
         "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int)"
     ))
@@ -158,11 +150,13 @@ async fn read_after_outside_commit(
         Writer::AnotherPgrelay => Some(proxy_for_writes(env).await?),
         _ => None,
     };
-    let direct = match &other {
-        Some(other) => other.client().await?,
-        None => env.cluster.client(0).await?,
+    let direct = match (&other, writer) {
+        (Some(other), _) => other.client().await?,
+        (None, Writer::SamePgrelay) => proxy.client().await?,
+        (None, _) => env.cluster.client(0).await?,
     };
     let reader = proxy.client().await?;
+    ensure!(value(&reader, "SHOW pgrelay.scope").await? == scope);
     let mut tally = Tally::default();
     for id in 0..ROUNDS {
         direct
@@ -203,34 +197,6 @@ impl Tally {
 /// Another pgrelay instance in front of the same cluster.
 async fn proxy_for_writes(env: &Env) -> anyhow::Result<TestProxy> {
     TestProxy::start(&env.cluster, ProxyOptions::default()).await
-}
-
-/// One connection inserts a row, another reads it right after the INSERT
-/// is acknowledged.
-async fn read_after_commit(env: &Env, scope: &str) -> anyhow::Result<Tally> {
-    let table = format!("scope_rows_{scope}");
-    env.prepare(&format!(
-        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int)"
-    ))
-    .await?;
-    let proxy = proxy(env, scope).await?;
-    let writer = proxy.client().await?;
-    let reader = proxy.client().await?;
-    ensure!(value(&reader, "SHOW pgrelay.scope").await? == scope);
-    let mut tally = Tally::default();
-    for id in 0..ROUNDS {
-        writer
-            .simple_query(&format!("INSERT INTO {table} VALUES ({id})"))
-            .await?;
-        let seen = value(
-            &reader,
-            &format!("SELECT count(*) FROM {table} WHERE id = {id}"),
-        )
-        .await?;
-        tally.count(&route(&reader).await?, &seen);
-    }
-    println!("scope {scope}: {tally:?}");
-    Ok(tally)
 }
 
 /// The ParameterStatus `pgrelay.last_lsn` comes before the write's
