@@ -10,6 +10,7 @@ mod primary_wait;
 mod promote;
 mod replica_loss;
 mod visibility;
+mod window;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     trials.extend(promote::trials());
     trials.extend(primary_wait::trials());
     trials.extend(visibility::trials());
+    trials.extend(window::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
     } else {
