@@ -52,6 +52,7 @@ async fn restart_keeps_the_fence() -> anyhow::Result<()> {
         .await?;
 
     // A new pgrelay with the same state file.
+    let started = std::time::Instant::now();
     let proxy = TestProxy::start_unsettled(&cluster, options())?;
     let json = poll_until(
         Duration::from_secs(15),
@@ -63,12 +64,18 @@ async fn restart_keeps_the_fence() -> anyhow::Result<()> {
         },
     )
     .await?;
+    let fenced_after = started.elapsed();
     ensure!(json["primary"].is_null(), "no primary: {json}");
     for _ in 0..3 {
         refused_write(&proxy).await?;
     }
 
     made_read_only(&cluster, early_pid).await?;
+    println!(
+        "durable: pg1 fenced in /status {fenced_after:?} after pgrelay started; read-only with \
+         its sessions ended by {:?} (3 refused writes of hold_writes = 1s in between)",
+        started.elapsed()
+    );
     ensure!(
         early.batch_execute("COMMIT").await.is_err(),
         "the direct session's open write was ended, not committed"

@@ -226,6 +226,16 @@ async fn old_primary_back_is_never_written() -> anyhow::Result<()> {
         let port = write_port(&proxy, "back_rows").await?;
         ensure!(port != old_port, "a write reached the fenced old primary");
     }
+    // Fenced in memory only, it is made read-only all the same.
+    poll_until(Duration::from_secs(10), "pg1 read-only", || async {
+        let c = cluster.client(0).await.ok()?;
+        let row = c
+            .query_one("SHOW default_transaction_read_only", &[])
+            .await
+            .ok()?;
+        (row.get::<_, String>(0) == "on").then_some(())
+    })
+    .await?;
     // A restarted pgrelay knows nothing of the failover: the timelines
     // decide, and the old primary stays fenced.
     drop(c);
