@@ -4,6 +4,7 @@
 //! panics, and clusters stop on drop).
 
 mod balance;
+mod durable;
 mod failover;
 mod outage;
 mod primary_wait;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
     trials.extend(replica_loss::trials());
     trials.extend(balance::trials());
     trials.extend(failover::trials());
+    trials.extend(durable::trials());
     trials.extend(outage::trials());
     trials.extend(promote::trials());
     trials.extend(primary_wait::trials());
