@@ -7,6 +7,7 @@ mod balance;
 mod durable;
 mod failover;
 mod outage;
+mod page;
 mod primary_wait;
 mod promote;
 mod replica_loss;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     trials.extend(promote::trials());
     trials.extend(primary_wait::trials());
     trials.extend(visibility::trials());
+    trials.extend(page::trials());
     trials.extend(window::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
