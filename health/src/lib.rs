@@ -28,6 +28,7 @@ pub use error::HealthError;
 pub use failover::{
     DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverCause, FailoverControl, FailoverRecord,
     FailoverRequests, FailoverSettings, FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
+    SynchronousPolicy,
 };
 pub use liveness::{FAILURES_BEFORE_DOWN, SUCCESSES_BEFORE_UP};
 pub use lsn::{format_lsn, parse_lsn};

@@ -9,6 +9,7 @@ use tracing::{debug, info, warn};
 use crate::cell::TopologyCell;
 use crate::failover::{
     Edit, FailoverControl, FailoverRequests, FailoverSettings, SettingsUpdates, spawn_failover,
+    spawn_synchronous,
 };
 use crate::liveness::FAILURES_BEFORE_DOWN;
 use crate::observe::Observer;
@@ -143,6 +144,13 @@ pub fn spawn_monitor_reloadable(
     let initial = settings.borrow().clone();
     // With failover disabled the task serves manual requests only, and
     // ends (closing `edit_tx`) once no control is left.
+    spawn_synchronous(
+        targets.clone(),
+        settings.clone(),
+        failover.clone(),
+        Arc::clone(&cell),
+        shutdown.clone(),
+    );
     let updates = SettingsUpdates {
         monitor: settings.clone(),
         failover,

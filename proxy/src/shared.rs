@@ -218,5 +218,6 @@ pub fn failover_settings(failover: &FailoverConfig) -> FailoverSettings {
         enabled: failover.enabled,
         detect_after: failover.detect_after,
         replica_conninfo: failover.replica_conninfo.clone(),
+        synchronous: failover.synchronous,
     }
 }

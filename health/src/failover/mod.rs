@@ -8,6 +8,9 @@
 //! - `promote`: `pg_promote()` and its verification;
 //! - `repoint`: `primary_conninfo` and replication slots for the others;
 //! - `manual`: an operator's promotion requests, and when they are refused;
+//! - `synchronous`: the `synchronous_standby_names` a primary should have,
+//!   and which replica may be promoted without losing acknowledged commits;
+//! - `sync_task`: the task that keeps that setting on the current primary;
 //! - `task`: the task that watches snapshots, serves the requests and runs
 //!   the steps in order.
 //!
@@ -21,6 +24,8 @@ mod manual;
 mod promote;
 mod repoint;
 mod state;
+mod sync_task;
+mod synchronous;
 mod task;
 
 pub use manual::{FailoverControl, FailoverRequests};
@@ -28,4 +33,6 @@ pub use state::{
     DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverCause, FailoverRecord,
     FailoverSettings, FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
 };
+pub(crate) use sync_task::spawn_synchronous;
+pub use synchronous::SynchronousPolicy;
 pub(crate) use task::{Edit, SettingsUpdates, spawn_failover};

@@ -29,6 +29,8 @@ use crate::failover::state::{
     FailoverCause, FailoverRecord, FailoverSettings, FailoverState, PROMOTE_TIMEOUT,
     REPOINT_TIMEOUT,
 };
+use crate::failover::sync_task::prepare_promotion;
+use crate::failover::synchronous::SynchronousPolicy;
 use crate::monitor::{MonitorSettings, NodeTarget};
 use crate::topology::{NodeRole, Topology};
 
@@ -139,17 +141,19 @@ impl Failover {
                     self.set_state(&t, FailoverState::CutOff { primary, streaming })
                         .await
                 }
-                Decision::Failed { primary, since } => match choose(&t, primary) {
-                    None => {
-                        self.set_state(&t, FailoverState::NoCandidate { primary })
-                            .await
-                    }
-                    Some(candidate) => {
-                        if !self.fail_over(&t, primary, candidate, since).await {
-                            detector.retry_later(Instant::now());
+                Decision::Failed { primary, since } => {
+                    match choose(&t, primary, self.synchronous()) {
+                        None => {
+                            self.set_state(&t, FailoverState::NoCandidate { primary })
+                                .await
+                        }
+                        Some(candidate) => {
+                            if !self.fail_over(&t, primary, candidate, since).await {
+                                detector.retry_later(Instant::now());
+                            }
                         }
                     }
-                },
+                }
             }
         }
     }
@@ -168,7 +172,8 @@ impl Failover {
                 return;
             }
         };
-        if let Some(best) = choose(t, primary).filter(|&best| best != candidate) {
+        if let Some(best) = choose(t, primary, self.synchronous()).filter(|&best| best != candidate)
+        {
             warn!(epoch = t.epoch, %node, most_advanced = %t.nodes[best].name,
                 "manual promotion of a replica that is not the most advanced");
         }
@@ -190,6 +195,10 @@ impl Failover {
                 let _ = reply.send(Err(e));
             }
         }
+    }
+
+    fn synchronous(&self) -> Option<&SynchronousPolicy> {
+        self.settings.synchronous.as_ref()
     }
 
     /// Takes what a config reload sent since the last step.
@@ -299,8 +308,11 @@ impl Failover {
             .wait_until(PUBLISH_TIMEOUT, |t| t.nodes[primary].fenced)
             .await;
 
-        let started = Instant::now();
         let target = &self.targets[candidate];
+        if let Some(policy) = self.synchronous() {
+            prepare_promotion(t, primary, candidate, target, &self.monitor, policy).await;
+        }
+        let started = Instant::now();
         if let Err(e) = promote(target, &self.monitor, PROMOTE_TIMEOUT).await {
             let unfence = still_replica(target, &self.monitor).await;
             error!(epoch = t.epoch, %from, %to, error = %e, unfenced = unfence, "promotion failed");

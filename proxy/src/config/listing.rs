@@ -119,6 +119,13 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
         "failover.replica_conninfo",
         secrets.conninfo(&f.replica_conninfo),
     );
+    add(
+        "failover.synchronous",
+        f.synchronous.map_or_else(
+            || "none".to_owned(),
+            |s| format!("{{ standbys = {}, strict = {} }}", s.standbys, s.strict),
+        ),
+    );
     let pool = &config.pool;
     add("pool.mode", pool.mode.to_string());
     add("pool.size", pool.size.to_string());

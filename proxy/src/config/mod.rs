@@ -228,6 +228,10 @@ pub struct FailoverConfig {
     /// `primary_conninfo` given to the surviving replicas; `{name}` is
     /// replaced by each replica's node name.
     pub replica_conninfo: String,
+    /// `synchronous = { standbys = k, strict = bool }`: pgrelay maintains
+    /// `synchronous_standby_names` on the primary and promotes only a
+    /// synchronous standby. Absent: pgrelay touches neither.
+    pub synchronous: Option<pgrelay_health::SynchronousPolicy>,
 }
 
 /// `[admin]`: who may change pgrelay's state.
@@ -373,6 +377,7 @@ impl Default for FailoverConfig {
             detect_after: DEFAULT_DETECT_AFTER,
             hold_writes: DEFAULT_HOLD_WRITES,
             replica_conninfo: DEFAULT_REPLICA_CONNINFO.to_owned(),
+            synchronous: None,
         }
     }
 }
@@ -399,6 +404,7 @@ impl fmt::Debug for FailoverConfig {
                 "replica_conninfo",
                 &pgrelay_health::conninfo::redact(&self.replica_conninfo),
             )
+            .field("synchronous", &self.synchronous)
             .finish()
     }
 }

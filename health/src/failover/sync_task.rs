@@ -1,0 +1,201 @@
+//! Keeping `synchronous_standby_names` on the current primary as the
+//! policy wants it (see `synchronous`), and setting it on a replica about
+//! to be promoted.
+//!
+//! The keeper acts only while failover is idle: during a failover the
+//! failover task owns the setting (it sets it on the candidate before
+//! promoting, so the new primary's first acknowledged commits are already
+//! confirmed by a standby), and the replicas it re-points would look like
+//! lost standbys until they stream again. It writes only when the wanted
+//! value differs from what the primary has: one `SHOW` per new primary or
+//! new wanted value, one `ALTER SYSTEM` + `pg_reload_conf()` per change.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::cell::TopologyCell;
+use crate::error::HealthError;
+use crate::failover::FailoverSettings;
+use crate::failover::connection::{bounded, connect, postgres};
+use crate::failover::repoint::sql_literal;
+use crate::failover::state::FailoverState;
+use crate::failover::synchronous::{
+    Shortfall, StandbyNames, SynchronousPolicy, standby_names, standby_names_after_promotion,
+};
+use crate::monitor::{MonitorSettings, NodeTarget};
+use crate::topology::Topology;
+
+/// How long to wait before trying again after a failed change.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What the keeper last made sure of.
+#[derive(Debug, PartialEq)]
+struct Applied {
+    primary: usize,
+    epoch: u64,
+    names: StandbyNames,
+}
+
+pub(crate) fn spawn_synchronous(
+    targets: Vec<NodeTarget>,
+    monitor: watch::Receiver<MonitorSettings>,
+    failover: watch::Receiver<FailoverSettings>,
+    cell: Arc<TopologyCell>,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(keep(targets, monitor, failover, cell, shutdown));
+}
+
+async fn keep(
+    targets: Vec<NodeTarget>,
+    monitor: watch::Receiver<MonitorSettings>,
+    failover: watch::Receiver<FailoverSettings>,
+    cell: Arc<TopologyCell>,
+    shutdown: CancellationToken,
+) {
+    let mut changes = cell.subscribe();
+    let mut applied: Option<Applied> = None;
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        let settings = monitor.borrow().clone();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(settings.interval) => {}
+        }
+        let Some(policy) = failover.borrow().synchronous else {
+            // Not configured (or no longer): the setting is the operator's.
+            applied = None;
+            continue;
+        };
+        let t = cell.load();
+        let Some(wanted) = wanted(&t, &policy) else {
+            continue;
+        };
+        if applied.as_ref() == Some(&wanted) || retry_at.is_some_and(|at| Instant::now() < at) {
+            continue;
+        }
+        let Some(target) = targets.get(wanted.primary) else {
+            continue;
+        };
+        match apply(target, &settings, &wanted.names.value).await {
+            Ok(changed) => {
+                report(t.epoch, target, &wanted, changed, applied.as_ref());
+                applied = Some(wanted);
+                retry_at = None;
+            }
+            Err(e) => {
+                warn!(epoch = t.epoch, node = %target.name, error = %e,
+                    value = %wanted.names.value, "setting synchronous_standby_names failed");
+                retry_at = Some(Instant::now() + RETRY_AFTER);
+            }
+        }
+    }
+}
+
+/// What the primary of `t` should have, while failover is idle.
+fn wanted(t: &Topology, policy: &SynchronousPolicy) -> Option<Applied> {
+    if t.failover != FailoverState::Idle {
+        return None;
+    }
+    let primary = t.primary?;
+    Some(Applied {
+        primary,
+        epoch: t.epoch,
+        names: standby_names(t, primary, policy),
+    })
+}
+
+/// Logs a change of the setting or of how it falls short.
+fn report(
+    epoch: u64,
+    target: &NodeTarget,
+    wanted: &Applied,
+    changed: bool,
+    before: Option<&Applied>,
+) {
+    let value = &wanted.names.value;
+    if changed {
+        info!(epoch, node = %target.name, %value, "synchronous_standby_names set");
+    }
+    let same_shortfall = before.is_some_and(|b| {
+        b.primary == wanted.primary && b.names.shortfall == wanted.names.shortfall
+    });
+    if !same_shortfall {
+        log_shortfall(epoch, &target.name, wanted.names.shortfall, value);
+    }
+}
+
+fn log_shortfall(epoch: u64, node: &str, shortfall: Shortfall, value: &str) {
+    match shortfall {
+        Shortfall::None => {}
+        Shortfall::Degraded { confirmations } => warn!(epoch, node, %value, confirmations,
+            "fewer standbys stream than synchronous.standbys: degraded, commits are \
+             acknowledged with fewer confirmations (0: asynchronous)"),
+        Shortfall::Blocking { streaming } => warn!(epoch, node, %value, streaming,
+            "fewer standbys stream than synchronous.standbys and strict = true: \
+             commits wait until enough standbys are back"),
+    }
+}
+
+/// Sets the synchronous standbys of `new` before it is promoted to
+/// replace `old`: the replicas that will be re-pointed at it count as
+/// streaming. A failure is logged and the promotion goes on (the keeper
+/// sets it once failover is idle again).
+pub(crate) async fn prepare_promotion(
+    t: &Topology,
+    old: usize,
+    new: usize,
+    target: &NodeTarget,
+    settings: &MonitorSettings,
+    policy: &SynchronousPolicy,
+) {
+    let names = standby_names_after_promotion(t, old, new, policy);
+    match apply(target, settings, &names.value).await {
+        Ok(_) => {
+            info!(epoch = t.epoch, node = %target.name, value = %names.value,
+                "synchronous_standby_names set before promotion");
+            log_shortfall(t.epoch, &target.name, names.shortfall, &names.value);
+        }
+        Err(e) => warn!(epoch = t.epoch, node = %target.name, error = %e,
+            value = %names.value, "setting synchronous_standby_names before promotion failed"),
+    }
+}
+
+/// Makes `synchronous_standby_names` on `target` be `value`. Returns
+/// whether it changed it. `ALTER SYSTEM` works on a standby too.
+async fn apply(
+    target: &NodeTarget,
+    settings: &MonitorSettings,
+    value: &str,
+) -> Result<bool, HealthError> {
+    let timeout = settings.query_timeout;
+    let client = connect(target, settings).await?;
+    let row = bounded(
+        target,
+        timeout,
+        client.query_one("SHOW synchronous_standby_names", &[]),
+    )
+    .await?;
+    let current: String = row.try_get(0).map_err(|e| postgres(target, e))?;
+    if current == value {
+        return Ok(false);
+    }
+    let sql = format!(
+        "ALTER SYSTEM SET synchronous_standby_names = {}",
+        sql_literal(value)
+    );
+    // Separate statements: ALTER SYSTEM refuses a transaction block.
+    bounded(target, timeout, client.batch_execute(&sql)).await?;
+    bounded(
+        target,
+        timeout,
+        client.batch_execute("SELECT pg_reload_conf()"),
+    )
+    .await?;
+    Ok(true)
+}
