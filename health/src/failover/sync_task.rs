@@ -27,7 +27,7 @@ use crate::failover::synchronous::{
     Shortfall, StandbyNames, SynchronousPolicy, standby_names, standby_names_after_promotion,
 };
 use crate::monitor::{MonitorSettings, NodeTarget};
-use crate::topology::Topology;
+use crate::topology::{NodeRole, Topology};
 
 /// How long to wait before trying again after a failed change.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -97,9 +97,11 @@ async fn keep(
     }
 }
 
-/// What the primary of `t` should have, while failover is idle.
+/// What the primary of `t` should have, while failover is idle and once
+/// every node was probed (at startup, replicas not probed yet would read
+/// as lost standbys).
 fn wanted(t: &Topology, policy: &SynchronousPolicy) -> Option<Applied> {
-    if t.failover != FailoverState::Idle {
+    if t.failover != FailoverState::Idle || t.nodes.iter().any(|n| n.role == NodeRole::Unknown) {
         return None;
     }
     let primary = t.primary?;
@@ -198,4 +200,46 @@ async fn apply(
     )
     .await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::NodeStatus;
+
+    fn node(name: &str, role: NodeRole) -> NodeStatus {
+        NodeStatus {
+            role,
+            healthy: role != NodeRole::Unknown,
+            wal_lsn: (role == NodeRole::Primary).then_some(1),
+            streaming: role == NodeRole::Replica,
+            upstream: (role == NodeRole::Replica).then(|| "pg1:1".to_owned()),
+            ..NodeStatus::new(name.into(), format!("{name}:1"))
+        }
+    }
+
+    #[test]
+    fn the_keeper_waits_for_every_node_and_for_failover_to_be_idle() {
+        let policy = SynchronousPolicy {
+            standbys: 1,
+            strict: false,
+        };
+        let nodes = |third: NodeRole| {
+            vec![
+                node("pg1", NodeRole::Primary),
+                node("pg2", NodeRole::Replica),
+                node("pg3", third),
+            ]
+        };
+        let t = Topology::initial(vec![]).with_nodes(nodes(NodeRole::Unknown));
+        assert_eq!(wanted(&t, &policy), None, "pg3 not probed yet");
+        let t = Topology::initial(vec![]).with_nodes(nodes(NodeRole::Replica));
+        let names = wanted(&t, &policy).map(|w| (w.primary, w.names.value));
+        assert_eq!(names, Some((0, "ANY 1 (\"pg2\", \"pg3\")".to_owned())));
+        let t = t.with_failover(
+            FailoverState::Repointing { primary: 0 },
+            std::time::SystemTime::now(),
+        );
+        assert_eq!(wanted(&t, &policy), None, "failover owns the setting");
+    }
 }

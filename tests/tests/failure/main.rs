@@ -9,6 +9,7 @@ mod outage;
 mod primary_wait;
 mod promote;
 mod replica_loss;
+mod synchronous;
 mod visibility;
 
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     trials.extend(promote::trials());
     trials.extend(primary_wait::trials());
     trials.extend(visibility::trials());
+    trials.extend(synchronous::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
     } else {
