@@ -8,8 +8,8 @@ use tracing::{debug, info, warn};
 
 use crate::cell::TopologyCell;
 use crate::failover::{
-    Edit, FailoverControl, FailoverRequests, FailoverSettings, SettingsUpdates, spawn_failover,
-    spawn_synchronous,
+    Edit, FailoverControl, FailoverRequests, FailoverSettings, QuorumLedger, SettingsUpdates,
+    spawn_failover, spawn_synchronous,
 };
 use crate::liveness::FAILURES_BEFORE_DOWN;
 use crate::observe::Observer;
@@ -144,11 +144,12 @@ pub fn spawn_monitor_reloadable(
     let initial = settings.borrow().clone();
     // With failover disabled the task serves manual requests only, and
     // ends (closing `edit_tx`) once no control is left.
+    let quorums = Arc::new(QuorumLedger::default());
     spawn_synchronous(
         targets.clone(),
-        settings.clone(),
-        failover.clone(),
+        (settings.clone(), failover.clone()),
         Arc::clone(&cell),
+        Arc::clone(&quorums),
         shutdown.clone(),
     );
     let updates = SettingsUpdates {
@@ -161,6 +162,7 @@ pub fn spawn_monitor_reloadable(
         Arc::clone(&cell),
         edit_tx,
         requests,
+        quorums,
         shutdown.clone(),
     );
     for (index, target) in targets.into_iter().enumerate() {

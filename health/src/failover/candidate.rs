@@ -2,19 +2,21 @@
 
 use std::cmp::Reverse;
 
-use crate::failover::synchronous::{SynchronousPolicy, choose_synchronous};
+use crate::failover::synchronous::{Quorum, SynchronousPolicy, choose_synchronous};
 use crate::topology::{NodeRole, Topology};
 
 /// The replica to promote in place of `failed`: with a synchronous
 /// policy only one that has every acknowledged commit (see
-/// `synchronous`), else [`most_advanced`].
+/// `synchronous`; `set`: the quorum pgrelay set on `failed`), else
+/// [`most_advanced`].
 pub(crate) fn choose(
     t: &Topology,
     failed: usize,
     synchronous: Option<&SynchronousPolicy>,
+    set: Option<&Quorum>,
 ) -> Option<usize> {
     match synchronous {
-        Some(policy) => choose_synchronous(t, failed, policy),
+        Some(policy) => choose_synchronous(t, failed, policy, set),
         None => most_advanced(t, failed),
     }
 }
@@ -66,7 +68,7 @@ mod tests {
             replica("a", 100, 90, false),
             replica("b", 200, 50, false),
         ]);
-        assert_eq!(choose(&t, 0, None), Some(2));
+        assert_eq!(choose(&t, 0, None, None), Some(2));
     }
 
     #[test]
@@ -75,17 +77,17 @@ mod tests {
             replica("a", 200, 200, false),
             replica("b", 200, 100, true),
         ]);
-        assert_eq!(choose(&t, 0, None), Some(2));
+        assert_eq!(choose(&t, 0, None, None), Some(2));
         let t = topology(vec![
             replica("a", 200, 100, false),
             replica("b", 200, 150, false),
         ]);
-        assert_eq!(choose(&t, 0, None), Some(2));
+        assert_eq!(choose(&t, 0, None, None), Some(2));
         let t = topology(vec![
             replica("a", 200, 150, false),
             replica("b", 200, 150, false),
         ]);
-        assert_eq!(choose(&t, 0, None), Some(1));
+        assert_eq!(choose(&t, 0, None, None), Some(1));
     }
 
     #[test]
@@ -95,7 +97,7 @@ mod tests {
         let mut fenced = replica("b", 900, 900, true);
         fenced.fenced = true;
         let t = topology(vec![down, fenced, replica("c", 1, 1, false)]);
-        assert_eq!(choose(&t, 0, None), Some(3));
-        assert_eq!(choose(&t, 3, None), None);
+        assert_eq!(choose(&t, 0, None, None), Some(3));
+        assert_eq!(choose(&t, 3, None, None), None);
     }
 }

@@ -34,5 +34,6 @@ pub use state::{
     FailoverSettings, FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
 };
 pub(crate) use sync_task::spawn_synchronous;
+pub(crate) use synchronous::QuorumLedger;
 pub use synchronous::SynchronousPolicy;
 pub(crate) use task::{Edit, SettingsUpdates, spawn_failover};

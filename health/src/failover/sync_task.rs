@@ -24,13 +24,18 @@ use crate::failover::connection::{bounded, connect, postgres};
 use crate::failover::repoint::sql_literal;
 use crate::failover::state::FailoverState;
 use crate::failover::synchronous::{
-    Shortfall, StandbyNames, SynchronousPolicy, standby_names, standby_names_after_promotion,
+    QuorumLedger, Shortfall, StandbyNames, SynchronousPolicy, standby_names,
+    standby_names_after_promotion,
 };
 use crate::monitor::{MonitorSettings, NodeTarget};
 use crate::topology::{NodeRole, Topology};
 
-/// How long to wait before trying again after a failed change.
+/// How long to wait before trying again after a failed change; doubled
+/// after each further failure up to [`MAX_RETRY_AFTER`], so that a
+/// setting that cannot be made (no right to `ALTER SYSTEM`) is not logged
+/// ten times a second.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// What the keeper last made sure of.
 #[derive(Debug, PartialEq)]
@@ -40,26 +45,33 @@ struct Applied {
     names: StandbyNames,
 }
 
+/// The settings the keeper follows: the monitor's login, `[failover]`.
+pub(crate) type KeeperSettings = (
+    watch::Receiver<MonitorSettings>,
+    watch::Receiver<FailoverSettings>,
+);
+
 pub(crate) fn spawn_synchronous(
     targets: Vec<NodeTarget>,
-    monitor: watch::Receiver<MonitorSettings>,
-    failover: watch::Receiver<FailoverSettings>,
+    settings: KeeperSettings,
     cell: Arc<TopologyCell>,
+    quorums: Arc<QuorumLedger>,
     shutdown: CancellationToken,
 ) {
-    tokio::spawn(keep(targets, monitor, failover, cell, shutdown));
+    tokio::spawn(keep(targets, settings, cell, quorums, shutdown));
 }
 
 async fn keep(
     targets: Vec<NodeTarget>,
-    monitor: watch::Receiver<MonitorSettings>,
-    failover: watch::Receiver<FailoverSettings>,
+    (monitor, failover): KeeperSettings,
     cell: Arc<TopologyCell>,
+    quorums: Arc<QuorumLedger>,
     shutdown: CancellationToken,
 ) {
     let mut changes = cell.subscribe();
     let mut applied: Option<Applied> = None;
     let mut retry_at: Option<Instant> = None;
+    let mut backoff = RETRY_AFTER;
     loop {
         let settings = monitor.borrow().clone();
         tokio::select! {
@@ -84,14 +96,18 @@ async fn keep(
         };
         match apply(target, &settings, &wanted.names.value).await {
             Ok(changed) => {
+                quorums.record(wanted.names.quorum.clone());
                 report(t.epoch, target, &wanted, changed, applied.as_ref());
                 applied = Some(wanted);
                 retry_at = None;
+                backoff = RETRY_AFTER;
             }
             Err(e) => {
                 warn!(epoch = t.epoch, node = %target.name, error = %e,
-                    value = %wanted.names.value, "setting synchronous_standby_names failed");
-                retry_at = Some(Instant::now() + RETRY_AFTER);
+                    value = %wanted.names.value, retry_in = ?backoff,
+                    "setting synchronous_standby_names failed");
+                retry_at = Some(Instant::now() + backoff);
+                backoff = (backoff * 2).min(MAX_RETRY_AFTER);
             }
         }
     }
@@ -150,15 +166,16 @@ fn log_shortfall(epoch: u64, node: &str, shortfall: Shortfall, value: &str) {
 /// sets it once failover is idle again).
 pub(crate) async fn prepare_promotion(
     t: &Topology,
-    old: usize,
-    new: usize,
+    (old, new): (usize, usize),
     target: &NodeTarget,
     settings: &MonitorSettings,
     policy: &SynchronousPolicy,
+    quorums: &QuorumLedger,
 ) {
     let names = standby_names_after_promotion(t, old, new, policy);
     match apply(target, settings, &names.value).await {
         Ok(_) => {
+            quorums.record(names.quorum.clone());
             info!(epoch = t.epoch, node = %target.name, value = %names.value,
                 "synchronous_standby_names set before promotion");
             log_shortfall(t.epoch, &target.name, names.shortfall, &names.value);

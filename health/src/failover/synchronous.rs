@@ -4,12 +4,18 @@
 //! the maintaining task (`sync_task`) and the failover task apply it.
 //!
 //! PostgreSQL acknowledges a commit under `ANY k (a, b, …)` once `k` of
-//! the listed standbys flushed it. So of the `n` standbys that were
-//! synchronous when the primary was lost, any `n - k + 1` include one that
-//! has every acknowledged commit; the most advanced of them has them all.
-//! Fewer reachable than that, and no replica is promoted.
+//! the listed standbys flushed it. So of the `n` standbys pgrelay last
+//! listed on the lost primary, any `n - k + 1` include one that has every
+//! acknowledged commit; the most advanced of them has them all. Fewer
+//! reachable than that, and no replica is promoted.
+//!
+//! The list is what pgrelay set (its [`QuorumLedger`]), not what the
+//! primary last showed in `pg_stat_replication`: a primary killed with
+//! `kill -9` loses its WAL senders before the backend answering the
+//! monitor, so its last answer may show no standby at all.
 
 use std::cmp::Reverse;
+use std::sync::{Mutex, PoisonError};
 
 use crate::failover::detect::still_attached;
 use crate::topology::{NodeRole, Topology};
@@ -32,6 +38,38 @@ pub(crate) struct StandbyNames {
     /// empty (asynchronous).
     pub(crate) value: String,
     pub(crate) shortfall: Shortfall,
+    /// The same as node indexes.
+    pub(crate) quorum: Quorum,
+}
+
+/// `ANY confirmations (members)` on `primary`, by node index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Quorum {
+    pub(crate) primary: usize,
+    pub(crate) members: Vec<usize>,
+    /// 0: asynchronous.
+    pub(crate) confirmations: usize,
+}
+
+/// The quorum pgrelay last set on a primary: written by the keeper and by
+/// the failover task (on the node it promotes), read when choosing whom
+/// to promote. Never held across an await.
+#[derive(Debug, Default)]
+pub(crate) struct QuorumLedger(Mutex<Option<Quorum>>);
+
+impl QuorumLedger {
+    pub(crate) fn record(&self, quorum: Quorum) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(quorum);
+    }
+
+    /// The quorum last set on `primary`, if the last one set was there.
+    pub(crate) fn of(&self, primary: usize) -> Option<Quorum> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .filter(|q| q.primary == primary)
+    }
 }
 
 /// How the wanted setting compares to the policy.
@@ -47,22 +85,16 @@ pub(crate) enum Shortfall {
     Blocking { streaming: usize },
 }
 
-/// What `primary` of `t` should have: strict, every other configured node
-/// is listed (a standby that comes back counts at once) with the full
-/// quorum; not strict, the replicas streaming from it, with a quorum
-/// lowered to their number when they are fewer.
+/// What `primary` of `t` should have: the replicas streaming from it.
+/// When they are fewer than `standbys`, strict lists every other
+/// configured node with the full quorum (a standby that comes back counts
+/// at once); not strict lowers the quorum to their number.
 pub(crate) fn standby_names(
     t: &Topology,
     primary: usize,
     policy: &SynchronousPolicy,
 ) -> StandbyNames {
-    let streaming = still_attached(t, primary);
-    let listed: Vec<usize> = if policy.strict {
-        (0..t.nodes.len()).filter(|&i| i != primary).collect()
-    } else {
-        streaming.clone()
-    };
-    names_for(t, &listed, streaming.len(), policy)
+    names_for(t, primary, still_attached(t, primary), policy)
 }
 
 /// The setting for a node about to be promoted: the replicas that will be
@@ -81,43 +113,49 @@ pub(crate) fn standby_names_after_promotion(
         .filter(|&(i, n)| i != old && i != new && n.healthy && n.role == NodeRole::Replica)
         .map(|(i, _)| i)
         .collect();
-    let listed: Vec<usize> = if policy.strict {
-        (0..t.nodes.len()).filter(|&i| i != new).collect()
-    } else {
-        followers.clone()
-    };
-    names_for(t, &listed, followers.len(), policy)
+    names_for(t, new, followers, policy)
 }
 
 fn names_for(
     t: &Topology,
-    listed: &[usize],
-    streaming: usize,
+    primary: usize,
+    streaming: Vec<usize>,
     policy: &SynchronousPolicy,
 ) -> StandbyNames {
     let wanted = policy.standbys;
-    let (quorum, shortfall) = if streaming >= wanted {
-        (wanted, Shortfall::None)
+    let count = streaming.len();
+    let (members, confirmations, shortfall) = if count >= wanted {
+        (streaming, wanted, Shortfall::None)
     } else if policy.strict {
-        (wanted, Shortfall::Blocking { streaming })
+        let everyone = (0..t.nodes.len()).filter(|&i| i != primary).collect();
+        (everyone, wanted, Shortfall::Blocking { streaming: count })
     } else {
-        let confirmations = streaming;
-        (confirmations, Shortfall::Degraded { confirmations })
+        (
+            streaming,
+            count,
+            Shortfall::Degraded {
+                confirmations: count,
+            },
+        )
     };
-    if quorum == 0 || listed.is_empty() {
-        return StandbyNames {
-            value: String::new(),
-            shortfall,
-        };
-    }
-    let names: Vec<String> = listed
-        .iter()
-        .filter_map(|&i| t.nodes.get(i))
-        .map(|n| quote_ident(&n.name))
-        .collect();
+    let value = if confirmations == 0 || members.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<String> = members
+            .iter()
+            .filter_map(|&i| t.nodes.get(i))
+            .map(|n| quote_ident(&n.name))
+            .collect();
+        format!("ANY {confirmations} ({})", names.join(", "))
+    };
     StandbyNames {
-        value: format!("ANY {quorum} ({})", names.join(", ")),
+        value,
         shortfall,
+        quorum: Quorum {
+            primary,
+            members,
+            confirmations,
+        },
     }
 }
 
@@ -128,29 +166,44 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// The replica that has every commit the lost `failed` primary
-/// acknowledged, as far as the last probe of it can tell: the most
-/// advanced of the replicas it last showed as synchronous, provided at
-/// least `n - k + 1` of those `n` are reachable (see the module comment).
-/// `None`: promoting anyone could lose acknowledged commits.
+/// acknowledged: the most advanced of the `n` standbys of the quorum
+/// pgrelay last set on it (`set`), provided at least `n - k + 1` of them
+/// are reachable (see the module comment). Without a quorum set by this
+/// pgrelay (it started after the primary was lost), the standbys the
+/// primary last showed as synchronous stand in for it. `None`: promoting
+/// anyone could lose acknowledged commits.
 pub(crate) fn choose_synchronous(
     t: &Topology,
     failed: usize,
     policy: &SynchronousPolicy,
+    set: Option<&Quorum>,
 ) -> Option<usize> {
-    let members: Vec<usize> = t
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|&(i, n)| i != failed && n.synchronous)
-        .map(|(i, _)| i)
-        .collect();
-    let quorum = policy.standbys.min(members.len());
+    let (members, quorum) = match set.filter(|q| q.primary == failed) {
+        Some(q) => (q.members.clone(), q.confirmations),
+        None => {
+            let seen: Vec<usize> = t
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|&(i, n)| i != failed && n.synchronous)
+                .map(|(i, _)| i)
+                .collect();
+            let quorum = policy.standbys.min(seen.len());
+            (seen, quorum)
+        }
+    };
+    if quorum == 0 {
+        // Asynchronous: no replica is known to have anything.
+        return None;
+    }
     let needed = members.len().checked_sub(quorum)? + 1;
     let reachable: Vec<usize> = members
         .into_iter()
+        .filter(|&i| i != failed)
         .filter(|&i| {
-            let n = &t.nodes[i];
-            n.healthy && n.role == NodeRole::Replica && !n.fenced
+            t.nodes
+                .get(i)
+                .is_some_and(|n| n.healthy && n.role == NodeRole::Replica && !n.fenced)
         })
         .collect();
     if reachable.len() < needed {
@@ -262,13 +315,9 @@ mod tests {
                 "",
                 Shortfall::Degraded { confirmations: 0 },
             ),
-            // Strict: the names stay, commits wait.
-            (
-                one(),
-                policy(1, true),
-                "ANY 1 (\"pg2\", \"pg3\")",
-                Shortfall::None,
-            ),
+            // Strict: enough stream, so the ones that do; else everyone,
+            // and commits wait.
+            (one(), policy(1, true), "ANY 1 (\"pg2\")", Shortfall::None),
             (
                 none(),
                 policy(1, true),
@@ -329,9 +378,12 @@ mod tests {
         ]);
         lost.nodes[0] = down(primary());
         // The asynchronous pg2 is ahead, but only pg3 confirmed commits.
-        assert_eq!(choose_synchronous(&lost, 0, &policy(1, false)), Some(2));
+        assert_eq!(
+            choose_synchronous(&lost, 0, &policy(1, false), None),
+            Some(2)
+        );
         lost.nodes[2].synchronous = false;
-        assert_eq!(choose_synchronous(&lost, 0, &policy(1, false)), None);
+        assert_eq!(choose_synchronous(&lost, 0, &policy(1, false), None), None);
     }
 
     #[test]
@@ -358,7 +410,7 @@ mod tests {
         for (pg3_up, standbys, expected) in cases {
             let t = quorum(pg3_up);
             assert_eq!(
-                choose_synchronous(&t, 0, &policy(standbys, false)),
+                choose_synchronous(&t, 0, &policy(standbys, false), None),
                 expected,
                 "pg3 up {pg3_up}, ANY {standbys}"
             );
@@ -370,6 +422,69 @@ mod tests {
         let mut t = cluster(vec![replica("pg2", 1, false, true)]);
         t.nodes[0] = down(primary());
         t.nodes[1].fenced = true;
-        assert_eq!(choose_synchronous(&t, 0, &policy(1, false)), None);
+        assert_eq!(choose_synchronous(&t, 0, &policy(1, false), None), None);
+    }
+
+    #[test]
+    fn the_quorum_pgrelay_set_decides_not_the_last_answer_of_a_dying_primary() {
+        // Killed, the primary lost its WAL senders before it last answered:
+        // it showed no synchronous standby.
+        let lost = |pg3_up: bool| {
+            let pg3 = replica("pg3", 300, false, false);
+            let mut t = cluster(vec![
+                replica("pg2", 200, false, false),
+                if pg3_up { pg3 } else { down(pg3) },
+            ]);
+            t.nodes[0] = down(primary());
+            t
+        };
+        let set = |members: Vec<usize>, confirmations: usize| Quorum {
+            primary: 0,
+            members,
+            confirmations,
+        };
+        let one_of_two = set(vec![1, 2], 1);
+        let p = policy(1, false);
+        assert_eq!(choose_synchronous(&lost(true), 0, &p, None), None);
+        assert_eq!(
+            choose_synchronous(&lost(true), 0, &p, Some(&one_of_two)),
+            Some(2)
+        );
+        assert_eq!(
+            choose_synchronous(&lost(false), 0, &p, Some(&one_of_two)),
+            None
+        );
+        let only_pg2 = set(vec![1], 1);
+        assert_eq!(
+            choose_synchronous(&lost(false), 0, &p, Some(&only_pg2)),
+            Some(1)
+        );
+        let asynchronous = set(vec![], 0);
+        assert_eq!(
+            choose_synchronous(&lost(true), 0, &p, Some(&asynchronous)),
+            None
+        );
+        // A quorum set on another node says nothing about this one.
+        let elsewhere = Quorum {
+            primary: 1,
+            ..one_of_two
+        };
+        assert_eq!(
+            choose_synchronous(&lost(true), 0, &p, Some(&elsewhere)),
+            None
+        );
+    }
+
+    #[test]
+    fn the_ledger_keeps_the_last_quorum_set() {
+        let ledger = QuorumLedger::default();
+        assert_eq!(ledger.of(0), None);
+        let q = Quorum {
+            primary: 1,
+            members: vec![2],
+            confirmations: 1,
+        };
+        ledger.record(q.clone());
+        assert_eq!((ledger.of(0), ledger.of(1)), (None, Some(q)));
     }
 }
