@@ -93,7 +93,7 @@ impl Watch {
                 "user={} application_name={{name}}",
                 pgrelay_cluster::superuser()
             ),
-            synchronous: None,
+            ..FailoverSettings::default()
         };
         let stop = CancellationToken::new();
         spawn_monitor_with_failover(targets, settings, failover, Arc::clone(&cell), stop.clone());

@@ -4,6 +4,7 @@
 //! panics, and clusters stop on drop).
 
 mod balance;
+mod durable;
 mod failover;
 mod outage;
 mod primary_wait;
@@ -11,6 +12,7 @@ mod promote;
 mod replica_loss;
 mod synchronous;
 mod visibility;
+mod window;
 
 use std::process::ExitCode;
 
@@ -22,11 +24,13 @@ fn main() -> ExitCode {
     trials.extend(replica_loss::trials());
     trials.extend(balance::trials());
     trials.extend(failover::trials());
+    trials.extend(durable::trials());
     trials.extend(outage::trials());
     trials.extend(promote::trials());
     trials.extend(primary_wait::trials());
     trials.extend(visibility::trials());
     trials.extend(synchronous::trials());
+    trials.extend(window::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
     } else {
