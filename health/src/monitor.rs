@@ -8,8 +8,8 @@ use tracing::{debug, info, warn};
 
 use crate::cell::TopologyCell;
 use crate::failover::{
-    Edit, FailoverControl, FailoverRequests, FailoverSettings, SettingsUpdates, StateFile,
-    spawn_failover, spawn_fencer,
+    Edit, FailoverControl, FailoverRequests, FailoverSettings, QuorumLedger, SettingsUpdates,
+    StateFile, spawn_failover, spawn_fencer, spawn_synchronous,
 };
 use crate::liveness::FAILURES_BEFORE_DOWN;
 use crate::observe::Observer;
@@ -156,6 +156,14 @@ pub fn spawn_monitor_reloadable(
         Arc::clone(&cell),
         shutdown.clone(),
     );
+    let quorums = Arc::new(QuorumLedger::default());
+    spawn_synchronous(
+        targets.clone(),
+        (settings.clone(), failover.clone()),
+        Arc::clone(&cell),
+        Arc::clone(&quorums),
+        shutdown.clone(),
+    );
     let updates = SettingsUpdates {
         monitor: settings.clone(),
         failover,
@@ -166,6 +174,7 @@ pub fn spawn_monitor_reloadable(
         Arc::clone(&cell),
         edit_tx,
         requests,
+        quorums,
         shutdown.clone(),
     );
     for (index, target) in targets.into_iter().enumerate() {

@@ -8,6 +8,9 @@
 //! - `promote`: `pg_promote()` and its verification;
 //! - `repoint`: `primary_conninfo` and replication slots for the others;
 //! - `manual`: an operator's promotion requests, and when they are refused;
+//! - `synchronous`: the `synchronous_standby_names` a primary should have,
+//!   and which replica may be promoted without losing acknowledged commits;
+//! - `sync_task`: the task that keeps that setting on the current primary;
 //! - `durable`: what must survive a restart (epoch, primary, fences,
 //!   history), as a plain record; `state_file` keeps it in a local file;
 //! - `fence` and `fencer`: making a fenced node that is writable again
@@ -29,6 +32,8 @@ mod promote;
 mod repoint;
 mod state;
 mod state_file;
+mod sync_task;
+mod synchronous;
 mod task;
 
 pub use durable::{
@@ -42,4 +47,7 @@ pub use state::{
     REPOINT_TIMEOUT,
 };
 pub use state_file::{StateFile, write_atomically};
+pub(crate) use sync_task::spawn_synchronous;
+pub(crate) use synchronous::QuorumLedger;
+pub use synchronous::SynchronousPolicy;
 pub(crate) use task::{Edit, SettingsUpdates, spawn_failover};

@@ -38,6 +38,9 @@ pub struct FailoverSettings {
     /// replica's node name; `host` and `port` of the new primary are
     /// appended.
     pub replica_conninfo: String,
+    /// `synchronous`: pgrelay maintains `synchronous_standby_names` and
+    /// promotes only a synchronous standby. `None`: it touches neither.
+    pub synchronous: Option<crate::failover::SynchronousPolicy>,
     /// What to do to a fenced node seen writable.
     pub fence: FenceMode,
     /// Run (`sh -c`) on a fenced node seen writable, after `fence`, with
@@ -56,6 +59,7 @@ impl std::fmt::Debug for FailoverSettings {
                 "replica_conninfo",
                 &crate::conninfo::redact(&self.replica_conninfo),
             )
+            .field("synchronous", &self.synchronous)
             .field("fence", &self.fence)
             .field("fence_command", &self.fence_command.as_ref().map(|_| "…"))
             .finish()
@@ -80,6 +84,7 @@ impl Default for FailoverSettings {
             enabled: true,
             detect_after: DEFAULT_DETECT_AFTER,
             replica_conninfo: DEFAULT_REPLICA_CONNINFO.to_owned(),
+            synchronous: None,
             fence: FenceMode::ReadOnly,
             fence_command: None,
         }

@@ -29,6 +29,8 @@ use crate::failover::state::{
     FailoverCause, FailoverRecord, FailoverSettings, FailoverState, PROMOTE_TIMEOUT,
     REPOINT_TIMEOUT,
 };
+use crate::failover::sync_task::prepare_promotion;
+use crate::failover::synchronous::{QuorumLedger, SynchronousPolicy};
 use crate::monitor::{MonitorSettings, NodeTarget};
 use crate::topology::{NodeRole, Topology};
 
@@ -50,6 +52,8 @@ struct Failover {
     edits: mpsc::Sender<Edit>,
     /// The state last sent, so that each change is logged and sent once.
     state: FailoverState,
+    /// The synchronous quorums pgrelay set (`[failover] synchronous`).
+    quorums: Arc<QuorumLedger>,
 }
 
 /// Where a config reload sends new settings; the task takes them before
@@ -65,6 +69,7 @@ pub(crate) fn spawn_failover(
     cell: Arc<TopologyCell>,
     edits: mpsc::Sender<Edit>,
     requests: FailoverRequests,
+    quorums: Arc<QuorumLedger>,
     shutdown: CancellationToken,
 ) {
     let monitor = updates.monitor.borrow().clone();
@@ -77,6 +82,7 @@ pub(crate) fn spawn_failover(
         cell,
         edits,
         state: FailoverState::Idle,
+        quorums,
     };
     tokio::spawn(failover.run(requests.receiver, shutdown));
 }
@@ -139,7 +145,7 @@ impl Failover {
                     self.set_state(&t, FailoverState::CutOff { primary, streaming })
                         .await
                 }
-                Decision::Failed { primary, since } => match choose(&t, primary) {
+                Decision::Failed { primary, since } => match self.candidate(&t, primary) {
                     None => {
                         self.set_state(&t, FailoverState::NoCandidate { primary })
                             .await
@@ -168,7 +174,7 @@ impl Failover {
                 return;
             }
         };
-        if let Some(best) = choose(t, primary).filter(|&best| best != candidate) {
+        if let Some(best) = self.candidate(t, primary).filter(|&best| best != candidate) {
             warn!(epoch = t.epoch, %node, most_advanced = %t.nodes[best].name,
                 "manual promotion of a replica that is not the most advanced");
         }
@@ -190,6 +196,16 @@ impl Failover {
                 let _ = reply.send(Err(e));
             }
         }
+    }
+
+    fn synchronous(&self) -> Option<&SynchronousPolicy> {
+        self.settings.synchronous.as_ref()
+    }
+
+    /// The replica to promote in place of `primary`, if any may be.
+    fn candidate(&self, t: &Topology, primary: usize) -> Option<usize> {
+        let set = self.quorums.of(primary);
+        choose(t, primary, self.synchronous(), set.as_ref())
     }
 
     /// Takes what a config reload sent since the last step.
@@ -289,8 +305,20 @@ impl Failover {
         info!(epoch = t.epoch, %from, %to, lsn = ?t.nodes[candidate].receive_lsn,
             synchronous = t.nodes[candidate].synchronous, "primary failed; fencing it and promoting");
         self.fence_first(t, primary, candidate).await?;
-        let started = Instant::now();
         let target = &self.targets[candidate];
+        if let Some(policy) = self.synchronous() {
+            let quorums = &self.quorums;
+            prepare_promotion(
+                t,
+                (primary, candidate),
+                target,
+                &self.monitor,
+                policy,
+                quorums,
+            )
+            .await;
+        }
+        let started = Instant::now();
         if let Err(e) = promote(target, &self.monitor, PROMOTE_TIMEOUT).await {
             let unfence = still_replica(target, &self.monitor).await;
             error!(epoch = t.epoch, %from, %to, error = %e, unfenced = unfence, "promotion failed");

@@ -120,6 +120,13 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
         secrets.conninfo(&f.replica_conninfo),
     );
     add(
+        "failover.synchronous",
+        f.synchronous.map_or_else(
+            || "none".to_owned(),
+            |s| format!("{{ standbys = {}, strict = {} }}", s.standbys, s.strict),
+        ),
+    );
+    add(
         "failover.state_file",
         f.state_file
             .as_ref()

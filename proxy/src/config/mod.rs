@@ -228,6 +228,10 @@ pub struct FailoverConfig {
     /// `primary_conninfo` given to the surviving replicas; `{name}` is
     /// replaced by each replica's node name.
     pub replica_conninfo: String,
+    /// `synchronous = { standbys = k, strict = bool }`: pgrelay maintains
+    /// `synchronous_standby_names` on the primary and promotes only a
+    /// synchronous standby. Absent: pgrelay touches neither.
+    pub synchronous: Option<pgrelay_health::SynchronousPolicy>,
     /// Where the epoch, the fences and the failover history are kept so
     /// that a restart never forgets them; `None`: in memory only.
     pub state_file: Option<PathBuf>,
@@ -380,6 +384,7 @@ impl Default for FailoverConfig {
             detect_after: DEFAULT_DETECT_AFTER,
             hold_writes: DEFAULT_HOLD_WRITES,
             replica_conninfo: DEFAULT_REPLICA_CONNINFO.to_owned(),
+            synchronous: None,
             state_file: None,
             fence: DEFAULT_FENCE,
             fence_command: None,
@@ -409,6 +414,7 @@ impl fmt::Debug for FailoverConfig {
                 "replica_conninfo",
                 &pgrelay_health::conninfo::redact(&self.replica_conninfo),
             )
+            .field("synchronous", &self.synchronous)
             .field("state_file", &self.state_file)
             .field("fence", &self.fence)
             // It may carry the credentials of a power switch.

@@ -374,6 +374,53 @@ fn unix_sockets_for_clients_and_nodes() {
 }
 
 #[test]
+fn synchronous_standbys_are_a_typed_policy() {
+    let two_nodes = format!("{ONE_NODE}[[nodes]]\nname = \"pg2\"\naddr = \"pg2:5432\"\n");
+    let config = parse(&two_nodes).expect("valid");
+    assert_eq!(
+        config.failover.synchronous, None,
+        "absent: pgrelay keeps out"
+    );
+    let config = parse(&format!(
+        "{two_nodes}[failover]\nsynchronous = {{ standbys = 1, strict = true }}\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        config.failover.synchronous,
+        Some(pgrelay_health::SynchronousPolicy {
+            standbys: 1,
+            strict: true
+        })
+    );
+    let config = parse(&format!("{two_nodes}[failover]\nsynchronous = {{}}\n")).expect("valid");
+    assert_eq!(
+        config.failover.synchronous,
+        Some(pgrelay_health::SynchronousPolicy {
+            standbys: DEFAULT_SYNCHRONOUS_STANDBYS,
+            strict: DEFAULT_SYNCHRONOUS_STRICT
+        })
+    );
+    let found = problems(&format!(
+        "{two_nodes}[failover]\nsynchronous = {{ standbys = 0, strict = \"no\", quorum = 1 }}\n"
+    ));
+    assert_eq!(
+        found,
+        [
+            "failover.synchronous.standbys: must be at least 1, found 0",
+            "failover.synchronous.strict: expected a boolean, found a string",
+            "failover.synchronous.quorum: unknown key",
+        ]
+    );
+    let found = problems(&format!(
+        "{two_nodes}[failover]\nsynchronous = {{ standbys = 2 }}\n"
+    ));
+    assert_eq!(
+        found,
+        ["failover.synchronous.standbys: 2 standbys need at least 3 [[nodes]], found 2"]
+    );
+}
+
+#[test]
 fn state_file_and_fencing_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("state.json");

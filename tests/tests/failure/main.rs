@@ -11,6 +11,7 @@ mod page;
 mod primary_wait;
 mod promote;
 mod replica_loss;
+mod synchronous;
 mod visibility;
 mod window;
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
     trials.extend(primary_wait::trials());
     trials.extend(visibility::trials());
     trials.extend(page::trials());
+    trials.extend(synchronous::trials());
     trials.extend(window::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
