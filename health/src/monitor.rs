@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::cell::TopologyCell;
+use crate::coordination::CoordinationLink;
 use crate::failover::{
     Edit, FailoverControl, FailoverRequests, FailoverSettings, SettingsUpdates, spawn_failover,
 };
@@ -138,6 +139,23 @@ pub fn spawn_monitor_reloadable(
     cell: Arc<TopologyCell>,
     shutdown: CancellationToken,
 ) {
+    spawn_monitor_coordinated(targets, settings, failover, requests, None, cell, shutdown);
+}
+
+/// [`spawn_monitor_reloadable`] as one of several pgrelay instances: with
+/// a `coordination` link (to the task that talks to etcd, see
+/// [`crate::coordination`]) only the leader promotes, and only when a
+/// majority of the live instances agrees the primary is gone; every
+/// instance applies the leader's fences and reports what it sees.
+pub fn spawn_monitor_coordinated(
+    targets: Vec<NodeTarget>,
+    settings: watch::Receiver<MonitorSettings>,
+    failover: watch::Receiver<FailoverSettings>,
+    requests: FailoverRequests,
+    coordination: Option<CoordinationLink>,
+    cell: Arc<TopologyCell>,
+    shutdown: CancellationToken,
+) {
     let (tx, rx) = mpsc::channel(targets.len().max(1) * 4);
     let (edit_tx, edit_rx) = mpsc::channel(16);
     let initial = settings.borrow().clone();
@@ -153,6 +171,7 @@ pub fn spawn_monitor_reloadable(
         Arc::clone(&cell),
         edit_tx,
         requests,
+        coordination,
         shutdown.clone(),
     );
     for (index, target) in targets.into_iter().enumerate() {

@@ -16,6 +16,7 @@
 
 mod candidate;
 mod connection;
+mod coordinated;
 mod detect;
 mod manual;
 mod promote;

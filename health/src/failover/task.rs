@@ -19,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cell::TopologyCell;
+use crate::coordination::{CoordinationLink, Permission};
 use crate::error::HealthError;
 use crate::failover::candidate::choose;
+use crate::failover::coordinated::{Coordinator, LeaderStep};
 use crate::failover::detect::{Decision, Detector};
 use crate::failover::manual::{self, FailoverRequests, ManualRequest};
 use crate::failover::promote::{promote, still_replica};
@@ -50,6 +52,8 @@ struct Failover {
     edits: mpsc::Sender<Edit>,
     /// The state last sent, so that each change is logged and sent once.
     state: FailoverState,
+    /// The other pgrelay instances (through etcd), if configured.
+    coord: Coordinator,
 }
 
 /// Where a config reload sends new settings; the task takes them before
@@ -65,6 +69,7 @@ pub(crate) fn spawn_failover(
     cell: Arc<TopologyCell>,
     edits: mpsc::Sender<Edit>,
     requests: FailoverRequests,
+    coordination: Option<CoordinationLink>,
     shutdown: CancellationToken,
 ) {
     let monitor = updates.monitor.borrow().clone();
@@ -77,6 +82,7 @@ pub(crate) fn spawn_failover(
         cell,
         edits,
         state: FailoverState::Idle,
+        coord: Coordinator::new(coordination),
     };
     tokio::spawn(failover.run(requests.receiver, shutdown));
 }
@@ -115,6 +121,8 @@ impl Failover {
             // Always stepped, so that it knows the primary a manual
             // promotion replaces and since when it is lost.
             let decision = detector.step(&t, now, self.settings.detect_after);
+            self.coord.report(&t, detector.watched());
+            self.apply_fences(&t).await;
             if let Some(request) = request {
                 self.manual(&mut detector, &t, request).await;
                 continue;
@@ -123,6 +131,10 @@ impl Failover {
                 if decision == Decision::Idle {
                     self.set_state(&t, FailoverState::Idle).await;
                 }
+                continue;
+            }
+            if let Some(step) = self.coord.leader_step(&t) {
+                self.leader_step(&t, step).await;
                 continue;
             }
             match decision {
@@ -137,6 +149,14 @@ impl Failover {
                 }
                 Decision::CutOff { primary, streaming } => {
                     self.set_state(&t, FailoverState::CutOff { primary, streaming })
+                        .await
+                }
+                Decision::Failed { primary, since }
+                    if self.coord.permission(&t, primary) != Permission::Go =>
+                {
+                    // The leader decides (or nobody, out of touch with
+                    // etcd or without a majority): keep waiting.
+                    self.set_state(&t, FailoverState::Suspect { primary, since })
                         .await
                 }
                 Decision::Failed { primary, since } => match choose(&t, primary) {
@@ -160,7 +180,11 @@ impl Failover {
     /// follows.
     async fn manual(&mut self, detector: &mut Detector, t: &Topology, request: ManualRequest) {
         let ManualRequest { node, reply } = request;
-        let (primary, candidate) = match manual::check(t, detector.watched(), &node) {
+        let checked = self
+            .coord
+            .manual_allowed(&node)
+            .and_then(|()| manual::check(t, detector.watched(), &node));
+        let (primary, candidate) = match checked {
             Ok(pair) => pair,
             Err(e) => {
                 info!(epoch = t.epoch, %node, reason = %e, "manual promotion refused");
@@ -175,7 +199,7 @@ impl Failover {
         info!(epoch = t.epoch, %node, "manual promotion requested");
         let since = detector.lost_since().unwrap_or_else(Instant::now);
         match self
-            .promote_and_publish(t, primary, candidate, since, FailoverCause::Manual)
+            .promote_and_publish(t, (primary, candidate), since, FailoverCause::Manual, None)
             .await
         {
             Ok((record, published)) => {
@@ -246,6 +270,63 @@ impl Failover {
         let _ = self.edits.send(Box::new(edit)).await;
     }
 
+    /// Fences, in this instance's snapshots, the nodes the leader fenced.
+    async fn apply_fences(&self, t: &Topology) {
+        let stale = self.coord.fences_to_apply(t);
+        if stale.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = stale.iter().map(|&i| t.nodes[i].name.as_str()).collect();
+        warn!(epoch = t.epoch, nodes = ?names, "fencing what the leader fenced");
+        self.edit(move |t| stale.iter().fold(t.clone(), |t, &i| fence(&t, i, true)))
+            .await;
+    }
+
+    /// The leader's duty about the shared record (see [`LeaderStep`]).
+    async fn leader_step(&mut self, t: &Topology, step: LeaderStep) {
+        match step {
+            LeaderStep::Write { expected, state } => self.coord.write(expected, state).await,
+            LeaderStep::Abandon { expected, state } => {
+                warn!(
+                    epoch = t.epoch,
+                    "dropping a promotion whose candidate cannot take over"
+                );
+                self.coord.write(expected, state).await
+            }
+            LeaderStep::Promote { from, to, expected } => {
+                info!(epoch = t.epoch, from = %t.nodes[from].name, to = %t.nodes[to].name,
+                    "finishing a promotion decided before this instance led");
+                let cause = FailoverCause::PrimaryLost;
+                let decided = Some(expected);
+                let done = self
+                    .promote_and_publish(t, (from, to), Instant::now(), cause, decided)
+                    .await;
+                if let Ok((_, published)) = done {
+                    self.repoint_all(&published, from, to).await;
+                }
+            }
+            LeaderStep::Finish { from, to, expected } => {
+                info!(epoch = t.epoch, from = %t.nodes[from].name, to = %t.nodes[to].name,
+                    "recording a promotion finished before this instance led");
+                let record = FailoverRecord {
+                    at: SystemTime::now(),
+                    epoch: t.epoch,
+                    from: t.nodes[from].name.clone(),
+                    to: t.nodes[to].name.clone(),
+                    duration: Duration::ZERO,
+                    cause: FailoverCause::PrimaryLost,
+                    promoted_lsn: None,
+                };
+                let history = record.clone();
+                self.edit(move |t| t.with_record(history)).await;
+                self.coord
+                    .finish(expected, &record, record.cause.as_str())
+                    .await;
+                self.repoint_all(t, from, to).await;
+            }
+        }
+    }
+
     /// One automatic failover attempt. Returns whether a new primary was
     /// published.
     async fn fail_over(
@@ -257,7 +338,7 @@ impl Failover {
     ) -> bool {
         let cause = FailoverCause::PrimaryLost;
         match self
-            .promote_and_publish(t, primary, candidate, since, cause)
+            .promote_and_publish(t, (primary, candidate), since, cause, None)
             .await
         {
             Ok((_, published)) => {
@@ -271,14 +352,26 @@ impl Failover {
     /// Fences `primary`, promotes `candidate`, waits until it is published
     /// as the primary and records the failover. Returns the record and the
     /// snapshot that published it; errors are logged here.
+    ///
+    /// With coordination the decision is written to etcd first (unless
+    /// `decided` gives the revision of one already there): a deposed
+    /// leader's write fails, and it promotes nothing.
     async fn promote_and_publish(
         &mut self,
         t: &Topology,
-        primary: usize,
-        candidate: usize,
+        (primary, candidate): (usize, usize),
         since: Instant,
         cause: FailoverCause,
+        decided: Option<i64>,
     ) -> Result<(FailoverRecord, Arc<Topology>), HealthError> {
+        let revision = match decided {
+            Some(revision) => revision,
+            None => self
+                .coord
+                .intend(t, primary, candidate)
+                .await
+                .inspect_err(|e| warn!(epoch = t.epoch, error = %e, "promotion not decided"))?,
+        };
         let (from, to) = (
             t.nodes[primary].name.clone(),
             t.nodes[candidate].name.clone(),
@@ -316,6 +409,7 @@ impl Failover {
             // timeline rule fences the old primary again.
             self.edit(move |t| fence(t, primary, !unfence).with_failover(state, at))
                 .await;
+            self.coord.abandon(revision).await;
             return Err(e);
         }
         let promoted = started.elapsed();
@@ -354,6 +448,7 @@ impl Failover {
         // history of the next snapshot they read.
         let recorded = |t: &Topology| t.failovers.last().is_some_and(|f| f.epoch == record.epoch);
         self.cell.wait_until(PUBLISH_TIMEOUT, recorded).await;
+        self.coord.finish(revision, &record, cause.as_str()).await;
         Ok((record, published))
     }
 

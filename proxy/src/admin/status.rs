@@ -16,6 +16,7 @@
 use std::time::SystemTime;
 
 use hyper::{Response, StatusCode};
+use pgrelay_health::coordination::CoordinationView;
 use pgrelay_health::{FailoverRecord, NodeStatus, Topology, format_lsn};
 use serde::Serialize;
 
@@ -44,6 +45,54 @@ pub struct StatusBody<'a> {
     pub failover_banner: Banner,
     /// When this document was made, by the server's clock.
     pub generated_at: Stamp,
+    /// With `[coordination]` only: `leader`, `instances`,
+    /// `coordination_up`.
+    #[serde(flatten)]
+    pub coordination: Option<CoordinationBody>,
+}
+
+/// The pgrelay instances sharing failover through etcd, as this one last
+/// read them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CoordinationBody {
+    /// The instance id that leads failover; `null` while none does (or
+    /// none is known: see `coordination_up`).
+    pub leader: Option<String>,
+    /// The live instances (their reports in etcd).
+    pub instances: Vec<InstanceBody>,
+    /// Whether this instance is in touch with etcd; while not, it routes
+    /// to the last primary it knows and promotes nothing.
+    pub coordination_up: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceBody {
+    pub id: String,
+    /// When it last reported.
+    pub last_seen: Stamp,
+    /// The primary it watches.
+    pub primary: Option<String>,
+    /// Whether its probes reach that primary.
+    pub sees_primary: bool,
+}
+
+impl CoordinationBody {
+    pub fn new(view: &CoordinationView) -> CoordinationBody {
+        CoordinationBody {
+            leader: view.leader.clone(),
+            instances: view
+                .instances
+                .iter()
+                .map(|i| InstanceBody {
+                    id: i.id.clone(),
+                    last_seen: Stamp(i.last_seen()),
+                    primary: i.primary.clone(),
+                    sees_primary: i.sees_primary,
+                })
+                .collect(),
+            coordination_up: view.up,
+        }
+    }
 }
 
 /// One node of `/status`.
@@ -70,6 +119,8 @@ pub struct NodeBody<'a> {
     pub down_since: Option<Stamp>,
     /// Since when the node has been fenced; `null` while it is not.
     pub fenced_since: Option<Stamp>,
+    /// Last seen as a synchronous standby of the primary.
+    pub synchronous: bool,
 }
 
 /// One completed failover of `/status`.
@@ -106,6 +157,7 @@ impl<'a> StatusBody<'a> {
             failover_since: topology.failover_since.map(Stamp),
             failover_banner: banner(topology),
             generated_at: Stamp(now),
+            coordination: None,
         }
     }
 }
@@ -131,6 +183,7 @@ impl<'a> From<&'a NodeStatus> for NodeBody<'a> {
                 .filter(|_| node.streaming && node.healthy),
             down_since: node.down_since.map(Stamp),
             fenced_since: node.fenced_since.map(Stamp),
+            synchronous: node.synchronous,
         }
     }
 }
@@ -154,8 +207,11 @@ pub fn current(topology: &Topology) -> StatusBody<'_> {
     StatusBody::new(topology, SystemTime::now())
 }
 
-pub fn respond(topology: &Topology) -> Response<Body> {
-    response::json(StatusCode::OK, &current(topology))
+/// `/status`, with the coordination view when there is one.
+pub fn respond(topology: &Topology, coordination: Option<&CoordinationView>) -> Response<Body> {
+    let mut body = current(topology);
+    body.coordination = coordination.map(CoordinationBody::new);
+    response::json(StatusCode::OK, &body)
 }
 
 #[cfg(test)]
@@ -227,14 +283,14 @@ mod tests {
                 "nodes": [
                     {"name": "pg1", "addr": "127.0.0.1:5432", "role": "primary", "healthy": true,
                      "timeline": 1, "replay_lsn": "0/3000060", "lag_bytes": 0, "lag_seconds": 0.0,
-                     "upstream": null, "down_since": null, "fenced_since": null},
+                     "upstream": null, "down_since": null, "fenced_since": null, "synchronous": false},
                     {"name": "pg2", "addr": "127.0.0.1:5433", "role": "replica", "healthy": true,
                      "timeline": 1, "replay_lsn": "0/3000000", "lag_bytes": 96, "lag_seconds": 0.125,
-                     "upstream": "127.0.0.1:5432", "down_since": null, "fenced_since": null},
+                     "upstream": "127.0.0.1:5432", "down_since": null, "fenced_since": null, "synchronous": false},
                     {"name": "pg3", "addr": "127.0.0.1:5434", "role": "fenced", "healthy": false,
                      "timeline": 1, "replay_lsn": null, "lag_bytes": null, "lag_seconds": null,
                      "upstream": null, "down_since": "2025-01-02T03:03:20Z",
-                     "fenced_since": "2025-01-02T03:04:00Z"},
+                     "fenced_since": "2025-01-02T03:04:00Z", "synchronous": false},
                 ],
                 "failovers": [
                     {"at": "2025-01-02T03:04:05Z", "from": "pg0", "to": "pg1",
