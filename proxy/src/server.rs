@@ -94,6 +94,8 @@ fn start_with(
         let settings = c.settings(admin_addr.port());
         let (link, ends) = CoordinationLink::channel(settings.instance_id.clone());
         shared.coordination = Some(link.view.clone());
+        // Set once, here, before anyone scrapes.
+        let _ = shared.metrics.coordination.set(link.view.clone());
         Coordinated {
             settings,
             link,

@@ -37,6 +37,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .try_init();
     let text = std::fs::read_to_string(path)?;
     let config =

@@ -328,10 +328,38 @@ mod tests {
             value["nodes"],
             json!([{"name":"pg1","addr":"db:5432","role":"unknown","healthy":false,
                 "timeline":null,"replay_lsn":null,"lag_bytes":null,"lag_seconds":null,
-                "upstream":null,"down_since":null,"fenced_since":null}])
+                "upstream":null,"down_since":null,"fenced_since":null,"synchronous":false}])
         );
         assert_eq!(value["primary"], json!(null));
         assert_eq!(value["failovers"], json!([]));
         assert_eq!(value["failover_since"], json!(null));
+        assert!(value.get("leader").is_none() && value.get("instances").is_none());
+    }
+
+    #[test]
+    fn coordination_adds_the_leader_and_the_instances() {
+        use pgrelay_health::coordination::InstanceReport;
+        let topology = topology();
+        let view = CoordinationView {
+            up: true,
+            leader: Some("b:9187".into()),
+            instances: vec![InstanceReport {
+                id: "b:9187".into(),
+                at_ms: 1_735_787_049_000,
+                primary: Some("pg1".into()),
+                sees_primary: true,
+            }],
+            ..CoordinationView::initial("a:9187".into())
+        };
+        let mut body = StatusBody::new(&topology, at(1_735_787_050));
+        body.coordination = Some(CoordinationBody::new(&view));
+        let value = serde_json::to_value(body).expect("json");
+        assert_eq!(value["leader"], "b:9187");
+        assert_eq!(value["coordination_up"], true);
+        assert_eq!(
+            value["instances"],
+            json!([{"id": "b:9187", "last_seen": "2025-01-02T03:04:09Z",
+                "primary": "pg1", "sees_primary": true}])
+        );
     }
 }

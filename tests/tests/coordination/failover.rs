@@ -117,6 +117,14 @@ async fn finish_after_leader_death(
     .await?;
     let new_leader = fleet.leader(etcd).await?;
     ensure!(new_leader != leader, "the dead leader still leads");
+    // The new leader took the dead one's decision over: it promoted the
+    // same candidate, or recorded it promoted.
+    let log = std::fs::read_to_string(&fleet.instances[new_leader].log)?;
+    let took_over = log
+        .lines()
+        .find(|l| l.contains("decided before this instance led"))
+        .context("the new leader did not take the decision over")?;
+    println!("i{new_leader}: {took_over}");
     ensure!(
         state.history.len() == 1,
         "one promotion: {:?}",
