@@ -70,6 +70,30 @@ async fn promote_once(
     for instance in &fleet.instances {
         routes_to(instance.admin, &new).await?;
     }
+    // The console lists the three, one of them the leader.
+    let console = connect(&format!(
+        "host=127.0.0.1 port={} user={superuser} dbname=pgrelay",
+        fleet.instances[2].port()
+    ))
+    .await?;
+    let rows: Vec<_> = console
+        .simple_query("SHOW INSTANCES")
+        .await?
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .collect();
+    let leaders = rows
+        .iter()
+        .filter(|r| r.get("leader") == Some("true"))
+        .count();
+    ensure!(
+        rows.len() == 3 && leaders == 1,
+        "SHOW INSTANCES: {} rows, {leaders} leaders",
+        rows.len()
+    );
     let state = etcd.state(PREFIX).await.context("no shared record")?;
     ensure!(
         state.primary.as_deref() == Some(new.as_str())

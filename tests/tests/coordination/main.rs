@@ -63,6 +63,7 @@ pub fn options(etcd: &str, i: usize) -> ProxyOptions {
     ProxyOptions {
         failover: "detect_after = \"1s\"".to_owned(),
         coordination: coordination_toml(etcd, &instance_id(i)),
+        admin: format!("users = [\"{}\"]", pgrelay_cluster::superuser()),
         ..ProxyOptions::default()
     }
 }
