@@ -28,15 +28,15 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
 async fn three_instances_promote_once() -> anyhow::Result<()> {
     let etcd = Etcd::start().await?;
     let cluster = cluster().await?;
-    let fleet = Fleet::start(&cluster, 3, |i| options(etcd.endpoint(), i)).await?;
-    let result = promote_once(&etcd, &cluster, &fleet).await;
+    let mut fleet = Fleet::start(&cluster, 3, |i| options(etcd.endpoint(), i)).await?;
+    let result = promote_once(&etcd, &cluster, &mut fleet).await;
     result.with_context(|| fleet.logs())
 }
 
 async fn promote_once(
     etcd: &Etcd,
     cluster: &pgrelay_cluster::Cluster,
-    fleet: &Fleet,
+    fleet: &mut Fleet,
 ) -> anyhow::Result<()> {
     fleet.settled(etcd, "pg1", 3).await?;
     let superuser = pgrelay_cluster::superuser();
@@ -102,6 +102,33 @@ async fn promote_once(
             && state.promoting.is_none(),
         "the shared record: {state:?}"
     );
+    multi_host_writes(fleet).await
+}
+
+/// The README's client: libpq with every instance listed and
+/// `target_session_attrs=read-write` writes through the first, and through
+/// the next when the first is gone.
+async fn multi_host_writes(fleet: &mut Fleet) -> anyhow::Result<()> {
+    let conninfo = fleet.multi_host_conninfo(pgrelay_cluster::superuser(), "postgres");
+    let psql = |sql: &'static str| {
+        let conninfo = conninfo.clone();
+        async move {
+            let out = tokio::process::Command::new("psql")
+                .args([conninfo.as_str(), "-XAtqc", sql])
+                .output()
+                .await?;
+            ensure!(
+                out.status.success(),
+                "psql {conninfo}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            anyhow::Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        }
+    };
+    psql("CREATE TABLE multi (i int)").await?;
+    fleet.instances[0].kill();
+    let n = psql("INSERT INTO multi VALUES (1) RETURNING i").await?;
+    ensure!(n == "1", "psql through the second instance: {n:?}");
     Ok(())
 }
 
