@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity,
-    LeaseKeepAliveStream, LeaseKeeper, PutOptions, TlsOptions, Txn, TxnOp,
+    LeaseKeepAliveStream, LeaseKeeper, PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
+    WatchStream, Watcher,
 };
 use pgrelay_health::coordination::{InstanceReport, SharedState};
 use tracing::warn;
@@ -29,6 +30,9 @@ pub(crate) struct Session {
     lease: i64,
     keeper: LeaseKeeper,
     responses: LeaseKeepAliveStream,
+    /// Changes under the prefix: a wake-up to read again at once. Kept
+    /// with its watcher, which cancels the watch when dropped.
+    watch: Option<(Watcher, WatchStream)>,
     keys: Keys,
     me: String,
     timeout: Duration,
@@ -48,12 +52,16 @@ impl Session {
             .await?
             .id();
         let (keeper, responses) = bounded(timeout, client.lease_keep_alive(lease)).await?;
+        let keys = Keys::new(&settings.prefix);
+        let options = WatchOptions::new().with_prefix();
+        let watch = bounded(timeout, client.watch(keys.prefix.clone(), Some(options))).await?;
         Ok(Session {
             client,
             lease,
             keeper,
             responses,
-            keys: Keys::new(&settings.prefix),
+            watch: Some(watch),
+            keys,
             me: settings.instance_id.clone(),
             timeout,
         })
@@ -139,6 +147,21 @@ impl Session {
         let answer = bounded(self.timeout, self.client.txn(txn)).await?;
         let revision = answer.header().map_or(0, |h| h.revision());
         Ok(answer.succeeded().then_some(revision))
+    }
+
+    /// Waits until something under the prefix changes. A watch that
+    /// broke is dropped (the periodic reads go on); then this never ends.
+    pub(crate) async fn changed(&mut self) {
+        let Some((_, stream)) = self.watch.as_mut() else {
+            return std::future::pending().await;
+        };
+        match stream.message().await {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                warn!("etcd watch ended; reading every round instead");
+                self.watch = None;
+            }
+        }
     }
 
     /// Gives the lease back: leadership and report go at once (a clean

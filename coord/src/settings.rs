@@ -52,9 +52,9 @@ impl CoordSettings {
         self.lease_ttl / 3
     }
 
-    /// How often everything under the prefix is read (besides right
-    /// after each write): what bounds how late another instance's news
-    /// arrives.
+    /// How often everything under the prefix is read, besides whenever
+    /// the watch says something changed: what bounds how late news
+    /// arrives if the watch breaks.
     pub(crate) fn read_every(&self) -> Duration {
         (self.lease_ttl / 20).clamp(Duration::from_millis(50), Duration::from_millis(250))
     }

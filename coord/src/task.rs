@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use pgrelay_health::coordination::{
-    CoordinationEnds, CoordinationView, InstanceReport, StateWrite, WriteRefused,
+    CoordinationEnds, CoordinationView, InstanceReport, StateWrite, WriteRefused, unix_ms,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +55,9 @@ impl Coordination {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(pause) => {}
+                // Another instance wrote (the leader's record, a report):
+                // read it now rather than at the next round.
+                _ = watch(&mut self.session) => {}
                 changed = self.ends.sighting.changed() => {
                     // The failover task is gone when the sender is: stop.
                     if changed.is_err() { break; }
@@ -184,7 +187,9 @@ impl Coordination {
     }
 }
 
-fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+async fn watch(session: &mut Option<Session>) {
+    match session {
+        Some(session) => session.changed().await,
+        None => std::future::pending().await,
+    }
 }

@@ -20,4 +20,4 @@ mod view;
 pub use link::{CoordinationEnds, CoordinationLink, StateWrite, WriteRefused};
 pub use record::{HISTORY_KEPT, HistoryEntry, Promotion, SharedState};
 pub use rules::{Permission, may_promote, reconcile, stale_fences};
-pub use view::{CoordinationView, InstanceReport, Sighting};
+pub use view::{CoordinationView, InstanceReport, Sighting, unix_ms};

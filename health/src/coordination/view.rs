@@ -64,6 +64,13 @@ impl InstanceReport {
     }
 }
 
+/// Milliseconds since the Unix epoch: how reports and the history keep
+/// time in etcd.
+pub fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// What this instance sees of the primary, sent by the failover task to
 /// the coordination task whenever it changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,13 +4,11 @@
 //! promotion another leader left half done). Without `[coordination]`
 //! every answer is "go ahead, alone", as before.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use tracing::{info, warn};
 
 use crate::coordination::{
     CoordinationLink, HistoryEntry, Permission, SharedState, Sighting, WriteRefused, may_promote,
-    reconcile, stale_fences,
+    reconcile, stale_fences, unix_ms,
 };
 use crate::error::HealthError;
 use crate::failover::state::FailoverRecord;
@@ -225,10 +223,4 @@ fn refused(node: &str, e: &WriteRefused) -> HealthError {
         step: "decide in etcd",
         reason: e.to_string(),
     }
-}
-
-/// Milliseconds since the Unix epoch.
-fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -144,6 +144,16 @@ async fn cut_off_from_primary() -> anyhow::Result<()> {
         );
         let s = status(admin).await.context("i0 status")?;
         ensure!(s["leader"] == "i0", "i0 still leads: {s}");
+        // A manual promotion is the leader's: another instance refuses it
+        // and names the leader.
+        let reply =
+            pgrelay_tests::http::request(fleet.instances[1].admin, "POST", "/promote/pg2").await?;
+        ensure!(
+            reply.status == 409 && reply.body.contains("i0 leads failover"),
+            "POST /promote on a follower: {} {}",
+            reply.status,
+            reply.body
+        );
         anyhow::Ok(())
     }
     .await;
