@@ -51,7 +51,9 @@ impl Fleet {
         let config = self.dir.path().join(format!("{}.toml", instance_id(i)));
         std::fs::write(&config, config_toml(cluster, options)?)?;
         let log = self.dir.path().join(format!("{}.log", instance_id(i)));
-        let instance = Instance::spawn(&config, &log)?;
+        // Waits for the child's first line: off the runtime's threads.
+        let instance =
+            tokio::task::spawn_blocking(move || Instance::spawn(&config, &log)).await??;
         let admin = instance.admin;
         self.instances.push(instance);
         poll_until(

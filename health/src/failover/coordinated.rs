@@ -224,3 +224,89 @@ fn refused(node: &str, e: &WriteRefused) -> HealthError {
         reason: e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordination::CoordinationView;
+    use crate::topology::NodeStatus;
+
+    /// pg1 down; pg2 as given; pg3 a healthy replica.
+    fn topology(pg2: NodeRole) -> Topology {
+        let node = |name: &str, role: NodeRole| NodeStatus {
+            role,
+            healthy: role != NodeRole::Down,
+            timeline: Some(1),
+            ..NodeStatus::new(name.into(), format!("{name}:1"))
+        };
+        let nodes = vec![
+            node("pg1", NodeRole::Down),
+            node("pg2", pg2),
+            node("pg3", NodeRole::Replica),
+        ];
+        Topology::initial(vec![]).with_nodes(nodes)
+    }
+
+    fn coordinator(leader: &str, state: Option<SharedState>) -> Coordinator {
+        let (link, ends) = CoordinationLink::channel("a".into());
+        ends.view.send_replace(CoordinationView {
+            up: true,
+            leader: Some(leader.into()),
+            state,
+            revision: 7,
+            ..CoordinationView::initial("a".into())
+        });
+        // The last view stays readable once the task's end is gone.
+        drop(ends);
+        Coordinator::new(Some(link))
+    }
+
+    #[test]
+    fn a_new_leader_finishes_the_promotion_it_finds_decided() {
+        let intent = SharedState {
+            primary: Some("pg1".into()),
+            ..SharedState::default()
+        }
+        .with_intent("pg1", "pg2", "b");
+        let c = coordinator("a", Some(intent.clone()));
+        let step = |pg2| c.leader_step(&topology(pg2));
+        let (from, to, expected) = (0, 1, 7);
+        assert_eq!(
+            step(NodeRole::Replica),
+            Some(LeaderStep::Promote { from, to, expected })
+        );
+        assert_eq!(
+            step(NodeRole::Primary),
+            Some(LeaderStep::Finish { from, to, expected })
+        );
+        let dropped = SharedState {
+            promoting: None,
+            ..intent.clone()
+        };
+        assert_eq!(
+            step(NodeRole::Down),
+            Some(LeaderStep::Abandon {
+                expected,
+                state: dropped
+            })
+        );
+        // A follower leaves it to the leader.
+        let follower = coordinator("b", Some(intent));
+        assert_eq!(follower.leader_step(&topology(NodeRole::Replica)), None);
+    }
+
+    #[test]
+    fn a_leader_without_a_record_writes_the_primary_it_sees() {
+        let c = coordinator("a", None);
+        let Some(LeaderStep::Write { expected, state }) =
+            c.leader_step(&topology(NodeRole::Primary))
+        else {
+            panic!("a first write expected");
+        };
+        assert_eq!((expected, state.primary.as_deref()), (7, Some("pg2")));
+        assert_eq!(
+            Coordinator::new(None).leader_step(&topology(NodeRole::Primary)),
+            None
+        );
+    }
+}
