@@ -137,40 +137,45 @@ impl Failover {
                 self.leader_step(&t, step).await;
                 continue;
             }
-            match decision {
-                Decision::Idle => self.set_state(&t, FailoverState::Idle).await,
-                Decision::Suspect { primary, since } => {
-                    if !matches!(self.state, FailoverState::Suspect { primary: p, .. } if p == primary)
-                    {
-                        warn!(epoch = t.epoch, node = %t.nodes[primary].name, "primary unreachable");
-                        self.set_state(&t, FailoverState::Suspect { primary, since })
-                            .await;
-                    }
-                }
-                Decision::CutOff { primary, streaming } => {
-                    self.set_state(&t, FailoverState::CutOff { primary, streaming })
-                        .await
-                }
-                Decision::Failed { primary, since }
-                    if self.coord.permission(&t, primary) != Permission::Go =>
+            self.automatic(&t, decision, &mut detector).await;
+        }
+    }
+
+    /// What automatic failover does about the detector's `decision`.
+    async fn automatic(&mut self, t: &Topology, decision: Decision, detector: &mut Detector) {
+        match decision {
+            Decision::Idle => self.set_state(t, FailoverState::Idle).await,
+            Decision::Suspect { primary, since } => {
+                if !matches!(self.state, FailoverState::Suspect { primary: p, .. } if p == primary)
                 {
-                    // The leader decides (or nobody, out of touch with
-                    // etcd or without a majority): keep waiting.
-                    self.set_state(&t, FailoverState::Suspect { primary, since })
+                    warn!(epoch = t.epoch, node = %t.nodes[primary].name, "primary unreachable");
+                    self.set_state(t, FailoverState::Suspect { primary, since })
+                        .await;
+                }
+            }
+            Decision::CutOff { primary, streaming } => {
+                self.set_state(t, FailoverState::CutOff { primary, streaming })
+                    .await
+            }
+            Decision::Failed { primary, since }
+                if self.coord.permission(t, primary) != Permission::Go =>
+            {
+                // The leader decides (or nobody, out of touch with
+                // etcd or without a majority): keep waiting.
+                self.set_state(t, FailoverState::Suspect { primary, since })
+                    .await
+            }
+            Decision::Failed { primary, since } => match choose(t, primary) {
+                None => {
+                    self.set_state(t, FailoverState::NoCandidate { primary })
                         .await
                 }
-                Decision::Failed { primary, since } => match choose(&t, primary) {
-                    None => {
-                        self.set_state(&t, FailoverState::NoCandidate { primary })
-                            .await
+                Some(candidate) => {
+                    if !self.fail_over(t, primary, candidate, since).await {
+                        detector.retry_later(Instant::now());
                     }
-                    Some(candidate) => {
-                        if !self.fail_over(&t, primary, candidate, since).await {
-                            detector.retry_later(Instant::now());
-                        }
-                    }
-                },
-            }
+                }
+            },
         }
     }
 
