@@ -9,7 +9,8 @@ use tracing::{debug, info, warn};
 use crate::cell::TopologyCell;
 use crate::coordination::CoordinationLink;
 use crate::failover::{
-    Edit, FailoverControl, FailoverRequests, FailoverSettings, SettingsUpdates, spawn_failover,
+    Edit, FailoverControl, FailoverRequests, FailoverSettings, SettingsUpdates, StateFile,
+    spawn_failover, spawn_fencer,
 };
 use crate::liveness::FAILURES_BEFORE_DOWN;
 use crate::observe::Observer;
@@ -123,7 +124,7 @@ pub fn spawn_monitor_controlled(
     // Nobody sends: the settings stay as given.
     let (_fixed, settings) = watch::channel(settings);
     let (_fixed, failover) = watch::channel(failover);
-    spawn_monitor_reloadable(targets, settings, failover, requests, cell, shutdown);
+    spawn_monitor_reloadable(targets, settings, failover, requests, None, cell, shutdown);
 }
 
 /// [`spawn_monitor_controlled`] whose probes take new settings (interval,
@@ -131,19 +132,39 @@ pub fn spawn_monitor_controlled(
 /// probe on, without losing what the monitor knows (hysteresis, lag
 /// history); the failover task takes new `failover` settings (and the
 /// login) before its next step.
+///
+/// With a `state_file` (whose state `cell` was started from, see
+/// [`StateFile::restore`]), every snapshot that changes the durable state
+/// is written there before it is published.
 pub fn spawn_monitor_reloadable(
     targets: Vec<NodeTarget>,
     settings: watch::Receiver<MonitorSettings>,
     failover: watch::Receiver<FailoverSettings>,
     requests: FailoverRequests,
+    state_file: Option<StateFile>,
     cell: Arc<TopologyCell>,
     shutdown: CancellationToken,
 ) {
-    spawn_monitor_coordinated(targets, settings, failover, requests, None, cell, shutdown);
+    let records = FailoverRecords {
+        state_file,
+        coordination: None,
+    };
+    spawn_monitor_coordinated(
+        targets, settings, failover, requests, records, cell, shutdown,
+    );
+}
+
+/// Where the failover record is kept besides the snapshots: this
+/// instance's state file, and the record the instances share in etcd.
+#[derive(Debug, Default)]
+pub struct FailoverRecords {
+    pub state_file: Option<StateFile>,
+    /// The link to the coordination task (see [`crate::coordination`]).
+    pub coordination: Option<CoordinationLink>,
 }
 
 /// [`spawn_monitor_reloadable`] as one of several pgrelay instances: with
-/// a `coordination` link (to the task that talks to etcd, see
+/// a coordination link (to the task that talks to etcd, see
 /// [`crate::coordination`]) only the leader promotes, and only when a
 /// majority of the live instances agrees the primary is gone; every
 /// instance applies the leader's fences and reports what it sees.
@@ -152,15 +173,26 @@ pub fn spawn_monitor_coordinated(
     settings: watch::Receiver<MonitorSettings>,
     failover: watch::Receiver<FailoverSettings>,
     requests: FailoverRequests,
-    coordination: Option<CoordinationLink>,
+    records: FailoverRecords,
     cell: Arc<TopologyCell>,
     shutdown: CancellationToken,
 ) {
+    let FailoverRecords {
+        state_file,
+        coordination,
+    } = records;
     let (tx, rx) = mpsc::channel(targets.len().max(1) * 4);
     let (edit_tx, edit_rx) = mpsc::channel(16);
     let initial = settings.borrow().clone();
     // With failover disabled the task serves manual requests only, and
     // ends (closing `edit_tx`) once no control is left.
+    spawn_fencer(
+        targets.clone(),
+        settings.clone(),
+        failover.clone(),
+        Arc::clone(&cell),
+        shutdown.clone(),
+    );
     let updates = SettingsUpdates {
         monitor: settings.clone(),
         failover,
@@ -186,7 +218,7 @@ pub fn spawn_monitor_coordinated(
             shutdown.clone(),
         ));
     }
-    tokio::spawn(publish_loop(rx, edit_rx, cell, shutdown));
+    tokio::spawn(publish_loop(rx, edit_rx, cell, state_file, shutdown));
 }
 
 async fn probe_loop(
@@ -248,11 +280,13 @@ fn retry_delay(interval: Duration, failures: u32) -> Duration {
 }
 
 /// The cell's only writer: folds probe results and failover edits into
-/// snapshots, one at a time.
+/// snapshots, one at a time, each recorded in the state file (if any)
+/// before it is published.
 async fn publish_loop(
     mut results: mpsc::Receiver<ProbeResult>,
     mut edits: mpsc::Receiver<Edit>,
     cell: Arc<TopologyCell>,
+    mut state_file: Option<StateFile>,
     shutdown: CancellationToken,
 ) {
     let mut observer = Observer::new(cell.load().nodes.len());
@@ -265,6 +299,9 @@ async fn publish_loop(
                     Some(edit) => {
                         let current = cell.load();
                         let next = edit(&current);
+                        if !recorded(&mut state_file, &next).await {
+                            continue;
+                        }
                         if next.primary != current.primary {
                             log_primary_change(&next);
                         }
@@ -288,8 +325,20 @@ async fn publish_loop(
         ) else {
             continue;
         };
+        if !recorded(&mut state_file, &next).await {
+            continue;
+        }
         log_changes(&current, &next, result.index);
         cell.publish(next);
+    }
+}
+
+/// Records `next` in the state file, if there is one; whether it may be
+/// published (see `StateFile::record`).
+async fn recorded(state_file: &mut Option<StateFile>, next: &Topology) -> bool {
+    match state_file {
+        Some(file) => file.record(next).await,
+        None => true,
     }
 }
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use pgrelay_health::coordination::{CoordinationEnds, CoordinationLink};
 use pgrelay_health::{
-    FailoverControl, FailoverRequests, NodeTarget, Topology, TopologyCell,
-    spawn_monitor_coordinated,
+    FailoverControl, FailoverRecords, FailoverRequests, HealthError, NodeTarget, StateFile,
+    Topology, TopologyCell, spawn_monitor_coordinated,
 };
 use tracing::{error, info};
 
@@ -81,12 +81,9 @@ fn start_with(
     };
     let admin_listener = admin::bind(config.listen.admin_addr)?;
     let admin_addr = admin_listener.local_addr()?;
-    let topology = Arc::new(TopologyCell::new(Topology::initial(
-        config
-            .nodes
-            .iter()
-            .map(|n| (n.name.to_string(), n.addr.to_string())),
-    )));
+    let (state_file, initial) = initial_topology(&config)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    let topology = Arc::new(TopologyCell::new(initial));
     let (failover, requests) = FailoverControl::channel();
     let mut shared = Shared::new(Arc::clone(&config), topology, failover)?;
     shared.config_path = path;
@@ -111,7 +108,12 @@ fn start_with(
         threads: Vec::new(),
         socket_file,
     };
-    let monitor = spawn_monitor_thread(Arc::clone(&handle.shared), requests, coordination)?;
+    let monitor = spawn_monitor_thread(
+        Arc::clone(&handle.shared),
+        requests,
+        state_file,
+        coordination,
+    )?;
     handle.threads.push(monitor);
     let admin = admin::spawn(admin_listener, Arc::clone(&handle.shared))?;
     handle.threads.push(admin);
@@ -220,6 +222,36 @@ pub(crate) fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// `[failover] state_file`, read: `None` when none is configured. A
+/// missing file is fresh state; an unreadable or corrupt one is an error
+/// (`pgrelay serve` exits 64 on it, as on a bad config).
+pub fn open_state_file(config: &Config) -> Result<Option<StateFile>, HealthError> {
+    config
+        .failover
+        .state_file
+        .as_deref()
+        .map(StateFile::open)
+        .transpose()
+}
+
+/// The first snapshot: every node unknown, with the state file's epoch,
+/// fences and history, so that a fenced node is never routed to, not
+/// even by the first snapshot after a restart.
+fn initial_topology(config: &Config) -> Result<(Option<StateFile>, Topology), HealthError> {
+    let initial = Topology::initial(
+        config
+            .nodes
+            .iter()
+            .map(|n| (n.name.to_string(), n.addr.to_string())),
+    );
+    let state_file = open_state_file(config)?;
+    let initial = match &state_file {
+        Some(file) => file.restore(&initial)?,
+        None => initial,
+    };
+    Ok((state_file, initial))
+}
+
 /// `[coordination]`: the coordination task's settings and both ends of
 /// its link with the failover task.
 struct Coordinated {
@@ -234,6 +266,7 @@ struct Coordinated {
 fn spawn_monitor_thread(
     shared: Arc<Shared>,
     requests: FailoverRequests,
+    state_file: Option<StateFile>,
     coordination: Option<Coordinated>,
 ) -> io::Result<JoinHandle<()>> {
     let runtime = current_thread_runtime()?;
@@ -266,7 +299,10 @@ fn spawn_monitor_thread(
                     shared.monitor_settings.subscribe(),
                     shared.failover_settings.subscribe(),
                     requests,
-                    link,
+                    FailoverRecords {
+                        state_file,
+                        coordination: link,
+                    },
                     Arc::clone(&shared.topology),
                     shared.stop.clone(),
                 );

@@ -12,6 +12,9 @@ use anyhow::bail;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
+/// A writer gives up after this many errors.
+const MAX_ERRORS: usize = 1_000;
+
 /// What one writer saw.
 #[derive(Debug, Default)]
 pub struct WriterReport {
@@ -103,10 +106,17 @@ async fn write(
                 seen.session_lost = true;
                 break;
             }
-            Err(e) => seen.errors.push(match e.as_db_error() {
-                Some(db) => format!("{}: {}", db.code().code(), db.message()),
-                None => e.to_string(),
-            }),
+            Err(e) => {
+                seen.errors.push(match e.as_db_error() {
+                    Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                    None => e.to_string(),
+                });
+                // Enough to report; an endless error loop must not grow
+                // the test's memory without bound.
+                if seen.errors.len() >= MAX_ERRORS {
+                    break;
+                }
+            }
         }
     }
     seen

@@ -8,6 +8,10 @@
 //! - `promote`: `pg_promote()` and its verification;
 //! - `repoint`: `primary_conninfo` and replication slots for the others;
 //! - `manual`: an operator's promotion requests, and when they are refused;
+//! - `durable`: what must survive a restart (epoch, primary, fences,
+//!   history), as a plain record; `state_file` keeps it in a local file;
+//! - `fence` and `fencer`: making a fenced node that is writable again
+//!   read-only for its direct clients (and the operator's `fence_command`);
 //! - `task`: the task that watches snapshots, serves the requests and runs
 //!   the steps in order.
 //!
@@ -18,15 +22,25 @@ mod candidate;
 mod connection;
 mod coordinated;
 mod detect;
+mod durable;
+mod fence;
+mod fencer;
 mod manual;
 mod promote;
 mod repoint;
 mod state;
+mod state_file;
 mod task;
 
+pub use durable::{
+    DURABLE_FORMAT, DecodeError, DurableCause, DurableFailover, DurableFence, DurableState,
+};
+pub(crate) use fencer::spawn_fencer;
 pub use manual::{FailoverControl, FailoverRequests};
 pub use state::{
-    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverCause, FailoverRecord,
-    FailoverSettings, FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
+    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FENCE_COMMAND_TIMEOUT, FENCE_RETRY,
+    FailoverCause, FailoverRecord, FailoverSettings, FailoverState, FenceMode, PROMOTE_TIMEOUT,
+    REPOINT_TIMEOUT,
 };
+pub use state_file::{StateFile, write_atomically};
 pub(crate) use task::{Edit, SettingsUpdates, spawn_failover};

@@ -386,34 +386,19 @@ impl Failover {
             .or(t.nodes[candidate].replay_lsn);
         info!(epoch = t.epoch, %from, %to, lsn = ?t.nodes[candidate].receive_lsn,
             synchronous = t.nodes[candidate].synchronous, "primary failed; fencing it and promoting");
-        // Fence first: if the old primary answers again mid-promotion it
-        // must not be routed.
-        self.state = FailoverState::Promoting { primary, candidate };
-        let state = self.state.clone();
-        let at = SystemTime::now();
-        self.edit(move |t| fence(t, primary, true).with_failover(state, at))
-            .await;
-        self.cell
-            .wait_until(PUBLISH_TIMEOUT, |t| t.nodes[primary].fenced)
-            .await;
-
+        if let Err(e) = self.fence_first(t, primary, candidate).await {
+            self.coord.abandon(revision).await;
+            return Err(e);
+        }
         let started = Instant::now();
         let target = &self.targets[candidate];
         if let Err(e) = promote(target, &self.monitor, PROMOTE_TIMEOUT).await {
             let unfence = still_replica(target, &self.monitor).await;
             error!(epoch = t.epoch, %from, %to, error = %e, unfenced = unfence, "promotion failed");
-            let state = FailoverState::Failed {
-                primary,
-                candidate,
-                reason: e.to_string(),
-            };
-            self.state = state.clone();
-            let at = SystemTime::now();
             // Nothing else can be writable: let the old primary back in
             // should it return. If the promotion finishes after all, the
             // timeline rule fences the old primary again.
-            self.edit(move |t| fence(t, primary, !unfence).with_failover(state, at))
-                .await;
+            self.give_up(primary, candidate, &e, !unfence).await;
             self.coord.abandon(revision).await;
             return Err(e);
         }
@@ -455,6 +440,53 @@ impl Failover {
         self.cell.wait_until(PUBLISH_TIMEOUT, recorded).await;
         self.coord.finish(revision, &record, cause.as_str()).await;
         Ok((record, published))
+    }
+
+    /// Fences `primary` (and says `Promoting`) before `candidate` is
+    /// promoted: if the old primary answers again mid-promotion it must
+    /// not be routed. Fails when the fence is not published in time (the
+    /// state file could not record it): promoting then could let a
+    /// restarted pgrelay route to the old primary.
+    async fn fence_first(
+        &mut self,
+        t: &Topology,
+        primary: usize,
+        candidate: usize,
+    ) -> Result<(), HealthError> {
+        self.state = FailoverState::Promoting { primary, candidate };
+        let state = self.state.clone();
+        let at = SystemTime::now();
+        self.edit(move |t| fence(t, primary, true).with_failover(state, at))
+            .await;
+        let fenced = self
+            .cell
+            .wait_until(PUBLISH_TIMEOUT, |t| t.nodes[primary].fenced)
+            .await;
+        if fenced.nodes[primary].fenced {
+            return Ok(());
+        }
+        let e = HealthError::Failover {
+            node: t.nodes[primary].name.clone(),
+            step: "fence",
+            reason: format!("the fence was not published within {PUBLISH_TIMEOUT:?}"),
+        };
+        error!(epoch = t.epoch, error = %e, "no promotion");
+        self.give_up(primary, candidate, &e, false).await;
+        Err(e)
+    }
+
+    /// Says the attempt to replace `primary` by `candidate` failed, and
+    /// leaves `primary` fenced or not.
+    async fn give_up(&mut self, primary: usize, candidate: usize, e: &HealthError, fenced: bool) {
+        let state = FailoverState::Failed {
+            primary,
+            candidate,
+            reason: e.to_string(),
+        };
+        self.state = state.clone();
+        let at = SystemTime::now();
+        self.edit(move |t| fence(t, primary, fenced).with_failover(state, at))
+            .await;
     }
 
     /// Re-points every healthy replica but the new primary, concurrently,

@@ -452,9 +452,33 @@ fn read_failover(mut s: Section<'_>, p: &mut Problems) -> FailoverConfig {
         hold_writes: s.duration("hold_writes", p).unwrap_or(d.hold_writes),
         replica_conninfo: non_empty(&s, "replica_conninfo", conninfo, p)
             .unwrap_or(d.replica_conninfo),
+        state_file: read_state_file(&mut s, p),
+        fence: s.parsed("fence", p).unwrap_or(d.fence),
+        fence_command: {
+            let command = s.string("fence_command", p);
+            non_empty(&s, "fence_command", command, p)
+        },
     };
     s.finish(p);
     failover
+}
+
+/// `failover.state_file`: a file in an existing directory (the file
+/// itself may not exist yet: fresh state). Its content is read at start.
+fn read_state_file(s: &mut Section<'_>, p: &mut Problems) -> Option<PathBuf> {
+    let path = s.file("state_file", p)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        p.push(
+            s.key("state_file"),
+            format!("{} is not an existing directory", dir.display()),
+        );
+        return None;
+    }
+    Some(path)
 }
 
 fn read_pool(mut s: Section<'_>, p: &mut Problems) -> PoolConfig {

@@ -372,3 +372,37 @@ fn unix_sockets_for_clients_and_nodes() {
         "{found:?}"
     );
 }
+
+#[test]
+fn state_file_and_fencing_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.json");
+    let config = parse(&format!(
+        "{ONE_NODE}[failover]\nstate_file = \"{}\"\nfence = \"none\"\nfence_command = \"stonith\"\n",
+        path.display()
+    ))
+    .expect("valid");
+    assert_eq!(config.failover.state_file.as_deref(), Some(path.as_path()));
+    assert_eq!(config.failover.fence, FenceMode::None);
+    assert_eq!(config.failover.fence_command.as_deref(), Some("stonith"));
+    let defaults = parse(ONE_NODE).expect("valid");
+    assert_eq!(defaults.failover.state_file, None);
+    assert_eq!(defaults.failover.fence, FenceMode::ReadOnly);
+    assert_eq!(defaults.failover.fence_command, None);
+
+    let missing = dir.path().join("nowhere").join("state.json");
+    assert_eq!(
+        problems(&format!(
+            "{ONE_NODE}[failover]\nstate_file = \"{}\"\nfence = \"off\"\nfence_command = \" \"\n",
+            missing.display()
+        )),
+        vec![
+            format!(
+                "failover.state_file: {} is not an existing directory",
+                dir.path().join("nowhere").display()
+            ),
+            "failover.fence: expected one of \"read-only\", \"none\", found \"off\"".to_owned(),
+            "failover.fence_command: must not be empty".to_owned(),
+        ]
+    );
+}

@@ -163,41 +163,72 @@ fn open_log(path: &Path, owner: &Owner) -> Result<File, ClusterError> {
     Ok(file)
 }
 
-/// Pids whose parent is `parent`, read from /proc.
-fn children_of(parent: u32) -> Vec<u32> {
+/// A process as /proc shows it: its pid and its start time, because a pid
+/// alone may name another process once the first exits (pid_max is 32768
+/// here, and a test run forks thousands of backends); a reused pid can even
+/// be a thread of the test binary, which a SIGKILL would take down whole.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Process {
+    pid: u32,
+    started: u64,
+}
+
+struct ProcStat {
+    state: char,
+    parent: u32,
+    started: u64,
+}
+
+/// Processes whose parent is `parent`, read from /proc.
+fn children_of(parent: u32) -> Vec<Process> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| proc_stat(*pid).is_some_and(|(_, ppid)| ppid == parent))
+        .filter_map(|pid| {
+            let stat = proc_stat(pid)?;
+            (stat.parent == parent).then_some(Process {
+                pid,
+                started: stat.started,
+            })
+        })
         .collect()
 }
 
-/// State letter and parent pid of `pid`, if it exists.
-fn proc_stat(pid: u32) -> Option<(char, u32)> {
+/// State, parent and start time of `pid`, if it exists.
+fn proc_stat(pid: u32) -> Option<ProcStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses; fields resume after the last ')'.
+    // The command name may contain spaces and parentheses; fields resume
+    // after the last ')', with the state (field 3 of proc(5)) first.
     let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    const STATE: usize = 0;
+    const PARENT: usize = 1;
+    const START_TIME: usize = 19;
+    Some(ProcStat {
+        state: fields.get(STATE)?.chars().next()?,
+        parent: fields.get(PARENT)?.parse().ok()?,
+        started: fields.get(START_TIME)?.parse().ok()?,
+    })
 }
 
-/// True while `pid` is a live (non-zombie) process.
-pub(crate) fn alive(pid: u32) -> bool {
-    proc_stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+/// True while `process` (the same one, not a later user of its pid) is live
+/// and not a zombie.
+fn alive(process: Process) -> bool {
+    proc_stat(process.pid).is_some_and(|stat| {
+        stat.started == process.started && stat.state != 'Z' && stat.state != 'X'
+    })
 }
 
 /// Waits for orphaned backends to exit; past `deadline` they are killed, as
 /// they belong to a postmaster we started and no one else will end them.
-fn wait_gone(pids: &[u32], deadline: Instant) {
-    while pids.iter().any(|p| alive(*p)) {
+fn wait_gone(processes: &[Process], deadline: Instant) {
+    while processes.iter().any(|p| alive(*p)) {
         if Instant::now() >= deadline {
-            for pid in pids.iter().filter(|p| alive(**p)) {
-                let _ = kill(pid_of(*pid), Signal::SIGKILL);
+            for process in processes.iter().filter(|p| alive(**p)) {
+                let _ = kill(pid_of(process.pid), Signal::SIGKILL);
             }
             return;
         }

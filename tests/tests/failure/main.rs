@@ -4,12 +4,14 @@
 //! panics, and clusters stop on drop).
 
 mod balance;
+mod durable;
 mod failover;
 mod outage;
 mod primary_wait;
 mod promote;
 mod replica_loss;
 mod visibility;
+mod window;
 
 use std::process::ExitCode;
 
@@ -21,10 +23,12 @@ fn main() -> ExitCode {
     trials.extend(replica_loss::trials());
     trials.extend(balance::trials());
     trials.extend(failover::trials());
+    trials.extend(durable::trials());
     trials.extend(outage::trials());
     trials.extend(promote::trials());
     trials.extend(primary_wait::trials());
     trials.extend(visibility::trials());
+    trials.extend(window::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
     } else {
