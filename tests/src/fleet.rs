@@ -15,8 +15,9 @@ use crate::{http, poll_until};
 /// The etcd key prefix the fleet shares.
 pub const PREFIX: &str = "/pgrelay/test";
 
-/// Short, so a killed leader is replaced quickly (etcd's minimum is ~2 s).
-pub const LEASE_TTL: &str = "2s";
+/// Short, so a killed leader is replaced quickly (etcd's minimum is ~2 s),
+/// with room for a loaded machine's slow etcd calls (a third of it each).
+pub const LEASE_TTL: &str = "3s";
 
 pub struct Fleet {
     pub instances: Vec<Instance>,

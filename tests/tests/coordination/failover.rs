@@ -53,7 +53,7 @@ async fn promote_once(
     }
     let load = WriteLoad::start(clients, "rto_rows", cluster.nodes()[0].port, 20);
     let counter = connect(&conninfo(fleet.instances[1].port())).await?;
-    rows_written(&counter, "rto_rows", 300).await?;
+    rows_written(&counter, "rto_rows", 100).await?;
     cluster.kill(0)?;
     let killed = Instant::now();
     let reports = load.finish(Duration::from_secs(60)).await?;
@@ -94,12 +94,19 @@ async fn promote_once(
         "SHOW INSTANCES: {} rows, {leaders} leaders",
         rows.len()
     );
-    let state = etcd.state(PREFIX).await.context("no shared record")?;
+    // The leader records the promotion once it is published (its own
+    // probes may see that a little after the clients' writes do).
+    let state = poll_until(
+        Duration::from_secs(20),
+        "the promotion recorded in etcd",
+        || async {
+            let s = etcd.state(PREFIX).await?;
+            (s.promoting.is_none() && s.primary.as_deref() == Some(new.as_str())).then_some(s)
+        },
+    )
+    .await?;
     ensure!(
-        state.primary.as_deref() == Some(new.as_str())
-            && state.history.len() == 1
-            && state.fenced == ["pg1"]
-            && state.promoting.is_none(),
+        state.history.len() == 1 && state.fenced == ["pg1"],
         "the shared record: {state:?}"
     );
     multi_host_writes(fleet).await
