@@ -119,8 +119,11 @@ pub struct NodeBody<'a> {
     pub down_since: Option<Stamp>,
     /// Since when the node has been fenced; `null` while it is not.
     pub fenced_since: Option<Stamp>,
-    /// Last seen as a synchronous standby of the primary.
-    pub synchronous: bool,
+    /// Whether it was last seen as a synchronous standby of the primary;
+    /// only while the cluster has one (synchronous replication in use),
+    /// else absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synchronous: Option<bool>,
 }
 
 /// One completed failover of `/status`.
@@ -151,7 +154,7 @@ impl<'a> StatusBody<'a> {
                 .primary
                 .and_then(|i| topology.nodes.get(i))
                 .map(|n| n.name.as_str()),
-            nodes: topology.nodes.iter().map(NodeBody::from).collect(),
+            nodes: nodes(topology),
             failovers: topology.failovers.iter().map(FailoverBody::from).collect(),
             failover_state: topology.failover.as_str(),
             failover_since: topology.failover_since.map(Stamp),
@@ -160,6 +163,20 @@ impl<'a> StatusBody<'a> {
             coordination: None,
         }
     }
+}
+
+/// Every node, with `synchronous` on each when any is a synchronous
+/// standby.
+fn nodes(topology: &Topology) -> Vec<NodeBody<'_>> {
+    let synchronous = topology.nodes.iter().any(|n| n.synchronous);
+    topology
+        .nodes
+        .iter()
+        .map(|n| NodeBody {
+            synchronous: synchronous.then_some(n.synchronous),
+            ..NodeBody::from(n)
+        })
+        .collect()
 }
 
 impl<'a> From<&'a NodeStatus> for NodeBody<'a> {
@@ -183,7 +200,7 @@ impl<'a> From<&'a NodeStatus> for NodeBody<'a> {
                 .filter(|_| node.streaming && node.healthy),
             down_since: node.down_since.map(Stamp),
             fenced_since: node.fenced_since.map(Stamp),
-            synchronous: node.synchronous,
+            synchronous: None,
         }
     }
 }
@@ -283,14 +300,14 @@ mod tests {
                 "nodes": [
                     {"name": "pg1", "addr": "127.0.0.1:5432", "role": "primary", "healthy": true,
                      "timeline": 1, "replay_lsn": "0/3000060", "lag_bytes": 0, "lag_seconds": 0.0,
-                     "upstream": null, "down_since": null, "fenced_since": null, "synchronous": false},
+                     "upstream": null, "down_since": null, "fenced_since": null},
                     {"name": "pg2", "addr": "127.0.0.1:5433", "role": "replica", "healthy": true,
                      "timeline": 1, "replay_lsn": "0/3000000", "lag_bytes": 96, "lag_seconds": 0.125,
-                     "upstream": "127.0.0.1:5432", "down_since": null, "fenced_since": null, "synchronous": false},
+                     "upstream": "127.0.0.1:5432", "down_since": null, "fenced_since": null},
                     {"name": "pg3", "addr": "127.0.0.1:5434", "role": "fenced", "healthy": false,
                      "timeline": 1, "replay_lsn": null, "lag_bytes": null, "lag_seconds": null,
                      "upstream": null, "down_since": "2025-01-02T03:03:20Z",
-                     "fenced_since": "2025-01-02T03:04:00Z", "synchronous": false},
+                     "fenced_since": "2025-01-02T03:04:00Z"},
                 ],
                 "failovers": [
                     {"at": "2025-01-02T03:04:05Z", "from": "pg0", "to": "pg1",
@@ -328,12 +345,24 @@ mod tests {
             value["nodes"],
             json!([{"name":"pg1","addr":"db:5432","role":"unknown","healthy":false,
                 "timeline":null,"replay_lsn":null,"lag_bytes":null,"lag_seconds":null,
-                "upstream":null,"down_since":null,"fenced_since":null,"synchronous":false}])
+                "upstream":null,"down_since":null,"fenced_since":null}])
         );
         assert_eq!(value["primary"], json!(null));
         assert_eq!(value["failovers"], json!([]));
         assert_eq!(value["failover_since"], json!(null));
         assert!(value.get("leader").is_none() && value.get("instances").is_none());
+    }
+
+    #[test]
+    fn with_a_synchronous_standby_every_node_says_whether_it_is_one() {
+        let mut topology = topology();
+        let plain = serde_json::to_value(StatusBody::new(&topology, UNIX_EPOCH)).expect("json");
+        assert!(plain["nodes"][1].get("synchronous").is_none());
+        topology.nodes[1].synchronous = true;
+        let value = serde_json::to_value(StatusBody::new(&topology, UNIX_EPOCH)).expect("json");
+        let flags: Vec<&serde_json::Value> =
+            (0..3).map(|i| &value["nodes"][i]["synchronous"]).collect();
+        assert_eq!(flags, [&json!(false), &json!(true), &json!(false)]);
     }
 
     #[test]
