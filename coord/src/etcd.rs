@@ -164,10 +164,24 @@ impl Session {
         }
     }
 
+    /// The lease this session keeps alive.
+    pub(crate) fn lease(&self) -> i64 {
+        self.lease
+    }
+
+    /// Gives back the lease of a session that was lost: its keys (the
+    /// leadership, if this instance held it) would otherwise stay until it
+    /// runs out, and no write of this new session could pass as the
+    /// leader's meanwhile.
+    pub(crate) async fn revoke(&mut self, lease: i64) {
+        let _ = bounded(self.timeout, self.client.lease_revoke(lease)).await;
+    }
+
     /// Gives the lease back: leadership and report go at once (a clean
     /// stop hands over without waiting for the lease to run out).
     pub(crate) async fn close(mut self) {
-        let _ = bounded(self.timeout, self.client.lease_revoke(self.lease)).await;
+        let lease = self.lease;
+        self.revoke(lease).await;
     }
 }
 

@@ -28,6 +28,7 @@ pub fn spawn_coordination(
         settings,
         ends,
         session: None,
+        lost_lease: None,
         renew_at: Instant::now(),
         report_due: true,
     };
@@ -39,6 +40,8 @@ struct Coordination {
     ends: CoordinationEnds,
     /// `None`: out of touch; the next round opens a new one.
     session: Option<Session>,
+    /// The lease of the session last lost, given back by the next one.
+    lost_lease: Option<i64>,
     renew_at: Instant,
     /// What this instance sees changed, or its report needs refreshing.
     report_due: bool,
@@ -78,7 +81,11 @@ impl Coordination {
     /// everything, campaign if nobody leads.
     async fn round(&mut self) -> Result<Reading, CoordError> {
         if self.session.is_none() {
-            self.session = Some(Session::open(&self.settings).await?);
+            let mut session = Session::open(&self.settings).await?;
+            if let Some(lease) = self.lost_lease.take() {
+                session.revoke(lease).await;
+            }
+            self.session = Some(session);
             info!(instance = %self.settings.instance_id, "connected to etcd");
             self.renew_at = Instant::now();
             self.report_due = true;
@@ -143,7 +150,9 @@ impl Coordination {
 
     /// Out of touch: say so (once), drop the session, keep the picture.
     fn lost(&mut self, error: &CoordError) {
-        self.session = None;
+        if let Some(session) = self.session.take() {
+            self.lost_lease = Some(session.lease());
+        }
         self.ends.view.send_if_modified(|view| {
             if view.up {
                 warn!(instance = %view.me, %error,

@@ -31,7 +31,7 @@ const NOTHING_HAPPENS_FOR: Duration = Duration::from_secs(5);
 
 /// i0 reaches etcd through a relay; cut it, kill i1 (so nobody else could
 /// act), then kill the primary: i0 keeps routing until the primary dies,
-/// says it is out of touch, and never promotes.
+/// says it is out of touch, and never promotes, until etcd is back.
 async fn cut_off_from_etcd() -> anyhow::Result<()> {
     let etcd = Etcd::start().await?;
     let relay = Relay::start(etcd.addr().to_owned()).await?;
