@@ -180,7 +180,7 @@ async fn finish_after_leader_death(
     let log = std::fs::read_to_string(&fleet.instances[new_leader].log)?;
     let took_over = log
         .lines()
-        .find(|l| l.contains("decided before this instance led"))
+        .find(|l| l.contains("before this instance led"))
         .context("the new leader did not take the decision over")?;
     println!("i{new_leader}: {took_over}");
     ensure!(
