@@ -10,6 +10,7 @@
 
 mod cell;
 pub mod conninfo;
+pub mod coordination;
 mod error;
 mod failover;
 mod lag;
@@ -34,8 +35,9 @@ pub use failover::{
 pub use liveness::{FAILURES_BEFORE_DOWN, SUCCESSES_BEFORE_UP};
 pub use lsn::{format_lsn, parse_lsn};
 pub use monitor::{
-    MAX_RETRY_DELAY, MonitorSettings, NodeTarget, spawn_monitor, spawn_monitor_controlled,
-    spawn_monitor_reloadable, spawn_monitor_with_failover,
+    FailoverRecords, MAX_RETRY_DELAY, MonitorSettings, NodeTarget, spawn_monitor,
+    spawn_monitor_controlled, spawn_monitor_coordinated, spawn_monitor_reloadable,
+    spawn_monitor_with_failover,
 };
 pub use probe::NodeProbe;
 pub use sample::{NodeSample, ReplicaSample};

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::cell::TopologyCell;
+use crate::coordination::CoordinationLink;
 use crate::failover::{
     Edit, FailoverControl, FailoverRequests, FailoverSettings, QuorumLedger, SettingsUpdates,
     StateFile, spawn_failover, spawn_fencer, spawn_synchronous,
@@ -144,6 +145,42 @@ pub fn spawn_monitor_reloadable(
     cell: Arc<TopologyCell>,
     shutdown: CancellationToken,
 ) {
+    let records = FailoverRecords {
+        state_file,
+        coordination: None,
+    };
+    spawn_monitor_coordinated(
+        targets, settings, failover, requests, records, cell, shutdown,
+    );
+}
+
+/// Where the failover record is kept besides the snapshots: this
+/// instance's state file, and the record the instances share in etcd.
+#[derive(Debug, Default)]
+pub struct FailoverRecords {
+    pub state_file: Option<StateFile>,
+    /// The link to the coordination task (see [`crate::coordination`]).
+    pub coordination: Option<CoordinationLink>,
+}
+
+/// [`spawn_monitor_reloadable`] as one of several pgrelay instances: with
+/// a coordination link (to the task that talks to etcd, see
+/// [`crate::coordination`]) only the leader promotes, and only when a
+/// majority of the live instances agrees the primary is gone; every
+/// instance applies the leader's fences and reports what it sees.
+pub fn spawn_monitor_coordinated(
+    targets: Vec<NodeTarget>,
+    settings: watch::Receiver<MonitorSettings>,
+    failover: watch::Receiver<FailoverSettings>,
+    requests: FailoverRequests,
+    records: FailoverRecords,
+    cell: Arc<TopologyCell>,
+    shutdown: CancellationToken,
+) {
+    let FailoverRecords {
+        state_file,
+        coordination,
+    } = records;
     let (tx, rx) = mpsc::channel(targets.len().max(1) * 4);
     let (edit_tx, edit_rx) = mpsc::channel(16);
     let initial = settings.borrow().clone();
@@ -175,6 +212,7 @@ pub fn spawn_monitor_reloadable(
         edit_tx,
         requests,
         quorums,
+        coordination,
         shutdown.clone(),
     );
     for (index, target) in targets.into_iter().enumerate() {

@@ -126,6 +126,8 @@ fn effective(old: &Config, new: &Config) -> Config {
             max_wait: new.pool.max_wait,
             ..old.pool.clone()
         },
+        // The coordination task and its identity are fixed at start.
+        coordination: old.coordination.clone(),
     }
 }
 

@@ -15,9 +15,10 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use pgrelay_health::coordination::{CoordinationEnds, CoordinationLink};
 use pgrelay_health::{
-    FailoverControl, FailoverRequests, HealthError, NodeTarget, StateFile, Topology, TopologyCell,
-    spawn_monitor_reloadable,
+    FailoverControl, FailoverRecords, FailoverRequests, HealthError, NodeTarget, StateFile,
+    Topology, TopologyCell, spawn_monitor_coordinated,
 };
 use tracing::{error, info};
 
@@ -86,6 +87,18 @@ fn start_with(
     let (failover, requests) = FailoverControl::channel();
     let mut shared = Shared::new(Arc::clone(&config), topology, failover)?;
     shared.config_path = path;
+    let coordination = config.coordination.as_ref().map(|c| {
+        let settings = c.settings(admin_addr.port());
+        let (link, ends) = CoordinationLink::channel(settings.instance_id.clone());
+        shared.coordination = Some(link.view.clone());
+        // Set once, here, before anyone scrapes.
+        let _ = shared.metrics.coordination.set(link.view.clone());
+        Coordinated {
+            settings,
+            link,
+            ends,
+        }
+    });
     // Built before the threads, so that a failure to start one of them
     // stops (on drop) the ones already running.
     let mut handle = ProxyHandle {
@@ -95,7 +108,12 @@ fn start_with(
         threads: Vec::new(),
         socket_file,
     };
-    let monitor = spawn_monitor_thread(Arc::clone(&handle.shared), requests, state_file)?;
+    let monitor = spawn_monitor_thread(
+        Arc::clone(&handle.shared),
+        requests,
+        state_file,
+        coordination,
+    )?;
     handle.threads.push(monitor);
     let admin = admin::spawn(admin_listener, Arc::clone(&handle.shared))?;
     handle.threads.push(admin);
@@ -234,12 +252,22 @@ fn initial_topology(config: &Config) -> Result<(Option<StateFile>, Topology), He
     Ok((state_file, initial))
 }
 
+/// `[coordination]`: the coordination task's settings and both ends of
+/// its link with the failover task.
+struct Coordinated {
+    settings: pgrelay_coord::CoordSettings,
+    link: CoordinationLink,
+    ends: CoordinationEnds,
+}
+
 /// The monitor, and the failover task that serves `requests` (manual
-/// promotions through `shared.failover`) even with failover disabled.
+/// promotions through `shared.failover`) even with failover disabled;
+/// with `[coordination]`, the task that talks to etcd, on the same thread.
 fn spawn_monitor_thread(
     shared: Arc<Shared>,
     requests: FailoverRequests,
     state_file: Option<StateFile>,
+    coordination: Option<Coordinated>,
 ) -> io::Result<JoinHandle<()>> {
     let runtime = current_thread_runtime()?;
     std::thread::Builder::new()
@@ -258,16 +286,32 @@ fn spawn_monitor_thread(
                 })
                 .collect();
             runtime.block_on(async {
-                spawn_monitor_reloadable(
+                let (link, coordinating) = match coordination {
+                    Some(c) => {
+                        let stop = shared.stop.clone();
+                        let task = pgrelay_coord::spawn_coordination(c.settings, c.ends, stop);
+                        (Some(c.link), Some(task))
+                    }
+                    None => (None, None),
+                };
+                spawn_monitor_coordinated(
                     targets,
                     shared.monitor_settings.subscribe(),
                     shared.failover_settings.subscribe(),
                     requests,
-                    state_file,
+                    FailoverRecords {
+                        state_file,
+                        coordination: link,
+                    },
                     Arc::clone(&shared.topology),
                     shared.stop.clone(),
                 );
                 shared.stop.cancelled().await;
+                // Let the coordination task give its lease back, so that
+                // another instance leads at once.
+                if let Some(task) = coordinating {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+                }
             });
         })
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
+use pgrelay_health::coordination::CoordinationView;
 use pgrelay_health::node_tls::NodeTls;
 use pgrelay_health::{FailoverControl, FailoverSettings, MonitorSettings, TopologyCell};
 use tokio::sync::watch;
@@ -58,6 +59,9 @@ pub struct Shared {
     pub failover_settings: watch::Sender<FailoverSettings>,
     /// Asks the monitor's failover task for a manual promotion.
     pub failover: FailoverControl,
+    /// What the coordination task last read from etcd (`[coordination]`
+    /// only), for `/status`, the metrics and `SHOW INSTANCES`.
+    pub coordination: Option<watch::Receiver<CoordinationView>>,
     pub cancels: Arc<CancelRegistry>,
     /// Client connections open right now (including ones still logging in).
     /// Shared with the metrics, which read it at scrape time.
@@ -130,6 +134,7 @@ impl Shared {
             config: ArcSwap::new(config),
             config_generation: AtomicU64::new(0),
             config_path: None,
+            coordination: None,
             sessions: Arc::default(),
             pause: PauseGate::default(),
             topology,

@@ -4,8 +4,11 @@
 pub mod activity;
 pub mod chromium;
 pub mod consistency;
+pub mod etcd;
 pub mod exposition;
+pub mod fleet;
 pub mod http;
+pub mod instance;
 pub mod mitm;
 pub mod net;
 pub mod pgbench;

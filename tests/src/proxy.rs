@@ -44,6 +44,8 @@ pub struct ProxyOptions {
     pub tls: String,
     /// TOML lines for `[pool]` (e.g. `size = 2`).
     pub pool: String,
+    /// TOML lines for `[coordination]`; empty: no such section.
+    pub coordination: String,
 }
 
 impl Default for ProxyOptions {
@@ -62,6 +64,7 @@ impl Default for ProxyOptions {
             bind: std::net::Ipv4Addr::LOCALHOST.into(),
             tls: String::new(),
             pool: pool_mode_from_env(),
+            coordination: String::new(),
         }
     }
 }
@@ -276,5 +279,8 @@ pub fn config_toml(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<
     writeln!(toml, "[admin]\n{}", options.admin)?;
     writeln!(toml, "[tls]\n{}", options.tls)?;
     writeln!(toml, "[pool]\n{}", options.pool)?;
+    if !options.coordination.is_empty() {
+        writeln!(toml, "[coordination]\n{}", options.coordination)?;
+    }
     Ok(toml)
 }

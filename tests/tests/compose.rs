@@ -12,8 +12,18 @@ use std::process::Command;
 use anyhow::{Context, bail, ensure};
 use serde_json::Value;
 
-/// The services the README promises.
-const SERVICES: [&str; 6] = ["pg1", "pg2", "pg3", "pgrelay", "prometheus", "grafana"];
+/// The services the README promises: two pgrelay instances coordinating
+/// through etcd.
+const SERVICES: [&str; 8] = [
+    "pg1",
+    "pg2",
+    "pg3",
+    "etcd",
+    "pgrelay",
+    "pgrelay-b",
+    "prometheus",
+    "grafana",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -66,8 +76,8 @@ fn admin_port_is_published_on_loopback_with_a_token() -> anyhow::Result<()> {
         .filter(|l| l.contains(":9187"))
         .collect();
     ensure!(
-        published == ["127.0.0.1:9187:9187\""],
-        "the admin port must be published on loopback only: {published:?}"
+        published == ["127.0.0.1:9187:9187\"", "127.0.0.1:9188:9187\""],
+        "each instance's admin port must be published on loopback only: {published:?}"
     );
     let config = pgrelay_config()?;
     ensure!(config.admin.token.is_some(), "no admin token in the stack");
@@ -282,10 +292,19 @@ fn compose_files_agree_with_each_other() -> anyhow::Result<()> {
     }
 
     let prometheus = read(&compose_dir().join("prometheus.yml"))?;
-    let target = format!("\"pgrelay:{}\"", config.listen.admin_addr.port());
+    for instance in ["pgrelay", "pgrelay-b"] {
+        let target = format!("\"{instance}:{}\"", config.listen.admin_addr.port());
+        ensure!(
+            prometheus.contains(&target),
+            "prometheus.yml does not scrape {target}"
+        );
+    }
+    // Both instances coordinate through the stack's etcd.
+    let coordination = config.coordination.context("no [coordination]")?;
     ensure!(
-        prometheus.contains(&target),
-        "prometheus.yml does not scrape {target}"
+        coordination.etcd_endpoints == ["http://etcd:2379"] && stack.contains("etcd"),
+        "the instances do not use the etcd service: {:?}",
+        coordination.etcd_endpoints
     );
 
     // The dashboard's saved data source is the one compose provisions.

@@ -23,6 +23,7 @@
 
 mod candidate;
 mod connection;
+mod coordinated;
 mod detect;
 mod durable;
 mod fence;

@@ -19,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cell::TopologyCell;
+use crate::coordination::{CoordinationLink, Permission};
 use crate::error::HealthError;
 use crate::failover::candidate::choose;
+use crate::failover::coordinated::{Coordinator, LeaderStep};
 use crate::failover::detect::{Decision, Detector};
 use crate::failover::manual::{self, FailoverRequests, ManualRequest};
 use crate::failover::promote::{promote, still_replica};
@@ -54,6 +56,8 @@ struct Failover {
     state: FailoverState,
     /// The synchronous quorums pgrelay set (`[failover] synchronous`).
     quorums: Arc<QuorumLedger>,
+    /// The other pgrelay instances (through etcd), if configured.
+    coord: Coordinator,
 }
 
 /// Where a config reload sends new settings; the task takes them before
@@ -70,6 +74,7 @@ pub(crate) fn spawn_failover(
     edits: mpsc::Sender<Edit>,
     requests: FailoverRequests,
     quorums: Arc<QuorumLedger>,
+    coordination: Option<CoordinationLink>,
     shutdown: CancellationToken,
 ) {
     let monitor = updates.monitor.borrow().clone();
@@ -83,6 +88,7 @@ pub(crate) fn spawn_failover(
         edits,
         state: FailoverState::Idle,
         quorums,
+        coord: Coordinator::new(coordination),
     };
     tokio::spawn(failover.run(requests.receiver, shutdown));
 }
@@ -121,6 +127,8 @@ impl Failover {
             // Always stepped, so that it knows the primary a manual
             // promotion replaces and since when it is lost.
             let decision = detector.step(&t, now, self.settings.detect_after);
+            self.coord.report(&t, detector.watched());
+            self.apply_fences(&t).await;
             if let Some(request) = request {
                 self.manual(&mut detector, &t, request).await;
                 continue;
@@ -131,32 +139,49 @@ impl Failover {
                 }
                 continue;
             }
-            match decision {
-                Decision::Idle => self.set_state(&t, FailoverState::Idle).await,
-                Decision::Suspect { primary, since } => {
-                    if !matches!(self.state, FailoverState::Suspect { primary: p, .. } if p == primary)
-                    {
-                        warn!(epoch = t.epoch, node = %t.nodes[primary].name, "primary unreachable");
-                        self.set_state(&t, FailoverState::Suspect { primary, since })
-                            .await;
-                    }
+            if let Some(step) = self.coord.leader_step(&t) {
+                self.leader_step(&t, step).await;
+                continue;
+            }
+            self.automatic(&t, decision, &mut detector).await;
+        }
+    }
+
+    /// What automatic failover does about the detector's `decision`.
+    async fn automatic(&mut self, t: &Topology, decision: Decision, detector: &mut Detector) {
+        match decision {
+            Decision::Idle => self.set_state(t, FailoverState::Idle).await,
+            Decision::Suspect { primary, since } => {
+                if !matches!(self.state, FailoverState::Suspect { primary: p, .. } if p == primary)
+                {
+                    warn!(epoch = t.epoch, node = %t.nodes[primary].name, "primary unreachable");
+                    self.set_state(t, FailoverState::Suspect { primary, since })
+                        .await;
                 }
-                Decision::CutOff { primary, streaming } => {
-                    self.set_state(&t, FailoverState::CutOff { primary, streaming })
+            }
+            Decision::CutOff { primary, streaming } => {
+                self.set_state(t, FailoverState::CutOff { primary, streaming })
+                    .await
+            }
+            Decision::Failed { primary, since }
+                if self.coord.permission(t, primary) != Permission::Go =>
+            {
+                // The leader decides (or nobody, out of touch with
+                // etcd or without a majority): keep waiting.
+                self.set_state(t, FailoverState::Suspect { primary, since })
+                    .await
+            }
+            Decision::Failed { primary, since } => match self.candidate(t, primary) {
+                None => {
+                    self.set_state(t, FailoverState::NoCandidate { primary })
                         .await
                 }
-                Decision::Failed { primary, since } => match self.candidate(&t, primary) {
-                    None => {
-                        self.set_state(&t, FailoverState::NoCandidate { primary })
-                            .await
+                Some(candidate) => {
+                    if !self.fail_over(t, primary, candidate, since).await {
+                        detector.retry_later(Instant::now());
                     }
-                    Some(candidate) => {
-                        if !self.fail_over(&t, primary, candidate, since).await {
-                            detector.retry_later(Instant::now());
-                        }
-                    }
-                },
-            }
+                }
+            },
         }
     }
 
@@ -166,7 +191,11 @@ impl Failover {
     /// follows.
     async fn manual(&mut self, detector: &mut Detector, t: &Topology, request: ManualRequest) {
         let ManualRequest { node, reply } = request;
-        let (primary, candidate) = match manual::check(t, detector.watched(), &node) {
+        let checked = self
+            .coord
+            .manual_allowed(&node)
+            .and_then(|()| manual::check(t, detector.watched(), &node));
+        let (primary, candidate) = match checked {
             Ok(pair) => pair,
             Err(e) => {
                 info!(epoch = t.epoch, %node, reason = %e, "manual promotion refused");
@@ -181,7 +210,7 @@ impl Failover {
         info!(epoch = t.epoch, %node, "manual promotion requested");
         let since = detector.lost_since().unwrap_or_else(Instant::now);
         match self
-            .promote_and_publish(t, primary, candidate, since, FailoverCause::Manual)
+            .promote_and_publish(t, (primary, candidate), since, FailoverCause::Manual, None)
             .await
         {
             Ok((record, published)) => {
@@ -262,6 +291,63 @@ impl Failover {
         let _ = self.edits.send(Box::new(edit)).await;
     }
 
+    /// Fences, in this instance's snapshots, the nodes the leader fenced.
+    async fn apply_fences(&self, t: &Topology) {
+        let stale = self.coord.fences_to_apply(t);
+        if stale.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = stale.iter().map(|&i| t.nodes[i].name.as_str()).collect();
+        warn!(epoch = t.epoch, nodes = ?names, "fencing what the leader fenced");
+        self.edit(move |t| stale.iter().fold(t.clone(), |t, &i| fence(&t, i, true)))
+            .await;
+    }
+
+    /// The leader's duty about the shared record (see [`LeaderStep`]).
+    async fn leader_step(&mut self, t: &Topology, step: LeaderStep) {
+        match step {
+            LeaderStep::Write { expected, state } => self.coord.write(expected, state).await,
+            LeaderStep::Abandon { expected, state } => {
+                warn!(
+                    epoch = t.epoch,
+                    "dropping a promotion whose candidate cannot take over"
+                );
+                self.coord.write(expected, state).await
+            }
+            LeaderStep::Promote { from, to, expected } => {
+                info!(epoch = t.epoch, from = %t.nodes[from].name, to = %t.nodes[to].name,
+                    "finishing a promotion decided before this instance led");
+                let cause = FailoverCause::PrimaryLost;
+                let decided = Some(expected);
+                let done = self
+                    .promote_and_publish(t, (from, to), Instant::now(), cause, decided)
+                    .await;
+                if let Ok((_, published)) = done {
+                    self.repoint_all(&published, from, to).await;
+                }
+            }
+            LeaderStep::Finish { from, to, expected } => {
+                info!(epoch = t.epoch, from = %t.nodes[from].name, to = %t.nodes[to].name,
+                    "recording a promotion finished before this instance led");
+                let record = FailoverRecord {
+                    at: SystemTime::now(),
+                    epoch: t.epoch,
+                    from: t.nodes[from].name.clone(),
+                    to: t.nodes[to].name.clone(),
+                    duration: Duration::ZERO,
+                    cause: FailoverCause::PrimaryLost,
+                    promoted_lsn: None,
+                };
+                let history = record.clone();
+                self.edit(move |t| t.with_record(history)).await;
+                self.coord
+                    .finish(expected, &record, record.cause.as_str())
+                    .await;
+                self.repoint_all(t, from, to).await;
+            }
+        }
+    }
+
     /// One automatic failover attempt. Returns whether a new primary was
     /// published.
     async fn fail_over(
@@ -273,7 +359,7 @@ impl Failover {
     ) -> bool {
         let cause = FailoverCause::PrimaryLost;
         match self
-            .promote_and_publish(t, primary, candidate, since, cause)
+            .promote_and_publish(t, (primary, candidate), since, cause, None)
             .await
         {
             Ok((_, published)) => {
@@ -287,14 +373,26 @@ impl Failover {
     /// Fences `primary`, promotes `candidate`, waits until it is published
     /// as the primary and records the failover. Returns the record and the
     /// snapshot that published it; errors are logged here.
+    ///
+    /// With coordination the decision is written to etcd first (unless
+    /// `decided` gives the revision of one already there): a deposed
+    /// leader's write fails, and it promotes nothing.
     async fn promote_and_publish(
         &mut self,
         t: &Topology,
-        primary: usize,
-        candidate: usize,
+        (primary, candidate): (usize, usize),
         since: Instant,
         cause: FailoverCause,
+        decided: Option<i64>,
     ) -> Result<(FailoverRecord, Arc<Topology>), HealthError> {
+        let revision = match decided {
+            Some(revision) => revision,
+            None => self
+                .coord
+                .intend(t, primary, candidate)
+                .await
+                .inspect_err(|e| warn!(epoch = t.epoch, error = %e, "promotion not decided"))?,
+        };
         let (from, to) = (
             t.nodes[primary].name.clone(),
             t.nodes[candidate].name.clone(),
@@ -304,7 +402,10 @@ impl Failover {
             .or(t.nodes[candidate].replay_lsn);
         info!(epoch = t.epoch, %from, %to, lsn = ?t.nodes[candidate].receive_lsn,
             synchronous = t.nodes[candidate].synchronous, "primary failed; fencing it and promoting");
-        self.fence_first(t, primary, candidate).await?;
+        if let Err(e) = self.fence_first(t, primary, candidate).await {
+            self.coord.abandon(revision).await;
+            return Err(e);
+        }
         let target = &self.targets[candidate];
         if let Some(policy) = self.synchronous() {
             let quorums = &self.quorums;
@@ -326,6 +427,7 @@ impl Failover {
             // should it return. If the promotion finishes after all, the
             // timeline rule fences the old primary again.
             self.give_up(primary, candidate, &e, !unfence).await;
+            self.coord.abandon(revision).await;
             return Err(e);
         }
         let promoted = started.elapsed();
@@ -364,6 +466,7 @@ impl Failover {
         // history of the next snapshot they read.
         let recorded = |t: &Topology| t.failovers.last().is_some_and(|f| f.epoch == record.epoch);
         self.cell.wait_until(PUBLISH_TIMEOUT, recorded).await;
+        self.coord.finish(revision, &record, cause.as_str()).await;
         Ok((record, published))
     }
 

@@ -105,10 +105,11 @@ pub async fn respond(
             let budget = page::Budget::from(&shared.config().routing);
             page::respond(&status::current(&topology), budget)
         }
-        Route::Status => status::respond(
-            &shared.topology.load(),
-            shared.config().failover.synchronous.is_some(),
-        ),
+        Route::Status => {
+            let view = shared.coordination.as_ref().map(|v| v.borrow().clone());
+            let synchronous = shared.config().failover.synchronous.is_some();
+            status::respond(&shared.topology.load(), synchronous, view.as_ref())
+        }
         Route::Healthz => healthz::respond(&shared.topology.load(), shared.drain.is_cancelled()),
         Route::Metrics => scrape::respond(&shared.metrics),
         Route::Promote { node } => promote::respond(node, shared).await,

@@ -16,6 +16,7 @@
 use std::time::SystemTime;
 
 use hyper::{Response, StatusCode};
+use pgrelay_health::coordination::CoordinationView;
 use pgrelay_health::{FailoverRecord, NodeStatus, Topology, format_lsn};
 use serde::Serialize;
 
@@ -44,6 +45,54 @@ pub struct StatusBody<'a> {
     pub failover_banner: Banner,
     /// When this document was made, by the server's clock.
     pub generated_at: Stamp,
+    /// With `[coordination]` only: `leader`, `instances`,
+    /// `coordination_up`.
+    #[serde(flatten)]
+    pub coordination: Option<CoordinationBody>,
+}
+
+/// The pgrelay instances sharing failover through etcd, as this one last
+/// read them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CoordinationBody {
+    /// The instance id that leads failover; `null` while none does (or
+    /// none is known: see `coordination_up`).
+    pub leader: Option<String>,
+    /// The live instances (their reports in etcd).
+    pub instances: Vec<InstanceBody>,
+    /// Whether this instance is in touch with etcd; while not, it routes
+    /// to the last primary it knows and promotes nothing.
+    pub coordination_up: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceBody {
+    pub id: String,
+    /// When it last reported.
+    pub last_seen: Stamp,
+    /// The primary it watches.
+    pub primary: Option<String>,
+    /// Whether its probes reach that primary.
+    pub sees_primary: bool,
+}
+
+impl CoordinationBody {
+    pub fn new(view: &CoordinationView) -> CoordinationBody {
+        CoordinationBody {
+            leader: view.leader.clone(),
+            instances: view
+                .instances
+                .iter()
+                .map(|i| InstanceBody {
+                    id: i.id.clone(),
+                    last_seen: Stamp(i.last_seen()),
+                    primary: i.primary.clone(),
+                    sees_primary: i.sees_primary,
+                })
+                .collect(),
+            coordination_up: view.up,
+        }
+    }
 }
 
 /// One node of `/status`.
@@ -105,14 +154,20 @@ impl<'a> StatusBody<'a> {
                 .primary
                 .and_then(|i| topology.nodes.get(i))
                 .map(|n| n.name.as_str()),
-            nodes: topology.nodes.iter().map(NodeBody::from).collect(),
+            nodes: nodes(topology),
             failovers: topology.failovers.iter().map(FailoverBody::from).collect(),
             failover_state: topology.failover.as_str(),
             failover_since: topology.failover_since.map(Stamp),
             failover_banner: banner(topology),
             generated_at: Stamp(now),
+            coordination: None,
         }
     }
+}
+
+/// Every node; `synchronous` is added by [`StatusBody::with_synchronous`].
+fn nodes(topology: &Topology) -> Vec<NodeBody<'_>> {
+    topology.nodes.iter().map(NodeBody::from).collect()
 }
 
 impl<'a> From<&'a NodeStatus> for NodeBody<'a> {
@@ -183,9 +238,15 @@ pub fn current(topology: &Topology) -> StatusBody<'_> {
     StatusBody::new(topology, SystemTime::now())
 }
 
-/// `/status`; `synchronous`: `[failover] synchronous` is configured.
-pub fn respond(topology: &Topology, synchronous: bool) -> Response<Body> {
-    let body = current(topology).with_synchronous(topology, synchronous);
+/// `/status`; `synchronous`: `[failover] synchronous` is configured;
+/// with the coordination view when there is one.
+pub fn respond(
+    topology: &Topology,
+    synchronous: bool,
+    coordination: Option<&CoordinationView>,
+) -> Response<Body> {
+    let mut body = current(topology).with_synchronous(topology, synchronous);
+    body.coordination = coordination.map(CoordinationBody::new);
     response::json(StatusCode::OK, &body)
 }
 
@@ -326,5 +387,33 @@ mod tests {
         assert_eq!(value["primary"], json!(null));
         assert_eq!(value["failovers"], json!([]));
         assert_eq!(value["failover_since"], json!(null));
+        assert!(value.get("leader").is_none() && value.get("instances").is_none());
+    }
+
+    #[test]
+    fn coordination_adds_the_leader_and_the_instances() {
+        use pgrelay_health::coordination::InstanceReport;
+        let topology = topology();
+        let view = CoordinationView {
+            up: true,
+            leader: Some("b:9187".into()),
+            instances: vec![InstanceReport {
+                id: "b:9187".into(),
+                at_ms: 1_735_787_049_000,
+                primary: Some("pg1".into()),
+                sees_primary: true,
+            }],
+            ..CoordinationView::initial("a:9187".into())
+        };
+        let mut body = StatusBody::new(&topology, at(1_735_787_050));
+        body.coordination = Some(CoordinationBody::new(&view));
+        let value = serde_json::to_value(body).expect("json");
+        assert_eq!(value["leader"], "b:9187");
+        assert_eq!(value["coordination_up"], true);
+        assert_eq!(
+            value["instances"],
+            json!([{"id": "b:9187", "last_seen": "2025-01-02T03:04:09Z",
+                "primary": "pg1", "sees_primary": true}])
+        );
     }
 }

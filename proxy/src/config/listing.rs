@@ -164,6 +164,24 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
         "tls.allow_cleartext_backend_auth",
         t.allow_cleartext_backend_auth.to_string(),
     );
+    if let Some(c) = &config.coordination {
+        add("coordination.etcd_endpoints", c.etcd_endpoints.join(", "));
+        add("coordination.prefix", c.prefix.clone());
+        add("coordination.lease_ttl", duration(c.lease_ttl));
+        add(
+            "coordination.instance_id",
+            c.instance_id.clone().unwrap_or_default(),
+        );
+        add(
+            "coordination.username",
+            c.username.clone().unwrap_or_default(),
+        );
+        let password = c.password.as_deref().unwrap_or("");
+        add("coordination.password", secrets.show(password));
+        add("coordination.ca_file", path(c.ca_file.as_deref()));
+        add("coordination.cert_file", path(c.cert_file.as_deref()));
+        add("coordination.key_file", path(c.key_file.as_deref()));
+    }
     rows
 }
 

@@ -6,6 +6,7 @@
 
 mod auth_query;
 mod choices;
+mod coordination;
 mod defaults;
 mod error;
 mod hostport;
@@ -41,6 +42,7 @@ pub use choices::{
     AuthMode, ClientTlsMode, Consistency, ConsistencyScope, FenceMode, LoadBalance, PoolMode,
     SslMode, WhenNoReplica,
 };
+pub use coordination::{CoordinationConfig, DEFAULT_LEASE_TTL, MIN_LEASE_TTL};
 pub use defaults::*;
 pub use error::{ConfigError, Problem};
 pub use hostport::HostPort;
@@ -62,6 +64,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub tls: TlsConfig,
     pub pool: PoolConfig,
+    /// `[coordination]`; `None`: this instance fails over alone.
+    pub coordination: Option<CoordinationConfig>,
 }
 
 /// `[listen]`: the client-facing side.

@@ -43,6 +43,9 @@ pub(super) fn read_config(
     let admin = read_admin(section(&mut root, "admin", &empty, &mut p), env, &mut p);
     let tls = read_tls(section(&mut root, "tls", &empty, &mut p), &mut p);
     let pool = read_pool(section(&mut root, "pool", &empty, &mut p), &mut p);
+    let coordination = root
+        .table("coordination", &mut p)
+        .map(|s| super::coordination::read_coordination(s, env, &mut p));
     root.finish(&mut p);
     check_trust_reach(&listen, &auth, &mut p);
     check_synchronous(&failover, &nodes, &mut p);
@@ -62,6 +65,7 @@ pub(super) fn read_config(
         admin,
         tls,
         pool,
+        coordination,
     })
 }
 

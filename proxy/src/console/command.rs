@@ -10,6 +10,7 @@ pub enum Command {
     ShowStats,
     ShowConfig,
     ShowFailover,
+    ShowInstances,
     Pause,
     Resume,
     Promote(String),
@@ -18,7 +19,7 @@ pub enum Command {
 
 /// Listed in the error for an unknown command.
 pub const COMMANDS: &str = "SHOW NODES, SHOW CLIENTS, SHOW SERVERS, SHOW POOLS, SHOW STATS, SHOW CONFIG, \
-                            SHOW FAILOVER, PAUSE, RESUME, PROMOTE <node>, RELOAD";
+                            SHOW FAILOVER, SHOW INSTANCES, PAUSE, RESUME, PROMOTE <node>, RELOAD";
 
 /// The statements of a Query's text: split at semicolons, blank ones
 /// dropped (so `SHOW NODES;` is one statement).
@@ -43,6 +44,7 @@ pub fn parse(statement: &str) -> Result<Command, String> {
         ["SHOW", "STATS"] => Command::ShowStats,
         ["SHOW", "CONFIG"] => Command::ShowConfig,
         ["SHOW", "FAILOVER"] => Command::ShowFailover,
+        ["SHOW", "INSTANCES"] => Command::ShowInstances,
         ["PAUSE"] => Command::Pause,
         ["RESUME"] => Command::Resume,
         ["RELOAD"] => Command::Reload,

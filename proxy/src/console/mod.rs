@@ -4,7 +4,7 @@
 //! (psql, `simple_query`) and answers ordinary result sets of text
 //! columns, so psql shows tables:
 //!
-//! `SHOW NODES | CLIENTS | SERVERS | POOLS | STATS | CONFIG | FAILOVER`, `PAUSE`, `RESUME`,
+//! `SHOW NODES | CLIENTS | SERVERS | POOLS | STATS | CONFIG | FAILOVER | INSTANCES`, `PAUSE`, `RESUME`,
 //! `PROMOTE <node>`, `RELOAD` (case-insensitive, `;` optional).
 //!
 //! Unknown commands get 42601 with the list above; the extended protocol
@@ -14,6 +14,7 @@ mod clients;
 mod command;
 mod control;
 mod failover;
+mod instances;
 mod pools;
 mod reply;
 mod settings;
@@ -191,6 +192,10 @@ async fn execute(command: &Command, shared: &Arc<Shared>) -> Reply {
         Command::ShowConfig => settings::show_config(shared),
         Command::ShowFailover => {
             failover::failover(&shared.topology.load(), std::time::SystemTime::now())
+        }
+        Command::ShowInstances => {
+            let view = shared.coordination.as_ref().map(|v| v.borrow().clone());
+            instances::instances(view.as_ref())
         }
         Command::Pause => control::pause(shared),
         Command::Resume => control::resume(shared),

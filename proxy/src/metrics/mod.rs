@@ -17,6 +17,7 @@ mod backends;
 mod budget;
 mod build;
 mod clients;
+mod coordination;
 mod failover;
 mod headers;
 mod pool;
@@ -38,6 +39,7 @@ use prometheus::{Histogram, Registry, TextEncoder};
 pub use backends::BackendsCollector;
 pub use budget::RoutingBudget;
 pub use clients::ClientsCollector;
+pub use coordination::{CoordinationCollector, CoordinationSlot};
 pub use failover::FailoverCollector;
 pub use primary::PrimaryWaits;
 pub use queries::{FallbackReason, QueryMetrics, RoleLabel, WorkerQueryMetrics};
@@ -58,6 +60,8 @@ pub struct Metrics {
     pub primary: PrimaryWaits,
     /// `[routing]`'s lag budgets, set again on every config swap.
     pub budget: RoutingBudget,
+    /// The coordination view, set at start with `[coordination]`.
+    pub coordination: CoordinationSlot,
     /// Families written even when they have no series.
     declared: Vec<headers::Declared>,
 }
@@ -90,12 +94,16 @@ impl Metrics {
         let pool_wait = pool::register(&registry, limits)?;
         let primary = PrimaryWaits::register(&registry)?;
         let budget = RoutingBudget::register(&registry, routing)?;
+        let coordination = CoordinationSlot::default();
+        let collector = CoordinationCollector::new(Arc::clone(&coordination))?;
+        registry.register(Box::new(collector))?;
         Ok(Metrics {
             registry,
             queries,
             pool_wait,
             primary,
             budget,
+            coordination,
             declared,
         })
     }
@@ -144,9 +152,11 @@ mod tests {
         Topology::initial(vec![]).with_nodes(nodes)
     }
 
-    /// DESIGN.md's metric contract (less the coordination metrics of a
-    /// later issue), and the failover state.
-    const FAMILIES: [(&str, &str); 22] = [
+    /// DESIGN.md's metric contract, and the failover state.
+    const FAMILIES: [(&str, &str); 25] = [
+        ("pgrelay_leader", "gauge"),
+        ("pgrelay_instances", "gauge"),
+        ("pgrelay_coordination_up", "gauge"),
         ("pgrelay_client_connections", "gauge"),
         ("pgrelay_queries_total", "counter"),
         ("pgrelay_query_duration_seconds", "histogram"),
