@@ -9,8 +9,8 @@ use tracing::{debug, info, warn};
 use crate::cell::TopologyCell;
 use crate::coordination::CoordinationLink;
 use crate::failover::{
-    Edit, FailoverControl, FailoverRequests, FailoverSettings, QuorumLedger, SettingsUpdates,
-    StateFile, spawn_failover, spawn_fencer, spawn_synchronous,
+    Edit, FailoverControl, FailoverRequests, FailoverSettings, FailoverShared, QuorumLedger,
+    SettingsUpdates, StateFile, spawn_failover, spawn_fencer, spawn_synchronous,
 };
 use crate::liveness::FAILURES_BEFORE_DOWN;
 use crate::observe::Observer;
@@ -211,8 +211,10 @@ pub fn spawn_monitor_coordinated(
         Arc::clone(&cell),
         edit_tx,
         requests,
-        quorums,
-        coordination,
+        FailoverShared {
+            quorums,
+            coordination,
+        },
         shutdown.clone(),
     );
     for (index, target) in targets.into_iter().enumerate() {

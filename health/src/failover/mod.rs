@@ -51,4 +51,4 @@ pub use state_file::{StateFile, write_atomically};
 pub(crate) use sync_task::spawn_synchronous;
 pub(crate) use synchronous::QuorumLedger;
 pub use synchronous::SynchronousPolicy;
-pub(crate) use task::{Edit, SettingsUpdates, spawn_failover};
+pub(crate) use task::{Edit, SettingsUpdates, Shared as FailoverShared, spawn_failover};

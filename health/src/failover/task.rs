@@ -67,14 +67,21 @@ pub(crate) struct SettingsUpdates {
     pub(crate) failover: watch::Receiver<FailoverSettings>,
 }
 
+/// What the failover task shares with others: the synchronous quorums
+/// it sets with the keeper of `synchronous_standby_names`, and its link to
+/// the other pgrelay instances.
+pub(crate) struct Shared {
+    pub(crate) quorums: Arc<QuorumLedger>,
+    pub(crate) coordination: Option<CoordinationLink>,
+}
+
 pub(crate) fn spawn_failover(
     targets: Vec<NodeTarget>,
     updates: SettingsUpdates,
     cell: Arc<TopologyCell>,
     edits: mpsc::Sender<Edit>,
     requests: FailoverRequests,
-    quorums: Arc<QuorumLedger>,
-    coordination: Option<CoordinationLink>,
+    shared: Shared,
     shutdown: CancellationToken,
 ) {
     let monitor = updates.monitor.borrow().clone();
@@ -87,8 +94,8 @@ pub(crate) fn spawn_failover(
         cell,
         edits,
         state: FailoverState::Idle,
-        quorums,
-        coord: Coordinator::new(coordination),
+        quorums: shared.quorums,
+        coord: Coordinator::new(shared.coordination),
     };
     tokio::spawn(failover.run(requests.receiver, shutdown));
 }
