@@ -120,6 +120,8 @@ fn effective(old: &Config, new: &Config) -> Config {
             max_wait: new.pool.max_wait,
             ..old.pool.clone()
         },
+        // The exporter and sampler are built at start.
+        tracing: old.tracing.clone(),
     }
 }
 

@@ -41,6 +41,9 @@ pub(super) fn read_config(
     let admin = read_admin(section(&mut root, "admin", &empty, &mut p), env, &mut p);
     let tls = read_tls(section(&mut root, "tls", &empty, &mut p), &mut p);
     let pool = read_pool(section(&mut root, "pool", &empty, &mut p), &mut p);
+    let tracing = root
+        .table("tracing", &mut p)
+        .and_then(|s| super::tracing::read_tracing(s, &mut p));
     root.finish(&mut p);
     check_trust_reach(&listen, &auth, &mut p);
     resolve_node_tls(&mut nodes, node_tls, &tls.nodes);
@@ -59,6 +62,7 @@ pub(super) fn read_config(
         admin,
         tls,
         pool,
+        tracing,
     })
 }
 

@@ -22,6 +22,7 @@ impl Session<'_> {
         be::ready_for_query(&mut out, self.tracker.status().as_byte());
         self.send(&out).await?;
         self.up.skip_head();
+        self.route.trace.abandon();
         Ok(Step::Continue)
     }
 
@@ -37,6 +38,7 @@ impl Session<'_> {
         be::ready_for_query(&mut out, self.tracker.status().as_byte());
         self.send(&out).await?;
         self.up.skip_head();
+        self.route.trace.abandon();
         Ok(Step::Continue)
     }
 
@@ -54,6 +56,7 @@ impl Session<'_> {
         });
         self.send(&out).await?;
         self.up.skip(len);
+        self.route.trace.abandon();
         Ok(Step::Continue)
     }
 
@@ -87,6 +90,7 @@ impl Session<'_> {
             Some(len) => self.up.skip(len),
             None => self.up.skip_head(),
         }
+        self.route.trace.abandon();
         Ok(())
     }
 

@@ -156,6 +156,9 @@ pub struct RouteState {
     /// A read waiting for a fresh replica: when it began to wait, and
     /// when it gives up.
     pub read_wait: ReadWait,
+    /// The statement being steered, for its span (written only when
+    /// tracing is on).
+    pub trace: crate::otel::TraceNote,
     /// Until when a statement that needs the primary waits for one.
     pub hold_deadline: Option<Instant>,
     /// The connection a transaction was open on was lost: the client's
@@ -195,6 +198,7 @@ impl RouteState {
             read_floor: 0,
             max_lag: None,
             read_wait: ReadWait::default(),
+            trace: crate::otel::TraceNote::default(),
             hold_deadline: None,
             lost_transaction: None,
             check_lsn: None,
