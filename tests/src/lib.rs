@@ -7,6 +7,7 @@ pub mod exposition;
 pub mod http;
 pub mod mitm;
 pub mod net;
+pub mod otlp;
 pub mod pgbench;
 pub mod pki;
 pub mod prometheus;

@@ -44,6 +44,8 @@ pub struct ProxyOptions {
     pub tls: String,
     /// TOML lines for `[pool]` (e.g. `size = 2`).
     pub pool: String,
+    /// TOML lines for `[tracing]`; empty: no such section (tracing off).
+    pub tracing: String,
 }
 
 impl Default for ProxyOptions {
@@ -62,6 +64,7 @@ impl Default for ProxyOptions {
             bind: std::net::Ipv4Addr::LOCALHOST.into(),
             tls: String::new(),
             pool: pool_mode_from_env(),
+            tracing: String::new(),
         }
     }
 }
@@ -264,5 +267,8 @@ pub fn config_toml(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<
     writeln!(toml, "[admin]\n{}", options.admin)?;
     writeln!(toml, "[tls]\n{}", options.tls)?;
     writeln!(toml, "[pool]\n{}", options.pool)?;
+    if !options.tracing.is_empty() {
+        writeln!(toml, "[tracing]\n{}", options.tracing)?;
+    }
     Ok(toml)
 }

@@ -139,7 +139,11 @@ mod tests {
         .tracing
         .expect("on");
         assert_eq!(
-            (set.service_name.as_str(), set.sample_ratio.0, set.statement_text),
+            (
+                set.service_name.as_str(),
+                set.sample_ratio.0,
+                set.statement_text
+            ),
             ("edge", 0.25, true)
         );
     }
@@ -148,7 +152,10 @@ mod tests {
     fn every_mistake_is_named_by_its_key() {
         let cases = [
             ("[tracing]\nsample_ratio = 0.5\n", "tracing.otlp_endpoint"),
-            ("[tracing]\notlp_endpoint = \"127.0.0.1:4318\"\n", "tracing.otlp_endpoint"),
+            (
+                "[tracing]\notlp_endpoint = \"127.0.0.1:4318\"\n",
+                "tracing.otlp_endpoint",
+            ),
             (
                 "[tracing]\notlp_endpoint = \"https://x:4318/v1/traces\"\n",
                 "https is not supported",

@@ -7,8 +7,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_http::hyper::HyperClient;
+use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 
 /// hyper's client on a current-thread runtime of its own.
 pub(super) struct OwnRuntimeClient {
@@ -49,7 +49,10 @@ impl Drop for OwnRuntimeClient {
 #[async_trait::async_trait]
 impl HttpClient for OwnRuntimeClient {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let runtime = self.runtime.as_ref().ok_or("the exporter is shutting down")?;
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or("the exporter is shutting down")?;
         runtime.block_on(self.inner.send_bytes(request))
     }
 }

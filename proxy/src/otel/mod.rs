@@ -106,9 +106,8 @@ impl Tracing {
         config: &TracingConfig,
         processor: impl opentelemetry_sdk::trace::SpanProcessor + 'static,
     ) -> Tracing {
-        let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            config.sample_ratio.0,
-        )));
+        let sampler =
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio.0)));
         let resource = Resource::builder()
             .with_service_name(config.service_name.clone())
             .build();

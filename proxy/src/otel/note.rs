@@ -82,11 +82,52 @@ impl TraceNote {
 /// Verbs a span may be named after (`db.operation.name`), so that no name
 /// is allocated per statement.
 const OPERATIONS: &[&str] = &[
-    "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "WITH", "BEGIN", "START", "COMMIT", "END",
-    "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE", "SET", "RESET", "SHOW", "COPY", "CALL", "DO",
-    "EXECUTE", "PREPARE", "DEALLOCATE", "DISCARD", "VALUES", "TABLE", "EXPLAIN", "LOCK",
-    "CREATE", "ALTER", "DROP", "TRUNCATE", "GRANT", "REVOKE", "VACUUM", "ANALYZE", "LISTEN",
-    "NOTIFY", "UNLISTEN", "FETCH", "MOVE", "CLOSE", "DECLARE", "REFRESH", "REINDEX", "CLUSTER",
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "MERGE",
+    "WITH",
+    "BEGIN",
+    "START",
+    "COMMIT",
+    "END",
+    "ROLLBACK",
+    "ABORT",
+    "SAVEPOINT",
+    "RELEASE",
+    "SET",
+    "RESET",
+    "SHOW",
+    "COPY",
+    "CALL",
+    "DO",
+    "EXECUTE",
+    "PREPARE",
+    "DEALLOCATE",
+    "DISCARD",
+    "VALUES",
+    "TABLE",
+    "EXPLAIN",
+    "LOCK",
+    "CREATE",
+    "ALTER",
+    "DROP",
+    "TRUNCATE",
+    "GRANT",
+    "REVOKE",
+    "VACUUM",
+    "ANALYZE",
+    "LISTEN",
+    "NOTIFY",
+    "UNLISTEN",
+    "FETCH",
+    "MOVE",
+    "CLOSE",
+    "DECLARE",
+    "REFRESH",
+    "REINDEX",
+    "CLUSTER",
     "COMMENT",
 ];
 
@@ -143,7 +184,10 @@ mod tests {
         let mut note = TraceNote::default();
         note.statement(b"SELECT 1", false);
         note.statement(b"UPDATE t SET a = 1", true);
-        assert_eq!((note.operation, note.text.as_deref()), (Some("SELECT"), None));
+        assert_eq!(
+            (note.operation, note.text.as_deref()),
+            (Some("SELECT"), None)
+        );
         note.waited_for_pool(Duration::from_millis(2));
         note.waited_for_pool(Duration::from_millis(3));
         assert_eq!(note.pool_wait, Some(Duration::from_millis(5)));

@@ -9,8 +9,8 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 
-use super::note::{Decision, TraceNote};
 use super::StatementTracer;
+use super::note::{Decision, TraceNote};
 
 /// Where a statement is forwarded: the node as the config names it.
 #[derive(Debug)]
@@ -122,7 +122,8 @@ impl StatementSpan {
         let code = String::from_utf8_lossy(sqlstate).into_owned();
         self.span
             .set_attribute(KeyValue::new("db.response.status_code", code.clone()));
-        self.span.set_attribute(KeyValue::new("error.type", code.clone()));
+        self.span
+            .set_attribute(KeyValue::new("error.type", code.clone()));
         self.span.set_status(Status::error(code));
     }
 

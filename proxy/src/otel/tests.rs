@@ -50,7 +50,10 @@ fn statement(tracing: &Tracing, sql: &str, sqlstate: Option<&str>) -> bool {
     let Some(mut span) = tracing.tracer.start(&mut note, &ROUTED) else {
         return false;
     };
-    assert!(note.arrived.is_none(), "the note is emptied for the next statement");
+    assert!(
+        note.arrived.is_none(),
+        "the note is emptied for the next statement"
+    );
     if let Some(code) = sqlstate {
         span.failed(code.as_bytes());
     }
@@ -75,7 +78,10 @@ fn a_statement_with_a_traceparent_joins_its_trace() {
     let [span] = spans.as_slice() else {
         panic!("one span expected, got {spans:?}");
     };
-    assert_eq!(span.span_context.trace_id(), TraceId::from_hex(TRACE).expect("hex"));
+    assert_eq!(
+        span.span_context.trace_id(),
+        TraceId::from_hex(TRACE).expect("hex")
+    );
     assert_eq!(span.parent_span_id, SpanId::from_hex(SPAN).expect("hex"));
     assert!(span.parent_span_is_remote);
     assert_eq!(span.name, "SELECT");

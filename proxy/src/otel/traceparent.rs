@@ -181,22 +181,63 @@ mod tests {
         let encoded = tp.replace('-', "%2D");
         let cases: Vec<(String, Option<TraceParent>)> = vec![
             (format!("SELECT 1 /*traceparent='{tp}'*/"), parent(true)),
-            (format!("SELECT 1 /*traceparent='00-{TRACE}-{SPAN}-00'*/"), parent(false)),
-            (format!("SELECT 1 /*traceparent='00-{TRACE}-{SPAN}-03'*/"), parent(true)),
             (
-                format!("SELECT 1 /*action='list%20all',traceparent='{encoded}',route='%2Fusers'*/ ;\n"),
+                format!("SELECT 1 /*traceparent='00-{TRACE}-{SPAN}-00'*/"),
+                parent(false),
+            ),
+            (
+                format!("SELECT 1 /*traceparent='00-{TRACE}-{SPAN}-03'*/"),
                 parent(true),
             ),
-            (format!("UPDATE t SET a = 'x''y' /* traceparent='{tp}' */"), parent(true)),
+            (
+                format!(
+                    "SELECT 1 /*action='list%20all',traceparent='{encoded}',route='%2Fusers'*/ ;\n"
+                ),
+                parent(true),
+            ),
+            (
+                format!("UPDATE t SET a = 'x''y' /* traceparent='{tp}' */"),
+                parent(true),
+            ),
             // Wrong version, zero ids, bad hex, wrong lengths.
-            (format!("SELECT 1 /*traceparent='01-{TRACE}-{SPAN}-01'*/"), None),
-            (format!("SELECT 1 /*traceparent='00-{}-{SPAN}-01'*/", "0".repeat(32)), None),
-            (format!("SELECT 1 /*traceparent='00-{TRACE}-{}-01'*/", "0".repeat(16)), None),
-            (format!("SELECT 1 /*traceparent='00-{}-{SPAN}-01'*/", TRACE.to_uppercase()), None),
-            (format!("SELECT 1 /*traceparent='00-{TRACE}-{SPAN}-0g'*/"), None),
-            (format!("SELECT 1 /*traceparent='00-{TRACE}0-{SPAN}-01'*/"), None),
-            (format!("SELECT 1 /*traceparent='00-{TRACE}-{SPAN}-01-ff'*/"), None),
-            (format!("SELECT 1 /*traceparent='00-{TRACE}-{SPAN}-01%'*/"), None),
+            (
+                format!("SELECT 1 /*traceparent='01-{TRACE}-{SPAN}-01'*/"),
+                None,
+            ),
+            (
+                format!("SELECT 1 /*traceparent='00-{}-{SPAN}-01'*/", "0".repeat(32)),
+                None,
+            ),
+            (
+                format!(
+                    "SELECT 1 /*traceparent='00-{TRACE}-{}-01'*/",
+                    "0".repeat(16)
+                ),
+                None,
+            ),
+            (
+                format!(
+                    "SELECT 1 /*traceparent='00-{}-{SPAN}-01'*/",
+                    TRACE.to_uppercase()
+                ),
+                None,
+            ),
+            (
+                format!("SELECT 1 /*traceparent='00-{TRACE}-{SPAN}-0g'*/"),
+                None,
+            ),
+            (
+                format!("SELECT 1 /*traceparent='00-{TRACE}0-{SPAN}-01'*/"),
+                None,
+            ),
+            (
+                format!("SELECT 1 /*traceparent='00-{TRACE}-{SPAN}-01-ff'*/"),
+                None,
+            ),
+            (
+                format!("SELECT 1 /*traceparent='00-{TRACE}-{SPAN}-01%'*/"),
+                None,
+            ),
             // Not a trailing comment, or not quite one.
             (format!("SELECT 1 /*traceparent='{tp}'*/ + 1"), None),
             (format!("SELECT '/*traceparent=''{tp}''*/'"), None),
@@ -205,10 +246,16 @@ mod tests {
             (format!("SELECT 1 -- /*traceparent='{tp}'*/"), None),
             (format!("SELECT 1 /* x /*traceparent='{tp}'*/ */"), None),
             (format!("SELECT 1 /*traceparent={tp}*/"), None),
-            (format!("SELECT 1 /*traceparent='{tp}',traceparent='{tp}'*/"), None),
+            (
+                format!("SELECT 1 /*traceparent='{tp}',traceparent='{tp}'*/"),
+                None,
+            ),
             (format!("SELECT 1 /*traceparent='{tp}' garbage*/"), None),
             (format!("SELECT 1 /*pgrelay:replica*/"), None),
-            (format!("SELECT 1 /*traceparent='{tp}'{}*/", " ".repeat(MAX_COMMENT)), None),
+            (
+                format!("SELECT 1 /*traceparent='{tp}'{}*/", " ".repeat(MAX_COMMENT)),
+                None,
+            ),
             ("*/".to_owned(), None),
             (String::new(), None),
         ];

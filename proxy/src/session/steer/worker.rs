@@ -152,7 +152,13 @@ impl WorkerRouter {
 
     /// The decision and the chosen node's lag as the router saw it, for
     /// the statement's span.
-    fn note_decision(&self, route: &mut RouteState, node: usize, reason: RouteReason, role: RoleLabel) {
+    fn note_decision(
+        &self,
+        route: &mut RouteState,
+        node: usize,
+        reason: RouteReason,
+        role: RoleLabel,
+    ) {
         let view = self.view.borrow();
         let seen = view.1.nodes.get(node);
         let lagging = role == RoleLabel::Replica;
