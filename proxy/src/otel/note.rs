@@ -34,9 +34,34 @@ pub struct TraceNote {
     pub(super) consistency_wait: Option<Duration>,
     pub(super) pool_wait: Option<Duration>,
     pub(super) decision: Option<Decision>,
+    /// The session's last Parse (kept across requests): drivers Parse a
+    /// statement in one request and Bind it in the next (tokio-postgres,
+    /// JDBC), and the Bind carries no SQL of its own.
+    last_parsed: Option<Parsed>,
 }
 
+/// A statement's name and what its SQL says for its span.
+#[derive(Debug)]
+struct Parsed {
+    name: Vec<u8>,
+    parent: Option<TraceParent>,
+    operation: Option<&'static str>,
+}
+
+/// Statement names longer than this are not remembered (drivers use a
+/// few characters; a Bind of a forgotten one gets a root span).
+const MAX_NAME: usize = 64;
+
 impl TraceNote {
+    /// The note of the statement now forwarded, leaving this one empty
+    /// for the next (but for what it knows of the unnamed statement).
+    pub(super) fn take(&mut self) -> TraceNote {
+        let last_parsed = self.last_parsed.take();
+        let taken = std::mem::take(self);
+        self.last_parsed = last_parsed;
+        taken
+    }
+
     /// The statement's first frame is seen (again, if it was held).
     pub fn arrived(&mut self) {
         if self.arrived.is_none() {
@@ -58,6 +83,36 @@ impl TraceNote {
         }
     }
 
+    /// A Parse of statement `name` (empty: the unnamed one).
+    pub fn parsed(&mut self, name: &[u8], sql: &[u8], keep_text: bool) {
+        let mut last = self.last_parsed.take().unwrap_or(Parsed {
+            name: Vec::new(),
+            parent: None,
+            operation: None,
+        });
+        last.name.clear();
+        last.name.extend_from_slice(name);
+        last.parent = traceparent::find(sql);
+        last.operation = operation(sql);
+        if name.len() <= MAX_NAME {
+            self.last_parsed = Some(last);
+        }
+        self.statement(sql, keep_text);
+    }
+
+    /// A Bind of statement `name`: with no SQL in this request, what the
+    /// SQL of the last Parse said counts if it defined this statement.
+    pub fn bound(&mut self, name: &[u8]) {
+        if self.read {
+            return;
+        }
+        if let Some(last) = self.last_parsed.as_ref().filter(|p| p.name == name) {
+            self.read = true;
+            self.parent = last.parent;
+            self.operation = last.operation;
+        }
+    }
+
     /// The statement waited this long for a replica to catch up.
     pub fn waited_for_replica(&mut self, waited: Duration) {
         *self.consistency_wait.get_or_insert_default() += waited;
@@ -75,7 +130,7 @@ impl TraceNote {
     /// pgrelay answered the statement itself (or refused it): it gets no
     /// span, and the next statement starts afresh.
     pub fn abandon(&mut self) {
-        *self = TraceNote::default();
+        self.take();
     }
 }
 
@@ -193,5 +248,30 @@ mod tests {
         assert_eq!(note.pool_wait, Some(Duration::from_millis(5)));
         note.abandon();
         assert!(!note.read && note.pool_wait.is_none());
+    }
+
+    #[test]
+    fn a_bind_of_the_last_parsed_statement_inherits_its_parent() {
+        let traced =
+            b"SELECT $1 /*traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/";
+        let mut note = TraceNote::default();
+        note.parsed(b"", traced, false);
+        let parent = note.parent;
+        assert!(parent.is_some());
+        note.take();
+        note.bound(b"s0");
+        assert_eq!(note.parent, None, "another statement");
+        note.bound(b"");
+        assert_eq!((note.parent, note.operation), (parent, Some("SELECT")));
+        note.take();
+        note.parsed(b"s1", traced, false);
+        note.take();
+        note.bound(b"s1");
+        assert_eq!(note.parent, parent, "a named statement too");
+        note.take();
+        note.parsed(b"s2", b"SELECT 2", false);
+        note.take();
+        note.bound(b"s1");
+        assert_eq!(note.parent, None, "only the last Parse is remembered");
     }
 }

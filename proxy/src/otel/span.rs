@@ -36,7 +36,7 @@ impl StatementTracer {
     /// `routed`; `None` when the sampler leaves it out. The note is
     /// emptied for the next statement either way.
     pub fn start(&self, note: &mut TraceNote, routed: &Routed<'_>) -> Option<Box<StatementSpan>> {
-        let note = std::mem::take(note);
+        let note = note.take();
         let cx = match note.parent {
             Some(parent) => {
                 let flags = if parent.sampled {

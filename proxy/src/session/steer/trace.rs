@@ -37,8 +37,13 @@ impl ClientSide<'_> {
                 self.route.trace.statement(sql, keep_text);
             }
             tag::PARSE => {
-                if let Some((_, sql)) = fe::parse_fields(body) {
-                    self.route.trace.statement(sql, keep_text);
+                if let Some((name, sql)) = fe::parse_fields(body) {
+                    self.route.trace.parsed(name, sql, keep_text);
+                }
+            }
+            tag::BIND => {
+                if let Some((_, statement)) = fe::bind_fields(body) {
+                    self.route.trace.bound(statement);
                 }
             }
             _ => {}
