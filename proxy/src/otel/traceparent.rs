@@ -251,7 +251,7 @@ mod tests {
                 None,
             ),
             (format!("SELECT 1 /*traceparent='{tp}' garbage*/"), None),
-            (format!("SELECT 1 /*pgrelay:replica*/"), None),
+            ("SELECT 1 /*pgrelay:replica*/".to_owned(), None),
             (
                 format!("SELECT 1 /*traceparent='{tp}'{}*/", " ".repeat(MAX_COMMENT)),
                 None,
