@@ -22,7 +22,9 @@ impl Session<'_> {
         be::ready_for_query(&mut out, self.tracker.status().as_byte());
         self.send(&out).await?;
         self.up.skip_head();
-        self.route.trace.abandon();
+        if let Some(note) = &mut self.route.trace {
+            note.abandon();
+        }
         Ok(Step::Continue)
     }
 
@@ -38,7 +40,9 @@ impl Session<'_> {
         be::ready_for_query(&mut out, self.tracker.status().as_byte());
         self.send(&out).await?;
         self.up.skip_head();
-        self.route.trace.abandon();
+        if let Some(note) = &mut self.route.trace {
+            note.abandon();
+        }
         Ok(Step::Continue)
     }
 
@@ -56,7 +60,9 @@ impl Session<'_> {
         });
         self.send(&out).await?;
         self.up.skip(len);
-        self.route.trace.abandon();
+        if let Some(note) = &mut self.route.trace {
+            note.abandon();
+        }
         Ok(Step::Continue)
     }
 
@@ -90,7 +96,9 @@ impl Session<'_> {
             Some(len) => self.up.skip(len),
             None => self.up.skip_head(),
         }
-        self.route.trace.abandon();
+        if let Some(note) = &mut self.route.trace {
+            note.abandon();
+        }
         Ok(())
     }
 

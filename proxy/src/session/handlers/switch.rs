@@ -141,7 +141,7 @@ impl Session<'_> {
             .then(std::time::Instant::now);
         let leased = Box::pin(lease_node_for(self.ctx, node, &self.login, want)).await;
         if let Some(asked) = asked {
-            self.route.trace.waited_for_pool(asked.elapsed());
+            self.route.trace_note().waited_for_pool(asked.elapsed());
         }
         let (mut lease, state) = leased?;
         if state == StateOnIt::Fresh {

@@ -81,7 +81,7 @@ impl ClientSide<'_> {
         {
             self.router.metrics.waited(waited);
             if self.router.tracer.is_some() {
-                self.route.trace.waited_for_replica(waited);
+                self.route.trace_note().waited_for_replica(waited);
             }
         }
         if self.route.consistency == Consistency::ReadYourWrites && !writes {
@@ -149,7 +149,7 @@ impl ClientSide<'_> {
             NoFreshReplica::WaitedInVain(waited) => {
                 metrics.waited(waited);
                 if self.router.tracer.is_some() {
-                    self.route.trace.waited_for_replica(waited);
+                    self.route.trace_note().waited_for_replica(waited);
                 }
                 metrics.fell_back(FallbackReason::WaitTimedOut);
                 None

@@ -16,7 +16,7 @@ impl ClientSide<'_> {
             t => tag::is_extended_query(t) && !self.tracker.in_batch(),
         };
         if starts {
-            self.route.trace.arrived();
+            self.route.trace_note().arrived();
         }
     }
 
@@ -34,16 +34,16 @@ impl ClientSide<'_> {
         match tag {
             tag::QUERY => {
                 let sql = body.split_last().map_or(body, |(_, sql)| sql);
-                self.route.trace.statement(sql, keep_text);
+                self.route.trace_note().statement(sql, keep_text);
             }
             tag::PARSE => {
                 if let Some((name, sql)) = fe::parse_fields(body) {
-                    self.route.trace.parsed(name, sql, keep_text);
+                    self.route.trace_note().parsed(name, sql, keep_text);
                 }
             }
             tag::BIND => {
                 if let Some((_, statement)) = fe::bind_fields(body) {
-                    self.route.trace.bound(statement);
+                    self.route.trace_note().bound(statement);
                 }
             }
             _ => {}
@@ -64,7 +64,8 @@ impl ClientSide<'_> {
                 port,
                 database,
             };
-            tracer.start(&mut self.route.trace, &routed)
+            let note = self.route.trace.get_or_insert_default();
+            tracer.start(note, &routed)
         });
         if let Some(span) = span {
             self.tracker.attach_span(span);

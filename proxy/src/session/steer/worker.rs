@@ -162,7 +162,7 @@ impl WorkerRouter {
         let view = self.view.borrow();
         let seen = view.1.nodes.get(node);
         let lagging = role == RoleLabel::Replica;
-        route.trace.decided(crate::otel::Decision {
+        route.trace_note().decided(crate::otel::Decision {
             node,
             reason,
             role,
