@@ -45,6 +45,9 @@ pub struct StatementTracer {
     tracer: SdkTracer,
     /// `[tracing] statement_text`.
     statement_text: bool,
+    /// `sample_ratio = 0`: statements without a sampled parent are left
+    /// out before the SDK is asked (the sampler would say no).
+    roots_off: bool,
 }
 
 impl StatementTracer {
@@ -119,6 +122,7 @@ impl Tracing {
         let tracer = StatementTracer {
             tracer: provider.tracer("pgrelay"),
             statement_text: config.statement_text,
+            roots_off: config.sample_ratio.0 <= 0.0,
         };
         Tracing { provider, tracer }
     }

@@ -37,6 +37,13 @@ impl StatementTracer {
     /// emptied for the next statement either way.
     pub fn start(&self, note: &mut TraceNote, routed: &Routed<'_>) -> Option<Box<StatementSpan>> {
         let note = note.take();
+        // What the parent-based sampler would decide, decided without
+        // building a span: an unsampled parent, or no parent and no roots.
+        match note.parent {
+            Some(parent) if !parent.sampled => return None,
+            None if self.roots_off => return None,
+            _ => {}
+        }
         let cx = match note.parent {
             Some(parent) => {
                 let flags = if parent.sampled {
