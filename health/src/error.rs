@@ -48,6 +48,16 @@ pub enum HealthError {
     /// Nothing was changed.
     #[error("{node} not promoted: {reason}")]
     Refused { node: String, reason: String },
+    /// `[failover] state_file` cannot be read or holds no valid record:
+    /// pgrelay does not start without the fences it may hold.
+    #[error("{}: {reason}", path.display())]
+    StateFile {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// A `fence_command` failed, timed out or could not be started.
+    #[error("{node}: fence_command {reason}")]
+    FenceCommand { node: String, reason: String },
     /// The failover task is gone: the monitor is shutting down.
     #[error("the failover task is not running (pgrelay is stopping)")]
     Stopped,

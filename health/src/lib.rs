@@ -26,8 +26,10 @@ mod topology;
 pub use cell::TopologyCell;
 pub use error::HealthError;
 pub use failover::{
-    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverCause, FailoverControl, FailoverRecord,
-    FailoverRequests, FailoverSettings, FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
+    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, DURABLE_FORMAT, DecodeError, DurableCause,
+    DurableFailover, DurableFence, DurableState, FENCE_COMMAND_TIMEOUT, FENCE_RETRY, FailoverCause,
+    FailoverControl, FailoverRecord, FailoverRequests, FailoverSettings, FailoverState, FenceMode,
+    PROMOTE_TIMEOUT, REPOINT_TIMEOUT, StateFile, SynchronousPolicy, write_atomically,
 };
 pub use liveness::{FAILURES_BEFORE_DOWN, SUCCESSES_BEFORE_UP};
 pub use lsn::{format_lsn, parse_lsn};

@@ -8,7 +8,8 @@ use tracing::{debug, info, warn};
 
 use crate::cell::TopologyCell;
 use crate::failover::{
-    Edit, FailoverControl, FailoverRequests, FailoverSettings, SettingsUpdates, spawn_failover,
+    Edit, FailoverControl, FailoverRequests, FailoverSettings, QuorumLedger, SettingsUpdates,
+    StateFile, spawn_failover, spawn_fencer, spawn_synchronous,
 };
 use crate::liveness::FAILURES_BEFORE_DOWN;
 use crate::observe::Observer;
@@ -122,7 +123,7 @@ pub fn spawn_monitor_controlled(
     // Nobody sends: the settings stay as given.
     let (_fixed, settings) = watch::channel(settings);
     let (_fixed, failover) = watch::channel(failover);
-    spawn_monitor_reloadable(targets, settings, failover, requests, cell, shutdown);
+    spawn_monitor_reloadable(targets, settings, failover, requests, None, cell, shutdown);
 }
 
 /// [`spawn_monitor_controlled`] whose probes take new settings (interval,
@@ -130,11 +131,16 @@ pub fn spawn_monitor_controlled(
 /// probe on, without losing what the monitor knows (hysteresis, lag
 /// history); the failover task takes new `failover` settings (and the
 /// login) before its next step.
+///
+/// With a `state_file` (whose state `cell` was started from, see
+/// [`StateFile::restore`]), every snapshot that changes the durable state
+/// is written there before it is published.
 pub fn spawn_monitor_reloadable(
     targets: Vec<NodeTarget>,
     settings: watch::Receiver<MonitorSettings>,
     failover: watch::Receiver<FailoverSettings>,
     requests: FailoverRequests,
+    state_file: Option<StateFile>,
     cell: Arc<TopologyCell>,
     shutdown: CancellationToken,
 ) {
@@ -143,6 +149,21 @@ pub fn spawn_monitor_reloadable(
     let initial = settings.borrow().clone();
     // With failover disabled the task serves manual requests only, and
     // ends (closing `edit_tx`) once no control is left.
+    spawn_fencer(
+        targets.clone(),
+        settings.clone(),
+        failover.clone(),
+        Arc::clone(&cell),
+        shutdown.clone(),
+    );
+    let quorums = Arc::new(QuorumLedger::default());
+    spawn_synchronous(
+        targets.clone(),
+        (settings.clone(), failover.clone()),
+        Arc::clone(&cell),
+        Arc::clone(&quorums),
+        shutdown.clone(),
+    );
     let updates = SettingsUpdates {
         monitor: settings.clone(),
         failover,
@@ -153,6 +174,7 @@ pub fn spawn_monitor_reloadable(
         Arc::clone(&cell),
         edit_tx,
         requests,
+        quorums,
         shutdown.clone(),
     );
     for (index, target) in targets.into_iter().enumerate() {
@@ -167,7 +189,7 @@ pub fn spawn_monitor_reloadable(
             shutdown.clone(),
         ));
     }
-    tokio::spawn(publish_loop(rx, edit_rx, cell, shutdown));
+    tokio::spawn(publish_loop(rx, edit_rx, cell, state_file, shutdown));
 }
 
 async fn probe_loop(
@@ -229,11 +251,13 @@ fn retry_delay(interval: Duration, failures: u32) -> Duration {
 }
 
 /// The cell's only writer: folds probe results and failover edits into
-/// snapshots, one at a time.
+/// snapshots, one at a time, each recorded in the state file (if any)
+/// before it is published.
 async fn publish_loop(
     mut results: mpsc::Receiver<ProbeResult>,
     mut edits: mpsc::Receiver<Edit>,
     cell: Arc<TopologyCell>,
+    mut state_file: Option<StateFile>,
     shutdown: CancellationToken,
 ) {
     let mut observer = Observer::new(cell.load().nodes.len());
@@ -246,6 +270,9 @@ async fn publish_loop(
                     Some(edit) => {
                         let current = cell.load();
                         let next = edit(&current);
+                        if !recorded(&mut state_file, &next).await {
+                            continue;
+                        }
                         if next.primary != current.primary {
                             log_primary_change(&next);
                         }
@@ -269,8 +296,20 @@ async fn publish_loop(
         ) else {
             continue;
         };
+        if !recorded(&mut state_file, &next).await {
+            continue;
+        }
         log_changes(&current, &next, result.index);
         cell.publish(next);
+    }
+}
+
+/// Records `next` in the state file, if there is one; whether it may be
+/// published (see `StateFile::record`).
+async fn recorded(state_file: &mut Option<StateFile>, next: &Topology) -> bool {
+    match state_file {
+        Some(file) => file.record(next).await,
+        None => true,
     }
 }
 

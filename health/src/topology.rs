@@ -65,8 +65,9 @@ pub struct NodeStatus {
     /// Never the primary again: a failover replaced it, or it is writable
     /// on an older timeline than another writable node. Cleared only when
     /// the node is seen as a healthy streaming replica (rebuilt by an
-    /// operator). Not persisted: after a restart of pgrelay the timeline
-    /// rule alone decides.
+    /// operator). Kept in `[failover] state_file` when one is configured;
+    /// without one, after a restart of pgrelay the timeline rule alone
+    /// decides.
     pub fenced: bool,
     /// Last seen as a `sync` or `quorum` standby in the primary's
     /// `pg_stat_replication` (matched by `application_name` = node name).

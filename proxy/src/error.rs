@@ -146,6 +146,17 @@ impl ProxyError {
         }
     }
 
+    /// The node an I/O or protocol failure happened on, when the error
+    /// names one.
+    pub fn backend_node(&self) -> Option<&str> {
+        match self {
+            ProxyError::BackendIo { node, .. } | ProxyError::BackendProtocol { node, .. } => {
+                Some(node)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the client is still there to be told.
     pub fn client_reachable(&self) -> bool {
         match self {

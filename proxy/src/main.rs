@@ -53,19 +53,28 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
-        Command::Check { config } => match Config::load(&config) {
+        Command::Check { config } => match load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
             }
             Err(e) => bad_config(&config, &e),
         },
-        Command::Serve { config: path } => match Config::load(&path) {
+        Command::Serve { config: path } => match load(&path) {
             Ok(config) => exit(cmd::serve::serve(config, path)),
             Err(e) => bad_config(&path, &e),
         },
         Command::Demo(args) => exit(cmd::demo::demo(args)),
     }
+}
+
+/// The config at `path`, and the state file it names readable: a corrupt
+/// state file is reported (exit 64) like a bad key, not ignored.
+fn load(path: &std::path::Path) -> Result<Config, pgrelay::config::ConfigError> {
+    let config = Config::load(path)?;
+    pgrelay::server::open_state_file(&config)
+        .map_err(|e| pgrelay::config::ConfigError::single("failover.state_file", e.to_string()))?;
+    Ok(config)
 }
 
 fn bad_config(path: &std::path::Path, e: &pgrelay::config::ConfigError) -> ExitCode {

@@ -13,7 +13,9 @@
 //!   the failover task before its next step;
 //! - `[failover]`: `hold_writes` for the next statement that waits, the
 //!   rest (`enabled`, `detect_after`, `replica_conninfo`) before the
-//!   failover task's next step (a promotion under way finishes first);
+//!   failover task's next step (a promotion under way finishes first),
+//!   `fence` and `fence_command` for the next fenced node seen writable;
+//!   not `state_file`, which is read once at start;
 //! - `[admin] users`;
 //! - `[pool] max_wait`, for the next client that waits.
 //!
@@ -105,7 +107,11 @@ fn effective(old: &Config, new: &Config) -> Config {
         auth: old.auth.clone(),
         monitor: new.monitor.clone(),
         routing: new.routing.clone(),
-        failover: new.failover.clone(),
+        // The state file is read once, at start.
+        failover: crate::config::FailoverConfig {
+            state_file: old.failover.state_file.clone(),
+            ..new.failover.clone()
+        },
         admin: new.admin.clone(),
         // pgrelay's own certificate is read again; how nodes are reached
         // is fixed at start, as the nodes are.

@@ -16,7 +16,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use pgrelay_health::{
-    FailoverControl, FailoverRequests, NodeTarget, Topology, TopologyCell, spawn_monitor_reloadable,
+    FailoverControl, FailoverRequests, HealthError, NodeTarget, StateFile, Topology, TopologyCell,
+    spawn_monitor_reloadable,
 };
 use tracing::{error, info};
 
@@ -79,12 +80,9 @@ fn start_with(
     };
     let admin_listener = admin::bind(config.listen.admin_addr)?;
     let admin_addr = admin_listener.local_addr()?;
-    let topology = Arc::new(TopologyCell::new(Topology::initial(
-        config
-            .nodes
-            .iter()
-            .map(|n| (n.name.to_string(), n.addr.to_string())),
-    )));
+    let (state_file, initial) = initial_topology(&config)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    let topology = Arc::new(TopologyCell::new(initial));
     let (failover, requests) = FailoverControl::channel();
     let mut shared = Shared::new(Arc::clone(&config), topology, failover)?;
     shared.config_path = path;
@@ -97,7 +95,7 @@ fn start_with(
         threads: Vec::new(),
         socket_file,
     };
-    let monitor = spawn_monitor_thread(Arc::clone(&handle.shared), requests)?;
+    let monitor = spawn_monitor_thread(Arc::clone(&handle.shared), requests, state_file)?;
     handle.threads.push(monitor);
     let admin = admin::spawn(admin_listener, Arc::clone(&handle.shared))?;
     handle.threads.push(admin);
@@ -210,11 +208,42 @@ pub(crate) fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// `[failover] state_file`, read: `None` when none is configured. A
+/// missing file is fresh state; an unreadable or corrupt one is an error
+/// (`pgrelay serve` exits 64 on it, as on a bad config).
+pub fn open_state_file(config: &Config) -> Result<Option<StateFile>, HealthError> {
+    config
+        .failover
+        .state_file
+        .as_deref()
+        .map(StateFile::open)
+        .transpose()
+}
+
+/// The first snapshot: every node unknown, with the state file's epoch,
+/// fences and history, so that a fenced node is never routed to, not
+/// even by the first snapshot after a restart.
+fn initial_topology(config: &Config) -> Result<(Option<StateFile>, Topology), HealthError> {
+    let initial = Topology::initial(
+        config
+            .nodes
+            .iter()
+            .map(|n| (n.name.to_string(), n.addr.to_string())),
+    );
+    let state_file = open_state_file(config)?;
+    let initial = match &state_file {
+        Some(file) => file.restore(&initial)?,
+        None => initial,
+    };
+    Ok((state_file, initial))
+}
+
 /// The monitor, and the failover task that serves `requests` (manual
 /// promotions through `shared.failover`) even with failover disabled.
 fn spawn_monitor_thread(
     shared: Arc<Shared>,
     requests: FailoverRequests,
+    state_file: Option<StateFile>,
 ) -> io::Result<JoinHandle<()>> {
     let runtime = current_thread_runtime()?;
     std::thread::Builder::new()
@@ -238,6 +267,7 @@ fn spawn_monitor_thread(
                     shared.monitor_settings.subscribe(),
                     shared.failover_settings.subscribe(),
                     requests,
+                    state_file,
                     Arc::clone(&shared.topology),
                     shared.stop.clone(),
                 );

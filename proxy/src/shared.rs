@@ -227,5 +227,11 @@ pub fn failover_settings(failover: &FailoverConfig) -> FailoverSettings {
         enabled: failover.enabled,
         detect_after: failover.detect_after,
         replica_conninfo: failover.replica_conninfo.clone(),
+        synchronous: failover.synchronous,
+        fence: match failover.fence {
+            crate::config::FenceMode::ReadOnly => pgrelay_health::FenceMode::ReadOnly,
+            crate::config::FenceMode::None => pgrelay_health::FenceMode::None,
+        },
+        fence_command: failover.fence_command.clone(),
     }
 }

@@ -93,6 +93,39 @@ fn serve_rejects_a_bad_config_before_binding() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen.bogus"));
 }
 
+#[test]
+fn a_corrupt_state_file_stops_serve_and_check_with_64() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = held.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.json");
+    std::fs::write(&state, "{\"format\": 1, \"epoch\"").expect("write state");
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[listen]\naddr = \"127.0.0.1:{port}\"\n[[nodes]]\nname = \"pg1\"\naddr = \"127.0.0.1:5432\"\n\
+             [auth]\nmode = \"trust\"\n[failover]\nstate_file = \"{}\"\n",
+            state.display()
+        ),
+    );
+    let serve = Command::new(PGRELAY)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run pgrelay");
+    for out in [serve, check(&path)] {
+        assert_eq!(out.status.code(), Some(EXIT_BAD_CONFIG));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("failover.state_file") && stderr.contains(&*state.to_string_lossy()),
+            "{stderr}"
+        );
+    }
+    // A missing file is fresh state.
+    std::fs::remove_file(&state).expect("remove");
+    assert!(check(&path).status.success());
+}
+
 /// `pgrelay check --config path`.
 fn check(path: &Path) -> std::process::Output {
     Command::new(PGRELAY)

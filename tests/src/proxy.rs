@@ -102,6 +102,18 @@ impl TestProxy {
         TestProxy::discovered(pgrelay::start(config, listener)?).await
     }
 
+    /// [`TestProxy::start`] without waiting for a primary: for a cluster
+    /// that may have none pgrelay can route to.
+    pub fn start_unsettled(cluster: &Cluster, options: ProxyOptions) -> anyhow::Result<TestProxy> {
+        let config = config_for(cluster, &options)?;
+        let listener = std::net::TcpListener::bind((options.bind, 0))?;
+        let handle = pgrelay::start(config, listener)?;
+        Ok(TestProxy {
+            addr: handle.local_addr(),
+            handle: Some(handle),
+        })
+    }
+
     /// [`TestProxy::start`] with the config written to `path` first, so
     /// that `RELOAD` (or [`ProxyHandle::reload`]) can read it again.
     pub async fn start_from_file(

@@ -2,12 +2,29 @@
 
 use std::cmp::Reverse;
 
+use crate::failover::synchronous::{Quorum, SynchronousPolicy, choose_synchronous};
 use crate::topology::{NodeRole, Topology};
+
+/// The replica to promote in place of `failed`: with a synchronous
+/// policy only one that has every acknowledged commit (see
+/// `synchronous`; `set`: the quorum pgrelay set on `failed`), else
+/// [`most_advanced`].
+pub(crate) fn choose(
+    t: &Topology,
+    failed: usize,
+    synchronous: Option<&SynchronousPolicy>,
+    set: Option<&Quorum>,
+) -> Option<usize> {
+    match synchronous {
+        Some(policy) => choose_synchronous(t, failed, policy, set),
+        None => most_advanced(t, failed),
+    }
+}
 
 /// The healthy, unfenced replica that received the most WAL; among equals
 /// a synchronous standby (as last seen on the old primary), then the one
 /// that replayed more, then the first configured.
-pub(crate) fn choose(t: &Topology, failed: usize) -> Option<usize> {
+fn most_advanced(t: &Topology, failed: usize) -> Option<usize> {
     t.nodes
         .iter()
         .enumerate()
@@ -51,7 +68,7 @@ mod tests {
             replica("a", 100, 90, false),
             replica("b", 200, 50, false),
         ]);
-        assert_eq!(choose(&t, 0), Some(2));
+        assert_eq!(choose(&t, 0, None, None), Some(2));
     }
 
     #[test]
@@ -60,17 +77,17 @@ mod tests {
             replica("a", 200, 200, false),
             replica("b", 200, 100, true),
         ]);
-        assert_eq!(choose(&t, 0), Some(2));
+        assert_eq!(choose(&t, 0, None, None), Some(2));
         let t = topology(vec![
             replica("a", 200, 100, false),
             replica("b", 200, 150, false),
         ]);
-        assert_eq!(choose(&t, 0), Some(2));
+        assert_eq!(choose(&t, 0, None, None), Some(2));
         let t = topology(vec![
             replica("a", 200, 150, false),
             replica("b", 200, 150, false),
         ]);
-        assert_eq!(choose(&t, 0), Some(1));
+        assert_eq!(choose(&t, 0, None, None), Some(1));
     }
 
     #[test]
@@ -80,7 +97,7 @@ mod tests {
         let mut fenced = replica("b", 900, 900, true);
         fenced.fenced = true;
         let t = topology(vec![down, fenced, replica("c", 1, 1, false)]);
-        assert_eq!(choose(&t, 0), Some(3));
-        assert_eq!(choose(&t, 3), None);
+        assert_eq!(choose(&t, 0, None, None), Some(3));
+        assert_eq!(choose(&t, 3, None, None), None);
     }
 }

@@ -8,6 +8,13 @@
 //! - `promote`: `pg_promote()` and its verification;
 //! - `repoint`: `primary_conninfo` and replication slots for the others;
 //! - `manual`: an operator's promotion requests, and when they are refused;
+//! - `synchronous`: the `synchronous_standby_names` a primary should have,
+//!   and which replica may be promoted without losing acknowledged commits;
+//! - `sync_task`: the task that keeps that setting on the current primary;
+//! - `durable`: what must survive a restart (epoch, primary, fences,
+//!   history), as a plain record; `state_file` keeps it in a local file;
+//! - `fence` and `fencer`: making a fenced node that is writable again
+//!   read-only for its direct clients (and the operator's `fence_command`);
 //! - `task`: the task that watches snapshots, serves the requests and runs
 //!   the steps in order.
 //!
@@ -17,15 +24,30 @@
 mod candidate;
 mod connection;
 mod detect;
+mod durable;
+mod fence;
+mod fencer;
 mod manual;
 mod promote;
 mod repoint;
 mod state;
+mod state_file;
+mod sync_task;
+mod synchronous;
 mod task;
 
+pub use durable::{
+    DURABLE_FORMAT, DecodeError, DurableCause, DurableFailover, DurableFence, DurableState,
+};
+pub(crate) use fencer::spawn_fencer;
 pub use manual::{FailoverControl, FailoverRequests};
 pub use state::{
-    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FailoverCause, FailoverRecord,
-    FailoverSettings, FailoverState, PROMOTE_TIMEOUT, REPOINT_TIMEOUT,
+    DEFAULT_DETECT_AFTER, DEFAULT_REPLICA_CONNINFO, FENCE_COMMAND_TIMEOUT, FENCE_RETRY,
+    FailoverCause, FailoverRecord, FailoverSettings, FailoverState, FenceMode, PROMOTE_TIMEOUT,
+    REPOINT_TIMEOUT,
 };
+pub use state_file::{StateFile, write_atomically};
+pub(crate) use sync_task::spawn_synchronous;
+pub(crate) use synchronous::QuorumLedger;
+pub use synchronous::SynchronousPolicy;
 pub(crate) use task::{Edit, SettingsUpdates, spawn_failover};

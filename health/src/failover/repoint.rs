@@ -28,7 +28,7 @@ fn conninfo_value(value: &str) -> String {
 }
 
 /// An SQL string literal (`ALTER SYSTEM` takes no parameters).
-fn sql_literal(value: &str) -> String {
+pub(crate) fn sql_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 

@@ -12,6 +12,21 @@ pub const PROMOTE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a re-pointed replica may take to stream from the new primary.
 pub const REPOINT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a `fence_command` may run before it is killed.
+pub const FENCE_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long after a failed fencing action it is tried again.
+pub const FENCE_RETRY: Duration = Duration::from_secs(5);
+
+/// What pgrelay does to a fenced node that is reachable and writable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceMode {
+    /// `ALTER SYSTEM SET default_transaction_read_only = on`, reload,
+    /// terminate its client backends: direct clients cannot write either.
+    ReadOnly,
+    /// Nothing beyond never routing to it (and `fence_command`, if set).
+    None,
+}
+
 /// `[failover]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct FailoverSettings {
@@ -23,6 +38,15 @@ pub struct FailoverSettings {
     /// replica's node name; `host` and `port` of the new primary are
     /// appended.
     pub replica_conninfo: String,
+    /// `synchronous`: pgrelay maintains `synchronous_standby_names` and
+    /// promotes only a synchronous standby. `None`: it touches neither.
+    pub synchronous: Option<crate::failover::SynchronousPolicy>,
+    /// What to do to a fenced node seen writable.
+    pub fence: FenceMode,
+    /// Run (`sh -c`) on a fenced node seen writable, after `fence`, with
+    /// `PGRELAY_FENCE_NODE`, `PGRELAY_FENCE_HOST`, `PGRELAY_FENCE_PORT`
+    /// set: site-specific STONITH.
+    pub fence_command: Option<String>,
 }
 
 impl std::fmt::Debug for FailoverSettings {
@@ -35,15 +59,20 @@ impl std::fmt::Debug for FailoverSettings {
                 "replica_conninfo",
                 &crate::conninfo::redact(&self.replica_conninfo),
             )
+            .field("synchronous", &self.synchronous)
+            .field("fence", &self.fence)
+            .field("fence_command", &self.fence_command.as_ref().map(|_| "…"))
             .finish()
     }
 }
 
 impl FailoverSettings {
-    /// Failover off: the monitor only watches.
+    /// Failover off: the monitor only watches (and does nothing to a
+    /// fenced node either).
     pub fn disabled() -> FailoverSettings {
         FailoverSettings {
             enabled: false,
+            fence: FenceMode::None,
             ..FailoverSettings::default()
         }
     }
@@ -55,6 +84,9 @@ impl Default for FailoverSettings {
             enabled: true,
             detect_after: DEFAULT_DETECT_AFTER,
             replica_conninfo: DEFAULT_REPLICA_CONNINFO.to_owned(),
+            synchronous: None,
+            fence: FenceMode::ReadOnly,
+            fence_command: None,
         }
     }
 }

@@ -29,6 +29,8 @@ use crate::failover::state::{
     FailoverCause, FailoverRecord, FailoverSettings, FailoverState, PROMOTE_TIMEOUT,
     REPOINT_TIMEOUT,
 };
+use crate::failover::sync_task::prepare_promotion;
+use crate::failover::synchronous::{QuorumLedger, SynchronousPolicy};
 use crate::monitor::{MonitorSettings, NodeTarget};
 use crate::topology::{NodeRole, Topology};
 
@@ -50,6 +52,8 @@ struct Failover {
     edits: mpsc::Sender<Edit>,
     /// The state last sent, so that each change is logged and sent once.
     state: FailoverState,
+    /// The synchronous quorums pgrelay set (`[failover] synchronous`).
+    quorums: Arc<QuorumLedger>,
 }
 
 /// Where a config reload sends new settings; the task takes them before
@@ -65,6 +69,7 @@ pub(crate) fn spawn_failover(
     cell: Arc<TopologyCell>,
     edits: mpsc::Sender<Edit>,
     requests: FailoverRequests,
+    quorums: Arc<QuorumLedger>,
     shutdown: CancellationToken,
 ) {
     let monitor = updates.monitor.borrow().clone();
@@ -77,6 +82,7 @@ pub(crate) fn spawn_failover(
         cell,
         edits,
         state: FailoverState::Idle,
+        quorums,
     };
     tokio::spawn(failover.run(requests.receiver, shutdown));
 }
@@ -139,7 +145,7 @@ impl Failover {
                     self.set_state(&t, FailoverState::CutOff { primary, streaming })
                         .await
                 }
-                Decision::Failed { primary, since } => match choose(&t, primary) {
+                Decision::Failed { primary, since } => match self.candidate(&t, primary) {
                     None => {
                         self.set_state(&t, FailoverState::NoCandidate { primary })
                             .await
@@ -168,7 +174,7 @@ impl Failover {
                 return;
             }
         };
-        if let Some(best) = choose(t, primary).filter(|&best| best != candidate) {
+        if let Some(best) = self.candidate(t, primary).filter(|&best| best != candidate) {
             warn!(epoch = t.epoch, %node, most_advanced = %t.nodes[best].name,
                 "manual promotion of a replica that is not the most advanced");
         }
@@ -190,6 +196,16 @@ impl Failover {
                 let _ = reply.send(Err(e));
             }
         }
+    }
+
+    fn synchronous(&self) -> Option<&SynchronousPolicy> {
+        self.settings.synchronous.as_ref()
+    }
+
+    /// The replica to promote in place of `primary`, if any may be.
+    fn candidate(&self, t: &Topology, primary: usize) -> Option<usize> {
+        let set = self.quorums.of(primary);
+        choose(t, primary, self.synchronous(), set.as_ref())
     }
 
     /// Takes what a config reload sent since the last step.
@@ -288,34 +304,28 @@ impl Failover {
             .or(t.nodes[candidate].replay_lsn);
         info!(epoch = t.epoch, %from, %to, lsn = ?t.nodes[candidate].receive_lsn,
             synchronous = t.nodes[candidate].synchronous, "primary failed; fencing it and promoting");
-        // Fence first: if the old primary answers again mid-promotion it
-        // must not be routed.
-        self.state = FailoverState::Promoting { primary, candidate };
-        let state = self.state.clone();
-        let at = SystemTime::now();
-        self.edit(move |t| fence(t, primary, true).with_failover(state, at))
-            .await;
-        self.cell
-            .wait_until(PUBLISH_TIMEOUT, |t| t.nodes[primary].fenced)
-            .await;
-
-        let started = Instant::now();
+        self.fence_first(t, primary, candidate).await?;
         let target = &self.targets[candidate];
+        if let Some(policy) = self.synchronous() {
+            let quorums = &self.quorums;
+            prepare_promotion(
+                t,
+                (primary, candidate),
+                target,
+                &self.monitor,
+                policy,
+                quorums,
+            )
+            .await;
+        }
+        let started = Instant::now();
         if let Err(e) = promote(target, &self.monitor, PROMOTE_TIMEOUT).await {
             let unfence = still_replica(target, &self.monitor).await;
             error!(epoch = t.epoch, %from, %to, error = %e, unfenced = unfence, "promotion failed");
-            let state = FailoverState::Failed {
-                primary,
-                candidate,
-                reason: e.to_string(),
-            };
-            self.state = state.clone();
-            let at = SystemTime::now();
             // Nothing else can be writable: let the old primary back in
             // should it return. If the promotion finishes after all, the
             // timeline rule fences the old primary again.
-            self.edit(move |t| fence(t, primary, !unfence).with_failover(state, at))
-                .await;
+            self.give_up(primary, candidate, &e, !unfence).await;
             return Err(e);
         }
         let promoted = started.elapsed();
@@ -355,6 +365,53 @@ impl Failover {
         let recorded = |t: &Topology| t.failovers.last().is_some_and(|f| f.epoch == record.epoch);
         self.cell.wait_until(PUBLISH_TIMEOUT, recorded).await;
         Ok((record, published))
+    }
+
+    /// Fences `primary` (and says `Promoting`) before `candidate` is
+    /// promoted: if the old primary answers again mid-promotion it must
+    /// not be routed. Fails when the fence is not published in time (the
+    /// state file could not record it): promoting then could let a
+    /// restarted pgrelay route to the old primary.
+    async fn fence_first(
+        &mut self,
+        t: &Topology,
+        primary: usize,
+        candidate: usize,
+    ) -> Result<(), HealthError> {
+        self.state = FailoverState::Promoting { primary, candidate };
+        let state = self.state.clone();
+        let at = SystemTime::now();
+        self.edit(move |t| fence(t, primary, true).with_failover(state, at))
+            .await;
+        let fenced = self
+            .cell
+            .wait_until(PUBLISH_TIMEOUT, |t| t.nodes[primary].fenced)
+            .await;
+        if fenced.nodes[primary].fenced {
+            return Ok(());
+        }
+        let e = HealthError::Failover {
+            node: t.nodes[primary].name.clone(),
+            step: "fence",
+            reason: format!("the fence was not published within {PUBLISH_TIMEOUT:?}"),
+        };
+        error!(epoch = t.epoch, error = %e, "no promotion");
+        self.give_up(primary, candidate, &e, false).await;
+        Err(e)
+    }
+
+    /// Says the attempt to replace `primary` by `candidate` failed, and
+    /// leaves `primary` fenced or not.
+    async fn give_up(&mut self, primary: usize, candidate: usize, e: &HealthError, fenced: bool) {
+        let state = FailoverState::Failed {
+            primary,
+            candidate,
+            reason: e.to_string(),
+        };
+        self.state = state.clone();
+        let at = SystemTime::now();
+        self.edit(move |t| fence(t, primary, fenced).with_failover(state, at))
+            .await;
     }
 
     /// Re-points every healthy replica but the new primary, concurrently,

@@ -93,6 +93,7 @@ impl Watch {
                 "user={} application_name={{name}}",
                 pgrelay_cluster::superuser()
             ),
+            ..FailoverSettings::default()
         };
         let stop = CancellationToken::new();
         spawn_monitor_with_failover(targets, settings, failover, Arc::clone(&cell), stop.clone());

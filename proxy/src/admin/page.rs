@@ -220,8 +220,10 @@ const FENCED_NOTE: &str = "<h2 id=\"fenced\">What “fenced” means</h2>\n<p cl
 A fenced node is one pgrelay will never route to as the primary again: a failover replaced it, \
 or it is writable on an older timeline than another writable node (its writes since then are a \
 dead branch). To bring it back, rebuild it as a replica of the current primary (<code>pg_rewind</code> \
-or a fresh <code>pg_basebackup -R</code>) and start it: the fence lifts by itself as soon as pgrelay \
-sees it as a healthy streaming replica. Do not just restart it as a primary.</p>\n";
+or a fresh <code>pg_basebackup -R</code>), start it, and undo the read-only default pgrelay set when \
+it was seen writable (<code>ALTER SYSTEM RESET default_transaction_read_only</code>): the fence lifts \
+by itself as soon as pgrelay sees it as a healthy streaming replica. Do not just restart it as a \
+primary.</p>\n";
 
 fn primary(f: &mut Formatter<'_>, name: Option<&str>) -> fmt::Result {
     match name {

@@ -105,7 +105,10 @@ pub async fn respond(
             let budget = page::Budget::from(&shared.config().routing);
             page::respond(&status::current(&topology), budget)
         }
-        Route::Status => status::respond(&shared.topology.load()),
+        Route::Status => status::respond(
+            &shared.topology.load(),
+            shared.config().failover.synchronous.is_some(),
+        ),
         Route::Healthz => healthz::respond(&shared.topology.load(), shared.drain.is_cancelled()),
         Route::Metrics => scrape::respond(&shared.metrics),
         Route::Promote { node } => promote::respond(node, shared).await,

@@ -70,6 +70,11 @@ pub struct NodeBody<'a> {
     pub down_since: Option<Stamp>,
     /// Since when the node has been fenced; `null` while it is not.
     pub fenced_since: Option<Stamp>,
+    /// With `[failover] synchronous` only: whether the primary last showed
+    /// this node as a synchronous (`sync` or `quorum`) standby, the ones
+    /// failover may promote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synchronous: Option<bool>,
 }
 
 /// One completed failover of `/status`.
@@ -131,6 +136,7 @@ impl<'a> From<&'a NodeStatus> for NodeBody<'a> {
                 .filter(|_| node.streaming && node.healthy),
             down_since: node.down_since.map(Stamp),
             fenced_since: node.fenced_since.map(Stamp),
+            synchronous: None,
         }
     }
 }
@@ -149,13 +155,38 @@ impl<'a> From<&'a FailoverRecord> for FailoverBody<'a> {
     }
 }
 
+impl NodeBody<'_> {
+    /// With `synchronous` (pgrelay maintains the synchronous standbys),
+    /// the node says whether it is one; else it says nothing.
+    pub fn with_synchronous(self, node: &NodeStatus, synchronous: bool) -> Self {
+        NodeBody {
+            synchronous: synchronous.then_some(node.synchronous),
+            ..self
+        }
+    }
+}
+
+impl StatusBody<'_> {
+    /// [`NodeBody::with_synchronous`] for every node.
+    pub fn with_synchronous(mut self, topology: &Topology, synchronous: bool) -> Self {
+        self.nodes = std::mem::take(&mut self.nodes)
+            .into_iter()
+            .zip(&topology.nodes)
+            .map(|(body, node)| body.with_synchronous(node, synchronous))
+            .collect();
+        self
+    }
+}
+
 /// What `/status` and the status page show for `topology` now.
 pub fn current(topology: &Topology) -> StatusBody<'_> {
     StatusBody::new(topology, SystemTime::now())
 }
 
-pub fn respond(topology: &Topology) -> Response<Body> {
-    response::json(StatusCode::OK, &current(topology))
+/// `/status`; `synchronous`: `[failover] synchronous` is configured.
+pub fn respond(topology: &Topology, synchronous: bool) -> Response<Body> {
+    let body = current(topology).with_synchronous(topology, synchronous);
+    response::json(StatusCode::OK, &body)
 }
 
 #[cfg(test)]
@@ -248,6 +279,24 @@ mod tests {
                 "generated_at": "2025-01-02T03:04:10Z",
             })
         );
+    }
+
+    #[test]
+    fn nodes_say_whether_they_are_synchronous_only_when_pgrelay_keeps_them() {
+        let mut topology = topology();
+        topology.nodes[1].synchronous = true;
+        let synchronous = |on: bool| -> Vec<serde_json::Value> {
+            let body = StatusBody::new(&topology, at(0)).with_synchronous(&topology, on);
+            let value = serde_json::to_value(body).expect("json");
+            value["nodes"]
+                .as_array()
+                .map(|nodes| nodes.iter().map(|n| n["synchronous"].clone()).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(synchronous(true), [json!(false), json!(true), json!(false)]);
+        let body = StatusBody::new(&topology, at(0)).with_synchronous(&topology, false);
+        let text = serde_json::to_string(&body).expect("json");
+        assert!(!text.contains("synchronous"), "{text}");
     }
 
     #[test]

@@ -162,6 +162,18 @@ choice_enum! {
     }
 }
 
+choice_enum! {
+    /// `[failover] fence`: what pgrelay does to a fenced node that is
+    /// reachable and writable again.
+    FenceMode {
+        /// `default_transaction_read_only = on` (ALTER SYSTEM, reload),
+        /// and its client sessions ended.
+        ReadOnly => "read-only",
+        /// Nothing but never routing to it.
+        None => "none",
+    }
+}
+
 impl SslMode {
     /// Modes that check the certificate against `sslrootcert`.
     pub const fn verifies(self) -> bool {
@@ -186,6 +198,9 @@ mod tests {
         }
         for l in LoadBalance::ALL {
             assert_eq!(l.as_str().parse::<LoadBalance>(), Ok(*l));
+        }
+        for f in FenceMode::ALL {
+            assert_eq!(f.as_str().parse::<FenceMode>(), Ok(*f));
         }
     }
 

@@ -4,7 +4,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use super::choices::{AuthMode, Consistency, LoadBalance, PoolMode, SslMode, WhenNoReplica};
+use super::choices::{
+    AuthMode, Consistency, FenceMode, LoadBalance, PoolMode, SslMode, WhenNoReplica,
+};
 use super::units::ByteSize;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -87,3 +89,13 @@ pub const DEFAULT_HOLD_WRITES: Duration = Duration::from_secs(30);
 /// `{name}` is replaced by the replica's node name, so the new primary can
 /// tell its standbys apart in `pg_stat_replication`.
 pub const DEFAULT_REPLICA_CONNINFO: &str = "user=postgres application_name={name}";
+/// More synchronous standbys than this is a typo (nodes are few).
+pub const MAX_SYNCHRONOUS_STANDBYS: usize = 255;
+/// `[failover] synchronous.standbys` when the table leaves it out.
+pub const DEFAULT_SYNCHRONOUS_STANDBYS: usize = 1;
+/// `[failover] synchronous.strict` when the table leaves it out: degrade
+/// to fewer confirmations rather than keep commits waiting.
+pub const DEFAULT_SYNCHRONOUS_STRICT: bool = false;
+/// A fenced old primary that comes back writable is made read-only, so
+/// that its direct clients cannot write a dead branch either.
+pub const DEFAULT_FENCE: FenceMode = FenceMode::ReadOnly;

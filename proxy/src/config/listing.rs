@@ -119,6 +119,24 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
         "failover.replica_conninfo",
         secrets.conninfo(&f.replica_conninfo),
     );
+    add(
+        "failover.synchronous",
+        f.synchronous.map_or_else(
+            || "none".to_owned(),
+            |s| format!("{{ standbys = {}, strict = {} }}", s.standbys, s.strict),
+        ),
+    );
+    add(
+        "failover.state_file",
+        f.state_file
+            .as_ref()
+            .map_or_else(String::new, |path| path.display().to_string()),
+    );
+    add("failover.fence", f.fence.to_string());
+    add(
+        "failover.fence_command",
+        secrets.show(f.fence_command.as_deref().unwrap_or_default()),
+    );
     let pool = &config.pool;
     add("pool.mode", pool.mode.to_string());
     add("pool.size", pool.size.to_string());

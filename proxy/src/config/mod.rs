@@ -39,8 +39,8 @@ use std::time::Duration;
 
 pub use auth_query::{AuthQueryConfig, DEFAULT_AUTH_QUERY};
 pub use choices::{
-    AuthMode, ClientTlsMode, Consistency, ConsistencyScope, LoadBalance, PoolMode, SslMode,
-    WhenNoReplica,
+    AuthMode, ClientTlsMode, Consistency, ConsistencyScope, FenceMode, LoadBalance, PoolMode,
+    SslMode, WhenNoReplica,
 };
 pub use defaults::*;
 pub use error::{ConfigError, Problem};
@@ -232,6 +232,17 @@ pub struct FailoverConfig {
     /// `primary_conninfo` given to the surviving replicas; `{name}` is
     /// replaced by each replica's node name.
     pub replica_conninfo: String,
+    /// `synchronous = { standbys = k, strict = bool }`: pgrelay maintains
+    /// `synchronous_standby_names` on the primary and promotes only a
+    /// synchronous standby. Absent: pgrelay touches neither.
+    pub synchronous: Option<pgrelay_health::SynchronousPolicy>,
+    /// Where the epoch, the fences and the failover history are kept so
+    /// that a restart never forgets them; `None`: in memory only.
+    pub state_file: Option<PathBuf>,
+    /// What to do to a fenced node that is writable again.
+    pub fence: FenceMode,
+    /// Run with `sh -c` on such a node (site-specific STONITH).
+    pub fence_command: Option<String>,
 }
 
 /// `[admin]`: who may change pgrelay's state.
@@ -377,6 +388,10 @@ impl Default for FailoverConfig {
             detect_after: DEFAULT_DETECT_AFTER,
             hold_writes: DEFAULT_HOLD_WRITES,
             replica_conninfo: DEFAULT_REPLICA_CONNINFO.to_owned(),
+            synchronous: None,
+            state_file: None,
+            fence: DEFAULT_FENCE,
+            fence_command: None,
         }
     }
 }
@@ -403,6 +418,11 @@ impl fmt::Debug for FailoverConfig {
                 "replica_conninfo",
                 &pgrelay_health::conninfo::redact(&self.replica_conninfo),
             )
+            .field("synchronous", &self.synchronous)
+            .field("state_file", &self.state_file)
+            .field("fence", &self.fence)
+            // It may carry the credentials of a power switch.
+            .field("fence_command", &self.fence_command.as_ref().map(|_| MASK))
             .finish()
     }
 }

@@ -7,12 +7,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use pgrelay_health::SynchronousPolicy;
 use toml::Table;
 
 use super::reader::{Problems, Section};
 use super::{
     AdminConfig, AdminToken, AuthConfig, AuthMode, CertFiles, ClientTlsMode, Config, ConfigError,
-    DEFAULT_SSLMODE, FailoverConfig, HostPort, ListenConfig, MAX_MESSAGE_SIZE, MAX_WORKERS,
+    DEFAULT_SSLMODE, DEFAULT_SYNCHRONOUS_STANDBYS, DEFAULT_SYNCHRONOUS_STRICT, FailoverConfig,
+    HostPort, ListenConfig, MAX_MESSAGE_SIZE, MAX_SYNCHRONOUS_STANDBYS, MAX_WORKERS,
     MIN_ADMIN_TOKEN_LEN, MIN_MESSAGE_SIZE, MIN_PARSE_SIZE, MonitorConfig, NodeConfig, NodeName,
     NodeTlsConfig, PoolConfig, RoutingConfig, SslMode, TlsConfig, UserConfig,
 };
@@ -46,6 +48,7 @@ pub(super) fn read_config(
         .and_then(|s| super::tracing::read_tracing(s, &mut p));
     root.finish(&mut p);
     check_trust_reach(&listen, &auth, &mut p);
+    check_synchronous(&failover, &nodes, &mut p);
     resolve_node_tls(&mut nodes, node_tls, &tls.nodes);
     super::tls_check::check_files(&tls, &nodes, &mut p);
 
@@ -452,9 +455,66 @@ fn read_failover(mut s: Section<'_>, p: &mut Problems) -> FailoverConfig {
         hold_writes: s.duration("hold_writes", p).unwrap_or(d.hold_writes),
         replica_conninfo: non_empty(&s, "replica_conninfo", conninfo, p)
             .unwrap_or(d.replica_conninfo),
+        synchronous: s
+            .table("synchronous", p)
+            .map(|table| read_synchronous(table, p)),
+        state_file: read_state_file(&mut s, p),
+        fence: s.parsed("fence", p).unwrap_or(d.fence),
+        fence_command: {
+            let command = s.string("fence_command", p);
+            non_empty(&s, "fence_command", command, p)
+        },
     };
     s.finish(p);
     failover
+}
+
+/// `[failover] synchronous = { standbys = k, strict = bool }`.
+fn read_synchronous(mut s: Section<'_>, p: &mut Problems) -> SynchronousPolicy {
+    let policy = SynchronousPolicy {
+        standbys: s
+            .count("standbys", 1, MAX_SYNCHRONOUS_STANDBYS, p)
+            .unwrap_or(DEFAULT_SYNCHRONOUS_STANDBYS),
+        strict: s.boolean("strict", p).unwrap_or(DEFAULT_SYNCHRONOUS_STRICT),
+    };
+    s.finish(p);
+    policy
+}
+
+/// A quorum of `k` standbys needs `k` nodes besides the primary: fewer
+/// would block every commit (strict) or never be met.
+fn check_synchronous(failover: &FailoverConfig, nodes: &[NodeConfig], p: &mut Problems) {
+    if let Some(policy) = &failover.synchronous
+        && policy.standbys >= nodes.len().max(1)
+    {
+        p.push(
+            "failover.synchronous.standbys",
+            format!(
+                "{} standbys need at least {} [[nodes]], found {}",
+                policy.standbys,
+                policy.standbys + 1,
+                nodes.len()
+            ),
+        );
+    }
+}
+
+/// `failover.state_file`: a file in an existing directory (the file
+/// itself may not exist yet: fresh state). Its content is read at start.
+fn read_state_file(s: &mut Section<'_>, p: &mut Problems) -> Option<PathBuf> {
+    let path = s.file("state_file", p)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        p.push(
+            s.key("state_file"),
+            format!("{} is not an existing directory", dir.display()),
+        );
+        return None;
+    }
+    Some(path)
 }
 
 fn read_pool(mut s: Section<'_>, p: &mut Problems) -> PoolConfig {

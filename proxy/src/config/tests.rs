@@ -372,3 +372,84 @@ fn unix_sockets_for_clients_and_nodes() {
         "{found:?}"
     );
 }
+
+#[test]
+fn synchronous_standbys_are_a_typed_policy() {
+    let two_nodes = format!("{ONE_NODE}[[nodes]]\nname = \"pg2\"\naddr = \"pg2:5432\"\n");
+    let config = parse(&two_nodes).expect("valid");
+    assert_eq!(
+        config.failover.synchronous, None,
+        "absent: pgrelay keeps out"
+    );
+    let config = parse(&format!(
+        "{two_nodes}[failover]\nsynchronous = {{ standbys = 1, strict = true }}\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        config.failover.synchronous,
+        Some(pgrelay_health::SynchronousPolicy {
+            standbys: 1,
+            strict: true
+        })
+    );
+    let config = parse(&format!("{two_nodes}[failover]\nsynchronous = {{}}\n")).expect("valid");
+    assert_eq!(
+        config.failover.synchronous,
+        Some(pgrelay_health::SynchronousPolicy {
+            standbys: DEFAULT_SYNCHRONOUS_STANDBYS,
+            strict: DEFAULT_SYNCHRONOUS_STRICT
+        })
+    );
+    let found = problems(&format!(
+        "{two_nodes}[failover]\nsynchronous = {{ standbys = 0, strict = \"no\", quorum = 1 }}\n"
+    ));
+    assert_eq!(
+        found,
+        [
+            "failover.synchronous.standbys: must be at least 1, found 0",
+            "failover.synchronous.strict: expected a boolean, found a string",
+            "failover.synchronous.quorum: unknown key",
+        ]
+    );
+    let found = problems(&format!(
+        "{two_nodes}[failover]\nsynchronous = {{ standbys = 2 }}\n"
+    ));
+    assert_eq!(
+        found,
+        ["failover.synchronous.standbys: 2 standbys need at least 3 [[nodes]], found 2"]
+    );
+}
+
+#[test]
+fn state_file_and_fencing_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.json");
+    let config = parse(&format!(
+        "{ONE_NODE}[failover]\nstate_file = \"{}\"\nfence = \"none\"\nfence_command = \"stonith\"\n",
+        path.display()
+    ))
+    .expect("valid");
+    assert_eq!(config.failover.state_file.as_deref(), Some(path.as_path()));
+    assert_eq!(config.failover.fence, FenceMode::None);
+    assert_eq!(config.failover.fence_command.as_deref(), Some("stonith"));
+    let defaults = parse(ONE_NODE).expect("valid");
+    assert_eq!(defaults.failover.state_file, None);
+    assert_eq!(defaults.failover.fence, FenceMode::ReadOnly);
+    assert_eq!(defaults.failover.fence_command, None);
+
+    let missing = dir.path().join("nowhere").join("state.json");
+    assert_eq!(
+        problems(&format!(
+            "{ONE_NODE}[failover]\nstate_file = \"{}\"\nfence = \"off\"\nfence_command = \" \"\n",
+            missing.display()
+        )),
+        vec![
+            format!(
+                "failover.state_file: {} is not an existing directory",
+                dir.path().join("nowhere").display()
+            ),
+            "failover.fence: expected one of \"read-only\", \"none\", found \"off\"".to_owned(),
+            "failover.fence_command: must not be empty".to_owned(),
+        ]
+    );
+}

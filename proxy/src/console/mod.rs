@@ -179,7 +179,11 @@ async fn execute(command: &Command, shared: &Arc<Shared>) -> Reply {
     let config = shared.config();
     let node_name = |i: usize| config.nodes.get(i).map(|n| n.name.to_string());
     match command {
-        Command::ShowNodes => topology::nodes(&shared.topology.load(), &shared.node_load),
+        Command::ShowNodes => topology::nodes(
+            &shared.topology.load(),
+            &shared.node_load,
+            shared.config().failover.synchronous.is_some(),
+        ),
         Command::ShowServers => topology::servers(&shared.topology.load(), &shared.node_load),
         Command::ShowClients => clients::clients(&shared.sessions, &node_name),
         Command::ShowPools => pools::pools(&shared.pool_limits, &node_name),

@@ -8,14 +8,16 @@ use crate::admin::NodeBody;
 use crate::backend::NodeLoad;
 
 /// One row per configured node: the `/status` fields, then the backend
-/// connections leased to sessions and idle in the pools.
-pub fn nodes(topology: &Topology, load: &NodeLoad) -> Reply {
+/// connections leased to sessions and idle in the pools, then whether the
+/// node is a synchronous standby (NULL unless `synchronous`: pgrelay
+/// maintains them).
+pub fn nodes(topology: &Topology, load: &NodeLoad, synchronous: bool) -> Reply {
     let rows = topology
         .nodes
         .iter()
         .enumerate()
         .map(|(i, node)| {
-            let body = NodeBody::from(node);
+            let body = NodeBody::from(node).with_synchronous(node, synchronous);
             vec![
                 text(body.name),
                 text(body.addr),
@@ -27,6 +29,7 @@ pub fn nodes(topology: &Topology, load: &NodeLoad) -> Reply {
                 maybe(body.lag_seconds.map(|s| format!("{s:.3}"))),
                 text(load.leased(i)),
                 text(load.idle(i)),
+                maybe(body.synchronous),
             ]
         })
         .collect();
@@ -42,6 +45,7 @@ pub fn nodes(topology: &Topology, load: &NodeLoad) -> Reply {
             "lag_seconds",
             "backend_connections",
             "idle_connections",
+            "synchronous",
         ],
         rows,
         tag: "SHOW",

@@ -146,7 +146,7 @@ mod tests {
 
     /// DESIGN.md's metric contract (less the coordination metrics of a
     /// later issue), and the failover state.
-    const FAMILIES: [(&str, &str); 21] = [
+    const FAMILIES: [(&str, &str); 22] = [
         ("pgrelay_client_connections", "gauge"),
         ("pgrelay_queries_total", "counter"),
         ("pgrelay_query_duration_seconds", "histogram"),
@@ -168,6 +168,7 @@ mod tests {
         ("pgrelay_clients_waiting_for_primary", "gauge"),
         ("pgrelay_primary_unavailable_total", "counter"),
         ("pgrelay_last_failover_timestamp_seconds", "gauge"),
+        ("pgrelay_node_synchronous", "gauge"),
     ];
 
     /// A proxy's metrics over `nodes`, as at startup: nothing probed yet.

@@ -1,6 +1,7 @@
 //! Per-node gauges derived from the health monitor's topology snapshot:
 //! `pgrelay_node_up{node}`, `pgrelay_node_role{node,role}` (role `fenced` too),
-//! `pgrelay_replica_lag_bytes{node}` and `pgrelay_replica_lag_seconds{node}`.
+//! `pgrelay_replica_lag_bytes{node}`, `pgrelay_replica_lag_seconds{node}`
+//! and `pgrelay_node_synchronous{node}`.
 //!
 //! They are refreshed from the latest snapshot whenever the registry is
 //! gathered, so they are never staler than the snapshot itself and the
@@ -47,6 +48,7 @@ pub struct TopologyCollector {
     role: IntGaugeVec,
     lag_bytes: GaugeVec,
     lag_seconds: GaugeVec,
+    synchronous: IntGaugeVec,
     /// Two concurrent scrapes each reset and refill the gauges; the lock
     /// keeps one from gathering the other's half-filled state.
     refresh: Mutex<()>,
@@ -85,6 +87,14 @@ impl TopologyCollector {
                 ),
                 &["node"],
             )?,
+            synchronous: IntGaugeVec::new(
+                Opts::new(
+                    "pgrelay_node_synchronous",
+                    "1 while the primary last showed the node as a synchronous (sync or quorum) \
+                     standby, else 0.",
+                ),
+                &["node"],
+            )?,
             refresh: Mutex::new(()),
         })
     }
@@ -103,6 +113,9 @@ impl TopologyCollector {
         self.up
             .with_label_values(&[name])
             .set(i64::from(node.healthy));
+        self.synchronous
+            .with_label_values(&[name])
+            .set(i64::from(node.synchronous));
         let current = if node.fenced {
             FENCED
         } else {
@@ -127,7 +140,7 @@ impl TopologyCollector {
 
 impl Collector for TopologyCollector {
     fn desc(&self) -> Vec<&Desc> {
-        [&self.up, &self.role]
+        [&self.up, &self.role, &self.synchronous]
             .into_iter()
             .flat_map(Collector::desc)
             .chain(
@@ -145,6 +158,7 @@ impl Collector for TopologyCollector {
         // became unknown) loses its lag series instead of keeping a stale one.
         self.up.reset();
         self.role.reset();
+        self.synchronous.reset();
         self.lag_bytes.reset();
         self.lag_seconds.reset();
         for node in &snapshot.nodes {
@@ -152,6 +166,7 @@ impl Collector for TopologyCollector {
         }
         let mut families = self.up.collect();
         families.extend(self.role.collect());
+        families.extend(self.synchronous.collect());
         families.extend(self.lag_bytes.collect());
         families.extend(self.lag_seconds.collect());
         families

@@ -7,6 +7,8 @@
 //! (temporary tables, LISTEN, advisory locks, held cursors) ends the
 //! session.
 
+use std::time::Instant;
+
 use crate::net::Stream;
 use bytes::BytesMut;
 use pgrelay_health::{NodeRole, Topology};
@@ -21,6 +23,7 @@ use crate::wire::pump::Pump;
 
 use super::SessionContext;
 use super::exchange::exchange;
+use super::handlers::RETRY_UNREACHABLE_AFTER;
 use super::lease::lease_node;
 use super::leases::Leases;
 use super::steer::RouteState;
@@ -150,8 +153,37 @@ async fn move_off(
             return Ok(());
         }
     }
-    let primary = wait_for_primary(ctx).await?;
-    to_node(ctx, leases, route, (lost, primary), login).await
+    reach_primary(ctx, leases, route, lost, login).await
+}
+
+/// Makes the primary current, waiting up to `failover.hold_writes` while
+/// there is none or it cannot be reached: it may have failed a moment
+/// ago, before the probes saw it, and a failover is about to replace it.
+async fn reach_primary(
+    ctx: &SessionContext,
+    leases: &mut Leases,
+    route: &mut RouteState,
+    lost: usize,
+    login: &LoginAs<'_>,
+) -> Result<(), ProxyError> {
+    let shared = &ctx.shared;
+    let deadline = Instant::now() + shared.config().failover.hold_writes;
+    loop {
+        let primary = wait_for_primary(ctx).await?;
+        match to_node(ctx, leases, route, (lost, primary), login).await {
+            Err(e) if e.is_backend_unreachable() && Instant::now() < deadline => {
+                let seen = shared.topology.load();
+                let next = RETRY_UNREACHABLE_AFTER.min(deadline - Instant::now());
+                let wait = shared.topology.wait_for_newer(&seen, next);
+                shared.metrics.primary.during(wait).await;
+            }
+            Err(e) if e.is_backend_unreachable() => {
+                shared.metrics.primary.gave_up();
+                return Err(e);
+            }
+            reached => return reached,
+        }
+    }
 }
 
 /// Makes `node` current: a new connection when it is the `lost` node

@@ -173,7 +173,7 @@ async fn writes_resume_with(transport: Transport) -> anyhow::Result<()> {
 }
 
 /// `/status` as JSON.
-async fn status(proxy: &TestProxy) -> Option<serde_json::Value> {
+pub(crate) async fn status(proxy: &TestProxy) -> Option<serde_json::Value> {
     let status = pgrelay_tests::http::get(proxy.admin_addr(), "/status")
         .await
         .ok()?;
@@ -181,7 +181,7 @@ async fn status(proxy: &TestProxy) -> Option<serde_json::Value> {
 }
 
 /// The port of the server a write through `proxy` ran on.
-async fn write_port(proxy: &TestProxy, table: &str) -> anyhow::Result<i32> {
+pub(crate) async fn write_port(proxy: &TestProxy, table: &str) -> anyhow::Result<i32> {
     let c = proxy.client().await?;
     let row = c
         .query_one(
@@ -209,13 +209,9 @@ async fn old_primary_back_is_never_written() -> anyhow::Result<()> {
     })
     .await?;
     // The old primary comes back as it was: writable, on the old timeline.
-    cluster.start_node(0).await?;
-    let direct = cluster.client(0).await?;
-    let in_recovery: bool = direct
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .await?
-        .get(0);
-    ensure!(!in_recovery, "the old primary came back writable");
+    // (pgrelay then makes it read-only and ends its sessions: each look
+    // at it directly takes a fresh connection.)
+    restart_old_primary(&cluster).await?;
     poll_until(
         Duration::from_secs(10),
         "the old primary seen again, fenced",
@@ -230,6 +226,16 @@ async fn old_primary_back_is_never_written() -> anyhow::Result<()> {
         let port = write_port(&proxy, "back_rows").await?;
         ensure!(port != old_port, "a write reached the fenced old primary");
     }
+    // Fenced in memory only, it is made read-only all the same.
+    poll_until(Duration::from_secs(10), "pg1 read-only", || async {
+        let c = cluster.client(0).await.ok()?;
+        let row = c
+            .query_one("SHOW default_transaction_read_only", &[])
+            .await
+            .ok()?;
+        (row.get::<_, String>(0) == "on").then_some(())
+    })
+    .await?;
     // A restarted pgrelay knows nothing of the failover: the timelines
     // decide, and the old primary stays fenced.
     drop(c);
@@ -247,7 +253,9 @@ async fn old_primary_back_is_never_written() -> anyhow::Result<()> {
             "a write reached the old primary after a restart"
         );
     }
-    let on_old: i64 = direct
+    let on_old: i64 = cluster
+        .client(0)
+        .await?
         .query_one("SELECT count(*) FROM back_rows", &[])
         .await?
         .get(0);
@@ -255,6 +263,20 @@ async fn old_primary_back_is_never_written() -> anyhow::Result<()> {
         on_old == 0,
         "rows written on the old primary since it came back: {on_old}"
     );
+    Ok(())
+}
+
+/// Starts pg1 (the old primary, killed or stopped) again as it was, and
+/// checks that it is writable: on its old timeline, a dead branch.
+pub(crate) async fn restart_old_primary(cluster: &pgrelay_cluster::Cluster) -> anyhow::Result<()> {
+    cluster.start_node(0).await?;
+    let writable = poll_until(Duration::from_secs(10), "pg1 back", || async {
+        let c = cluster.client(0).await.ok()?;
+        let row = c.query_one("SELECT pg_is_in_recovery()", &[]).await.ok()?;
+        Some(!row.get::<_, bool>(0))
+    })
+    .await?;
+    ensure!(writable, "the old primary came back writable");
     Ok(())
 }
 

@@ -4,12 +4,16 @@
 //! panics, and clusters stop on drop).
 
 mod balance;
+mod durable;
 mod failover;
 mod outage;
+mod page;
 mod primary_wait;
 mod promote;
 mod replica_loss;
+mod synchronous;
 mod visibility;
+mod window;
 
 use std::process::ExitCode;
 
@@ -21,10 +25,14 @@ fn main() -> ExitCode {
     trials.extend(replica_loss::trials());
     trials.extend(balance::trials());
     trials.extend(failover::trials());
+    trials.extend(durable::trials());
     trials.extend(outage::trials());
     trials.extend(promote::trials());
     trials.extend(primary_wait::trials());
     trials.extend(visibility::trials());
+    trials.extend(page::trials());
+    trials.extend(synchronous::trials());
+    trials.extend(window::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
     } else {

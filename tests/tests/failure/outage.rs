@@ -188,7 +188,12 @@ async fn writers_keep_their_sessions() -> anyhow::Result<()> {
                     .query_one("SELECT inet_server_port(), count(*) FROM pg_class", &[])
                     .await
                     .map(|row| row.get::<_, i32>(0))
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| match e.as_db_error() {
+                        Some(db) => {
+                            format!("{}: {}: {}", db.severity(), db.code().code(), db.message())
+                        }
+                        None => e.to_string(),
+                    });
                 let failed = port.is_err();
                 seen.push((Instant::now(), port));
                 // A closed session fails every call at once: stop at the

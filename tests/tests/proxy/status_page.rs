@@ -4,27 +4,18 @@
 //! screenshot. Chromium is required: CI installs it (`.ci/run`); without it
 //! this test fails and says how to install it rather than skipping.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail, ensure};
+use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use pgrelay_tests::chromium::{find_chromium, run_chromium, screenshot};
 use pgrelay_tests::http;
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 
 use crate::env::{Env, LazyEnv, trial};
 
-/// The names Debian (`chromium`) and Ubuntu (`chromium-browser`) install.
-const CHROMIUM_NAMES: [&str; 2] = ["chromium", "chromium-browser"];
-/// One headless run takes about 2 s here; a hung one fails the test.
-const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
 /// The monitor probes every 50 ms in tests; lag needs a few rounds.
 const SETTLE: Duration = Duration::from_secs(20);
 /// Virtual time Chromium lets pass before dumping: the page's first
@@ -32,8 +23,6 @@ const SETTLE: Duration = Duration::from_secs(20);
 const SCRIPT_TIME_MS: u32 = 3000;
 /// The page promises to stay small.
 const MAX_PAGE_BYTES: usize = 20 * 1024;
-/// A blank 1200×800 PNG is well under this; a rendered table is not.
-const MIN_SCREENSHOT_BYTES: u64 = 5 * 1024;
 
 pub fn trials(env: &LazyEnv) -> Vec<Trial> {
     vec![trial(
@@ -98,24 +87,7 @@ async fn renders(env: Arc<Env>) -> anyhow::Result<()> {
     check_page(&refreshed, &upstream).context("the page as the script redrew it")?;
 
     let shots = tempfile::tempdir()?;
-    let png = shots.path().join("status.png");
-    let screenshot = format!("--screenshot={}", png.display());
-    run_chromium(
-        &chromium,
-        &[screenshot, "--window-size=1200,800".into()],
-        &url,
-    )
-    .await?;
-    let bytes = std::fs::read(&png).with_context(|| format!("no screenshot at {png:?}"))?;
-    ensure!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{png:?} is not a PNG"
-    );
-    ensure!(
-        bytes.len() as u64 > MIN_SCREENSHOT_BYTES,
-        "the screenshot is {} bytes: nothing rendered?",
-        bytes.len()
-    );
+    screenshot(&chromium, &url, &shots.path().join("status.png")).await?;
     Ok(())
 }
 
@@ -233,84 +205,4 @@ fn strip_tags(html: &str) -> String {
         }
     }
     text
-}
-
-/// The first Chromium binary on `PATH`. Missing is a failure, with the
-/// install command: CI must not pass by not rendering anything.
-fn find_chromium() -> anyhow::Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for name in CHROMIUM_NAMES {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join(name);
-            let executable = std::fs::metadata(&candidate)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-            if executable {
-                return Ok(candidate);
-            }
-        }
-    }
-    bail!(
-        "no Chromium on PATH (looked for {}): this test renders the status page in headless \
-         Chromium; install it with `apt-get install -y chromium` (CI does, in .ci/run)",
-        CHROMIUM_NAMES.join(", ")
-    )
-}
-
-/// Runs headless Chromium on `url` with `extra` flags and returns its
-/// standard output. `--no-sandbox`: the sandbox cannot start as root or in
-/// most containers, and the page is our own. Chromium runs in a process
-/// group of its own, killed whole if it hangs, helpers included.
-async fn run_chromium(binary: &Path, extra: &[String], url: &str) -> anyhow::Result<String> {
-    let profile = tempfile::tempdir()?;
-    let mut child = tokio::process::Command::new(binary)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {binary:?}"))?;
-    let mut stdout = child.stdout.take().context("chromium's stdout")?;
-    let mut stderr = child.stderr.take().context("chromium's stderr")?;
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let finished = tokio::time::timeout(CHROMIUM_TIMEOUT, async {
-        tokio::try_join!(
-            child.wait(),
-            stdout.read_to_end(&mut out),
-            stderr.read_to_end(&mut err)
-        )
-    })
-    .await;
-    let command = format!("{} {} {url}", binary.display(), extra.join(" "));
-    let (status, _, _) = match finished {
-        Ok(done) => done.with_context(|| command.clone())?,
-        Err(_) => {
-            // Not reaped yet, so the group id is still ours.
-            if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            let _ = child.kill().await;
-            return Err(anyhow!("{command} timed out after {CHROMIUM_TIMEOUT:?}"));
-        }
-    };
-    if !status.success() {
-        let err = String::from_utf8_lossy(&err);
-        let tail: Vec<&str> = err.lines().rev().take(20).collect();
-        bail!(
-            "{command} failed ({status}):\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
-    }
-    String::from_utf8(out).with_context(|| format!("{command}: output is not UTF-8"))
 }

@@ -57,11 +57,15 @@ impl Session<'_> {
         )
         .await;
         match switched {
-            Err(e) if idle && leases.current_node() != target.0 && e.is_backend_unreachable() => {
+            Err(e)
+                if idle && e.is_backend_unreachable() && failed_elsewhere(leases, target.0, &e) =>
+            {
                 // The primary cannot be reached yet the monitor has not
-                // noticed: a failover may be starting. The statement is
-                // judged again on the next snapshot, within
-                // failover.hold_writes.
+                // noticed: a failover may be starting. That holds whether
+                // the statement was meant for it or fell back to it from
+                // the replica the session is on (a read the replica has
+                // not replayed far enough for). The statement is judged
+                // again on the next snapshot, within failover.hold_writes.
                 debug!(error = %e, "primary unreachable; holding the statement");
                 self.hold_for_primary(e).await?;
                 return Ok(Step::Continue);
@@ -172,4 +176,15 @@ impl Session<'_> {
         self.up.resume();
         Ok(())
     }
+}
+
+/// Whether a switch failed on a node other than the one the session is on:
+/// the target, or the primary a read fell back to. Only a failure of the
+/// session's own connection means that connection is lost.
+fn failed_elsewhere(leases: &mut Leases, target: usize, error: &ProxyError) -> bool {
+    if leases.current_node() != target {
+        return true;
+    }
+    let current = &leases.current_mut().conn().node_name;
+    error.backend_node().is_some_and(|n| n != current)
 }
