@@ -10,6 +10,7 @@ use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
 use pgrelay_tests::otlp::{ReceivedSpan, Receiver};
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
+use tokio_postgres::Client;
 
 use crate::env::{LazyEnv, trial};
 use crate::routing::{PORT, eventual, on_node_soon, ports, value};
@@ -113,6 +114,105 @@ fn route_of(span: &ReceivedSpan) -> [Option<&str>; 4] {
     ]
 }
 
+/// The five statements of `statements_join_the_callers_trace`, each in a
+/// trace of its own.
+struct Traced {
+    read: Parent,
+    write: Parent,
+    failed: Parent,
+    extended: Parent,
+    unsampled: Parent,
+}
+
+/// Sends the statements through `c`: a read, a write, a failing statement
+/// and an unsampled one over the simple protocol, a read over the extended
+/// one.
+async fn send(c: &Client, t: &Traced, replica: &str) -> anyhow::Result<()> {
+    let sql = format!("{PORT} {}", t.read.comment(true));
+    ensure!(
+        value(c, &sql).await? == replica,
+        "the read ran on the replica"
+    );
+    let sql = format!("INSERT INTO traced VALUES (1) {}", t.write.comment(true));
+    c.simple_query(&sql).await?;
+    let sql = format!("SELECT 1/0 {}", t.failed.comment(true));
+    let error = c.simple_query(&sql).await.expect_err("division by zero");
+    ensure!(error.code().map(|c| c.code()) == Some("22012"), "{error}");
+    let sql = format!("SELECT 2 {}", t.unsampled.comment(false));
+    c.simple_query(&sql).await?;
+    let sql = format!(
+        "SELECT current_setting('port') WHERE $1 {}",
+        t.extended.comment(true)
+    );
+    let row = c.query_one(&sql, &[&true]).await?;
+    ensure!(
+        row.get::<_, String>(0) == replica,
+        "the extended read ran on the replica"
+    );
+    Ok(())
+}
+
+/// What the receiver got for the statements `send` sent.
+fn check(
+    spans: &[ReceivedSpan],
+    t: &Traced,
+    (primary, replica): (&str, &str),
+) -> anyhow::Result<()> {
+    let on_replica = [
+        Some("pg2"),
+        Some("replica"),
+        Some("replica read"),
+        Some(replica),
+    ];
+    let span = span_of(spans, &t.read)?;
+    ensure!(route_of(span) == on_replica, "{span:?}");
+    ensure!(
+        span.name == "SELECT" && span.attribute("pgrelay.lag_bytes").is_some(),
+        "{span:?}"
+    );
+    ensure!(span.status_code == 0, "{span:?}");
+
+    let span = span_of(spans, &t.write)?;
+    let on_primary = [
+        Some("pg1"),
+        Some("primary"),
+        Some("primary write"),
+        Some(primary),
+    ];
+    ensure!(route_of(span) == on_primary, "{span:?}");
+    ensure!(
+        span.attribute("db.operation.name") == Some("INSERT"),
+        "{span:?}"
+    );
+
+    let span = span_of(spans, &t.failed)?;
+    ensure!(
+        span.attribute("db.response.status_code") == Some("22012"),
+        "{span:?}"
+    );
+    ensure!(span.status_code == 2, "an error status: {span:?}");
+
+    // tokio-postgres Parses in one request and Binds the statement in the
+    // next: both join the trace.
+    let extended = spans_in(spans, &t.extended)?;
+    ensure!(extended.len() == 2, "prepare and execute: {extended:?}");
+    for span in extended {
+        ensure!(
+            route_of(span) == on_replica,
+            "the extended-protocol read: {span:?}"
+        );
+        ensure!(
+            span.attribute("db.query.text").is_none(),
+            "no text unless asked: {span:?}"
+        );
+    }
+    ensure!(
+        spans.len() == 5,
+        "only the sampled statements were exported: {spans:#?}"
+    );
+    Ok(())
+}
+
 pub fn trials(env: &LazyEnv) -> Vec<Trial> {
     vec![
         trial(
@@ -128,95 +228,17 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 on_node_soon(&c, PORT, &replica).await?;
                 c.simple_query("CREATE TABLE IF NOT EXISTS traced (id int)")
                     .await?;
-                let (read, write, failed, extended, unsampled) = (
-                    Parent::new(1),
-                    Parent::new(2),
-                    Parent::new(3),
-                    Parent::new(4),
-                    Parent::new(5),
-                );
-                let sql = format!("{PORT} {}", read.comment(true));
-                ensure!(
-                    value(&c, &sql).await? == replica,
-                    "the read ran on the replica"
-                );
-                let sql = format!("INSERT INTO traced VALUES (1) {}", write.comment(true));
-                c.simple_query(&sql).await?;
-                let sql = format!("SELECT 1/0 {}", failed.comment(true));
-                let error = c.simple_query(&sql).await.expect_err("division by zero");
-                ensure!(error.code().map(|c| c.code()) == Some("22012"), "{error}");
-                let sql = format!("SELECT 2 {}", unsampled.comment(false));
-                c.simple_query(&sql).await?;
-                let sql = format!(
-                    "SELECT current_setting('port') WHERE $1 {}",
-                    extended.comment(true)
-                );
-                let row = c.query_one(&sql, &[&true]).await?;
-                ensure!(
-                    row.get::<_, String>(0) == replica,
-                    "the extended read ran on the replica"
-                );
-
-                let spans = spans_of(&receiver, &[&read, &write, &failed, &extended], 5).await?;
-                let span = span_of(&spans, &read)?;
-                let expected = [
-                    Some("pg2"),
-                    Some("replica"),
-                    Some("replica read"),
-                    Some(replica.as_str()),
-                ];
-                ensure!(route_of(span) == expected, "{span:?}");
-                ensure!(
-                    span.name == "SELECT" && span.attribute("pgrelay.lag_bytes").is_some(),
-                    "{span:?}"
-                );
-                ensure!(span.status_code == 0, "{span:?}");
-
-                let span = span_of(&spans, &write)?;
-                let expected = [
-                    Some("pg1"),
-                    Some("primary"),
-                    Some("primary write"),
-                    Some(primary.as_str()),
-                ];
-                ensure!(route_of(span) == expected, "{span:?}");
-                ensure!(
-                    span.attribute("db.operation.name") == Some("INSERT"),
-                    "{span:?}"
-                );
-
-                let span = span_of(&spans, &failed)?;
-                ensure!(
-                    span.attribute("db.response.status_code") == Some("22012"),
-                    "{span:?}"
-                );
-                ensure!(span.status_code == 2, "an error status: {span:?}");
-
-                // tokio-postgres Parses in one request and Binds the
-                // unnamed statement in the next: both join the trace.
-                let extended = spans_in(&spans, &extended)?;
-                ensure!(extended.len() == 2, "prepare and execute: {extended:?}");
-                for span in extended {
-                    let expected = [
-                        Some("pg2"),
-                        Some("replica"),
-                        Some("replica read"),
-                        Some(replica.as_str()),
-                    ];
-                    ensure!(
-                        route_of(span) == expected,
-                        "the extended-protocol read: {span:?}"
-                    );
-                    ensure!(
-                        span.attribute("db.query.text").is_none(),
-                        "no text unless asked: {span:?}"
-                    );
-                }
-                ensure!(
-                    spans.len() == 5,
-                    "only the sampled statements were exported: {spans:#?}"
-                );
-                Ok(())
+                let t = Traced {
+                    read: Parent::new(1),
+                    write: Parent::new(2),
+                    failed: Parent::new(3),
+                    extended: Parent::new(4),
+                    unsampled: Parent::new(5),
+                };
+                send(&c, &t, &replica).await?;
+                let traces = [&t.read, &t.write, &t.failed, &t.extended];
+                let spans = spans_of(&receiver, &traces, 5).await?;
+                check(&spans, &t, (&primary, &replica))
             },
         ),
         trial(
