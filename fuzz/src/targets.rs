@@ -129,6 +129,31 @@ pub fn targets() -> Vec<Target> {
             dictionary: BACKEND_TAGS,
             generate: Some(crate::generate::server_messages),
         },
+        Target {
+            name: "traceparent",
+            run: pgrelay::fuzzing::traceparent,
+            shape: Shape::Text,
+            seeds: || {
+                vec![
+                    b"SELECT 1 /*action='a%20b',traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/;".to_vec(),
+                    b"UPDATE t SET a = 'x''y' /* traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00' */".to_vec(),
+                ]
+            },
+            dictionary: &[
+                b"/*",
+                b"*/",
+                b"traceparent=",
+                b"'",
+                b"%2D",
+                b"%",
+                b"-",
+                b"--",
+                b"\n",
+                b",",
+                b"00-",
+            ],
+            generate: None,
+        },
     ]
 }
 

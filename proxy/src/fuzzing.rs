@@ -23,6 +23,15 @@ pub fn startup(data: &[u8]) {
     }
 }
 
+/// A statement's sqlcommenter `traceparent` (read when tracing is on),
+/// and the verb a span is named after.
+pub fn traceparent(data: &[u8]) {
+    let _ = crate::otel::traceparent::find(data);
+    let mut note = crate::otel::TraceNote::default();
+    note.parsed(b"", data, true);
+    note.bound(b"");
+}
+
 /// Tagged frames, and the login messages read from them.
 pub fn login_messages(data: &[u8]) {
     let mut rest = data;

@@ -18,6 +18,7 @@ pub mod idle_sweep;
 pub mod listeners;
 pub mod metrics;
 pub mod net;
+pub mod otel;
 pub mod passthrough;
 pub mod pause;
 pub mod registry;

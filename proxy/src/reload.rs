@@ -128,6 +128,8 @@ fn effective(old: &Config, new: &Config) -> Config {
         },
         // The coordination task and its identity are fixed at start.
         coordination: old.coordination.clone(),
+        // The exporter and sampler are built at start.
+        tracing: old.tracing.clone(),
     }
 }
 
@@ -162,5 +164,25 @@ mod tests {
             ]
         );
         assert_eq!(changed_keys(&merged, &new), vec!["listen.addr"]);
+    }
+
+    #[test]
+    fn tracing_waits_for_a_restart() {
+        let old = config("");
+        let new = config(
+            "[tracing]
+otlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"\n",
+        );
+        let merged = effective(&old, &new);
+        assert_eq!(merged.tracing, None);
+        assert_eq!(
+            changed_keys(&merged, &new),
+            vec![
+                "tracing.otlp_endpoint",
+                "tracing.service_name",
+                "tracing.sample_ratio",
+                "tracing.statement_text"
+            ]
+        );
     }
 }

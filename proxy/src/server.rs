@@ -201,6 +201,10 @@ impl ProxyHandle {
                 error!("a pgrelay thread panicked");
             }
         }
+        // Spans of the last statements go out before the proxy is gone.
+        if let Some(tracing) = &self.shared.tracing {
+            tracing.shutdown();
+        }
     }
 }
 

@@ -88,6 +88,8 @@ pub struct Shared {
     pub drain: CancellationToken,
     /// End everything now (the drain grace is over).
     pub stop: CancellationToken,
+    /// Statement spans (`[tracing]`); `None`: off.
+    pub tracing: Option<crate::otel::Tracing>,
 }
 
 impl Shared {
@@ -121,6 +123,12 @@ impl Shared {
         let client_tls =
             ClientTlsCell::new(crate::tls::clients::load(&config.tls).map_err(tls_error)?);
         let cancels = Arc::new(CancelRegistry::new(node_tls.clone()));
+        let tracing = config
+            .tracing
+            .as_ref()
+            .map(crate::otel::Tracing::start)
+            .transpose()
+            .map_err(|e| io::Error::other(format!("tracing: {e}")))?;
         Ok(Shared {
             node_load,
             pool_limits,
@@ -146,6 +154,7 @@ impl Shared {
             acknowledged_lsn: AtomicU64::new(0),
             drain: CancellationToken::new(),
             stop: CancellationToken::new(),
+            tracing,
         })
     }
 

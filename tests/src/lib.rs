@@ -11,6 +11,7 @@ pub mod http;
 pub mod instance;
 pub mod mitm;
 pub mod net;
+pub mod otlp;
 pub mod pgbench;
 pub mod pki;
 pub mod prometheus;

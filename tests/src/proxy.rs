@@ -46,6 +46,8 @@ pub struct ProxyOptions {
     pub pool: String,
     /// TOML lines for `[coordination]`; empty: no such section.
     pub coordination: String,
+    /// TOML lines for `[tracing]`; empty: no such section (tracing off).
+    pub tracing: String,
 }
 
 impl Default for ProxyOptions {
@@ -65,6 +67,7 @@ impl Default for ProxyOptions {
             tls: String::new(),
             pool: pool_mode_from_env(),
             coordination: String::new(),
+            tracing: String::new(),
         }
     }
 }
@@ -281,6 +284,9 @@ pub fn config_toml(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<
     writeln!(toml, "[pool]\n{}", options.pool)?;
     if !options.coordination.is_empty() {
         writeln!(toml, "[coordination]\n{}", options.coordination)?;
+    }
+    if !options.tracing.is_empty() {
+        writeln!(toml, "[tracing]\n{}", options.tracing)?;
     }
     Ok(toml)
 }

@@ -151,6 +151,12 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
     );
     add("pool.server_lifetime", duration(pool.server_lifetime));
     add("pool.min_idle", pool.min_idle.to_string());
+    if let Some(t) = &config.tracing {
+        add("tracing.otlp_endpoint", t.otlp_endpoint.clone());
+        add("tracing.service_name", t.service_name.clone());
+        add("tracing.sample_ratio", t.sample_ratio.0.to_string());
+        add("tracing.statement_text", t.statement_text.to_string());
+    }
     add("admin.users", config.admin.users.join(", "));
     let token = config.admin.token.as_ref().map_or("", |t| t.0.as_str());
     add("admin.token", secrets.show(token));

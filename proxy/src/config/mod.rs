@@ -15,6 +15,7 @@ mod nodename;
 mod reader;
 mod sections;
 mod tls_check;
+mod tracing;
 mod units;
 
 #[cfg(test)]
@@ -48,6 +49,7 @@ pub use error::{ConfigError, Problem};
 pub use hostport::HostPort;
 pub use listing::{changed_keys, listing};
 pub use nodename::{MAX_NODE_NAME_LEN, NodeName};
+pub use tracing::{DEFAULT_SAMPLE_RATIO, DEFAULT_SERVICE_NAME, SampleRatio, TracingConfig};
 pub use units::{ByteSize, parse_duration};
 
 /// The whole configuration file.
@@ -66,6 +68,8 @@ pub struct Config {
     pub pool: PoolConfig,
     /// `[coordination]`; `None`: this instance fails over alone.
     pub coordination: Option<CoordinationConfig>,
+    /// `[tracing]`; `None` (absent): no spans, nothing done per statement.
+    pub tracing: Option<TracingConfig>,
 }
 
 /// `[listen]`: the client-facing side.

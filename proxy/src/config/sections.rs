@@ -46,6 +46,9 @@ pub(super) fn read_config(
     let coordination = root
         .table("coordination", &mut p)
         .map(|s| super::coordination::read_coordination(s, env, &mut p));
+    let tracing = root
+        .table("tracing", &mut p)
+        .and_then(|s| super::tracing::read_tracing(s, &mut p));
     root.finish(&mut p);
     check_trust_reach(&listen, &auth, &mut p);
     check_synchronous(&failover, &nodes, &mut p);
@@ -66,6 +69,7 @@ pub(super) fn read_config(
         tls,
         pool,
         coordination,
+        tracing,
     })
 }
 

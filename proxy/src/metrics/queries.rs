@@ -58,7 +58,7 @@ impl RoleLabel {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RoleLabel::Primary => "primary",
             RoleLabel::Replica => "replica",

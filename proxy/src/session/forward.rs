@@ -148,20 +148,31 @@ impl Inspect for ServerSide<'_> {
         match header.tag {
             tag::READY_FOR_QUERY => {
                 if let Some(&status) = frame.get(5)
-                    && let Some((sent, replica)) = self.tracker.ready_for_query(status)
+                    && let Some(sent) = self.tracker.ready_for_query(status)
                 {
-                    let role = if replica {
+                    let role = if sent.replica {
                         RoleLabel::Replica
                     } else {
                         RoleLabel::Primary
                     };
-                    self.metrics.answered(role, sent.elapsed());
+                    self.metrics.answered(role, sent.at.elapsed());
+                    if let Some(span) = sent.span {
+                        span.end();
+                    }
                 }
             }
             tag::NOTIFICATION_RESPONSE => rewrite_notification_pid(frame, self.identity, |pid| {
                 self.sessions.client_of(self.node, pid)
             }),
             tag::COPY_IN_RESPONSE => self.tracker.copy_in_started(),
+            tag::ERROR_RESPONSE => {
+                if let Some(span) = self.tracker.answering_span()
+                    && let Some(sqlstate) =
+                        fields::error_field(frame.get(HEADER_LEN..).unwrap_or_default(), b'C')
+                {
+                    span.failed(sqlstate);
+                }
+            }
             _ => {}
         }
         if captured == Captured::ClientReady {

@@ -91,9 +91,17 @@ pub async fn resume(
         Arrival::Bytes => {}
     }
     let node = route.current;
+    let tracing = ctx.router.tracer.is_some();
+    if tracing {
+        route.trace_note().arrived();
+    }
+    let asked = tracing.then(std::time::Instant::now);
     // Boxed: leasing may log in or reset a connection, whose futures
     // would otherwise make every idle session's own as large.
     let leased = Box::pin(lease_node_for(ctx, node, login, route.state_conn(node))).await;
+    if let Some(asked) = asked {
+        route.trace_note().waited_for_pool(asked.elapsed());
+    }
     let lease = match leased {
         Ok((lease, StateOnIt::Kept)) => lease,
         Ok((lease, StateOnIt::Fresh)) => {

@@ -23,6 +23,7 @@ mod named;
 mod outage;
 mod request;
 mod state;
+mod trace;
 mod worker;
 
 pub use request::HeadFrame;
@@ -78,6 +79,9 @@ impl Inspect for ClientSide<'_> {
         let tag = header.tag;
         if tag == tag::TERMINATE {
             return Verdict::Stop;
+        }
+        if self.router.tracer.is_some() {
+            self.note_arrival(tag);
         }
         if self.route.head == HeadFrame::Decided {
             self.route.head = HeadFrame::Undecided;
@@ -166,7 +170,13 @@ impl ClientSide<'_> {
         if !clean {
             self.route.dirtied(self.route.current);
         }
+        let awaited = self.tracker.awaiting_ready();
         self.tracker.client_sent(tag);
+        let router = self.router;
+        if let Some(tracer) = &router.tracer {
+            let requested = self.tracker.awaiting_ready() > awaited;
+            self.trace_forwarded(tracer, (tag, frame), requested);
+        }
         let verdict = if capture {
             self.route.capture.requested(self.tracker.awaiting_ready());
             Verdict::ForwardThen(LSN_QUERY)

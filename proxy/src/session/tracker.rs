@@ -49,6 +49,18 @@ impl From<TxStatus> for Transaction {
     }
 }
 
+/// A request (Query, Sync, FunctionCall) the server has yet to answer
+/// with ReadyForQuery.
+#[derive(Debug)]
+pub struct Sent {
+    /// When it was sent (for the latency histogram).
+    pub at: Instant,
+    /// Whether it went to a replica.
+    pub replica: bool,
+    /// Its span, when tracing is on and the statement was sampled.
+    pub span: Option<Box<crate::otel::StatementSpan>>,
+}
+
 /// Counts the requests that will each be answered by a ReadyForQuery.
 /// Simple Query, Sync and FunctionCall each get exactly one; extended
 /// protocol messages before a Sync get none until that Sync.
@@ -64,9 +76,8 @@ pub struct Tracker {
     /// The server is in copy-in mode: Syncs are ignored until CopyDone or
     /// CopyFail.
     copy_in: bool,
-    /// When each unanswered request was sent, and whether to a replica
-    /// (for the latency histogram).
-    sent: VecDeque<(Instant, bool)>,
+    /// Each unanswered request, oldest first.
+    sent: VecDeque<Sent>,
     /// The session's backend now is a replica.
     on_replica: bool,
     /// Where `SHOW CLIENTS` reads the session's state.
@@ -147,7 +158,11 @@ impl Tracker {
 
     fn request_sent(&mut self) {
         self.awaiting_ready += 1;
-        self.sent.push_back((Instant::now(), self.on_replica));
+        self.sent.push_back(Sent {
+            at: Instant::now(),
+            replica: self.on_replica,
+            span: None,
+        });
         self.publish();
     }
 
@@ -184,9 +199,23 @@ impl Tracker {
         self.on_replica = on_replica;
     }
 
-    /// Notes a ReadyForQuery from the backend; returns when the request it
-    /// answers was sent, and whether to a replica.
-    pub fn ready_for_query(&mut self, status: u8) -> Option<(Instant, bool)> {
+    /// The request just sent (by the last [`Tracker::client_sent`]) has
+    /// this span.
+    pub fn attach_span(&mut self, span: Box<crate::otel::StatementSpan>) {
+        if let Some(last) = self.sent.back_mut() {
+            last.span = Some(span);
+        }
+    }
+
+    /// The span of the oldest unanswered request, the one the server is
+    /// answering now.
+    pub fn answering_span(&mut self) -> Option<&mut crate::otel::StatementSpan> {
+        self.sent.front_mut()?.span.as_deref_mut()
+    }
+
+    /// Notes a ReadyForQuery from the backend; returns the request it
+    /// answers.
+    pub fn ready_for_query(&mut self, status: u8) -> Option<Sent> {
         self.awaiting_ready = self.awaiting_ready.saturating_sub(1);
         if let Some(status) = TxStatus::from_byte(status) {
             self.status = status;

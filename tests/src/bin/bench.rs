@@ -20,6 +20,15 @@
 //! consistency scope costs: writers and readers at once through pgrelay,
 //! in `session`, `global` and `cluster` scope (see `bench/scopes.rs`).
 //!
+//! `--otlp` adds two more pgrelay targets with `[tracing]` on, exporting
+//! to an OTLP/HTTP receiver in the bench process (not charged to pgrelay):
+//! `pgrelay-t0` with `sample_ratio = 0` (tracing on, every statement
+//! sampled out) and `pgrelay-t1` with `sample_ratio = 1` (a span per
+//! statement, exported); plain `pgrelay` is tracing absent. The three
+//! proxies run side by side all along, so each pgrelay figure includes the
+//! others' idle monitors alike; the span exporter's thread counts as
+//! pgrelay's.
+//!
 //! A bare byte forwarder runs beside them (see `bench/forwarder.rs`): its
 //! CPU per transaction is what the kernel and the event loop alone cost on
 //! the machine, the floor under any proxy's figure.
@@ -64,7 +73,7 @@ use crate::pgbench::WORKLOADS;
 use crate::pgbouncer::PgBouncer;
 use crate::report::{Measured, Run, Target};
 
-const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R] [--transport tcp|unix] [--workers W] [--idle-clients N] [--only WORKLOAD,...]\n  (--only mixed-scopes, with --replicas 1: the price of each consistency scope)";
+const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R] [--transport tcp|unix] [--workers W] [--idle-clients N] [--only WORKLOAD,...] [--otlp]\n  (--only mixed-scopes, with --replicas 1: the price of each consistency scope)";
 
 /// How pgbench reaches the targets, and the proxies reach PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +100,9 @@ struct Args {
     /// `--only`: the workloads to run, by name (`None`: all of them but
     /// `mixed-scopes`).
     only: Option<&'static str>,
+    /// `--otlp`: also measure pgrelay with tracing on (sampled out, and
+    /// sampled).
+    otlp: bool,
 }
 
 impl Args {
@@ -114,6 +126,7 @@ impl Args {
             workers: 0,
             idle_clients: 10_000,
             only: None,
+            otlp: false,
         };
         while let Some(arg) = args.next() {
             let (key, inline) = match arg.split_once('=') {
@@ -123,6 +136,10 @@ impl Args {
             if key == "-h" || key == "--help" {
                 println!("{USAGE}");
                 std::process::exit(0);
+            }
+            if key == "--otlp" {
+                parsed.otlp = true;
+                continue;
             }
             let value = match inline {
                 Some(v) => v,
@@ -295,6 +312,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             ..as_a_user_runs_it
         },
     };
+    let traced = match args.otlp {
+        true => Some(start_traced(&cluster, &proxy_options).await?),
+        false => None,
+    };
     let proxy = TestProxy::start(&cluster, proxy_options).await?;
     let (pg_host, bouncer_pg_host) = match args.transport {
         Transport::Tcp => ("127.0.0.1".to_owned(), "127.0.0.1"),
@@ -333,6 +354,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             Probe::Process(forwarder.pid()),
         ),
     ];
+    for (target, traced) in traced.iter().flat_map(|t| &t.proxies) {
+        let host = host_of(proxy_sockets.path());
+        targets.push((*target, host, traced.port(), Probe::Pgrelay));
+    }
     targets.extend(bouncer.as_ref().map(|b| {
         let probe = Probe::Process(b.pid());
         (Target::Pgbouncer, host_of(b.dir()), b.port(), probe)
@@ -353,10 +378,43 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     if args.runs(scopes::NAME) {
         scopes::print(&scope_runs);
     }
+    if let Some(traced) = &traced {
+        println!(
+            "\notlp: {} spans received from pgrelay-t1 (sample_ratio 1), pgrelay-t0 exported none",
+            traced.receiver.count()
+        );
+    }
     if args.idle_clients > 0 {
         report_idle_memory(args.idle_clients, proxy.port(), bouncer.as_ref()).await?;
     }
     fail_on_broken_runs(&runs, scope_failures)
+}
+
+/// The pgrelay targets with tracing on, and where they send spans.
+struct Traced {
+    receiver: pgrelay_tests::otlp::Receiver,
+    proxies: Vec<(Target, TestProxy)>,
+}
+
+/// Two more proxies as `options` says, with `[tracing]` sampling nothing
+/// and everything, exporting to a receiver in this process.
+async fn start_traced(cluster: &Cluster, options: &ProxyOptions) -> anyhow::Result<Traced> {
+    let receiver = pgrelay_tests::otlp::Receiver::start().await?;
+    let mut proxies = Vec::new();
+    for (target, ratio) in [
+        (Target::PgrelaySampledOut, "0.0"),
+        (Target::PgrelaySampled, "1.0"),
+    ] {
+        let traced = ProxyOptions {
+            tracing: format!(
+                "otlp_endpoint = \"{}\"\nsample_ratio = {ratio}",
+                receiver.endpoint()
+            ),
+            ..options.clone()
+        };
+        proxies.push((target, TestProxy::start(cluster, traced).await?));
+    }
+    Ok(Traced { receiver, proxies })
 }
 
 /// A pgrelay target and the host its clients use.

@@ -182,6 +182,9 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 let (_, replica) = env.ports();
                 env.prepare("CREATE TABLE wait_rows (id int PRIMARY KEY)")
                     .await?;
+                // The read's span tells how long it waited (`[tracing]`,
+                // only statements with a sampled traceparent).
+                let spans = pgrelay_tests::otlp::Receiver::start().await?;
                 // The monitor looks every second: the waiting read learns
                 // the replica's position itself, every few milliseconds.
                 let proxy = TestProxy::start(
@@ -189,6 +192,10 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     ProxyOptions {
                         routing: "when_no_replica = \"wait\"\nwait_timeout = \"5s\"".into(),
                         monitor: "interval = \"1s\"".into(),
+                        tracing: format!(
+                            "otlp_endpoint = \"{}\"\nsample_ratio = 0",
+                            spans.endpoint()
+                        ),
                         ..ProxyOptions::default()
                     },
                 )
@@ -199,7 +206,8 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 let started = Instant::now();
                 let r = row(
                     &c,
-                    "SELECT count(*), current_setting('port') FROM wait_rows WHERE id = 1",
+                    "SELECT count(*), current_setting('port') FROM wait_rows WHERE id = 1 \
+                     /*traceparent='00-0000000000000000000000000000a17e-000000000000a17e-01'*/",
                 )
                 .await?;
                 let took = started.elapsed();
@@ -218,6 +226,21 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                     took >= APPLY_DELAY / 2 && took < APPLY_DELAY + Duration::from_millis(300),
                     "it waited about the apply delay ({APPLY_DELAY:?}), not for the monitor's \
                      next look: {took:?}"
+                );
+                let span = poll_until(Duration::from_secs(10), "the read's span", || async {
+                    spans.spans().into_iter().next()
+                })
+                .await?;
+                let waited: f64 = span
+                    .attribute("pgrelay.consistency_wait_ms")
+                    .with_context(|| format!("{span:?}"))?
+                    .parse()?;
+                ensure!(
+                    span.trace_id.ends_with("a17e")
+                        && span.attribute("pgrelay.route_reason") == Some("replica read")
+                        && waited >= (APPLY_DELAY / 2).as_millis() as f64
+                        && waited <= took.as_millis() as f64 + 1.0,
+                    "the span says how long the read waited for the replica ({took:?}): {span:?}"
                 );
                 Ok(())
             },

@@ -17,6 +17,7 @@ mod regressions;
 mod routing;
 mod security;
 mod session;
+mod statement_spans;
 mod status_page;
 mod unix;
 
@@ -43,5 +44,6 @@ fn main() -> ExitCode {
     trials.extend(passthrough::trials(&env));
     trials.extend(bounded::trials(&env));
     trials.extend(regressions::trials(&env));
+    trials.extend(statement_spans::trials(&env));
     pgrelay_tests::shared_env::conclude(&args, trials, env)
 }

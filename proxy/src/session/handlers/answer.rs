@@ -22,6 +22,9 @@ impl Session<'_> {
         be::ready_for_query(&mut out, self.tracker.status().as_byte());
         self.send(&out).await?;
         self.up.skip_head();
+        if let Some(note) = &mut self.route.trace {
+            note.abandon();
+        }
         Ok(Step::Continue)
     }
 
@@ -37,6 +40,9 @@ impl Session<'_> {
         be::ready_for_query(&mut out, self.tracker.status().as_byte());
         self.send(&out).await?;
         self.up.skip_head();
+        if let Some(note) = &mut self.route.trace {
+            note.abandon();
+        }
         Ok(Step::Continue)
     }
 
@@ -54,6 +60,9 @@ impl Session<'_> {
         });
         self.send(&out).await?;
         self.up.skip(len);
+        if let Some(note) = &mut self.route.trace {
+            note.abandon();
+        }
         Ok(Step::Continue)
     }
 
@@ -86,6 +95,9 @@ impl Session<'_> {
         match batch_len {
             Some(len) => self.up.skip(len),
             None => self.up.skip_head(),
+        }
+        if let Some(note) = &mut self.route.trace {
+            note.abandon();
         }
         Ok(())
     }

@@ -137,7 +137,16 @@ impl Session<'_> {
     /// A connection on `node` for the session, its statements taken over.
     async fn lease_for_switch(&mut self, node: usize) -> Result<Lease, ProxyError> {
         let want = self.route.state_conn(node);
+        let asked = self
+            .ctx
+            .router
+            .tracer
+            .is_some()
+            .then(std::time::Instant::now);
         let leased = Box::pin(lease_node_for(self.ctx, node, &self.login, want)).await;
+        if let Some(asked) = asked {
+            self.route.trace_note().waited_for_pool(asked.elapsed());
+        }
         let (mut lease, state) = leased?;
         if state == StateOnIt::Fresh {
             self.route.fresh_connection(node);

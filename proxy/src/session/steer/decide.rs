@@ -80,6 +80,9 @@ impl ClientSide<'_> {
             && let Some(waited) = self.route.read_wait.served(Instant::now())
         {
             self.router.metrics.waited(waited);
+            if self.router.tracer.is_some() {
+                self.route.trace_note().waited_for_replica(waited);
+            }
         }
         if self.route.consistency == Consistency::ReadYourWrites && !writes {
             // Monotonic reads: never again from a node behind this one.
@@ -145,6 +148,9 @@ impl ClientSide<'_> {
             }
             NoFreshReplica::WaitedInVain(waited) => {
                 metrics.waited(waited);
+                if self.router.tracer.is_some() {
+                    self.route.trace_note().waited_for_replica(waited);
+                }
                 metrics.fell_back(FallbackReason::WaitTimedOut);
                 None
             }

@@ -156,6 +156,9 @@ pub struct RouteState {
     /// A read waiting for a fresh replica: when it began to wait, and
     /// when it gives up.
     pub read_wait: ReadWait,
+    /// The statement being steered, for its span: allocated when tracing
+    /// is on and the session's first statement arrives; `None` otherwise.
+    pub trace: Option<Box<crate::otel::TraceNote>>,
     /// Until when a statement that needs the primary waits for one.
     pub hold_deadline: Option<Instant>,
     /// The connection a transaction was open on was lost: the client's
@@ -165,6 +168,11 @@ pub struct RouteState {
 }
 
 impl RouteState {
+    /// The note of the statement being steered (tracing is on).
+    pub fn trace_note(&mut self) -> &mut crate::otel::TraceNote {
+        self.trace.get_or_insert_default()
+    }
+
     pub fn new(
         database: &str,
         consistency: Consistency,
@@ -195,6 +203,7 @@ impl RouteState {
             read_floor: 0,
             max_lag: None,
             read_wait: ReadWait::default(),
+            trace: None,
             hold_deadline: None,
             lost_transaction: None,
             check_lsn: None,

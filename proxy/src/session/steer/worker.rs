@@ -41,6 +41,9 @@ pub struct WorkerRouter {
     /// The router's view of the latest topology snapshot and the
     /// publication it was built from, rebuilt only when another is out.
     pub(super) view: RefCell<(Option<u64>, TopologyView)>,
+    /// Statement spans; `None` (tracing off): nothing is done per
+    /// statement.
+    pub tracer: Option<crate::otel::StatementTracer>,
 }
 
 fn classifier(config: &Config) -> Classifier {
@@ -77,7 +80,9 @@ impl WorkerRouter {
         let balance = balance(config.routing.load_balance);
         let classifier = classifier(&config);
         let nodes = config.nodes.len();
+        let tracer = shared.tracing.as_ref().map(|t| t.tracer.clone());
         WorkerRouter {
+            tracer,
             shared,
             config: RefCell::new((generation, config)),
             metrics,
@@ -140,6 +145,35 @@ impl WorkerRouter {
         };
         self.metrics.routed(node, role, reason);
         route.last = Some((node, reason));
+        if self.tracer.is_some() {
+            self.note_decision(route, node, reason, role);
+        }
+    }
+
+    /// The decision and the chosen node's lag as the router saw it, for
+    /// the statement's span.
+    fn note_decision(
+        &self,
+        route: &mut RouteState,
+        node: usize,
+        reason: RouteReason,
+        role: RoleLabel,
+    ) {
+        let view = self.view.borrow();
+        let seen = view.1.nodes.get(node);
+        let lagging = role == RoleLabel::Replica;
+        route.trace_note().decided(crate::otel::Decision {
+            node,
+            reason,
+            role,
+            lag_bytes: seen.and_then(|n| n.lag_bytes).filter(|_| lagging),
+            lag_millis: seen.and_then(|n| n.lag_millis).filter(|_| lagging),
+        });
+    }
+
+    /// Where `node` is, for a statement's span.
+    pub fn with_node<T>(&self, node: usize, f: impl FnOnce(Option<&config::NodeConfig>) -> T) -> T {
+        f(self.config.borrow().1.nodes.get(node))
     }
 
     /// Functions the statements call whose volatility this worker has not

@@ -10,6 +10,11 @@ use anyhow::Context;
 
 /// Thread-name prefix of every thread `pgrelay::start` spawns.
 const PGRELAY_THREAD_PREFIX: &str = "pgrelay-";
+/// The OpenTelemetry SDK's span exporter thread
+/// ("OpenTelemetry.Traces.BatchProcessor", cut to 15 bytes by the
+/// kernel), which a pgrelay with `[tracing]` starts: its cost is
+/// pgrelay's.
+const EXPORTER_THREAD_PREFIX: &str = "OpenTelemetry";
 
 /// Whose CPU time a run charges.
 #[derive(Debug, Clone, Copy)]
@@ -132,7 +137,7 @@ fn pgrelay_ticks() -> anyhow::Result<Ticks> {
         };
         let (comm, ticks) =
             parse_stat(&stat).with_context(|| format!("parsing {}", path.display()))?;
-        if comm.starts_with(PGRELAY_THREAD_PREFIX) {
+        if comm.starts_with(PGRELAY_THREAD_PREFIX) || comm.starts_with(EXPORTER_THREAD_PREFIX) {
             total.user += ticks.user;
             total.system += ticks.system;
         }

@@ -19,6 +19,10 @@ use crate::pgbench::Report;
 pub enum Target {
     Direct,
     Pgrelay,
+    /// pgrelay with `[tracing]` on and `sample_ratio = 0` (`--otlp`).
+    PgrelaySampledOut,
+    /// pgrelay with `[tracing]` on and `sample_ratio = 1` (`--otlp`).
+    PgrelaySampled,
     /// The bare byte forwarder: the floor under a proxy's CPU figure.
     Forwarder,
     Pgbouncer,
@@ -26,9 +30,11 @@ pub enum Target {
 
 impl Target {
     /// In the order each round runs them.
-    pub const ALL: [Target; 4] = [
+    pub const ALL: [Target; 6] = [
         Target::Direct,
         Target::Pgrelay,
+        Target::PgrelaySampledOut,
+        Target::PgrelaySampled,
         Target::Forwarder,
         Target::Pgbouncer,
     ];
@@ -37,6 +43,8 @@ impl Target {
         match self {
             Target::Direct => "direct",
             Target::Pgrelay => "pgrelay",
+            Target::PgrelaySampledOut => "pgrelay-t0",
+            Target::PgrelaySampled => "pgrelay-t1",
             Target::Forwarder => "forwarder",
             Target::Pgbouncer => "pgbouncer",
         }
@@ -212,6 +220,11 @@ pub fn print(runs: &[Run], workloads: &[&'static str], pgbouncer_installed: bool
                 continue;
             }
             let s = summarize(runs, workload, target);
+            let traced = matches!(target, Target::PgrelaySampledOut | Target::PgrelaySampled);
+            if traced && s.ok + s.errors == 0 {
+                // Not asked for (`--otlp`).
+                continue;
+            }
             if s.ok == 0 {
                 println!("{head} {:>10} failed in every run ({})", "-", s.errors);
                 continue;
