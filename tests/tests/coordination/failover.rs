@@ -8,7 +8,7 @@ use pgrelay_tests::etcd::Etcd;
 use pgrelay_tests::fleet::{Fleet, PREFIX, status};
 use pgrelay_tests::poll_until;
 use pgrelay_tests::proxy::connect;
-use pgrelay_tests::write_load::{WriteLoad, rows_written};
+use pgrelay_tests::write_load::{Tally, WriteLoad, WriterReport, rows_written};
 
 use crate::{cluster, options, routes_to, trial, writable};
 
@@ -21,6 +21,10 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
         trial(
             "failover::a_leader_killed_mid_failover_is_finished_by_another",
             leader_killed_mid_failover,
+        ),
+        trial(
+            "failover::three_instances_with_a_synchronous_standby_lose_no_acknowledged_write",
+            three_instances_synchronous,
         ),
     ]
 }
@@ -40,23 +44,7 @@ async fn promote_once(
 ) -> anyhow::Result<()> {
     fleet.settled(etcd, "pg1", 3).await?;
     let superuser = pgrelay_cluster::superuser();
-    let conninfo =
-        |port: u16| format!("host=127.0.0.1 port={port} user={superuser} dbname=postgres");
-    connect(&conninfo(fleet.instances[0].port()))
-        .await?
-        .batch_execute("CREATE TABLE rto_rows (id int PRIMARY KEY)")
-        .await?;
-    // Two writers through each instance.
-    let mut clients = Vec::new();
-    for instance in fleet.instances.iter().chain(&fleet.instances) {
-        clients.push(connect(&conninfo(instance.port())).await?);
-    }
-    let load = WriteLoad::start(clients, "rto_rows", cluster.nodes()[0].port, 20);
-    let counter = connect(&conninfo(fleet.instances[1].port())).await?;
-    rows_written(&counter, "rto_rows", 100).await?;
-    cluster.kill(0)?;
-    let killed = Instant::now();
-    let reports = load.finish(Duration::from_secs(60)).await?;
+    let (reports, killed) = kill_under_load(cluster, fleet, "rto_rows").await?;
     let resumed: Vec<Duration> = reports
         .iter()
         .filter_map(|r| r.first_on_new_primary.map(|t| t - killed))
@@ -110,6 +98,33 @@ async fn promote_once(
         "the shared record: {state:?}"
     );
     multi_host_writes(fleet).await
+}
+
+/// Two writers through each instance insert into a new `table`; once 100
+/// rows are in, the primary is killed. Returns what the writers saw (they
+/// stop after 20 writes each on the new primary) and when it was killed.
+async fn kill_under_load(
+    cluster: &pgrelay_cluster::Cluster,
+    fleet: &Fleet,
+    table: &str,
+) -> anyhow::Result<(Vec<WriterReport>, Instant)> {
+    let superuser = pgrelay_cluster::superuser();
+    let conninfo =
+        |port: u16| format!("host=127.0.0.1 port={port} user={superuser} dbname=postgres");
+    connect(&conninfo(fleet.instances[0].port()))
+        .await?
+        .batch_execute(&format!("CREATE TABLE {table} (id int PRIMARY KEY)"))
+        .await?;
+    let mut clients = Vec::new();
+    for instance in fleet.instances.iter().chain(&fleet.instances) {
+        clients.push(connect(&conninfo(instance.port())).await?);
+    }
+    let load = WriteLoad::start(clients, table, cluster.nodes()[0].port, 20);
+    let counter = connect(&conninfo(fleet.instances[1].port())).await?;
+    rows_written(&counter, table, 100).await?;
+    cluster.kill(0)?;
+    let killed = Instant::now();
+    Ok((load.finish(Duration::from_secs(60)).await?, killed))
 }
 
 /// The README's client: libpq with every instance listed and
@@ -235,5 +250,66 @@ async fn finish_after_leader_death(
         },
     )
     .await?;
+    Ok(())
+}
+
+/// The figure with `[failover] synchronous = { standbys = 1 }`:
+/// every instance keeps the quorum on the primary, the leader promotes a
+/// member of it, and no write acknowledged through any instance is lost.
+async fn three_instances_synchronous() -> anyhow::Result<()> {
+    let etcd = Etcd::start().await?;
+    let cluster = cluster().await?;
+    let mut fleet = Fleet::start(&cluster, 3, |i| {
+        let mut o = options(etcd.endpoint(), i);
+        o.failover.push_str("\nsynchronous = { standbys = 1 }");
+        o
+    })
+    .await?;
+    let result = synchronous_writes_survive(&etcd, &cluster, &mut fleet).await;
+    result.with_context(|| fleet.logs())
+}
+
+async fn synchronous_writes_survive(
+    etcd: &Etcd,
+    cluster: &pgrelay_cluster::Cluster,
+    fleet: &mut Fleet,
+) -> anyhow::Result<()> {
+    fleet.settled(etcd, "pg1", 3).await?;
+    let direct = cluster.client(0).await?;
+    poll_until(
+        Duration::from_secs(20),
+        "synchronous_standby_names on pg1",
+        || async {
+            let row = direct
+                .query_one("SHOW synchronous_standby_names", &[])
+                .await
+                .ok()?;
+            let names: String = row.get(0);
+            names.starts_with("ANY 1").then_some(())
+        },
+    )
+    .await?;
+    let (reports, killed) = kill_under_load(cluster, fleet, "sync_rows").await?;
+    let promoted = writable(cluster).await;
+    ensure!(promoted.len() == 1, "one node writable, found {promoted:?}");
+    let (new, timeline) = promoted[0].clone();
+    ensure!(timeline == 2, "one new timeline: {new} is on {timeline}");
+    let index = cluster
+        .nodes()
+        .iter()
+        .position(|n| n.name == new)
+        .context("the new primary")?;
+    let present = cluster
+        .client(index)
+        .await?
+        .query("SELECT id FROM sync_rows", &[])
+        .await?
+        .iter()
+        .map(|r| r.get::<_, i32>(0))
+        .collect();
+    let tally = Tally::of(&reports, &present, killed);
+    println!("three instances, synchronous standby: {tally:?}");
+    ensure!(tally.lost == 0, "acknowledged writes lost: {tally:?}");
+    ensure!(tally.acknowledged > 100, "{tally:?}");
     Ok(())
 }
