@@ -8,6 +8,7 @@
 
 mod cut_off;
 mod failover;
+mod secured;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     let mut trials = Vec::new();
     trials.extend(failover::trials());
     trials.extend(cut_off::trials());
+    trials.extend(secured::trials());
     if libtest_mimic::run(&args, trials).has_failed() {
         ExitCode::FAILURE
     } else {
