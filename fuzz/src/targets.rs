@@ -133,29 +133,34 @@ pub fn targets() -> Vec<Target> {
             name: "traceparent",
             run: pgrelay::fuzzing::traceparent,
             shape: Shape::Text,
-            seeds: || {
-                vec![
-                    b"SELECT 1 /*action='a%20b',traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/;".to_vec(),
-                    b"UPDATE t SET a = 'x''y' /* traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00' */".to_vec(),
-                ]
-            },
-            dictionary: &[
-                b"/*",
-                b"*/",
-                b"traceparent=",
-                b"'",
-                b"%2D",
-                b"%",
-                b"-",
-                b"--",
-                b"\n",
-                b",",
-                b"00-",
-            ],
+            seeds: traceparent_seeds,
+            dictionary: TRACEPARENT_WORDS,
             generate: None,
         },
     ]
 }
+
+/// sqlcommenter comments: one among other keys, one after a quoted quote.
+fn traceparent_seeds() -> Vec<Vec<u8>> {
+    vec![
+        b"SELECT 1 /*action='a%20b',traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/;".to_vec(),
+        b"UPDATE t SET a = 'x''y' /* traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00' */".to_vec(),
+    ]
+}
+
+const TRACEPARENT_WORDS: &[&[u8]] = &[
+    b"/*",
+    b"*/",
+    b"traceparent=",
+    b"'",
+    b"%2D",
+    b"%",
+    b"-",
+    b"--",
+    b"\n",
+    b",",
+    b"00-",
+];
 
 /// The classifier with a small parse limit (so both paths run), its
 /// verdict's effective access, and the fingerprint on their own.

@@ -41,6 +41,18 @@ impl Secrets {
 fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut add = |key: &str, value: String| rows.push((key.to_owned(), value));
+    listen_and_nodes(&mut add, config);
+    auth(&mut add, config, secrets);
+    monitor_and_routing(&mut add, config, secrets);
+    failover(&mut add, config, secrets);
+    pool_and_tracing(&mut add, config);
+    admin_and_tls(&mut add, config, secrets);
+    coordination(&mut add, config, secrets);
+    rows
+}
+
+/// `[listen]` and every `[[nodes]]` entry.
+fn listen_and_nodes(add: &mut impl FnMut(&str, String), config: &Config) {
     let l = &config.listen;
     add("listen.addr", l.addr.to_string());
     add("listen.admin_addr", l.admin_addr.to_string());
@@ -62,8 +74,12 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
     for (i, node) in config.nodes.iter().enumerate() {
         add(&format!("nodes[{i}].name"), node.name.to_string());
         add(&format!("nodes[{i}].addr"), node.addr.to_string());
-        node_tls(&mut add, &format!("nodes[{i}]"), &node.tls);
+        node_tls(add, &format!("nodes[{i}]"), &node.tls);
     }
+}
+
+/// `[auth]`, users' passwords as `secrets` says.
+fn auth(add: &mut impl FnMut(&str, String), config: &Config, secrets: Secrets) {
     add("auth.mode", config.auth.mode.to_string());
     add(
         "auth.allow_trust_from_network",
@@ -95,6 +111,10 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
             secrets.show(&user.password),
         );
     }
+}
+
+/// `[monitor]` and `[routing]`.
+fn monitor_and_routing(add: &mut impl FnMut(&str, String), config: &Config, secrets: Secrets) {
     let m = &config.monitor;
     add("monitor.user", m.user.clone());
     add("monitor.password", secrets.show(&m.password));
@@ -111,6 +131,10 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
     add("routing.wait_timeout", duration(r.wait_timeout));
     add("routing.load_balance", r.load_balance.to_string());
     add("routing.max_parse_size", r.max_parse_size.to_string());
+}
+
+/// `[failover]`.
+fn failover(add: &mut impl FnMut(&str, String), config: &Config, secrets: Secrets) {
     let f = &config.failover;
     add("failover.enabled", f.enabled.to_string());
     add("failover.detect_after", duration(f.detect_after));
@@ -137,6 +161,10 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
         "failover.fence_command",
         secrets.show(f.fence_command.as_deref().unwrap_or_default()),
     );
+}
+
+/// `[pool]` and `[tracing]` (if any).
+fn pool_and_tracing(add: &mut impl FnMut(&str, String), config: &Config) {
     let pool = &config.pool;
     add("pool.mode", pool.mode.to_string());
     add("pool.size", pool.size.to_string());
@@ -157,6 +185,10 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
         add("tracing.sample_ratio", t.sample_ratio.0.to_string());
         add("tracing.statement_text", t.statement_text.to_string());
     }
+}
+
+/// `[admin]` and `[tls]`.
+fn admin_and_tls(add: &mut impl FnMut(&str, String), config: &Config, secrets: Secrets) {
     add("admin.users", config.admin.users.join(", "));
     let token = config.admin.token.as_ref().map_or("", |t| t.0.as_str());
     add("admin.token", secrets.show(token));
@@ -165,11 +197,15 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
     add("tls.cert_file", cert);
     add("tls.key_file", key);
     add("tls.client", t.client.to_string());
-    node_tls(&mut add, "tls", &t.nodes);
+    node_tls(add, "tls", &t.nodes);
     add(
         "tls.allow_cleartext_backend_auth",
         t.allow_cleartext_backend_auth.to_string(),
     );
+}
+
+/// `[coordination]` (if any).
+fn coordination(add: &mut impl FnMut(&str, String), config: &Config, secrets: Secrets) {
     if let Some(c) = &config.coordination {
         add("coordination.etcd_endpoints", c.etcd_endpoints.join(", "));
         add("coordination.prefix", c.prefix.clone());
@@ -188,7 +224,6 @@ fn rows(config: &Config, secrets: Secrets) -> Vec<(String, String)> {
         add("coordination.cert_file", path(c.cert_file.as_deref()));
         add("coordination.key_file", path(c.key_file.as_deref()));
     }
-    rows
 }
 
 /// `sslmode`, `sslrootcert`, `sslcert`, `sslkey` under `prefix`.
