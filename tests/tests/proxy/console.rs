@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use libtest_mimic::Trial;
 use pgrelay_tests::proxy::{config_toml, connect};
-use pgrelay_tests::{ProxyOptions, TestProxy};
+use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::env::{Env, LazyEnv, trial};
@@ -115,8 +115,20 @@ async fn show(env: Arc<Env>) -> anyhow::Result<()> {
     // Case and a trailing semicolon do not matter.
     ensure!(rows(&admin, "show nodes;").await?.len() == nodes.len());
 
-    let clients = rows(&admin, "SHOW CLIENTS").await?;
     let superuser = pgrelay_cluster::superuser();
+    // The session gives its backend back just after the client has its
+    // answer (transaction pooling): the console may look in between.
+    let clients = poll_until(
+        Duration::from_secs(5),
+        "the client between transactions",
+        || async {
+            let clients = rows(&admin, "SHOW CLIENTS").await.ok()?;
+            let released = pgrelay_tests::proxy::session_pooling()
+                || find(&clients, "user", superuser).ok()?.get("node") == Some(&None);
+            released.then_some(clients)
+        },
+    )
+    .await?;
     let client = find(&clients, "user", superuser)?;
     ensure!(field(client, "database") == "postgres", "{client:?}");
     ensure!(field(client, "state") == "idle", "{client:?}");
