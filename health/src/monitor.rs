@@ -193,7 +193,16 @@ pub fn spawn_monitor_coordinated(
         Arc::clone(&cell),
         shutdown.clone(),
     );
+    let remembered_primary = state_file
+        .as_ref()
+        .and_then(|f| f.recorded().primary.clone())
+        .and_then(|name| cell.load().nodes.iter().position(|n| n.name == name));
     let quorums = Arc::new(QuorumLedger::default());
+    // What a state file remembers of the quorum set before a restart:
+    // whom failover may promote should the primary be gone already.
+    if let Some(quorum) = state_file.as_ref().and_then(|f| f.quorum(&cell.load())) {
+        quorums.record(quorum);
+    }
     spawn_synchronous(
         targets.clone(),
         (settings.clone(), failover.clone()),
@@ -212,8 +221,9 @@ pub fn spawn_monitor_coordinated(
         edit_tx,
         requests,
         FailoverShared {
-            quorums,
+            quorums: Arc::clone(&quorums),
             coordination,
+            remembered_primary,
         },
         shutdown.clone(),
     );
@@ -229,7 +239,11 @@ pub fn spawn_monitor_coordinated(
             shutdown.clone(),
         ));
     }
-    tokio::spawn(publish_loop(rx, edit_rx, cell, state_file, shutdown));
+    let records = Records {
+        state_file,
+        quorums,
+    };
+    tokio::spawn(publish_loop(rx, edit_rx, cell, records, shutdown));
 }
 
 async fn probe_loop(
@@ -297,9 +311,10 @@ async fn publish_loop(
     mut results: mpsc::Receiver<ProbeResult>,
     mut edits: mpsc::Receiver<Edit>,
     cell: Arc<TopologyCell>,
-    mut state_file: Option<StateFile>,
+    mut records: Records,
     shutdown: CancellationToken,
 ) {
+    let state_file = &mut records.state_file;
     let mut observer = Observer::new(cell.load().nodes.len());
     let mut editing = true;
     loop {
@@ -310,7 +325,7 @@ async fn publish_loop(
                     Some(edit) => {
                         let current = cell.load();
                         let next = edit(&current);
-                        if !recorded(&mut state_file, &next).await {
+                        if !recorded(state_file, &next).await {
                             continue;
                         }
                         if next.primary != current.primary {
@@ -326,6 +341,10 @@ async fn publish_loop(
             r = results.recv() => match r { Some(r) => r, None => return },
         };
         let current = cell.load();
+        if let Some(file) = state_file.as_mut() {
+            file.record_quorum(records.quorums.current(), &current)
+                .await;
+        }
         let now = Instant::now().into_std();
         let Some(next) = observer.observe(
             &current,
@@ -336,12 +355,19 @@ async fn publish_loop(
         ) else {
             continue;
         };
-        if !recorded(&mut state_file, &next).await {
+        if !recorded(state_file, &next).await {
             continue;
         }
         log_changes(&current, &next, result.index);
         cell.publish(next);
     }
+}
+
+/// What the publish loop keeps in the state file besides the snapshots:
+/// the synchronous quorum last set.
+struct Records {
+    state_file: Option<StateFile>,
+    quorums: Arc<QuorumLedger>,
 }
 
 /// Records `next` in the state file, if there is one; whether it may be

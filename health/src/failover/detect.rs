@@ -41,6 +41,16 @@ pub(crate) struct Detector {
 }
 
 impl Detector {
+    /// A detector that watches `primary` before it sees any routable one:
+    /// the primary a state file remembers, so that a pgrelay started
+    /// after it failed still replaces it.
+    pub(crate) fn remembering(primary: Option<usize>) -> Detector {
+        Detector {
+            watched: primary,
+            since: None,
+        }
+    }
+
     pub(crate) fn step(&mut self, t: &Topology, now: Instant, detect_after: Duration) -> Decision {
         if let Some(p) = t.primary {
             self.watched = Some(p);

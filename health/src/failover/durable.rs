@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::failover::synchronous::Quorum;
 use crate::failover::{FailoverCause, FailoverRecord};
 use crate::lsn::{format_lsn, parse_lsn};
 use crate::topology::Topology;
@@ -37,6 +38,50 @@ pub struct DurableState {
     pub fenced: Vec<DurableFence>,
     /// Completed failovers, oldest first.
     pub failovers: Vec<DurableFailover>,
+    /// The synchronous quorum pgrelay last set (`[failover] synchronous`):
+    /// whom it may promote when it starts after the primary is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<DurableQuorum>,
+}
+
+/// `ANY confirmations (members)` as set on `primary`, by node names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurableQuorum {
+    pub primary: String,
+    pub members: Vec<String>,
+    pub confirmations: usize,
+}
+
+impl DurableQuorum {
+    /// `quorum`'s nodes by name in `t`; `None` if one is not there.
+    pub(crate) fn of(quorum: &Quorum, t: &Topology) -> Option<DurableQuorum> {
+        let name = |i: usize| t.nodes.get(i).map(|n| n.name.clone());
+        Some(DurableQuorum {
+            primary: name(quorum.primary)?,
+            members: quorum
+                .members
+                .iter()
+                .map(|&m| name(m))
+                .collect::<Option<_>>()?,
+            confirmations: quorum.confirmations,
+        })
+    }
+
+    /// The quorum by `t`'s node indexes; `None` if a node is no longer
+    /// configured (the record then says nothing safe).
+    pub(crate) fn quorum(&self, t: &Topology) -> Option<Quorum> {
+        let index = |name: &str| t.nodes.iter().position(|n| n.name == name);
+        Some(Quorum {
+            primary: index(&self.primary)?,
+            members: self
+                .members
+                .iter()
+                .map(|m| index(m))
+                .collect::<Option<_>>()?,
+            confirmations: self.confirmations,
+        })
+    }
 }
 
 /// One fenced node.
@@ -93,6 +138,7 @@ impl Default for DurableState {
             primary: None,
             fenced: Vec::new(),
             failovers: Vec::new(),
+            quorum: None,
         }
     }
 }
@@ -116,12 +162,17 @@ impl DurableState {
         DurableState {
             format: DURABLE_FORMAT,
             epoch: t.epoch,
+            // The last primary known: while there is none (it failed, a
+            // failover is under way) the record keeps the one that was,
+            // the primary a restarted pgrelay watches for.
             primary: t
                 .primary
                 .and_then(|p| t.nodes.get(p))
-                .map(|n| n.name.clone()),
+                .map(|n| n.name.clone())
+                .or_else(|| before.primary.clone()),
             fenced,
             failovers: t.failovers.iter().map(DurableFailover::of).collect(),
+            quorum: before.quorum.clone(),
         }
     }
 
@@ -139,7 +190,8 @@ impl DurableState {
         let same_history = self.failovers.len() == t.failovers.len()
             && self.failovers.last().map(|f| (f.epoch, f.at_ms))
                 == t.failovers.last().map(|f| (f.epoch, millis(f.at)));
-        self.epoch == t.epoch && self.primary.as_ref() == primary && same_fences && same_history
+        let same_primary = primary.is_none() || self.primary.as_ref() == primary;
+        self.epoch == t.epoch && same_primary && same_fences && same_history
     }
 
     /// Whether publishing this state before it is recorded could let a
@@ -355,9 +407,15 @@ mod tests {
         let t = after_failover();
         let state = DurableState::of(&t, &DurableState::default());
         assert!(state.matches(&t));
+        // A primary lost is not written: the record keeps the last one,
+        // the primary a restarted pgrelay watches for.
         let mut lost = t.clone();
         lost.primary = None;
-        assert!(!state.matches(&lost), "primary lost");
+        assert!(state.matches(&lost), "primary lost");
+        assert_eq!(DurableState::of(&lost, &state).primary, state.primary);
+        let mut other = t.clone();
+        other.primary = Some(0);
+        assert!(!state.matches(&other), "another primary");
         let mut epoch = t.clone();
         epoch.epoch += 1;
         assert!(!state.matches(&epoch), "epoch");

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use tracing::{error, info, warn};
 
 use crate::error::HealthError;
-use crate::failover::durable::DurableState;
+use crate::failover::durable::{DurableQuorum, DurableState};
+use crate::failover::synchronous::Quorum;
 use crate::topology::Topology;
 
 /// The state file and what it holds now.
@@ -91,6 +92,36 @@ impl StateFile {
             return true;
         }
         let state = DurableState::of(next, &self.recorded);
+        let held = state.must_be_recorded_first(&self.recorded);
+        self.write(state, held).await || !held
+    }
+
+    /// Records the synchronous quorum pgrelay last set (`quorum`, by `t`'s
+    /// node indexes), if the file does not hold it yet. One that cannot be
+    /// written is tried again on the next call: nothing waits for it.
+    pub(crate) async fn record_quorum(&mut self, quorum: Option<Quorum>, t: &Topology) {
+        let Some(wanted) = quorum.and_then(|q| DurableQuorum::of(&q, t)) else {
+            return;
+        };
+        if self.recorded.quorum.as_ref() == Some(&wanted) {
+            return;
+        }
+        let state = DurableState {
+            quorum: Some(wanted),
+            ..self.recorded.clone()
+        };
+        self.write(state, false).await;
+    }
+
+    /// The quorum the file holds, by `t`'s node indexes: what the ledger
+    /// starts from.
+    pub(crate) fn quorum(&self, t: &Topology) -> Option<Quorum> {
+        self.recorded.quorum.as_ref()?.quorum(t)
+    }
+
+    /// Writes `state`; whether it was written. `held`: what a failure
+    /// holds back, for the log.
+    async fn write(&mut self, state: DurableState, held: bool) -> bool {
         let path = self.path.clone();
         let bytes = state.encode();
         let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
@@ -106,13 +137,12 @@ impl StateFile {
                 true
             }
             Err(e) => {
-                let held = state.must_be_recorded_first(&self.recorded);
                 if !self.failing {
                     error!(path = %self.path.display(), error = %e, held_back = held,
                         "cannot write the state file; no new primary or fence is published until it can be written");
                 }
                 self.failing = true;
-                !held
+                false
             }
         }
     }

@@ -62,6 +62,14 @@ impl QuorumLedger {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(quorum);
     }
 
+    /// The quorum last set, wherever it was.
+    pub(crate) fn current(&self) -> Option<Quorum> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// The quorum last set on `primary`, if the last one set was there.
     pub(crate) fn of(&self, primary: usize) -> Option<Quorum> {
         self.0

@@ -73,6 +73,9 @@ pub(crate) struct SettingsUpdates {
 pub(crate) struct Shared {
     pub(crate) quorums: Arc<QuorumLedger>,
     pub(crate) coordination: Option<CoordinationLink>,
+    /// The primary the state file remembers (by index), watched from the
+    /// start.
+    pub(crate) remembered_primary: Option<usize>,
 }
 
 pub(crate) fn spawn_failover(
@@ -97,16 +100,17 @@ pub(crate) fn spawn_failover(
         quorums: shared.quorums,
         coord: Coordinator::new(shared.coordination),
     };
-    tokio::spawn(failover.run(requests.receiver, shutdown));
+    let detector = Detector::remembering(shared.remembered_primary);
+    tokio::spawn(failover.run(requests.receiver, detector, shutdown));
 }
 
 impl Failover {
     async fn run(
         mut self,
         mut requests: mpsc::Receiver<ManualRequest>,
+        mut detector: Detector,
         shutdown: CancellationToken,
     ) {
-        let mut detector = Detector::default();
         let mut changes = self.cell.subscribe();
         let mut controlled = true;
         loop {

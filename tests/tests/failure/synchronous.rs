@@ -29,6 +29,10 @@ pub fn trials() -> Vec<Trial> {
             "synchronous::strict_keeps_writes_waiting_for_a_standby",
             strict_keeps_writes_waiting,
         ),
+        run_trial(
+            "synchronous::a_pgrelay_started_after_the_primary_died_promotes_from_the_recorded_quorum",
+            restarted_after_the_primary_died,
+        ),
     ]
 }
 
@@ -412,5 +416,67 @@ async fn two_failovers_lose_nothing() -> anyhow::Result<()> {
         after.first_resumed.is_some(),
         "writes resumed after the second failover: {after:?}"
     );
+    Ok(())
+}
+
+/// The quorum pgrelay set is in its state file: a pgrelay (re)started
+/// after the primary died knows whom it may promote. Without the record
+/// it knows no synchronous standby and promotes nobody (`no_candidate`).
+async fn restarted_after_the_primary_died() -> anyhow::Result<()> {
+    let cluster = crate::cluster_with_replicas(2).await?;
+    let dir = tempfile::tempdir()?;
+    let state_path = dir.path().join("pgrelay-state.json");
+    let options = || ProxyOptions {
+        failover: format!(
+            "synchronous = {{ standbys = 1 }}\nstate_file = \"{}\"\nhold_writes = \"20s\"",
+            state_path.display()
+        ),
+        ..ProxyOptions::default()
+    };
+    let proxy = TestProxy::start(&cluster, options()).await?;
+    wait_standby_names(&cluster, 0, r#"ANY 1 ("pg2", "pg3")"#).await?;
+    poll_until(SETTLE, "the quorum in the state file", || async {
+        let text = std::fs::read_to_string(&state_path).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (json["quorum"]["primary"] == "pg1").then_some(())
+    })
+    .await?;
+    let client = proxy.client().await?;
+    client
+        .batch_execute("CREATE TABLE recorded_rows (id int); INSERT INTO recorded_rows VALUES (1)")
+        .await?;
+    drop(client);
+    drop(proxy);
+
+    cluster.kill(0)?;
+    let proxy = TestProxy::start_unsettled(&cluster, options())?;
+    let started = Instant::now();
+    let client = proxy.client().await?;
+    let port: i32 = client
+        .query_one(
+            "INSERT INTO recorded_rows VALUES (2) RETURNING inet_server_port()",
+            &[],
+        )
+        .await
+        .context("a write through the restarted pgrelay")?
+        .get(0);
+    println!(
+        "synchronous: a pgrelay started after the primary died wrote on port {port} after {:?}",
+        started.elapsed()
+    );
+    ensure!(
+        port != i32::from(cluster.nodes()[0].port),
+        "the write ran on a promoted standby"
+    );
+    let ids: Vec<i32> = client
+        .query(
+            "/* pgrelay:primary */ SELECT id FROM recorded_rows ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    ensure!(ids == [1, 2], "the acknowledged row is there: {ids:?}");
     Ok(())
 }
