@@ -20,6 +20,7 @@ pub mod psycopg;
 pub mod raw;
 pub mod relay;
 pub mod shared_env;
+pub mod trial;
 pub mod wait;
 pub mod write_load;
 

@@ -8,6 +8,19 @@ use tokio_postgres::error::SqlState;
 use crate::error::HealthError;
 use crate::failover::connection::{bounded, connect, postgres};
 use crate::monitor::{MonitorSettings, NodeTarget};
+use crate::topology::{NodeRole, Topology};
+
+/// The replicas to re-point at `new` once it replaces `old`: every healthy
+/// replica but those two. The synchronous quorum set on `new` before its
+/// promotion names exactly these.
+pub(crate) fn followers(t: &Topology, old: usize, new: usize) -> Vec<usize> {
+    t.nodes
+        .iter()
+        .enumerate()
+        .filter(|&(i, n)| i != old && i != new && n.healthy && n.role == NodeRole::Replica)
+        .map(|(i, _)| i)
+        .collect()
+}
 
 /// `template` with `{name}` filled in and the primary's address appended.
 pub(crate) fn conninfo(template: &str, name: &str, primary: &NodeTarget) -> String {

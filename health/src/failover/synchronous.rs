@@ -18,6 +18,7 @@ use std::cmp::Reverse;
 use std::sync::{Mutex, PoisonError};
 
 use crate::failover::detect::still_attached;
+use crate::failover::repoint::followers;
 use crate::topology::{NodeRole, Topology};
 
 /// `[failover] synchronous = { standbys = k, strict = bool }`.
@@ -114,14 +115,7 @@ pub(crate) fn standby_names_after_promotion(
     new: usize,
     policy: &SynchronousPolicy,
 ) -> StandbyNames {
-    let followers: Vec<usize> = t
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|&(i, n)| i != old && i != new && n.healthy && n.role == NodeRole::Replica)
-        .map(|(i, _)| i)
-        .collect();
-    names_for(t, new, followers, policy)
+    names_for(t, new, followers(t, old, new), policy)
 }
 
 fn names_for(

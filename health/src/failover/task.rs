@@ -26,7 +26,7 @@ use crate::failover::coordinated::{Coordinator, LeaderStep};
 use crate::failover::detect::{Decision, Detector};
 use crate::failover::manual::{self, FailoverRequests, ManualRequest};
 use crate::failover::promote::{promote, still_replica};
-use crate::failover::repoint::repoint;
+use crate::failover::repoint::{followers, repoint};
 use crate::failover::state::{
     FailoverCause, FailoverRecord, FailoverSettings, FailoverState, PROMOTE_TIMEOUT,
     REPOINT_TIMEOUT,
@@ -34,7 +34,7 @@ use crate::failover::state::{
 use crate::failover::sync_task::prepare_promotion;
 use crate::failover::synchronous::{QuorumLedger, SynchronousPolicy};
 use crate::monitor::{MonitorSettings, NodeTarget};
-use crate::topology::{NodeRole, Topology};
+use crate::topology::Topology;
 
 /// A change to the published snapshot, applied by the monitor's publish
 /// loop (the cell's only writer) to whatever snapshot is current then.
@@ -531,13 +531,7 @@ impl Failover {
     /// Re-points every healthy replica but the new primary, concurrently,
     /// and waits (with a deadline) until each streams from it.
     async fn repoint_all(&self, t: &Topology, old: usize, new: usize) {
-        let replicas: Vec<usize> = t
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|&(i, n)| i != old && i != new && n.healthy && n.role == NodeRole::Replica)
-            .map(|(i, _)| i)
-            .collect();
+        let replicas = followers(t, old, new);
         let primary = self.targets[new].clone();
         let upstream = primary.addr();
         let mut jobs = JoinSet::new();

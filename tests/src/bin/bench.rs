@@ -269,49 +269,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let hz = cpu::ticks_per_second();
     announce(&args);
 
-    let cluster = start_cluster(args.replicas).await?;
+    let cluster = bench_cluster(&args).await?;
     let pg_port = cluster.nodes()[0].port;
-    cluster
-        .client(0)
-        .await?
-        .batch_execute("CREATE DATABASE bench")
-        .await
-        .context("creating database bench")?;
-    let scale = args.scale.to_string();
-    println!("bench: pgbench -i -s {scale} on the primary (port {pg_port})");
-    pgbench::run(
-        "127.0.0.1",
-        pg_port,
-        &["-i", "-s", &scale, "-q", "bench"],
-        Duration::from_secs(600),
-    )
-    .await
-    .context("initializing the pgbench tables")?;
-    wait_for_replicas(&cluster, args.replicas).await?;
-
     let proxy_sockets = tempfile::Builder::new()
         .prefix("pgrelay-bench-sockets-")
         .tempdir()?;
     let cluster_dir = cluster.dir().display().to_string();
-    // Room for the idle clients whose memory is measured.
-    let clients_limit = format!("max_client_connections = {}", args.idle_clients + 1000);
-    let as_a_user_runs_it = ProxyOptions {
-        workers: args.workers,
-        monitor: String::new(),
-        listen_extra: clients_limit.clone(),
-        ..ProxyOptions::default()
-    };
-    let proxy_options = match args.transport {
-        Transport::Tcp => as_a_user_runs_it,
-        Transport::Unix => ProxyOptions {
-            listen_extra: format!(
-                "{clients_limit}\nunix_socket_dir = \"{}\"",
-                proxy_sockets.path().display()
-            ),
-            node_addrs: pgrelay_tests::socket_node_addrs(&cluster),
-            ..as_a_user_runs_it
-        },
-    };
+    let proxy_options = proxy_options(&args, &cluster, proxy_sockets.path());
     let traced = match args.otlp {
         true => Some(start_traced(&cluster, &proxy_options).await?),
         false => None,
@@ -388,6 +352,55 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         report_idle_memory(args.idle_clients, proxy.port(), bouncer.as_ref()).await?;
     }
     fail_on_broken_runs(&runs, scope_failures)
+}
+
+/// The cluster the bench runs against: a database `bench` with the
+/// pgbench tables at `args.scale`, replicated to every replica.
+async fn bench_cluster(args: &Args) -> anyhow::Result<Cluster> {
+    let cluster = start_cluster(args.replicas).await?;
+    let pg_port = cluster.nodes()[0].port;
+    cluster
+        .client(0)
+        .await?
+        .batch_execute("CREATE DATABASE bench")
+        .await
+        .context("creating database bench")?;
+    let scale = args.scale.to_string();
+    println!("bench: pgbench -i -s {scale} on the primary (port {pg_port})");
+    pgbench::run(
+        "127.0.0.1",
+        pg_port,
+        &["-i", "-s", &scale, "-q", "bench"],
+        Duration::from_secs(600),
+    )
+    .await
+    .context("initializing the pgbench tables")?;
+    wait_for_replicas(&cluster, args.replicas).await?;
+    Ok(cluster)
+}
+
+/// pgrelay as a user runs it (default monitor), with room for the idle
+/// clients whose memory is measured; over Unix sockets in `sockets` and
+/// to the nodes' sockets when the transport says so.
+fn proxy_options(args: &Args, cluster: &Cluster, sockets: &std::path::Path) -> ProxyOptions {
+    let clients_limit = format!("max_client_connections = {}", args.idle_clients + 1000);
+    let as_a_user_runs_it = ProxyOptions {
+        workers: args.workers,
+        monitor: String::new(),
+        listen_extra: clients_limit.clone(),
+        ..ProxyOptions::default()
+    };
+    match args.transport {
+        Transport::Tcp => as_a_user_runs_it,
+        Transport::Unix => ProxyOptions {
+            listen_extra: format!(
+                "{clients_limit}\nunix_socket_dir = \"{}\"",
+                sockets.display()
+            ),
+            node_addrs: pgrelay_tests::socket_node_addrs(cluster),
+            ..as_a_user_runs_it
+        },
+    }
 }
 
 /// The pgrelay targets with tracing on, and where they send spans.

@@ -33,22 +33,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// A trial running `body` on a runtime of its own.
-pub fn trial<F, Fut>(name: &str, body: F) -> libtest_mimic::Trial
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    libtest_mimic::Trial::test(name, move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| libtest_mimic::Failed::from(e.to_string()))?
-            .block_on(body())
-            .map_err(|e| libtest_mimic::Failed::from(format!("{e:#}")))
-    })
-}
+pub use pgrelay_tests::trial::run_trial as trial;
 
 /// A primary and two streaming replicas.
 pub async fn cluster() -> anyhow::Result<Cluster> {
