@@ -34,6 +34,35 @@ pub(crate) async fn bounded<T>(
         .map_err(|source| postgres(target, source))
 }
 
+/// The value of the setting `name` (a GUC name, not user input) on
+/// `target`.
+pub(crate) async fn show(
+    client: &Client,
+    target: &NodeTarget,
+    timeout: Duration,
+    name: &str,
+) -> Result<String, HealthError> {
+    let sql = format!("SHOW {name}");
+    let row = bounded(target, timeout, client.query_one(sql.as_str(), &[])).await?;
+    row.try_get(0).map_err(|e| postgres(target, e))
+}
+
+/// `ALTER SYSTEM SET name = value` (`value` already a SQL literal or
+/// keyword), then a reload. Separate statements: ALTER SYSTEM refuses a
+/// transaction block.
+pub(crate) async fn alter_system(
+    client: &Client,
+    target: &NodeTarget,
+    timeout: Duration,
+    (name, value): (&str, &str),
+) -> Result<(), HealthError> {
+    let sql = format!("ALTER SYSTEM SET {name} = {value}");
+    bounded(target, timeout, client.batch_execute(&sql)).await?;
+    let reload = client.batch_execute("SELECT pg_reload_conf()");
+    bounded(target, timeout, reload).await?;
+    Ok(())
+}
+
 pub(crate) fn postgres(target: &NodeTarget, source: tokio_postgres::Error) -> HealthError {
     HealthError::Postgres {
         node: target.name.clone(),

@@ -23,7 +23,10 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::error::HealthError;
-use crate::failover::connection::{bounded, connect, postgres};
+use crate::failover::connection::{alter_system, bounded, connect, postgres, show};
+
+/// The setting a fence turns on.
+const READ_ONLY: &str = "default_transaction_read_only";
 use crate::failover::state::FENCE_COMMAND_TIMEOUT;
 use crate::monitor::{MonitorSettings, NodeTarget};
 
@@ -44,11 +47,7 @@ pub(crate) async fn make_read_only(
 ) -> Result<i64, HealthError> {
     let timeout = settings.query_timeout;
     let client = connect(target, settings).await?;
-    // Separate statements: ALTER SYSTEM refuses a transaction block.
-    let alter = client.batch_execute("ALTER SYSTEM SET default_transaction_read_only = on");
-    bounded(target, timeout, alter).await?;
-    let reload = client.batch_execute("SELECT pg_reload_conf()");
-    bounded(target, timeout, reload).await?;
+    alter_system(&client, target, timeout, (READ_ONLY, "on")).await?;
     wait_until_read_only(target, settings).await?;
     let row = bounded(target, timeout, client.query_one(TERMINATE_CLIENTS, &[])).await?;
     row.try_get(0).map_err(|e| postgres(target, e))
@@ -64,9 +63,7 @@ async fn wait_until_read_only(
     let started = Instant::now();
     loop {
         let client = connect(target, settings).await?;
-        let show = client.query_one("SHOW default_transaction_read_only", &[]);
-        let row = bounded(target, settings.query_timeout, show).await?;
-        let value: String = row.try_get(0).map_err(|e| postgres(target, e))?;
+        let value = show(&client, target, settings.query_timeout, READ_ONLY).await?;
         if value == "on" {
             return Ok(());
         }

@@ -6,7 +6,7 @@
 use tokio_postgres::error::SqlState;
 
 use crate::error::HealthError;
-use crate::failover::connection::{bounded, connect, postgres};
+use crate::failover::connection::{alter_system, bounded, connect, show};
 use crate::monitor::{MonitorSettings, NodeTarget};
 use crate::topology::{NodeRole, Topology};
 
@@ -54,29 +54,13 @@ pub(crate) async fn repoint(
 ) -> Result<Option<String>, HealthError> {
     let timeout = settings.query_timeout;
     let client = connect(replica, settings).await?;
-    let row = bounded(
-        replica,
-        timeout,
-        client.query_one("SHOW primary_slot_name", &[]),
-    )
-    .await?;
-    let slot: String = row.try_get(0).map_err(|e| postgres(replica, e))?;
+    let slot = show(&client, replica, timeout, "primary_slot_name").await?;
     let slot = (!slot.is_empty()).then_some(slot);
     if let Some(slot) = &slot {
         ensure_slot(primary, settings, slot).await?;
     }
-    let sql = format!(
-        "ALTER SYSTEM SET primary_conninfo = {}",
-        sql_literal(&conninfo(template, &replica.name, primary))
-    );
-    // Separate statements: ALTER SYSTEM refuses a transaction block.
-    bounded(replica, timeout, client.batch_execute(&sql)).await?;
-    bounded(
-        replica,
-        timeout,
-        client.batch_execute("SELECT pg_reload_conf()"),
-    )
-    .await?;
+    let value = sql_literal(&conninfo(template, &replica.name, primary));
+    alter_system(&client, replica, timeout, ("primary_conninfo", &value)).await?;
     Ok(slot)
 }
 

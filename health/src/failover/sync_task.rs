@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::cell::TopologyCell;
 use crate::error::HealthError;
 use crate::failover::FailoverSettings;
-use crate::failover::connection::{bounded, connect, postgres};
+use crate::failover::connection::{alter_system, connect, show};
 use crate::failover::repoint::sql_literal;
 use crate::failover::state::FailoverState;
 use crate::failover::synchronous::{
@@ -187,6 +187,9 @@ pub(crate) async fn prepare_promotion(
 
 /// Makes `synchronous_standby_names` on `target` be `value`. Returns
 /// whether it changed it. `ALTER SYSTEM` works on a standby too.
+/// The setting pgrelay keeps on the primary.
+const SETTING: &str = "synchronous_standby_names";
+
 async fn apply(
     target: &NodeTarget,
     settings: &MonitorSettings,
@@ -194,28 +197,11 @@ async fn apply(
 ) -> Result<bool, HealthError> {
     let timeout = settings.query_timeout;
     let client = connect(target, settings).await?;
-    let row = bounded(
-        target,
-        timeout,
-        client.query_one("SHOW synchronous_standby_names", &[]),
-    )
-    .await?;
-    let current: String = row.try_get(0).map_err(|e| postgres(target, e))?;
+    let current = show(&client, target, timeout, SETTING).await?;
     if current == value {
         return Ok(false);
     }
-    let sql = format!(
-        "ALTER SYSTEM SET synchronous_standby_names = {}",
-        sql_literal(value)
-    );
-    // Separate statements: ALTER SYSTEM refuses a transaction block.
-    bounded(target, timeout, client.batch_execute(&sql)).await?;
-    bounded(
-        target,
-        timeout,
-        client.batch_execute("SELECT pg_reload_conf()"),
-    )
-    .await?;
+    alter_system(&client, target, timeout, (SETTING, &sql_literal(value))).await?;
     Ok(true)
 }
 
