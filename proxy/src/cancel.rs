@@ -31,10 +31,14 @@ pub struct CancelTarget {
     pub key: BackendKey,
 }
 
+/// Where a session's queries run now; the session changes it on every
+/// lease and release, without the registry's lock and look-up.
+type SharedTarget = Arc<Mutex<Option<CancelTarget>>>;
+
 #[derive(Debug)]
 struct Entry {
     secret: i32,
-    target: Option<CancelTarget>,
+    target: SharedTarget,
 }
 
 #[derive(Debug)]
@@ -61,14 +65,18 @@ pub struct CancelKey {
     registry: Arc<CancelRegistry>,
     pub pid: i32,
     pub secret: i32,
+    target: SharedTarget,
 }
 
 impl CancelKey {
     pub fn set_target(&self, target: Option<CancelTarget>) {
-        if let Some(entry) = self.registry.lock().get_mut(&self.pid) {
-            entry.target = target;
-        }
+        *lock_target(&self.target) = target;
     }
+}
+
+fn lock_target(target: &SharedTarget) -> std::sync::MutexGuard<'_, Option<CancelTarget>> {
+    // A plain value: consistent whatever panicked while it was held.
+    target.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for CancelKey {
@@ -100,17 +108,19 @@ impl CancelRegistry {
                 break pid;
             }
         };
+        let target = SharedTarget::default();
         sessions.insert(
             pid,
             Entry {
                 secret,
-                target: None,
+                target: Arc::clone(&target),
             },
         );
         CancelKey {
             registry: Arc::clone(self),
             pid,
             secret,
+            target,
         }
     }
 
@@ -120,7 +130,7 @@ impl CancelRegistry {
         let target = {
             let sessions = self.lock();
             match sessions.get(&pid) {
-                Some(entry) if entry.secret == secret => entry.target.clone(),
+                Some(entry) if entry.secret == secret => lock_target(&entry.target).clone(),
                 _ => None,
             }
         };

@@ -19,7 +19,9 @@ struct Entry<T> {
 
 #[derive(Debug)]
 pub struct IdleSet<K, T> {
-    by_key: HashMap<K, Vec<Entry<T>>>,
+    /// Looked up on every lease and release; the keys a pool uses carry
+    /// keyed hashes of their own, so a fast seeded hasher is enough.
+    by_key: HashMap<K, Vec<Entry<T>>, foldhash::fast::RandomState>,
     max_per_node: usize,
     max_age: Duration,
 }
@@ -27,7 +29,7 @@ pub struct IdleSet<K, T> {
 impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
     pub fn new(max_per_node: usize, max_age: Duration) -> IdleSet<K, T> {
         IdleSet {
-            by_key: HashMap::new(),
+            by_key: HashMap::default(),
             max_per_node,
             max_age,
         }
@@ -41,9 +43,23 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
         usable: impl Fn(&T) -> bool,
         rank: impl Fn(&T) -> u8,
     ) -> Option<T> {
+        self.take_best_ranked(key, usable, rank, u8::MAX)
+    }
+
+    /// [`take_best`](Self::take_best), if the best ranks `at_most`.
+    pub fn take_best_ranked(
+        &mut self,
+        key: &K,
+        usable: impl Fn(&T) -> bool,
+        rank: impl Fn(&T) -> u8,
+        at_most: u8,
+    ) -> Option<T> {
         let list = self.by_key.get_mut(key)?;
         list.retain(|e| usable(&e.item));
         let best = (0..list.len()).rev().min_by_key(|&i| rank(&list[i].item))?;
+        if rank(&list[best].item) > at_most {
+            return None;
+        }
         Some(list.remove(best).item)
     }
 
@@ -120,19 +136,6 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
         self.by_key.retain(|key, _| keep(key));
     }
 
-    /// Items parked for `key`.
-    pub fn count_of(&self, key: &K) -> usize {
-        self.by_key.get(key).map_or(0, Vec::len)
-    }
-
-    /// Items parked per key.
-    pub fn counts(&self) -> HashMap<K, usize> {
-        self.by_key
-            .iter()
-            .map(|(k, list)| (k.clone(), list.len()))
-            .collect()
-    }
-
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_key.values().map(Vec::len).sum()
@@ -204,6 +207,22 @@ mod tests {
         );
         assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0), None);
         assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn an_item_ranked_worse_than_asked_stays() {
+        let now = Instant::now();
+        let mut set = IdleSet::new(10, Duration::from_secs(60));
+        set.put(Key(0, "a"), 5, now);
+        assert_eq!(
+            set.take_best_ranked(&Key(0, "a"), |_| true, |&i| i, 1),
+            None
+        );
+        assert_eq!(set.len(), 1);
+        assert_eq!(
+            set.take_best_ranked(&Key(0, "a"), |_| true, |&i| i, 5),
+            Some(5)
+        );
     }
 
     #[test]

@@ -28,20 +28,6 @@ impl NodeLoad {
         self.idle.get(node).map_or(0, |n| n.load(Ordering::Relaxed))
     }
 
-    /// One worker's pool went from `before` to `after` idle connections
-    /// on `node`.
-    pub fn idle_changed(&self, node: usize, before: usize, after: usize) {
-        let Some(n) = self.idle.get(node) else {
-            return;
-        };
-        let delta = |d: usize| u32::try_from(d).unwrap_or(u32::MAX);
-        if after > before {
-            n.fetch_add(delta(after - before), Ordering::Relaxed);
-        } else if before > after {
-            n.fetch_sub(delta(before - after), Ordering::Relaxed);
-        }
-    }
-
     /// Connections leased on `node` now.
     pub fn leased(&self, node: usize) -> u32 {
         self.leased
@@ -50,27 +36,54 @@ impl NodeLoad {
     }
 
     /// Counts one more connection on `node` until the guard is dropped.
-    pub fn lease(self: &Arc<NodeLoad>, node: usize) -> LoadGuard {
-        if let Some(n) = self.leased.get(node) {
-            n.fetch_add(1, Ordering::Relaxed);
-        }
-        LoadGuard {
-            load: Arc::clone(self),
-            node,
+    pub fn lease(self: &Arc<NodeLoad>, node: usize) -> NodeCount {
+        NodeCount::new(self, node, Counter::Leased)
+    }
+
+    /// Counts one more idle connection on `node` until the guard is
+    /// dropped: a connection parked in a worker's pool holds one.
+    pub fn park(self: &Arc<NodeLoad>, node: usize) -> NodeCount {
+        NodeCount::new(self, node, Counter::Idle)
+    }
+
+    fn counter(&self, counter: Counter, node: usize) -> Option<&AtomicU32> {
+        match counter {
+            Counter::Leased => self.leased.get(node),
+            Counter::Idle => self.idle.get(node),
         }
     }
 }
 
-/// One leased connection, counted while it lives.
-#[derive(Debug)]
-pub struct LoadGuard {
-    load: Arc<NodeLoad>,
-    node: usize,
+#[derive(Debug, Clone, Copy)]
+enum Counter {
+    Leased,
+    Idle,
 }
 
-impl Drop for LoadGuard {
+/// One connection counted (leased, or idle) on its node while it lives.
+#[derive(Debug)]
+pub struct NodeCount {
+    load: Arc<NodeLoad>,
+    node: usize,
+    counter: Counter,
+}
+
+impl NodeCount {
+    fn new(load: &Arc<NodeLoad>, node: usize, counter: Counter) -> NodeCount {
+        if let Some(n) = load.counter(counter, node) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        NodeCount {
+            load: Arc::clone(load),
+            node,
+            counter,
+        }
+    }
+}
+
+impl Drop for NodeCount {
     fn drop(&mut self) {
-        if let Some(n) = self.load.leased.get(self.node) {
+        if let Some(n) = self.load.counter(self.counter, self.node) {
             n.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -92,5 +105,14 @@ mod tests {
         assert_eq!(load.leased(1), 0);
         let _ignored = load.lease(7);
         assert_eq!(load.leased(7), 0);
+    }
+
+    #[test]
+    fn a_parked_connection_counts_idle_while_it_is_parked() {
+        let load = NodeLoad::new(2);
+        let parked = load.park(0);
+        assert_eq!((load.idle(0), load.idle(1)), (1, 0));
+        drop(parked);
+        assert_eq!(load.idle(0), 0);
     }
 }

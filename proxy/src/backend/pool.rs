@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -17,7 +18,7 @@ use tokio::sync::oneshot;
 use super::connect::{BackendConn, LeftBy};
 use super::idle::{IdleSet, OnNode};
 use super::limits::{Permit, PoolId, PoolLimits};
-use super::load::{LoadGuard, NodeLoad};
+use super::load::{NodeCount, NodeLoad};
 use super::reset::reset;
 use crate::config::PoolConfig;
 
@@ -124,12 +125,57 @@ impl Lifetimes {
     }
 }
 
+/// A connection parked in a worker's idle set, counted idle on its node
+/// and in its pool for as long as it is parked: however it leaves the set
+/// (taken, expired, shed, closed), the counts follow without a look-up.
+#[derive(Debug)]
+struct Parked {
+    conn: Box<BackendConn>,
+    _on_node: NodeCount,
+    _in_pool: Option<PoolIdle>,
+}
+
+impl Parked {
+    fn new(conn: Box<BackendConn>, load: &Arc<NodeLoad>) -> Parked {
+        let in_pool = conn.permit.as_ref().map(|p| PoolIdle::new(p.idle_count()));
+        Parked {
+            _on_node: load.park(conn.node),
+            _in_pool: in_pool,
+            conn,
+        }
+    }
+
+    fn into_conn(self) -> Box<BackendConn> {
+        self.conn
+    }
+}
+
+/// One idle connection in its pool's count (`SHOW POOLS`), while it lives.
+#[derive(Debug)]
+struct PoolIdle(Arc<AtomicUsize>);
+
+impl PoolIdle {
+    fn new(count: &Arc<AtomicUsize>) -> PoolIdle {
+        count.fetch_add(1, Ordering::Relaxed);
+        PoolIdle(Arc::clone(count))
+    }
+}
+
+impl Drop for PoolIdle {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+type Waiters =
+    HashMap<PoolKey, VecDeque<oneshot::Sender<Box<BackendConn>>>, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 pub struct Pool {
-    idle: RefCell<IdleSet<PoolKey, BackendConn>>,
+    idle: RefCell<IdleSet<PoolKey, Parked>>,
     /// Sessions of this worker waiting for a connection of a key, first
     /// come first served: a released connection goes straight to them.
-    waiters: RefCell<HashMap<PoolKey, VecDeque<oneshot::Sender<BackendConn>>>>,
+    waiters: RefCell<Waiters>,
     load: Arc<NodeLoad>,
     limits: Arc<PoolLimits>,
     lifetimes: Lifetimes,
@@ -157,8 +203,11 @@ pub struct Preference {
 }
 
 impl Preference {
+    /// The ranks of connections that need no reset.
+    const READY: u8 = 1;
+
     fn rank(self, conn: &BackendConn) -> u8 {
-        if Some(conn.id) == self.conn {
+        if self.finds_its_state_on(conn) {
             return 0;
         }
         match conn.left_by {
@@ -212,7 +261,7 @@ impl Pool {
     pub fn new(load: Arc<NodeLoad>, limits: Arc<PoolLimits>, lifetimes: Lifetimes) -> Rc<Pool> {
         Rc::new(Pool {
             idle: RefCell::new(IdleSet::new(usize::MAX, lifetimes.idle_timeout)),
-            waiters: RefCell::new(HashMap::new()),
+            waiters: RefCell::new(HashMap::default()),
             load,
             limits,
             lifetimes,
@@ -272,17 +321,22 @@ impl Pool {
     /// The idle connection for `key` that `preference` ranks first and is
     /// still open, if there is one.
     pub fn take(self: &Rc<Pool>, key: &PoolKey, preference: Preference) -> Option<Lease> {
-        let rank = |conn: &BackendConn| preference.rank(conn);
-        let mut idle = self.idle.borrow_mut();
-        let before = idle.count_of(key);
-        let conn = idle.take_best(key, BackendConn::is_open, rank);
-        // Connections found closed on the way are gone too.
-        let gone = before - idle.count_of(key);
-        drop(idle);
-        for _ in 0..gone {
-            self.counted_one(key, false);
-        }
-        Some(self.lease_new(key.clone(), conn?))
+        let rank = |p: &Parked| preference.rank(&p.conn);
+        let open = |p: &Parked| p.conn.is_open();
+        let parked = self.idle.borrow_mut().take_best(key, open, rank)?;
+        Some(self.lease_new(key.clone(), parked.into_conn()))
+    }
+
+    /// Like [`take`](Self::take), but only a connection that serves as it
+    /// is: the one holding the session's state, or a clean one.
+    pub fn take_ready(self: &Rc<Pool>, key: &PoolKey, preference: Preference) -> Option<Lease> {
+        let rank = |p: &Parked| preference.rank(&p.conn);
+        let open = |p: &Parked| p.conn.is_open();
+        let parked = self
+            .idle
+            .borrow_mut()
+            .take_best_ranked(key, open, rank, Preference::READY)?;
+        Some(self.lease_new(key.clone(), parked.into_conn()))
     }
 
     /// Whether a client waits for a connection like `key`'s: one handed
@@ -295,8 +349,10 @@ impl Pool {
             || (self.limits.anyone_waiting() && self.limits.is_wanted(&key.id()))
     }
 
-    /// Wraps a backend connection in a lease.
-    pub fn lease_new(self: &Rc<Pool>, key: PoolKey, conn: BackendConn) -> Lease {
+    /// Wraps a backend connection in a lease. The connection is boxed: a
+    /// lease moves several times per transaction (into the session, back
+    /// into the pool), and the connection is large.
+    pub fn lease_new(self: &Rc<Pool>, key: PoolKey, conn: Box<BackendConn>) -> Lease {
         Lease {
             _counted: self.load.lease(key.node),
             conn,
@@ -309,12 +365,15 @@ impl Pool {
     /// waits for one like it, else to the idle set, unless a client waits
     /// for the room it takes (then it is closed) or it is past its
     /// lifetime.
-    fn put(&self, key: PoolKey, conn: BackendConn) {
+    fn put(&self, key: PoolKey, conn: Box<BackendConn>) {
         if conn.opened.elapsed() >= self.lifetimes.lifetime {
             return;
         }
         let mut conn = conn;
-        if let Some(queue) = self.waiters.borrow_mut().get_mut(&key) {
+        let mut waiters = self.waiters.borrow_mut();
+        if !waiters.is_empty()
+            && let Some(queue) = waiters.get_mut(&key)
+        {
             while let Some(waiter) = queue.pop_front() {
                 match waiter.send(conn) {
                     Ok(()) => return,
@@ -322,6 +381,7 @@ impl Pool {
                 }
             }
         }
+        drop(waiters);
         if self.limits.anyone_waiting() && self.limits.is_wanted(&key.id()) {
             retire(conn);
             return;
@@ -329,8 +389,8 @@ impl Pool {
         if !self.doomed.borrow().is_empty() && self.is_doomed(&key) {
             return;
         }
-        self.counted_one(&key, true);
-        self.idle.borrow_mut().put(key, conn, Instant::now());
+        let parked = Parked::new(conn, &self.load);
+        self.idle.borrow_mut().put(key, parked, Instant::now());
     }
 
     fn forget_closed_waiters(&self, key: &PoolKey) {
@@ -349,19 +409,19 @@ impl Pool {
         let Lifetimes {
             lifetime, min_idle, ..
         } = self.lifetimes;
-        self.counted(|idle| {
-            idle.expire(Instant::now(), min_idle);
-            idle.retain(|conn| conn.opened.elapsed() < lifetime);
-        });
+        let mut idle = self.idle.borrow_mut();
+        idle.expire(Instant::now(), min_idle);
+        idle.retain(|p| p.conn.opened.elapsed() < lifetime);
     }
 
     /// Session `session` ended: the connections it left its state on are
     /// reset now (in the background), not when someone next takes them.
     pub fn reset_left_by(self: &Rc<Pool>, session: u64) {
         let left = LeftBy::Session(session);
-        let taken = self.counted(|idle| idle.take_all(|conn| conn.left_by == left));
-        for (key, conn) in taken {
-            self.lease_new(key, conn).release(Reuse::Reset);
+        let taken = self.idle.borrow_mut().take_all(|p| p.conn.left_by == left);
+        for (key, parked) in taken {
+            self.lease_new(key, parked.into_conn())
+                .release(Reuse::Reset);
         }
     }
 
@@ -371,9 +431,12 @@ impl Pool {
             return;
         }
         let limits = &self.limits;
-        let wanted = self.counted(|idle| idle.take_all_of(|key| limits.is_wanted(&key.id())));
-        for conn in wanted {
-            retire(conn);
+        let wanted = self
+            .idle
+            .borrow_mut()
+            .take_all_of(|key| limits.is_wanted(&key.id()));
+        for parked in wanted {
+            retire(parked.into_conn());
         }
     }
 
@@ -383,7 +446,9 @@ impl Pool {
         self.doomed
             .borrow_mut()
             .push((database.to_owned(), Instant::now()));
-        self.counted(|idle| idle.retain_keys(|key| &*key.login.database != database));
+        self.idle
+            .borrow_mut()
+            .retain_keys(|key| &*key.login.database != database);
     }
 
     fn is_doomed(&self, key: &PoolKey) -> bool {
@@ -397,43 +462,18 @@ impl Pool {
     /// crashed, failing over) are as good as lost, even if their backends
     /// have not noticed yet.
     pub fn discard_node(&self, node: usize) {
-        self.counted(|idle| idle.clear_node(node));
+        self.idle.borrow_mut().clear_node(node);
     }
 
     /// Closes every idle connection (shutdown).
     pub fn clear(&self) {
-        self.counted(IdleSet::clear);
-    }
-
-    /// Tells the shared counts that `key` has one idle connection more
-    /// (`parked`) or one less.
-    fn counted_one(&self, key: &PoolKey, parked: bool) {
-        let (before, after) = if parked { (0, 1) } else { (1, 0) };
-        self.load.idle_changed(key.node, before, after);
-        self.limits.idle_changed(&key.id(), before, after);
-    }
-
-    /// Runs `change`, which may touch any idle connections (expiry,
-    /// shedding, shutdown), and tells the shared counts what it changed.
-    fn counted<R>(&self, change: impl FnOnce(&mut IdleSet<PoolKey, BackendConn>) -> R) -> R {
-        let mut idle = self.idle.borrow_mut();
-        let before = idle.counts();
-        let result = change(&mut idle);
-        let after = idle.counts();
-        for (key, was) in &before {
-            let now = after.get(key).copied().unwrap_or(0);
-            if *was != now {
-                self.load.idle_changed(key.node, *was, now);
-                self.limits.idle_changed(&key.id(), *was, now);
-            }
-        }
-        result
+        self.idle.borrow_mut().clear();
     }
 }
 
 /// Closes `conn` in a task of its own; its permit goes back once the
 /// server has ended the session.
-fn retire(conn: BackendConn) {
+fn retire(conn: Box<BackendConn>) {
     tokio::task::spawn_local(conn.retire());
 }
 
@@ -441,8 +481,8 @@ fn retire(conn: BackendConn) {
 #[derive(Debug)]
 pub struct Lease {
     /// Counts the connection on its node while the lease lives.
-    _counted: LoadGuard,
-    conn: BackendConn,
+    _counted: NodeCount,
+    conn: Box<BackendConn>,
     key: PoolKey,
     pool: Rc<Pool>,
 }

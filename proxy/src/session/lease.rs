@@ -40,14 +40,29 @@ pub async fn lease_node(
     Ok(lease_node_for(ctx, node, login, None).await?.0)
 }
 
-/// A connection to `node`, preferring connection `want` if the session
-/// left its state there and nobody used it since.
-pub async fn lease_node_for(
+/// A pooled connection to `node` that serves as it is: connection `want`
+/// if the session left its state there and nobody used it since, else a
+/// clean one. This is the common case of every transaction, so it has no
+/// future (and no boxed one) to pay for; [`lease_node_for`] does the rest.
+pub fn lease_ready(
     ctx: &SessionContext,
     node: usize,
     login: &LoginAs<'_>,
     want: Option<u64>,
-) -> Result<(Lease, StateOnIt), ProxyError> {
+) -> Option<(Lease, StateOnIt)> {
+    let (key, preference) = wanted(node, login, want);
+    let mut lease = ctx.pool.take_ready(&key, preference)?;
+    let conn = lease.conn_mut();
+    if preference.finds_its_state_on(conn) {
+        conn.left_by = LeftBy::Nobody;
+        return Some((lease, StateOnIt::Kept));
+    }
+    Some((lease, StateOnIt::Fresh))
+}
+
+/// The pool `node`'s connections for `login` are in, and which of them
+/// the session would rather have.
+fn wanted(node: usize, login: &LoginAs<'_>, want: Option<u64>) -> (PoolKey, Preference) {
     let key = PoolKey {
         node,
         login: Arc::clone(login.key),
@@ -56,6 +71,18 @@ pub async fn lease_node_for(
         session: login.session,
         conn: want,
     };
+    (key, preference)
+}
+
+/// A connection to `node`, preferring connection `want` if the session
+/// left its state there and nobody used it since.
+pub async fn lease_node_for(
+    ctx: &SessionContext,
+    node: usize,
+    login: &LoginAs<'_>,
+    want: Option<u64>,
+) -> Result<(Lease, StateOnIt), ProxyError> {
+    let (key, preference) = wanted(node, login, want);
     for _ in 0..MAX_ATTEMPTS {
         let mut lease = match acquire(ctx, &key, preference).await? {
             Acquired::Pooled(lease) => *lease,
@@ -138,7 +165,7 @@ async fn open(
     };
     let mut conn = connect(address, request, config.listen.login_timeout).await?;
     conn.permit = Some(permit);
-    Ok(ctx.pool.lease_new(key, conn))
+    Ok(ctx.pool.lease_new(key, Box::new(conn)))
 }
 
 fn node_name(ctx: &SessionContext, node: usize) -> String {

@@ -312,7 +312,9 @@ impl Registry {
             .get_mut(node)
             .map(std::mem::take)
             .unwrap_or_default();
-        held.remove(&b""[..]);
+        if !held.is_empty() {
+            held.remove(&b""[..]);
+        }
         if let Some((parsed, since)) = self.attached.get_mut(node) {
             if *since != errors {
                 for name in parsed.drain() {

@@ -13,7 +13,7 @@ use crate::wire::tag;
 
 use super::SessionContext;
 use super::forward::ForwardEnd;
-use super::lease::{StateOnIt, lease_node_for};
+use super::lease::{StateOnIt, lease_node_for, lease_ready};
 use super::leases::Leases;
 use super::login::lease_primary;
 use super::steer::RouteState;
@@ -96,9 +96,13 @@ pub async fn resume(
         route.trace_note().arrived();
     }
     let asked = tracing.then(std::time::Instant::now);
-    // Boxed: leasing may log in or reset a connection, whose futures
-    // would otherwise make every idle session's own as large.
-    let leased = Box::pin(lease_node_for(ctx, node, login, route.state_conn(node))).await;
+    let want = route.state_conn(node);
+    let leased = match lease_ready(ctx, node, login, want) {
+        Some(ready) => Ok(ready),
+        // Boxed: leasing may log in or reset a connection, whose futures
+        // would otherwise make every idle session's own as large.
+        None => Box::pin(lease_node_for(ctx, node, login, want)).await,
+    };
     if let Some(asked) = asked {
         route.trace_note().waited_for_pool(asked.elapsed());
     }
