@@ -36,7 +36,8 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
     }
 
     /// The usable item for `key` that `rank` puts first (lowest), the most
-    /// recently parked among equals; rejected items are dropped on the way.
+    /// recently parked among equals; unusable candidates are dropped on the
+    /// way (others stay until they are candidates or expire).
     pub fn take_best(
         &mut self,
         key: &K,
@@ -55,12 +56,18 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
         at_most: u8,
     ) -> Option<T> {
         let list = self.by_key.get_mut(key)?;
-        list.retain(|e| usable(&e.item));
-        let best = (0..list.len()).rev().min_by_key(|&i| rank(&list[i].item))?;
-        if rank(&list[best].item) > at_most {
-            return None;
+        // Only the candidate is checked: checking every item (a socket
+        // poll each) cost more than the rest of a lease.
+        loop {
+            let best = (0..list.len()).rev().min_by_key(|&i| rank(&list[i].item))?;
+            if rank(&list[best].item) > at_most {
+                return None;
+            }
+            let entry = list.remove(best);
+            if usable(&entry.item) {
+                return Some(entry.item);
+            }
         }
-        Some(list.remove(best).item)
     }
 
     /// Parks an item; if its node already has `max_per_node` idle ones, the

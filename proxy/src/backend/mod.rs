@@ -6,6 +6,7 @@ mod idle;
 mod limits;
 mod load;
 mod login;
+mod logins;
 mod pool;
 mod reset;
 mod statements;

@@ -19,6 +19,7 @@ use super::connect::{BackendConn, LeftBy};
 use super::idle::{IdleSet, OnNode};
 use super::limits::{Permit, PoolId, PoolLimits};
 use super::load::{NodeCount, NodeLoad};
+use super::logins::Logins;
 use super::reset::reset;
 use crate::config::PoolConfig;
 
@@ -40,7 +41,7 @@ pub struct LoginKey {
 }
 
 impl LoginKey {
-    pub fn new(params: Vec<(String, String)>) -> Arc<LoginKey> {
+    pub fn new(params: Vec<(String, String)>) -> LoginKey {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         let param = |name: &str| {
             params
@@ -56,17 +57,21 @@ impl LoginKey {
         };
         let params_hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&params);
         let login_hash = super::limits::login_hash(&user, &database);
-        Arc::new(LoginKey {
+        LoginKey {
             user,
             database,
             params,
             params_hash,
             login_hash,
-        })
+        }
     }
 
     pub fn params(&self) -> &[(String, String)] {
         &self.params
+    }
+
+    pub fn params_hash(&self) -> u64 {
+        self.params_hash
     }
 }
 
@@ -179,6 +184,8 @@ pub struct Pool {
     load: Arc<NodeLoad>,
     limits: Arc<PoolLimits>,
     lifetimes: Lifetimes,
+    /// The login keys of this worker's sessions, one per parameter set.
+    logins: RefCell<Logins>,
     /// Databases being dropped or renamed, and since when: connections to
     /// them that come back (from a reset under way, a session ending) are
     /// closed rather than pooled for a while.
@@ -252,6 +259,12 @@ pub enum Acquired {
 pub struct WaitedTooLong(pub Duration);
 
 impl Pool {
+    /// The key a session with startup parameters `params` leases
+    /// connections by: shared with the sessions that logged in alike.
+    pub fn login_key(&self, params: Vec<(String, String)>) -> Arc<LoginKey> {
+        self.logins.borrow_mut().intern(LoginKey::new(params))
+    }
+
     /// The hasher sessions name their statements' content with, the same
     /// for every session of the worker (they share its connections).
     pub fn statement_keys(&self) -> std::collections::hash_map::RandomState {
@@ -265,6 +278,7 @@ impl Pool {
             load,
             limits,
             lifetimes,
+            logins: RefCell::default(),
             doomed: RefCell::new(Vec::new()),
             statement_keys: std::collections::hash_map::RandomState::new(),
         })
@@ -412,6 +426,7 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         idle.expire(Instant::now(), min_idle);
         idle.retain(|p| p.conn.opened.elapsed() < lifetime);
+        self.logins.borrow_mut().prune();
     }
 
     /// Session `session` ended: the connections it left its state on are

@@ -58,6 +58,11 @@ pub struct Login {
     pub settings: Vec<pgrelay_router::PgrelayCommand>,
 }
 
+/// What the replies of a login usually take: AuthenticationOk (or a SCRAM
+/// exchange), about 14 ParameterStatus messages, BackendKeyData and
+/// ReadyForQuery.
+const LOGIN_REPLY_BYTES: usize = 1024;
+
 /// Logs in a client whose first packet was `first`: `Ok(None)` when it
 /// was a CancelRequest (dealt with). `inbuf`: what it sent after that
 /// packet; `deadline`: when `listen.login_timeout` runs out; `session`:
@@ -87,7 +92,9 @@ pub async fn login(
     span.record("user", identity.user.as_str());
     span.record("database", identity.database.as_str());
 
-    let mut out = BytesMut::new();
+    // Room for the authentication exchange and the dozen ParameterStatus
+    // messages that follow, so the buffer is allocated once.
+    let mut out = BytesMut::with_capacity(LOGIN_REPLY_BYTES);
     negotiate_protocol(&params, &mut out);
     let exchange = Exchange {
         client: &mut *client,
@@ -107,7 +114,7 @@ pub async fn login(
     let credential = prove(ctx, &identity.user, exchange).await?;
     let settings = startup_settings(ctx, &params)?;
 
-    let key = LoginKey::new(identity.node_startup(&params));
+    let key = ctx.pool.login_key(identity.node_startup(&params));
     let login_as = LoginAs {
         session,
         key: &key,

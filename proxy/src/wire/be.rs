@@ -18,8 +18,15 @@ fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
 
 fn cstr(buf: &mut BytesMut, s: &str) {
     // A NUL inside would end the string early on the client; PostgreSQL's
-    // own strings never contain one, and ours must not either.
-    buf.extend(s.bytes().filter(|&b| b != 0));
+    // own strings never contain one, and ours must not either. Copied
+    // whole when there is none: byte by byte, every login's dozen
+    // ParameterStatus messages grew the buffer a byte at a time.
+    let bytes = s.as_bytes();
+    if bytes.contains(&0) {
+        buf.extend(bytes.iter().filter(|&&b| b != 0));
+    } else {
+        buf.extend_from_slice(bytes);
+    }
     buf.put_u8(0);
 }
 
