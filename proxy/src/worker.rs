@@ -161,7 +161,10 @@ impl Accepting {
                             peer,
                             sweep: Rc::clone(&self.sweep),
                         };
-                        sessions.spawn_local(session::run(stream, ctx));
+                        // Boxed: the task moves what it runs several times
+                        // (spawn, each stage change, the output read); a
+                        // session's future is large, a box is a pointer.
+                        sessions.spawn_local(Box::pin(session::run(stream, ctx)));
                     }
                     Err(e) => {
                         error!(error = %e, "accept failed");

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use super::pool::LoginKey;
+use super::pool::{LoginKey, hash_params};
 
 #[derive(Debug, Default)]
 pub struct Logins {
@@ -18,18 +18,24 @@ pub struct Logins {
 }
 
 impl Logins {
-    /// The live key with `key`'s parameters, or `key` itself from now on.
-    pub fn intern(&mut self, key: LoginKey) -> Arc<LoginKey> {
-        let bucket = self.by_hash.entry(key.params_hash()).or_default();
+    /// The live key with these parameters, or a new one from now on.
+    /// Nothing is copied when the key exists: a login would otherwise
+    /// allocate each name and value only to find them here.
+    pub fn intern<N: AsRef<str>, V: AsRef<str>>(&mut self, params: &[(N, V)]) -> Arc<LoginKey> {
+        let bucket = self.by_hash.entry(hash_params(params)).or_default();
         bucket.retain(|k| k.strong_count() > 0);
         let same = bucket
             .iter()
             .filter_map(Weak::upgrade)
-            .find(|k| k.params() == key.params());
+            .find(|k| k.has_params(params));
         if let Some(same) = same {
             return same;
         }
-        let key = Arc::new(key);
+        let owned = params
+            .iter()
+            .map(|(n, v)| (n.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect();
+        let key = Arc::new(LoginKey::new(owned));
         bucket.push(Arc::downgrade(&key));
         key
     }
@@ -62,15 +68,16 @@ mod tests {
     #[test]
     fn alike_logins_share_one_key_until_nobody_holds_it() {
         let mut logins = Logins::default();
-        let a = logins.intern(LoginKey::new(params("app", "x")));
-        let b = logins.intern(LoginKey::new(params("app", "x")));
-        let c = logins.intern(LoginKey::new(params("app", "y")));
+        let a = logins.intern(&params("app", "x"));
+        let b = logins.intern(&params("app", "x"));
+        let c = logins.intern(&params("app", "y"));
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
         drop((a, b));
         logins.prune();
         assert_eq!(logins.len(), 1, "only y's key is held");
-        let again = logins.intern(LoginKey::new(params("app", "x")));
+        let again = logins.intern(&params("app", "x"));
         assert_eq!(again.params(), &params("app", "x")[..]);
+        assert_eq!(again.params_hash(), hash_params(&params("app", "x")));
     }
 }

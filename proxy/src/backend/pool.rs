@@ -42,7 +42,6 @@ pub struct LoginKey {
 
 impl LoginKey {
     pub fn new(params: Vec<(String, String)>) -> LoginKey {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         let param = |name: &str| {
             params
                 .iter()
@@ -55,7 +54,7 @@ impl LoginKey {
             "" => Arc::clone(&user),
             db => db.into(),
         };
-        let params_hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&params);
+        let params_hash = hash_params(&params);
         let login_hash = super::limits::login_hash(&user, &database);
         LoginKey {
             user,
@@ -73,6 +72,31 @@ impl LoginKey {
     pub fn params_hash(&self) -> u64 {
         self.params_hash
     }
+
+    /// Whether these are the key's parameters, in its order.
+    pub fn has_params<N: AsRef<str>, V: AsRef<str>>(&self, params: &[(N, V)]) -> bool {
+        self.params.len() == params.len()
+            && self
+                .params
+                .iter()
+                .zip(params)
+                .all(|((a, b), (n, v))| a == n.as_ref() && b == v.as_ref())
+    }
+}
+
+/// The hash a [`LoginKey`] is found by, of owned or borrowed parameters
+/// alike (so a login looks its key up before it copies anything).
+pub fn hash_params<N: AsRef<str>, V: AsRef<str>>(params: &[(N, V)]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hasher};
+    let mut h = BuildHasherDefault::<DefaultHasher>::default().build_hasher();
+    h.write_usize(params.len());
+    for (name, value) in params {
+        h.write(name.as_ref().as_bytes());
+        h.write_u8(0xff);
+        h.write(value.as_ref().as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
 }
 
 impl PartialEq for LoginKey {
@@ -261,8 +285,8 @@ pub struct WaitedTooLong(pub Duration);
 impl Pool {
     /// The key a session with startup parameters `params` leases
     /// connections by: shared with the sessions that logged in alike.
-    pub fn login_key(&self, params: Vec<(String, String)>) -> Arc<LoginKey> {
-        self.logins.borrow_mut().intern(LoginKey::new(params))
+    pub fn login_key<N: AsRef<str>, V: AsRef<str>>(&self, params: &[(N, V)]) -> Arc<LoginKey> {
+        self.logins.borrow_mut().intern(params)
     }
 
     /// The hasher sessions name their statements' content with, the same

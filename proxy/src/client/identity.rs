@@ -1,6 +1,9 @@
 //! Who a client is on the nodes: decided once, at login, from what it
 //! authenticated as, never from what else its startup packet says.
 
+use std::borrow::Cow;
+
+use super::pgrelay_settings::Rest;
 use crate::wire::startup::StartupParams;
 
 /// Startup parameters that pgrelay decides itself or refuses: the
@@ -22,10 +25,10 @@ impl Identity {
     /// `user` and `database` from the identity, then the client's other
     /// parameters (`application_name`, `options`, `client_encoding`, …) in
     /// the order it sent them.
-    pub fn node_startup(&self, client: &StartupParams) -> Vec<(String, String)> {
+    pub fn node_startup<'a>(&'a self, client: &'a StartupParams) -> Rest<'a> {
         let mut params = vec![
-            ("user".to_owned(), self.user.clone()),
-            ("database".to_owned(), self.database.clone()),
+            ("user", Cow::Borrowed(self.user.as_str())),
+            ("database", Cow::Borrowed(self.database.as_str())),
         ];
         // pgrelay's own settings are the session's, not the nodes'.
         let (theirs, _) = super::pgrelay_settings::split(client);

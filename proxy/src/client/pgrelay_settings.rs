@@ -5,6 +5,8 @@
 //! nodes see (a pooled connection's parameters stay the same whatever
 //! token a client brings).
 
+use std::borrow::Cow;
+
 use crate::wire::startup::StartupParams;
 
 const PREFIX: &str = "pgrelay.";
@@ -12,9 +14,15 @@ const PREFIX: &str = "pgrelay.";
 /// (name, value) pairs, in the order given.
 pub type Settings = Vec<(String, String)>;
 
+/// The client's other parameters, borrowed from its startup packet (an
+/// `options` value is rewritten only if it held pgrelay's settings):
+/// every login reads them twice, and copying each name and value cost a
+/// dozen allocations per connection.
+pub type Rest<'a> = Vec<(&'a str, Cow<'a, str>)>;
+
 /// The client's startup parameters without pgrelay's settings, and those
 /// settings as (name after `pgrelay.`, value), in the order given.
-pub fn split(params: &StartupParams) -> (Settings, Settings) {
+pub fn split(params: &StartupParams) -> (Rest<'_>, Settings) {
     let mut rest = Vec::new();
     let mut settings = Vec::new();
     for (name, value) in &params.params {
@@ -22,11 +30,13 @@ pub fn split(params: &StartupParams) -> (Settings, Settings) {
             settings.push((setting.to_owned(), value.clone()));
         } else if name == "options" {
             let kept = take_from_options(value, &mut settings);
-            if !kept.is_empty() {
-                rest.push((name.clone(), kept));
+            if kept == *value {
+                rest.push((name.as_str(), Cow::Borrowed(value.as_str())));
+            } else if !kept.is_empty() {
+                rest.push((name.as_str(), Cow::Owned(kept)));
             }
         } else {
-            rest.push((name.clone(), value.clone()));
+            rest.push((name.as_str(), Cow::Borrowed(value.as_str())));
         }
     }
     (rest, settings)
@@ -149,7 +159,12 @@ mod tests {
             (&[("options", "-c")], &[("options", "-c")], &[]),
         ];
         for (given, rest, settings) in cases {
-            let (r, s) = split(&params(given));
+            let given_params = params(given);
+            let (r, s) = split(&given_params);
+            let r: Vec<(String, String)> = r
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v.into_owned()))
+                .collect();
             assert_eq!((r, s), (pairs(rest), pairs(settings)), "{given:?}");
         }
     }

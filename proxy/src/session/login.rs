@@ -114,7 +114,7 @@ pub async fn login(
     let credential = prove(ctx, &identity.user, exchange).await?;
     let settings = startup_settings(ctx, &params)?;
 
-    let key = ctx.pool.login_key(identity.node_startup(&params));
+    let key = ctx.pool.login_key(&identity.node_startup(&params));
     let login_as = LoginAs {
         session,
         key: &key,
