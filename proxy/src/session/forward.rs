@@ -101,6 +101,9 @@ pub(super) struct ServerSide<'a> {
     /// The highest commit position acknowledged to any client, raised
     /// before each acknowledgement of a captured write leaves.
     pub(super) acknowledged: &'a AtomicU64,
+    /// The session gives the connection back once it is idle, and the
+    /// client has nothing queued: no need to read on after the answer.
+    pub(super) may_release: bool,
 }
 
 impl Inspect for ServerSide<'_> {
@@ -187,6 +190,10 @@ impl Inspect for ServerSide<'_> {
     /// write: drivers keep ParameterStatus values (libpq's
     /// `PQparameterStatus`), so the causal token reaches the application
     /// without SQL.
+    fn may_stop_reading(&self) -> bool {
+        self.may_release && self.tracker.is_idle() && self.capture.is_idle() && !self.retry.armed()
+    }
+
     fn take_prefix(&mut self) -> Vec<u8> {
         let mut out = bytes::BytesMut::new();
         let lsn = pgrelay_health::format_lsn(self.capture.last_lsn);
@@ -284,32 +291,30 @@ pub async fn forward(
                     return Poll::Ready(Ok(lost_how(tracker, route, down)));
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(up_error(e, &identity.node))),
-                Poll::Pending => {}
+                // The client side always reads on (it never drains).
+                Poll::Ready(Ok(PumpEvent::Drained)) | Poll::Pending => {}
             }
         }
-        let mut server_side = ServerSide {
-            tracker,
-            identity,
-            sessions: router.sessions(),
-            node: route.current,
-            retry: &mut route.retry,
-            capture: &mut route.capture,
-            metrics: &router.metrics,
-            acknowledged: router.acknowledged_lsn(),
-        };
-        match down.poll_pump(
-            cx,
-            Pin::new(&mut *backend),
-            Pin::new(&mut *client),
-            &mut server_side,
-        ) {
+        let releasing = release == Release::AtIdle && !holding;
+        let streams = (&mut *backend, &mut *client);
+        let side = (&mut *tracker, &mut *route, router, identity);
+        let mut polled = poll_server(cx, down, streams, side, releasing && up.is_empty());
+        let drained = matches!(polled, Poll::Ready(Ok(PumpEvent::Drained)));
+        if drained && !(releasing && tracker.is_idle() && route.releasable() && up.is_empty()) {
+            // Not released after all: read on, so that the backend's next
+            // message wakes the session.
+            let streams = (&mut *backend, &mut *client);
+            let side = (&mut *tracker, &mut *route, router, identity);
+            polled = poll_server(cx, down, streams, side, false);
+        }
+        match polled {
+            Poll::Ready(Ok(PumpEvent::Drained)) | Poll::Pending => {}
             Poll::Ready(Ok(PumpEvent::Stopped)) => return Poll::Ready(Ok(ForwardEnd::Refused)),
             Poll::Ready(Ok(PumpEvent::Eof) | Err(PumpError::Read(_))) => {
                 return Poll::Ready(Ok(lost_how(tracker, route, down)));
             }
             Poll::Ready(Ok(_)) => return Poll::Ready(Ok(ForwardEnd::BackendClosed)),
             Poll::Ready(Err(e)) => return Poll::Ready(Err(down_error(e, &identity.node))),
-            Poll::Pending => {}
         }
         tracker.report_pins(route.pins.bits());
         if holding && tracker.all_answered() && route.capture.is_idle() && down.is_empty() {
@@ -349,6 +354,29 @@ pub async fn forward(
         }
     })
     .await
+}
+
+/// Pumps what the backend sent to the client. `may_release`: see
+/// [`ServerSide::may_release`].
+fn poll_server(
+    cx: &mut std::task::Context<'_>,
+    down: &mut Pump,
+    (backend, client): (&mut Stream, &mut Stream),
+    (tracker, route, router, identity): (&mut Tracker, &mut RouteState, &WorkerRouter, &Identity),
+    may_release: bool,
+) -> Poll<Result<PumpEvent, PumpError>> {
+    let mut server_side = ServerSide {
+        tracker,
+        identity,
+        sessions: router.sessions(),
+        node: route.current,
+        retry: &mut route.retry,
+        capture: &mut route.capture,
+        metrics: &router.metrics,
+        acknowledged: router.acknowledged_lsn(),
+        may_release,
+    };
+    down.poll_pump(cx, Pin::new(backend), Pin::new(client), &mut server_side)
 }
 
 /// What losing the backend connection means for the session.

@@ -242,6 +242,7 @@ pub fn server_stream(data: &[u8]) {
             capture: &mut capture,
             metrics: &router.metrics,
             acknowledged: router.acknowledged_lsn(),
+            may_release: false,
         };
         match down.poll_pump(
             &mut cx,

@@ -75,6 +75,14 @@ pub trait Inspect {
     fn take_prefix(&mut self) -> Vec<u8> {
         Vec::new()
     }
+    /// Whether the pump may end with [`PumpEvent::Drained`] instead of
+    /// reading once it has written everything it read: the caller is
+    /// about to stop using the reader (a connection going back to its
+    /// pool), and the read would only find nothing and register a wakeup
+    /// nobody waits for.
+    fn may_stop_reading(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +94,10 @@ pub enum PumpEvent {
     /// The inspector returned [`Verdict::Hold`]; the held frame is at the
     /// head of the buffer.
     Held,
+    /// Everything read was written and [`Inspect::may_stop_reading`] said
+    /// not to read on. Unlike `Pending`, no wakeup is registered: the
+    /// caller must poll again (reading) unless it stops using the reader.
+    Drained,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -328,6 +340,9 @@ impl Pump {
             if self.eof {
                 return Poll::Ready(Ok(PumpEvent::Eof));
             }
+            if self.buf.is_empty() && inspector.may_stop_reading() {
+                return Poll::Ready(Ok(PumpEvent::Drained));
+            }
             self.make_room();
             match tokio_util::io::poll_read_buf(reader.as_mut(), cx, &mut self.buf) {
                 Poll::Ready(Ok(0)) => self.eof = true,
@@ -479,6 +494,52 @@ mod tests {
                 _ => Verdict::Forward,
             }
         }
+    }
+
+    /// Forwards everything and, once it has seen a `Z`, asks the pump not
+    /// to read on.
+    #[derive(Default)]
+    struct UntilReady {
+        ready: bool,
+    }
+
+    impl Inspect for UntilReady {
+        fn need(&self, _: FrameHeader) -> Need {
+            Need::Header
+        }
+        fn inspect(&mut self, header: FrameHeader, _: &mut [u8], _: &[u8]) -> Verdict {
+            self.ready |= header.tag == b'Z';
+            Verdict::Forward
+        }
+        fn may_stop_reading(&self) -> bool {
+            self.ready
+        }
+    }
+
+    #[tokio::test]
+    async fn a_drained_pump_stops_before_reading_what_follows() {
+        let mut input = frame(b'D', b"row");
+        input.extend(frame(b'Z', b"I"));
+        let (mut feed, mut reader) = tokio::io::duplex(1024);
+        feed.write_all(&input).await.expect("feed");
+        let mut out: Vec<u8> = Vec::new();
+        let mut side = UntilReady::default();
+        let mut pump = Pump::new(1 << 20);
+        let first =
+            poll_fn(|cx| pump.poll_pump(cx, Pin::new(&mut reader), Pin::new(&mut out), &mut side))
+                .await;
+        assert!(matches!(first, Ok(PumpEvent::Drained)), "{first:?}");
+        assert_eq!(out, input, "everything read was written first");
+        // A notice arriving later is read once the caller reads on.
+        let notice = frame(b'N', b"late");
+        feed.write_all(&notice).await.expect("feed");
+        side.ready = false;
+        drop(feed);
+        let second =
+            poll_fn(|cx| pump.poll_pump(cx, Pin::new(&mut reader), Pin::new(&mut out), &mut side))
+                .await;
+        assert!(matches!(second, Ok(PumpEvent::Eof)), "{second:?}");
+        assert_eq!(&out[input.len()..], &notice[..]);
     }
 
     async fn run(input: Vec<u8>, max: usize) -> (Result<PumpEvent, PumpError>, Vec<u8>, Recorder) {
