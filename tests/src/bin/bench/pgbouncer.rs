@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -47,11 +47,14 @@ impl PgBouncer {
     /// waits until a query goes through it to database `bench`. Over
     /// [`Transport::Unix`] it reaches PostgreSQL through the socket in
     /// `pg_host` and listens on a socket in its own directory as well.
+    /// `wrapper`, unless empty, is a command to run it under (see
+    /// `counts.rs`); it runs as the same OS user.
     pub async fn start(
         binary: &Path,
         pg_host: &str,
         pg_port: u16,
         transport: Transport,
+        wrapper: &[String],
     ) -> anyhow::Result<PgBouncer> {
         // PgBouncer refuses to run as root.
         let switch_to = if Uid::effective().is_root() {
@@ -97,7 +100,7 @@ impl PgBouncer {
         File::create(&log)?;
         let stderr_path = dir.path().join("stderr.log");
         let stderr = File::create(&stderr_path)?;
-        let mut cmd = Command::new(binary);
+        let mut cmd = pgrelay_tests::instance::wrapped(wrapper, binary);
         cmd.arg(&ini)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -113,7 +116,9 @@ impl PgBouncer {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut bouncer = PgBouncer { child, port, dir };
-        bouncer.wait_ready().await?;
+        bouncer
+            .wait_ready(crate::ready::deadline(READY_DEADLINE, wrapper))
+            .await?;
         Ok(bouncer)
     }
 
@@ -130,17 +135,12 @@ impl PgBouncer {
         self.child.id()
     }
 
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+    async fn wait_ready(&mut self, deadline: Duration) -> anyhow::Result<()> {
         let dir = self.dir.path();
         let logs = || logs(dir);
-        crate::ready::wait_serving(
-            "pgbouncer",
-            self.port,
-            &mut self.child,
-            READY_DEADLINE,
-            logs,
-        )
-        .await
+        let child = &mut self.child;
+        crate::ready::wait_serving("pgbouncer", self.port, || child.try_wait(), deadline, logs)
+            .await
     }
 }
 
