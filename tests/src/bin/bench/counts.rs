@@ -151,13 +151,6 @@ async fn instructions_on(
     target: Target,
     workloads: &[Workload],
 ) -> Vec<Result<f64, String>> {
-    if target == Target::Pgbouncer && nix::unistd::Uid::effective().is_root() {
-        let why = "not counted: PgBouncer runs as OS user postgres when the bench is root, \
-                   and callgrind_control (vgdb) gets no answer from a valgrind running as \
-                   another user (it hangs, as root and as that user alike); run the bench \
-                   as a non-root user to count PgBouncer's instructions";
-        return workloads.iter().map(|_| Err(why.to_owned())).collect();
-    }
     let started = async {
         let dir = callgrind_dir()?;
         let running = start(setup, target, &callgrind_wrapper(dir.path())).await?;
@@ -224,6 +217,14 @@ impl Running {
             Running::Pgrelay { instance, .. } => instance.pid(),
             Running::Forwarder(forwarder) => forwarder.pid(),
             Running::Pgbouncer(bouncer) => bouncer.pid(),
+        }
+    }
+
+    /// The OS user it runs as when not ours.
+    fn os_user(&self) -> anyhow::Result<Option<nix::unistd::User>> {
+        match self {
+            Running::Pgbouncer(_) => crate::pgbouncer::os_user(),
+            Running::Pgrelay { .. } | Running::Forwarder(_) => Ok(None),
         }
     }
 
@@ -403,15 +404,16 @@ async fn count_instructions(
     workload: &Workload,
     tx: u64,
 ) -> anyhow::Result<f64> {
-    let pid = running.pid();
+    let (pid, user) = (running.pid(), running.os_user()?);
+    let control = |args: &'static [&'static str]| callgrind_control(pid, user.as_ref(), args);
     transactions(running.port(), workload, WARMUP_TX).await?;
     let dumped = newest_dump(dir)?.map_or(0, |(n, _)| n);
-    callgrind_control(pid, &["-i", "on"]).await?;
+    control(&["-i", "on"]).await?;
     let processed = transactions(running.port(), workload, tx).await;
     // Off and dumped even when pgbench failed: each dump holds what was
     // counted since the previous one, so the next workload starts clean.
-    callgrind_control(pid, &["-i", "off"]).await?;
-    callgrind_control(pid, &["-d"]).await?;
+    control(&["-i", "off"]).await?;
+    control(&["-d"]).await?;
     let processed = processed?;
     let dump = wait_for_dump(dir, dumped + 1).await?;
     let text = std::fs::read_to_string(&dump)?;
@@ -420,12 +422,27 @@ async fn count_instructions(
     Ok(totals as f64 / processed as f64)
 }
 
-/// Sends one command to the callgrind running as `pid`. In a process
+/// Sends one command to the callgrind running as `pid`, as the OS `user`
+/// it runs as when not ours (vgdb, which carries the command, gets no
+/// answer from another user's valgrind, root's included). In a process
 /// group of its own, so that a hung one is killed with the `vgdb` it
 /// runs (killing the script alone would leave `vgdb` holding the target's
 /// command lock, and every later command would fail).
-async fn callgrind_control(pid: u32, args: &[&str]) -> anyhow::Result<()> {
-    let mut child = tokio::process::Command::new("callgrind_control")
+async fn callgrind_control(
+    pid: u32,
+    user: Option<&nix::unistd::User>,
+    args: &[&str],
+) -> anyhow::Result<()> {
+    let mut command = tokio::process::Command::new("callgrind_control");
+    if let Some(user) = user {
+        command
+            .uid(user.uid.as_raw())
+            .gid(user.gid.as_raw())
+            .env("HOME", &user.dir)
+            .env("USER", &user.name)
+            .env("LOGNAME", &user.name);
+    }
+    let mut child = command
         .args(args)
         .arg(pid.to_string())
         .stdin(Stdio::null())

@@ -32,6 +32,18 @@ pub fn find() -> Option<PathBuf> {
     })
 }
 
+/// The OS user PgBouncer runs as when it is not ours: `postgres` when the
+/// bench is root, since PgBouncer refuses to run as root.
+pub fn os_user() -> anyhow::Result<Option<User>> {
+    if !Uid::effective().is_root() {
+        return Ok(None);
+    }
+    let user = User::from_name("postgres")
+        .context("looking up OS user postgres")?
+        .context("running as root, and PgBouncer needs an OS user `postgres` to run as")?;
+    Ok(Some(user))
+}
+
 /// A running PgBouncer; stopped, and its directory removed, on drop, also
 /// while unwinding from a panic.
 pub struct PgBouncer {
@@ -56,15 +68,7 @@ impl PgBouncer {
         transport: Transport,
         wrapper: &[String],
     ) -> anyhow::Result<PgBouncer> {
-        // PgBouncer refuses to run as root.
-        let switch_to = if Uid::effective().is_root() {
-            let user = User::from_name("postgres")
-                .context("looking up OS user postgres")?
-                .context("running as root, and PgBouncer needs an OS user `postgres` to run as")?;
-            Some((user.uid, user.gid))
-        } else {
-            None
-        };
+        let switch_to = os_user()?.map(|user| (user.uid, user.gid, user.dir));
         let dir = tempfile::Builder::new()
             .prefix("pgrelay-bench-pgbouncer-")
             .tempdir()?;
@@ -105,12 +109,18 @@ impl PgBouncer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
-        if let Some((uid, gid)) = switch_to {
+        if let Some((uid, gid, home)) = switch_to {
             for path in [dir.path(), &ini, &auth_file, &log] {
                 chown(path, Some(uid), Some(gid))
                     .with_context(|| format!("chown {} to postgres", path.display()))?;
             }
             cmd.uid(uid.as_raw()).gid(gid.as_raw());
+            // The user's own environment, not root's: valgrind (`--counts`)
+            // names its vgdb pipes after USER, and callgrind_control run
+            // as that user (see counts.rs) must find them.
+            cmd.env("HOME", home)
+                .env("USER", "postgres")
+                .env("LOGNAME", "postgres");
         }
         let child = cmd
             .spawn()
