@@ -65,8 +65,19 @@ impl Instance {
     /// Runs this executable as an instance serving the config file
     /// `config`; its log goes to `log`.
     pub fn spawn(config: &Path, log: &Path) -> anyhow::Result<Instance> {
+        Instance::spawn_wrapped(config, log, &[])
+    }
+
+    /// [`Instance::spawn`] under the command `wrapper` (e.g. `valgrind
+    /// --tool=callgrind …`), which must exec the instance in its own
+    /// process so that [`Instance::pid`] is the instance's; empty: none.
+    pub fn spawn_wrapped(
+        config: &Path,
+        log: &Path,
+        wrapper: &[String],
+    ) -> anyhow::Result<Instance> {
         let stderr = std::fs::File::create(log)?;
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut child = wrapped(wrapper, std::env::current_exe()?)
             .env(INSTANCE_VAR, config)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -104,6 +115,28 @@ impl Instance {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it has exited (see [`Child::try_wait`]).
+    pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        self.child.try_wait()
+    }
+}
+
+/// A command running `program` under `wrapper` (its program and leading
+/// arguments), or `program` itself when `wrapper` is empty.
+pub fn wrapped(wrapper: &[String], program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut cmd = Command::new(first);
+            cmd.args(rest).arg(program);
+            cmd
+        }
+        None => Command::new(program),
     }
 }
 

@@ -1,6 +1,6 @@
 //! pgrelay against PostgreSQL directly and against PgBouncer, under pgbench.
 //!
-//! `cargo run --release -p pgrelay-tests --bin bench [-- --rounds N --duration SECS --scale S --replicas R --transport tcp|unix --workers W]`
+//! `cargo run --release -p pgrelay-tests --bin bench [-- --rounds N --duration SECS --scale S --replicas R --transport tcp|unix --workers W --counts TX]`
 //!
 //! pgrelay runs with its defaults, as a user would start it: `listen.workers`
 //! 0 (half the cores) unless `--workers` says otherwise, and the monitor's
@@ -33,6 +33,14 @@
 //! CPU per transaction is what the kernel and the event loop alone cost on
 //! the machine, the floor under any proxy's figure.
 //!
+//! `--counts TX` adds, after the timings, what does not move with the
+//! machine: system calls (strace) and instructions (callgrind) per
+//! transaction of pgrelay, the forwarder and PgBouncer, over `pgbench -t
+//! TX` per client of each selected workload, each proxy a process of its
+//! own over TCP (also with `--transport unix`); see `bench/counts.rs`. It
+//! needs strace and valgrind, and takes minutes: callgrind runs a proxy
+//! some 30 times slower. `.ci/run` does not run the bench.
+//!
 //! Targets run interleaved (each workload on direct, pgrelay, the
 //! forwarder and pgbouncer in turn, round after round) so that drift on a
 //! small shared machine hits all of them alike. Missing a target is a
@@ -41,6 +49,8 @@
 
 // A binary's root file resolves modules next to itself, in src/bin/, where
 // cargo would take each for a binary of its own; hence the explicit paths.
+#[path = "bench/counts.rs"]
+mod counts;
 #[path = "bench/cpu.rs"]
 mod cpu;
 #[path = "bench/forwarder.rs"]
@@ -59,6 +69,8 @@ mod ready;
 mod report;
 #[path = "bench/scopes.rs"]
 mod scopes;
+#[path = "bench/tool_summary.rs"]
+mod tool_summary;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -73,7 +85,7 @@ use crate::pgbench::WORKLOADS;
 use crate::pgbouncer::PgBouncer;
 use crate::report::{Measured, Run, Target};
 
-const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R] [--transport tcp|unix] [--workers W] [--idle-clients N] [--only WORKLOAD,...] [--otlp]\n  (--only mixed-scopes, with --replicas 1: the price of each consistency scope)";
+const USAGE: &str = "usage: bench [--rounds N] [--duration SECS] [--scale S] [--replicas R] [--transport tcp|unix] [--workers W] [--idle-clients N] [--only WORKLOAD,...] [--otlp] [--counts TX]\n  (--only mixed-scopes, with --replicas 1: the price of each consistency scope)\n  (--counts TX: syscalls and instructions per transaction of each proxy over pgbench -t TX per client;\n   needs strace and valgrind; always over TCP, also with --transport unix; 0, the default: off)";
 
 /// How pgbench reaches the targets, and the proxies reach PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +115,9 @@ struct Args {
     /// `--otlp`: also measure pgrelay with tracing on (sampled out, and
     /// sampled).
     otlp: bool,
+    /// `--counts`: pgbench `-t` per client of the syscall and instruction
+    /// counts (0: not counted).
+    counts: u64,
 }
 
 impl Args {
@@ -127,6 +142,7 @@ impl Args {
             idle_clients: 10_000,
             only: None,
             otlp: false,
+            counts: 0,
         };
         while let Some(arg) = args.next() {
             let (key, inline) = match arg.split_once('=') {
@@ -171,8 +187,14 @@ impl Args {
                 .ok()
                 .filter(|&n| {
                     n > 0
-                        || ["--rounds", "--replicas", "--workers", "--idle-clients"]
-                            .contains(&key.as_str())
+                        || [
+                            "--rounds",
+                            "--replicas",
+                            "--workers",
+                            "--idle-clients",
+                            "--counts",
+                        ]
+                        .contains(&key.as_str())
                 })
                 .with_context(|| format!("{key}: expected a positive integer, got {value:?}"))?;
             match key.as_str() {
@@ -182,6 +204,7 @@ impl Args {
                 "--replicas" => parsed.replicas = usize::try_from(number)?,
                 "--workers" => parsed.workers = usize::try_from(number)?,
                 "--idle-clients" => parsed.idle_clients = usize::try_from(number)?,
+                "--counts" => parsed.counts = number,
                 _ => bail!("unknown argument {key:?}\n{USAGE}"),
             }
         }
@@ -196,6 +219,8 @@ impl Args {
 }
 
 fn main() -> ExitCode {
+    // The counts run pgrelay as a process of its own: this binary again.
+    pgrelay_tests::instance::run_if_instance();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(forwarder::CHILD_FLAG) {
         return match forwarder::run_child(&args[1..]) {
@@ -266,6 +291,9 @@ fn announce(args: &Args) {
 }
 
 async fn bench(args: Args) -> anyhow::Result<()> {
+    if args.counts > 0 {
+        counts::check_tools()?;
+    }
     let hz = cpu::ticks_per_second();
     announce(&args);
 
@@ -287,11 +315,12 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     };
     let bouncer = match pgbouncer::find() {
         Some(binary) => {
-            Some(PgBouncer::start(&binary, bouncer_pg_host, pg_port, args.transport).await?)
+            let started = PgBouncer::start(&binary, bouncer_pg_host, pg_port, args.transport, &[]);
+            Some(started.await?)
         }
         None => None,
     };
-    let forwarder = Forwarder::start(bouncer_pg_host, pg_port, args.transport).await?;
+    let forwarder = Forwarder::start(bouncer_pg_host, pg_port, args.transport, &[]).await?;
     println!(
         "bench: direct on port {pg_port}, pgrelay on port {}, bare forwarder on port {}, pgbouncer {}",
         proxy.port(),
@@ -348,6 +377,9 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             traced.receiver.count()
         );
     }
+    if args.counts > 0 && !names.is_empty() {
+        report_counts(&args, &cluster, &names).await?;
+    }
     if args.idle_clients > 0 {
         report_idle_memory(args.idle_clients, proxy.port(), bouncer.as_ref()).await?;
     }
@@ -401,6 +433,46 @@ fn proxy_options(args: &Args, cluster: &Cluster, sockets: &std::path::Path) -> P
             ..as_a_user_runs_it
         },
     }
+}
+
+/// Counts syscalls and instructions per transaction of each proxy on the
+/// `names`d workloads, over TCP whatever `--transport` says, and prints
+/// them.
+async fn report_counts(args: &Args, cluster: &Cluster, names: &[&str]) -> anyhow::Result<()> {
+    let tcp = Args {
+        transport: Transport::Tcp,
+        ..*args
+    };
+    let setup = counts::Setup {
+        // Over TCP no socket directory is used.
+        pgrelay_toml: pgrelay_tests::proxy::config_toml(
+            cluster,
+            &proxy_options(&tcp, cluster, std::path::Path::new("")),
+        )?,
+        pg_port: cluster.nodes()[0].port,
+        pgbouncer: pgbouncer::find(),
+        tx: args.counts,
+    };
+    let workloads: Vec<pgbench::Workload> = WORKLOADS
+        .into_iter()
+        .filter(|w| names.contains(&w.name))
+        .collect();
+    println!(
+        "\nbench: counting syscalls and instructions per transaction (pgbench -t {} per client)",
+        args.counts
+    );
+    let counted = counts::measure(&setup, &workloads).await;
+    counts::print(&counted, args.counts);
+    // As with the timings, PgBouncer's limits are findings; ours, and the
+    // forwarder's (the floor the figures are read against), are not.
+    let broken = (counted.iter())
+        .filter(|c| c.target != Target::Pgbouncer)
+        .filter(|c| c.syscalls.is_err() || c.instructions.is_err())
+        .count();
+    if broken > 0 {
+        bail!("{broken} counts of pgrelay or the forwarder failed");
+    }
+    Ok(())
 }
 
 /// The pgrelay targets with tracing on, and where they send spans.

@@ -13,7 +13,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,8 +45,14 @@ pub struct Forwarder {
 impl Forwarder {
     /// Starts one in front of the PostgreSQL at `pg_host`:`pg_port` (a
     /// socket directory over [`Transport::Unix`], where the forwarder also
-    /// listens on a socket in a directory of its own).
-    pub async fn start(pg_host: &str, pg_port: u16, transport: Transport) -> anyhow::Result<Self> {
+    /// listens on a socket in a directory of its own), under the command
+    /// `wrapper` unless it is empty (see `counts.rs`).
+    pub async fn start(
+        pg_host: &str,
+        pg_port: u16,
+        transport: Transport,
+        wrapper: &[String],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("pgrelay-bench-forwarder-")
             .tempdir()?;
@@ -57,7 +63,7 @@ impl Forwarder {
                 format!("{pg_host}/.s.PGSQL.{pg_port}"),
             ),
         };
-        let child = Command::new(std::env::current_exe()?)
+        let child = pgrelay_tests::instance::wrapped(wrapper, std::env::current_exe()?)
             .args([CHILD_FLAG, &listen_dir, &upstream])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -71,7 +77,9 @@ impl Forwarder {
             dir,
         };
         forwarder.port = read_port(&mut forwarder.child).await?;
-        forwarder.wait_ready().await?;
+        forwarder
+            .wait_ready(crate::ready::deadline(READY_DEADLINE, wrapper))
+            .await?;
         Ok(forwarder)
     }
 
@@ -88,14 +96,14 @@ impl Forwarder {
         self.child.id()
     }
 
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+    async fn wait_ready(&mut self, deadline: Duration) -> anyhow::Result<()> {
         let port = self.port;
         let child = &mut self.child;
         crate::ready::wait_serving(
             "the bare forwarder",
             port,
-            child,
-            READY_DEADLINE,
+            || child.try_wait(),
+            deadline,
             String::new,
         )
         .await

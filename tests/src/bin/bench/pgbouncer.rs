@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -32,6 +32,18 @@ pub fn find() -> Option<PathBuf> {
     })
 }
 
+/// The OS user PgBouncer runs as when it is not ours: `postgres` when the
+/// bench is root, since PgBouncer refuses to run as root.
+pub fn os_user() -> anyhow::Result<Option<User>> {
+    if !Uid::effective().is_root() {
+        return Ok(None);
+    }
+    let user = User::from_name("postgres")
+        .context("looking up OS user postgres")?
+        .context("running as root, and PgBouncer needs an OS user `postgres` to run as")?;
+    Ok(Some(user))
+}
+
 /// A running PgBouncer; stopped, and its directory removed, on drop, also
 /// while unwinding from a panic.
 pub struct PgBouncer {
@@ -47,21 +59,16 @@ impl PgBouncer {
     /// waits until a query goes through it to database `bench`. Over
     /// [`Transport::Unix`] it reaches PostgreSQL through the socket in
     /// `pg_host` and listens on a socket in its own directory as well.
+    /// `wrapper`, unless empty, is a command to run it under (see
+    /// `counts.rs`); it runs as the same OS user.
     pub async fn start(
         binary: &Path,
         pg_host: &str,
         pg_port: u16,
         transport: Transport,
+        wrapper: &[String],
     ) -> anyhow::Result<PgBouncer> {
-        // PgBouncer refuses to run as root.
-        let switch_to = if Uid::effective().is_root() {
-            let user = User::from_name("postgres")
-                .context("looking up OS user postgres")?
-                .context("running as root, and PgBouncer needs an OS user `postgres` to run as")?;
-            Some((user.uid, user.gid))
-        } else {
-            None
-        };
+        let switch_to = os_user()?.map(|user| (user.uid, user.gid, user.dir));
         let dir = tempfile::Builder::new()
             .prefix("pgrelay-bench-pgbouncer-")
             .tempdir()?;
@@ -97,23 +104,31 @@ impl PgBouncer {
         File::create(&log)?;
         let stderr_path = dir.path().join("stderr.log");
         let stderr = File::create(&stderr_path)?;
-        let mut cmd = Command::new(binary);
+        let mut cmd = pgrelay_tests::instance::wrapped(wrapper, binary);
         cmd.arg(&ini)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
-        if let Some((uid, gid)) = switch_to {
+        if let Some((uid, gid, home)) = switch_to {
             for path in [dir.path(), &ini, &auth_file, &log] {
                 chown(path, Some(uid), Some(gid))
                     .with_context(|| format!("chown {} to postgres", path.display()))?;
             }
             cmd.uid(uid.as_raw()).gid(gid.as_raw());
+            // The user's own environment, not root's: valgrind (`--counts`)
+            // names its vgdb pipes after USER, and callgrind_control run
+            // as that user (see counts.rs) must find them.
+            cmd.env("HOME", home)
+                .env("USER", "postgres")
+                .env("LOGNAME", "postgres");
         }
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut bouncer = PgBouncer { child, port, dir };
-        bouncer.wait_ready().await?;
+        bouncer
+            .wait_ready(crate::ready::deadline(READY_DEADLINE, wrapper))
+            .await?;
         Ok(bouncer)
     }
 
@@ -130,17 +145,12 @@ impl PgBouncer {
         self.child.id()
     }
 
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+    async fn wait_ready(&mut self, deadline: Duration) -> anyhow::Result<()> {
         let dir = self.dir.path();
         let logs = || logs(dir);
-        crate::ready::wait_serving(
-            "pgbouncer",
-            self.port,
-            &mut self.child,
-            READY_DEADLINE,
-            logs,
-        )
-        .await
+        let child = &mut self.child;
+        crate::ready::wait_serving("pgbouncer", self.port, || child.try_wait(), deadline, logs)
+            .await
     }
 }
 
