@@ -186,14 +186,16 @@ impl Inspect for ServerSide<'_> {
         Verdict::Forward
     }
 
-    /// The session's new position, ahead of the acknowledgement of the
-    /// write: drivers keep ParameterStatus values (libpq's
-    /// `PQparameterStatus`), so the causal token reaches the application
-    /// without SQL.
+    /// Nothing more is due from the server: every request answered, no
+    /// LSN capture or retry under way.
     fn may_stop_reading(&self) -> bool {
         self.may_release && self.tracker.is_idle() && self.capture.is_idle() && !self.retry.armed()
     }
 
+    /// The session's new position, ahead of the acknowledgement of the
+    /// write: drivers keep ParameterStatus values (libpq's
+    /// `PQparameterStatus`), so the causal token reaches the application
+    /// without SQL.
     fn take_prefix(&mut self) -> Vec<u8> {
         let mut out = bytes::BytesMut::new();
         let lsn = pgrelay_health::format_lsn(self.capture.last_lsn);
