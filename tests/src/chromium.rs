@@ -3,13 +3,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail, ensure};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use tokio::io::AsyncReadExt;
+
+use crate::bounded::{Finished, run_within};
 
 /// The names Debian (`chromium`) and Ubuntu (`chromium-browser`) install.
 const CHROMIUM_NAMES: [&str; 2] = ["chromium", "chromium-browser"];
@@ -63,7 +61,8 @@ pub fn find_chromium() -> anyhow::Result<PathBuf> {
 /// group of its own, killed whole if it hangs, helpers included.
 pub async fn run_chromium(binary: &Path, extra: &[String], url: &str) -> anyhow::Result<String> {
     let profile = tempfile::tempdir()?;
-    let mut child = tokio::process::Command::new(binary)
+    let mut command = tokio::process::Command::new(binary);
+    command
         .args([
             "--headless",
             "--no-sandbox",
@@ -74,44 +73,26 @@ pub async fn run_chromium(binary: &Path, extra: &[String], url: &str) -> anyhow:
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {binary:?}"))?;
-    let mut stdout = child.stdout.take().context("chromium's stdout")?;
-    let mut stderr = child.stderr.take().context("chromium's stderr")?;
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let finished = tokio::time::timeout(CHROMIUM_TIMEOUT, async {
-        tokio::try_join!(
-            child.wait(),
-            stdout.read_to_end(&mut out),
-            stderr.read_to_end(&mut err)
-        )
-    })
-    .await;
-    let command = format!("{} {} {url}", binary.display(), extra.join(" "));
-    let (status, _, _) = match finished {
-        Ok(done) => done.with_context(|| command.clone())?,
-        Err(_) => {
-            // Not reaped yet, so the group id is still ours.
-            if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            let _ = child.kill().await;
-            return Err(anyhow!("{command} timed out after {CHROMIUM_TIMEOUT:?}"));
-        }
+        .arg(url);
+    let shown = format!("{} {} {url}", binary.display(), extra.join(" "));
+    let finished = run_within(&mut command, CHROMIUM_TIMEOUT)
+        .await
+        .with_context(|| shown.clone())?;
+    let Some(Finished {
+        status,
+        stdout: out,
+        stderr: err,
+    }) = finished
+    else {
+        return Err(anyhow!("{shown} timed out after {CHROMIUM_TIMEOUT:?}"));
     };
     if !status.success() {
         let err = String::from_utf8_lossy(&err);
         let tail: Vec<&str> = err.lines().rev().take(20).collect();
         bail!(
-            "{command} failed ({status}):\n{}",
+            "{shown} failed ({status}):\n{}",
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
-    String::from_utf8(out).with_context(|| format!("{command}: output is not UTF-8"))
+    String::from_utf8(out).with_context(|| format!("{shown}: output is not UTF-8"))
 }

@@ -2,6 +2,7 @@
 //! started in-process in front of a real cluster, clients, deadlines.
 
 pub mod activity;
+pub mod bounded;
 pub mod chromium;
 pub mod consistency;
 pub mod etcd;

@@ -37,18 +37,9 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
 
     /// The usable item for `key` that `rank` puts first (lowest), the most
     /// recently parked among equals; unusable candidates are dropped on the
-    /// way (others stay until they are candidates or expire).
+    /// way (others stay until they are candidates or expire). Nothing is
+    /// taken if the best ranks worse than `at_most`.
     pub fn take_best(
-        &mut self,
-        key: &K,
-        usable: impl Fn(&T) -> bool,
-        rank: impl Fn(&T) -> u8,
-    ) -> Option<T> {
-        self.take_best_ranked(key, usable, rank, u8::MAX)
-    }
-
-    /// [`take_best`](Self::take_best), if the best ranks `at_most`.
-    pub fn take_best_ranked(
         &mut self,
         key: &K,
         usable: impl Fn(&T) -> bool,
@@ -206,13 +197,16 @@ mod tests {
         set.put(Key(0, "a"), 1, now);
         set.put(Key(0, "a"), 2, now);
         set.put(Key(0, "b"), 3, now);
-        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0), Some(2));
         assert_eq!(
-            set.take_best(&Key(0, "a"), |&i| i != 1, |_| 0),
+            set.take_best(&Key(0, "a"), |_| true, |_| 0, u8::MAX),
+            Some(2)
+        );
+        assert_eq!(
+            set.take_best(&Key(0, "a"), |&i| i != 1, |_| 0, u8::MAX),
             None,
             "1 is rejected and dropped"
         );
-        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0), None);
+        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0, u8::MAX), None);
         assert_eq!(set.len(), 1);
     }
 
@@ -221,15 +215,9 @@ mod tests {
         let now = Instant::now();
         let mut set = IdleSet::new(10, Duration::from_secs(60));
         set.put(Key(0, "a"), 5, now);
-        assert_eq!(
-            set.take_best_ranked(&Key(0, "a"), |_| true, |&i| i, 1),
-            None
-        );
+        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |&i| i, 1), None);
         assert_eq!(set.len(), 1);
-        assert_eq!(
-            set.take_best_ranked(&Key(0, "a"), |_| true, |&i| i, 5),
-            Some(5)
-        );
+        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |&i| i, 5), Some(5));
     }
 
     #[test]
@@ -240,9 +228,18 @@ mod tests {
             set.put(Key(0, "a"), i, now);
         }
         let rank = |&i: &i32| if i == 2 { 0 } else { 1 };
-        assert_eq!(set.take_best(&Key(0, "a"), |_| true, rank), Some(2));
-        assert_eq!(set.take_best(&Key(0, "a"), |_| true, rank), Some(4));
-        assert_eq!(set.take_best(&Key(0, "a"), |&i| i != 3, rank), Some(1));
+        assert_eq!(
+            set.take_best(&Key(0, "a"), |_| true, rank, u8::MAX),
+            Some(2)
+        );
+        assert_eq!(
+            set.take_best(&Key(0, "a"), |_| true, rank, u8::MAX),
+            Some(4)
+        );
+        assert_eq!(
+            set.take_best(&Key(0, "a"), |&i| i != 3, rank, u8::MAX),
+            Some(1)
+        );
         assert_eq!(set.len(), 0, "3 was unusable and dropped");
     }
 
@@ -256,13 +253,16 @@ mod tests {
         set.put(Key(0, "app3"), 3, t0 + Duration::from_secs(2));
         assert_eq!(set.len(), 3);
         assert_eq!(
-            set.take_best(&Key(0, "app1"), |_| true, |_| 0),
+            set.take_best(&Key(0, "app1"), |_| true, |_| 0, u8::MAX),
             None,
             "oldest on node 0 evicted"
         );
-        assert_eq!(set.take_best(&Key(0, "app3"), |_| true, |_| 0), Some(3));
         assert_eq!(
-            set.take_best(&Key(1, "app1"), |_| true, |_| 0),
+            set.take_best(&Key(0, "app3"), |_| true, |_| 0, u8::MAX),
+            Some(3)
+        );
+        assert_eq!(
+            set.take_best(&Key(1, "app1"), |_| true, |_| 0, u8::MAX),
             Some(10),
             "node 1 untouched"
         );
@@ -276,7 +276,10 @@ mod tests {
         set.put(Key(0, "a"), 2, t0 + Duration::from_secs(50));
         set.expire(t0 + Duration::from_secs(70), 0);
         assert_eq!(set.len(), 1);
-        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0), Some(2));
+        assert_eq!(
+            set.take_best(&Key(0, "a"), |_| true, |_| 0, u8::MAX),
+            Some(2)
+        );
         set.expire(t0 + Duration::from_secs(200), 0);
         assert_eq!(set.len(), 0);
     }
@@ -291,9 +294,15 @@ mod tests {
         set.put(Key(0, "b"), 10, t0);
         set.expire(t0 + Duration::from_secs(500), 2);
         assert_eq!(set.len(), 3, "a keeps 1 and 2, b keeps 10");
-        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0), Some(2));
-        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0), Some(1));
-        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0), None);
+        assert_eq!(
+            set.take_best(&Key(0, "a"), |_| true, |_| 0, u8::MAX),
+            Some(2)
+        );
+        assert_eq!(
+            set.take_best(&Key(0, "a"), |_| true, |_| 0, u8::MAX),
+            Some(1)
+        );
+        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0, u8::MAX), None);
         set.retain(|&i| i != 10);
         assert_eq!(set.len(), 0);
     }

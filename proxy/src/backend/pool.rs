@@ -254,6 +254,16 @@ impl Preference {
     }
 }
 
+/// Which idle connections [`Pool::take`] may hand out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// The session's own (its state still on it) or a clean one.
+    Ready,
+    /// Any, the best ranked first; the caller resets one another session
+    /// left its state on.
+    Any,
+}
+
 /// Whether a connection handed back may serve another client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reuse {
@@ -317,7 +327,7 @@ impl Pool {
         max_wait: Duration,
         waited: impl FnOnce(Duration),
     ) -> Result<Acquired, WaitedTooLong> {
-        if let Some(lease) = self.take(key, preference) {
+        if let Some(lease) = self.take(key, preference, Take::Any) {
             return Ok(Acquired::Pooled(Box::new(lease)));
         }
         let id = key.id();
@@ -357,23 +367,21 @@ impl Pool {
     }
 
     /// The idle connection for `key` that `preference` ranks first and is
-    /// still open, if there is one.
-    pub fn take(self: &Rc<Pool>, key: &PoolKey, preference: Preference) -> Option<Lease> {
+    /// still open, if there is one; with [`Take::Ready`], only one that
+    /// serves as it is.
+    pub fn take(
+        self: &Rc<Pool>,
+        key: &PoolKey,
+        preference: Preference,
+        which: Take,
+    ) -> Option<Lease> {
         let rank = |p: &Parked| preference.rank(&p.conn);
         let open = |p: &Parked| p.conn.is_open();
-        let parked = self.idle.borrow_mut().take_best(key, open, rank)?;
-        Some(self.lease_new(key.clone(), parked.into_conn()))
-    }
-
-    /// Like [`take`](Self::take), but only a connection that serves as it
-    /// is: the one holding the session's state, or a clean one.
-    pub fn take_ready(self: &Rc<Pool>, key: &PoolKey, preference: Preference) -> Option<Lease> {
-        let rank = |p: &Parked| preference.rank(&p.conn);
-        let open = |p: &Parked| p.conn.is_open();
-        let parked = self
-            .idle
-            .borrow_mut()
-            .take_best_ranked(key, open, rank, Preference::READY)?;
+        let at_most = match which {
+            Take::Ready => Preference::READY,
+            Take::Any => u8::MAX,
+        };
+        let parked = self.idle.borrow_mut().take_best(key, open, rank, at_most)?;
         Some(self.lease_new(key.clone(), parked.into_conn()))
     }
 

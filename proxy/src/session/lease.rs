@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{
-    Acquired, Lease, LeftBy, LoginRequest, NodeAddress, Permit, PoolKey, Preference, Reuse,
+    Acquired, Lease, LeftBy, LoginRequest, NodeAddress, Permit, PoolKey, Preference, Reuse, Take,
     WaitedTooLong, connect, reset,
 };
 use crate::error::ProxyError;
@@ -51,7 +51,7 @@ pub fn lease_ready(
     want: Option<u64>,
 ) -> Option<(Lease, StateOnIt)> {
     let (key, preference) = wanted(node, login, want);
-    let mut lease = ctx.pool.take_ready(&key, preference)?;
+    let mut lease = ctx.pool.take(&key, preference, Take::Ready)?;
     let conn = lease.conn_mut();
     if preference.finds_its_state_on(conn) {
         conn.left_by = LeftBy::Nobody;

@@ -24,6 +24,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use pgrelay_tests::bounded::{Finished, run_within};
 use pgrelay_tests::instance::Instance;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
@@ -442,35 +443,22 @@ async fn callgrind_control(
             .env("USER", &user.name)
             .env("LOGNAME", &user.name);
     }
-    let mut child = command
-        .args(args)
-        .arg(pid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
+    command.args(args).arg(pid.to_string());
+    let finished = run_within(&mut command, CONTROL_DEADLINE)
+        .await
         .context("starting callgrind_control")?;
-    let group = child.id().and_then(|id| i32::try_from(id).ok());
-    let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
-    let run = async {
-        let (mut out, mut err) = (String::new(), String::new());
-        if let Some(s) = stdout.as_mut() {
-            s.read_to_string(&mut out).await?;
-        }
-        if let Some(s) = stderr.as_mut() {
-            s.read_to_string(&mut err).await?;
-        }
-        anyhow::Ok((child.wait().await?, out, err))
-    };
-    let Ok(finished) = tokio::time::timeout(CONTROL_DEADLINE, run).await else {
-        if let Some(group) = group {
-            let _ = nix::sys::signal::killpg(Pid::from_raw(group), Signal::SIGKILL);
-        }
+    let Some(Finished {
+        status,
+        stdout,
+        stderr,
+    }) = finished
+    else {
         bail!("callgrind_control {args:?} {pid} got no answer in {CONTROL_DEADLINE:?}");
     };
-    let (status, stdout, stderr) = finished?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr),
+    );
     // It exits 0 also when it found no callgrind with that pid.
     if !status.success() || !stdout.contains("OK") {
         bail!("callgrind_control {args:?} {pid} failed ({status}):\n{stdout}{stderr}");
