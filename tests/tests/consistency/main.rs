@@ -11,6 +11,7 @@ mod checker;
 mod env;
 mod fallback;
 mod scope;
+mod token;
 
 use std::process::ExitCode;
 
@@ -23,5 +24,6 @@ fn main() -> ExitCode {
     let mut trials = checker::trials(&env);
     trials.extend(fallback::trials(&env));
     trials.extend(scope::trials(&env));
+    trials.extend(token::trials(&env));
     pgrelay_tests::shared_env::conclude(&args, trials, env)
 }
