@@ -218,6 +218,11 @@ impl Args {
     }
 }
 
+/// The allocator of the shipped `pgrelay` binary: the bench runs pgrelay
+/// in this process, and measures it as users run it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // The counts run pgrelay as a process of its own: this binary again.
     pgrelay_tests::instance::run_if_instance();
