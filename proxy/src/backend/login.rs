@@ -113,13 +113,10 @@ pub(super) async fn login_exchange(
                 return Err(ProxyError::BackendRefused(raw));
             }
             b'S' => {
-                let mut fields = body[..].split(|&b| b == 0);
-                let name = fields.next().unwrap_or_default();
-                let value = fields.next().unwrap_or_default();
-                conn.params.push((
-                    String::from_utf8_lossy(name).into_owned(),
-                    String::from_utf8_lossy(value).into_owned(),
-                ));
+                let frame = &mut conn.parameter_status;
+                frame.push(b'S');
+                frame.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+                frame.extend_from_slice(&body);
             }
             b'K' => {
                 let short = || protocol("short BackendKeyData".into());

@@ -123,9 +123,7 @@ pub async fn login(
     };
     let lease = lease_primary(ctx, &login_as).await?;
     let cancel_key = shared.cancels.register();
-    for (name, value) in &lease.conn().params {
-        be::parameter_status(&mut out, name, value);
-    }
+    out.extend_from_slice(&lease.conn().parameter_status);
     be::backend_key_data(&mut out, cancel_key.pid, cancel_key.secret);
     be::ready_for_query(&mut out, b'I');
     client.send_all(&out).await.map_err(ProxyError::ClientIo)?;
