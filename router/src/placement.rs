@@ -148,6 +148,12 @@ pub struct ReadWait {
 }
 
 impl ReadWait {
+    /// Whether a wait has begun: callers ask before reading the clock for
+    /// [`ReadWait::served`], since almost every read never waited.
+    pub fn is_waiting(&self) -> bool {
+        self.started.is_some()
+    }
+
     /// The read found a node at `now`: the wait (if any) is over.
     /// `Some`: how long it lasted.
     pub fn served(&mut self, now: Instant) -> Option<Duration> {
@@ -173,13 +179,20 @@ pub enum NoFreshReplica {
     Refuse,
 }
 
-/// What a read with no fresh replica does at `now`, as `policy` says;
-/// `wait` is the read's wait so far, begun on its first judgement.
-pub fn no_fresh_replica(policy: NoReplica, wait: &mut ReadWait, now: Instant) -> NoFreshReplica {
+/// What a read with no fresh replica does at `now()`, as `policy` says;
+/// `wait` is the read's wait so far, begun on its first judgement. The
+/// clock is read only for a policy that waits: with no replica at all,
+/// every read comes here.
+pub fn no_fresh_replica(
+    policy: NoReplica,
+    wait: &mut ReadWait,
+    now: impl FnOnce() -> Instant,
+) -> NoFreshReplica {
     match policy {
         NoReplica::Primary => NoFreshReplica::Primary,
         NoReplica::Error => NoFreshReplica::Refuse,
         NoReplica::Wait(timeout) => {
+            let now = now();
             let deadline = *wait.deadline.get_or_insert(now + timeout);
             let started = *wait.started.get_or_insert(now);
             if now >= deadline {
@@ -422,14 +435,16 @@ mod tests {
         ];
         for (at, expected) in steps {
             assert_eq!(
-                no_fresh_replica(policy, &mut wait, t0 + at),
+                no_fresh_replica(policy, &mut wait, || t0 + at),
                 expected,
                 "at {at:?}"
             );
         }
         // A replica caught up at 900 ms: the read waited 200 ms.
+        assert!(wait.is_waiting());
         assert_eq!(wait.served(t0 + ms(900)), Some(ms(200)));
         assert_eq!(wait, ReadWait::default());
+        assert!(!wait.is_waiting());
         assert_eq!(wait.served(t0 + ms(950)), None, "served once");
     }
 
@@ -437,14 +452,14 @@ mod tests {
     fn the_other_policies_do_not_wait() {
         let t0 = Instant::now();
         let mut wait = ReadWait::default();
-        let primary = no_fresh_replica(NoReplica::Primary, &mut wait, t0);
+        let primary = no_fresh_replica(NoReplica::Primary, &mut wait, || t0);
         assert_eq!(primary, NoFreshReplica::Primary);
         assert_eq!(
-            no_fresh_replica(NoReplica::Error, &mut wait, t0),
+            no_fresh_replica(NoReplica::Error, &mut wait, || t0),
             NoFreshReplica::Refuse
         );
         assert_eq!(wait, ReadWait::default(), "nothing began to wait");
-        let none = no_fresh_replica(NoReplica::Wait(Duration::ZERO), &mut wait, t0);
+        let none = no_fresh_replica(NoReplica::Wait(Duration::ZERO), &mut wait, || t0);
         assert_eq!(none, NoFreshReplica::WaitedInVain(Duration::ZERO));
     }
 }

@@ -412,7 +412,9 @@ impl Pool {
     /// for the room it takes (then it is closed) or it is past its
     /// lifetime.
     fn put(&self, key: PoolKey, conn: Box<BackendConn>) {
-        if conn.opened.elapsed() >= self.lifetimes.lifetime {
+        // One clock read for both the lifetime and the idle set's stamp.
+        let now = Instant::now();
+        if now.saturating_duration_since(conn.opened) >= self.lifetimes.lifetime {
             return;
         }
         let mut conn = conn;
@@ -436,7 +438,7 @@ impl Pool {
             return;
         }
         let parked = Parked::new(conn, &self.load);
-        self.idle.borrow_mut().put(key, parked, Instant::now());
+        self.idle.borrow_mut().put(key, parked, now);
     }
 
     fn forget_closed_waiters(&self, key: &PoolKey) {

@@ -77,6 +77,7 @@ impl ClientSide<'_> {
         } = placed.ok()?;
         self.route.check_lsn = check_lsn;
         if route.reason != RouteReason::PrimaryFallback
+            && self.route.read_wait.is_waiting()
             && let Some(waited) = self.route.read_wait.served(Instant::now())
         {
             self.router.metrics.waited(waited);
@@ -141,7 +142,7 @@ impl ClientSide<'_> {
     pub(super) fn no_replica(&mut self, batch_len: Option<usize>) -> Option<Verdict> {
         let metrics = &self.router.metrics;
         let policy = no_replica_policy(&self.router.routing());
-        match no_fresh_replica(policy, &mut self.route.read_wait, Instant::now()) {
+        match no_fresh_replica(policy, &mut self.route.read_wait, Instant::now) {
             NoFreshReplica::Primary => {
                 metrics.fell_back(FallbackReason::NoFreshReplica);
                 None
