@@ -43,7 +43,8 @@ struct Entry {
 
 #[derive(Debug)]
 pub struct CancelRegistry {
-    sessions: Mutex<HashMap<i32, Entry>>,
+    /// By pgrelay's own pids, which clients do not choose: a fast hash.
+    sessions: Mutex<HashMap<i32, Entry, foldhash::fast::RandomState>>,
     next_pid: AtomicI32,
     /// How to reach each node, by index.
     node_tls: Vec<NodeTls>,
@@ -52,7 +53,7 @@ pub struct CancelRegistry {
 impl CancelRegistry {
     pub fn new(node_tls: Vec<NodeTls>) -> CancelRegistry {
         CancelRegistry {
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::default()),
             next_pid: AtomicI32::new(FIRST_VIRTUAL_PID),
             node_tls,
         }
@@ -86,7 +87,7 @@ impl Drop for CancelKey {
 }
 
 impl CancelRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Entry, foldhash::fast::RandomState>> {
         // The map stays consistent even if a holder panicked: every
         // critical section is a single insert, update or remove.
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)

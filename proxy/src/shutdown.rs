@@ -25,7 +25,9 @@ pub enum Phase {
 #[derive(Debug, Default)]
 pub struct LocalShutdown {
     phase: Cell<Phase>,
-    wakers: RefCell<HashMap<u64, Waker>>,
+    /// By the watches' own ids: a fast hash (one insert and one removal
+    /// per client connection).
+    wakers: RefCell<HashMap<u64, Waker, foldhash::fast::RandomState>>,
     next_id: Cell<u64>,
 }
 
