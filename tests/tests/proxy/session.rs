@@ -370,9 +370,14 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
                 // the lag budget at that moment.
                 let nodes = [env.cluster.client(0).await?, env.cluster.client(1).await?];
                 poll_until(Duration::from_secs(10), "the query to run", || async {
-                    // Active: the statement's Parse alone (tokio-postgres
-                    // prepares first) shows its text on an idle backend.
-                    let running = "state = 'active' AND query = 'SELECT pg_sleep(0.5), 7'";
+                    // Sleeping in pg_sleep: tokio-postgres prepares first,
+                    // and while the server parses, the backend shows the
+                    // text as 'active' too; a drain landing between that
+                    // Parse's ReadyForQuery and the Execute ends the
+                    // session at that idle point (a clean .ci/run under
+                    // load saw 'connection closed' from exactly that).
+                    let running = "state = 'active' AND wait_event = 'PgSleep' \
+                                   AND query = 'SELECT pg_sleep(0.5), 7'";
                     (count_backends(&nodes, running).await? == 1).then_some(())
                 })
                 .await?;
