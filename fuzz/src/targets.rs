@@ -163,7 +163,8 @@ const TRACEPARENT_WORDS: &[&[u8]] = &[
 ];
 
 /// The classifier with a small parse limit (so both paths run), its
-/// verdict's effective access, and the fingerprint on their own.
+/// verdict's effective access, the fingerprint on its own, and shapes
+/// agreeing with the scan for the text with other literal values.
 fn classify(data: &[u8]) {
     let mut classifier = Classifier::new(64);
     classifier.set_max_parse_size(2048);
@@ -171,6 +172,7 @@ fn classify(data: &[u8]) {
     let _ = classifier.effective_access("db", &statement);
     let _ = classifier.unresolved_functions("db", &statement);
     let _ = pgrelay_router::fingerprint_bytes(data);
+    pgrelay_router::check_shapes(data);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = pgrelay_router::leading_hint(text);
     }

@@ -8,6 +8,7 @@ use crate::classify::classify_with_cacheability;
 use crate::fingerprint::{Fingerprint, fingerprint_bytes};
 use crate::keyed_hash::KeyedWordHash;
 use crate::lru::Lru;
+use crate::shape::Shapes;
 use crate::statement::{Access, Statement, WriteReason};
 
 /// A function's `pg_proc.provolatile`: `i`, `s` or `v`.
@@ -41,6 +42,8 @@ pub struct CacheStats {
 /// are cached: their names and keywords are part of the fingerprint and
 /// their values are not part of the verdict.
 pub struct Classifier {
+    /// Texts seen before, to find a fingerprint without the scan.
+    shapes: Shapes,
     cache: Lru<Fingerprint, Arc<Statement>, KeyedWordHash>,
     refused: Lru<Fingerprint, (), KeyedWordHash>,
     /// By database and function name: functions are per database.
@@ -55,6 +58,7 @@ impl Classifier {
     /// learned function volatilities are bounded by the same number.
     pub fn new(capacity: usize) -> Classifier {
         Classifier {
+            shapes: Shapes::new(),
             cache: Lru::with_hasher(capacity, KeyedWordHash::new()),
             refused: Lru::with_hasher(capacity, KeyedWordHash::new()),
             volatility: Lru::new(capacity),
@@ -84,7 +88,7 @@ impl Classifier {
             self.stats.too_large += 1;
             return Arc::new(crate::large::too_large(sql));
         }
-        let fp = fingerprint_bytes(sql);
+        let fp = self.shapes.fingerprint(sql);
         if let Some(hit) = self.cache.get(&fp) {
             self.stats.hits += 1;
             return Arc::clone(hit);

@@ -159,6 +159,19 @@ pub fn fingerprint(sql: &str) -> Fingerprint {
 /// proxy does not decode): the scan only looks at ASCII bytes, so a
 /// cached statement needs no UTF-8 check.
 pub fn fingerprint_bytes(bytes: &[u8]) -> Fingerprint {
+    scan(bytes, None)
+}
+
+/// Where a text's literal values lie, `(start, end)` byte offsets.
+pub(crate) type LiteralSpans = Vec<(u32, u32)>;
+
+/// [`fingerprint_bytes`], noting in `spans` where each literal value lies
+/// (for [`crate::shape`]). `bytes` must be shorter than 4 GiB.
+pub(crate) fn fingerprint_noting_literals(bytes: &[u8], spans: &mut LiteralSpans) -> Fingerprint {
+    scan(bytes, Some(spans))
+}
+
+fn scan(bytes: &[u8], mut spans: Option<&mut LiteralSpans>) -> Fingerprint {
     let mut out = Sink::new();
     let mut leading = true;
     let mut i = 0;
@@ -169,7 +182,13 @@ pub fn fingerprint_bytes(bytes: &[u8]) -> Fingerprint {
             i += 1;
         } else if c & WORD_START != 0 {
             leading = false;
-            i = word(bytes, i, &mut out);
+            i = match prefixed_string_end(bytes, i, b.to_ascii_lowercase()) {
+                Some(end) => literal(&mut out, spans.as_deref_mut(), i, end),
+                None => word(bytes, i, &mut out),
+            };
+        } else if let Some(end) = symbol_literal_end(bytes, i) {
+            leading = false;
+            i = literal(&mut out, spans.as_deref_mut(), i, end);
         } else if b == b'/' && bytes.get(i + 1) == Some(&b'*') {
             let end = block_comment_end(bytes, i);
             if leading {
@@ -196,57 +215,81 @@ pub fn fingerprint_bytes(bytes: &[u8]) -> Fingerprint {
     out.finish()
 }
 
+/// A literal value from `start` to `end`: `?`, noted in `spans` if asked.
+fn literal(out: &mut Sink, spans: Option<&mut LiteralSpans>, start: usize, end: usize) -> usize {
+    out.byte(b'?');
+    if let Some(spans) = spans {
+        spans.push((start as u32, end as u32));
+    }
+    end
+}
+
+/// The end of the literal value (`?` in the fingerprint) that starts at
+/// `i`, if one does: numbers, `'…'`, `E'…'`, `B'…'`, `X'…'`, `N'…'`,
+/// `U&'…'` and `$tag$…$tag$`. The scan decides by the same two functions,
+/// in the same order, and so [`crate::shape`]'s matching agrees with it.
+pub(crate) fn literal_end(bytes: &[u8], i: usize) -> Option<usize> {
+    let &b = bytes.get(i)?;
+    if class(b) & WORD_START != 0 {
+        prefixed_string_end(bytes, i, b.to_ascii_lowercase())
+    } else {
+        symbol_literal_end(bytes, i)
+    }
+}
+
+/// A literal that starts with a quote, a digit, `.` and a digit, or `$`
+/// and a tag.
+fn symbol_literal_end(bytes: &[u8], i: usize) -> Option<usize> {
+    match *bytes.get(i)? {
+        b'\'' => Some(string_end(bytes, i, false)),
+        b'0'..=b'9' => Some(number_end(bytes, i)),
+        b'.' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => Some(number_end(bytes, i)),
+        b'$' => dollar_quoted_end(bytes, i),
+        _ => None,
+    }
+}
+
+/// A prefixed string literal (`E'…'`, `B'…'`, `X'…'`, `N'…'`, `U&'…'`)
+/// starting at `i`, whose first byte lowercased is `first`.
+fn prefixed_string_end(bytes: &[u8], i: usize, first: u8) -> Option<usize> {
+    match bytes.get(i + 1) {
+        Some(b'\'') if matches!(first, b'e' | b'b' | b'x' | b'n') => {
+            Some(string_end(bytes, i + 1, first == b'e'))
+        }
+        Some(b'&') if first == b'u' && bytes.get(i + 2) == Some(&b'\'') => {
+            Some(string_end(bytes, i + 2, false))
+        }
+        _ => None,
+    }
+}
+
 fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
-/// Emits the token starting at `i` (not whitespace, a comment or a word)
-/// and returns the index after it. Always advances by at least one byte.
+/// Emits the token starting at `i` (not whitespace, a comment, a literal
+/// or a word) and returns the index after it. Always advances by at least
+/// one byte.
 fn token(bytes: &[u8], i: usize, out: &mut Sink) -> usize {
-    let b = bytes[i];
-    match b {
-        b'\'' => {
-            out.byte(b'?');
-            string_end(bytes, i, false)
-        }
+    match bytes[i] {
         b'"' => {
             let end = quoted_end(bytes, i, b'"');
             out.bytes(&bytes[i..end]);
             end
         }
-        b'$' => dollar(bytes, i, out),
-        b'0'..=b'9' => {
-            out.byte(b'?');
-            number_end(bytes, i)
-        }
-        b'.' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
-            out.byte(b'?');
-            number_end(bytes, i)
-        }
-        _ => {
+        b'$' => dollar_parameter(bytes, i, out),
+        b => {
             out.byte(b);
             i + 1
         }
     }
 }
 
-/// An unquoted word, or a prefixed string literal (`E'…'`, `B'…'`, `X'…'`,
-/// `N'…'`, `U&'…'`), which is a single literal.
+/// An unquoted word (not a prefixed string literal: see
+/// [`literal_end`]).
 fn word(bytes: &[u8], i: usize, out: &mut Sink) -> usize {
-    let first = bytes[i].to_ascii_lowercase();
-    match bytes.get(i + 1) {
-        Some(b'\'') if matches!(first, b'e' | b'b' | b'x' | b'n') => {
-            out.byte(b'?');
-            return string_end(bytes, i + 1, first == b'e');
-        }
-        Some(b'&') if first == b'u' && bytes.get(i + 2) == Some(&b'\'') => {
-            out.byte(b'?');
-            return string_end(bytes, i + 2, false);
-        }
-        _ => {}
-    }
     out.space();
     let mut hash = out.hash;
     let mut n = 0;
@@ -299,11 +342,10 @@ fn quoted_end(bytes: &[u8], start: usize, q: u8) -> usize {
 /// prefixes. Over-reading letters is harmless: all forms become `?`.
 fn number_end(bytes: &[u8], start: usize) -> usize {
     let mut i = start;
-    while i < bytes.len() {
-        let b = bytes[i];
+    while let Some(&b) = bytes.get(i) {
         let sign_after_exp =
-            (b == b'+' || b == b'-') && i > start && matches!(bytes[i - 1], b'e' | b'E');
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || sign_after_exp {
+            || (b == b'+' || b == b'-') && i > start && matches!(bytes[i - 1], b'e' | b'E');
+        if NUMBER_BYTE[usize::from(b)] || sign_after_exp() {
             i += 1;
         } else {
             break;
@@ -312,15 +354,26 @@ fn number_end(bytes: &[u8], start: usize) -> usize {
     i
 }
 
-/// `$1` (a parameter, kept) or `$tag$…$tag$` (a literal, `?`).
-fn dollar(bytes: &[u8], i: usize, out: &mut Sink) -> usize {
+/// Bytes a number runs on over: one table load per digit, the common case.
+static NUMBER_BYTE: [bool; 256] = number_bytes();
+
+const fn number_bytes() -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'.';
+        b += 1;
+    }
+    table
+}
+
+/// `$tag$…$tag$` starting at `i`: its end (the end of the input if the
+/// closing tag is missing). `None` for `$1` or a `$` that opens no tag.
+fn dollar_quoted_end(bytes: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     if bytes.get(j).is_some_and(u8::is_ascii_digit) {
-        while j < bytes.len() && bytes[j].is_ascii_digit() {
-            j += 1;
-        }
-        out.bytes(&bytes[i..j]);
-        return j;
+        return None;
     }
     while j < bytes.len()
         && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] >= 0x80)
@@ -328,16 +381,27 @@ fn dollar(bytes: &[u8], i: usize, out: &mut Sink) -> usize {
         j += 1;
     }
     if bytes.get(j) != Some(&b'$') {
-        out.byte(b'$');
-        return i + 1;
+        return None;
     }
     let tag = &bytes[i..=j];
-    out.byte(b'?');
     let body = j + 1;
-    match bytes[body..].windows(tag.len()).position(|w| w == tag) {
-        Some(p) => body + p + tag.len(),
-        None => bytes.len(),
+    Some(
+        match bytes[body..].windows(tag.len()).position(|w| w == tag) {
+            Some(p) => body + p + tag.len(),
+            None => bytes.len(),
+        },
+    )
+}
+
+/// `$1` (a parameter, kept as written) or a lone `$` (not a literal: see
+/// [`dollar_quoted_end`]).
+fn dollar_parameter(bytes: &[u8], i: usize, out: &mut Sink) -> usize {
+    let mut j = i + 1;
+    while j < bytes.len() && bytes[j].is_ascii_digit() {
+        j += 1;
     }
+    out.bytes(&bytes[i..j]);
+    j
 }
 
 #[cfg(test)]

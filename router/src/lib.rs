@@ -35,6 +35,7 @@ mod pins;
 mod placement;
 mod route;
 mod set_config;
+mod shape;
 mod staleness;
 mod statement;
 mod steering;
@@ -56,6 +57,8 @@ pub use placement::{
     NoFreshReplica, NoReplica, Placement, Position, ReadWait, no_fresh_replica, place,
 };
 pub use route::{Route, RouteError, RouteReason};
+#[doc(hidden)]
+pub use shape::check_shapes;
 pub use statement::{
     Access, Consistency, DiscardKind, Hint, PgrelayCommand, Scope, SessionEffect, Staleness,
     Statement, TxEffect, WriteReason,
