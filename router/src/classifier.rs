@@ -58,7 +58,7 @@ impl Classifier {
     /// learned function volatilities are bounded by the same number.
     pub fn new(capacity: usize) -> Classifier {
         Classifier {
-            shapes: Shapes::new(),
+            shapes: Shapes::new(capacity),
             cache: Lru::with_hasher(capacity, KeyedWordHash::new()),
             refused: Lru::with_hasher(capacity, KeyedWordHash::new()),
             volatility: Lru::new(capacity),

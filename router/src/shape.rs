@@ -20,8 +20,8 @@ use crate::keyed_hash::random_u64;
 /// Shapes per set: texts with a common beginning (an ORM's `SELECT
 /// "users".…`) share a set.
 const WAYS: usize = 8;
-/// Sets of shapes: 1,024 shapes per classifier.
-const SETS: usize = 128;
+/// At most this many sets: 1,024 shapes per classifier.
+const MAX_SETS: usize = 128;
 /// Longer texts are scanned every time: a shape's bytes are kept, and the
 /// memory of a worker's shapes stays within 1 MiB.
 const MAX_SHAPE_BYTES: usize = 1024;
@@ -38,6 +38,8 @@ struct Shape {
 /// Recently seen shapes, by the beginning of their texts.
 pub(crate) struct Shapes {
     ways: Vec<Option<Shape>>,
+    /// `ways.len() / WAYS`.
+    sets: usize,
     /// Keyed per process, as the fingerprint: clients choose the texts.
     key: u64,
     /// Where [`fingerprint_noting_literals`] writes, kept to reuse.
@@ -45,9 +47,13 @@ pub(crate) struct Shapes {
 }
 
 impl Shapes {
-    pub(crate) fn new() -> Shapes {
+    /// Room for about `capacity` shapes (a classifier's verdict cache
+    /// holds no more statements), at most `MAX_SETS` sets.
+    pub(crate) fn new(capacity: usize) -> Shapes {
+        let sets = capacity.div_ceil(WAYS).clamp(1, MAX_SETS);
         Shapes {
-            ways: (0..SETS * WAYS).map(|_| None).collect(),
+            ways: (0..sets * WAYS).map(|_| None).collect(),
+            sets,
             key: random_u64(),
             scratch: LiteralSpans::new(),
         }
@@ -95,7 +101,7 @@ impl Shapes {
             }
             hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
-        (hash >> 32) as usize % SETS
+        (hash >> 32) as usize % self.sets
     }
 }
 
@@ -155,7 +161,8 @@ pub fn check_shapes(text: &[u8]) {
     if text.len() > MAX_SHAPE_BYTES {
         return;
     }
-    let mut shapes = Shapes::new();
+    // One set: only `text`'s shape is looked for.
+    let mut shapes = Shapes::new(WAYS);
     shapes.fingerprint(text);
     let mut spans = LiteralSpans::new();
     fingerprint_noting_literals(text, &mut spans);
@@ -276,7 +283,7 @@ mod tests {
     #[test]
     fn a_shape_gives_exactly_the_scan_s_fingerprint() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        let mut shapes = Shapes::new();
+        let mut shapes = Shapes::new(1024);
         let mut hits = 0;
         for round in 0..20_000 {
             let base = BASES[round % BASES.len()].as_bytes();
@@ -308,7 +315,7 @@ mod tests {
 
     #[test]
     fn other_literals_match_other_bytes_do_not() {
-        let mut shapes = Shapes::new();
+        let mut shapes = Shapes::new(1024);
         let first = b"SELECT abalance FROM pgbench_accounts WHERE aid = 4711;";
         shapes.fingerprint(first);
         let set = shapes.set_of(first) * WAYS;
@@ -328,7 +335,7 @@ mod tests {
 
     #[test]
     fn long_texts_are_not_kept() {
-        let mut shapes = Shapes::new();
+        let mut shapes = Shapes::new(1024);
         let long = format!("SELECT {}", "a, ".repeat(MAX_SHAPE_BYTES));
         assert_eq!(
             shapes.fingerprint(long.as_bytes()),
