@@ -41,10 +41,12 @@ struct Entry {
     target: SharedTarget,
 }
 
+/// By pgrelay's own pids, which clients do not choose: a fast hash.
+type Sessions = HashMap<i32, Entry, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 pub struct CancelRegistry {
-    /// By pgrelay's own pids, which clients do not choose: a fast hash.
-    sessions: Mutex<HashMap<i32, Entry, foldhash::fast::RandomState>>,
+    sessions: Mutex<Sessions>,
     next_pid: AtomicI32,
     /// How to reach each node, by index.
     node_tls: Vec<NodeTls>,
@@ -87,7 +89,7 @@ impl Drop for CancelKey {
 }
 
 impl CancelRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Entry, foldhash::fast::RandomState>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
         // The map stays consistent even if a holder panicked: every
         // critical section is a single insert, update or remove.
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)

@@ -67,17 +67,16 @@ impl Shapes {
         }
         let first = self.set_of(sql) * WAYS;
         let set = &mut self.ways[first..first + WAYS];
-        if let Some(way) = set
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.matches(sql)))
-        {
-            // Most recently matched first.
+        let found = set.iter().enumerate().find_map(|(way, shape)| {
+            let shape = shape.as_ref().filter(|shape| shape.matches(sql))?;
+            Some((way, shape.fingerprint))
+        });
+        if let Some((way, fingerprint)) = found {
+            // Most recently matched first (a call saved when it is).
             if way > 0 {
                 set[..=way].rotate_right(1);
             }
-            return set[0]
-                .as_ref()
-                .map_or_else(|| fingerprint_bytes(sql), |shape| shape.fingerprint);
+            return fingerprint;
         }
         self.scratch.clear();
         let fingerprint = fingerprint_noting_literals(sql, &mut self.scratch);
