@@ -269,6 +269,22 @@ pub async fn forward(
     let on_replica = topology.primary() != Some(route.current);
     tracker.set_on_replica(on_replica);
     poll_fn(|cx| {
+        // With nothing of the client's to pass on, the backend goes first:
+        // when its answer frees the connection, the session hands it back
+        // without polling the client, which `resume` polls next anyway
+        // (one readiness check fewer per transaction).
+        let server_first = !holding && up.is_empty();
+        if server_first {
+            let streams = (&mut *backend, &mut *client);
+            let side = (&mut *tracker, &mut *route, router, identity);
+            if let Some(end) = pump_down(cx, down, streams, side, release == Release::AtIdle) {
+                return Poll::Ready(end);
+            }
+            if release == Release::AtIdle && released(tracker, route, up, down) {
+                tracker.report_pins(route.pins.bits());
+                return Poll::Ready(Ok(ForwardEnd::Released));
+            }
+        }
         if !holding {
             let mut client_side = ClientSide {
                 tracker,
@@ -297,38 +313,19 @@ pub async fn forward(
                 Poll::Ready(Ok(PumpEvent::Drained)) | Poll::Pending => {}
             }
         }
-        let releasing = release == Release::AtIdle && !holding;
-        let streams = (&mut *backend, &mut *client);
-        let side = (&mut *tracker, &mut *route, router, identity);
-        let mut polled = poll_server(cx, down, streams, side, releasing && up.is_empty());
-        let drained = matches!(polled, Poll::Ready(Ok(PumpEvent::Drained)));
-        if drained && !(releasing && tracker.is_idle() && route.releasable() && up.is_empty()) {
-            // Not released after all: read on, so that the backend's next
-            // message wakes the session.
+        if !server_first {
+            let releasing = release == Release::AtIdle && !holding;
             let streams = (&mut *backend, &mut *client);
             let side = (&mut *tracker, &mut *route, router, identity);
-            polled = poll_server(cx, down, streams, side, false);
-        }
-        match polled {
-            Poll::Ready(Ok(PumpEvent::Drained)) | Poll::Pending => {}
-            Poll::Ready(Ok(PumpEvent::Stopped)) => return Poll::Ready(Ok(ForwardEnd::Refused)),
-            Poll::Ready(Ok(PumpEvent::Eof) | Err(PumpError::Read(_))) => {
-                return Poll::Ready(Ok(lost_how(tracker, route, down)));
+            if let Some(end) = pump_down(cx, down, streams, side, releasing && up.is_empty()) {
+                return Poll::Ready(end);
             }
-            Poll::Ready(Ok(_)) => return Poll::Ready(Ok(ForwardEnd::BackendClosed)),
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(down_error(e, &identity.node))),
         }
         tracker.report_pins(route.pins.bits());
         if holding && tracker.all_answered() && route.capture.is_idle() && down.is_empty() {
             return Poll::Ready(Ok(ForwardEnd::Held));
         }
-        if release == Release::AtIdle
-            && !holding
-            && tracker.is_idle()
-            && route.releasable()
-            && up.is_empty()
-            && down.is_empty()
-        {
+        if release == Release::AtIdle && !holding && released(tracker, route, up, down) {
             return Poll::Ready(Ok(ForwardEnd::Released));
         }
         if release == Release::Never
@@ -356,6 +353,43 @@ pub async fn forward(
         }
     })
     .await
+}
+
+/// Nothing is in flight, no transaction is open, nothing pins the session
+/// and neither direction holds bytes: the connections may go back.
+fn released(tracker: &Tracker, route: &RouteState, up: &Pump, down: &Pump) -> bool {
+    tracker.is_idle() && route.releasable() && up.is_empty() && down.is_empty()
+}
+
+/// Pumps what the backend sent to the client, reading on after its
+/// answer unless the connection may go back (`may_release`: transaction
+/// pooling, nothing held and nothing of the client's waiting). `Some`:
+/// the forwarding phase ends.
+fn pump_down(
+    cx: &mut std::task::Context<'_>,
+    down: &mut Pump,
+    (backend, client): (&mut Stream, &mut Stream),
+    (tracker, route, router, identity): (&mut Tracker, &mut RouteState, &WorkerRouter, &Identity),
+    may_release: bool,
+) -> Option<Result<ForwardEnd, ProxyError>> {
+    let side = (&mut *tracker, &mut *route, router, identity);
+    let mut polled = poll_server(cx, down, (&mut *backend, &mut *client), side, may_release);
+    let drained = matches!(polled, Poll::Ready(Ok(PumpEvent::Drained)));
+    if drained && !(may_release && tracker.is_idle() && route.releasable()) {
+        // Not released after all: read on, so that the backend's next
+        // message wakes the session.
+        let side = (&mut *tracker, &mut *route, router, identity);
+        polled = poll_server(cx, down, (backend, client), side, false);
+    }
+    match polled {
+        Poll::Ready(Ok(PumpEvent::Drained)) | Poll::Pending => None,
+        Poll::Ready(Ok(PumpEvent::Stopped)) => Some(Ok(ForwardEnd::Refused)),
+        Poll::Ready(Ok(PumpEvent::Eof) | Err(PumpError::Read(_))) => {
+            Some(Ok(lost_how(tracker, route, down)))
+        }
+        Poll::Ready(Ok(_)) => Some(Ok(ForwardEnd::BackendClosed)),
+        Poll::Ready(Err(e)) => Some(Err(down_error(e, &identity.node))),
+    }
 }
 
 /// Pumps what the backend sent to the client. `may_release`: see
