@@ -11,6 +11,7 @@ use crate::backend::{Lease, Reuse};
 use crate::cancel::{CancelKey, CancelTarget};
 use crate::config::PoolMode;
 use crate::error::ProxyError;
+use crate::idle_sweep::QuietSpell;
 use crate::net::Stream;
 use crate::registry::{ClientState, NewSession, SessionEntry};
 use crate::shutdown::ShutdownWatch;
@@ -72,6 +73,8 @@ pub(super) struct Session<'a> {
     /// The session's entry in `SHOW CLIENTS`.
     pub(super) registered: SessionEntry,
     pub(super) watch: ShutdownWatch,
+    /// Between transactions: how long the client has been quiet.
+    pub(super) quiet: QuietSpell,
     pub(super) release: Release,
 }
 
@@ -150,6 +153,7 @@ impl<'a> Session<'a> {
             cancel_key,
             registered,
             watch: ctx.shutdown.watch(),
+            quiet: QuietSpell::default(),
             release,
         }
     }
@@ -157,18 +161,24 @@ impl<'a> Session<'a> {
     /// Runs the session to its end. Whichever way it ends, its
     /// connections are given back (or closed, on an error) here.
     pub(super) async fn run(&mut self) -> Result<Option<ForwardEnd>, ProxyError> {
-        let end = loop {
+        let ended = loop {
             match self.step().await {
                 Ok(Step::Continue) => {}
-                Ok(Step::End(end)) => break end,
-                Err(e) => {
-                    self.abandon();
-                    return Err(e);
-                }
+                Ok(Step::End(end)) => break Ok(end),
+                Err(e) => break Err(e),
             }
         };
-        self.finish(end).await;
-        Ok(Some(end))
+        self.ctx.sweep.forget(&self.quiet);
+        match ended {
+            Ok(end) => {
+                self.finish(end).await;
+                Ok(Some(end))
+            }
+            Err(e) => {
+                self.abandon();
+                Err(e)
+            }
+        }
     }
 
     /// One forwarding phase and what follows it.
@@ -215,7 +225,7 @@ impl<'a> Session<'a> {
             &mut self.route,
             &self.login,
             self.ctx,
-            &mut self.watch,
+            (&mut self.watch, &mut self.quiet),
             &mut self.held,
         )
         .await

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use crate::error::ProxyError;
+use crate::idle_sweep::QuietSpell;
 use crate::net::Stream;
 use crate::shutdown::{Phase, ShutdownWatch};
 use crate::wire::pump::Pump;
@@ -56,17 +57,18 @@ pub async fn resume(
     route: &mut RouteState,
     login: &LoginAs<'_>,
     ctx: &SessionContext,
-    watch: &mut ShutdownWatch,
+    (watch, spell): (&mut ShutdownWatch, &mut QuietSpell),
     held: &mut Option<Leases>,
 ) -> Result<Option<ForwardEnd>, ProxyError> {
     let holds_buffers = up.holds_memory() || down.holds_memory();
-    let quiet = async {
+    ctx.sweep.start(spell);
+    let quiet = poll_fn(|cx| {
         if holds_buffers {
-            ctx.sweep.quiet_for_a_while().await;
+            ctx.sweep.poll_quiet(cx, spell)
         } else {
-            std::future::pending::<()>().await;
+            Poll::Pending
         }
-    };
+    });
     let arrived = tokio::select! {
         biased;
         arrival = arrive(client, up, watch) => Some(arrival),

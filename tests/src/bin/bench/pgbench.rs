@@ -16,7 +16,7 @@ pub struct Workload {
 }
 
 /// The workloads, in the order they run within a round.
-pub const WORKLOADS: [Workload; 7] = [
+pub const WORKLOADS: [Workload; 9] = [
     Workload {
         name: "S-simple-8",
         args: &["-S", "-c", "8", "-j", "2", "-M", "simple"],
@@ -36,6 +36,14 @@ pub const WORKLOADS: [Workload; 7] = [
     Workload {
         name: "S-connect-8",
         args: &["-S", "-C", "-c", "8", "-j", "2", "-M", "simple"],
+    },
+    Workload {
+        name: "S-simple-64",
+        args: &["-S", "-c", "64", "-j", "2", "-M", "simple"],
+    },
+    Workload {
+        name: "S-prepared-64",
+        args: &["-S", "-c", "64", "-j", "2", "-M", "prepared"],
     },
     Workload {
         name: "S-simple-256",
