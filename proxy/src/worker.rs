@@ -164,7 +164,12 @@ impl Accepting {
                         // Boxed: the task moves what it runs several times
                         // (spawn, each stage change, the output read); a
                         // session's future is large, a box is a pointer.
-                        sessions.spawn_local(Box::pin(session::run(stream, ctx)));
+                        // Unconstrained: tokio's cooperative budget is
+                        // counted on every socket poll, and a session
+                        // already yields on its own (its pumps after a
+                        // bounded number of rounds per wakeup).
+                        let session = Box::pin(session::run(stream, ctx));
+                        sessions.spawn_local(tokio::task::unconstrained(session));
                     }
                     Err(e) => {
                         error!(error = %e, "accept failed");
