@@ -415,6 +415,13 @@ impl Pump {
                     self.passthrough = header.len - available;
                     self.after_passthrough = Some(bytes);
                 }
+                Verdict::Swallow if available >= header.len => {
+                    // Dropped where it lies, so that what comes before and
+                    // after it leaves in one write (a write's COMMIT and the
+                    // acknowledgement held back behind its LSN capture: one
+                    // packet to the client, not two).
+                    self.remove_at_ready(header.len);
+                }
                 verdict @ (Verdict::Swallow | Verdict::Stop) => {
                     self.discard = header.len;
                     self.stop_after_discard = verdict == Verdict::Stop;
@@ -440,6 +447,17 @@ impl Pump {
         self.buf.extend_from_slice(bytes);
         self.buf.extend_from_slice(&unscanned);
         self.ready += bytes.len();
+    }
+
+    /// Drops the `len` bytes at `ready` (all in the buffer).
+    fn remove_at_ready(&mut self, len: usize) {
+        if self.ready == 0 {
+            self.buf.advance(len);
+            return;
+        }
+        let end = self.ready + len;
+        self.buf.copy_within(end.., self.ready);
+        self.buf.truncate(self.buf.len() - len);
     }
 
     fn make_room(&mut self) {

@@ -290,6 +290,72 @@ proptest::proptest! {
     }
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Swallowed frames anywhere among forwarded ones, cut into reads of
+    /// any size: everything else comes out byte for byte, in order.
+    #[test]
+    fn swallows_frames_cut_anywhere(
+        frames in proptest::collection::vec(
+            (proptest::sample::select(b"QDXZX".to_vec()), proptest::collection::vec(proptest::num::u8::ANY, 0..2000)),
+            0..40,
+        ),
+    ) {
+        let input: Vec<u8> = frames.iter().flat_map(|(t, b)| frame(*t, b)).collect();
+        let expected: Vec<u8> = frames
+            .iter()
+            .filter(|(t, _)| *t != b'X')
+            .flat_map(|(t, b)| frame(*t, b))
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let (result, out, rec) = runtime.block_on(run(input, 1 << 20));
+        proptest::prop_assert_eq!(result.expect("pump"), PumpEvent::Eof);
+        proptest::prop_assert_eq!(out, expected);
+        proptest::prop_assert_eq!(rec.seen.len(), frames.len());
+    }
+}
+
+/// Records each write it takes.
+#[derive(Default)]
+struct Writes(Vec<Vec<u8>>);
+
+impl tokio::io::AsyncWrite for Writes {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().0.push(buf.to_vec());
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn frames_around_a_swallowed_one_leave_in_one_write() {
+    let mut input = frame(b'C', b"COMMIT\0");
+    input.extend(frame(b'X', b"held back"));
+    input.extend(frame(b'Z', b"I"));
+    let (mut feed, mut reader) = tokio::io::duplex(1024);
+    feed.write_all(&input).await.expect("feed");
+    drop(feed);
+    let mut out = Writes::default();
+    let mut rec = Recorder::default();
+    let mut pump = Pump::new(1 << 20);
+    let result =
+        poll_fn(|cx| pump.poll_pump(cx, Pin::new(&mut reader), Pin::new(&mut out), &mut rec)).await;
+    assert_eq!(result.expect("pump"), PumpEvent::Eof);
+    let mut expected = frame(b'C', b"COMMIT\0");
+    expected.extend(frame(b'Z', b"I"));
+    assert_eq!(out.0, vec![expected]);
+}
+
 #[tokio::test]
 async fn adds_bytes_behind_a_forwarded_frame() {
     struct Adder;
