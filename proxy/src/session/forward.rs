@@ -197,10 +197,7 @@ impl Inspect for ServerSide<'_> {
     /// `PQparameterStatus`), so the causal token reaches the application
     /// without SQL.
     fn take_prefix(&mut self) -> Vec<u8> {
-        let mut out = bytes::BytesMut::new();
-        let lsn = pgrelay_health::format_lsn(self.capture.last_lsn);
-        be::parameter_status(&mut out, LAST_LSN_PARAMETER, &lsn);
-        out.to_vec()
+        be::lsn_parameter_status(LAST_LSN_PARAMETER, self.capture.last_lsn)
     }
 }
 
