@@ -42,8 +42,13 @@ pub struct CacheStats {
 /// are cached: their names and keywords are part of the fingerprint and
 /// their values are not part of the verdict.
 pub struct Classifier {
-    /// Texts seen before, to find a fingerprint without the scan.
-    shapes: Shapes,
+    /// Texts seen before, to find a fingerprint without the scan, each
+    /// with its verdict as of `verdicts_changed` (so that a text sent
+    /// again is not looked up in `cache` either).
+    shapes: Shapes<(u64, Arc<Statement>)>,
+    /// Bumped when a cached verdict changes (`remember_write`): verdicts
+    /// kept with shapes from before are looked up again.
+    verdicts_changed: u64,
     cache: Lru<Fingerprint, Arc<Statement>, KeyedWordHash>,
     refused: Lru<Fingerprint, (), KeyedWordHash>,
     /// By database and function name: functions are per database.
@@ -59,6 +64,7 @@ impl Classifier {
     pub fn new(capacity: usize) -> Classifier {
         Classifier {
             shapes: Shapes::new(capacity),
+            verdicts_changed: 0,
             cache: Lru::with_hasher(capacity, KeyedWordHash::new()),
             refused: Lru::with_hasher(capacity, KeyedWordHash::new()),
             volatility: Lru::new(capacity),
@@ -88,9 +94,18 @@ impl Classifier {
             self.stats.too_large += 1;
             return Arc::new(crate::large::too_large(sql));
         }
-        let fp = self.shapes.fingerprint(sql);
+        let (fp, memo) = self.shapes.find(sql);
+        if let Some(Some((as_of, statement))) = &memo
+            && *as_of == self.verdicts_changed
+        {
+            self.stats.hits += 1;
+            return Arc::clone(statement);
+        }
         if let Some(hit) = self.cache.get(&fp) {
             self.stats.hits += 1;
+            if let Some(memo) = memo {
+                *memo = Some((self.verdicts_changed, Arc::clone(hit)));
+            }
             return Arc::clone(hit);
         }
         let (mut statement, cacheable) = match std::str::from_utf8(sql) {
@@ -110,6 +125,9 @@ impl Classifier {
         if cacheable {
             self.stats.misses += 1;
             self.cache.insert(fp, Arc::clone(&statement));
+            if let Some(memo) = memo {
+                *memo = Some((self.verdicts_changed, Arc::clone(&statement)));
+            }
         } else {
             self.stats.uncacheable += 1;
         }
@@ -123,6 +141,7 @@ impl Classifier {
     pub fn remember_write(&mut self, sql: impl AsRef<[u8]>) {
         let fp = fingerprint_bytes(sql.as_ref());
         self.refused.insert(fp, ());
+        self.verdicts_changed += 1;
         if let Some(cached) = self.cache.peek(&fp)
             && cached.pgrelay.is_none()
         {

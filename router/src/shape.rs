@@ -28,16 +28,20 @@ const MAX_SHAPE_BYTES: usize = 1024;
 /// How much of a text's beginning picks its set, up to its first literal.
 const KEY_BYTES: usize = 16;
 
-/// A text as first seen, with where its literals lie and its fingerprint.
-struct Shape {
+/// A text as first seen, with where its literals lie and its fingerprint,
+/// and what the owner keeps with it.
+struct Shape<T> {
     text: Box<[u8]>,
     literals: Box<[(u32, u32)]>,
     fingerprint: Fingerprint,
+    memo: Option<T>,
 }
 
-/// Recently seen shapes, by the beginning of their texts.
-pub(crate) struct Shapes {
-    ways: Vec<Option<Shape>>,
+/// Recently seen shapes, by the beginning of their texts; each can carry
+/// a `T` of the owner's (the classifier keeps its verdict there, which
+/// saves looking the fingerprint up).
+pub(crate) struct Shapes<T> {
+    ways: Vec<Option<Shape<T>>>,
     /// `ways.len() / WAYS`.
     sets: usize,
     /// Keyed per process, as the fingerprint: clients choose the texts.
@@ -46,10 +50,10 @@ pub(crate) struct Shapes {
     scratch: LiteralSpans,
 }
 
-impl Shapes {
+impl<T> Shapes<T> {
     /// Room for about `capacity` shapes (a classifier's verdict cache
     /// holds no more statements), at most `MAX_SETS` sets.
-    pub(crate) fn new(capacity: usize) -> Shapes {
+    pub(crate) fn new(capacity: usize) -> Shapes<T> {
         let sets = capacity.div_ceil(WAYS).clamp(1, MAX_SETS);
         Shapes {
             ways: (0..sets * WAYS).map(|_| None).collect(),
@@ -62,31 +66,40 @@ impl Shapes {
     /// The fingerprint of `sql`, exactly as [`fingerprint_bytes`] computes
     /// it; remembered as a shape when it was not one already.
     pub(crate) fn fingerprint(&mut self, sql: &[u8]) -> Fingerprint {
+        self.find(sql).0
+    }
+
+    /// [`Shapes::fingerprint`], and the memo of `sql`'s shape (`None`:
+    /// the text is too long to be kept as one).
+    pub(crate) fn find(&mut self, sql: &[u8]) -> (Fingerprint, Option<&mut Option<T>>) {
         if sql.len() > MAX_SHAPE_BYTES {
-            return fingerprint_bytes(sql);
+            return (fingerprint_bytes(sql), None);
         }
         let first = self.set_of(sql) * WAYS;
         let set = &mut self.ways[first..first + WAYS];
-        let found = set.iter().enumerate().find_map(|(way, shape)| {
-            let shape = shape.as_ref().filter(|shape| shape.matches(sql))?;
-            Some((way, shape.fingerprint))
-        });
-        if let Some((way, fingerprint)) = found {
+        let found = set
+            .iter()
+            .position(|shape| shape.as_ref().is_some_and(|shape| shape.matches(sql)));
+        match found {
             // Most recently matched first (a call saved when it is).
-            if way > 0 {
-                set[..=way].rotate_right(1);
+            Some(way) if way > 0 => set[..=way].rotate_right(1),
+            Some(_) => {}
+            None => {
+                self.scratch.clear();
+                let fingerprint = fingerprint_noting_literals(sql, &mut self.scratch);
+                set.rotate_right(1);
+                set[0] = Some(Shape {
+                    text: sql.into(),
+                    literals: self.scratch.as_slice().into(),
+                    fingerprint,
+                    memo: None,
+                });
             }
-            return fingerprint;
         }
-        self.scratch.clear();
-        let fingerprint = fingerprint_noting_literals(sql, &mut self.scratch);
-        set.rotate_right(1);
-        set[0] = Some(Shape {
-            text: sql.into(),
-            literals: self.scratch.as_slice().into(),
-            fingerprint,
-        });
-        fingerprint
+        match &mut set[0] {
+            Some(shape) => (shape.fingerprint, Some(&mut shape.memo)),
+            None => (fingerprint_bytes(sql), None),
+        }
     }
 
     /// The set a text's shape lives in: a keyed hash of its beginning, up
@@ -118,7 +131,7 @@ const fn key_stops() -> [bool; 256] {
     table
 }
 
-impl Shape {
+impl<T> Shape<T> {
     /// Whether `sql` is this shape with other literal values.
     fn matches(&self, sql: &[u8]) -> bool {
         let mut at = 0;
@@ -161,7 +174,7 @@ pub fn check_shapes(text: &[u8]) {
         return;
     }
     // One set: only `text`'s shape is looked for.
-    let mut shapes = Shapes::new(WAYS);
+    let mut shapes = Shapes::<()>::new(WAYS);
     shapes.fingerprint(text);
     let mut spans = LiteralSpans::new();
     fingerprint_noting_literals(text, &mut spans);
@@ -282,7 +295,7 @@ mod tests {
     #[test]
     fn a_shape_gives_exactly_the_scan_s_fingerprint() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        let mut shapes = Shapes::new(1024);
+        let mut shapes = Shapes::<()>::new(1024);
         let mut hits = 0;
         for round in 0..20_000 {
             let base = BASES[round % BASES.len()].as_bytes();
@@ -314,7 +327,7 @@ mod tests {
 
     #[test]
     fn other_literals_match_other_bytes_do_not() {
-        let mut shapes = Shapes::new(1024);
+        let mut shapes = Shapes::<()>::new(1024);
         let first = b"SELECT abalance FROM pgbench_accounts WHERE aid = 4711;";
         shapes.fingerprint(first);
         let set = shapes.set_of(first) * WAYS;
@@ -334,7 +347,7 @@ mod tests {
 
     #[test]
     fn long_texts_are_not_kept() {
-        let mut shapes = Shapes::new(1024);
+        let mut shapes = Shapes::<()>::new(1024);
         let long = format!("SELECT {}", "a, ".repeat(MAX_SHAPE_BYTES));
         assert_eq!(
             shapes.fingerprint(long.as_bytes()),
