@@ -33,7 +33,7 @@ pub use failover::{
     PROMOTE_TIMEOUT, REPOINT_TIMEOUT, StateFile, SynchronousPolicy, write_atomically,
 };
 pub use liveness::{FAILURES_BEFORE_DOWN, SUCCESSES_BEFORE_UP};
-pub use lsn::{format_lsn, parse_lsn, push_lsn};
+pub use lsn::{LsnText, format_lsn, lsn_text, parse_lsn};
 pub use monitor::{
     FailoverRecords, MAX_RETRY_DELAY, MonitorSettings, NodeTarget, spawn_monitor,
     spawn_monitor_controlled, spawn_monitor_coordinated, spawn_monitor_reloadable,

@@ -30,29 +30,49 @@ fn hex_value(digit: u8) -> Option<u64> {
 /// Formats like PostgreSQL does (`%X/%X`), e.g. for `/status` and
 /// `SHOW pgrelay.last_lsn`.
 pub fn format_lsn(lsn: u64) -> String {
-    let mut text = Vec::with_capacity(17);
-    push_lsn(&mut text, lsn);
-    text.into_iter().map(char::from).collect()
+    lsn_text(lsn).as_str().to_owned()
 }
 
-/// Appends `lsn` as [`format_lsn`] writes it. Without the formatting
-/// machinery: it runs behind every write a client commits (its
-/// `pgrelay.last_lsn`), where `format!` cost more than the rest of the
-/// message.
-pub fn push_lsn(out: &mut Vec<u8>, lsn: u64) {
-    push_hex(out, lsn >> 32);
-    out.push(b'/');
-    push_hex(out, lsn & 0xFFFF_FFFF);
+/// An LSN as [`format_lsn`] writes it, on the stack: the text runs behind
+/// every write a client commits (its `pgrelay.last_lsn`), where `format!`
+/// cost more than the rest of the message.
+pub struct LsnText {
+    bytes: [u8; 17],
+    len: usize,
 }
 
-fn push_hex(out: &mut Vec<u8>, value: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    let significant = 64 - value.leading_zeros() as usize;
-    let digits = significant.div_ceil(4).max(1);
-    for i in (0..digits).rev() {
-        let nibble = (value >> (4 * i)) & 0xF;
-        out.push(DIGITS[nibble as usize]);
+impl LsnText {
+    pub fn as_str(&self) -> &str {
+        // Hex digits and '/' only.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
+
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    /// At most 8 digits: `value` is one 32-bit half.
+    fn push_hex(&mut self, value: u64) {
+        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+        let significant = 64 - value.leading_zeros() as usize;
+        let digits = significant.div_ceil(4).max(1);
+        for i in (0..digits).rev() {
+            let nibble = (value >> (4 * i)) & 0xF;
+            self.push(DIGITS[nibble as usize]);
+        }
+    }
+}
+
+pub fn lsn_text(lsn: u64) -> LsnText {
+    let mut text = LsnText {
+        bytes: [0; 17],
+        len: 0,
+    };
+    text.push_hex(lsn >> 32);
+    text.push(b'/');
+    text.push_hex(lsn & 0xFFFF_FFFF);
+    text
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 
+use bytes::BytesMut;
+
 use crate::net::Stream;
 use crate::wire::tag;
 
@@ -196,13 +198,19 @@ impl Inspect for ServerSide<'_> {
     /// write: drivers keep ParameterStatus values (libpq's
     /// `PQparameterStatus`), so the causal token reaches the application
     /// without SQL.
-    fn take_prefix(&mut self) -> Vec<u8> {
-        be::lsn_parameter_status(LAST_LSN_PARAMETER, self.capture.last_lsn)
+    fn take_prefix(&mut self) -> BytesMut {
+        let lsn = pgrelay_health::lsn_text(self.capture.last_lsn);
+        let mut out = BytesMut::with_capacity(PREFIX_CAPACITY);
+        be::parameter_status(&mut out, LAST_LSN_PARAMETER, lsn.as_str());
+        out
     }
 }
 
 /// The ParameterStatus that carries the session's causal token.
 pub const LAST_LSN_PARAMETER: &str = "pgrelay.last_lsn";
+
+/// Room for that ParameterStatus whole: header, name, the longest LSN.
+const PREFIX_CAPACITY: usize = HEADER_LEN + LAST_LSN_PARAMETER.len() + 1 + 17 + 1;
 
 /// Drivers compare a notification's sender pid with the pid they got in
 /// BackendKeyData to recognise their own NOTIFYs, or another connection's

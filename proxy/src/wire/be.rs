@@ -3,7 +3,6 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::frame::HEADER_LEN;
 use super::tag;
 
 /// Writes one tagged message whose body `body` fills in; the length is
@@ -103,21 +102,6 @@ pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
         cstr(b, name);
         cstr(b, value);
     });
-}
-
-/// ParameterStatus `name` = `lsn` (as PostgreSQL prints it), built
-/// whole: it goes out behind every write a client commits.
-pub fn lsn_parameter_status(name: &str, lsn: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + name.len() + 19);
-    out.push(tag::PARAMETER_STATUS);
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(name.as_bytes());
-    out.push(0);
-    pgrelay_health::push_lsn(&mut out, lsn);
-    out.push(0);
-    let len = u32::try_from(out.len() - 1).unwrap_or(u32::MAX);
-    out[1..HEADER_LEN].copy_from_slice(&len.to_be_bytes());
-    out
 }
 
 pub fn backend_key_data(buf: &mut BytesMut, pid: i32, secret: i32) {
@@ -237,22 +221,6 @@ pub const ENCRYPTION_REFUSED: u8 = b'N';
 mod tests {
     use super::*;
     use crate::wire::frame::split_frame;
-
-    #[test]
-    fn the_lsn_parameter_is_the_parameter_status_of_its_text() {
-        for lsn in [0, 0x16_B374_D848, u64::MAX] {
-            let mut expected = BytesMut::new();
-            parameter_status(
-                &mut expected,
-                "pgrelay.last_lsn",
-                &pgrelay_health::format_lsn(lsn),
-            );
-            assert_eq!(
-                lsn_parameter_status("pgrelay.last_lsn", lsn),
-                expected.to_vec()
-            );
-        }
-    }
 
     #[test]
     fn lengths_are_patched_in() {

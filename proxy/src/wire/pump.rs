@@ -72,8 +72,8 @@ pub trait Inspect {
     fn inspect(&mut self, header: FrameHeader, frame: &mut [u8], ahead: &[u8]) -> Verdict;
     /// The bytes to send ahead of a frame judged
     /// [`Verdict::ForwardPrefixed`].
-    fn take_prefix(&mut self) -> Vec<u8> {
-        Vec::new()
+    fn take_prefix(&mut self) -> BytesMut {
+        BytesMut::new()
     }
     /// Whether the pump may end with [`PumpEvent::Drained`] instead of
     /// reading once it has written everything it read: the caller is

@@ -125,8 +125,8 @@ async fn puts_a_prefix_ahead_of_a_frame_once() {
                 _ => Verdict::Forward,
             }
         }
-        fn take_prefix(&mut self) -> Vec<u8> {
-            frame(b'S', b"k\0v\0")
+        fn take_prefix(&mut self) -> BytesMut {
+            frame(b'S', b"k\0v\0").as_slice().into()
         }
     }
     let mut input = frame(b'C', b"INSERT 0 1\0");
