@@ -117,7 +117,7 @@ impl Inspect for ServerSide<'_> {
             // Its severity (and SQLSTATE) come first: whether the
             // connection ends. A huge message text is not buffered.
             tag::ERROR_RESPONSE => Need::Prefix(ERROR_PREFIX),
-            tag::DATA_ROW if self.capture.wants_rows() => Need::Whole,
+            tag::FUNCTION_CALL_RESPONSE if self.capture.wants_answer() => Need::Whole,
             _ => Need::Header,
         }
     }

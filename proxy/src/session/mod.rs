@@ -41,6 +41,7 @@ use crate::error::ProxyError;
 use crate::shared::{ClientSlot, Shared};
 use crate::shutdown::LocalShutdown;
 
+pub use self::capture::PG_CURRENT_WAL_INSERT_LSN_OID;
 use self::core::{Handover, Session};
 use forward::ForwardEnd;
 use handlers::{RETRY_UNREACHABLE_AFTER, resend};

@@ -46,7 +46,7 @@ use crate::wire::frame::FrameHeader;
 use crate::wire::pump::{Inspect, Need, Verdict};
 use crate::wire::tag;
 
-use super::capture::LSN_QUERY;
+use super::capture::LSN_REQUEST;
 use super::tracker::{Tracker, TxStatus};
 
 /// How much of an extended-protocol batch is waited for before it is
@@ -179,7 +179,7 @@ impl ClientSide<'_> {
         }
         let verdict = if capture {
             self.route.capture.requested(self.tracker.awaiting_ready());
-            Verdict::ForwardThen(LSN_QUERY)
+            Verdict::ForwardThen(LSN_REQUEST)
         } else {
             Verdict::Forward
         };

@@ -41,6 +41,7 @@ pub const NO_DATA: u8 = b'n';
 pub const PARAMETER_DESCRIPTION: u8 = b't';
 pub const PORTAL_SUSPENDED: u8 = b's';
 pub const EMPTY_QUERY_RESPONSE: u8 = b'I';
+pub const FUNCTION_CALL_RESPONSE: u8 = b'V';
 
 // The request codes an Authentication message ('R') starts with.
 pub const AUTH_OK: i32 = 0;

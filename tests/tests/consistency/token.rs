@@ -16,11 +16,34 @@ use tokio::io::AsyncWriteExt;
 use crate::env::{Env, LazyEnv, trial};
 
 pub fn trials(env: &LazyEnv) -> Vec<Trial> {
-    vec![trial(
-        env,
-        "token::psql_shows_the_token_and_another_psql_reads_behind_it",
-        psql_carries_the_token,
-    )]
+    vec![
+        trial(
+            env,
+            "token::psql_shows_the_token_and_another_psql_reads_behind_it",
+            psql_carries_the_token,
+        ),
+        trial(
+            env,
+            "token::the_position_function_has_the_oid_the_proxy_calls",
+            the_oid_is_the_servers,
+        ),
+    ]
+}
+
+/// The proxy asks for each write's position by a FunctionCall to a fixed
+/// OID: the installed server must agree on which function that is.
+async fn the_oid_is_the_servers(env: std::sync::Arc<Env>) -> anyhow::Result<()> {
+    let primary = env.cluster.client(0).await?;
+    let oid = crate::env::value(
+        &primary,
+        "SELECT 'pg_catalog.pg_current_wal_insert_lsn()'::regprocedure::oid",
+    )
+    .await?;
+    ensure!(
+        oid == pgrelay::session::PG_CURRENT_WAL_INSERT_LSN_OID.to_string(),
+        "the server's pg_current_wal_insert_lsn is OID {oid}"
+    );
+    Ok(())
 }
 
 /// Written through one psql, shown there, and carried to another psql's
