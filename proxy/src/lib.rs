@@ -16,6 +16,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod idle_sweep;
 pub mod listeners;
+pub mod log_fields;
 pub mod metrics;
 pub mod net;
 pub mod otel;

@@ -110,13 +110,15 @@ fn init_tracing(format: LogFormat) {
         },
         _ => (EnvFilter::new(DEFAULT_LOG_FILTER), None),
     };
+    // Colours only for a person at a terminal, not in a log file.
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal, not in a log file.
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(ansi);
     match format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text if ansi => builder.init(),
+        LogFormat::Text => builder.fmt_fields(pgrelay::log_fields::PlainFields).init(),
         LogFormat::Json => builder.json().init(),
     }
     if let Some((text, e)) = bad {

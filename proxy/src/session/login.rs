@@ -88,9 +88,7 @@ pub async fn login(
     }
     let cert_hash = tls_policy(client, ctx)?;
     let identity = claimed_identity(&params)?;
-    let span = Span::current();
-    span.record("user", identity.user.as_str());
-    span.record("database", identity.database.as_str());
+    record_login(&Span::current(), &identity);
 
     // Room for the authentication exchange and the dozen ParameterStatus
     // messages that follow, so the buffer is allocated once.
@@ -295,6 +293,24 @@ fn claimed_identity(params: &StartupParams) -> Result<Identity, ProxyError> {
     })
 }
 
+/// Puts the claimed user and database on the connection's span, in one
+/// record: the text log formats a span's fields as they are recorded, and
+/// each record looks the span up and locks its fields again.
+fn record_login(span: &Span, identity: &Identity) {
+    let Some(metadata) = span.metadata() else {
+        return;
+    };
+    let fields = metadata.fields();
+    let (Some(user), Some(database)) = (fields.field("user"), fields.field("database")) else {
+        return;
+    };
+    let values: [(&tracing::field::Field, Option<&dyn tracing::Value>); 2] = [
+        (&user, Some(&identity.user.as_str())),
+        (&database, Some(&identity.database.as_str())),
+    ];
+    span.record_all(&fields.value_set(&values));
+}
+
 /// How an admin proves itself on the console.
 enum ConsoleAuth {
     /// With a password, as every client does (`md5`, `scram-sha-256`).
@@ -394,5 +410,39 @@ mod tests {
         assert!(wants_replication(&with("database")));
         assert!(!wants_replication(&with("off")));
         assert!(!wants_replication(&StartupParams::default()));
+    }
+
+    #[test]
+    fn the_claimed_login_goes_on_the_connections_span() {
+        let lines = crate::log_fields::test_lines::Lines::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(lines.clone())
+            .with_ansi(false)
+            .fmt_fields(crate::log_fields::PlainFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "client",
+                conn = 1u64,
+                user = tracing::field::Empty,
+                database = tracing::field::Empty,
+            );
+            let identity = Identity {
+                user: "alice".into(),
+                database: "shop".into(),
+            };
+            record_login(&span, &identity);
+            span.in_scope(|| tracing::info!("in"));
+            // A span without the fields is left as it is.
+            let other = tracing::info_span!("other", conn = 2u64);
+            record_login(&other, &identity);
+            other.in_scope(|| tracing::info!("in"));
+        });
+        let text = lines.text();
+        assert!(
+            text.contains("client{conn=1 user=\"alice\" database=\"shop\"}"),
+            "{text}"
+        );
+        assert!(text.contains("other{conn=2}"), "{text}");
     }
 }
