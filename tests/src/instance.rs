@@ -38,6 +38,8 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .with_ansi(false)
+        // As `pgrelay serve` logs to a file.
+        .fmt_fields(pgrelay::log_fields::PlainFields)
         .try_init();
     let text = std::fs::read_to_string(path)?;
     let config =
