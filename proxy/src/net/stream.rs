@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use pgrelay_health::node_tls::Negotiated;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 /// TLS over a plain stream: `Server` with a client, `Client` to a node.
@@ -40,6 +40,22 @@ impl Stream {
             Stream::Tcp(s) => s.try_write(buf),
             Stream::Unix(s) => s.try_write(buf),
             Stream::Tls(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+
+    /// Whether the reading side may have something: the readiness the
+    /// runtime last saw stands (bytes, end of stream or an error), or this
+    /// is TLS, which may hold decrypted bytes the socket no longer shows.
+    /// No system call, and no wakeup is registered. `false` right after a
+    /// read returned `Pending` means the wakeup that read registered has
+    /// not fired: polling the reader again would only register it again.
+    pub fn may_have_input(&self) -> bool {
+        // The closure runs only if the readiness stands, and succeeds: the
+        // readiness is never cleared here.
+        match self {
+            Stream::Tcp(s) => s.try_io(Interest::READABLE, || Ok(())).is_ok(),
+            Stream::Unix(s) => s.try_io(Interest::READABLE, || Ok(())).is_ok(),
+            Stream::Tls(_) => true,
         }
     }
 
@@ -150,5 +166,52 @@ impl AsyncWrite for Stream {
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn input_stands_until_a_read_finds_none() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let mut peer = TcpStream::connect(addr).await.expect("connect");
+        let (ours, _) = listener.accept().await.expect("accept");
+        let mut ours = Stream::Tcp(ours);
+        let mut buf = [0u8; 16];
+
+        // A read finds nothing and registers its wakeup.
+        let mut cx = Context::from_waker(Waker::noop());
+        let polled = Pin::new(&mut ours).poll_read(&mut cx, &mut ReadBuf::new(&mut buf));
+        assert!(polled.is_pending());
+        assert!(!ours.may_have_input());
+
+        peer.write_all(b"hello").await.expect("write");
+        ours.readable().await.expect("readable");
+        assert!(ours.may_have_input());
+        assert!(
+            ours.may_have_input(),
+            "asking leaves the readiness as it was"
+        );
+        let n = ours.try_read(&mut buf).expect("read");
+        assert_eq!(&buf[..n], b"hello");
+        let again = ours.try_read(&mut buf);
+        assert!(
+            matches!(&again, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "{again:?}"
+        );
+        assert!(!ours.may_have_input());
+
+        drop(peer);
+        ours.readable().await.expect("end of stream");
+        assert!(ours.may_have_input(), "the end of the stream is input too");
     }
 }

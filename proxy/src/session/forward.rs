@@ -273,24 +273,27 @@ pub async fn forward(
     let mut holding = false;
     let on_replica = topology.primary() != Some(route.current);
     tracker.set_on_replica(on_replica);
+    // Either socket may have been read elsewhere since the pumps last ran.
+    up.forget_waiting();
+    down.forget_waiting();
     poll_fn(|cx| {
         // With nothing of the client's to pass on, the backend goes first:
         // when its answer frees the connection, the session hands it back
         // without polling the client, which `resume` polls next anyway
         // (one readiness check fewer per transaction).
         let server_first = !holding && up.is_empty();
-        if server_first {
+        if server_first && !quiet(down, backend) {
             let streams = (&mut *backend, &mut *client);
             let side = (&mut *tracker, &mut *route, router, identity);
             if let Some(end) = pump_down(cx, down, streams, side, release == Release::AtIdle) {
                 return Poll::Ready(end);
             }
-            if release == Release::AtIdle && released(tracker, route, up, down) {
-                tracker.report_pins(route.pins.bits());
-                return Poll::Ready(Ok(ForwardEnd::Released));
-            }
         }
-        if !holding {
+        if server_first && release == Release::AtIdle && released(tracker, route, up, down) {
+            tracker.report_pins(route.pins.bits());
+            return Poll::Ready(Ok(ForwardEnd::Released));
+        }
+        if !holding && !quiet(up, client) {
             let mut client_side = ClientSide {
                 tracker,
                 route,
@@ -318,7 +321,7 @@ pub async fn forward(
                 Poll::Ready(Ok(PumpEvent::Drained)) | Poll::Pending => {}
             }
         }
-        if !server_first {
+        if !server_first && !quiet(down, backend) {
             let releasing = release == Release::AtIdle && !holding;
             let streams = (&mut *backend, &mut *client);
             let side = (&mut *tracker, &mut *route, router, identity);
@@ -358,6 +361,14 @@ pub async fn forward(
         }
     })
     .await
+}
+
+/// The pump waits for its reader, whose wakeup has not fired: this
+/// wakeup is the other direction's, and polling the pump would only
+/// register its wakeup again (a readiness check and a lock each time,
+/// twice per statement inside a transaction).
+fn quiet(pump: &Pump, reader: &Stream) -> bool {
+    pump.waits_to_read() && !reader.may_have_input()
 }
 
 /// Nothing is in flight, no transaction is open, nothing pins the session

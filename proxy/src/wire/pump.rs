@@ -112,6 +112,18 @@ pub enum PumpError {
     TooLarge { len: usize, max: usize },
 }
 
+/// Why the pump's last poll returned `Pending`, as long as nothing else
+/// changed it since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    /// For the reader, with nothing else to do: polled again, the pump
+    /// goes straight to reading.
+    Reader,
+    /// For the writer, to yield, or it did not return `Pending`; or the
+    /// pump was changed since.
+    Unknown,
+}
+
 #[derive(Debug)]
 pub struct Pump {
     buf: BytesMut,
@@ -132,6 +144,7 @@ pub struct Pump {
     eof: bool,
     /// Written since the writer was last flushed.
     unflushed: bool,
+    waiting: Waiting,
 }
 
 impl Pump {
@@ -148,6 +161,7 @@ impl Pump {
             max_whole,
             eof: false,
             unflushed: false,
+            waiting: Waiting::Unknown,
         }
     }
 
@@ -161,11 +175,13 @@ impl Pump {
 
     /// Goes on after a hold; the held frame is inspected again.
     pub fn resume(&mut self) {
+        self.waiting = Waiting::Unknown;
         self.held = false;
     }
 
     /// Drops the held frame (the owner answered it itself) and goes on.
     pub fn skip_head(&mut self) {
+        self.waiting = Waiting::Unknown;
         if let Ok(Some(header)) = FrameHeader::parse(&self.buf) {
             self.discard = header.len;
         }
@@ -175,6 +191,7 @@ impl Pump {
     /// Drops `len` bytes from the held frame on (frames the owner
     /// answered itself) and goes on.
     pub fn skip(&mut self, len: usize) {
+        self.waiting = Waiting::Unknown;
         self.discard = len;
         self.held = false;
     }
@@ -196,6 +213,7 @@ impl Pump {
     /// Drops what was scanned but not written (its destination is gone);
     /// what was not scanned yet stays.
     pub fn discard_ready(&mut self) {
+        self.waiting = Waiting::Unknown;
         self.buf.advance(self.ready);
         self.ready = 0;
     }
@@ -205,6 +223,7 @@ impl Pump {
     /// the owner can deliver it before answering for the reader itself.
     /// Unscanned bytes (a frame cut off mid-way) are dropped.
     pub fn take_scanned(&mut self) -> Option<BytesMut> {
+        self.waiting = Waiting::Unknown;
         if self.passthrough > 0 {
             return None;
         }
@@ -217,6 +236,20 @@ impl Pump {
     /// A frame is being streamed through and has not all arrived.
     pub fn mid_frame(&self) -> bool {
         self.passthrough > 0
+    }
+
+    /// Whether the last [`Pump::poll_pump`] returned `Pending` waiting
+    /// only for the reader, and nothing changed the pump since. Whether
+    /// the reader's wakeup still stands is the caller's to know: nothing
+    /// else may have read from it since.
+    pub fn waits_to_read(&self) -> bool {
+        self.waiting == Waiting::Reader
+    }
+
+    /// Forgets why the last poll returned `Pending`: the reader may have
+    /// been used elsewhere since.
+    pub fn forget_waiting(&mut self) {
+        self.waiting = Waiting::Unknown;
     }
 
     /// True when nothing read is waiting to be written or scanned.
@@ -235,6 +268,7 @@ impl Pump {
     where
         R: AsyncRead + ?Sized,
     {
+        self.waiting = Waiting::Unknown;
         if !self.buf.is_empty() {
             return Poll::Ready(Ok(true));
         }
@@ -275,6 +309,7 @@ impl Pump {
     /// Gives the buffer's memory back while nothing is in it: a client
     /// between transactions costs little.
     pub fn release_memory(&mut self) {
+        self.waiting = Waiting::Unknown;
         if self.is_empty() && self.ready == 0 {
             self.buf = BytesMut::new();
         }
@@ -294,6 +329,7 @@ impl Pump {
         W: AsyncWrite + ?Sized,
         I: Inspect + ?Sized,
     {
+        self.waiting = Waiting::Unknown;
         for _ in 0..ROUNDS_PER_POLL {
             if self.ready > 0 {
                 match writer.as_mut().poll_write(cx, &self.buf[..self.ready]) {
@@ -348,7 +384,10 @@ impl Pump {
                 Poll::Ready(Ok(0)) => self.eof = true,
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpError::Read(e))),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    self.waiting = Waiting::Reader;
+                    return Poll::Pending;
+                }
             }
         }
         cx.waker().wake_by_ref();

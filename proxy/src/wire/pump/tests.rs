@@ -399,3 +399,55 @@ async fn a_bad_length_is_an_error() {
         Err(PumpError::Frame(FrameError::BadLength(1)))
     ));
 }
+
+/// Never takes a byte.
+struct Stuck;
+
+impl tokio::io::AsyncWrite for Stuck {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Pending
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Pending
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn waits_to_read_only_when_the_reader_alone_kept_it() {
+    let (mut feed, mut reader) = tokio::io::duplex(1024);
+    let mut out: Vec<u8> = Vec::new();
+    let mut rec = Recorder::default();
+    let mut pump = Pump::new(1 << 20);
+    assert!(!pump.waits_to_read(), "never polled");
+    let polled = futures_lite_poll(|cx| {
+        pump.poll_pump(cx, Pin::new(&mut reader), Pin::new(&mut out), &mut rec)
+    });
+    assert!(polled.is_none());
+    assert!(pump.waits_to_read());
+    pump.resume();
+    assert!(!pump.waits_to_read(), "changed since");
+    futures_lite_poll(|cx| pump.poll_pump(cx, Pin::new(&mut reader), Pin::new(&mut out), &mut rec));
+    assert!(pump.waits_to_read());
+    pump.forget_waiting();
+    assert!(!pump.waits_to_read());
+
+    // Pending on the writer: polled again, the pump writes first.
+    feed.write_all(&frame(b'D', b"row")).await.expect("feed");
+    let polled = futures_lite_poll(|cx| {
+        pump.poll_pump(cx, Pin::new(&mut reader), Pin::new(&mut Stuck), &mut rec)
+    });
+    assert!(polled.is_none());
+    assert!(!pump.waits_to_read());
+
+    // Drained: no wakeup was registered at all.
+    let mut side = UntilReady { ready: true };
+    let mut pump = Pump::new(1 << 20);
+    let polled = futures_lite_poll(|cx| {
+        pump.poll_pump(cx, Pin::new(&mut reader), Pin::new(&mut out), &mut side)
+    });
+    assert_eq!(polled, Some(PumpEvent::Drained));
+    assert!(!pump.waits_to_read());
+}
