@@ -167,7 +167,10 @@ impl Accepting {
                         // Unconstrained: tokio's cooperative budget is
                         // counted on every socket poll, and a session
                         // already yields on its own (its pumps after a
-                        // bounded number of rounds per wakeup).
+                        // bounded number of rounds per wakeup). forward()
+                        // relies on it: a read the budget ends registers
+                        // no wakeup, and a pump is skipped as quiet when
+                        // its last read registered one that has not fired.
                         let session = Box::pin(session::run(stream, ctx));
                         sessions.spawn_local(tokio::task::unconstrained(session));
                     }

@@ -26,24 +26,16 @@ pub const PG_CURRENT_WAL_INSERT_LSN_OID: u32 = 2852;
 pub const LSN_REQUEST: &[u8] = &lsn_request();
 
 const fn lsn_request() -> [u8; 15] {
+    // Tag, length 14, the OID (filled in below), no argument formats, no
+    // arguments, result format 1.
+    let mut request = *b"F\0\0\0\x0e____\0\0\0\0\0\x01";
     let oid = PG_CURRENT_WAL_INSERT_LSN_OID.to_be_bytes();
-    [
-        tag::FUNCTION_CALL,
-        0,
-        0,
-        0,
-        14,
-        oid[0],
-        oid[1],
-        oid[2],
-        oid[3],
-        0,
-        0,
-        0,
-        0,
-        0,
-        1,
-    ]
+    let mut i = 0;
+    while i < oid.len() {
+        request[5 + i] = oid[i];
+        i += 1;
+    }
+    request
 }
 
 /// The session's causal position and the LSN requests still unanswered.

@@ -366,7 +366,9 @@ pub async fn forward(
 /// The pump waits for its reader, whose wakeup has not fired: this
 /// wakeup is the other direction's, and polling the pump would only
 /// register its wakeup again (a readiness check and a lock each time,
-/// twice per statement inside a transaction).
+/// twice per statement inside a transaction). Sound only where tokio's
+/// cooperative budget never ends a read (sessions run unconstrained, see
+/// `worker.rs`): such a read returns `Pending` without registering.
 fn quiet(pump: &Pump, reader: &Stream) -> bool {
     pump.waits_to_read() && !reader.may_have_input()
 }
