@@ -82,7 +82,12 @@ impl Setup {
 
 #[derive(Debug)]
 pub struct Registry {
-    pub(super) definitions: HashMap<Vec<u8>, Definition>,
+    /// By the client's names, looked up on every Bind. This session's
+    /// alone and bounded by `MAX_REMEMBERED`, so a name chosen to collide
+    /// slows only its own client: hashed with foldhash rather than
+    /// SipHash. (What connections hold, shared by sessions, and content
+    /// keys stay on SipHash.)
+    pub(super) definitions: HashMap<Vec<u8>, Definition, foldhash::fast::RandomState>,
     /// Bytes of the Parse messages and PREPARE texts kept (the session's
     /// state budget).
     bytes: usize,
@@ -102,7 +107,7 @@ pub struct Registry {
 impl Registry {
     pub fn new(nodes: usize, keys: RandomState) -> Registry {
         Registry {
-            definitions: HashMap::new(),
+            definitions: HashMap::default(),
             bytes: 0,
             on_node: (0..nodes).map(|_| NamedStatements::new()).collect(),
             attached: (0..nodes).map(|_| (HashSet::new(), 0)).collect(),
