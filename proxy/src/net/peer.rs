@@ -31,8 +31,7 @@ impl fmt::Display for Peer {
             // digit by digit.
             Peer::Tcp(SocketAddr::V4(addr)) if f.width().is_none() && f.precision().is_none() => {
                 let mut digits = itoa::Buffer::new();
-                let [a, b, c, d] = addr.ip().octets();
-                for (i, octet) in [a, b, c, d].into_iter().enumerate() {
+                for (i, octet) in addr.ip().octets().into_iter().enumerate() {
                     if i > 0 {
                         f.write_str(".")?;
                     }
