@@ -70,6 +70,12 @@ impl Registry {
         }
     }
 
+    /// Whether the client deallocated anything a connection may still
+    /// hold ([`stale_on`](Self::stale_on) would then say which).
+    pub fn has_deallocated(&self) -> bool {
+        !self.deallocated.is_empty()
+    }
+
     /// Names the client deallocated that `node`'s connection still holds.
     pub fn stale_on(&self, node: usize) -> Vec<Vec<u8>> {
         if self.deallocated.is_empty() {

@@ -18,7 +18,7 @@ use super::lease::{StateOnIt, lease_node_for, lease_ready};
 use super::leases::Leases;
 use super::login::lease_primary;
 use super::steer::RouteState;
-use super::switch::{LoginAs, drop_stale_sql_prepared, replay_settings};
+use super::switch::{LoginAs, drop_stale_sql_prepared, replay_settings, setup_due};
 
 /// What arrived while the session had no connection.
 enum Arrival {
@@ -133,10 +133,12 @@ pub async fn resume(
     // The steering sets up only nodes it switches to; the session's
     // settings must be on this connection before anything runs, and
     // statements it deallocated elsewhere gone from it.
-    if !replay_settings(&mut leases, route).await? {
-        route.pins.add(pgrelay_router::Pin::Unreplayable);
+    if setup_due(&leases, route) {
+        if !replay_settings(&mut leases, route).await? {
+            route.pins.add(pgrelay_router::Pin::Unreplayable);
+        }
+        drop_stale_sql_prepared(&mut leases, route).await?;
     }
-    drop_stale_sql_prepared(&mut leases, route).await?;
     *held = Some(leases);
     Ok(None)
 }

@@ -64,6 +64,14 @@ impl Settings {
         self.entries.iter().map(|e| e.sql.len()).sum()
     }
 
+    /// Whether `node` lacks settings the session made; checked before every
+    /// transaction, so it builds nothing.
+    pub fn is_behind(&self, node: usize) -> bool {
+        self.applied
+            .get(node)
+            .is_some_and(|&applied| applied < self.version)
+    }
+
     /// The statements that bring `node` up to date, if it is behind, each
     /// to be sent as a Query of its own: a text may end in a `--` comment.
     pub fn replay_for(&self, node: usize) -> Option<Vec<&str>> {
