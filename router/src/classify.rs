@@ -240,7 +240,7 @@ pub(crate) fn with_calls(mut part: Part, features: &Features) -> Part {
                 if part.access.is_read() {
                     part.access = Access::write(WriteReason::VolatileFunction(call.name.clone()));
                 }
-                if effect != SessionEffect::None && !effects.contains(&effect) {
+                if !effect.is_none() && !effects.contains(&effect) {
                     effects.push(effect);
                 }
             }
@@ -250,7 +250,7 @@ pub(crate) fn with_calls(mut part: Part, features: &Features) -> Part {
             Known::Unknown | Known::Allowed => {}
         }
     }
-    if part.session == SessionEffect::None {
+    if part.session.is_none() {
         part.session = many(effects);
     }
     part.functions = if part.access.is_read() {

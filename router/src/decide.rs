@@ -13,7 +13,7 @@
 //! the primary.
 
 use crate::route::{Route, RouteError, RouteReason};
-use crate::statement::{Access, Consistency, Hint, SessionEffect, Statement};
+use crate::statement::{Access, Consistency, Hint, Statement};
 use crate::view::{Role, TopologyView};
 
 /// What the session knows when it asks.
@@ -147,7 +147,7 @@ pub fn decide(
     if !access.is_read() {
         return primary(RouteReason::for_access(access));
     }
-    if statement.session != SessionEffect::None {
+    if !statement.session.is_none() {
         return primary(RouteReason::PrimarySessionState);
     }
     let hinted_replica = statement.hint == Some(Hint::Replica);

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::statement::{SessionEffect, Statement, TxEffect};
+use crate::statement::{Statement, TxEffect};
 
 /// What a Query or batch leaves on its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl Leaves {
 /// currval).
 pub fn is_plain_read(statement: &Statement) -> bool {
     statement.access.is_read()
-        && statement.session == SessionEffect::None
+        && statement.session.is_none()
         && statement.transaction == TxEffect::None
         && statement.functions.is_empty()
         && statement.pgrelay.is_none()

@@ -149,6 +149,7 @@ impl Pins {
     /// The session ran a statement with `effect` (outside a transaction,
     /// or inside one when `replay` is `Nothing`): what it leaves pins,
     /// what it discards no longer does.
+    #[inline(always)]
     pub fn note(&mut self, effect: &SessionEffect, replay: Replay) {
         match effect {
             SessionEffect::DiscardAll => *self = Pins::default(),

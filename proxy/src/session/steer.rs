@@ -28,7 +28,7 @@ mod worker;
 
 pub use request::HeadFrame;
 use request::RetryArm;
-pub use state::{BatchNeeds, ClusterAsk, Pending, RouteState};
+pub use state::{BatchNeeds, ClusterAsk, NeedsOf, Pending, RouteState};
 pub use worker::{WorkerRouter, consistency_from_config, scope_from_config};
 
 use std::sync::Arc;
@@ -463,6 +463,7 @@ impl ClientSide<'_> {
 
     /// A setting made outside a transaction, kept for replay on the other
     /// nodes the session uses.
+    #[inline(always)]
     fn note_setting(&mut self, node: usize, sql: &[u8], effect: &SessionEffect) {
         let name = match effect {
             SessionEffect::Set { name, local: false } => Some(name.as_str()),
@@ -515,7 +516,7 @@ impl ClientSide<'_> {
         let statement = self.router.classify(sql);
         let judged = self.route.judged_parses > 0;
         self.route.judged_parses = self.route.judged_parses.saturating_sub(1);
-        if !judged && statement.session != SessionEffect::None {
+        if !judged && !statement.session.is_none() {
             // Past the batch routing's look-ahead: nothing of it was
             // recorded for replay, so it stays where it ran.
             self.route.pins.add(Pin::of(&statement.session));
@@ -527,6 +528,7 @@ impl ClientSide<'_> {
 
     /// SQL `DEALLOCATE` and `DISCARD ALL` drop protocol-level prepared
     /// statements too.
+    #[inline(always)]
     fn note_dropped_statements(&mut self, node: usize, effect: &SessionEffect) {
         match effect {
             SessionEffect::DiscardAll | SessionEffect::Deallocate { name: None } => {

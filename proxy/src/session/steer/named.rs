@@ -27,6 +27,7 @@ impl ClientSide<'_> {
     /// elsewhere go when the session next uses them). Of a name it never
     /// prepared, whatever the connection holds is closed first, so the
     /// server's own error answers.
+    #[inline(always)]
     pub(super) fn steer_deallocate(&mut self, effect: &SessionEffect) -> Option<Verdict> {
         let SessionEffect::Deallocate { name: Some(name) } = effect else {
             return None;
@@ -70,6 +71,7 @@ impl ClientSide<'_> {
     /// A `PREPARE` between transactions of exactly what the current
     /// connection holds under that name (another client prepared it
     /// there): the client gets it without asking the server.
+    #[inline(always)]
     pub(super) fn prepare_held(&mut self, sql: &[u8], effect: &SessionEffect) -> Option<Verdict> {
         let SessionEffect::Prepare { name, inner } = effect else {
             return None;
@@ -94,6 +96,7 @@ impl ClientSide<'_> {
     /// recorded as it is forwarded ([`prepare_forwarded`]).
     ///
     /// [`prepare_forwarded`]: Self::prepare_forwarded
+    #[inline(always)]
     pub(super) fn note_sql_prepare(&mut self, effect: &SessionEffect) -> Option<BatchNeeds> {
         let SessionEffect::Prepare { name, inner } = effect else {
             return None;
@@ -139,6 +142,7 @@ impl ClientSide<'_> {
     }
 
     /// The statement an `EXECUTE` Query runs, if it is one.
+    #[inline(always)]
     pub(super) fn executed(&self, sql: &[u8], statement: &Statement) -> Option<Executed> {
         let Access::Write {
             why: WriteReason::Execute,
