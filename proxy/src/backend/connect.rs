@@ -173,7 +173,7 @@ pub async fn connect(
             id: NEXT_CONN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             left_by: LeftBy::Nobody,
             permit: None,
-            statements: super::NamedStatements::new(),
+            statements: super::NamedStatements::default(),
         };
         login_exchange(&mut conn, login, &link).await?;
         conn.opened = std::time::Instant::now();

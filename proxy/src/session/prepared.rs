@@ -23,7 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pgrelay_router::Statement;
 
-use super::steer::BatchNeeds;
+use super::steer::NeedsOf;
 use crate::backend::{Held, NamedStatements};
 
 /// Named statements one session may keep; beyond this a statement is still
@@ -109,7 +109,7 @@ impl Registry {
         Registry {
             definitions: HashMap::default(),
             bytes: 0,
-            on_node: (0..nodes).map(|_| NamedStatements::new()).collect(),
+            on_node: (0..nodes).map(|_| NamedStatements::default()).collect(),
             attached: (0..nodes).map(|_| (HashSet::new(), 0)).collect(),
             deallocated: HashSet::new(),
             keys,
@@ -332,7 +332,12 @@ impl Registry {
     }
 
     /// What `node` needs before a batch touching `names` can run there.
-    pub fn setup_for(&self, node: usize, names: &BatchNeeds) -> Setup {
+    pub fn setup_for<'a, N: AsRef<[u8]> + 'a>(
+        &self,
+        node: usize,
+        names: impl Into<NeedsOf<'a, N>>,
+    ) -> Setup {
+        let names = names.into();
         let mut setup = Setup::default();
         let Some(held) = self.node(node) else {
             return setup;
@@ -351,18 +356,18 @@ impl Registry {
                 close(name, &mut setup);
             }
         }
-        for name in &names.defines {
+        for name in names.defines.iter().map(AsRef::as_ref) {
             // Another client's statement, or one this client closed
             // (elsewhere) before redefining the name.
             if !self.holds(node, name) {
                 close(name, &mut setup);
             }
         }
-        for name in &names.strangers {
+        for name in names.strangers.iter().map(AsRef::as_ref) {
             // Whatever the name holds is another client's.
             close(name, &mut setup);
         }
-        for name in &names.uses {
+        for name in names.uses.iter().map(AsRef::as_ref) {
             if self.holds(node, name) {
                 continue;
             }
@@ -376,7 +381,7 @@ impl Registry {
                 Some(Replay::Prepare(text)) => {
                     close(name, &mut setup);
                     if !setup.prepare.iter().any(|(n, _)| n == name) {
-                        setup.prepare.push((name.clone(), text.clone()));
+                        setup.prepare.push((name.to_vec(), text.clone()));
                     }
                 }
                 Some(Replay::Nothing) | None => {}
@@ -433,6 +438,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::steer::BatchNeeds;
 
     fn parse_frame(name: &str, sql: &str) -> Vec<u8> {
         let mut body = format!("{name}\0{sql}\0").into_bytes();

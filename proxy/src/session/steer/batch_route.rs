@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use pgrelay_router::{
-    Leaves, Replay, Request, Route, RouteReason, SessionEffect, Statement, Steer,
-    ask_after_open_batch,
+    Leaves, Replay, Request, Route, RouteReason, Statement, Steer, ask_after_open_batch,
 };
 
 use crate::wire::frame::FrameHeader;
@@ -14,7 +13,7 @@ use crate::wire::pump::Verdict;
 
 use super::super::batch::{self, BatchEnd, BatchItem};
 use super::super::tracker::TxStatus;
-use super::{BATCH_LOOKAHEAD, BatchNeeds, ClientSide, Pending, RetryArm};
+use super::{BATCH_LOOKAHEAD, BatchNeeds, ClientSide, NeedsOf, Pending, RetryArm};
 
 /// What the batch routing read of a batch.
 struct ScannedBatch<'a> {
@@ -50,6 +49,15 @@ impl ScannedBatch<'_> {
             Request::BatchNamingStrangers
         } else {
             Request::CompleteBatch
+        }
+    }
+
+    fn needs(&self) -> NeedsOf<'_, &[u8]> {
+        NeedsOf {
+            defines: &self.defines,
+            uses: &self.uses,
+            strangers: &self.strangers,
+            open: self.end != BatchEnd::Sync,
         }
     }
 
@@ -243,7 +251,7 @@ impl ClientSide<'_> {
     /// change nothing yet.
     fn note_batch_settings(&mut self, batch: &ScannedBatch) {
         let lone_setting = match (batch.statements.as_slice(), batch.sql_text) {
-            ([only], Some(sql)) if batch.executes && only.session != SessionEffect::None => {
+            ([only], Some(sql)) if batch.executes && !only.session.is_none() => {
                 let sql = match sql {
                     Ok(sql) => Some(sql.to_vec()),
                     Err(name) => self.route.prepared.sql(name).map(<[u8]>::to_vec),
@@ -275,6 +283,17 @@ impl ClientSide<'_> {
         (frame, ahead): (&[u8], &[u8]),
     ) -> Verdict {
         self.route.retry_arm = RetryArm::Nothing;
+        let current = self.route.current;
+        let setup_needed = !self
+            .route
+            .prepared
+            .setup_for(route.node, batch.needs())
+            .is_empty();
+        let stays = route.node == current && !setup_needed && self.route.check_lsn.is_none();
+        if stays && !route.reason.is_replica() {
+            self.routed(current, route.reason);
+            return Verdict::Forward;
+        }
         let needs = batch.names();
         if route.reason.is_replica()
             && batch.end == BatchEnd::Sync
@@ -291,9 +310,7 @@ impl ClientSide<'_> {
             bytes.extend_from_slice(rest);
             self.route.retry_arm = RetryArm::Batch(Bytes::from(bytes), needs.clone());
         }
-        let current = self.route.current;
-        let setup_needed = !self.route.prepared.setup_for(route.node, &needs).is_empty();
-        if route.node == current && !setup_needed && self.route.check_lsn.is_none() {
+        if stays {
             self.routed(current, route.reason);
             return Verdict::Forward;
         }

@@ -97,6 +97,29 @@ pub struct BatchNeeds {
     pub open: bool,
 }
 
+/// The names of a batch as [`Registry::setup_for`] reads them: borrowed,
+/// so a batch that needs no setup (nearly every one) copies no name.
+///
+/// [`Registry::setup_for`]: crate::session::prepared::Registry::setup_for
+#[derive(Debug, Clone, Copy)]
+pub struct NeedsOf<'a, N> {
+    pub defines: &'a [N],
+    pub uses: &'a [N],
+    pub strangers: &'a [N],
+    pub open: bool,
+}
+
+impl<'a> From<&'a BatchNeeds> for NeedsOf<'a, Vec<u8>> {
+    fn from(needs: &'a BatchNeeds) -> Self {
+        NeedsOf {
+            defines: &needs.defines,
+            uses: &needs.uses,
+            strangers: &needs.strangers,
+            open: needs.open,
+        }
+    }
+}
+
 /// One session's routing state.
 #[derive(Debug)]
 pub struct RouteState {
