@@ -283,18 +283,6 @@ impl ClientSide<'_> {
         (frame, ahead): (&[u8], &[u8]),
     ) -> Verdict {
         self.route.retry_arm = RetryArm::Nothing;
-        let current = self.route.current;
-        let setup_needed = !self
-            .route
-            .prepared
-            .setup_for(route.node, batch.needs())
-            .is_empty();
-        let stays = route.node == current && !setup_needed && self.route.check_lsn.is_none();
-        if stays && !route.reason.is_replica() {
-            self.routed(current, route.reason);
-            return Verdict::Forward;
-        }
-        let needs = batch.names();
         if route.reason.is_replica()
             && batch.end == BatchEnd::Sync
             && self.tracker.status() == TxStatus::Idle
@@ -308,16 +296,19 @@ impl ClientSide<'_> {
             let mut bytes = Vec::with_capacity(batch.len);
             bytes.extend_from_slice(frame);
             bytes.extend_from_slice(rest);
-            self.route.retry_arm = RetryArm::Batch(Bytes::from(bytes), needs.clone());
+            self.route.retry_arm = RetryArm::Batch(Bytes::from(bytes), batch.names());
         }
-        if stays {
+        let current = self.route.current;
+        // Read borrowed: owned names are built only for a switch.
+        let setup = self.route.prepared.setup_for(route.node, batch.needs());
+        if route.node == current && setup.is_empty() && self.route.check_lsn.is_none() {
             self.routed(current, route.reason);
             return Verdict::Forward;
         }
         self.route.pending = Some(Pending::Switch {
             node: route.node,
             reason: route.reason,
-            batch: Some(needs),
+            batch: Some(batch.names()),
             check_lsn: self.route.check_lsn.take(),
         });
         Verdict::Hold
