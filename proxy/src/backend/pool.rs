@@ -361,10 +361,17 @@ impl Pool {
             Ok(conn) => Ok(Acquired::Pooled(Box::new(
                 self.lease_new(key.clone(), conn),
             ))),
-            Err(Some(permit)) => Ok(Acquired::Room(permit)),
-            Err(None) => Err(WaitedTooLong(max_wait)),
+            Err(other) => {
+                // Our sender is still queued (a handed-over one is gone):
+                // it and any other given up on are dropped now.
+                drop(rx);
+                self.forget_closed_waiters(key);
+                match other {
+                    Some(permit) => Ok(Acquired::Room(permit)),
+                    None => Err(WaitedTooLong(max_wait)),
+                }
+            }
         };
-        self.forget_closed_waiters(key);
         waited(started.elapsed());
         got
     }
@@ -433,7 +440,12 @@ impl Pool {
         {
             while let Some(waiter) = queue.pop_front() {
                 match waiter.send(conn) {
-                    Ok(()) => return,
+                    Ok(()) => {
+                        if queue.is_empty() {
+                            waiters.remove(&key);
+                        }
+                        return;
+                    }
                     Err(back) => conn = back,
                 }
             }
