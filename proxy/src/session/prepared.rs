@@ -85,8 +85,8 @@ pub struct Registry {
     /// By the client's names, looked up on every Bind. This session's
     /// alone and bounded by `MAX_REMEMBERED`, so a name chosen to collide
     /// slows only its own client: hashed with foldhash rather than
-    /// SipHash. (What connections hold, shared by sessions, and content
-    /// keys stay on SipHash.)
+    /// SipHash. (What connections hold is on foldhash too, bounded per
+    /// connection, see `NamedStatements`; content keys stay on SipHash.)
     pub(super) definitions: HashMap<Vec<u8>, Definition, foldhash::fast::RandomState>,
     /// Bytes of the Parse messages and PREPARE texts kept (the session's
     /// state budget).
