@@ -30,9 +30,9 @@ impl ClientSide<'_> {
     /// every one of them may read there, else the primary. `None` when no
     /// primary is known.
     pub(super) fn decide(&mut self, statements: &[Arc<Statement>]) -> Option<Route> {
-        self.refresh_view();
-        let view = self.router.view.borrow();
         let routing = self.router.routing();
+        self.refresh_view(routing.load_balance == LoadBalance::LeastConnections);
+        let view = self.router.view.borrow();
         // The primary's position, learned for this read, is used once.
         let cluster = std::mem::replace(&mut self.route.cluster, ClusterAsk::Unasked);
         let consistency = match cluster {
@@ -113,12 +113,12 @@ impl ClientSide<'_> {
 
     /// The worker's topology view, up to date, with the connections each
     /// node has now (least-connections) and the positions replicas were
-    /// seen to reach by sessions' own checks.
-    fn refresh_view(&self) {
+    /// seen to reach by sessions' own checks. `least`: the balancing is
+    /// least-connections (the caller has the routing settings at hand).
+    fn refresh_view(&self, least: bool) {
         self.router.refresh(self.topology);
         let mut view = self.router.view.borrow_mut();
         let confirmed = self.router.confirmed.borrow();
-        let least = self.router.routing().load_balance == LoadBalance::LeastConnections;
         let primary_lsn = view.1.primary.and_then(|p| view.1.nodes.get(p)?.replay_lsn);
         let interval = self.router.monitor_interval();
         for (i, node) in view.1.nodes.iter_mut().enumerate() {
