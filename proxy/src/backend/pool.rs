@@ -421,11 +421,10 @@ impl Pool {
     /// waits for one like it, else to the idle set, unless a client waits
     /// for the room it takes (then it is closed) or it is past its
     /// lifetime.
-    fn put(&self, key: PoolKey, conn: Box<BackendConn>) {
-        // One clock read for both the lifetime and the idle set's stamp;
-        // compared with the end of the lifetime, since subtracting two
-        // instants costs about 40 instructions.
-        let now = Instant::now();
+    /// `now` is the idle set's stamp and the time the lifetime is checked
+    /// at; compared with the end of the lifetime, since subtracting two
+    /// instants costs about 40 instructions.
+    fn put(&self, key: PoolKey, conn: Box<BackendConn>, now: Instant) {
         if conn
             .opened
             .checked_add(self.lifetimes.lifetime)
@@ -574,6 +573,12 @@ impl Lease {
     /// Ends the lease. A reusable connection is reset in a task of its own
     /// so the client that is leaving does not wait for it.
     pub fn release(self, reuse: Reuse) {
+        self.release_at(reuse, Instant::now());
+    }
+
+    /// [`Lease::release`], the connection idle from `now`: a session that
+    /// has just timed its last answer need not read the clock again.
+    pub fn release_at(self, reuse: Reuse, now: Instant) {
         let Lease {
             conn, key, pool, ..
         } = self;
@@ -582,12 +587,12 @@ impl Lease {
             Reuse::Close => return,
             Reuse::Clean => {
                 conn.left_by = LeftBy::Nobody;
-                pool.put(key, conn);
+                pool.put(key, conn, now);
                 return;
             }
             Reuse::Leave(session) => {
                 conn.left_by = LeftBy::Session(session);
-                pool.put(key, conn);
+                pool.put(key, conn, now);
                 return;
             }
             Reuse::Reset => {}
@@ -597,7 +602,7 @@ impl Lease {
             match tokio::time::timeout(RESET_TIMEOUT, reset(&mut conn)).await {
                 Ok(Ok(())) => {
                     conn.left_by = LeftBy::Nobody;
-                    pool.put(key, conn);
+                    pool.put(key, conn, Instant::now());
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(node = %conn.node_name, error = %e, "reset failed; closing")

@@ -160,7 +160,8 @@ impl Inspect for ServerSide<'_> {
                     } else {
                         RoleLabel::Primary
                     };
-                    self.metrics.answered(role, sent.at.elapsed());
+                    let took = self.tracker.time_answer(&sent);
+                    self.metrics.answered(role, took);
                     if let Some(span) = sent.span {
                         span.end();
                     }

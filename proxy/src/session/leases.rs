@@ -2,6 +2,7 @@
 //! and others it has used (kept for the next statement that goes there).
 
 use std::future::Future;
+use std::time::Instant;
 
 use crate::backend::{Lease, Reuse};
 use crate::error::ProxyError;
@@ -121,10 +122,12 @@ impl Leases {
     /// others keep the session's state for it to find again, unless
     /// someone waits for them (then they are reset for that client).
     /// Returns the (node, connection id) the session left its state on.
+    /// `now`: the time the connections are idle from.
     pub fn release_between_transactions(
         self,
         session: u64,
         dirty: impl Fn(usize) -> bool,
+        now: Instant,
     ) -> Vec<(usize, u64)> {
         let mut left = Vec::new();
         for lease in std::iter::once(self.current).chain(self.others) {
@@ -137,7 +140,7 @@ impl Leases {
                 left.push((node, lease.conn().id));
                 Reuse::Leave(session)
             };
-            lease.release(reuse);
+            lease.release_at(reuse, now);
         }
         left
     }

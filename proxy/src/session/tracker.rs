@@ -85,6 +85,9 @@ pub struct Tracker {
     /// ErrorResponses the servers sent so far (wrapping): a Parse in a
     /// batch that met one may not have happened.
     errors: u32,
+    /// When the last answer was timed: the release that usually follows
+    /// stamps the connection with it instead of reading the clock again.
+    answered_at: Option<Instant>,
 }
 
 impl Default for Tracker {
@@ -99,6 +102,7 @@ impl Default for Tracker {
             on_replica: false,
             report: None,
             errors: 0,
+            answered_at: None,
         }
     }
 }
@@ -110,6 +114,19 @@ impl Tracker {
     }
 
     /// How many ErrorResponses the servers have sent (wrapping).
+    /// How long the request `sent` took, answered now; remembered for
+    /// [`Tracker::answered_at`].
+    pub fn time_answer(&mut self, sent: &Sent) -> std::time::Duration {
+        let now = Instant::now();
+        self.answered_at = Some(now);
+        now.saturating_duration_since(sent.at)
+    }
+
+    /// When the last answer was timed (see [`Tracker::time_answer`]).
+    pub fn answered_at(&self) -> Option<Instant> {
+        self.answered_at
+    }
+
     pub fn errors(&self) -> u32 {
         self.errors
     }

@@ -2,6 +2,8 @@
 //! the pool (transaction pooling), it was lost, or a replica refused the
 //! session's Query as a write.
 
+use std::time::Instant;
+
 use bytes::BytesMut;
 use pgrelay_router::RouteReason;
 
@@ -28,9 +30,11 @@ impl Session<'_> {
         self.cancel_key.set_target(None);
         let route = &mut self.route;
         let errors = self.tracker.errors();
+        let now = self.tracker.answered_at().unwrap_or_else(Instant::now);
         let left = self.held.take().map_or_else(Vec::new, |mut leases| {
             leases.for_each_mut(|lease| route.detach(lease.conn_mut(), errors));
-            leases.release_between_transactions(self.login.session, |node| route.is_dirty(node))
+            let dirty = |node| route.is_dirty(node);
+            leases.release_between_transactions(self.login.session, dirty, now)
         });
         route.backends_released(&left);
         self.registered.info.clear_node();

@@ -1,6 +1,8 @@
 //! A held frame that runs on another node: the session switches its
 //! backend (setting up what the frame needs there) and forwards it.
 
+use std::time::Instant;
+
 use pgrelay_router::RouteReason;
 use tracing::debug;
 
@@ -119,7 +121,8 @@ impl Session<'_> {
         let errors = self.tracker.errors();
         let route = &mut self.route;
         leases.for_each_mut(|lease| route.detach(lease.conn_mut(), errors));
-        let left = leases.release_between_transactions(self.login.session, |n| route.is_dirty(n));
+        let dirty = |n| route.is_dirty(n);
+        let left = leases.release_between_transactions(self.login.session, dirty, Instant::now());
         route.backends_released(&left);
         self.cancel_key.set_target(None);
         let lease = match self.lease_for_switch(node).await {
