@@ -73,6 +73,7 @@ pub(crate) fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
         tokio::task::spawn_local(mirror_shutdown(Arc::clone(&shared), Rc::clone(&shutdown)));
         let sweep = IdleSweep::new();
         tokio::task::spawn_local(Rc::clone(&sweep).run(IDLE_CLIENT_SWEEP));
+        tokio::task::spawn_local(Rc::clone(&pool).time_out_waiters());
         tokio::task::spawn_local(tend_pool(
             Rc::clone(&pool),
             Arc::clone(&shared.pool_limits),

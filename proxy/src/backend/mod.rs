@@ -10,6 +10,7 @@ mod logins;
 mod pool;
 mod reset;
 mod statements;
+mod waiters;
 
 pub use connect::{
     BackendConn, BackendKey, BackendSecret, LeftBy, LoginRequest, NodeAddress, connect,

@@ -6,21 +6,21 @@
 //! ends (transaction pooling) or when it ends (session pooling). How many
 //! connections there may be is capped across workers (`limits.rs`).
 
-use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 
 use super::connect::{BackendConn, LeftBy};
-use super::idle::{IdleSet, OnNode};
+use super::idle::{IdleSet, OnNode, Ranks};
 use super::limits::{Permit, PoolId, PoolLimits};
 use super::load::{NodeCount, NodeLoad};
 use super::logins::Logins;
 use super::reset::reset;
+use super::waiters::WaitQueues;
 use crate::config::PoolConfig;
 
 /// A reset that takes longer than this means the node is in trouble; the
@@ -199,8 +199,7 @@ impl Drop for PoolIdle {
     }
 }
 
-type Waiters =
-    HashMap<PoolKey, VecDeque<oneshot::Sender<Box<BackendConn>>>, foldhash::fast::RandomState>;
+type Waiters = WaitQueues<PoolKey, Box<BackendConn>>;
 
 #[derive(Debug)]
 pub struct Pool {
@@ -208,6 +207,11 @@ pub struct Pool {
     /// Sessions of this worker waiting for a connection of a key, first
     /// come first served: a released connection goes straight to them.
     waiters: RefCell<Waiters>,
+    /// The deadline the worker's waiter timer is set for (see
+    /// [`Pool::time_out_waiters`]).
+    wait_alarm: Cell<Option<tokio::time::Instant>>,
+    /// Wakes that timer for a deadline earlier than its own.
+    waiter_queued: Notify,
     load: Arc<NodeLoad>,
     limits: Arc<PoolLimits>,
     lifetimes: Lifetimes,
@@ -248,6 +252,15 @@ impl Preference {
             LeftBy::Nobody => 1,
             LeftBy::Session(s) if s == self.session => 2,
             LeftBy::Session(_) => 3,
+        }
+    }
+
+    /// The best rank a connection can have for this session: a clean one
+    /// is as good as it gets unless the session left its state on one.
+    fn lowest_rank(self) -> u8 {
+        match self.conn {
+            Some(_) => 0,
+            None => Self::READY,
         }
     }
 
@@ -311,7 +324,9 @@ impl Pool {
     pub fn new(load: Arc<NodeLoad>, limits: Arc<PoolLimits>, lifetimes: Lifetimes) -> Rc<Pool> {
         Rc::new(Pool {
             idle: RefCell::new(IdleSet::new(usize::MAX, lifetimes.idle_timeout)),
-            waiters: RefCell::new(HashMap::default()),
+            waiters: RefCell::default(),
+            wait_alarm: Cell::new(None),
+            waiter_queued: Notify::new(),
             load,
             limits,
             lifetimes,
@@ -338,17 +353,16 @@ impl Pool {
             return Ok(Acquired::Room(permit));
         }
         let started = Instant::now();
-        let (tx, rx) = oneshot::channel();
-        self.waiters
-            .borrow_mut()
-            .entry(key.clone())
-            .or_default()
-            .push_back(tx);
-        let mut rx = rx;
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let mut rx = self.waiters.borrow_mut().enqueue(key.clone(), deadline);
+        if self.wait_alarm.get().is_none_or(|at| deadline < at) {
+            self.wait_alarm.set(Some(deadline));
+            self.waiter_queued.notify_one();
+        }
         let got = tokio::select! {
-            Ok(conn) = &mut rx => Ok(conn),
+            // Dropped unanswered: the waiter timer gave up on this client.
+            handed = &mut rx => handed.map_err(|_| None),
             Some(permit) = self.limits.acquire(&id) => Err(Some(permit)),
-            () = tokio::time::sleep(max_wait) => Err(None),
         };
         // A connection handed over in the same instant wins over the
         // permit or the timeout: dropping it would close it needlessly
@@ -391,18 +405,41 @@ impl Pool {
             Take::Ready => Preference::READY,
             Take::Any => u8::MAX,
         };
-        let parked = self.idle.borrow_mut().take_best(key, open, rank, at_most)?;
+        let ranks = Ranks {
+            lowest: preference.lowest_rank(),
+            at_most,
+        };
+        let parked = self.idle.borrow_mut().take_ranked(key, open, rank, ranks)?;
         Some(self.lease_new(key.clone(), parked.into_conn()))
     }
 
     /// Whether a client waits for a connection like `key`'s: one handed
     /// back goes to it reset rather than kept for its last user.
     pub fn contended(&self, key: &PoolKey) -> bool {
-        self.waiters
-            .borrow()
-            .get(key)
-            .is_some_and(|q| !q.is_empty())
+        self.waiters.borrow().waits_for(key)
             || (self.limits.anyone_waiting() && self.limits.is_wanted(&key.id()))
+    }
+
+    /// The worker's one timer for its waiting sessions: gives up on those
+    /// past `pool.max_wait` (they answer 53300), sleeping until the
+    /// earliest deadline left or a waiter with an earlier one.
+    pub async fn time_out_waiters(self: Rc<Pool>) {
+        loop {
+            let next = self
+                .waiters
+                .borrow_mut()
+                .expire(tokio::time::Instant::now());
+            self.wait_alarm.set(next);
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = self.waiter_queued.notified() => {}
+                    }
+                }
+                None => self.waiter_queued.notified().await,
+            }
+        }
     }
 
     /// Wraps a backend connection in a lease. The connection is boxed: a
@@ -432,24 +469,10 @@ impl Pool {
         {
             return;
         }
-        let mut conn = conn;
-        let mut waiters = self.waiters.borrow_mut();
-        if !waiters.is_empty()
-            && let Some(queue) = waiters.get_mut(&key)
-        {
-            while let Some(waiter) = queue.pop_front() {
-                match waiter.send(conn) {
-                    Ok(()) => {
-                        if queue.is_empty() {
-                            waiters.remove(&key);
-                        }
-                        return;
-                    }
-                    Err(back) => conn = back,
-                }
-            }
-        }
-        drop(waiters);
+        let handed = self.waiters.borrow_mut().hand_over(&key, conn);
+        let Err(conn) = handed else {
+            return;
+        };
         if self.limits.anyone_waiting() && self.limits.is_wanted(&key.id()) {
             retire(conn);
             return;
@@ -462,13 +485,7 @@ impl Pool {
     }
 
     fn forget_closed_waiters(&self, key: &PoolKey) {
-        let mut waiters = self.waiters.borrow_mut();
-        if let Some(queue) = waiters.get_mut(key) {
-            queue.retain(|w| !w.is_closed());
-            if queue.is_empty() {
-                waiters.remove(key);
-            }
-        }
+        self.waiters.borrow_mut().forget_closed(key);
     }
 
     /// Closes connections idle too long (except `min_idle` per key) or
