@@ -38,20 +38,32 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
     /// The usable item for `key` that `rank` puts first (lowest), the most
     /// recently parked among equals; unusable candidates are dropped on the
     /// way (others stay until they are candidates or expire). Nothing is
-    /// taken if the best ranks worse than `at_most`.
-    pub fn take_best(
+    /// taken if the best ranks worse than `ranks.at_most`. No item ranks
+    /// below `ranks.lowest`: the first that does, from the most recent on,
+    /// is taken without ranking the rest.
+    pub fn take_ranked(
         &mut self,
         key: &K,
         usable: impl Fn(&T) -> bool,
         rank: impl Fn(&T) -> u8,
-        at_most: u8,
+        ranks: Ranks,
     ) -> Option<T> {
         let list = self.by_key.get_mut(key)?;
         // Only the candidate is checked: checking every item (a socket
         // poll each) cost more than the rest of a lease.
         loop {
-            let best = (0..list.len()).rev().min_by_key(|&i| rank(&list[i].item))?;
-            if rank(&list[best].item) > at_most {
+            let mut best: Option<(usize, u8)> = None;
+            for i in (0..list.len()).rev() {
+                let r = rank(&list[i].item);
+                if best.is_none_or(|(_, b)| r < b) {
+                    best = Some((i, r));
+                }
+                if r <= ranks.lowest {
+                    break;
+                }
+            }
+            let (best, r) = best?;
+            if r > ranks.at_most {
                 return None;
             }
             let entry = list.remove(best);
@@ -177,9 +189,28 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
     }
 }
 
+/// The ranks [`IdleSet::take_ranked`] takes items of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ranks {
+    /// No item ranks lower.
+    pub lowest: u8,
+    /// None ranked higher is taken.
+    pub at_most: u8,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn take_best<T>(
+        set: &mut IdleSet<Key, T>,
+        key: &Key,
+        usable: impl Fn(&T) -> bool,
+        rank: impl Fn(&T) -> u8,
+        at_most: u8,
+    ) -> Option<T> {
+        set.take_ranked(key, usable, rank, Ranks { lowest: 0, at_most })
+    }
 
     #[derive(Debug, Clone, PartialEq, Eq, Hash)]
     struct Key(usize, &'static str);
@@ -198,16 +229,46 @@ mod tests {
         set.put(Key(0, "a"), 2, now);
         set.put(Key(0, "b"), 3, now);
         assert_eq!(
-            set.take_best(&Key(0, "a"), |_| true, |_| 0, u8::MAX),
+            take_best(&mut set, &Key(0, "a"), |_| true, |_| 0, u8::MAX),
             Some(2)
         );
         assert_eq!(
-            set.take_best(&Key(0, "a"), |&i| i != 1, |_| 0, u8::MAX),
+            take_best(&mut set, &Key(0, "a"), |&i| i != 1, |_| 0, u8::MAX),
             None,
             "1 is rejected and dropped"
         );
-        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0, u8::MAX), None);
+        assert_eq!(
+            take_best(&mut set, &Key(0, "a"), |_| true, |_| 0, u8::MAX),
+            None
+        );
         assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn an_item_of_the_lowest_rank_is_taken_without_ranking_the_rest() {
+        let now = Instant::now();
+        let mut set = IdleSet::new(10, Duration::from_secs(60));
+        for i in [1, 2, 3, 4] {
+            set.put(Key(0, "a"), i, now);
+        }
+        let ranked = std::cell::Cell::new(0);
+        let rank = |_: &i32| {
+            ranked.set(ranked.get() + 1);
+            1
+        };
+        let ranks = Ranks {
+            lowest: 1,
+            at_most: u8::MAX,
+        };
+        let taken = set.take_ranked(&Key(0, "a"), |_| true, rank, ranks);
+        assert_eq!(
+            (taken, ranked.get()),
+            (Some(4), 1),
+            "the latest, ranked alone"
+        );
+        let ranks = Ranks { lowest: 0, ..ranks };
+        let taken = set.take_ranked(&Key(0, "a"), |_| true, rank, ranks);
+        assert_eq!((taken, ranked.get()), (Some(3), 4), "3, 2 and 1 ranked");
     }
 
     #[test]
@@ -215,9 +276,12 @@ mod tests {
         let now = Instant::now();
         let mut set = IdleSet::new(10, Duration::from_secs(60));
         set.put(Key(0, "a"), 5, now);
-        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |&i| i, 1), None);
+        assert_eq!(take_best(&mut set, &Key(0, "a"), |_| true, |&i| i, 1), None);
         assert_eq!(set.len(), 1);
-        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |&i| i, 5), Some(5));
+        assert_eq!(
+            take_best(&mut set, &Key(0, "a"), |_| true, |&i| i, 5),
+            Some(5)
+        );
     }
 
     #[test]
@@ -229,15 +293,15 @@ mod tests {
         }
         let rank = |&i: &i32| if i == 2 { 0 } else { 1 };
         assert_eq!(
-            set.take_best(&Key(0, "a"), |_| true, rank, u8::MAX),
+            take_best(&mut set, &Key(0, "a"), |_| true, rank, u8::MAX),
             Some(2)
         );
         assert_eq!(
-            set.take_best(&Key(0, "a"), |_| true, rank, u8::MAX),
+            take_best(&mut set, &Key(0, "a"), |_| true, rank, u8::MAX),
             Some(4)
         );
         assert_eq!(
-            set.take_best(&Key(0, "a"), |&i| i != 3, rank, u8::MAX),
+            take_best(&mut set, &Key(0, "a"), |&i| i != 3, rank, u8::MAX),
             Some(1)
         );
         assert_eq!(set.len(), 0, "3 was unusable and dropped");
@@ -253,16 +317,16 @@ mod tests {
         set.put(Key(0, "app3"), 3, t0 + Duration::from_secs(2));
         assert_eq!(set.len(), 3);
         assert_eq!(
-            set.take_best(&Key(0, "app1"), |_| true, |_| 0, u8::MAX),
+            take_best(&mut set, &Key(0, "app1"), |_| true, |_| 0, u8::MAX),
             None,
             "oldest on node 0 evicted"
         );
         assert_eq!(
-            set.take_best(&Key(0, "app3"), |_| true, |_| 0, u8::MAX),
+            take_best(&mut set, &Key(0, "app3"), |_| true, |_| 0, u8::MAX),
             Some(3)
         );
         assert_eq!(
-            set.take_best(&Key(1, "app1"), |_| true, |_| 0, u8::MAX),
+            take_best(&mut set, &Key(1, "app1"), |_| true, |_| 0, u8::MAX),
             Some(10),
             "node 1 untouched"
         );
@@ -277,7 +341,7 @@ mod tests {
         set.expire(t0 + Duration::from_secs(70), 0);
         assert_eq!(set.len(), 1);
         assert_eq!(
-            set.take_best(&Key(0, "a"), |_| true, |_| 0, u8::MAX),
+            take_best(&mut set, &Key(0, "a"), |_| true, |_| 0, u8::MAX),
             Some(2)
         );
         set.expire(t0 + Duration::from_secs(200), 0);
@@ -295,14 +359,17 @@ mod tests {
         set.expire(t0 + Duration::from_secs(500), 2);
         assert_eq!(set.len(), 3, "a keeps 1 and 2, b keeps 10");
         assert_eq!(
-            set.take_best(&Key(0, "a"), |_| true, |_| 0, u8::MAX),
+            take_best(&mut set, &Key(0, "a"), |_| true, |_| 0, u8::MAX),
             Some(2)
         );
         assert_eq!(
-            set.take_best(&Key(0, "a"), |_| true, |_| 0, u8::MAX),
+            take_best(&mut set, &Key(0, "a"), |_| true, |_| 0, u8::MAX),
             Some(1)
         );
-        assert_eq!(set.take_best(&Key(0, "a"), |_| true, |_| 0, u8::MAX), None);
+        assert_eq!(
+            take_best(&mut set, &Key(0, "a"), |_| true, |_| 0, u8::MAX),
+            None
+        );
         set.retain(|&i| i != 10);
         assert_eq!(set.len(), 0);
     }
