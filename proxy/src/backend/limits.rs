@@ -153,8 +153,7 @@ impl PoolLimits {
         let node = Arc::clone(self.nodes.get(id.node)?);
         let _waiting = Counted::new(&self.waiting);
         let (pool, idle) = {
-            let (permits, idle) = self.pool_permits(id);
-            let _wanted = PoolWant::new(self, id);
+            let (_wanted, permits, idle) = PoolWant::new(self, id);
             (permits.acquire_owned().await.ok()?, idle)
         };
         let node = {
@@ -205,18 +204,23 @@ impl PoolLimits {
 
     /// The pool's semaphore and idle count.
     fn pool_permits(&self, id: &PoolId) -> (Arc<Semaphore>, Arc<AtomicUsize>) {
+        self.with_entry(id, |e| (Arc::clone(&e.permits), Arc::clone(&e.idle)))
+    }
+
+    /// Runs `f` on `id`'s pool (made if it is new) under the lock.
+    fn with_entry<R>(&self, id: &PoolId, f: impl FnOnce(&mut PoolEntry) -> R) -> R {
         let mut pools = self.lock();
         // Looked up before it is cloned into the map: the pool exists on
         // nearly every call.
-        let entry = match pools.get(id) {
-            Some(entry) => entry,
-            None => pools.entry(id.clone()).or_insert_with(|| PoolEntry {
-                permits: Arc::new(Semaphore::new(self.size)),
-                waiting: VecDeque::new(),
-                idle: Arc::new(AtomicUsize::new(0)),
-            }),
-        };
-        (Arc::clone(&entry.permits), Arc::clone(&entry.idle))
+        if let Some(entry) = pools.get_mut(id) {
+            return f(entry);
+        }
+        let entry = pools.entry(id.clone()).or_insert_with(|| PoolEntry {
+            permits: Arc::new(Semaphore::new(self.size)),
+            waiting: VecDeque::new(),
+            idle: Arc::new(AtomicUsize::new(0)),
+        });
+        f(entry)
     }
 
     /// Every pool with a connection or a waiting client, by node, user
@@ -273,11 +277,17 @@ struct PoolWant<'a> {
 }
 
 impl<'a> PoolWant<'a> {
-    fn new(limits: &'a PoolLimits, id: &'a PoolId) -> PoolWant<'a> {
+    /// The want, with the pool's semaphore and idle count: one look-up
+    /// for all three.
+    fn new(
+        limits: &'a PoolLimits,
+        id: &'a PoolId,
+    ) -> (PoolWant<'a>, Arc<Semaphore>, Arc<AtomicUsize>) {
         let since = Instant::now();
-        let idle = limits.lock().get_mut(id).is_some_and(|e| {
+        let (idle, permits, idle_count) = limits.with_entry(id, |e| {
             e.waiting.push_back(since);
-            e.idle.load(Ordering::Relaxed) > 0
+            let idle = e.idle.load(Ordering::Relaxed) > 0;
+            (idle, Arc::clone(&e.permits), Arc::clone(&e.idle))
         });
         // Only a connection idle now (on another worker) can be shed for
         // this client; one that goes idle later is closed by its worker
@@ -287,7 +297,7 @@ impl<'a> PoolWant<'a> {
         if idle {
             limits.ask_for_sheds();
         }
-        PoolWant { limits, id, since }
+        (PoolWant { limits, id, since }, permits, idle_count)
     }
 }
 
