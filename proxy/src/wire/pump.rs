@@ -511,7 +511,14 @@ impl Pump {
         }
         let wanted = self.want.max(READ_CHUNK / 4);
         if self.buf.capacity() - self.buf.len() < wanted {
-            self.buf.reserve(self.want.max(READ_CHUNK));
+            let more = self.want.max(READ_CHUNK);
+            if self.buf.is_empty() {
+                // Growing an empty buffer in place would copy its old
+                // allocation's bytes for nothing.
+                self.buf = BytesMut::with_capacity(more);
+            } else {
+                self.buf.reserve(more);
+            }
         }
         self.want = 0;
     }
