@@ -499,7 +499,21 @@ impl Pump {
         self.buf.truncate(self.buf.len() - len);
     }
 
+    /// Before every read: nearly always there is room already, so only
+    /// that check is inlined.
+    #[inline]
     fn make_room(&mut self) {
+        let wanted = self.want.max(READ_CHUNK / 4);
+        let roomy = self.buf.capacity() - self.buf.len() >= wanted;
+        if roomy && self.buf.capacity() <= SHRINK_ABOVE {
+            self.want = 0;
+            return;
+        }
+        self.resize_for_read(wanted);
+    }
+
+    #[cold]
+    fn resize_for_read(&mut self, wanted: usize) {
         if self.buf.is_empty() && self.buf.capacity() > SHRINK_ABOVE {
             self.buf = BytesMut::new();
         }
@@ -509,7 +523,6 @@ impl Pump {
             self.buf.reserve(FIRST_CHUNK);
             return;
         }
-        let wanted = self.want.max(READ_CHUNK / 4);
         if self.buf.capacity() - self.buf.len() < wanted {
             let more = self.want.max(READ_CHUNK);
             if self.buf.is_empty() {
