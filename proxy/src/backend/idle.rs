@@ -35,6 +35,20 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
         }
     }
 
+    /// The most recently parked item of `key` that `pick` accepts, if it is
+    /// usable (an unusable one is dropped).
+    pub fn take_picked(
+        &mut self,
+        key: &K,
+        pick: impl Fn(&T) -> bool,
+        usable: impl Fn(&T) -> bool,
+    ) -> Option<T> {
+        let list = self.by_key.get_mut(key)?;
+        let at = list.iter().rposition(|e| pick(&e.item))?;
+        let entry = list.remove(at);
+        usable(&entry.item).then_some(entry.item)
+    }
+
     /// The usable item for `key` that `rank` puts first (lowest), the most
     /// recently parked among equals; unusable candidates are dropped on the
     /// way (others stay until they are candidates or expire). Nothing is
@@ -269,6 +283,23 @@ mod tests {
         let ranks = Ranks { lowest: 0, ..ranks };
         let taken = set.take_ranked(&Key(0, "a"), |_| true, rank, ranks);
         assert_eq!((taken, ranked.get()), (Some(3), 4), "3, 2 and 1 ranked");
+    }
+
+    #[test]
+    fn a_picked_item_is_taken_if_usable() {
+        let now = Instant::now();
+        let mut set = IdleSet::new(10, Duration::from_secs(60));
+        for i in [1, 2, 3, 1] {
+            set.put(Key(0, "a"), i, now);
+        }
+        assert_eq!(
+            set.take_picked(&Key(0, "a"), |&i| i == 2, |_| true),
+            Some(2)
+        );
+        assert_eq!(set.take_picked(&Key(0, "a"), |&i| i == 2, |_| true), None);
+        assert_eq!(set.take_picked(&Key(0, "a"), |&i| i == 3, |_| false), None);
+        assert_eq!(set.len(), 2, "the unusable one is dropped");
+        assert_eq!(set.take_picked(&Key(0, "b"), |_| true, |_| true), None);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub use limits::{Permit, PoolId, PoolLimits, PoolReport};
 pub use load::NodeLoad;
 pub use pool::{
     Acquired, Lease, Lifetimes, LoginKey, Pool, PoolKey, Preference, Reuse, Take, WaitedTooLong,
+    Wanted,
 };
 pub use reset::reset;
 pub use statements::{Held, MAX_KEPT_PER_CONNECTION, NamedStatements};

@@ -163,6 +163,10 @@ impl Lifetimes {
 #[derive(Debug)]
 struct Parked {
     conn: Box<BackendConn>,
+    /// The connection's id and who left it, copied beside it: ranking the
+    /// idle connections then reads none of them.
+    id: u64,
+    left_by: LeftBy,
     _on_node: NodeCount,
     _in_pool: Option<PoolIdle>,
 }
@@ -173,6 +177,8 @@ impl Parked {
         Parked {
             _on_node: load.park(conn.node),
             _in_pool: in_pool,
+            id: conn.id,
+            left_by: conn.left_by,
             conn,
         }
     }
@@ -231,42 +237,71 @@ pub struct Pool {
 /// server waits 5 s for other sessions to leave it.
 const DOOMED_FOR: Duration = Duration::from_secs(10);
 
+/// The pooled connections of a node a session knows by id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wanted {
+    /// The one the session left its state on.
+    pub state: Option<u64>,
+    /// The one it used last and gave back clean.
+    pub last: Option<u64>,
+}
+
 /// Which pooled connection a session would rather get: the one holding
-/// its state (`conn`), else a clean one, else one it left state on, else
-/// one another session left state on (reset first).
+/// its state, else the clean one it used last, else any clean one, else
+/// one it left state on, else one another session left state on (reset
+/// first). Getting its last connection back while nobody else needed it
+/// pairs each client with one server process while there are enough:
+/// the same sockets and the same process, warm in the kernel's and the
+/// CPU's caches, as a session-pooled or direct client would have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preference {
     pub session: u64,
-    pub conn: Option<u64>,
+    pub want: Wanted,
 }
 
 impl Preference {
     /// The ranks of connections that need no reset.
-    const READY: u8 = 1;
+    const READY: u8 = 2;
 
     fn rank(self, conn: &BackendConn) -> u8 {
-        if self.finds_its_state_on(conn) {
-            return 0;
-        }
-        match conn.left_by {
-            LeftBy::Nobody => 1,
-            LeftBy::Session(s) if s == self.session => 2,
-            LeftBy::Session(_) => 3,
+        self.rank_of(conn.id, conn.left_by)
+    }
+
+    /// The rank of connection `id`, last given back by `left_by`.
+    fn rank_of(self, id: u64, left_by: LeftBy) -> u8 {
+        match left_by {
+            LeftBy::Session(s) if s == self.session && Some(id) == self.want.state => 0,
+            LeftBy::Nobody if Some(id) == self.want.last => 1,
+            LeftBy::Nobody => 2,
+            LeftBy::Session(s) if s == self.session => 3,
+            LeftBy::Session(_) => 4,
         }
     }
 
-    /// The best rank a connection can have for this session: a clean one
-    /// is as good as it gets unless the session left its state on one.
+    /// The connection of rank 0 or 1 the session would take first: its
+    /// id and who must have left it.
+    fn first_choice(self) -> Option<(u64, LeftBy)> {
+        match self.want {
+            Wanted {
+                state: Some(id), ..
+            } => Some((id, LeftBy::Session(self.session))),
+            Wanted { last: Some(id), .. } => Some((id, LeftBy::Nobody)),
+            Wanted { .. } => None,
+        }
+    }
+
+    /// The best rank a connection can have for this session.
     fn lowest_rank(self) -> u8 {
-        match self.conn {
-            Some(_) => 0,
-            None => Self::READY,
+        match self.want {
+            Wanted { state: Some(_), .. } => 0,
+            Wanted { last: Some(_), .. } => 1,
+            Wanted { .. } => Self::READY,
         }
     }
 
     /// Whether `conn` holds exactly the state the session left on it.
     pub fn finds_its_state_on(self, conn: &BackendConn) -> bool {
-        Some(conn.id) == self.conn && conn.left_by == LeftBy::Session(self.session)
+        self.rank(conn) == 0
     }
 }
 
@@ -399,17 +434,29 @@ impl Pool {
         preference: Preference,
         which: Take,
     ) -> Option<Lease> {
-        let rank = |p: &Parked| preference.rank(&p.conn);
+        let rank = |p: &Parked| preference.rank_of(p.id, p.left_by);
         let open = |p: &Parked| p.conn.is_open();
         let at_most = match which {
             Take::Ready => Preference::READY,
             Take::Any => u8::MAX,
         };
-        let ranks = Ranks {
-            lowest: preference.lowest_rank(),
-            at_most,
+        // The connection the session wants most, looked for alone first:
+        // nearly always it is there, and finding it costs a compare per
+        // idle connection rather than a ranking.
+        let first = preference.first_choice().and_then(|(id, left_by)| {
+            let pick = |p: &Parked| p.id == id && p.left_by == left_by;
+            self.idle.borrow_mut().take_picked(key, pick, open)
+        });
+        let parked = match first {
+            Some(parked) => parked,
+            None => {
+                let ranks = Ranks {
+                    lowest: preference.lowest_rank(),
+                    at_most,
+                };
+                self.idle.borrow_mut().take_ranked(key, open, rank, ranks)?
+            }
         };
-        let parked = self.idle.borrow_mut().take_ranked(key, open, rank, ranks)?;
         Some(self.lease_new(key.clone(), parked.into_conn()))
     }
 
@@ -627,5 +674,47 @@ impl Lease {
                 Err(_) => tracing::debug!(node = %conn.node_name, "reset timed out; closing"),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_ranks_its_state_then_its_last_then_clean_then_left_state() {
+        let (me, other) = (1, 2);
+        let want = Wanted {
+            state: Some(10),
+            last: Some(11),
+        };
+        let pref = Preference { session: me, want };
+        let cases = [
+            (10, LeftBy::Session(me), 0),
+            (10, LeftBy::Session(other), 4),
+            (11, LeftBy::Nobody, 1),
+            (12, LeftBy::Nobody, 2),
+            (10, LeftBy::Nobody, 2),
+            (12, LeftBy::Session(me), 3),
+            (11, LeftBy::Session(other), 4),
+        ];
+        for (id, left_by, rank) in cases {
+            assert_eq!(pref.rank_of(id, left_by), rank, "{id} {left_by:?}");
+            assert!(rank >= pref.lowest_rank());
+        }
+        let nothing = Preference {
+            session: me,
+            want: Wanted::default(),
+        };
+        assert_eq!(nothing.rank_of(11, LeftBy::Nobody), Preference::READY);
+        assert_eq!(nothing.lowest_rank(), Preference::READY);
+        let last_only = Preference {
+            session: me,
+            want: Wanted {
+                state: None,
+                last: Some(11),
+            },
+        };
+        assert_eq!(last_only.lowest_rank(), 1);
     }
 }

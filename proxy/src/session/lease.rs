@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::backend::{
     Acquired, Lease, LeftBy, LoginRequest, NodeAddress, Permit, PoolKey, Preference, Reuse, Take,
-    WaitedTooLong, connect, reset,
+    WaitedTooLong, Wanted, connect, reset,
 };
 use crate::error::ProxyError;
 
@@ -37,18 +37,18 @@ pub async fn lease_node(
     node: usize,
     login: &LoginAs<'_>,
 ) -> Result<Lease, ProxyError> {
-    Ok(lease_node_for(ctx, node, login, None).await?.0)
+    Ok(lease_node_for(ctx, node, login, Wanted::default()).await?.0)
 }
 
-/// A pooled connection to `node` that serves as it is: connection `want`
-/// if the session left its state there and nobody used it since, else a
-/// clean one. This is the common case of every transaction, so it has no
+/// A pooled connection to `node` that serves as it is: the one the
+/// session left its state on if nobody used it since, else a clean one
+/// (the one it used last, if it is idle). This is the common case of every transaction, so it has no
 /// future (and no boxed one) to pay for; [`lease_node_for`] does the rest.
 pub fn lease_ready(
     ctx: &SessionContext,
     node: usize,
     login: &LoginAs<'_>,
-    want: Option<u64>,
+    want: Wanted,
 ) -> Option<(Lease, StateOnIt)> {
     let (key, preference) = wanted(node, login, want);
     let mut lease = ctx.pool.take(&key, preference, Take::Ready)?;
@@ -62,25 +62,25 @@ pub fn lease_ready(
 
 /// The pool `node`'s connections for `login` are in, and which of them
 /// the session would rather have.
-fn wanted(node: usize, login: &LoginAs<'_>, want: Option<u64>) -> (PoolKey, Preference) {
+fn wanted(node: usize, login: &LoginAs<'_>, want: Wanted) -> (PoolKey, Preference) {
     let key = PoolKey {
         node,
         login: Arc::clone(login.key),
     };
     let preference = Preference {
         session: login.session,
-        conn: want,
+        want,
     };
     (key, preference)
 }
 
-/// A connection to `node`, preferring connection `want` if the session
-/// left its state there and nobody used it since.
+/// A connection to `node`, preferring the one the session left its state
+/// on if nobody used it since (see [`Preference`]).
 pub async fn lease_node_for(
     ctx: &SessionContext,
     node: usize,
     login: &LoginAs<'_>,
-    want: Option<u64>,
+    want: Wanted,
 ) -> Result<(Lease, StateOnIt), ProxyError> {
     let (key, preference) = wanted(node, login, want);
     for _ in 0..MAX_ATTEMPTS {

@@ -98,7 +98,7 @@ pub async fn resume(
         route.trace_note().arrived();
     }
     let asked = tracing.then(std::time::Instant::now);
-    let want = route.state_conn(node);
+    let want = route.wanted(node);
     let leased = match lease_ready(ctx, node, login, want) {
         Some(ready) => Ok(ready),
         // Boxed: leasing may log in or reset a connection, whose futures

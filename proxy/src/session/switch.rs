@@ -238,7 +238,7 @@ async fn switch(
     login: &LoginAs<'_>,
 ) -> Result<RouteReason, ProxyError> {
     let state = std::cell::Cell::new(StateOnIt::Fresh);
-    let want = route.state_conn(node);
+    let want = route.wanted(node);
     let open = || async {
         let (lease, on_it) = lease_node_for(ctx, node, login, want).await?;
         state.set(on_it);

@@ -139,7 +139,7 @@ impl Session<'_> {
 
     /// A connection on `node` for the session, its statements taken over.
     async fn lease_for_switch(&mut self, node: usize) -> Result<Lease, ProxyError> {
-        let want = self.route.state_conn(node);
+        let want = self.route.wanted(node);
         let asked = self
             .ctx
             .router

@@ -166,6 +166,9 @@ pub struct RouteState {
     /// Per node, the pooled connection the session left its state on
     /// (transaction pooling).
     state_conn: Vec<Option<u64>>,
+    /// Per node, the connection the session used last (see
+    /// [`crate::backend::Preference`]).
+    last_conn: Vec<Option<u64>>,
     /// Parse messages of the batch being forwarded whose effects the batch
     /// routing accounted for; later ones (past its look-ahead) are judged
     /// one by one as they pass.
@@ -235,6 +238,7 @@ impl RouteState {
             judged_parses: 0,
             preparing: None,
             state_conn: vec![None; nodes],
+            last_conn: vec![None; nodes],
         }
     }
 
@@ -296,6 +300,9 @@ impl RouteState {
     /// the next client. `errors`: the session's count of server errors. A
     /// connection holding too many is reset instead.
     pub fn detach(&mut self, conn: &mut crate::backend::BackendConn, errors: u32) {
+        if let Some(last) = self.last_conn.get_mut(conn.node) {
+            *last = Some(conn.id);
+        }
         let held = self.prepared.detach(conn.node, errors);
         if held.len() > crate::backend::MAX_KEPT_PER_CONNECTION {
             self.dirtied(conn.node);
@@ -304,10 +311,13 @@ impl RouteState {
         }
     }
 
-    /// The connection holding the session's state on `node`, while the
-    /// session holds none there.
-    pub fn state_conn(&self, node: usize) -> Option<u64> {
-        self.state_conn.get(node).copied().flatten()
+    /// The connections of `node` the session would rather have, while it
+    /// holds none there: the one holding its state, the one it used last.
+    pub fn wanted(&self, node: usize) -> crate::backend::Wanted {
+        crate::backend::Wanted {
+            state: self.state_conn.get(node).copied().flatten(),
+            last: self.last_conn.get(node).copied().flatten(),
+        }
     }
 
     /// Whether the session's connection to `node` may hold session state.
