@@ -42,8 +42,9 @@ pub async fn lease_node(
 
 /// A pooled connection to `node` that serves as it is: the one the
 /// session left its state on if nobody used it since, else a clean one
-/// (the one it used last, if it is idle). This is the common case of every transaction, so it has no
-/// future (and no boxed one) to pay for; [`lease_node_for`] does the rest.
+/// (the one it used last, if it is idle). This is the common case of
+/// every transaction, so it has no future (and no boxed one) to pay for;
+/// [`lease_node_for`] does the rest.
 pub fn lease_ready(
     ctx: &SessionContext,
     node: usize,

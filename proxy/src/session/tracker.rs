@@ -115,16 +115,19 @@ impl Tracker {
 
     /// How many ErrorResponses the servers have sent (wrapping).
     /// How long the request `sent` took, answered now; remembered for
-    /// [`Tracker::answered_at`].
+    /// [`Tracker::take_answered_at`].
     pub fn time_answer(&mut self, sent: &Sent) -> std::time::Duration {
         let now = Instant::now();
         self.answered_at = Some(now);
         now.saturating_duration_since(sent.at)
     }
 
-    /// When the last answer was timed (see [`Tracker::time_answer`]).
-    pub fn answered_at(&self) -> Option<Instant> {
-        self.answered_at
+    /// When the last answer was timed (see [`Tracker::time_answer`]), once:
+    /// a later release with no answer in between (a request pgrelay
+    /// answered itself) reads the clock rather than stamp its connection
+    /// with a time long past.
+    pub fn take_answered_at(&mut self) -> Option<Instant> {
+        self.answered_at.take()
     }
 
     pub fn errors(&self) -> u32 {

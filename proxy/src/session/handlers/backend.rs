@@ -30,7 +30,7 @@ impl Session<'_> {
         self.cancel_key.set_target(None);
         let route = &mut self.route;
         let errors = self.tracker.errors();
-        let now = self.tracker.answered_at().unwrap_or_else(Instant::now);
+        let now = self.tracker.take_answered_at().unwrap_or_else(Instant::now);
         let left = self.held.take().map_or_else(Vec::new, |mut leases| {
             leases.for_each_mut(|lease| route.detach(lease.conn_mut(), errors));
             let dirty = |node| route.is_dirty(node);
