@@ -163,10 +163,6 @@ impl Lifetimes {
 #[derive(Debug)]
 struct Parked {
     conn: Box<BackendConn>,
-    /// The connection's id and who left it, copied beside it: ranking the
-    /// idle connections then reads none of them.
-    id: u64,
-    left_by: LeftBy,
     _on_node: NodeCount,
     _in_pool: Option<PoolIdle>,
 }
@@ -177,8 +173,6 @@ impl Parked {
         Parked {
             _on_node: load.park(conn.node),
             _in_pool: in_pool,
-            id: conn.id,
-            left_by: conn.left_by,
             conn,
         }
     }
@@ -263,10 +257,6 @@ impl Preference {
     /// The ranks of connections that need no reset.
     const READY: u8 = 2;
 
-    fn rank(self, conn: &BackendConn) -> u8 {
-        self.rank_of(conn.id, conn.left_by)
-    }
-
     /// The rank of connection `id`, last given back by `left_by`.
     fn rank_of(self, id: u64, left_by: LeftBy) -> u8 {
         match left_by {
@@ -301,7 +291,7 @@ impl Preference {
 
     /// Whether `conn` holds exactly the state the session left on it.
     pub fn finds_its_state_on(self, conn: &BackendConn) -> bool {
-        self.rank(conn) == 0
+        self.rank_of(conn.id, conn.left_by) == 0
     }
 }
 
@@ -434,7 +424,7 @@ impl Pool {
         preference: Preference,
         which: Take,
     ) -> Option<Lease> {
-        let rank = |p: &Parked| preference.rank_of(p.id, p.left_by);
+        let rank = |p: &Parked| preference.rank_of(p.conn.id, p.conn.left_by);
         let open = |p: &Parked| p.conn.is_open();
         let at_most = match which {
             Take::Ready => Preference::READY,
@@ -444,7 +434,7 @@ impl Pool {
         // nearly always it is there, and finding it costs a compare per
         // idle connection rather than a ranking.
         let first = preference.first_choice().and_then(|(id, left_by)| {
-            let pick = |p: &Parked| p.id == id && p.left_by == left_by;
+            let pick = |p: &Parked| p.conn.id == id && p.conn.left_by == left_by;
             self.idle.borrow_mut().take_picked(key, pick, open)
         });
         let parked = match first {

@@ -53,14 +53,16 @@ impl<K: Hash + Eq, T> WaitQueues<K, T> {
         let Some(queue) = self.by_key.get_mut(key) else {
             return Err(item);
         };
-        let mut handed = Err(item);
-        while let Err(item) = handed {
+        let mut item = item;
+        let handed = loop {
             let Some(waiter) = queue.pop_front() else {
-                handed = Err(item);
-                break;
+                break Err(item);
             };
-            handed = waiter.to.send(item);
-        }
+            match waiter.to.send(item) {
+                Ok(()) => break Ok(()),
+                Err(back) => item = back,
+            }
+        };
         if queue.is_empty() {
             self.by_key.remove(key);
         }

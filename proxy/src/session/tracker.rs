@@ -113,7 +113,6 @@ impl Tracker {
         self.errors = self.errors.wrapping_add(1);
     }
 
-    /// How many ErrorResponses the servers have sent (wrapping).
     /// How long the request `sent` took, answered now; remembered for
     /// [`Tracker::take_answered_at`].
     pub fn time_answer(&mut self, sent: &Sent) -> std::time::Duration {
@@ -130,6 +129,7 @@ impl Tracker {
         self.answered_at.take()
     }
 
+    /// How many ErrorResponses the servers have sent (wrapping).
     pub fn errors(&self) -> u32 {
         self.errors
     }
