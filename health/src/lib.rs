@@ -23,6 +23,7 @@ mod observe;
 mod probe;
 mod sample;
 mod topology;
+mod wal_layout;
 
 pub use cell::TopologyCell;
 pub use error::HealthError;
@@ -42,3 +43,4 @@ pub use monitor::{
 pub use probe::NodeProbe;
 pub use sample::{NodeSample, ReplicaSample};
 pub use topology::{FAILOVER_HISTORY, NodeRole, NodeStatus, Topology};
+pub use wal_layout::WalLayout;

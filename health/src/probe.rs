@@ -94,6 +94,8 @@ impl NodeProbe {
             sender_host: get(7)?,
             sender_port: get_i32(8)?,
             sync_standbys: row.try_get(9).map_err(|source| self.postgres(source))?,
+            wal_block_size: get_i32(10)?,
+            wal_segment_size: row.try_get(11).map_err(|source| self.postgres(source))?,
         };
         raw.decode().map_err(|bad| HealthError::BadValue {
             node: self.target.name.clone(),

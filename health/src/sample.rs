@@ -2,6 +2,7 @@
 
 use crate::lsn::parse_lsn;
 use crate::topology::NodeRole;
+use crate::wal_layout::WalLayout;
 
 /// Everything the monitor learns from one node in one round trip. Every
 /// column comes from the same statement, so they describe one instant.
@@ -20,7 +21,9 @@ SELECT r.recovery, \
        w.status, w.received_tli, w.sender_host, w.sender_port, \
        CASE WHEN NOT r.recovery THEN \
          (SELECT array_agg(coalesce(application_name, '')) FROM pg_stat_replication \
-          WHERE sync_state IN ('sync', 'quorum')) END \
+          WHERE sync_state IN ('sync', 'quorum')) END, \
+       current_setting('wal_block_size')::int, \
+       pg_size_bytes(current_setting('wal_segment_size')) \
 FROM r LEFT JOIN pg_stat_wal_receiver w ON r.recovery";
 
 /// A node that answered, as it answered.
@@ -57,7 +60,8 @@ impl NodeSample {
 pub struct ReplicaSample {
     /// `pg_last_wal_receive_lsn()`: received and flushed, not yet visible.
     pub receive_lsn: Option<u64>,
-    /// `pg_last_wal_replay_lsn()`: what queries on the replica see.
+    /// `pg_last_wal_replay_lsn()`: what queries on the replica see; at a
+    /// WAL page boundary, past that page's header (`WalLayout`).
     pub replay_lsn: Option<u64>,
     /// `pg_stat_wal_receiver.received_tli`.
     pub timeline: Option<u32>,
@@ -80,6 +84,8 @@ pub(crate) struct ProbeRow {
     pub(crate) sender_host: Option<String>,
     pub(crate) sender_port: Option<i32>,
     pub(crate) sync_standbys: Option<Vec<String>>,
+    pub(crate) wal_block_size: Option<i32>,
+    pub(crate) wal_segment_size: Option<i64>,
 }
 
 /// A column whose value makes no sense.
@@ -103,6 +109,10 @@ impl ProbeRow {
                 sync_standbys: self.sync_standbys.unwrap_or_default(),
             });
         }
+        let layout = self
+            .wal_block_size
+            .zip(self.wal_segment_size)
+            .and_then(|(page, segment)| WalLayout::new(page.into(), segment));
         let timeline = match self.received_tli {
             None => None,
             Some(tli) => Some(
@@ -123,7 +133,8 @@ impl ProbeRow {
         };
         Ok(NodeSample::Replica(ReplicaSample {
             receive_lsn: lsn("pg_last_wal_receive_lsn", self.receive_lsn.as_deref())?,
-            replay_lsn: lsn("pg_last_wal_replay_lsn", self.replay_lsn.as_deref())?,
+            replay_lsn: lsn("pg_last_wal_replay_lsn", self.replay_lsn.as_deref())?
+                .map(|replayed| layout.map_or(replayed, |l| l.past_page_header(replayed))),
             timeline,
             streaming: self.receiver_status.as_deref() == Some("streaming"),
             upstream,
@@ -239,6 +250,36 @@ mod tests {
                 streaming: true,
                 upstream: Some("127.0.0.1:5432".into()),
             }))
+        );
+    }
+
+    #[test]
+    fn a_replay_position_at_a_page_boundary_is_past_the_pages_header() {
+        let replica = |replayed: &str, page, segment| ProbeRow {
+            recovery: true,
+            replay_lsn: Some(replayed.into()),
+            wal_block_size: page,
+            wal_segment_size: segment,
+            ..ProbeRow::default()
+        };
+        let replayed = |row: ProbeRow| match row.decode() {
+            Ok(NodeSample::Replica(r)) => r.replay_lsn,
+            other => panic!("a replica: {other:?}"),
+        };
+        let defaults = (Some(8192), Some(16 << 20));
+        assert_eq!(
+            replayed(replica("0/4E36000", defaults.0, defaults.1)),
+            Some(0x4E3_6018)
+        );
+        assert_eq!(
+            replayed(replica("0/4E35800", defaults.0, defaults.1)),
+            Some(0x4E3_5800)
+        );
+        // Sizes unknown or senseless: the position as reported.
+        assert_eq!(replayed(replica("0/4E36000", None, None)), Some(0x4E3_6000));
+        assert_eq!(
+            replayed(replica("0/4E36000", Some(8000), defaults.1)),
+            Some(0x4E3_6000)
         );
     }
 

@@ -18,6 +18,7 @@ mod position_clock;
 mod prepared;
 mod prepared_sql;
 mod recover;
+mod replay_position;
 mod resume;
 mod retry;
 mod settings;

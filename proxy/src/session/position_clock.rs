@@ -16,9 +16,11 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use pgrelay_health::node_tls::connect_postgres;
+use pgrelay_health::parse_lsn;
 use tokio::sync::Notify;
 use tokio_postgres::Client;
 
+use super::replay_position::{REPLAY_POSITION_SQL, replay_position};
 use crate::error::ProxyError;
 use crate::shared::Shared;
 
@@ -52,8 +54,25 @@ impl Ask {
     fn query(self) -> &'static str {
         match self {
             Ask::PrimaryWal => "SELECT pg_current_wal_lsn()::text",
-            Ask::ReplayOf(_) => "SELECT pg_last_wal_replay_lsn()::text",
+            Ask::ReplayOf(_) => REPLAY_POSITION_SQL,
         }
+    }
+
+    /// The position in `row`, as sessions' positions name it: a replay
+    /// position at a WAL page boundary is moved past the page's header
+    /// (`replay_position`), or a replica that has a write would look behind
+    /// it.
+    fn position(self, row: &tokio_postgres::Row) -> Result<u64, ProxyError> {
+        let unavailable = |why: String| ProxyError::PositionUnknown(why);
+        let text: String = row.try_get(0).map_err(|e| unavailable(e.to_string()))?;
+        match self {
+            Ask::PrimaryWal => parse_lsn(&text),
+            Ask::ReplayOf(_) => {
+                let column = |i| row.try_get::<_, Option<String>>(i).ok().flatten();
+                replay_position(Some(&text), column(1).as_deref(), column(2).as_deref())
+            }
+        }
+        .ok_or_else(|| unavailable(format!("not a position: {text}")))
     }
 }
 
@@ -149,10 +168,7 @@ async fn ask_node(
         .await
         .map_err(|_| unavailable(format!("no answer within {timeout:?}")))?
         .map_err(|e| unavailable(e.to_string()))?;
-    let text: String = row.try_get(0).map_err(|e| unavailable(e.to_string()))?;
-    let lsn = pgrelay_health::parse_lsn(&text)
-        .ok_or_else(|| unavailable(format!("not a position: {text}")))?;
-    Ok(((node, client), lsn))
+    Ok(((node, client), ask.position(&row)?))
 }
 
 async fn connect(node: usize, shared: &Shared) -> Result<Client, ProxyError> {

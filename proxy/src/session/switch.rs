@@ -14,6 +14,7 @@ use super::SessionContext;
 use super::exchange::{exchange, exchange_many};
 use super::lease::{StateOnIt, lease_node_for};
 use super::leases::Leases;
+use super::replay_position::{REPLAY_POSITION_SQL, replay_position};
 use super::setup::prepare_statements;
 use super::steer::{BatchNeeds, RouteState};
 
@@ -132,15 +133,18 @@ async fn replica_has_replayed(
     lsn: u64,
 ) -> Result<bool, ProxyError> {
     let mut request = BytesMut::new();
-    fe::query(&mut request, b"SELECT pg_last_wal_replay_lsn()::text");
+    fe::query(&mut request, REPLAY_POSITION_SQL.as_bytes());
     let lease = leases.current_mut();
     let node = lease.conn().node;
     let answer = exchange(lease.conn_mut(), &request).await?;
-    let replayed = answer
-        .rows
-        .first()
-        .and_then(|row| row.first().cloned().flatten())
-        .and_then(|text| pgrelay_health::parse_lsn(&text));
+    let replayed = answer.rows.first().and_then(|row| {
+        let column = |i: usize| row.get(i).cloned().flatten();
+        replay_position(
+            column(0).as_deref(),
+            column(1).as_deref(),
+            column(2).as_deref(),
+        )
+    });
     match replayed {
         Some(replayed) => {
             ctx.router.confirm_replay(node, replayed);

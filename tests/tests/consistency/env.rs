@@ -69,7 +69,9 @@ impl Env {
         let primary = self.cluster.client(0).await?;
         primary.batch_execute(sql).await?;
         let lsn: String = primary
-            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            // Not the insert position: past a page header when the last
+            // record ended at a page boundary, where the replica stops.
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
             .await?
             .get(0);
         let standby = self.cluster.client(1).await?;

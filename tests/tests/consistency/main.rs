@@ -10,6 +10,7 @@
 mod checker;
 mod env;
 mod fallback;
+mod page_boundary;
 mod scope;
 mod token;
 
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let env = env::lazy();
     let mut trials = checker::trials(&env);
     trials.extend(fallback::trials(&env));
+    trials.extend(page_boundary::trials(&env));
     trials.extend(scope::trials(&env));
     trials.extend(token::trials(&env));
     pgrelay_tests::shared_env::conclude(&args, trials, env)

@@ -37,9 +37,18 @@ pub(crate) fn ports(env: &Env) -> (String, String) {
     (nodes[0].port.to_string(), nodes[1].port.to_string())
 }
 
-/// Waits until a standby has replayed the primary's WAL up to `lsn`.
+/// Waits until a standby has replayed the primary's WAL up to `lsn`. A
+/// session's token is an insert position: when the last record ended at a
+/// WAL page boundary, it lies past the next page's header (24 or 40 bytes)
+/// and the replica, at the boundary, has it all.
 async fn until_replayed(standby: &Client, lsn: &str) -> anyhow::Result<()> {
-    let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
+    let sql = format!(
+        "WITH r AS (SELECT pg_last_wal_replay_lsn() AS at) \
+         SELECT r.at >= '{lsn}'::pg_lsn \
+             OR ((r.at - '0/0'::pg_lsn) % current_setting('wal_block_size')::int = 0 \
+                 AND '{lsn}'::pg_lsn - r.at <= 40) \
+         FROM r"
+    );
     poll_until(Duration::from_secs(10), "the replica to replay", || async {
         let row = standby.query_one(sql.as_str(), &[]).await.ok()?;
         row.get::<_, bool>(0).then_some(())
