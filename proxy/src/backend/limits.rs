@@ -9,7 +9,7 @@
 //! their idle connections ([`PoolLimits::shed_requests`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -146,26 +146,47 @@ impl PoolLimits {
         })
     }
 
-    /// Waits for a permit for `id`, in turn with the other waiters. The
-    /// pool's permit comes first, then the node's, so a client never holds
-    /// a node permit while it waits for its pool.
+    /// Waits for a permit for `id`, in turn with the other waiters.
+    #[cfg(test)]
     pub async fn acquire(&self, id: &PoolId) -> Option<Permit> {
-        let node = Arc::clone(self.nodes.get(id.node)?);
-        let _waiting = Counted::new(&self.waiting);
-        let (pool, idle) = {
-            let (_wanted, permits, idle) = PoolWant::new(self, id);
-            (permits.acquire_owned().await.ok()?, idle)
-        };
+        let want = self.want(id);
+        self.acquire_wanted(&want).await
+    }
+
+    /// Puts on record a client's wait for a permit of `id`'s pool (see
+    /// [`PoolLimits::is_wanted`]) until the want is dropped, withdrawn or
+    /// [handed](PoolWant::handed) a connection.
+    pub fn want<'a>(&'a self, id: &'a PoolId) -> PoolWant<'a> {
+        PoolWant::new(self, id)
+    }
+
+    /// Waits for a permit for `want`'s pool, in turn with the other
+    /// waiters. The pool's permit comes first, then the node's, so a
+    /// client never holds a node permit while it waits for its pool.
+    pub async fn acquire_wanted(&self, want: &PoolWant<'_>) -> Option<Permit> {
+        let node = Arc::clone(self.nodes.get(want.id.node)?);
+        let pool = Arc::clone(&want.permits).acquire_owned().await.ok()?;
+        want.withdraw();
         let node = {
-            let _wanted = Counted::new(self.node_waiting.get(id.node)?);
+            let _wanted = Counted::new(self.node_waiting.get(want.id.node)?);
             self.ask_for_sheds();
             node.acquire_owned().await.ok()?
         };
         Some(Permit {
             _pool: pool,
             _node: node,
-            idle,
+            idle: Arc::clone(&want.idle),
         })
+    }
+
+    /// Takes the wait that began at `since` off `id`'s record: its client
+    /// was just handed a connection, and has not yet run to say so. Left
+    /// on record, it made the next connection of the pool to come back
+    /// look wanted by someone else, and closed.
+    pub fn withdraw(&self, id: &PoolId, since: Instant) {
+        if let Some(e) = self.lock().get_mut(id) {
+            remove_first(&mut e.waiting, since);
+        }
     }
 
     /// Whether a waiting client needs what an idle connection of `id`
@@ -269,20 +290,27 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// A client waiting for a permit of `id`'s pool, while it lives.
-struct PoolWant<'a> {
+/// A client waiting for a permit of `id`'s pool, on record while it lives
+/// (unless withdrawn).
+pub struct PoolWant<'a> {
     limits: &'a PoolLimits,
     id: &'a PoolId,
     since: Instant,
+    permits: Arc<Semaphore>,
+    idle: Arc<AtomicUsize>,
+    /// Counts the client in `waiting` from before the shed request: a
+    /// worker that answers it finds someone waiting.
+    _waiting: Counted<'a>,
+    /// Taken off the record already. Atomic only so that a want may be
+    /// held across an await by a task that moves between threads.
+    withdrawn: AtomicBool,
 }
 
 impl<'a> PoolWant<'a> {
     /// The want, with the pool's semaphore and idle count: one look-up
     /// for all three.
-    fn new(
-        limits: &'a PoolLimits,
-        id: &'a PoolId,
-    ) -> (PoolWant<'a>, Arc<Semaphore>, Arc<AtomicUsize>) {
+    fn new(limits: &'a PoolLimits, id: &'a PoolId) -> PoolWant<'a> {
+        let waiting = Counted::new(&limits.waiting);
         let since = Instant::now();
         let (idle, permits, idle_count) = limits.with_entry(id, |e| {
             e.waiting.push_back(since);
@@ -297,20 +325,47 @@ impl<'a> PoolWant<'a> {
         if idle {
             limits.ask_for_sheds();
         }
-        (PoolWant { limits, id, since }, permits, idle_count)
+        PoolWant {
+            limits,
+            id,
+            since,
+            permits,
+            idle: idle_count,
+            _waiting: waiting,
+            withdrawn: AtomicBool::new(false),
+        }
+    }
+
+    /// When the wait began: what [`PoolLimits::withdraw`] finds it by.
+    pub fn since(&self) -> Instant {
+        self.since
+    }
+
+    /// The client was handed a connection, and its worker has withdrawn
+    /// the want already ([`PoolLimits::withdraw`]).
+    pub fn handed(self) {
+        self.withdrawn.store(true, Ordering::Relaxed);
+    }
+
+    fn withdraw(&self) {
+        if !self.withdrawn.swap(true, Ordering::Relaxed) {
+            self.limits.withdraw(self.id, self.since);
+        }
     }
 }
 
 impl Drop for PoolWant<'_> {
     fn drop(&mut self) {
-        // Searched from the front: with a few hundred clients waiting,
-        // a scan from elsewhere (and a swap that spoils the order) cost
-        // about 800 instructions per wait.
-        if let Some(e) = self.limits.lock().get_mut(self.id)
-            && let Some(i) = e.waiting.iter().position(|s| *s == self.since)
-        {
-            e.waiting.remove(i);
-        }
+        self.withdraw();
+    }
+}
+
+/// Removes the first `since` from `waiting`. Searched from the front: with
+/// a few hundred clients waiting, a scan from elsewhere (and a swap that
+/// spoils the order) cost about 800 instructions per wait.
+fn remove_first(waiting: &mut VecDeque<Instant>, since: Instant) {
+    if let Some(i) = waiting.iter().position(|s| *s == since) {
+        waiting.remove(i);
     }
 }
 
@@ -321,6 +376,28 @@ mod tests {
 
     fn id(node: usize, user: &str) -> PoolId {
         PoolId::new(node, user.into(), "db".into())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_want_handed_a_connection_leaves_the_record_at_once() {
+        let limits = PoolLimits::new(1, 1, 10);
+        let a = id(0, "a");
+        let first = limits.want(&a);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let second = limits.want(&a);
+        assert!(limits.is_wanted(&a));
+        // The worker hands the first a connection; it has not run yet.
+        limits.withdraw(&a, first.since());
+        assert!(limits.is_wanted(&a), "the second still waits");
+        first.handed();
+        limits.withdraw(&a, second.since());
+        assert!(!limits.is_wanted(&a), "nobody waits any more");
+        second.handed();
+        // A want dropped without a connection takes itself off.
+        let third = limits.want(&a);
+        assert!(limits.is_wanted(&a));
+        drop(third);
+        assert!(!limits.is_wanted(&a));
     }
 
     #[tokio::test(start_paused = true)]

@@ -379,7 +379,11 @@ impl Pool {
         }
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + max_wait;
-        let mut rx = self.waiters.borrow_mut().enqueue(key.clone(), deadline);
+        let want = self.limits.want(&id);
+        let mut rx = self
+            .waiters
+            .borrow_mut()
+            .enqueue(key.clone(), deadline, want.since());
         if self.wait_alarm.get().is_none_or(|at| deadline < at) {
             self.wait_alarm.set(Some(deadline));
             self.waiter_queued.notify_one();
@@ -387,7 +391,7 @@ impl Pool {
         let got = tokio::select! {
             // Dropped unanswered: the waiter timer gave up on this client.
             handed = &mut rx => handed.map_err(|_| None),
-            Some(permit) = self.limits.acquire(&id) => Err(Some(permit)),
+            Some(permit) = self.limits.acquire_wanted(&want) => Err(Some(permit)),
         };
         // A connection handed over in the same instant wins over the
         // permit or the timeout: dropping it would close it needlessly
@@ -397,13 +401,16 @@ impl Pool {
             Err(other) => rx.try_recv().map_err(|_| other),
         };
         let got = match got {
-            Ok(conn) => Ok(Acquired::Pooled(Box::new(
-                self.lease_new(key.clone(), conn),
-            ))),
+            Ok(conn) => {
+                want.handed();
+                Ok(Acquired::Pooled(Box::new(
+                    self.lease_new(key.clone(), conn),
+                )))
+            }
             Err(other) => {
                 // Our sender is still queued (a handed-over one is gone):
                 // it and any other given up on are dropped now.
-                drop(rx);
+                drop((rx, want));
                 self.forget_closed_waiters(key);
                 match other {
                     Some(permit) => Ok(Acquired::Room(permit)),
@@ -507,8 +514,11 @@ impl Pool {
             return;
         }
         let handed = self.waiters.borrow_mut().hand_over(&key, conn);
-        let Err(conn) = handed else {
-            return;
+        let conn = match handed {
+            // The client runs later; its wait must not make the next
+            // connection to come back look wanted meanwhile.
+            Ok(wanted_since) => return self.limits.withdraw(&key.id(), wanted_since),
+            Err(conn) => conn,
         };
         if self.limits.anyone_waiting() && self.limits.is_wanted(&key.id()) {
             retire(conn);

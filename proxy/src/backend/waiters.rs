@@ -16,6 +16,9 @@ use tokio::time::Instant;
 #[derive(Debug)]
 struct Waiter<T> {
     deadline: Instant,
+    /// When its wait went on the pool limits' record
+    /// (`PoolLimits::withdraw` finds it by that).
+    wanted_since: Instant,
     to: oneshot::Sender<T>,
 }
 
@@ -37,16 +40,25 @@ impl<K: Hash + Eq, T> WaitQueues<K, T> {
     /// Queues a session waiting for a `key` until `deadline`; what it is
     /// handed arrives on the receiver, which reports the sender dropped
     /// once [`WaitQueues::expire`] has given up on it.
-    pub fn enqueue(&mut self, key: K, deadline: Instant) -> oneshot::Receiver<T> {
+    pub fn enqueue(
+        &mut self,
+        key: K,
+        deadline: Instant,
+        wanted_since: Instant,
+    ) -> oneshot::Receiver<T> {
         let (to, rx) = oneshot::channel();
-        let waiter = Waiter { deadline, to };
+        let waiter = Waiter {
+            deadline,
+            wanted_since,
+            to,
+        };
         self.by_key.entry(key).or_default().push_back(waiter);
         rx
     }
 
-    /// Hands `item` to the first session still waiting for `key`; gives it
-    /// back if there is none.
-    pub fn hand_over(&mut self, key: &K, item: T) -> Result<(), T> {
+    /// Hands `item` to the first session still waiting for `key`, and says
+    /// since when it wanted one; gives the item back if there is none.
+    pub fn hand_over(&mut self, key: &K, item: T) -> Result<Instant, T> {
         if self.by_key.is_empty() {
             return Err(item);
         }
@@ -59,7 +71,7 @@ impl<K: Hash + Eq, T> WaitQueues<K, T> {
                 break Err(item);
             };
             match waiter.to.send(item) {
-                Ok(()) => break Ok(()),
+                Ok(()) => break Ok(waiter.wanted_since),
                 Err(back) => item = back,
             }
         };
@@ -117,15 +129,16 @@ mod tests {
     fn the_first_waiter_still_waiting_is_handed_the_item() {
         let now = Instant::now();
         let mut queues: WaitQueues<u8, u32> = WaitQueues::default();
-        let gone = queues.enqueue(1, now);
-        let mut first = queues.enqueue(1, now);
-        let mut second = queues.enqueue(1, now);
+        let wanted = |ms| now + Duration::from_millis(ms);
+        let gone = queues.enqueue(1, now, wanted(1));
+        let mut first = queues.enqueue(1, now, wanted(2));
+        let mut second = queues.enqueue(1, now, wanted(3));
         drop(gone);
-        assert_eq!(queues.hand_over(&1, 7), Ok(()));
+        assert_eq!(queues.hand_over(&1, 7), Ok(wanted(2)), "says whose want");
         assert_eq!(first.try_recv(), Ok(7));
         assert!(second.try_recv().is_err(), "nothing yet");
         assert_eq!(queues.hand_over(&2, 8), Err(8), "nobody waits for 2");
-        assert_eq!(queues.hand_over(&1, 9), Ok(()));
+        assert_eq!(queues.hand_over(&1, 9), Ok(wanted(3)));
         assert_eq!(second.try_recv(), Ok(9));
         assert!(!queues.waits_for(&1));
         assert_eq!(queues.hand_over(&1, 10), Err(10));
@@ -136,9 +149,9 @@ mod tests {
         let start = Instant::now();
         let second = Duration::from_secs(1);
         let mut queues: WaitQueues<u8, u32> = WaitQueues::default();
-        let mut early = queues.enqueue(1, start + second);
-        let mut late = queues.enqueue(1, start + 3 * second);
-        let mut other = queues.enqueue(2, start + 2 * second);
+        let mut early = queues.enqueue(1, start + second, start);
+        let mut late = queues.enqueue(1, start + 3 * second, start);
+        let mut other = queues.enqueue(2, start + 2 * second, start);
         assert_eq!(queues.expire(start), Some(start + second));
         assert_eq!(queues.expire(start + second), Some(start + 2 * second));
         assert!(matches!(

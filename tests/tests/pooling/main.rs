@@ -2,6 +2,7 @@
 //! clients, small pools, waits that end in 53300, and no client ever
 //! seeing another's session state.
 
+mod churn;
 mod env;
 mod identity;
 mod isolation;
@@ -18,6 +19,7 @@ fn main() -> ExitCode {
     let env = env::lazy();
     let mut trials = Vec::new();
     trials.extend(limits::trials(&env));
+    trials.extend(churn::trials(&env));
     trials.extend(pgbench::trials(&env));
     trials.extend(isolation::trials(&env));
     trials.extend(identity::trials(&env));
