@@ -43,4 +43,4 @@ pub use monitor::{
 pub use probe::NodeProbe;
 pub use sample::{NodeSample, ReplicaSample};
 pub use topology::{FAILOVER_HISTORY, NodeRole, NodeStatus, Topology};
-pub use wal_layout::WalLayout;
+pub use wal_layout::{WalLayout, replay_position};

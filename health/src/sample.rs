@@ -2,7 +2,7 @@
 
 use crate::lsn::parse_lsn;
 use crate::topology::NodeRole;
-use crate::wal_layout::WalLayout;
+use crate::wal_layout::replay_position;
 
 /// Everything the monitor learns from one node in one round trip. Every
 /// column comes from the same statement, so they describe one instant.
@@ -109,10 +109,6 @@ impl ProbeRow {
                 sync_standbys: self.sync_standbys.unwrap_or_default(),
             });
         }
-        let layout = self
-            .wal_block_size
-            .zip(self.wal_segment_size)
-            .and_then(|(page, segment)| WalLayout::new(page.into(), segment));
         let timeline = match self.received_tli {
             None => None,
             Some(tli) => Some(
@@ -133,8 +129,12 @@ impl ProbeRow {
         };
         Ok(NodeSample::Replica(ReplicaSample {
             receive_lsn: lsn("pg_last_wal_receive_lsn", self.receive_lsn.as_deref())?,
-            replay_lsn: lsn("pg_last_wal_replay_lsn", self.replay_lsn.as_deref())?
-                .map(|replayed| layout.map_or(replayed, |l| l.past_page_header(replayed))),
+            replay_lsn: lsn("pg_last_wal_replay_lsn", self.replay_lsn.as_deref())?.map(
+                |replayed| {
+                    let page = self.wal_block_size.map(i64::from);
+                    replay_position(replayed, page, self.wal_segment_size)
+                },
+            ),
             timeline,
             streaming: self.receiver_status.as_deref() == Some("streaming"),
             upstream,

@@ -51,6 +51,16 @@ impl WalLayout {
     }
 }
 
+/// `replayed` as a session's position names the same place, with the page
+/// and segment sizes the server reported alongside it; as reported when
+/// either is missing or senseless.
+pub fn replay_position(replayed: u64, page: Option<i64>, segment: Option<i64>) -> u64 {
+    let layout = page
+        .zip(segment)
+        .and_then(|(page, segment)| WalLayout::new(page, segment));
+    layout.map_or(replayed, |l| l.past_page_header(replayed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

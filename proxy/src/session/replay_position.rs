@@ -3,7 +3,7 @@
 //! seen catch up), together with the WAL page and segment sizes that say
 //! whether it sits at a page boundary (`pgrelay_health::WalLayout`).
 
-use pgrelay_health::{WalLayout, parse_lsn};
+use pgrelay_health::parse_lsn;
 
 /// Every column as text, so that a simple-query answer reads it too.
 pub const REPLAY_POSITION_SQL: &str = "SELECT pg_last_wal_replay_lsn()::text, \
@@ -20,10 +20,11 @@ pub fn replay_position(
 ) -> Option<u64> {
     let replayed = parse_lsn(lsn?)?;
     let size = |text: Option<&str>| text?.parse::<i64>().ok();
-    let layout = size(page)
-        .zip(size(segment))
-        .and_then(|(page, segment)| WalLayout::new(page, segment));
-    Some(layout.map_or(replayed, |l| l.past_page_header(replayed)))
+    Some(pgrelay_health::replay_position(
+        replayed,
+        size(page),
+        size(segment),
+    ))
 }
 
 #[cfg(test)]

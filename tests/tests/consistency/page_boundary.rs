@@ -36,8 +36,7 @@ BEGIN
 END $$";
 
 fn parse_lsn(text: &str) -> anyhow::Result<u64> {
-    let (high, low) = text.split_once('/').context("an LSN has a slash")?;
-    Ok(u64::from_str_radix(high, 16)? << 32 | u64::from_str_radix(low, 16)?)
+    pgrelay_health::parse_lsn(text).with_context(|| format!("not an LSN: {text}"))
 }
 
 pub fn trials(env: &LazyEnv) -> Vec<Trial> {
