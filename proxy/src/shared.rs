@@ -13,7 +13,7 @@ use pgrelay_health::{FailoverControl, FailoverSettings, MonitorSettings, Topolog
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{NodeLoad, PoolLimits};
+use crate::backend::{NodeLoad, PoolLimits, Transfers};
 use crate::cancel::CancelRegistry;
 use crate::client::Credentials;
 use crate::config::{Config, FailoverConfig, MonitorConfig};
@@ -72,6 +72,10 @@ pub struct Shared {
     pub node_load: Arc<NodeLoad>,
     /// `pool.size` and `pool.max_node_connections`, across workers.
     pub pool_limits: Arc<PoolLimits>,
+    /// How idle connections move to the worker whose client waits.
+    pub transfers: Arc<Transfers>,
+    /// Names prepared statements' content on every worker's connections.
+    pub statement_keys: std::collections::hash_map::RandomState,
     /// Databases about to be dropped or renamed: every worker closes its
     /// idle connections to them.
     pub database_closes: tokio::sync::broadcast::Sender<Arc<str>>,
@@ -132,6 +136,8 @@ impl Shared {
         Ok(Shared {
             node_load,
             pool_limits,
+            transfers: Arc::default(),
+            statement_keys: std::collections::hash_map::RandomState::new(),
             database_closes: tokio::sync::broadcast::Sender::new(DATABASE_CLOSES_QUEUED),
             client_tls,
             node_tls,

@@ -5,11 +5,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::{JoinSet, LocalSet};
 use tracing::{debug, error};
 
-use crate::backend::{Lifetimes, Pool, PoolLimits};
+use crate::backend::{Lifetimes, Pool, PoolLimits, PoolPeers, Transfer};
 use crate::idle_sweep::IdleSweep;
 use crate::listeners::{Listeners, StdListeners};
 use crate::metrics::WorkerQueryMetrics;
@@ -64,11 +64,15 @@ pub(crate) fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
             }
         };
         let lifetimes = Lifetimes::from_config(&shared.config().pool);
-        let pool = Pool::new(
-            Arc::clone(&shared.node_load),
-            Arc::clone(&shared.pool_limits),
-            lifetimes,
-        );
+        let (worker, inbox) = shared.transfers.join();
+        let peers = PoolPeers {
+            load: Arc::clone(&shared.node_load),
+            limits: Arc::clone(&shared.pool_limits),
+            transfers: Arc::clone(&shared.transfers),
+            statement_keys: shared.statement_keys.clone(),
+        };
+        let pool = Pool::new(peers, worker, lifetimes);
+        tokio::task::spawn_local(adopt_transfers(Rc::clone(&pool), inbox));
         let shutdown = LocalShutdown::new();
         tokio::task::spawn_local(mirror_shutdown(Arc::clone(&shared), Rc::clone(&shutdown)));
         let sweep = IdleSweep::new();
@@ -230,6 +234,14 @@ async fn tend_pool(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         }
+    }
+}
+
+/// Takes in the connections other workers move here for this worker's
+/// waiting clients.
+async fn adopt_transfers(pool: Rc<Pool>, mut inbox: mpsc::UnboundedReceiver<Transfer>) {
+    while let Some(transfer) = inbox.recv().await {
+        pool.adopt(transfer);
     }
 }
 

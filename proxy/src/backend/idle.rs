@@ -137,14 +137,20 @@ impl<K: Hash + Eq + Clone + OnNode, T> IdleSet<K, T> {
         taken
     }
 
-    /// Takes out every item of the keys `pick` accepts.
-    pub fn take_all_of(&mut self, pick: impl Fn(&K) -> bool) -> Vec<T> {
-        let keys: Vec<K> = self.by_key.keys().filter(|k| pick(k)).cloned().collect();
-        keys.into_iter()
-            .filter_map(|k| self.by_key.remove(&k))
-            .flatten()
-            .map(|e| e.item)
-            .collect()
+    /// The keys with items that `pick` accepts.
+    pub fn keys_of(&self, pick: impl Fn(&K) -> bool) -> Vec<K> {
+        self.by_key.keys().filter(|k| pick(k)).cloned().collect()
+    }
+
+    /// Takes out the most recently parked item of `key`, with when it was
+    /// parked (to [`put`](Self::put) it back as it was).
+    pub fn take_newest(&mut self, key: &K) -> Option<(T, Instant)> {
+        let list = self.by_key.get_mut(key)?;
+        let entry = list.pop()?;
+        if list.is_empty() {
+            self.by_key.remove(key);
+        }
+        Some((entry.item, entry.since))
     }
 
     /// Keeps only the items `keep` accepts.

@@ -3,13 +3,14 @@
 //!
 //! A connection holds a [`Permit`] from the moment it is opened until it
 //! is closed, idle or not. Clients that find no permit wait in FIFO order
-//! (tokio's semaphores are fair); while anyone waits, pools close idle
-//! connections that hold what the waiter needs instead of keeping them
-//! (see [`PoolLimits::is_wanted`]), and workers are told to look through
-//! their idle connections ([`PoolLimits::shed_requests`]).
+//! (tokio's semaphores are fair); while anyone waits, an idle connection
+//! of another worker that the waiter could use moves to the waiter's
+//! worker, and one that holds only room the waiter needs is closed
+//! instead of kept (see [`PoolLimits::claim`]). Workers are told to look
+//! through their idle connections ([`PoolLimits::shed_requests`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -79,13 +80,58 @@ impl Permit {
     }
 }
 
+/// Which worker thread a pool or a waiting client belongs to.
+pub type WorkerId = usize;
+
+/// Names one client's wait for a pool: what its record is found by when
+/// the wait ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+#[cfg(test)]
+impl Ticket {
+    pub fn for_test(n: u64) -> Ticket {
+        Ticket(n)
+    }
+}
+
+/// Who waits for a pool's permit: the worker it runs on and the startup
+/// parameters it logs in with (a connection serves only a client that
+/// logged in alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiter {
+    pub worker: WorkerId,
+    pub params_hash: u64,
+}
+
+/// One client's wait, on the pool's record.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    ticket: Ticket,
+    since: Instant,
+    who: Waiter,
+}
+
+/// What an idle connection coming free should do for the clients waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody needs it: keep it.
+    Nobody,
+    /// A client on this worker waits for one like it (taken off the
+    /// record): move it there.
+    MoveTo(WorkerId),
+    /// A client needs the room it holds in its pool or on its node, and
+    /// could not use the connection itself: close it.
+    Room,
+}
+
 #[derive(Debug)]
 struct PoolEntry {
     permits: Arc<Semaphore>,
-    /// When each client waiting for one of this pool's permits began to,
-    /// about oldest first: clients are served in turn, so the one that
-    /// stops waiting is nearly always found at the front.
-    waiting: VecDeque<Instant>,
+    /// The clients waiting for one of this pool's permits, about oldest
+    /// first: clients are served in turn, so the one that stops waiting
+    /// is nearly always found at the front.
+    waiting: VecDeque<Waiting>,
     /// Connections idle in the workers' pools (see [`Permit::idle_count`]).
     idle: Arc<AtomicUsize>,
 }
@@ -116,6 +162,7 @@ pub struct PoolLimits {
     pools: Mutex<Pools>,
     /// Clients waiting now, for any permit (`pgrelay_pool_clients_waiting`).
     waiting: AtomicUsize,
+    next_ticket: AtomicU64,
     shed: watch::Sender<u64>,
 }
 
@@ -129,6 +176,7 @@ impl PoolLimits {
             node_waiting: (0..nodes).map(|_| AtomicUsize::new(0)).collect(),
             pools: Mutex::new(Pools::default()),
             waiting: AtomicUsize::new(0),
+            next_ticket: AtomicU64::new(0),
             shed: watch::Sender::new(0),
         })
     }
@@ -149,15 +197,15 @@ impl PoolLimits {
     /// Waits for a permit for `id`, in turn with the other waiters.
     #[cfg(test)]
     pub async fn acquire(&self, id: &PoolId) -> Option<Permit> {
-        let want = self.want(id);
+        let want = self.want(id, TEST_WAITER);
         self.acquire_wanted(&want).await
     }
 
     /// Puts on record a client's wait for a permit of `id`'s pool (see
-    /// [`PoolLimits::is_wanted`]) until the want is dropped, withdrawn or
-    /// [handed](PoolWant::handed) a connection.
-    pub fn want<'a>(&'a self, id: &'a PoolId) -> PoolWant<'a> {
-        PoolWant::new(self, id)
+    /// [`PoolLimits::claim`]) until the want is dropped, withdrawn,
+    /// claimed or [handed](PoolWant::handed) a connection.
+    pub fn want<'a>(&'a self, id: &'a PoolId, who: Waiter) -> PoolWant<'a> {
+        PoolWant::new(self, id, who)
     }
 
     /// Waits for a permit for `want`'s pool, in turn with the other
@@ -179,24 +227,58 @@ impl PoolLimits {
         })
     }
 
-    /// Takes the wait that began at `since` off `id`'s record: its client
-    /// was just handed a connection, and has not yet run to say so. Left
-    /// on record, it made the next connection of the pool to come back
-    /// look wanted by someone else, and closed.
-    pub fn withdraw(&self, id: &PoolId, since: Instant) {
+    /// Takes the wait `ticket` off `id`'s record: its client was just
+    /// handed a connection, and has not yet run to say so. Left on record,
+    /// it made the next connection of the pool to come back look wanted by
+    /// someone else.
+    pub fn withdraw(&self, id: &PoolId, ticket: Ticket) {
         if let Some(e) = self.lock().get_mut(id) {
-            remove_first(&mut e.waiting, since);
+            remove_ticket(&mut e.waiting, ticket);
         }
     }
 
     /// Whether a waiting client needs what an idle connection of `id`
     /// holds: a permit of its pool, or of its node.
     pub fn is_wanted(&self, id: &PoolId) -> bool {
-        let node_wanted = self
-            .node_waiting
+        self.node_wanted(id) || self.lock().get(id).is_some_and(|e| !e.waiting.is_empty())
+    }
+
+    fn node_wanted(&self, id: &PoolId) -> bool {
+        self.node_waiting
             .get(id.node)
-            .is_some_and(|n| n.load(Ordering::Relaxed) > 0);
-        node_wanted || self.lock().get(id).is_some_and(|e| !e.waiting.is_empty())
+            .is_some_and(|n| n.load(Ordering::Relaxed) > 0)
+    }
+
+    /// What an idle connection of `id`'s pool, made with startup
+    /// parameters hashing to `params_hash` and coming free on worker
+    /// `from`, should do for the clients waiting (see [`Claim`]). The
+    /// first client of another worker that could use it is taken off the
+    /// record, so that the next connection to come free does not go to it
+    /// too. Moving costs the two workers a few system calls; closing it
+    /// cost the node a new backend process and a login, over and over
+    /// while clients on two workers took turns on one pool.
+    pub fn claim(&self, id: &PoolId, params_hash: u64, from: WorkerId) -> Claim {
+        let mut pools = self.lock();
+        let Some(entry) = pools.get_mut(id) else {
+            return self.room_claim(id, false);
+        };
+        let movable = entry
+            .waiting
+            .iter()
+            .position(|w| w.who.worker != from && w.who.params_hash == params_hash);
+        if let Some(waiting) = movable.and_then(|i| entry.waiting.remove(i)) {
+            return Claim::MoveTo(waiting.who.worker);
+        }
+        let pool_wanted = !entry.waiting.is_empty();
+        self.room_claim(id, pool_wanted)
+    }
+
+    fn room_claim(&self, id: &PoolId, pool_wanted: bool) -> Claim {
+        if pool_wanted || self.node_wanted(id) {
+            Claim::Room
+        } else {
+            Claim::Nobody
+        }
     }
 
     /// Whether anyone waits at all (cheap: checked on every release).
@@ -255,9 +337,12 @@ impl PoolLimits {
                 connections: self.size.saturating_sub(e.permits.available_permits()),
                 idle: e.idle.load(Ordering::Relaxed),
                 waiting: e.waiting.len(),
-                longest_wait: e.waiting.iter().min().map_or(Duration::ZERO, |since| {
-                    now.saturating_duration_since(*since)
-                }),
+                longest_wait: e
+                    .waiting
+                    .iter()
+                    .map(|w| w.since)
+                    .min()
+                    .map_or(Duration::ZERO, |since| now.saturating_duration_since(since)),
             })
             .collect();
         rows.sort_by(|a, b| a.id.cmp(&b.id));
@@ -291,11 +376,11 @@ impl Drop for Counted<'_> {
 }
 
 /// A client waiting for a permit of `id`'s pool, on record while it lives
-/// (unless withdrawn).
+/// (unless withdrawn or claimed).
 pub struct PoolWant<'a> {
     limits: &'a PoolLimits,
     id: &'a PoolId,
-    since: Instant,
+    ticket: Ticket,
     permits: Arc<Semaphore>,
     idle: Arc<AtomicUsize>,
     /// Counts the client in `waiting` from before the shed request: a
@@ -309,11 +394,12 @@ pub struct PoolWant<'a> {
 impl<'a> PoolWant<'a> {
     /// The want, with the pool's semaphore and idle count: one look-up
     /// for all three.
-    fn new(limits: &'a PoolLimits, id: &'a PoolId) -> PoolWant<'a> {
+    fn new(limits: &'a PoolLimits, id: &'a PoolId, who: Waiter) -> PoolWant<'a> {
         let waiting = Counted::new(&limits.waiting);
+        let ticket = Ticket(limits.next_ticket.fetch_add(1, Ordering::Relaxed));
         let since = Instant::now();
         let (idle, permits, idle_count) = limits.with_entry(id, |e| {
-            e.waiting.push_back(since);
+            e.waiting.push_back(Waiting { ticket, since, who });
             let idle = e.idle.load(Ordering::Relaxed) > 0;
             (idle, Arc::clone(&e.permits), Arc::clone(&e.idle))
         });
@@ -328,7 +414,7 @@ impl<'a> PoolWant<'a> {
         PoolWant {
             limits,
             id,
-            since,
+            ticket,
             permits,
             idle: idle_count,
             _waiting: waiting,
@@ -336,9 +422,9 @@ impl<'a> PoolWant<'a> {
         }
     }
 
-    /// When the wait began: what [`PoolLimits::withdraw`] finds it by.
-    pub fn since(&self) -> Instant {
-        self.since
+    /// What [`PoolLimits::withdraw`] finds the wait by.
+    pub fn ticket(&self) -> Ticket {
+        self.ticket
     }
 
     /// The client was handed a connection, and its worker has withdrawn
@@ -349,7 +435,7 @@ impl<'a> PoolWant<'a> {
 
     fn withdraw(&self) {
         if !self.withdrawn.swap(true, Ordering::Relaxed) {
-            self.limits.withdraw(self.id, self.since);
+            self.limits.withdraw(self.id, self.ticket);
         }
     }
 }
@@ -360,14 +446,22 @@ impl Drop for PoolWant<'_> {
     }
 }
 
-/// Removes the first `since` from `waiting`. Searched from the front: with
-/// a few hundred clients waiting, a scan from elsewhere (and a swap that
-/// spoils the order) cost about 800 instructions per wait.
-fn remove_first(waiting: &mut VecDeque<Instant>, since: Instant) {
-    if let Some(i) = waiting.iter().position(|s| *s == since) {
+/// Removes `ticket`'s wait from `waiting`, if it is still there (a claimed
+/// one is not). Searched from the front: with a few hundred clients
+/// waiting, a scan from elsewhere (and a swap that spoils the order) cost
+/// about 800 instructions per wait.
+fn remove_ticket(waiting: &mut VecDeque<Waiting>, ticket: Ticket) {
+    if let Some(i) = waiting.iter().position(|w| w.ticket == ticket) {
         waiting.remove(i);
     }
 }
+
+/// The waiter of the tests that do not care where it runs.
+#[cfg(test)]
+const TEST_WAITER: Waiter = Waiter {
+    worker: 0,
+    params_hash: 0,
+};
 
 #[cfg(test)]
 mod tests {
@@ -382,22 +476,48 @@ mod tests {
     async fn a_want_handed_a_connection_leaves_the_record_at_once() {
         let limits = PoolLimits::new(1, 1, 10);
         let a = id(0, "a");
-        let first = limits.want(&a);
-        tokio::time::advance(Duration::from_millis(1)).await;
-        let second = limits.want(&a);
+        let first = limits.want(&a, TEST_WAITER);
+        let second = limits.want(&a, TEST_WAITER);
         assert!(limits.is_wanted(&a));
         // The worker hands the first a connection; it has not run yet.
-        limits.withdraw(&a, first.since());
+        limits.withdraw(&a, first.ticket());
         assert!(limits.is_wanted(&a), "the second still waits");
         first.handed();
-        limits.withdraw(&a, second.since());
+        limits.withdraw(&a, second.ticket());
         assert!(!limits.is_wanted(&a), "nobody waits any more");
         second.handed();
         // A want dropped without a connection takes itself off.
-        let third = limits.want(&a);
+        let third = limits.want(&a, TEST_WAITER);
         assert!(limits.is_wanted(&a));
         drop(third);
         assert!(!limits.is_wanted(&a));
+    }
+
+    #[test]
+    fn a_connection_moves_to_the_first_client_of_another_worker_that_can_use_it() {
+        let limits = PoolLimits::new(1, 1, 10);
+        let a = id(0, "a");
+        let on = |worker, params_hash| Waiter {
+            worker,
+            params_hash,
+        };
+        assert_eq!(limits.claim(&a, 7, 0), Claim::Nobody);
+        let local = limits.want(&a, on(0, 7));
+        let other_login = limits.want(&a, on(1, 8));
+        let first = limits.want(&a, on(1, 7));
+        let second = limits.want(&a, on(2, 7));
+        assert_eq!(
+            limits.claim(&a, 7, 0),
+            Claim::MoveTo(1),
+            "its own worker's client and another login's are passed over"
+        );
+        assert_eq!(limits.claim(&a, 7, 0), Claim::MoveTo(2), "once each");
+        assert_eq!(limits.claim(&a, 7, 0), Claim::Room, "the others need room");
+        assert_eq!(limits.claim(&a, 8, 0), Claim::MoveTo(1));
+        drop((first, second, other_login));
+        assert_eq!(limits.claim(&a, 7, 1), Claim::MoveTo(0));
+        drop(local);
+        assert_eq!(limits.claim(&a, 7, 0), Claim::Nobody, "all gone");
     }
 
     #[tokio::test(start_paused = true)]

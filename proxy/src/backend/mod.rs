@@ -10,16 +10,18 @@ mod logins;
 mod pool;
 mod reset;
 mod statements;
+mod transfer;
 mod waiters;
 
 pub use connect::{
     BackendConn, BackendKey, BackendSecret, LeftBy, LoginRequest, NodeAddress, connect,
 };
-pub use limits::{Permit, PoolId, PoolLimits, PoolReport};
+pub use limits::{Permit, PoolId, PoolLimits, PoolReport, WorkerId};
 pub use load::NodeLoad;
 pub use pool::{
-    Acquired, Lease, Lifetimes, LoginKey, Pool, PoolKey, Preference, Reuse, Take, WaitedTooLong,
-    Wanted,
+    Acquired, Lease, Lifetimes, LoginKey, Pool, PoolKey, PoolPeers, Preference, Reuse, Take,
+    WaitedTooLong, Wanted,
 };
 pub use reset::reset;
 pub use statements::{Held, MAX_KEPT_PER_CONNECTION, NamedStatements};
+pub use transfer::{Transfer, Transfers};

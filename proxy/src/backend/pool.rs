@@ -16,10 +16,11 @@ use tokio::sync::Notify;
 
 use super::connect::{BackendConn, LeftBy};
 use super::idle::{IdleSet, OnNode, Ranks};
-use super::limits::{Permit, PoolId, PoolLimits};
+use super::limits::{Claim, Permit, PoolId, PoolLimits, Waiter, WorkerId};
 use super::load::{NodeCount, NodeLoad};
 use super::logins::Logins;
 use super::reset::reset;
+use super::transfer::{Transfer, Transfers};
 use super::waiters::WaitQueues;
 use crate::config::PoolConfig;
 
@@ -215,16 +216,29 @@ pub struct Pool {
     load: Arc<NodeLoad>,
     limits: Arc<PoolLimits>,
     lifetimes: Lifetimes,
+    /// This worker, and how connections move to the others.
+    worker: WorkerId,
+    transfers: Arc<Transfers>,
     /// The login keys of this worker's sessions, one per parameter set.
     logins: RefCell<Logins>,
     /// Databases being dropped or renamed, and since when: connections to
     /// them that come back (from a reset under way, a session ending) are
     /// closed rather than pooled for a while.
     doomed: RefCell<Vec<(String, Instant)>>,
-    /// Keys of the hash that names a prepared statement's content on this
-    /// worker's connections: random, so no client can make two different
-    /// statements look alike to the cache.
+    /// Keys of the hash that names a prepared statement's content on the
+    /// connections: random, so no client can make two different
+    /// statements look alike to the cache, and the same on every worker,
+    /// since connections move between them.
     statement_keys: std::collections::hash_map::RandomState,
+}
+
+/// What a worker's pool shares with the other workers.
+#[derive(Debug, Clone)]
+pub struct PoolPeers {
+    pub load: Arc<NodeLoad>,
+    pub limits: Arc<PoolLimits>,
+    pub transfers: Arc<Transfers>,
+    pub statement_keys: std::collections::hash_map::RandomState,
 }
 
 /// How long connections to a database being dropped are not pooled; the
@@ -346,7 +360,13 @@ impl Pool {
         self.statement_keys.clone()
     }
 
-    pub fn new(load: Arc<NodeLoad>, limits: Arc<PoolLimits>, lifetimes: Lifetimes) -> Rc<Pool> {
+    pub fn new(peers: PoolPeers, worker: WorkerId, lifetimes: Lifetimes) -> Rc<Pool> {
+        let PoolPeers {
+            load,
+            limits,
+            transfers,
+            statement_keys,
+        } = peers;
         Rc::new(Pool {
             idle: RefCell::new(IdleSet::new(usize::MAX, lifetimes.idle_timeout)),
             waiters: RefCell::default(),
@@ -355,9 +375,11 @@ impl Pool {
             load,
             limits,
             lifetimes,
+            worker,
+            transfers,
             logins: RefCell::default(),
             doomed: RefCell::new(Vec::new()),
-            statement_keys: std::collections::hash_map::RandomState::new(),
+            statement_keys,
         })
     }
 
@@ -379,11 +401,15 @@ impl Pool {
         }
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + max_wait;
-        let want = self.limits.want(&id);
+        let waiter = Waiter {
+            worker: self.worker,
+            params_hash: key.login.params_hash(),
+        };
+        let want = self.limits.want(&id, waiter);
         let mut rx = self
             .waiters
             .borrow_mut()
-            .enqueue(key.clone(), deadline, want.since());
+            .enqueue(key.clone(), deadline, want.ticket());
         if self.wait_alarm.get().is_none_or(|at| deadline < at) {
             self.wait_alarm.set(Some(deadline));
             self.waiter_queued.notify_one();
@@ -499,9 +525,9 @@ impl Pool {
     }
 
     /// A connection comes back: to the first session of this worker that
-    /// waits for one like it, else to the idle set, unless a client waits
-    /// for the room it takes (then it is closed) or it is past its
-    /// lifetime.
+    /// waits for one like it, else to another worker's that does, else to
+    /// the idle set, unless a client waits for the room it takes (then it
+    /// is closed) or it is past its lifetime.
     /// `now` is the idle set's stamp and the time the lifetime is checked
     /// at; compared with the end of the lifetime, since subtracting two
     /// instants costs about 40 instructions.
@@ -517,18 +543,62 @@ impl Pool {
         let conn = match handed {
             // The client runs later; its wait must not make the next
             // connection to come back look wanted meanwhile.
-            Ok(wanted_since) => return self.limits.withdraw(&key.id(), wanted_since),
+            Ok(ticket) => return self.limits.withdraw(&key.id(), ticket),
             Err(conn) => conn,
         };
-        if self.limits.anyone_waiting() && self.limits.is_wanted(&key.id()) {
-            retire(conn);
-            return;
-        }
+        let conn = if self.limits.anyone_waiting() {
+            match self.give_to_waiters(&key, conn) {
+                Some(conn) => conn,
+                None => return,
+            }
+        } else {
+            conn
+        };
         if !self.doomed.borrow().is_empty() && self.is_doomed(&key) {
             return;
         }
         let parked = Parked::new(conn, &self.load);
         self.idle.borrow_mut().put(key, parked, now);
+    }
+
+    /// Moves `conn` to a client of another worker that waits for one like
+    /// it, or closes it for a client that needs the room it holds (see
+    /// [`PoolLimits::claim`]); gives it back if nobody needs it.
+    fn give_to_waiters(&self, key: &PoolKey, conn: Box<BackendConn>) -> Option<Box<BackendConn>> {
+        let id = key.id();
+        let claim = if conn.stream.is_tls() {
+            match self.limits.is_wanted(&id) {
+                true => Claim::Room,
+                false => Claim::Nobody,
+            }
+        } else {
+            self.limits.claim(&id, key.login.params_hash(), self.worker)
+        };
+        match claim {
+            Claim::Nobody => return Some(conn),
+            Claim::Room => retire(conn),
+            Claim::MoveTo(worker) => match Transfer::pack((Arc::clone(&key.login), key.node), conn)
+            {
+                Ok(transfer) => self.transfers.send(worker, transfer),
+                Err(conn) => retire(conn),
+            },
+        }
+        None
+    }
+
+    /// A connection another worker moved here, for a client of this one
+    /// (or, if that client has stopped waiting, for the idle set).
+    pub fn adopt(&self, transfer: Transfer) {
+        match transfer.unpack() {
+            Ok((login, node, conn)) => {
+                let key = PoolKey {
+                    node,
+                    login: self.login_key(login.params()),
+                };
+                self.put(key, conn, Instant::now());
+            }
+            Err(e) => tracing::debug!(error = %e, "a connection moved here was lost"),
+        }
     }
 
     fn forget_closed_waiters(&self, key: &PoolKey) {
@@ -558,7 +628,8 @@ impl Pool {
         }
     }
 
-    /// Closes the idle connections that hold room a waiting client needs.
+    /// Gives the idle connections a client waiting on another worker
+    /// needs to it (moved or, for their room, closed).
     pub fn shed_wanted(&self) {
         if !self.limits.anyone_waiting() {
             return;
@@ -566,10 +637,23 @@ impl Pool {
         let limits = &self.limits;
         let wanted = self
             .idle
-            .borrow_mut()
-            .take_all_of(|key| limits.is_wanted(&key.id()));
-        for parked in wanted {
-            retire(parked.into_conn());
+            .borrow()
+            .keys_of(|key| limits.is_wanted(&key.id()));
+        for key in wanted {
+            loop {
+                let Some((parked, since)) = self.idle.borrow_mut().take_newest(&key) else {
+                    break;
+                };
+                let conn = parked.into_conn();
+                if !conn.is_open() {
+                    continue;
+                }
+                if let Some(conn) = self.give_to_waiters(&key, conn) {
+                    let parked = Parked::new(conn, &self.load);
+                    self.idle.borrow_mut().put(key, parked, since);
+                    break;
+                }
+            }
         }
     }
 

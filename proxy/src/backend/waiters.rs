@@ -12,13 +12,14 @@ use std::hash::Hash;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::limits::Ticket;
+
 /// One waiting session: what it is handed, and until when it waits.
 #[derive(Debug)]
 struct Waiter<T> {
     deadline: Instant,
-    /// When its wait went on the pool limits' record
-    /// (`PoolLimits::withdraw` finds it by that).
-    wanted_since: Instant,
+    /// Its wait on the pool limits' record (`PoolLimits::withdraw`).
+    ticket: Ticket,
     to: oneshot::Sender<T>,
 }
 
@@ -40,16 +41,11 @@ impl<K: Hash + Eq, T> WaitQueues<K, T> {
     /// Queues a session waiting for a `key` until `deadline`; what it is
     /// handed arrives on the receiver, which reports the sender dropped
     /// once [`WaitQueues::expire`] has given up on it.
-    pub fn enqueue(
-        &mut self,
-        key: K,
-        deadline: Instant,
-        wanted_since: Instant,
-    ) -> oneshot::Receiver<T> {
+    pub fn enqueue(&mut self, key: K, deadline: Instant, ticket: Ticket) -> oneshot::Receiver<T> {
         let (to, rx) = oneshot::channel();
         let waiter = Waiter {
             deadline,
-            wanted_since,
+            ticket,
             to,
         };
         self.by_key.entry(key).or_default().push_back(waiter);
@@ -57,8 +53,8 @@ impl<K: Hash + Eq, T> WaitQueues<K, T> {
     }
 
     /// Hands `item` to the first session still waiting for `key`, and says
-    /// since when it wanted one; gives the item back if there is none.
-    pub fn hand_over(&mut self, key: &K, item: T) -> Result<Instant, T> {
+    /// which wait it ended; gives the item back if there is none.
+    pub fn hand_over(&mut self, key: &K, item: T) -> Result<Ticket, T> {
         if self.by_key.is_empty() {
             return Err(item);
         }
@@ -71,7 +67,7 @@ impl<K: Hash + Eq, T> WaitQueues<K, T> {
                 break Err(item);
             };
             match waiter.to.send(item) {
-                Ok(()) => break Ok(waiter.wanted_since),
+                Ok(()) => break Ok(waiter.ticket),
                 Err(back) => item = back,
             }
         };
@@ -129,7 +125,7 @@ mod tests {
     fn the_first_waiter_still_waiting_is_handed_the_item() {
         let now = Instant::now();
         let mut queues: WaitQueues<u8, u32> = WaitQueues::default();
-        let wanted = |ms| now + Duration::from_millis(ms);
+        let wanted = Ticket::for_test;
         let gone = queues.enqueue(1, now, wanted(1));
         let mut first = queues.enqueue(1, now, wanted(2));
         let mut second = queues.enqueue(1, now, wanted(3));
@@ -149,9 +145,10 @@ mod tests {
         let start = Instant::now();
         let second = Duration::from_secs(1);
         let mut queues: WaitQueues<u8, u32> = WaitQueues::default();
-        let mut early = queues.enqueue(1, start + second, start);
-        let mut late = queues.enqueue(1, start + 3 * second, start);
-        let mut other = queues.enqueue(2, start + 2 * second, start);
+        let ticket = Ticket::for_test(0);
+        let mut early = queues.enqueue(1, start + second, ticket);
+        let mut late = queues.enqueue(1, start + 3 * second, ticket);
+        let mut other = queues.enqueue(2, start + 2 * second, ticket);
         assert_eq!(queues.expire(start), Some(start + second));
         assert_eq!(queues.expire(start + second), Some(start + 2 * second));
         assert!(matches!(

@@ -18,6 +18,17 @@ pub enum Stream {
     Unix(UnixStream),
     /// Boxed: TLS state is kilobytes, plain sockets are a few words.
     Tls(Box<TlsStream>),
+    /// What is left of a backend connection whose socket is on its way to
+    /// another worker's runtime (`backend/transfer.rs`): nothing to read,
+    /// write or close.
+    Moved,
+}
+
+fn moved() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the socket moved to another worker",
+    )
 }
 
 impl Stream {
@@ -29,6 +40,7 @@ impl Stream {
             Stream::Tcp(s) => s.try_read(buf),
             Stream::Unix(s) => s.try_read(buf),
             Stream::Tls(s) => s.get_ref().0.try_read(buf),
+            Stream::Moved => Err(moved()),
         }
     }
 
@@ -40,6 +52,7 @@ impl Stream {
             Stream::Tcp(s) => s.try_write(buf),
             Stream::Unix(s) => s.try_write(buf),
             Stream::Tls(_) => Err(io::ErrorKind::Unsupported.into()),
+            Stream::Moved => Err(moved()),
         }
     }
 
@@ -55,7 +68,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.try_io(Interest::READABLE, || Ok(())).is_ok(),
             Stream::Unix(s) => s.try_io(Interest::READABLE, || Ok(())).is_ok(),
-            Stream::Tls(_) => true,
+            Stream::Tls(_) | Stream::Moved => true,
         }
     }
 
@@ -65,6 +78,7 @@ impl Stream {
             Stream::Tcp(s) => s.readable().await,
             Stream::Unix(s) => s.readable().await,
             Stream::Tls(s) => Box::pin(s.get_ref().0.readable()).await,
+            Stream::Moved => Err(moved()),
         }
     }
 
@@ -115,6 +129,7 @@ impl AsyncRead for Stream {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Moved => Poll::Ready(Err(moved())),
         }
     }
 }
@@ -129,6 +144,7 @@ impl AsyncWrite for Stream {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Moved => Poll::Ready(Err(moved())),
         }
     }
 
@@ -141,6 +157,7 @@ impl AsyncWrite for Stream {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Stream::Moved => Poll::Ready(Err(moved())),
         }
     }
 
@@ -149,6 +166,7 @@ impl AsyncWrite for Stream {
             Stream::Tcp(s) => s.is_write_vectored(),
             Stream::Unix(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Moved => false,
         }
     }
 
@@ -157,6 +175,7 @@ impl AsyncWrite for Stream {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Moved => Poll::Ready(Err(moved())),
         }
     }
 
@@ -165,6 +184,7 @@ impl AsyncWrite for Stream {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Moved => Poll::Ready(Err(moved())),
         }
     }
 }
