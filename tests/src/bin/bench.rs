@@ -617,19 +617,25 @@ async fn measure(
     hz: f64,
 ) -> anyhow::Result<anyhow::Result<Measured>> {
     let before = probe.ticks()?;
+    let switches_before = probe.switches()?;
     let machine_before = MachineTicks::read()?;
     let report = match pgbench::measure(host, port, workload, seconds).await {
         Ok(report) => report,
         Err(e) => return Ok(Err(e)),
     };
     let after = probe.ticks()?;
+    let switches_after = probe.switches()?;
     let steal_percent = MachineTicks::read()?.steal_percent_since(machine_before);
-    let per_tx = |ticks: u64| ticks as f64 / hz / report.processed.max(1) as f64 * 1e6;
+    let transactions = report.processed.max(1) as f64;
+    let per_tx = |ticks: u64| ticks as f64 / hz / transactions * 1e6;
     let used = before.zip(after).map(|(b, a)| a.since(b));
+    let switched = switches_before.zip(switches_after).map(|(b, a)| a.since(b));
     Ok(Ok(Measured {
         report,
         cpu_us_per_tx: used.map(|t| per_tx(t.total())),
         sys_us_per_tx: used.map(|t| per_tx(t.system)),
+        switches_per_tx: switched.map(|s| s.total() as f64 / transactions),
+        preempted_per_tx: switched.map(|s| s.preempted as f64 / transactions),
         steal_percent,
     }))
 }

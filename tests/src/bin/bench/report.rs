@@ -59,6 +59,10 @@ pub struct Measured {
     pub cpu_us_per_tx: Option<f64>,
     /// The part of `cpu_us_per_tx` spent in the kernel.
     pub sys_us_per_tx: Option<f64>,
+    /// The proxy's context switches per transaction (see `cpu::Switches`).
+    pub switches_per_tx: Option<f64>,
+    /// The part of `switches_per_tx` where it was preempted.
+    pub preempted_per_tx: Option<f64>,
     /// Of the machine's time during the run, the share the hypervisor gave
     /// to others.
     pub steal_percent: f64,
@@ -83,13 +87,19 @@ pub fn run_line(run: &Run, rounds: usize) -> String {
     );
     match &run.outcome {
         Ok(m) => format!(
-            "{head} tps {:>10.1}  lat {:>7.3} ms  failed {:>4}  proxy cpu {}  steal {:.0}%",
+            "{head} tps {:>10.1}  lat {:>7.3} ms  failed {:>4}  proxy cpu {}{}  steal {:.0}%",
             m.report.tps,
             m.report.latency_ms,
             m.report.failed,
             match (m.cpu_us_per_tx, m.sys_us_per_tx) {
                 (Some(all), Some(sys)) => format!("{all:.1} µs/tx (sys {sys:.1})"),
                 _ => "-".to_owned(),
+            },
+            match (m.switches_per_tx, m.preempted_per_tx) {
+                (Some(all), Some(preempted)) => {
+                    format!("  switches {all:.2}/tx ({preempted:.2} preempted)")
+                }
+                _ => String::new(),
             },
             m.steal_percent
         ),
@@ -146,6 +156,7 @@ struct Summary {
     added_latency_us: Option<f64>,
     cpu_us_per_tx: Option<f64>,
     sys_us_per_tx: Option<f64>,
+    switches_per_tx: Option<f64>,
     failed: u64,
     ok: usize,
     errors: usize,
@@ -186,6 +197,7 @@ fn summarize(runs: &[Run], workload: &str, target: Target) -> Summary {
         }),
         cpu_us_per_tx: median(mine.iter().filter_map(|(_, m)| m.cpu_us_per_tx).collect()),
         sys_us_per_tx: median(mine.iter().filter_map(|(_, m)| m.sys_us_per_tx).collect()),
+        switches_per_tx: median(mine.iter().filter_map(|(_, m)| m.switches_per_tx).collect()),
         failed: mine.iter().map(|(_, m)| m.report.failed).sum(),
         ok: mine.len(),
         errors: runs
@@ -200,7 +212,7 @@ fn summarize(runs: &[Run], workload: &str, target: Target) -> Summary {
 pub fn print(runs: &[Run], workloads: &[&'static str], pgbouncer_installed: bool) {
     println!();
     println!(
-        "{:<13} {:<10} {:>10} {:>8} {:>9} {:>11} {:>9} {:>10} {:>10} {:>7}",
+        "{:<13} {:<10} {:>10} {:>8} {:>9} {:>11} {:>9} {:>10} {:>10} {:>11} {:>7}",
         "workload",
         "target",
         "tps",
@@ -210,6 +222,7 @@ pub fn print(runs: &[Run], workloads: &[&'static str], pgbouncer_installed: bool
         "+lat µs",
         "cpu µs/tx",
         "sys µs/tx",
+        "switches/tx",
         "failed"
     );
     for &workload in workloads {
@@ -232,7 +245,7 @@ pub fn print(runs: &[Run], workloads: &[&'static str], pgbouncer_installed: bool
             let is_direct = target == Target::Direct;
             let is_bouncer = target == Target::Pgbouncer;
             print!(
-                "{head} {:>10} {:>8} {:>9} {:>11} {:>9} {:>10} {:>10} {:>7}",
+                "{head} {:>10} {:>8} {:>9} {:>11} {:>9} {:>10} {:>10} {:>11} {:>7}",
                 opt(s.tps, |v| format!("{v:.1}")),
                 opt(s.latency_ms, |v| format!("{v:.3}")),
                 opt(s.vs_direct, |v| format!("{v:.3}")),
@@ -244,6 +257,7 @@ pub fn print(runs: &[Run], workloads: &[&'static str], pgbouncer_installed: bool
                 )),
                 opt(s.cpu_us_per_tx, |v| format!("{v:.1}")),
                 opt(s.sys_us_per_tx, |v| format!("{v:.1}")),
+                opt(s.switches_per_tx, |v| format!("{v:.2}")),
                 s.failed
             );
             if s.errors > 0 {
@@ -357,6 +371,8 @@ mod tests {
                 },
                 cpu_us_per_tx: None,
                 sys_us_per_tx: None,
+                switches_per_tx: None,
+                preempted_per_tx: None,
                 steal_percent: steal,
             }),
         }
