@@ -104,12 +104,22 @@ pub struct Waiter {
     pub params_hash: u64,
 }
 
-/// One client's wait, on the pool's record.
+/// One client's wait, on the pool's record until the wait ends.
 #[derive(Debug, Clone, Copy)]
 struct Waiting {
     ticket: Ticket,
     since: Instant,
     who: Waiter,
+    /// A connection is on its way to the client ([`Claim::MoveTo`]): it
+    /// is neither moved another nor given room meanwhile.
+    claimed: bool,
+}
+
+impl Waiting {
+    /// Whether this wait still needs a connection or room from anyone.
+    fn open(&self) -> bool {
+        !self.claimed
+    }
 }
 
 /// What an idle connection coming free should do for the clients waiting.
@@ -117,9 +127,9 @@ struct Waiting {
 pub enum Claim {
     /// Nobody needs it: keep it.
     Nobody,
-    /// A client on this worker waits for one like it (taken off the
-    /// record): move it there.
-    MoveTo(WorkerId),
+    /// The client of `ticket`, on worker `worker`, waits for one like it
+    /// (its wait is marked claimed): move it there.
+    MoveTo { worker: WorkerId, ticket: Ticket },
     /// A client needs the room it holds in its pool or on its node, and
     /// could not use the connection itself: close it.
     Room,
@@ -202,8 +212,8 @@ impl PoolLimits {
     }
 
     /// Puts on record a client's wait for a permit of `id`'s pool (see
-    /// [`PoolLimits::claim`]) until the want is dropped, withdrawn,
-    /// claimed or [handed](PoolWant::handed) a connection.
+    /// [`PoolLimits::claim`]) until the want is dropped, withdrawn or
+    /// [handed](PoolWant::handed) a connection.
     pub fn want<'a>(&'a self, id: &'a PoolId, who: Waiter) -> PoolWant<'a> {
         PoolWant::new(self, id, who)
     }
@@ -240,7 +250,11 @@ impl PoolLimits {
     /// Whether a waiting client needs what an idle connection of `id`
     /// holds: a permit of its pool, or of its node.
     pub fn is_wanted(&self, id: &PoolId) -> bool {
-        self.node_wanted(id) || self.lock().get(id).is_some_and(|e| !e.waiting.is_empty())
+        self.node_wanted(id)
+            || self
+                .lock()
+                .get(id)
+                .is_some_and(|e| e.waiting.iter().any(Waiting::open))
     }
 
     fn node_wanted(&self, id: &PoolId) -> bool {
@@ -251,33 +265,44 @@ impl PoolLimits {
 
     /// What an idle connection of `id`'s pool, made with startup
     /// parameters hashing to `params_hash` and coming free on worker
-    /// `from`, should do for the clients waiting (see [`Claim`]). The
-    /// first client of another worker that could use it is taken off the
-    /// record, so that the next connection to come free does not go to it
-    /// too. Moving costs the two workers a few system calls; closing it
-    /// cost the node a new backend process and a login, over and over
-    /// while clients on two workers took turns on one pool.
+    /// `from`, should do for the clients waiting (see [`Claim`]), in
+    /// turn: if the client that has waited longest (of those no
+    /// connection is on its way to) runs on another worker and could use
+    /// it, the connection moves there and the wait is marked claimed, so
+    /// that the next connection to come free does not go to it too.
+    /// Moving costs the two workers a few system calls; closing it cost
+    /// the node a new backend process and a login, over and over while
+    /// clients on two workers took turns on one pool. A client that could
+    /// not use it (other parameters, or on `from`, whose own connections
+    /// it did not fit) gets the room instead, as before.
     pub fn claim(&self, id: &PoolId, params_hash: u64, from: WorkerId) -> Claim {
         let mut pools = self.lock();
-        let Some(entry) = pools.get_mut(id) else {
-            return self.room_claim(id, false);
-        };
-        let movable = entry
-            .waiting
-            .iter()
-            .position(|w| w.who.worker != from && w.who.params_hash == params_hash);
-        if let Some(waiting) = movable.and_then(|i| entry.waiting.remove(i)) {
-            return Claim::MoveTo(waiting.who.worker);
+        let first = pools
+            .get_mut(id)
+            .and_then(|e| e.waiting.iter_mut().find(|w| w.open()));
+        match first {
+            Some(w) if w.who.worker != from && w.who.params_hash == params_hash => {
+                w.claimed = true;
+                Claim::MoveTo {
+                    worker: w.who.worker,
+                    ticket: w.ticket,
+                }
+            }
+            Some(_) => Claim::Room,
+            None if self.node_wanted(id) => Claim::Room,
+            None => Claim::Nobody,
         }
-        let pool_wanted = !entry.waiting.is_empty();
-        self.room_claim(id, pool_wanted)
     }
 
-    fn room_claim(&self, id: &PoolId, pool_wanted: bool) -> Claim {
-        if pool_wanted || self.node_wanted(id) {
-            Claim::Room
-        } else {
-            Claim::Nobody
+    /// The connection moved for `ticket`'s wait did not reach its client
+    /// (another client of that worker got it first, or it was lost on the
+    /// way): if the client still waits, it is open to moves and room
+    /// again.
+    pub fn unclaim(&self, id: &PoolId, ticket: Ticket) {
+        if let Some(e) = self.lock().get_mut(id)
+            && let Some(w) = e.waiting.iter_mut().find(|w| w.ticket == ticket)
+        {
+            w.claimed = false;
         }
     }
 
@@ -376,7 +401,7 @@ impl Drop for Counted<'_> {
 }
 
 /// A client waiting for a permit of `id`'s pool, on record while it lives
-/// (unless withdrawn or claimed).
+/// (unless withdrawn).
 pub struct PoolWant<'a> {
     limits: &'a PoolLimits,
     id: &'a PoolId,
@@ -399,13 +424,18 @@ impl<'a> PoolWant<'a> {
         let ticket = Ticket(limits.next_ticket.fetch_add(1, Ordering::Relaxed));
         let since = Instant::now();
         let (idle, permits, idle_count) = limits.with_entry(id, |e| {
-            e.waiting.push_back(Waiting { ticket, since, who });
+            e.waiting.push_back(Waiting {
+                ticket,
+                since,
+                who,
+                claimed: false,
+            });
             let idle = e.idle.load(Ordering::Relaxed) > 0;
             (idle, Arc::clone(&e.permits), Arc::clone(&e.idle))
         });
-        // Only a connection idle now (on another worker) can be shed for
-        // this client; one that goes idle later is closed by its worker
-        // when it comes back (`Pool::put`). Asking wakes every worker's
+        // Only a connection idle now (on another worker) needs to be
+        // looked for; one that goes idle later is moved or closed by its
+        // worker when it comes back (`Pool::put`). Asking wakes every worker's
         // shed task: with every client waiting its turn (`pgbench -S -c
         // 64`, pool of 20) that was about 700 instructions per transaction.
         if idle {
@@ -446,8 +476,7 @@ impl Drop for PoolWant<'_> {
     }
 }
 
-/// Removes `ticket`'s wait from `waiting`, if it is still there (a claimed
-/// one is not). Searched from the front: with a few hundred clients
+/// Removes `ticket`'s wait from `waiting`, if it is still there. Searched from the front: with a few hundred clients
 /// waiting, a scan from elsewhere (and a swap that spoils the order) cost
 /// about 800 instructions per wait.
 fn remove_ticket(waiting: &mut VecDeque<Waiting>, ticket: Ticket) {
@@ -502,21 +531,39 @@ mod tests {
             params_hash,
         };
         assert_eq!(limits.claim(&a, 7, 0), Claim::Nobody);
-        let local = limits.want(&a, on(0, 7));
-        let other_login = limits.want(&a, on(1, 8));
         let first = limits.want(&a, on(1, 7));
         let second = limits.want(&a, on(2, 7));
+        let other_login = limits.want(&a, on(1, 8));
+        let local = limits.want(&a, on(0, 7));
+        let to = |worker, want: &PoolWant<'_>| Claim::MoveTo {
+            worker,
+            ticket: want.ticket(),
+        };
+        assert_eq!(limits.claim(&a, 7, 0), to(1, &first), "the longest waiting");
+        assert_eq!(limits.claim(&a, 7, 0), to(2, &second), "once each");
         assert_eq!(
             limits.claim(&a, 7, 0),
-            Claim::MoveTo(1),
-            "its own worker's client and another login's are passed over"
+            Claim::Room,
+            "next in turn is another login's: it gets the room"
         );
-        assert_eq!(limits.claim(&a, 7, 0), Claim::MoveTo(2), "once each");
-        assert_eq!(limits.claim(&a, 7, 0), Claim::Room, "the others need room");
-        assert_eq!(limits.claim(&a, 8, 0), Claim::MoveTo(1));
-        drop((first, second, other_login));
-        assert_eq!(limits.claim(&a, 7, 1), Claim::MoveTo(0));
-        drop(local);
+        assert_eq!(limits.claim(&a, 8, 0), to(1, &other_login));
+        assert!(limits.is_wanted(&a), "the local client still waits");
+        assert_eq!(
+            limits.claim(&a, 7, 0),
+            Claim::Room,
+            "a client of the same worker did not fit its own connections"
+        );
+        assert_eq!(limits.claim(&a, 7, 1), to(0, &local));
+        assert!(!limits.is_wanted(&a), "a connection is on its way to each");
+        // The first one's connection went to someone else: it is open again.
+        limits.unclaim(&a, first.ticket());
+        assert_eq!(limits.claim(&a, 7, 0), to(1, &first));
+        assert_eq!(
+            limits.report(Instant::now())[0].waiting,
+            4,
+            "all still wait"
+        );
+        drop((first, second, other_login, local));
         assert_eq!(limits.claim(&a, 7, 0), Claim::Nobody, "all gone");
     }
 

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use super::connect::{BackendConn, LeftBy};
 use super::idle::{IdleSet, OnNode, Ranks};
-use super::limits::{Claim, Permit, PoolId, PoolLimits, Waiter, WorkerId};
+use super::limits::{Claim, Permit, PoolId, PoolLimits, Ticket, Waiter, WorkerId};
 use super::load::{NodeCount, NodeLoad};
 use super::logins::Logins;
 use super::reset::reset;
@@ -355,7 +355,7 @@ impl Pool {
     }
 
     /// The hasher sessions name their statements' content with, the same
-    /// for every session of the worker (they share its connections).
+    /// for every session of the process (they share its connections).
     pub fn statement_keys(&self) -> std::collections::hash_map::RandomState {
         self.statement_keys.clone()
     }
@@ -532,33 +532,40 @@ impl Pool {
     /// at; compared with the end of the lifetime, since subtracting two
     /// instants costs about 40 instructions.
     fn put(&self, key: PoolKey, conn: Box<BackendConn>, now: Instant) {
+        self.place(key, conn, now);
+    }
+
+    /// [`Pool::put`]; says which waiting client of this worker got the
+    /// connection, if one did.
+    fn place(&self, key: PoolKey, conn: Box<BackendConn>, now: Instant) -> Option<Ticket> {
         if conn
             .opened
             .checked_add(self.lifetimes.lifetime)
             .is_some_and(|end| now >= end)
         {
-            return;
+            return None;
         }
         let handed = self.waiters.borrow_mut().hand_over(&key, conn);
         let conn = match handed {
             // The client runs later; its wait must not make the next
             // connection to come back look wanted meanwhile.
-            Ok(ticket) => return self.limits.withdraw(&key.id(), ticket),
+            Ok(ticket) => {
+                self.limits.withdraw(&key.id(), ticket);
+                return Some(ticket);
+            }
             Err(conn) => conn,
         };
+        if !self.doomed.borrow().is_empty() && self.is_doomed(&key) {
+            return None;
+        }
         let conn = if self.limits.anyone_waiting() {
-            match self.give_to_waiters(&key, conn) {
-                Some(conn) => conn,
-                None => return,
-            }
+            self.give_to_waiters(&key, conn)?
         } else {
             conn
         };
-        if !self.doomed.borrow().is_empty() && self.is_doomed(&key) {
-            return;
-        }
         let parked = Parked::new(conn, &self.load);
         self.idle.borrow_mut().put(key, parked, now);
+        None
     }
 
     /// Moves `conn` to a client of another worker that waits for one like
@@ -577,27 +584,42 @@ impl Pool {
         match claim {
             Claim::Nobody => return Some(conn),
             Claim::Room => retire(conn),
-            Claim::MoveTo(worker) => match Transfer::pack((Arc::clone(&key.login), key.node), conn)
-            {
-                Ok(transfer) => self.transfers.send(worker, transfer),
-                Err(conn) => retire(conn),
-            },
+            Claim::MoveTo { worker, ticket } => {
+                let destination = (Arc::clone(&key.login), key.node, ticket);
+                let sent = match Transfer::pack(destination, conn) {
+                    Ok(transfer) => self.transfers.send(worker, transfer),
+                    Err(conn) => {
+                        retire(conn);
+                        false
+                    }
+                };
+                if !sent {
+                    self.limits.unclaim(&id, ticket);
+                }
+            }
         }
         None
     }
 
-    /// A connection another worker moved here, for a client of this one
-    /// (or, if that client has stopped waiting, for the idle set).
+    /// A connection another worker moved here for a client of this one.
+    /// If another client of this worker got it first (or it is lost), the
+    /// one it was moved for is open to other connections again.
     pub fn adopt(&self, transfer: Transfer) {
-        match transfer.unpack() {
-            Ok((login, node, conn)) => {
-                let key = PoolKey {
-                    node,
-                    login: self.login_key(login.params()),
-                };
-                self.put(key, conn, Instant::now());
+        let ticket = transfer.ticket;
+        let key = PoolKey {
+            node: transfer.node,
+            login: self.login_key(transfer.login.params()),
+        };
+        let id = key.id();
+        let handed = match transfer.unpack() {
+            Ok(conn) => self.place(key, conn, Instant::now()),
+            Err(e) => {
+                tracing::debug!(error = %e, "a connection moved here was lost");
+                None
             }
-            Err(e) => tracing::debug!(error = %e, "a connection moved here was lost"),
+        };
+        if handed != Some(ticket) {
+            self.limits.unclaim(&id, ticket);
         }
     }
 

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 /// What the server holds under one statement name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Held {
-    /// A statement whose Parse message hashed to this (keyed, per pool).
+    /// A statement whose Parse message hashed to this (keyed, per process).
     Content(u64),
     /// Something, or nothing: a Parse whose outcome is not known (its
     /// batch met an error) or that was not recorded. Closed before the

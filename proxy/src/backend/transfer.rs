@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
 use super::connect::BackendConn;
-use super::limits::WorkerId;
+use super::limits::{Ticket, WorkerId};
 use super::pool::LoginKey;
 use crate::net::Stream;
 
@@ -35,6 +35,8 @@ enum Socket {
 pub struct Transfer {
     pub login: Arc<LoginKey>,
     pub node: usize,
+    /// The wait of the client it is moved for.
+    pub ticket: Ticket,
     /// Its stream is [`Stream::Moved`] until it arrives.
     conn: Box<BackendConn>,
     socket: Socket,
@@ -45,7 +47,7 @@ impl Transfer {
     /// that cannot move (TLS) comes back as it was; one whose socket the
     /// reactor would not give up comes back with nothing left to use.
     pub fn pack(
-        (login, node): (Arc<LoginKey>, usize),
+        (login, node, ticket): (Arc<LoginKey>, usize, Ticket),
         conn: Box<BackendConn>,
     ) -> Result<Transfer, Box<BackendConn>> {
         let mut conn = conn;
@@ -64,6 +66,7 @@ impl Transfer {
             Ok(socket) => Ok(Transfer {
                 login,
                 node,
+                ticket,
                 conn,
                 socket,
             }),
@@ -75,18 +78,15 @@ impl Transfer {
     }
 
     /// Registers the socket with the runtime of the worker it arrived at.
-    pub fn unpack(self) -> std::io::Result<(Arc<LoginKey>, usize, Box<BackendConn>)> {
+    pub fn unpack(self) -> std::io::Result<Box<BackendConn>> {
         let Transfer {
-            login,
-            node,
-            mut conn,
-            socket,
+            mut conn, socket, ..
         } = self;
         conn.stream = match socket {
             Socket::Tcp(s) => Stream::Tcp(tokio::net::TcpStream::from_std(s)?),
             Socket::Unix(s) => Stream::Unix(tokio::net::UnixStream::from_std(s)?),
         };
-        Ok((login, node, conn))
+        Ok(conn)
     }
 }
 
@@ -106,12 +106,10 @@ impl Transfers {
     }
 
     /// Sends `transfer` to worker `to`; if that worker has stopped, the
-    /// connection closes here.
-    pub fn send(&self, to: WorkerId, transfer: Transfer) {
+    /// connection closes here and this says it was not sent.
+    pub fn send(&self, to: WorkerId, transfer: Transfer) -> bool {
         let inbox = self.lock().get(to).cloned();
-        if let Some(inbox) = inbox {
-            let _ = inbox.send(transfer);
-        }
+        inbox.is_some_and(|inbox| inbox.send(transfer).is_ok())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<Transfer>>> {
