@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use super::pool::{LoginKey, hash_params};
+use super::keys::{LoginKey, hash_params};
 
 #[derive(Debug, Default)]
 pub struct Logins {

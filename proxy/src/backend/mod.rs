@@ -3,6 +3,7 @@
 
 mod connect;
 mod idle;
+mod keys;
 mod limits;
 mod load;
 mod login;
@@ -16,11 +17,11 @@ mod waiters;
 pub use connect::{
     BackendConn, BackendKey, BackendSecret, LeftBy, LoginRequest, NodeAddress, connect,
 };
+pub use keys::{LoginKey, PoolKey};
 pub use limits::{Permit, PoolId, PoolLimits, PoolReport, WorkerId};
 pub use load::NodeLoad;
 pub use pool::{
-    Acquired, Lease, Lifetimes, LoginKey, Pool, PoolKey, PoolPeers, Preference, Reuse, Take,
-    WaitedTooLong, Wanted,
+    Acquired, Lease, Lifetimes, Pool, PoolPeers, Preference, Reuse, Take, WaitedTooLong, Wanted,
 };
 pub use reset::reset;
 pub use statements::{Held, MAX_KEPT_PER_CONNECTION, NamedStatements};

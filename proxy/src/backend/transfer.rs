@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
 use super::connect::BackendConn;
+use super::keys::LoginKey;
 use super::limits::{Ticket, WorkerId};
-use super::pool::LoginKey;
 use crate::net::Stream;
 
 /// A socket out of any runtime's reactor.

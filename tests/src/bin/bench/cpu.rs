@@ -144,22 +144,40 @@ impl Probe {
             Probe::Pgrelay => ("/proc/self/task".to_owned(), is_pgrelay_thread),
             Probe::Process(pid) => (format!("/proc/{pid}/task"), |_| true),
         };
-        let mut total = Switches::default();
-        for entry in std::fs::read_dir(&tasks).with_context(|| format!("listing {tasks}"))? {
-            let path = entry?.path().join("status");
-            // A thread may end between listing and reading.
-            let Ok(status) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            let (name, switches) =
-                parse_status(&status).with_context(|| format!("parsing {}", path.display()))?;
-            if ours(name) {
-                total.voluntary += switches.voluntary;
-                total.preempted += switches.preempted;
-            }
-        }
-        Ok(Some(total))
+        let all: Vec<Switches> = per_thread(Path::new(&tasks), "status", parse_status, ours)?;
+        Ok(Some(all.into_iter().fold(
+            Switches::default(),
+            |total, s| Switches {
+                voluntary: total.voluntary + s.voluntary,
+                preempted: total.preempted + s.preempted,
+            },
+        )))
     }
+}
+
+/// What `parse` reads from `file` of each thread under `tasks` (a /proc
+/// task directory) whose name `ours` accepts.
+fn per_thread<T>(
+    tasks: &Path,
+    file: &str,
+    parse: impl for<'a> Fn(&'a str) -> Option<(&'a str, T)>,
+    ours: impl Fn(&str) -> bool,
+) -> anyhow::Result<Vec<T>> {
+    let mut found = Vec::new();
+    let listing =
+        std::fs::read_dir(tasks).with_context(|| format!("listing {}", tasks.display()))?;
+    for entry in listing {
+        let path = entry?.path().join(file);
+        // A thread may end between listing and reading; it is not ours to count.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let (name, value) = parse(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if ours(name) {
+            found.push(value);
+        }
+    }
+    Ok(found)
 }
 
 /// The `Name:`, `voluntary_ctxt_switches:` and
@@ -207,21 +225,11 @@ pub fn ticks_per_second() -> f64 {
 
 fn pgrelay_ticks() -> anyhow::Result<Ticks> {
     let tasks = Path::new("/proc/self/task");
-    let mut total = Ticks::default();
-    for entry in std::fs::read_dir(tasks).context("listing /proc/self/task")? {
-        let path = entry?.path().join("stat");
-        // A thread may end between listing and reading; it is not ours to count.
-        let Ok(stat) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let (comm, ticks) =
-            parse_stat(&stat).with_context(|| format!("parsing {}", path.display()))?;
-        if is_pgrelay_thread(comm) {
-            total.user += ticks.user;
-            total.system += ticks.system;
-        }
-    }
-    Ok(total)
+    let all: Vec<Ticks> = per_thread(tasks, "stat", parse_stat, is_pgrelay_thread)?;
+    Ok(all.into_iter().fold(Ticks::default(), |total, t| Ticks {
+        user: total.user + t.user,
+        system: total.system + t.system,
+    }))
 }
 
 /// The comm, utime and stime (fields 14 and 15) of a /proc stat line. The
