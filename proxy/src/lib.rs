@@ -6,6 +6,7 @@
 //! ways. The [`admin`] HTTP server reports the topology and the
 //! [`metrics`]. See `DESIGN.md` for the contracts and the architecture.
 
+pub mod accept_gate;
 pub mod admin;
 pub mod backend;
 pub mod cancel;

@@ -157,6 +157,11 @@ impl ProxyHandle {
         self.shared.clients.load(Ordering::Acquire)
     }
 
+    /// Clients each worker serves, in the order the workers started.
+    pub fn clients_per_worker(&self) -> Vec<usize> {
+        self.shared.accept_gate.clients_per_worker()
+    }
+
     pub fn topology(&self) -> &Arc<TopologyCell> {
         &self.shared.topology
     }

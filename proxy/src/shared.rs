@@ -74,6 +74,8 @@ pub struct Shared {
     pub pool_limits: Arc<PoolLimits>,
     /// How idle connections move to the worker whose client waits.
     pub transfers: Arc<Transfers>,
+    /// Which workers take new clients.
+    pub accept_gate: crate::accept_gate::AcceptGate,
     /// Names prepared statements' content on every worker's connections.
     pub statement_keys: std::collections::hash_map::RandomState,
     /// Databases about to be dropped or renamed: every worker closes its
@@ -137,6 +139,7 @@ impl Shared {
             node_load,
             pool_limits,
             transfers: Arc::default(),
+            accept_gate: crate::accept_gate::AcceptGate::default(),
             statement_keys: std::collections::hash_map::RandomState::new(),
             database_closes: tokio::sync::broadcast::Sender::new(DATABASE_CLOSES_QUEUED),
             client_tls,

@@ -3,7 +3,7 @@
 //! `cargo run --release -p pgrelay-tests --bin bench [-- --rounds N --duration SECS --scale S --replicas R --transport tcp|unix --workers W --counts TX]`
 //!
 //! pgrelay runs with its defaults, as a user would start it: `listen.workers`
-//! 0 (half the cores) unless `--workers` says otherwise, and the monitor's
+//! 0 (one per core) unless `--workers` says otherwise, and the monitor's
 //! default interval.
 //!
 //! `--transport unix` connects everything through Unix-domain sockets:

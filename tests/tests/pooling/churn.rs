@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
+use pgrelay::accept_gate::FILL;
 use pgrelay_tests::pgbench::{field, run_pgbench};
 use pgrelay_tests::{ProxyOptions, TestProxy};
 use tokio_postgres::Client;
@@ -31,12 +32,14 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         trial(
             env,
             "churn::clients_taking_turns_reuse_the_pools_connections",
-            |env| taking_turns(env, "churn", 1),
+            |env| taking_turns(env, "churn", 1, 16),
         ),
         trial(
             env,
             "churn::clients_on_two_workers_share_the_pools_connections",
-            |env| taking_turns(env, "churn_workers", 2),
+            // Enough clients for both workers to take some (see
+            // `pgrelay::accept_gate`).
+            |env| taking_turns(env, "churn_workers", 2, 2 * FILL),
         ),
     ]
 }
@@ -52,9 +55,14 @@ async fn sessions(node: &Client, database: &str) -> anyhow::Result<i64> {
     Ok(row.try_get(0)?)
 }
 
-/// Pgbench clients take turns on pools of [`POOL_SIZE`] in `database` (a
-/// new one) through a proxy with `workers` workers.
-async fn taking_turns(env: Arc<Env>, database: &str, workers: usize) -> anyhow::Result<()> {
+/// `clients` pgbench clients take turns on pools of [`POOL_SIZE`] in
+/// `database` (a new one) through a proxy with `workers` workers.
+async fn taking_turns(
+    env: Arc<Env>,
+    database: &str,
+    workers: usize,
+    clients: usize,
+) -> anyhow::Result<()> {
     let direct = env.cluster.client(0).await?;
     direct
         .batch_execute(&format!("CREATE DATABASE {database}"))
@@ -72,12 +80,16 @@ async fn taking_turns(env: Arc<Env>, database: &str, workers: usize) -> anyhow::
     let port = proxy.port().to_string();
     let base = ["-h", "127.0.0.1", "-p", port.as_str(), "-U", "postgres"];
     run_pgbench(&[&base[..], &["-i", "-s", "1", "-q", database]].concat()).await?;
-    let run = ["-S", "-c", "16", "-j", "2", "-t", "400", database];
+    let clients_arg = clients.to_string();
+    let run = ["-S", "-c", &clients_arg, "-j", "2", "-t", "400", database];
     run_pgbench(&[&base[..], &run[..]].concat()).await?;
     let out = run_pgbench(&[&base[..], &run[..]].concat()).await?;
     let done = field(&out, "number of transactions actually processed:")
         .context("pgbench printed no transaction count")?;
-    ensure!(done == 6400, "{done} transactions\n{out}");
+    ensure!(
+        done == u64::try_from(clients)? * 400,
+        "{done} transactions\n{out}"
+    );
     // Only pgrelay's pooled connections ever logged in to the new
     // database (the statistics may lag, never lead).
     let (primary, replica) = (env.cluster.client(0).await?, env.cluster.client(1).await?);
@@ -86,8 +98,9 @@ async fn taking_turns(env: Arc<Env>, database: &str, workers: usize) -> anyhow::
         sessions(&replica, database).await?,
     );
     println!(
-        "churn, {workers} worker(s): sessions opened over 12,800 transactions \
-         (primary, replica): {opened:?}"
+        "churn, {workers} worker(s), {clients} clients: sessions opened over {} \
+         transactions (primary, replica): {opened:?}",
+        2 * done
     );
     let most = i64::try_from(POOL_SIZE)?;
     ensure!(

@@ -9,6 +9,7 @@ mod isolation;
 mod limits;
 mod pgbench;
 mod statements;
+mod workers;
 
 use std::process::ExitCode;
 
@@ -24,5 +25,6 @@ fn main() -> ExitCode {
     trials.extend(isolation::trials(&env));
     trials.extend(identity::trials(&env));
     trials.extend(statements::trials(&env));
+    trials.extend(workers::trials(&env));
     pgrelay_tests::shared_env::conclude(&args, trials, env)
 }

@@ -1,0 +1,82 @@
+//! Few clients stay on one worker; many spread over all of them.
+//!
+//! The kernel used to spread new clients evenly over the workers, and two
+//! workers sharing 8 `pgbench -S` clients took a third more CPU per
+//! transaction than one worker with all 8: each woke for its own few
+//! clients' messages instead of handling several per wakeup.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::ensure;
+use libtest_mimic::Trial;
+use pgrelay::accept_gate::FILL;
+use pgrelay_tests::proxy::connect;
+use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
+use tokio_postgres::Client;
+
+use crate::env::{Env, LazyEnv, trial};
+
+pub fn trials(env: &LazyEnv) -> Vec<Trial> {
+    vec![trial(
+        env,
+        "workers::few_clients_share_one_worker_and_many_spread",
+        few_then_many,
+    )]
+}
+
+/// Clients each of the two workers serves, once they add up to `total`.
+async fn settled(proxy: &TestProxy, total: usize) -> anyhow::Result<Vec<usize>> {
+    let what = format!("the workers to count {total} clients");
+    poll_until(Duration::from_secs(10), &what, || {
+        let counts = proxy.handle().clients_per_worker();
+        let done = counts.iter().sum::<usize>() == total;
+        async move { done.then_some(counts) }
+    })
+    .await
+}
+
+/// Opens `n` clients through `proxy`, each of which has run a query.
+async fn open(proxy: &TestProxy, n: usize) -> anyhow::Result<Vec<Client>> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let client = connect(&proxy.conninfo("postgres", "postgres")).await?;
+        client.simple_query("SELECT 1").await?;
+        clients.push(client);
+    }
+    Ok(clients)
+}
+
+async fn few_then_many(env: Arc<Env>) -> anyhow::Result<()> {
+    let proxy = TestProxy::start(
+        &env.cluster,
+        ProxyOptions {
+            workers: 2,
+            ..ProxyOptions::default()
+        },
+    )
+    .await?;
+    let few = open(&proxy, 8).await?;
+    let counts = settled(&proxy, 8).await?;
+    ensure!(
+        counts.contains(&8),
+        "8 clients were spread over the workers: {counts:?}"
+    );
+    let more = open(&proxy, 2 * FILL + 8).await?;
+    let total = few.len() + more.len();
+    let counts = settled(&proxy, total).await?;
+    println!("workers: {total} clients served as {counts:?}");
+    ensure!(
+        counts.iter().all(|&c| c >= FILL),
+        "{total} clients did not spread over both workers: {counts:?}"
+    );
+    // Every client is still served, on whichever worker it is.
+    for client in few.iter().chain(&more) {
+        client.simple_query("SELECT 1").await?;
+    }
+    // Clients that leave are counted out (else the gate would go on
+    // sending new ones elsewhere).
+    drop(more);
+    settled(&proxy, few.len()).await?;
+    Ok(())
+}
