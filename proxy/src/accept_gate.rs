@@ -14,14 +14,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-/// Clients one worker takes before the next one gets any. At 64 clients
-/// two workers (about 32 each) served 25.1k–27.1k `-S` tps against 20.8k–
-/// 24.9k for one; at 32 over TCP one and two cost the same.
+/// Clients one worker takes before the next one gets any. At 64 `-S`
+/// clients on 2 cores, two workers (32 each) served more than one in 5
+/// of 6 interleaved rounds (27.3k–27.9k tps against 25.5k–26.9k); at 32
+/// over TCP one and two cost the same CPU per transaction.
 pub const FILL: usize = 32;
 
-/// How far above the least loaded worker a worker may be and still take
-/// clients, once they spread: more than one worker listens at a time, so
-/// a client is not left waiting while counts are being updated.
+/// How many clients beyond its due a worker may take while the next one
+/// starts listening (the next is told and registers its listeners a
+/// moment later), and how far above the least loaded one a worker may be
+/// once clients spread.
 const SLACK: usize = 4;
 
 /// The number of clients each worker serves, as the workers last said.
@@ -32,7 +34,9 @@ pub struct AcceptGate {
 
 #[derive(Debug)]
 struct Seat {
-    clients: usize,
+    /// `None`: the worker takes no clients any more (it stopped, or
+    /// cannot listen); the rules pass over it.
+    clients: Option<usize>,
     /// Told when the worker is to start or stop taking clients because
     /// of another worker's count.
     turn: Arc<Notify>,
@@ -45,7 +49,7 @@ impl AcceptGate {
         let turn = Arc::new(Notify::new());
         let mut seats = self.lock();
         seats.push(Seat {
-            clients: 0,
+            clients: Some(0),
             turn: Arc::clone(&turn),
         });
         (seats.len() - 1, turn)
@@ -54,30 +58,46 @@ impl AcceptGate {
     /// Worker `me` now serves `clients`; says whether it should take
     /// the next client, and tells the others whose turn this changed.
     pub fn update(&self, me: usize, clients: usize) -> bool {
+        self.set(me, Some(clients))
+    }
+
+    /// Worker `me` takes no more clients (it stopped, or its listeners
+    /// cannot be registered): the others take them instead.
+    pub fn leave(&self, me: usize) {
+        self.set(me, None);
+    }
+
+    fn set(&self, me: usize, clients: Option<usize>) -> bool {
         let mut seats = self.lock();
-        let before = Turns::of(&counts(&seats));
+        let before = Turns::of(counts(&seats));
         if let Some(seat) = seats.get_mut(me) {
             seat.clients = clients;
         }
-        let counts = counts(&seats);
-        let after = Turns::of(&counts);
-        for (i, seat) in seats.iter().enumerate() {
-            if i != me && before.open(i, &counts) != after.open(i, &counts) {
-                seat.turn.notify_one();
+        let after = Turns::of(counts(&seats));
+        if before != after {
+            // Only the others' turns can change with this count (their
+            // own counts did not).
+            let others = seats.iter().enumerate().filter(|&(i, _)| i != me);
+            for (i, seat) in others {
+                if before.open(i, seat.clients) != after.open(i, seat.clients) {
+                    seat.turn.notify_one();
+                }
             }
         }
-        after.open(me, &counts)
+        after.open(me, clients)
     }
 
     /// Whether worker `me` should take the next client now.
     pub fn is_open(&self, me: usize) -> bool {
-        let counts = counts(&self.lock());
-        takes_clients(me, &counts)
+        let seats = self.lock();
+        let mine = seats.get(me).and_then(|s| s.clients);
+        Turns::of(counts(&seats)).open(me, mine)
     }
 
-    /// The number of clients each worker serves.
-    pub fn clients_per_worker(&self) -> Vec<usize> {
-        counts(&self.lock())
+    /// The number of clients each worker serves, in the order the workers
+    /// joined the gate; `None` for one that takes no more.
+    pub fn clients_per_worker(&self) -> Vec<Option<usize>> {
+        self.lock().iter().map(|s| s.clients).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Seat>> {
@@ -86,47 +106,51 @@ impl AcceptGate {
     }
 }
 
-fn counts(seats: &[Seat]) -> Vec<usize> {
-    seats.iter().map(|s| s.clients).collect()
+fn counts(seats: &[Seat]) -> impl Iterator<Item = Option<usize>> + '_ {
+    seats.iter().map(|s| s.clients)
 }
 
-/// Whether worker `me` should take the next client, given every worker's
-/// count: see [`Turns`].
-pub fn takes_clients(me: usize, counts: &[usize]) -> bool {
-    Turns::of(counts).open(me, counts)
-}
-
-/// The rule, pure: the first worker below [`FILL`] takes clients alone
-/// (with its predecessor while that is within [`SLACK`] of the fill,
-/// so that one is listening while the other starts); once all are full,
-/// those within [`SLACK`] of the least loaded take them.
+/// The rule, pure: the first worker below [`FILL`] takes clients (with
+/// its predecessor while that is below `FILL + SLACK`, so that one is
+/// listening while the other starts); once all are full, those within
+/// [`SLACK`] of the least loaded take them. Workers that left count for
+/// nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Turns {
+pub enum Turns {
     /// This worker is the first below the fill.
     Filling(usize),
     /// Every worker is full; the fewest clients any has.
     Spreading { least: usize },
+    /// No worker takes clients.
+    Nobody,
 }
 
 impl Turns {
-    fn of(counts: &[usize]) -> Turns {
-        match counts.iter().position(|&c| c < FILL) {
-            Some(filling) => Turns::Filling(filling),
-            None => Turns::Spreading {
-                least: counts.iter().copied().min().unwrap_or(0),
-            },
+    /// The turns for these counts, one per worker in joining order.
+    pub fn of(counts: impl Iterator<Item = Option<usize>>) -> Turns {
+        let mut least = None;
+        for (i, count) in counts.enumerate() {
+            match count {
+                Some(c) if c < FILL => return Turns::Filling(i),
+                Some(c) => least = Some(least.map_or(c, |l: usize| l.min(c))),
+                None => {}
+            }
+        }
+        match least {
+            Some(least) => Turns::Spreading { least },
+            None => Turns::Nobody,
         }
     }
 
-    /// Judged on the counts `self` was made of, or on newer ones for a
-    /// worker whose own count did not change.
-    fn open(self, me: usize, counts: &[usize]) -> bool {
-        let Some(&mine) = counts.get(me) else {
-            return true;
+    /// Whether worker `me`, serving `mine`, takes clients.
+    pub fn open(self, me: usize, mine: Option<usize>) -> bool {
+        let Some(mine) = mine else {
+            return false;
         };
         match self {
-            Turns::Filling(filling) => me == filling || (me + 1 == filling && mine < FILL + SLACK),
-            Turns::Spreading { least } => mine <= least + SLACK,
+            Turns::Filling(filling) => me == filling || (me < filling && mine < FILL + SLACK),
+            Turns::Spreading { least } => mine <= least.saturating_add(SLACK),
+            Turns::Nobody => false,
         }
     }
 }
@@ -135,35 +159,49 @@ impl Turns {
 mod tests {
     use super::*;
 
+    /// Which workers take clients, for these counts.
+    fn open_ones(counts: &[Option<usize>]) -> Vec<bool> {
+        let turns = Turns::of(counts.iter().copied());
+        (0..counts.len())
+            .map(|me| turns.open(me, counts[me]))
+            .collect()
+    }
+
     #[test]
     fn clients_fill_one_worker_then_the_next_then_spread() {
-        let cases: &[(&[usize], &[bool])] = &[
+        let (f, s) = (Some(FILL), SLACK);
+        let n = |c: usize| Some(c);
+        let cases: &[(&[Option<usize>], &[bool])] = &[
             // One worker always takes clients.
-            (&[0], &[true]),
-            (&[500], &[true]),
+            (&[n(0)], &[true]),
+            (&[n(500)], &[true]),
             // Few clients: the first worker only.
-            (&[0, 0], &[true, false]),
-            (&[8, 0], &[true, false]),
-            (&[FILL - 1, 0], &[true, false]),
+            (&[n(0), n(0)], &[true, false]),
+            (&[n(8), n(0)], &[true, false]),
+            (&[n(FILL - 1), n(0)], &[true, false]),
             // The first is full: the second, with the first still
             // listening a little longer.
-            (&[FILL, 0], &[true, true]),
-            (&[FILL + SLACK, 0], &[false, true]),
-            (&[FILL, 3, 0], &[true, true, false]),
-            (&[FILL + SLACK, 3, 0], &[false, true, false]),
+            (&[f, n(0)], &[true, true]),
+            (&[n(FILL + s), n(0)], &[false, true]),
+            (&[f, n(3), n(0)], &[true, true, false]),
+            (&[n(FILL + s), n(3), n(0)], &[false, true, false]),
+            (&[f, n(FILL - 1), n(40), n(0)], &[true, true, false, false]),
             // A worker whose clients left takes the next ones again.
-            (&[5, FILL], &[true, false]),
+            (&[n(5), f], &[true, false]),
             // All full: the least loaded, and those close to it.
-            (&[FILL, FILL], &[true, true]),
-            (&[FILL + 20, FILL], &[false, true]),
-            (&[100, 98, 120], &[true, true, false]),
+            (&[f, f], &[true, true]),
+            (&[n(FILL + 20), f], &[false, true]),
+            (&[n(100), n(98), n(120)], &[true, true, false]),
+            // A worker that left is passed over, whatever it had.
+            (&[None, n(0)], &[false, true]),
+            (&[n(40), None, n(36)], &[true, false, true]),
+            (&[None], &[false]),
         ];
         for (counts, expected) in cases {
-            let got: Vec<bool> = (0..counts.len())
-                .map(|me| takes_clients(me, counts))
-                .collect();
+            let got = open_ones(counts);
             assert_eq!(&got, expected, "{counts:?}");
-            assert!(got.iter().any(|&open| open), "nobody listens: {counts:?}");
+            let anyone = counts.iter().any(Option::is_some);
+            assert_eq!(got.iter().any(|&o| o), anyone, "{counts:?}");
         }
     }
 
@@ -182,7 +220,16 @@ mod tests {
         assert!(gate.update(a, 1));
         assert!(!gate.is_open(b));
         assert!(woken(&b_turn).await);
-        assert_eq!(gate.clients_per_worker(), vec![1, 0]);
+        // Spreading: a gets ahead of b and stops.
+        assert!(!gate.update(b, FILL));
+        assert!(!gate.update(a, FILL + 10));
+        assert!(woken(&b_turn).await);
+        assert!(gate.is_open(b));
+        // A worker that leaves hands its turn on.
+        gate.leave(b);
+        assert!(gate.is_open(a));
+        assert!(!gate.is_open(b));
+        assert_eq!(gate.clients_per_worker(), vec![Some(FILL + 10), None]);
     }
 
     /// Whether `turn` was notified (its permit is taken).

@@ -1,6 +1,7 @@
 //! A worker's listening sockets: the TCP one, and the Unix one when
-//! `listen.unix_socket_dir` is set. Each worker holds clones of both, so
-//! the kernel hands each new client to whichever worker accepts first.
+//! `listen.unix_socket_dir` is set. Each worker holds clones of both, and
+//! registers them with its event loop while the accept gate
+//! ([`crate::accept_gate`]) says it is to take new clients.
 
 use std::io;
 

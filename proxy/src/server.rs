@@ -157,8 +157,10 @@ impl ProxyHandle {
         self.shared.clients.load(Ordering::Acquire)
     }
 
-    /// Clients each worker serves, in the order the workers started.
-    pub fn clients_per_worker(&self) -> Vec<usize> {
+    /// Clients each worker serves, in the order the workers joined the
+    /// accept gate; `None` for one that stopped accepting (after the
+    /// drain, say).
+    pub fn clients_per_worker(&self) -> Vec<Option<usize>> {
         self.shared.accept_gate.clients_per_worker()
     }
 

@@ -26,16 +26,16 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 const STOP_GOODBYE: Duration = Duration::from_secs(1);
 
 /// Data-path threads for `listen.workers`; 0 picks one per core. A worker
-/// costs nothing until it has clients, and it gets none until the others
-/// have [`crate::accept_gate::FILL`] each (see [`crate::accept_gate`]):
-/// few clients stay on one worker, which handles several of their
-/// messages per wakeup, and many use every core. On 2 cores shared with
-/// PostgreSQL and pgbench, two workers so gated cost the same CPU per
-/// `-S` transaction as one at 8 clients (13.4–15.0 µs against 13.1–14.4)
-/// and served more at 64 clients (27.3k–27.7k tps against 24.9k–26.5k)
-/// and at 256 (25.9k–28.6k against 23.7k–25.5k). Before the gate, two
-/// workers split 8 clients and cost 3–6 µs more per transaction, and the
-/// default was half the cores.
+/// gets clients only once the workers before it have
+/// [`crate::accept_gate::FILL`] each (see [`crate::accept_gate`]); until
+/// then it only sleeps (its timers wake it twice a second). Few clients
+/// stay on one worker, which handles several of their messages per
+/// wakeup, and many use every core. On 2 cores shared with PostgreSQL and
+/// pgbench, two workers so gated cost the same CPU per `-S` transaction
+/// as one at 8 clients, and served more at 64 and 256 clients (see the
+/// commit that added the gate). Before the gate, two workers split 8
+/// clients and cost 3–6 µs more per transaction, and the default was
+/// half the cores.
 pub fn worker_count(configured: usize, cores: usize) -> usize {
     match configured {
         0 => cores.max(1),
@@ -145,12 +145,19 @@ impl Accepting {
         let shared = &self.shared;
         let gate = &shared.accept_gate;
         let (me, turn) = gate.join();
+        // However the loop ends (the drain, a panic), the other workers
+        // take the clients.
+        let _seat = Seat { gate, me };
         let mut listening = Listening::new(sockets);
         listening.follow(gate.is_open(me));
         let mut sessions = JoinSet::new();
         loop {
             tokio::select! {
                 _ = shared.drain.cancelled() => break,
+                // Its turn came but its listeners could not be registered.
+                () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF), if listening.failed() => {
+                    listening.follow(gate.is_open(me));
+                }
                 accepted = listening.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let Some(slot) = shared.client_slot() else {
@@ -198,39 +205,67 @@ impl Accepting {
     }
 }
 
+/// A worker's place in the accept gate, given up when its accept loop
+/// ends.
+struct Seat<'a> {
+    gate: &'a crate::accept_gate::AcceptGate,
+    me: usize,
+}
+
+impl Drop for Seat<'_> {
+    fn drop(&mut self) {
+        self.gate.leave(self.me);
+    }
+}
+
 /// A worker's listening sockets, in its event loop only while it takes
 /// clients.
 struct Listening {
     sockets: StdListeners,
-    registered: Option<Listeners>,
+    state: ListenState,
+}
+
+enum ListenState {
+    Registered(Listeners),
+    /// Not this worker's turn.
+    Out,
+    /// Its turn, but the listeners could not be registered (tried again
+    /// after a pause).
+    Failed,
 }
 
 impl Listening {
     fn new(sockets: StdListeners) -> Listening {
         Listening {
             sockets,
-            registered: None,
+            state: ListenState::Out,
         }
     }
 
     /// Registers the listeners if `open`, else takes them out.
     fn follow(&mut self, open: bool) {
-        match (open, self.registered.is_some()) {
-            (true, false) => match self.sockets.try_clone().and_then(StdListeners::register) {
-                Ok(listeners) => self.registered = Some(listeners),
-                // Tried again at the next look at the gate.
-                Err(e) => error!(error = %e, "cannot register the listeners"),
+        self.state = match (open, std::mem::replace(&mut self.state, ListenState::Out)) {
+            (true, ListenState::Registered(listeners)) => ListenState::Registered(listeners),
+            (true, _) => match self.sockets.try_clone().and_then(StdListeners::register) {
+                Ok(listeners) => ListenState::Registered(listeners),
+                Err(e) => {
+                    error!(error = %e, "cannot register the listeners");
+                    ListenState::Failed
+                }
             },
-            (false, true) => self.registered = None,
-            _ => {}
-        }
+            (false, _) => ListenState::Out,
+        };
+    }
+
+    fn failed(&self) -> bool {
+        matches!(self.state, ListenState::Failed)
     }
 
     /// The next client, once this worker listens.
     async fn accept(&self) -> std::io::Result<(crate::net::Stream, crate::net::Peer)> {
-        match &self.registered {
-            Some(listeners) => listeners.accept().await,
-            None => std::future::pending().await,
+        match &self.state {
+            ListenState::Registered(listeners) => listeners.accept().await,
+            ListenState::Out | ListenState::Failed => std::future::pending().await,
         }
     }
 }

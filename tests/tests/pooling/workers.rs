@@ -29,7 +29,9 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
 async fn settled(proxy: &TestProxy, total: usize) -> anyhow::Result<Vec<usize>> {
     let what = format!("the workers to count {total} clients");
     poll_until(Duration::from_secs(10), &what, || {
-        let counts = proxy.handle().clients_per_worker();
+        let counts: Vec<usize> = (proxy.handle().clients_per_worker().into_iter())
+            .map(|c| c.unwrap_or(0))
+            .collect();
         let done = counts.iter().sum::<usize>() == total;
         async move { done.then_some(counts) }
     })
@@ -75,8 +77,29 @@ async fn few_then_many(env: Arc<Env>) -> anyhow::Result<()> {
         client.simple_query("SELECT 1").await?;
     }
     // Clients that leave are counted out (else the gate would go on
-    // sending new ones elsewhere).
+    // sending new ones elsewhere), and new ones are taken again.
     drop(more);
     settled(&proxy, few.len()).await?;
+    let again = open(&proxy, 4).await?;
+    let counts = settled(&proxy, few.len() + again.len()).await?;
+    ensure!(
+        counts.contains(&12),
+        "12 clients after the others left were spread: {counts:?}"
+    );
+    // Workers that stop accepting give up their turns.
+    proxy.handle().drain();
+    poll_until(
+        Duration::from_secs(10),
+        "the workers to leave the gate",
+        || {
+            let left = proxy
+                .handle()
+                .clients_per_worker()
+                .iter()
+                .all(Option::is_none);
+            async move { left.then_some(()) }
+        },
+    )
+    .await?;
     Ok(())
 }
