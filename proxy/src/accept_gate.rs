@@ -43,28 +43,21 @@ struct Seat {
 }
 
 impl AcceptGate {
-    /// A new worker's number in the gate, and what tells it that its turn
-    /// to take clients may have begun or ended.
-    pub fn join(&self) -> (usize, Arc<Notify>) {
+    /// A new worker's place in the gate; the worker leaves the gate when
+    /// it drops the place (its accept loop ends, at the drain or in a
+    /// panic), and the others take the clients.
+    pub fn join(&self) -> Place<'_> {
         let turn = Arc::new(Notify::new());
         let mut seats = self.lock();
         seats.push(Seat {
             clients: Some(0),
             turn: Arc::clone(&turn),
         });
-        (seats.len() - 1, turn)
-    }
-
-    /// Worker `me` now serves `clients`; says whether it should take
-    /// the next client, and tells the others whose turn this changed.
-    pub fn update(&self, me: usize, clients: usize) -> bool {
-        self.set(me, Some(clients))
-    }
-
-    /// Worker `me` takes no more clients (it stopped, or its listeners
-    /// cannot be registered): the others take them instead.
-    pub fn leave(&self, me: usize) {
-        self.set(me, None);
+        Place {
+            gate: self,
+            me: seats.len() - 1,
+            turn,
+        }
     }
 
     fn set(&self, me: usize, clients: Option<usize>) -> bool {
@@ -87,13 +80,6 @@ impl AcceptGate {
         after.open(me, clients)
     }
 
-    /// Whether worker `me` should take the next client now.
-    pub fn is_open(&self, me: usize) -> bool {
-        let seats = self.lock();
-        let mine = seats.get(me).and_then(|s| s.clients);
-        Turns::of(counts(&seats)).open(me, mine)
-    }
-
     /// The number of clients each worker serves, in the order the workers
     /// joined the gate; `None` for one that takes no more.
     pub fn clients_per_worker(&self) -> Vec<Option<usize>> {
@@ -103,6 +89,50 @@ impl AcceptGate {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Seat>> {
         // Plain counts: consistent whatever panicked while they were held.
         self.seats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One worker's place in the [`AcceptGate`].
+#[derive(Debug)]
+pub struct Place<'a> {
+    gate: &'a AcceptGate,
+    me: usize,
+    /// Told when the worker is to start or stop taking clients because
+    /// of another worker's count.
+    turn: Arc<Notify>,
+}
+
+impl Place<'_> {
+    /// The worker now serves `clients`; says whether it should take the
+    /// next client, and tells the others whose turn this changed.
+    pub fn update(&self, clients: usize) -> bool {
+        self.gate.set(self.me, Some(clients))
+    }
+
+    /// The worker takes no clients until its next update (its listeners
+    /// cannot be registered): the others take them instead.
+    pub fn leave(&self) {
+        self.gate.set(self.me, None);
+    }
+
+    /// Resolves when another worker's count may have begun or ended this
+    /// worker's turn.
+    pub async fn turn_changed(&self) {
+        self.turn.notified().await;
+    }
+
+    /// Whether the worker should take the next client now.
+    #[cfg(test)]
+    fn is_open(&self) -> bool {
+        let seats = self.gate.lock();
+        let mine = seats.get(self.me).and_then(|s| s.clients);
+        Turns::of(counts(&seats)).open(self.me, mine)
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.leave();
     }
 }
 
@@ -116,7 +146,7 @@ fn counts(seats: &[Seat]) -> impl Iterator<Item = Option<usize>> + '_ {
 /// [`SLACK`] of the least loaded take them. Workers that left count for
 /// nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Turns {
+enum Turns {
     /// This worker is the first below the fill.
     Filling(usize),
     /// Every worker is full; the fewest clients any has.
@@ -127,7 +157,7 @@ pub enum Turns {
 
 impl Turns {
     /// The turns for these counts, one per worker in joining order.
-    pub fn of(counts: impl Iterator<Item = Option<usize>>) -> Turns {
+    fn of(counts: impl Iterator<Item = Option<usize>>) -> Turns {
         let mut least = None;
         for (i, count) in counts.enumerate() {
             match count {
@@ -143,7 +173,7 @@ impl Turns {
     }
 
     /// Whether worker `me`, serving `mine`, takes clients.
-    pub fn open(self, me: usize, mine: Option<usize>) -> bool {
+    fn open(self, me: usize, mine: Option<usize>) -> bool {
         let Some(mine) = mine else {
             return false;
         };
@@ -212,37 +242,40 @@ mod tests {
     #[tokio::test]
     async fn the_gate_keeps_each_workers_count_and_wakes_whose_turn_changed() {
         let gate = AcceptGate::default();
-        let ((a, a_turn), (b, b_turn)) = (gate.join(), gate.join());
-        assert!(gate.is_open(a));
-        assert!(!gate.is_open(b));
+        let (a, b) = (gate.join(), gate.join());
+        assert!(a.is_open());
+        assert!(!b.is_open());
         // No change for b: no wakeup.
-        assert!(gate.update(a, 5));
-        assert!(!woken(&b_turn).await);
-        assert!(!gate.update(a, FILL + SLACK));
-        assert!(gate.is_open(b));
-        assert!(woken(&b_turn).await);
-        assert!(gate.update(a, 1));
-        assert!(!gate.is_open(b));
-        assert!(woken(&b_turn).await);
+        assert!(a.update(5));
+        assert!(!woken(&b).await);
+        assert!(!a.update(FILL + SLACK));
+        assert!(b.is_open());
+        assert!(woken(&b).await);
+        assert!(a.update(1));
+        assert!(!b.is_open());
+        assert!(woken(&b).await);
         // Spreading: a gets ahead of b and stops.
-        assert!(!gate.update(b, FILL));
-        assert!(!gate.update(a, FILL + 10));
-        assert!(woken(&b_turn).await);
-        assert!(gate.is_open(b));
+        assert!(!b.update(FILL));
+        assert!(!a.update(FILL + 10));
+        assert!(woken(&b).await);
+        assert!(b.is_open());
         // A worker that leaves hands its turn on.
-        assert!(!woken(&a_turn).await);
-        gate.leave(b);
-        assert!(woken(&a_turn).await);
-        assert!(gate.is_open(a));
-        assert!(!gate.is_open(b));
+        assert!(!woken(&a).await);
+        b.leave();
+        assert!(woken(&a).await);
+        assert!(a.is_open());
+        assert!(!b.is_open());
         assert_eq!(gate.clients_per_worker(), vec![Some(FILL + 10), None]);
+        // Dropping a place leaves the gate.
+        drop(a);
+        assert_eq!(gate.clients_per_worker(), vec![None, None]);
     }
 
-    /// Whether `turn` was notified (its permit is taken).
-    async fn woken(turn: &Notify) -> bool {
+    /// Whether `place`'s turn was notified (its permit is taken).
+    async fn woken(place: &Place<'_>) -> bool {
         // A stored permit answers the first poll, before the deadline is
         // looked at.
-        tokio::time::timeout(std::time::Duration::ZERO, turn.notified())
+        tokio::time::timeout(std::time::Duration::ZERO, place.turn_changed())
             .await
             .is_ok()
     }

@@ -9,6 +9,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::{JoinSet, LocalSet};
 use tracing::{debug, error};
 
+use crate::accept_gate::Place;
 use crate::backend::{Lifetimes, Pool, PoolLimits, PoolPeers, Transfer};
 use crate::idle_sweep::IdleSweep;
 use crate::listeners::{Listeners, StdListeners};
@@ -143,20 +144,18 @@ impl Accepting {
     /// this worker take them; hands back the sessions still running.
     async fn run(self, sockets: StdListeners) -> JoinSet<()> {
         let shared = &self.shared;
-        let gate = &shared.accept_gate;
-        let (me, turn) = gate.join();
-        // However the loop ends (the drain, a panic), the other workers
-        // take the clients.
-        let _seat = Seat { gate, me };
+        // However the loop ends (the drain, a panic), the place is dropped
+        // and the other workers take the clients.
+        let place = shared.accept_gate.join();
         let mut listening = Listening::new(sockets);
         let mut sessions = JoinSet::new();
-        listening.keep_up(gate, me, 0);
+        listening.keep_up(&place, 0);
         loop {
             tokio::select! {
                 _ = shared.drain.cancelled() => break,
                 // Its turn came but its listeners could not be registered.
                 () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF), if listening.failed() => {
-                    listening.keep_up(gate, me, sessions.len());
+                    listening.keep_up(&place, sessions.len());
                 }
                 accepted = listening.accept() => match accepted {
                     Ok((stream, peer)) => {
@@ -185,7 +184,7 @@ impl Accepting {
                         // its last read registered one that has not fired.
                         let session = Box::pin(session::run(stream, ctx));
                         sessions.spawn_local(tokio::task::unconstrained(session));
-                        listening.keep_up(gate, me, sessions.len());
+                        listening.keep_up(&place, sessions.len());
                     }
                     Err(e) => {
                         error!(error = %e, "accept failed");
@@ -193,28 +192,15 @@ impl Accepting {
                     }
                 },
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {
-                    listening.keep_up(gate, me, sessions.len());
+                    listening.keep_up(&place, sessions.len());
                 }
-                () = turn.notified() => listening.keep_up(gate, me, sessions.len()),
+                () = place.turn_changed() => listening.keep_up(&place, sessions.len()),
             }
         }
         // Closed before the sessions end, so that new clients are refused
         // by the kernel rather than left waiting in the backlog.
         drop(listening);
         sessions
-    }
-}
-
-/// A worker's place in the accept gate, given up when its accept loop
-/// ends.
-struct Seat<'a> {
-    gate: &'a crate::accept_gate::AcceptGate,
-    me: usize,
-}
-
-impl Drop for Seat<'_> {
-    fn drop(&mut self) {
-        self.gate.leave(self.me);
     }
 }
 
@@ -246,10 +232,10 @@ impl Listening {
     /// takes out the listeners as it answers. A worker whose listeners
     /// cannot be registered leaves the gate until a later try succeeds,
     /// so that the others take the clients meanwhile.
-    fn keep_up(&mut self, gate: &crate::accept_gate::AcceptGate, me: usize, clients: usize) {
-        self.follow(gate.update(me, clients));
+    fn keep_up(&mut self, place: &Place<'_>, clients: usize) {
+        self.follow(place.update(clients));
         if self.failed() {
-            gate.leave(me);
+            place.leave();
         }
     }
 
