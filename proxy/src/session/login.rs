@@ -3,7 +3,6 @@
 use crate::net::Stream;
 use bytes::BytesMut;
 use tokio::time::{Instant, timeout_at};
-use tracing::Span;
 
 use crate::backend::{Lease, LoginKey};
 use crate::cancel::CancelKey;
@@ -16,6 +15,7 @@ use crate::scram::{DEFAULT_ITERATIONS, ScramSecret};
 use crate::wire::be;
 use crate::wire::startup::StartupParams;
 
+use super::conn_log::ConnLog;
 use super::credential::{NodeCredential, pass_through_method};
 use super::lease::lease_node;
 use super::switch::LoginAs;
@@ -72,8 +72,9 @@ pub async fn login(
     (first, mut inbuf): (FirstContact, BytesMut),
     deadline: Instant,
     ctx: &SessionContext,
-    session: u64,
+    log: &mut ConnLog,
 ) -> Result<Option<Entry>, ProxyError> {
+    let session = log.id();
     let shared = &ctx.shared;
     let config = shared.config();
     let params = match first {
@@ -88,7 +89,7 @@ pub async fn login(
     }
     let cert_hash = tls_policy(client, ctx)?;
     let identity = claimed_identity(&params)?;
-    record_login(&Span::current(), &identity);
+    log.claimed(&identity.user, &identity.database);
 
     // Room for the authentication exchange and the dozen ParameterStatus
     // messages that follow, so the buffer is allocated once.
@@ -293,24 +294,6 @@ fn claimed_identity(params: &StartupParams) -> Result<Identity, ProxyError> {
     })
 }
 
-/// Puts the claimed user and database on the connection's span, in one
-/// record: the text log formats a span's fields as they are recorded, and
-/// each record looks the span up and locks its fields again.
-fn record_login(span: &Span, identity: &Identity) {
-    let Some(metadata) = span.metadata() else {
-        return;
-    };
-    let fields = metadata.fields();
-    let (Some(user), Some(database)) = (fields.field("user"), fields.field("database")) else {
-        return;
-    };
-    let values: [(&tracing::field::Field, Option<&dyn tracing::Value>); 2] = [
-        (&user, Some(&identity.user.as_str())),
-        (&database, Some(&identity.database.as_str())),
-    ];
-    span.record_all(&fields.value_set(&values));
-}
-
 /// How an admin proves itself on the console.
 enum ConsoleAuth {
     /// With a password, as every client does (`md5`, `scram-sha-256`).
@@ -410,39 +393,5 @@ mod tests {
         assert!(wants_replication(&with("database")));
         assert!(!wants_replication(&with("off")));
         assert!(!wants_replication(&StartupParams::default()));
-    }
-
-    #[test]
-    fn the_claimed_login_goes_on_the_connections_span() {
-        let lines = crate::log_fields::test_lines::Lines::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(lines.clone())
-            .with_ansi(false)
-            .fmt_fields(crate::log_fields::PlainFields)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!(
-                "client",
-                conn = 1u64,
-                user = tracing::field::Empty,
-                database = tracing::field::Empty,
-            );
-            let identity = Identity {
-                user: "alice".into(),
-                database: "shop".into(),
-            };
-            record_login(&span, &identity);
-            span.in_scope(|| tracing::info!("in"));
-            // A span without the fields is left as it is.
-            let other = tracing::info_span!("other", conn = 2u64);
-            record_login(&other, &identity);
-            other.in_scope(|| tracing::info!("in"));
-        });
-        let text = lines.text();
-        assert!(
-            text.contains("client{conn=1 user=\"alice\" database=\"shop\"}"),
-            "{text}"
-        );
-        assert!(text.contains("other{conn=2}"), "{text}");
     }
 }

@@ -3,6 +3,7 @@
 
 mod batch;
 mod capture;
+mod conn_log;
 mod core;
 mod credential;
 mod exchange;
@@ -34,7 +35,7 @@ use std::sync::Arc;
 use crate::net::Stream;
 use bytes::BytesMut;
 use tokio::time::Instant;
-use tracing::{Instrument, Span, debug, field, info_span, warn};
+use tracing::{Instrument, debug, warn};
 
 use crate::backend::Pool;
 use crate::client::{FirstContact, OpenError, open};
@@ -43,6 +44,7 @@ use crate::shared::{ClientSlot, Shared};
 use crate::shutdown::LocalShutdown;
 
 pub use self::capture::PG_CURRENT_WAL_INSERT_LSN_OID;
+use self::conn_log::{ConnLog, SpanTime};
 use self::core::{Handover, Session};
 use forward::ForwardEnd;
 use handlers::{RETRY_UNREACHABLE_AFTER, resend};
@@ -66,28 +68,22 @@ pub struct SessionContext {
 
 /// Runs one client connection to its end.
 ///
-/// Everything it logs is in the connection's span. The span is entered
-/// while logging in and when something is logged, but not around each
-/// poll of the data path: entering a span takes the subscriber's locks,
-/// and nothing is logged per message anyway.
+/// Everything it logs is in the connection's span (see [`ConnLog`] for
+/// when that is built). The span is entered while logging in and when
+/// something is logged, but not around each poll of the data path:
+/// entering a span takes the subscriber's locks, and nothing is logged
+/// per message anyway.
 pub async fn run(client: Stream, ctx: SessionContext) {
-    let id = ctx.shared.next_conn_id();
-    let span = info_span!(
-        "client",
-        conn = id,
-        peer = %ctx.peer,
-        user = field::Empty,
-        database = field::Empty,
-    );
+    let mut log = ConnLog::new(ctx.shared.next_conn_id(), ctx.peer, SpanTime::current());
     let deadline = Instant::now() + ctx.shared.config().listen.login_timeout;
     let mut inbuf = BytesMut::new();
     let tls = ctx.shared.client_tls.current();
     let opened = Box::pin(open(client, &mut inbuf, tls.as_deref(), deadline))
-        .instrument(span.clone())
+        .instrument(log.login_span())
         .await;
     let (mut client, result) = match opened {
         Ok((mut client, first)) => {
-            let result = serve(&mut client, first, inbuf, deadline, &ctx, &span, id).await;
+            let result = serve(&mut client, first, inbuf, deadline, &ctx, &mut log).await;
             (Some(client), result)
         }
         Err(OpenError { stream, error }) => (stream, Err(error)),
@@ -99,11 +95,17 @@ pub async fn run(client: Stream, ctx: SessionContext) {
         e.write_fatal(&mut out);
         let _ = client.send_all(&out).await;
     }
-    span.in_scope(|| match result {
-        Ok(end) => debug!(?end, "session ended"),
-        Err(e) if e.is_client_fault() => debug!(error = %e, "session ended"),
-        Err(e) => warn!(error = %e, "session failed"),
-    });
+    match result {
+        Err(e) if !e.is_client_fault() => {
+            log.span().in_scope(|| warn!(error = %e, "session failed"));
+        }
+        // Debug events: a span for them exists only if they may be
+        // written.
+        Ok(end) => log.login_span().in_scope(|| debug!(?end, "session ended")),
+        Err(e) => log
+            .login_span()
+            .in_scope(|| debug!(error = %e, "session ended")),
+    }
 }
 
 async fn serve(
@@ -112,13 +114,14 @@ async fn serve(
     inbuf: BytesMut,
     deadline: Instant,
     ctx: &SessionContext,
-    span: &Span,
-    id: u64,
+    log: &mut ConnLog,
 ) -> Result<Option<ForwardEnd>, ProxyError> {
+    let id = log.id();
     // Boxed, as the console below: large futures that are done with once
     // the client is logged in.
-    let logged_in = Box::pin(login(client, (first, inbuf), deadline, ctx, id));
-    let login = match logged_in.instrument(span.clone()).await? {
+    let span = log.login_span();
+    let logged_in = Box::pin(login(client, (first, inbuf), deadline, ctx, log));
+    let login = match logged_in.instrument(span).await? {
         None => return Ok(None),
         Some(Entry::Console(login)) => {
             let who = crate::console::ConsoleClient {
@@ -127,7 +130,7 @@ async fn serve(
                 login,
             };
             Box::pin(crate::console::serve(client, &ctx.shared, who))
-                .instrument(span.clone())
+                .instrument(log.span())
                 .await?;
             return Ok(None);
         }
