@@ -24,7 +24,7 @@ pub const FILL: usize = 32;
 /// starts listening (the next is told and registers its listeners a
 /// moment later), and how far above the least loaded one a worker may be
 /// once clients spread.
-const SLACK: usize = 4;
+pub const SLACK: usize = 4;
 
 /// The number of clients each worker serves, as the workers last said.
 #[derive(Debug, Default)]

@@ -1,4 +1,5 @@
-//! Few clients stay on one worker; many spread over all of them.
+//! Few clients stay on one worker; many spread over all of them; a
+//! cancel accepted by one worker reaches a query another one runs.
 //!
 //! The kernel used to spread new clients evenly over the workers, and two
 //! workers sharing 8 `pgbench -S` clients took a third more CPU per
@@ -10,19 +11,34 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use libtest_mimic::Trial;
-use pgrelay::accept_gate::FILL;
+use pgrelay::accept_gate::{FILL, SLACK};
 use pgrelay_tests::proxy::connect;
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, NoTls};
 
 use crate::env::{Env, LazyEnv, trial};
 
 pub fn trials(env: &LazyEnv) -> Vec<Trial> {
-    vec![trial(
-        env,
-        "workers::few_clients_share_one_worker_and_many_spread",
-        few_then_many,
-    )]
+    vec![
+        trial(
+            env,
+            "workers::few_clients_share_one_worker_and_many_spread",
+            few_then_many,
+        ),
+        trial(
+            env,
+            "workers::a_cancel_accepted_by_another_worker_reaches_the_query",
+            cancel_across_workers,
+        ),
+    ]
+}
+
+async fn two_workers(env: &Env) -> anyhow::Result<TestProxy> {
+    let options = ProxyOptions {
+        workers: 2,
+        ..ProxyOptions::default()
+    };
+    TestProxy::start(&env.cluster, options).await
 }
 
 /// Clients each of the two workers serves, once they add up to `total`.
@@ -50,14 +66,7 @@ async fn open(proxy: &TestProxy, n: usize) -> anyhow::Result<Vec<Client>> {
 }
 
 async fn few_then_many(env: Arc<Env>) -> anyhow::Result<()> {
-    let proxy = TestProxy::start(
-        &env.cluster,
-        ProxyOptions {
-            workers: 2,
-            ..ProxyOptions::default()
-        },
-    )
-    .await?;
+    let proxy = two_workers(&env).await?;
     let few = open(&proxy, 8).await?;
     let counts = settled(&proxy, 8).await?;
     ensure!(
@@ -99,5 +108,76 @@ async fn few_then_many(env: Arc<Env>) -> anyhow::Result<()> {
         },
     )
     .await?;
+    Ok(())
+}
+
+/// Since the accept gate, fewer than `FILL` clients share one worker, so
+/// no other test sends a CancelRequest to a worker other than the one
+/// serving the query. Here the query's worker is past its fill and slack,
+/// so only the other one listens when the cancel connects.
+async fn cancel_across_workers(env: Arc<Env>) -> anyhow::Result<()> {
+    let proxy = two_workers(&env).await?;
+    let victim = open(&proxy, 1).await?.remove(0);
+    let counts = settled(&proxy, 1).await?;
+    let home = counts.iter().position(|&c| c == 1).expect("one client");
+    let mut others = Vec::new();
+    let counts = loop {
+        others.extend(open(&proxy, 1).await?);
+        let counts = settled(&proxy, others.len() + 1).await?;
+        if counts[home] >= FILL + SLACK {
+            break counts;
+        }
+        ensure!(
+            others.len() < 4 * FILL,
+            "the victim's worker never filled: {counts:?}"
+        );
+    };
+    ensure!(
+        counts
+            .iter()
+            .enumerate()
+            .all(|(i, &c)| i == home || c < FILL),
+        "the other worker is not the one taking clients: {counts:?}"
+    );
+    println!("workers: the victim's worker {home} of {counts:?} takes no clients");
+
+    let cancel = victim.cancel_token();
+    let query = tokio::spawn(async move {
+        victim
+            .simple_query("/* pgrelay:primary */ SELECT pg_sleep(30) /* cross-worker victim */")
+            .await
+    });
+    let direct = env.cluster.client(0).await?;
+    poll_until(
+        Duration::from_secs(10),
+        "the victim's sleep to run",
+        || async {
+            let n: i64 = direct
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                 WHERE query LIKE '%cross-worker victim%' AND state = 'active' \
+                 AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .ok()?
+                .get(0);
+            (n == 1).then_some(())
+        },
+    )
+    .await?;
+    cancel.cancel_query(NoTls).await?;
+    let result = tokio::time::timeout(Duration::from_secs(10), query)
+        .await
+        .map_err(|_| anyhow::anyhow!("the cancel did not end the query in 10 s"))??;
+    let e = result.expect_err("the query was cancelled");
+    ensure!(
+        e.as_db_error().map(|d| d.code().code()) == Some("57014"),
+        "expected query_canceled, got {e:?}"
+    );
+    // The clients of both workers go on.
+    for client in &others {
+        client.simple_query("SELECT 1").await?;
+    }
     Ok(())
 }
