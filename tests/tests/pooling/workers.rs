@@ -142,11 +142,11 @@ async fn cancel_across_workers(env: Arc<Env>) -> anyhow::Result<()> {
     println!("workers: the victim's worker {home} of {counts:?} takes no clients");
 
     let cancel = victim.cancel_token();
-    let query = tokio::spawn(async move {
+    let mut query = Aborting(tokio::spawn(async move {
         victim
             .simple_query("/* pgrelay:primary */ SELECT pg_sleep(30) /* cross-worker victim */")
             .await
-    });
+    }));
     let direct = env.cluster.client(0).await?;
     poll_until(
         Duration::from_secs(10),
@@ -167,7 +167,7 @@ async fn cancel_across_workers(env: Arc<Env>) -> anyhow::Result<()> {
     )
     .await?;
     cancel.cancel_query(NoTls).await?;
-    let result = tokio::time::timeout(Duration::from_secs(10), query)
+    let result = tokio::time::timeout(Duration::from_secs(10), &mut query.0)
         .await
         .map_err(|_| anyhow::anyhow!("the cancel did not end the query in 10 s"))??;
     let e = result.expect_err("the query was cancelled");
@@ -180,4 +180,15 @@ async fn cancel_across_workers(env: Arc<Env>) -> anyhow::Result<()> {
         client.simple_query("SELECT 1").await?;
     }
     Ok(())
+}
+
+/// Aborts its task when dropped: a check that fails must not leave the
+/// task's query running on the shared cluster (the client closing makes
+/// pgrelay cancel it).
+struct Aborting<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Aborting<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
