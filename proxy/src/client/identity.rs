@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 
 use super::pgrelay_settings::Rest;
-use crate::wire::startup::StartupParams;
 
 /// Startup parameters that pgrelay decides itself or refuses: the
 /// identity, a walsender request, and protocol extensions it negotiated
@@ -24,14 +23,13 @@ impl Identity {
     /// The startup parameters pgrelay sends to a node for this client:
     /// `user` and `database` from the identity, then the client's other
     /// parameters (`application_name`, `options`, `client_encoding`, …) in
-    /// the order it sent them.
-    pub fn node_startup<'a>(&'a self, client: &'a StartupParams) -> Rest<'a> {
-        let mut params = vec![
-            ("user", Cow::Borrowed(self.user.as_str())),
-            ("database", Cow::Borrowed(self.database.as_str())),
-        ];
-        // pgrelay's own settings are the session's, not the nodes'.
-        let (theirs, _) = super::pgrelay_settings::split(client);
+    /// the order it sent them. `theirs`: the client's parameters without
+    /// pgrelay's own settings (see [`super::pgrelay_settings::split`]),
+    /// which are the session's, not the nodes'.
+    pub fn node_startup<'a>(&'a self, theirs: Rest<'a>) -> Rest<'a> {
+        let mut params = Vec::with_capacity(theirs.len() + 2);
+        params.push(("user", Cow::Borrowed(self.user.as_str())));
+        params.push(("database", Cow::Borrowed(self.database.as_str())));
         params.extend(
             theirs
                 .into_iter()
@@ -44,6 +42,7 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::startup::StartupParams;
 
     fn params(list: &[(&str, &str)]) -> StartupParams {
         StartupParams::from_pairs(list)
@@ -63,7 +62,8 @@ mod tests {
             ("_pq_.extension", "1"),
             ("options", "-c search_path=x"),
         ]);
-        let sent = identity.node_startup(&client);
+        let (theirs, _) = crate::client::pgrelay_settings::split(&client);
+        let sent = identity.node_startup(theirs);
         let names: Vec<_> = sent.iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(
             names,

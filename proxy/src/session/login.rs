@@ -115,9 +115,11 @@ pub async fn login(
         })));
     }
     let credential = prove(ctx, &identity.user, exchange).await?;
-    let settings = startup_settings(ctx, &params)?;
+    // Split once: the nodes' parameters and pgrelay's own settings.
+    let (theirs, ours) = crate::client::pgrelay_settings::split(&params);
+    let settings = startup_settings(ctx, &ours)?;
 
-    let key = ctx.pool.login_key(&identity.node_startup(&params));
+    let key = ctx.pool.login_key(&identity.node_startup(theirs));
     let login_as = LoginAs {
         session,
         key: &key,
@@ -147,12 +149,11 @@ pub async fn login(
 /// in a startup packet.
 fn startup_settings(
     ctx: &SessionContext,
-    params: &StartupParams,
+    settings: &crate::client::pgrelay_settings::Settings,
 ) -> Result<Vec<pgrelay_router::PgrelayCommand>, ProxyError> {
     let refused = |message: String| ProxyError::StartupSetting { message };
-    let (_, settings) = crate::client::pgrelay_settings::split(params);
     let mut commands = Vec::with_capacity(settings.len());
-    for (name, value) in &settings {
+    for (name, value) in settings {
         let sql = super::local::startup_sql(name, value).map_err(refused)?;
         let statement = ctx.router.classify(sql.as_bytes());
         let Some(command) = statement.pgrelay.clone() else {
