@@ -5,6 +5,7 @@
 use bytes::BytesMut;
 use tokio::io::AsyncRead;
 use tokio::time::{Instant, timeout_at};
+use tracing::{Instrument, Span};
 
 use crate::error::ProxyError;
 use crate::net::Stream;
@@ -40,16 +41,23 @@ pub struct OpenError {
 /// Negotiates encryption and reads the startup or cancel packet. The
 /// stream comes back as TLS when the client asked for it and `tls` is
 /// configured. Bytes the client sent after the packet stay in `buf`.
+/// `handshake_span`: the connection's log span, for a TLS handshake
+/// (rustls logs what a client gets wrong in one, through `log`).
 pub async fn open(
     mut stream: Stream,
     buf: &mut BytesMut,
     tls: Option<&ClientTls>,
     deadline: Instant,
+    handshake_span: &mut dyn FnMut() -> Span,
 ) -> Result<(Stream, FirstContact), OpenError> {
     let late = |stream| with(stream, ProxyError::LoginTimeout);
     if let Some(tls) = tls {
         match timeout_at(deadline, starts_with_tls(&stream)).await {
-            Ok(true) => stream = accept(stream, tls, Negotiated::Direct, deadline).await?,
+            Ok(true) => {
+                stream = accept(stream, tls, Negotiated::Direct, deadline)
+                    .instrument(handshake_span())
+                    .await?;
+            }
             Ok(false) => {}
             Err(_) => return Err(late(stream)),
         }
@@ -83,7 +91,9 @@ pub async fn open(
                     return Err(with(stream, ProxyError::ClientIo(e)));
                 }
                 let tls = tls.expect("checked above");
-                stream = accept(stream, tls, Negotiated::SslRequest, deadline).await?;
+                stream = accept(stream, tls, Negotiated::SslRequest, deadline)
+                    .instrument(handshake_span())
+                    .await?;
             }
             StartupRequest::Ssl | StartupRequest::GssEnc => {
                 if let Err(e) = stream.send_all(&[be::ENCRYPTION_REFUSED]).await {

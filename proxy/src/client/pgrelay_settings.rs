@@ -16,8 +16,7 @@ pub type Settings = Vec<(String, String)>;
 
 /// The client's other parameters, borrowed from its startup packet (an
 /// `options` value is rewritten only if it held pgrelay's settings):
-/// every login reads them twice, and copying each name and value cost a
-/// dozen allocations per connection.
+/// copying each name and value cost a dozen allocations per connection.
 pub type Rest<'a> = Vec<(&'a str, Cow<'a, str>)>;
 
 /// The client's startup parameters without pgrelay's settings, and those

@@ -23,7 +23,10 @@ pub enum SpanTime {
 }
 
 impl SpanTime {
-    /// What the log's level asks for now (it may be changed at run time).
+    /// What the log's filter asks for: up front when any directive lets
+    /// debug events through. A directive on the span alone
+    /// (`RUST_LOG=warn,[client]=info`) does not count: events it would add
+    /// inside a login are not logged (pgrelay logs none at info there).
     pub fn current() -> Self {
         if LevelFilter::current() >= LevelFilter::DEBUG {
             SpanTime::UpFront
@@ -39,21 +42,31 @@ pub struct ConnLog {
     peer: Peer,
     /// The claimed user and database, kept for a span built later.
     claimed: Option<(String, String)>,
-    /// The span built up front; `Span::none()` until then.
+    /// The span once built (up front, or on demand); `Span::none()`
+    /// until then, and when the log takes no spans at all.
     span: Span,
+    built: Built,
+}
+
+/// Whether the span was built (a disabled one is `none` too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Built {
+    Yes,
+    NotYet,
 }
 
 impl ConnLog {
     pub fn new(id: u64, peer: Peer, time: SpanTime) -> Self {
-        let span = match time {
-            SpanTime::UpFront => build(id, peer),
-            SpanTime::OnDemand => Span::none(),
+        let (span, built) = match time {
+            SpanTime::UpFront => (build(id, peer), Built::Yes),
+            SpanTime::OnDemand => (Span::none(), Built::NotYet),
         };
         ConnLog {
             id,
             peer,
             claimed: None,
             span,
+            built,
         }
     }
 
@@ -62,30 +75,29 @@ impl ConnLog {
         self.id
     }
 
-    /// The span to enter around the login's polls: the one built up
-    /// front, or none.
+    /// The span to enter around the login's polls: the one built so far,
+    /// or none.
     pub fn login_span(&self) -> Span {
         self.span.clone()
     }
 
-    /// The span to log in, built now if it was not up front.
-    pub fn span(&self) -> Span {
-        if !self.span.is_none() {
-            return self.span.clone();
+    /// The span to log in, built now (once) if it was not yet.
+    pub fn span(&mut self) -> Span {
+        if self.built == Built::NotYet {
+            self.span = build(self.id, self.peer);
+            self.built = Built::Yes;
+            if let Some((user, database)) = self.claimed.take() {
+                record_login(&self.span, &user, &database);
+            }
         }
-        let span = build(self.id, self.peer);
-        if let Some((user, database)) = &self.claimed {
-            record_login(&span, user, database);
-        }
-        span
+        self.span.clone()
     }
 
     /// The user and database the client's startup packet claims.
     pub fn claimed(&mut self, user: &str, database: &str) {
-        if self.span.is_none() {
-            self.claimed = Some((user.to_owned(), database.to_owned()));
-        } else {
-            record_login(&self.span, user, database);
+        match self.built {
+            Built::NotYet => self.claimed = Some((user.to_owned(), database.to_owned())),
+            Built::Yes => record_login(&self.span, user, database),
         }
     }
 }
@@ -137,8 +149,15 @@ mod tests {
             log.claimed("alice", "shop");
             log.span().in_scope(|| tracing::warn!("failed"));
             // Before the claim, the span has the connection alone.
-            let early = ConnLog::new(2, Peer::Local, time);
-            early.span().in_scope(|| tracing::warn!("refused"));
+            let mut early = ConnLog::new(2, Peer::Local, time);
+            let first = early.span();
+            first.in_scope(|| tracing::warn!("refused"));
+            // A claim after the span was built goes on that same span, and
+            // the login then runs in it.
+            early.claimed("bob", "inventory");
+            assert_eq!(early.span().id(), first.id(), "{time:?}: built twice");
+            assert_eq!(early.login_span().id(), first.id(), "{time:?}");
+            first.in_scope(|| tracing::warn!("late"));
         });
         lines.text()
     }
@@ -155,7 +174,16 @@ mod tests {
                 "{time:?}: {text}"
             );
             assert!(
-                text.contains("client{conn=2 peer=[local]}"),
+                text.contains(
+                    "client{conn=2 peer=[local]}: pgrelay::session::conn_log::tests: refused"
+                ),
+                "{time:?}: {text}"
+            );
+            assert!(
+                text.contains(
+                    "client{conn=2 peer=[local] user=\"bob\" database=\"inventory\"}: \
+                     pgrelay::session::conn_log::tests: late"
+                ),
                 "{time:?}: {text}"
             );
         }

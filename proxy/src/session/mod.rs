@@ -78,15 +78,17 @@ pub async fn run(client: Stream, ctx: SessionContext) {
     let deadline = Instant::now() + ctx.shared.config().listen.login_timeout;
     let mut inbuf = BytesMut::new();
     let tls = ctx.shared.client_tls.current();
-    // rustls logs what a client's handshake gets wrong (through `log`, at
-    // warn): with TLS on, the handshake runs in the span.
-    let open_span = match tls {
-        Some(_) => log.span(),
-        None => log.login_span(),
-    };
-    let opened = Box::pin(open(client, &mut inbuf, tls.as_deref(), deadline))
-        .instrument(open_span)
-        .await;
+    let login_span = log.login_span();
+    let handshake_span = &mut || log.span();
+    let opened = Box::pin(open(
+        client,
+        &mut inbuf,
+        tls.as_deref(),
+        deadline,
+        handshake_span,
+    ))
+    .instrument(login_span)
+    .await;
     let (mut client, result) = match opened {
         Ok((mut client, first)) => {
             let result = serve(&mut client, first, inbuf, deadline, &ctx, &mut log).await;

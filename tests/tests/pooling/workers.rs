@@ -14,7 +14,7 @@ use libtest_mimic::Trial;
 use pgrelay::accept_gate::{FILL, SLACK};
 use pgrelay_tests::proxy::connect;
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{CancelToken, Client, NoTls};
 
 use crate::env::{Env, LazyEnv, trial};
 
@@ -142,11 +142,14 @@ async fn cancel_across_workers(env: Arc<Env>) -> anyhow::Result<()> {
     println!("workers: the victim's worker {home} of {counts:?} takes no clients");
 
     let cancel = victim.cancel_token();
-    let mut query = Aborting(tokio::spawn(async move {
-        victim
-            .simple_query("/* pgrelay:primary */ SELECT pg_sleep(30) /* cross-worker victim */")
-            .await
-    }));
+    let mut query = Aborting(
+        cancel.clone(),
+        tokio::spawn(async move {
+            victim
+                .simple_query("/* pgrelay:primary */ SELECT pg_sleep(30) /* cross-worker victim */")
+                .await
+        }),
+    );
     let direct = env.cluster.client(0).await?;
     poll_until(
         Duration::from_secs(10),
@@ -167,7 +170,7 @@ async fn cancel_across_workers(env: Arc<Env>) -> anyhow::Result<()> {
     )
     .await?;
     cancel.cancel_query(NoTls).await?;
-    let result = tokio::time::timeout(Duration::from_secs(10), &mut query.0)
+    let result = tokio::time::timeout(Duration::from_secs(10), &mut query.1)
         .await
         .map_err(|_| anyhow::anyhow!("the cancel did not end the query in 10 s"))??;
     let e = result.expect_err("the query was cancelled");
@@ -182,13 +185,19 @@ async fn cancel_across_workers(env: Arc<Env>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Aborts its task when dropped: a check that fails must not leave the
-/// task's query running on the shared cluster (the client closing makes
-/// pgrelay cancel it).
-struct Aborting<T>(tokio::task::JoinHandle<T>);
+/// Cancels its task's query and aborts the task when dropped unfinished:
+/// a check that fails must not leave the query running on the shared
+/// cluster (aborting alone would not close the client while an answer is
+/// pending).
+struct Aborting<T>(CancelToken, tokio::task::JoinHandle<T>);
 
 impl<T> Drop for Aborting<T> {
     fn drop(&mut self) {
-        self.0.abort();
+        if self.1.is_finished() {
+            return;
+        }
+        let cancel = self.0.clone();
+        tokio::spawn(async move { cancel.cancel_query(NoTls).await });
+        self.1.abort();
     }
 }
