@@ -142,14 +142,14 @@ async fn cancel_across_workers(env: Arc<Env>) -> anyhow::Result<()> {
     println!("workers: the victim's worker {home} of {counts:?} takes no clients");
 
     let cancel = victim.cancel_token();
-    let mut query = Aborting(
-        cancel.clone(),
-        tokio::spawn(async move {
+    let mut query = CancelOnDrop {
+        cancel: cancel.clone(),
+        task: tokio::spawn(async move {
             victim
                 .simple_query("/* pgrelay:primary */ SELECT pg_sleep(30) /* cross-worker victim */")
                 .await
         }),
-    );
+    };
     let direct = env.cluster.client(0).await?;
     poll_until(
         Duration::from_secs(10),
@@ -170,7 +170,7 @@ async fn cancel_across_workers(env: Arc<Env>) -> anyhow::Result<()> {
     )
     .await?;
     cancel.cancel_query(NoTls).await?;
-    let result = tokio::time::timeout(Duration::from_secs(10), &mut query.1)
+    let result = tokio::time::timeout(Duration::from_secs(10), &mut query.task)
         .await
         .map_err(|_| anyhow::anyhow!("the cancel did not end the query in 10 s"))??;
     let e = result.expect_err("the query was cancelled");
@@ -189,15 +189,18 @@ async fn cancel_across_workers(env: Arc<Env>) -> anyhow::Result<()> {
 /// a check that fails must not leave the query running on the shared
 /// cluster (aborting alone would not close the client while an answer is
 /// pending).
-struct Aborting<T>(CancelToken, tokio::task::JoinHandle<T>);
+struct CancelOnDrop<T> {
+    cancel: CancelToken,
+    task: tokio::task::JoinHandle<T>,
+}
 
-impl<T> Drop for Aborting<T> {
+impl<T> Drop for CancelOnDrop<T> {
     fn drop(&mut self) {
-        if self.1.is_finished() {
+        if self.task.is_finished() {
             return;
         }
-        let cancel = self.0.clone();
+        let cancel = self.cancel.clone();
         tokio::spawn(async move { cancel.cancel_query(NoTls).await });
-        self.1.abort();
+        self.task.abort();
     }
 }
