@@ -120,25 +120,40 @@ async fn cancel_across_workers(env: Arc<Env>) -> anyhow::Result<()> {
     let victim = open(&proxy, 1).await?.remove(0);
     let counts = settled(&proxy, 1).await?;
     let home = counts.iter().position(|&c| c == 1).expect("one client");
-    let mut others = Vec::new();
-    let counts = loop {
-        others.extend(open(&proxy, 1).await?);
-        let counts = settled(&proxy, others.len() + 1).await?;
-        if counts[home] >= FILL + SLACK {
-            break counts;
-        }
+    // Each client with the worker that took it (the count that rose).
+    let mut others: Vec<(Client, usize)> = Vec::new();
+    let mut last = counts;
+    while last[home] < FILL + SLACK {
         ensure!(
             others.len() < 4 * FILL,
-            "the victim's worker never filled: {counts:?}"
+            "the victim's worker never reached {}: {last:?}",
+            FILL + SLACK
         );
-    };
-    ensure!(
-        counts
+        let client = open(&proxy, 1).await?.remove(0);
+        let counts = settled(&proxy, others.len() + 2).await?;
+        let took = (0..counts.len())
+            .find(|&i| counts[i] > last[i])
+            .expect("a worker took the client");
+        others.push((client, took));
+        last = counts;
+    }
+    // Whether the other worker filled meanwhile (its accepts race the
+    // victim's worker's while both listen) or not: below FILL it is the
+    // one taking clients, and the victim's worker, past FILL + SLACK,
+    // takes none.
+    while last
+        .iter()
+        .enumerate()
+        .any(|(i, &c)| i != home && c >= FILL)
+    {
+        let at = others
             .iter()
-            .enumerate()
-            .all(|(i, &c)| i == home || c < FILL),
-        "the other worker is not the one taking clients: {counts:?}"
-    );
+            .rposition(|&(_, worker)| worker != home)
+            .expect("a client of the other worker");
+        others.remove(at);
+        last = settled(&proxy, others.len() + 1).await?;
+    }
+    let counts = last;
     println!("workers: the victim's worker {home} of {counts:?} takes no clients");
 
     let cancel = victim.cancel_token();
@@ -179,7 +194,7 @@ async fn cancel_across_workers(env: Arc<Env>) -> anyhow::Result<()> {
         "expected query_canceled, got {e:?}"
     );
     // The clients of both workers go on.
-    for client in &others {
+    for (client, _) in &others {
         client.simple_query("SELECT 1").await?;
     }
     Ok(())
