@@ -40,34 +40,24 @@ impl SpanTime {
 pub struct ConnLog {
     id: u64,
     peer: Peer,
-    /// The claimed user and database, kept for a span built later.
-    claimed: Option<(String, String)>,
-    /// The span once built (up front, or on demand); `Span::none()`
-    /// until then, and when the log takes no spans at all.
-    span: Span,
-    built: Built,
+    state: State,
 }
 
-/// Whether the span was built (a disabled one is `none` too).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Built {
-    Yes,
-    NotYet,
+enum State {
+    /// Not built yet; the claimed user and database kept for it.
+    NotYet { claimed: Option<(String, String)> },
+    /// Built, up front or on demand (a disabled span when the log takes
+    /// none, which is `none` too).
+    Built(Span),
 }
 
 impl ConnLog {
     pub fn new(id: u64, peer: Peer, time: SpanTime) -> Self {
-        let (span, built) = match time {
-            SpanTime::UpFront => (build(id, peer), Built::Yes),
-            SpanTime::OnDemand => (Span::none(), Built::NotYet),
+        let state = match time {
+            SpanTime::UpFront => State::Built(build(id, peer)),
+            SpanTime::OnDemand => State::NotYet { claimed: None },
         };
-        ConnLog {
-            id,
-            peer,
-            claimed: None,
-            span,
-            built,
-        }
+        ConnLog { id, peer, state }
     }
 
     /// The connection's id (`conn` in the log, the session's number).
@@ -78,26 +68,29 @@ impl ConnLog {
     /// The span to enter around the login's polls: the one built so far,
     /// or none.
     pub fn login_span(&self) -> Span {
-        self.span.clone()
+        match &self.state {
+            State::Built(span) => span.clone(),
+            State::NotYet { .. } => Span::none(),
+        }
     }
 
     /// The span to log in, built now (once) if it was not yet.
     pub fn span(&mut self) -> Span {
-        if self.built == Built::NotYet {
-            self.span = build(self.id, self.peer);
-            self.built = Built::Yes;
-            if let Some((user, database)) = self.claimed.take() {
-                record_login(&self.span, &user, &database);
+        if let State::NotYet { claimed } = &self.state {
+            let span = build(self.id, self.peer);
+            if let Some((user, database)) = claimed {
+                record_login(&span, user, database);
             }
+            self.state = State::Built(span);
         }
-        self.span.clone()
+        self.login_span()
     }
 
     /// The user and database the client's startup packet claims.
     pub fn claimed(&mut self, user: &str, database: &str) {
-        match self.built {
-            Built::NotYet => self.claimed = Some((user.to_owned(), database.to_owned())),
-            Built::Yes => record_login(&self.span, user, database),
+        match &mut self.state {
+            State::NotYet { claimed } => *claimed = Some((user.to_owned(), database.to_owned())),
+            State::Built(span) => record_login(span, user, database),
         }
     }
 }

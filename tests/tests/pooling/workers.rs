@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::ensure;
 use libtest_mimic::Trial;
 use pgrelay::accept_gate::{FILL, SLACK};
+use pgrelay_tests::activity::count_backends;
 use pgrelay_tests::proxy::connect;
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 use tokio_postgres::{CancelToken, Client, NoTls};
@@ -165,23 +166,12 @@ async fn cancel_across_workers(env: Arc<Env>) -> anyhow::Result<()> {
                 .await
         }),
     };
-    let direct = env.cluster.client(0).await?;
+    let primary = [env.cluster.client(0).await?];
+    let running = "query LIKE '%cross-worker victim%' AND state = 'active'";
     poll_until(
         Duration::from_secs(10),
         "the victim's sleep to run",
-        || async {
-            let n: i64 = direct
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity \
-                 WHERE query LIKE '%cross-worker victim%' AND state = 'active' \
-                 AND pid <> pg_backend_pid()",
-                    &[],
-                )
-                .await
-                .ok()?
-                .get(0);
-            (n == 1).then_some(())
-        },
+        || async { (count_backends(&primary, running).await? == 1).then_some(()) },
     )
     .await?;
     cancel.cancel_query(NoTls).await?;
