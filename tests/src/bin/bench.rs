@@ -2,6 +2,9 @@
 //!
 //! `cargo run --release -p pgrelay-tests --bin bench [-- --rounds N --duration SECS --scale S --replicas R --transport tcp|unix --workers W --counts TX]`
 //!
+//! `scripts/pgo` builds it (and `pgrelay`) profile-guided, in
+//! `target/pgo/release/`, training on this bench's own workloads.
+//!
 //! pgrelay runs with its defaults, as a user would start it: `listen.workers`
 //! 0 (one per core) unless `--workers` says otherwise, and the monitor's
 //! default interval.
