@@ -42,7 +42,8 @@
 //! TX` per client of each selected workload, each proxy a process of its
 //! own over TCP (also with `--transport unix`); see `bench/counts.rs`. It
 //! needs strace and valgrind, and takes minutes: callgrind runs a proxy
-//! some 30 times slower. `.ci/run` does not run the bench.
+//! some 30 times slower. `.ci/run` runs the bench only as `scripts/pgo`'s
+//! training (2 s per workload), and asserts none of its figures.
 //!
 //! Targets run interleaved (each workload on direct, pgrelay, the
 //! forwarder and pgbouncer in turn, round after round) so that drift on a
