@@ -63,8 +63,10 @@ const MAX_NOTIFIERS: usize = 65_536;
 pub struct SessionInfo {
     pub id: u64,
     pub peer: crate::net::Peer,
-    pub user: String,
-    pub database: String,
+    /// Shared with the session's login key, as is `database`: two
+    /// allocations fewer per client connection.
+    pub user: Arc<str>,
+    pub database: Arc<str>,
     pub since: SystemTime,
     state: AtomicU8,
     node: AtomicUsize,
@@ -140,23 +142,23 @@ pub struct SessionRegistry {
 }
 
 /// What a session registers with.
-pub struct NewSession<'a> {
+pub struct NewSession {
     pub id: u64,
     pub peer: crate::net::Peer,
-    pub user: &'a str,
-    pub database: &'a str,
+    pub user: Arc<str>,
+    pub database: Arc<str>,
     pub state: ClientState,
     pub node: Option<usize>,
 }
 
 impl SessionRegistry {
     /// Registers a session until the returned entry drops.
-    pub fn register(self: &Arc<Self>, new: NewSession<'_>) -> SessionEntry {
+    pub fn register(self: &Arc<Self>, new: NewSession) -> SessionEntry {
         let info = Arc::new(SessionInfo {
             id: new.id,
             peer: new.peer,
-            user: new.user.to_owned(),
-            database: new.database.to_owned(),
+            user: new.user,
+            database: new.database,
             since: SystemTime::now(),
             state: AtomicU8::new(new.state as u8),
             node: AtomicUsize::new(new.node.unwrap_or(NO_NODE)),
@@ -237,8 +239,8 @@ mod tests {
         let entry = registry.register(NewSession {
             id: 7,
             peer: crate::net::Peer::Tcp("127.0.0.1:5000".parse().expect("addr")),
-            user: "app",
-            database: "db",
+            user: "app".into(),
+            database: "db".into(),
             state: ClientState::Idle,
             node: Some(0),
         });
@@ -258,8 +260,8 @@ mod tests {
         let listener = registry.register(NewSession {
             id: 1,
             peer: crate::net::Peer::Local,
-            user: "app",
-            database: "db",
+            user: "app".into(),
+            database: "db".into(),
             state: ClientState::Idle,
             node: None,
         });

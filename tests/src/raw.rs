@@ -105,8 +105,13 @@ impl RawClient {
     /// Sends a StartupMessage and nothing else: the test reads what the
     /// server answers itself.
     pub async fn start(addr: SocketAddr, params: &[(&str, &str)]) -> anyhow::Result<RawClient> {
+        RawClient::start_raw(addr, &startup_packet(params)).await
+    }
+
+    /// Sends `packet` as the connection's first bytes, whatever they are.
+    pub async fn start_raw(addr: SocketAddr, packet: &[u8]) -> anyhow::Result<RawClient> {
         let mut stream = TcpStream::connect(addr).await?;
-        stream.write_all(&startup_packet(params)).await?;
+        stream.write_all(packet).await?;
         Ok(RawClient {
             stream,
             buf: BytesMut::new(),

@@ -46,7 +46,9 @@ pub struct BackendConn {
     pub stream: Stream,
     /// Index of the node in the configuration.
     pub node: usize,
-    pub node_name: String,
+    /// Shared with the sessions that use the connection: they name the
+    /// node in their errors, and a copy per switch was an allocation.
+    pub node_name: std::sync::Arc<str>,
     /// The address actually connected to, for cancel requests.
     pub peer: Endpoint,
     pub key: BackendKey,
@@ -165,7 +167,7 @@ pub async fn connect(
         let mut conn = BackendConn {
             stream,
             node: node.index,
-            node_name: node_name.to_owned(),
+            node_name: node_name.into(),
             peer,
             key: BackendKey { pid: 0, secret: 0 },
             parameter_status: Vec::new(),
@@ -213,7 +215,7 @@ pub(super) async fn send(conn: &mut BackendConn, out: &mut BytesMut) -> Result<(
         .send_all(out)
         .await
         .map_err(|source| ProxyError::BackendIo {
-            node: conn.node_name.clone(),
+            node: conn.node_name.to_string(),
             source,
         })?;
     out.clear();

@@ -52,6 +52,17 @@ impl LoginKey {
         &self.database
     }
 
+    /// The user, to share rather than copy.
+    pub fn shared_user(&self) -> &Arc<str> {
+        &self.user
+    }
+
+    /// The database (the user's name when the client named none), to
+    /// share rather than copy.
+    pub fn shared_database(&self) -> &Arc<str> {
+        &self.database
+    }
+
     pub fn params_hash(&self) -> u64 {
         self.params_hash
     }

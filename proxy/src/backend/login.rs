@@ -67,7 +67,7 @@ pub(super) async fn login_exchange(
 ) -> Result<(), ProxyError> {
     let node = conn.node_name.clone();
     let protocol = |message: String| ProxyError::BackendProtocol {
-        node: node.clone(),
+        node: node.to_string(),
         message,
     };
     let mut out = BytesMut::new();
@@ -85,7 +85,7 @@ pub(super) async fn login_exchange(
             .await
             .map_err(|e| match e {
                 ReadError::Io(source) => ProxyError::BackendIo {
-                    node: node.clone(),
+                    node: node.to_string(),
                     source,
                 },
                 other => protocol(other.to_string()),

@@ -2,7 +2,7 @@
 //! encryption requests (TLS when pgrelay has a certificate), then the
 //! startup or cancel packet.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::AsyncRead;
 use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, Span};
@@ -63,14 +63,10 @@ pub async fn open(
         }
     }
     for _ in 0..=MAX_ENCRYPTION_REQUESTS {
-        let packet = match timeout_at(deadline, read_packet(&mut stream, buf)).await {
-            Ok(Ok(packet)) => packet,
+        let request = match timeout_at(deadline, read_request(&mut stream, buf)).await {
+            Ok(Ok(request)) => request,
             Ok(Err(error)) => return Err(with(stream, error)),
             Err(_) => return Err(late(stream)),
-        };
-        let request = match startup::parse(&packet) {
-            Ok(request) => request,
-            Err(error) => return Err(with(stream, error.into())),
         };
         match request {
             StartupRequest::Ssl | StartupRequest::GssEnc if !buf.is_empty() => {
@@ -162,15 +158,20 @@ async fn accept(
     Ok(stream)
 }
 
-async fn read_packet<S: AsyncRead + Unpin>(
+/// Reads the next untagged packet and decodes it where it lies: split off,
+/// it would make the buffer shared, and the next read allocate a new one
+/// (two allocations per encryption request).
+async fn read_request<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
-) -> Result<BytesMut, ProxyError> {
+) -> Result<StartupRequest, ProxyError> {
     loop {
         if let Some(len) = startup::packet_len(buf)?
             && buf.len() >= len
         {
-            return Ok(buf.split_to(len));
+            let request = startup::parse(&buf[..len]);
+            buf.advance(len);
+            return Ok(request?);
         }
         read_more(stream, buf).await.map_err(ProxyError::ClientIo)?;
     }

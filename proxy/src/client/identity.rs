@@ -12,11 +12,12 @@ fn decided_by_pgrelay(name: &str) -> bool {
     matches!(name, "user" | "database" | "replication") || name.starts_with("_pq_.")
 }
 
-/// The user and database a client authenticated for.
+/// The user and database a client authenticated for. Shared, not
+/// copied, by the connection's log and the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    pub user: String,
-    pub database: String,
+    pub user: std::sync::Arc<str>,
+    pub database: std::sync::Arc<str>,
 }
 
 impl Identity {
@@ -28,8 +29,8 @@ impl Identity {
     /// which are the session's, not the nodes'.
     pub fn node_startup<'a>(&'a self, theirs: Rest<'a>) -> Rest<'a> {
         let mut params = Vec::with_capacity(theirs.len() + 2);
-        params.push(("user", Cow::Borrowed(self.user.as_str())));
-        params.push(("database", Cow::Borrowed(self.database.as_str())));
+        params.push(("user", Cow::Borrowed(&*self.user)));
+        params.push(("database", Cow::Borrowed(&*self.database)));
         params.extend(
             theirs
                 .into_iter()

@@ -63,8 +63,8 @@ pub async fn serve(
     let _registered = shared.sessions.register(NewSession {
         id,
         peer,
-        user: &login.user,
-        database: CONSOLE_DATABASE,
+        user: login.user.as_str().into(),
+        database: CONSOLE_DATABASE.into(),
         state: ClientState::Console,
         node: None,
     });

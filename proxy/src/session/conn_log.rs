@@ -8,6 +8,8 @@
 //! which are logged from inside the login, may be written; otherwise it
 //! is built when something is logged, with the fields known by then.
 
+use std::sync::Arc;
+
 use tracing::level_filters::LevelFilter;
 use tracing::{Span, field, info_span};
 
@@ -45,7 +47,9 @@ pub struct ConnLog {
 
 enum State {
     /// Not built yet; the claimed user and database kept for it.
-    NotYet { claimed: Option<(String, String)> },
+    NotYet {
+        claimed: Option<(Arc<str>, Arc<str>)>,
+    },
     /// Built, up front or on demand (a disabled span when the log takes
     /// none, which is `none` too).
     Built(Span),
@@ -87,9 +91,11 @@ impl ConnLog {
     }
 
     /// The user and database the client's startup packet claims.
-    pub fn claimed(&mut self, user: &str, database: &str) {
+    pub fn claimed(&mut self, user: &Arc<str>, database: &Arc<str>) {
         match &mut self.state {
-            State::NotYet { claimed } => *claimed = Some((user.to_owned(), database.to_owned())),
+            State::NotYet { claimed } => {
+                *claimed = Some((Arc::clone(user), Arc::clone(database)));
+            }
             State::Built(span) => record_login(span, user, database),
         }
     }
@@ -139,7 +145,7 @@ mod tests {
         let peer = Peer::Tcp(SocketAddr::from(([10, 0, 0, 7], 5400)));
         tracing::subscriber::with_default(subscriber, || {
             let mut log = ConnLog::new(1, peer, time);
-            log.claimed("alice", "shop");
+            log.claimed(&"alice".into(), &"shop".into());
             log.span().in_scope(|| tracing::warn!("failed"));
             // Before the claim, the span has the connection alone.
             let mut early = ConnLog::new(2, Peer::Local, time);
@@ -147,7 +153,7 @@ mod tests {
             first.in_scope(|| tracing::warn!("refused"));
             // A claim after the span was built goes on that same span, and
             // the login then runs in it.
-            early.claimed("bob", "inventory");
+            early.claimed(&"bob".into(), &"inventory".into());
             assert_eq!(early.span().id(), first.id(), "{time:?}: built twice");
             assert_eq!(early.login_span().id(), first.id(), "{time:?}");
             first.in_scope(|| tracing::warn!("late"));

@@ -97,17 +97,12 @@ impl<'a> Session<'a> {
         // The login's read buffer: an idle client should not keep it.
         drop(leftover);
         let mut tracker = Tracker::default();
-        let database = login
-            .key
-            .params()
-            .iter()
-            .find(|(k, _)| k == "database")
-            .map_or(login.user, |(_, v)| v.as_str());
+        let database = login.key.shared_database();
         let registered = ctx.shared.sessions.register(NewSession {
             id: login.session,
             peer: ctx.peer,
-            user: login.user,
-            database,
+            user: Arc::clone(login.key.shared_user()),
+            database: Arc::clone(database),
             state: ClientState::Idle,
             node: Some(lease.conn().node),
         });
@@ -117,7 +112,14 @@ impl<'a> Session<'a> {
         let nodes = config.nodes.len();
         let keys = ctx.pool.statement_keys();
         let first = lease.conn().node;
-        let mut route = RouteState::new(database, configured, first, nodes, max_state, keys);
+        let mut route = RouteState::new(
+            Arc::clone(database),
+            configured,
+            first,
+            nodes,
+            max_state,
+            keys,
+        );
         route.scope = scope_from_config(config.routing.scope);
         let defaults = super::local::Defaults {
             consistency: configured,
@@ -140,6 +142,7 @@ impl<'a> Session<'a> {
                 client_pid: cancel_key.pid,
                 backend_pid: lease.conn().key.pid,
                 node: lease.conn().node_name.clone(),
+                node_index: lease.conn().node,
             },
             ctx,
             client,
@@ -240,7 +243,7 @@ impl<'a> Session<'a> {
         let current = leases.current_mut();
         let identity = &mut self.identity;
         identity.backend_pid = current.conn().key.pid;
-        identity.node.clone_from(&current.conn().node_name);
+        identity.name_node_of(current.conn());
         self.ctx.shared.sessions.backend_used(
             current.conn().node,
             identity.backend_pid,

@@ -44,7 +44,7 @@ pub async fn exchange_many(
 ) -> Result<Answer, ProxyError> {
     let node = conn.node_name.clone();
     let io = |source| ProxyError::BackendIo {
-        node: node.clone(),
+        node: node.to_string(),
         source,
     };
     let work = async {
@@ -56,7 +56,7 @@ pub async fn exchange_many(
             let (tag, body) = read_message(&mut conn.stream, &mut inbuf, MAX_ANSWER_MESSAGE)
                 .await
                 .map_err(|e| ProxyError::BackendProtocol {
-                    node: node.clone(),
+                    node: node.to_string(),
                     message: e.to_string(),
                 })?;
             match tag {
@@ -94,7 +94,7 @@ pub async fn drain_answers(conn: &mut BackendConn, answers: usize) -> Result<(),
             let (tag, _) = read_message(&mut conn.stream, &mut inbuf, MAX_ANSWER_MESSAGE)
                 .await
                 .map_err(|e| ProxyError::BackendProtocol {
-                    node: node.clone(),
+                    node: node.to_string(),
                     message: e.to_string(),
                 })?;
             if tag == tag::READY_FOR_QUERY {
@@ -105,7 +105,7 @@ pub async fn drain_answers(conn: &mut BackendConn, answers: usize) -> Result<(),
             Ok(())
         } else {
             Err(ProxyError::BackendProtocol {
-                node: node.clone(),
+                node: node.to_string(),
                 message: "unexpected bytes after the proxy's own answers".into(),
             })
         }
@@ -114,7 +114,7 @@ pub async fn drain_answers(conn: &mut BackendConn, answers: usize) -> Result<(),
         .await
         .unwrap_or_else(|_| {
             Err(ProxyError::BackendIo {
-                node: node.clone(),
+                node: node.to_string(),
                 source: std::io::ErrorKind::TimedOut.into(),
             })
         })

@@ -82,8 +82,23 @@ pub struct Identity {
     pub client_pid: i32,
     /// The pid of the backend the session currently uses.
     pub backend_pid: i32,
-    /// The node that backend belongs to, for error messages.
-    pub node: String,
+    /// The name of the node that backend belongs to, for error messages.
+    pub node: std::sync::Arc<str>,
+    /// That node's index.
+    pub node_index: usize,
+}
+
+impl Identity {
+    /// Names the node of `conn`, the session's connection now. The names
+    /// are compared by index: nodes are fixed while pgrelay runs, most
+    /// transactions stay on one, and each connection has its own copy of
+    /// the name (replacing the Arc is two atomic operations).
+    pub fn name_node_of(&mut self, conn: &crate::backend::BackendConn) {
+        if self.node_index != conn.node {
+            self.node = std::sync::Arc::clone(&conn.node_name);
+            self.node_index = conn.node;
+        }
+    }
 }
 
 /// Enough of an ErrorResponse for its severity and SQLSTATE, which
@@ -483,6 +498,7 @@ mod tests {
             client_pid: 1_048_576,
             backend_pid: 4242,
             node: "pg1".into(),
+            node_index: 0,
         };
         let nobody = |_| None;
         let mut own = b"A\0\0\0\x0e\0\0\x10\x92c\0p\0".to_vec();

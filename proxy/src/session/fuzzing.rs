@@ -105,7 +105,7 @@ pub fn client_stream(data: &[u8]) {
     let router = router(&shared);
     let mut tracker = Tracker::default();
     let mut route = RouteState::new(
-        "db",
+        "db".into(),
         Consistency::ReadYourWrites,
         0,
         2,
@@ -228,6 +228,7 @@ pub fn server_stream(data: &[u8]) {
         client_pid: 1 << 20,
         backend_pid: 4242,
         node: "pg1".into(),
+        node_index: 0,
     };
     let mut down = Pump::new(MAX_MESSAGE);
     let mut sink: Vec<u8> = Vec::new();

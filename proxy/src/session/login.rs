@@ -50,7 +50,7 @@ pub struct Login {
     pub cancel_key: CancelKey,
     pub leftover: BytesMut,
     /// The user and startup parameters, for connections to other nodes.
-    pub user: String,
+    pub user: std::sync::Arc<str>,
     pub key: std::sync::Arc<LoginKey>,
     /// How those connections log in.
     pub credential: NodeCredential,
@@ -106,8 +106,14 @@ pub async fn login(
         cert_hash: cert_hash.as_deref(),
         deadline,
     };
-    if identity.database == CONSOLE_DATABASE {
-        let user = Box::pin(prove_admin(ctx, &config, identity.user, exchange)).await?;
+    if *identity.database == *CONSOLE_DATABASE {
+        let user = Box::pin(prove_admin(
+            ctx,
+            &config,
+            identity.user.to_string(),
+            exchange,
+        ))
+        .await?;
         return Ok(Some(Entry::Console(ConsoleLogin {
             user,
             leftover: inbuf,
@@ -294,8 +300,8 @@ fn claimed_identity(params: &StartupParams) -> Result<Identity, ProxyError> {
         ));
     }
     Ok(Identity {
-        user: user.to_owned(),
-        database: params.database().unwrap_or(user).to_owned(),
+        user: user.into(),
+        database: params.database().unwrap_or(user).into(),
     })
 }
 

@@ -64,7 +64,9 @@ pub async fn recover(
         if loss == Loss::Idle {
             let _ = tokio::time::timeout(TELL_LOST_STATE_WITHIN, client.readable()).await;
         }
-        return Err(ProxyError::SessionStateLost { node: lost_name });
+        return Err(ProxyError::SessionStateLost {
+            node: lost_name.to_string(),
+        });
     }
     let in_transaction = tracker.status() != TxStatus::Idle;
     let rerun = match loss {

@@ -129,36 +129,80 @@ pub fn parse(packet: &[u8]) -> Result<StartupRequest, StartupError> {
     }
 }
 
-fn parse_params(protocol: u32, mut body: &[u8]) -> Result<StartupRequest, StartupError> {
+/// Parameters as PostgreSQL lays them out: name and value pairs, each
+/// NUL-terminated, then one more NUL as the packet's last byte (a byte
+/// after it is refused, as PostgreSQL refuses it).
+fn parse_params(protocol: u32, body: &[u8]) -> Result<StartupRequest, StartupError> {
+    let Some((&0, pairs)) = body.split_last() else {
+        return Err(StartupError::Malformed);
+    };
+    // Checked once for the whole packet, which is the same as string by
+    // string: a NUL byte is never part of a multibyte character. Startup
+    // parameters are ASCII in practice; anything that is not UTF-8 is
+    // treated as malformed rather than guessed at.
+    let text = std::str::from_utf8(pairs).map_err(|_| StartupError::Malformed)?;
+    let mut rest = text;
     let mut params: Vec<(String, String)> = Vec::new();
-    // Seeded per set: the names are the client's, and a seeded foldhash
-    // costs a third of SipHash per insert.
-    let mut names: std::collections::HashSet<&str, foldhash::fast::RandomState> =
-        std::collections::HashSet::default();
-    loop {
-        let (name, rest) = cstr(body)?;
+    let mut seen = SeenNames::Few;
+    while !rest.is_empty() {
+        let (name, after) = until_nul(rest).ok_or(StartupError::Malformed)?;
+        let (value, after) = until_nul(after).ok_or(StartupError::Malformed)?;
         if name.is_empty() {
-            break;
+            // The terminator, with bytes after it.
+            return Err(StartupError::Malformed);
         }
-        let (value, rest) = cstr(rest)?;
-        if !names.insert(name) {
+        if !seen.insert(name, &params, text) {
             return Err(StartupError::DuplicateParameter(name.to_owned()));
         }
         params.push((name.to_owned(), value.to_owned()));
-        body = rest;
+        rest = after;
     }
     Ok(StartupRequest::Startup(StartupParams { protocol, params }))
 }
 
-/// A NUL-terminated string. Startup parameters are ASCII in practice;
-/// anything that is not UTF-8 is treated as malformed rather than guessed at.
-fn cstr(buf: &[u8]) -> Result<(&str, &[u8]), StartupError> {
-    let end = buf
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or(StartupError::Malformed)?;
-    let s = std::str::from_utf8(&buf[..end]).map_err(|_| StartupError::Malformed)?;
-    Ok((s, &buf[end + 1..]))
+/// The text up to the first NUL, and the text after it. A byte loop:
+/// `split_once('\0')` sets up a character search per call, which cost
+/// four times as many instructions on strings this short (callgrind).
+fn until_nul(text: &str) -> Option<(&str, &str)> {
+    let end = text.bytes().position(|b| b == 0)?;
+    // A NUL byte is a character of its own, so both cuts are boundaries.
+    Some((text.get(..end)?, text.get(end + 1..)?))
+}
+
+/// Up to this many parameters, a name is checked against the earlier ones
+/// one by one (a client sends three to five); past it, through a hash
+/// set, so that a packet of thousands of tiny parameters costs linear
+/// time, not quadratic.
+const FEW_PARAMETERS: usize = 16;
+
+/// The names of the parameters read so far, for refusing a second one.
+enum SeenNames<'a> {
+    /// Only those in the parameter list.
+    Few,
+    /// Seeded per set: the names are the client's, and a seeded foldhash
+    /// costs a third of SipHash per insert.
+    Many(std::collections::HashSet<&'a str, foldhash::fast::RandomState>),
+}
+
+impl<'a> SeenNames<'a> {
+    /// Notes `name`; `false` if it was seen before. `earlier`: the
+    /// parameters read before it; `text`: the packet's parameters, which
+    /// start with theirs.
+    fn insert(&mut self, name: &'a str, earlier: &[(String, String)], text: &'a str) -> bool {
+        match self {
+            SeenNames::Few if earlier.len() < FEW_PARAMETERS => {
+                earlier.iter().all(|(seen, _)| seen != name)
+            }
+            SeenNames::Few => {
+                let mut names: std::collections::HashSet<_, _> =
+                    text.split('\0').step_by(2).take(earlier.len()).collect();
+                let new = names.insert(name);
+                *self = SeenNames::Many(names);
+                new
+            }
+            SeenNames::Many(names) => names.insert(name),
+        }
+    }
 }
 
 fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
@@ -224,6 +268,85 @@ mod tests {
         }
         // Names are case-sensitive, as in PostgreSQL: `User` is not `user`.
         assert!(parse(&packet(PROTOCOL_3_0, b"user\0app\0User\0x\0\0")).is_ok());
+    }
+
+    #[test]
+    fn the_terminator_must_be_the_last_byte() {
+        for body in [
+            &b"user\0app\0\0x"[..],
+            b"user\0app\0\0\0",
+            b"user\0app\0\0database\0db\0\0",
+            b"user\0app\0",
+            b"user\0app\0database\0",
+            b"user\0",
+            b"",
+        ] {
+            let parsed = parse(&packet(PROTOCOL_3_0, body));
+            assert_eq!(parsed, Err(StartupError::Malformed), "{body:?}");
+        }
+        let Ok(StartupRequest::Startup(none)) = parse(&packet(PROTOCOL_3_0, b"\0")) else {
+            panic!("no parameters is a layout PostgreSQL accepts");
+        };
+        assert!(none.params.is_empty());
+        let Ok(StartupRequest::Startup(empty)) = parse(&packet(PROTOCOL_3_0, b"options\0\0\0"))
+        else {
+            panic!("an empty value is a value");
+        };
+        assert_eq!(empty.get("options"), Some(""));
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_malformed() {
+        for body in [&b"user\0\xff\0\0"[..], b"us\xc3\0app\0\0"] {
+            let parsed = parse(&packet(PROTOCOL_3_0, body));
+            assert_eq!(parsed, Err(StartupError::Malformed), "{body:?}");
+        }
+        let Ok(StartupRequest::Startup(p)) = parse(&packet(
+            PROTOCOL_3_0,
+            "application_name\0caf\u{e9}\0\0".as_bytes(),
+        )) else {
+            panic!("UTF-8 is accepted");
+        };
+        assert_eq!(p.get("application_name"), Some("caf\u{e9}"));
+    }
+
+    /// `n` distinct parameters, then `extra` (already NUL-terminated
+    /// pairs), then the terminator.
+    fn many(n: usize, extra: &str) -> Vec<u8> {
+        let mut body: String = (0..n).map(|i| format!("p{i}\0v\0")).collect();
+        body.push_str(extra);
+        body.push('\0');
+        packet(PROTOCOL_3_0, body.as_bytes())
+    }
+
+    #[test]
+    fn a_duplicate_is_found_however_many_parameters_come_first() {
+        for n in [
+            1,
+            FEW_PARAMETERS - 1,
+            FEW_PARAMETERS,
+            FEW_PARAMETERS + 1,
+            2_000,
+        ] {
+            let Ok(StartupRequest::Startup(p)) = parse(&many(n, "")) else {
+                panic!("{n} distinct parameters are accepted");
+            };
+            assert_eq!(p.params.len(), n);
+            for dup in ["p0\0w\0", &format!("p{}\0w\0", n - 1)] {
+                let parsed = parse(&many(n, dup));
+                assert!(
+                    matches!(parsed, Err(StartupError::DuplicateParameter(_))),
+                    "{n} then {dup:?}: {parsed:?}"
+                );
+            }
+            // A duplicate among the later ones, past the first few.
+            let late = parse(&many(n, "q\0a\0r\0b\0q\0c\0"));
+            assert_eq!(
+                late,
+                Err(StartupError::DuplicateParameter("q".into())),
+                "{n}"
+            );
+        }
     }
 
     #[test]

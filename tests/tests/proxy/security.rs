@@ -11,7 +11,7 @@ use anyhow::{Context, bail, ensure};
 use libtest_mimic::Trial;
 use pgrelay_tests::http;
 use pgrelay_tests::proxy::connect;
-use pgrelay_tests::raw::{Message, RawClient};
+use pgrelay_tests::raw::{Message, RawClient, startup_packet};
 use pgrelay_tests::{ProxyOptions, TestProxy};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
@@ -55,6 +55,11 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
             env,
             "security::show_config_masks_passwords_inside_conninfo",
             masked_config,
+        ),
+        trial(
+            env,
+            "security::parameters_after_the_startup_terminator_are_refused_as_postgresql_does",
+            after_terminator,
         ),
     ]
 }
@@ -114,6 +119,47 @@ async fn second_database(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(
         refusal.sqlstate().as_deref() == Some("08P01"),
         "{refusal:?}"
+    );
+    Ok(())
+}
+
+/// A startup packet whose parameter list goes on after its terminating
+/// NUL: PostgreSQL refuses it ("invalid startup packet layout"); pgrelay
+/// read up to the terminator and let the client in, with parameters the
+/// node would never have accepted ignored.
+async fn after_terminator(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut packet = startup_packet(&[("user", "postgres"), ("database", "postgres")]);
+    packet.extend_from_slice(b"user\0app\0\0");
+    let len = u32::try_from(packet.len())?.to_be_bytes();
+    packet[..4].copy_from_slice(&len);
+    let primary = env
+        .cluster
+        .nodes()
+        .first()
+        .context("a node")?
+        .addr()
+        .parse()?;
+    for (who, addr) in [("postgresql", primary), ("pgrelay", env.proxy.addr())] {
+        let mut client = RawClient::start_raw(addr, &packet).await?;
+        let answer = client.read_message().await?;
+        ensure!(answer.tag == b'E', "{who} answered {answer:?}");
+        ensure!(
+            answer.sqlstate().as_deref() == Some("08P01"),
+            "{who}: {answer:?}"
+        );
+        ensure!(
+            client
+                .closed_within(std::time::Duration::from_secs(5))
+                .await,
+            "{who} kept the connection open"
+        );
+    }
+    // And pgrelay goes on serving everyone else.
+    let client = connect(&env.proxy.conninfo("postgres", "postgres")).await?;
+    let rows = client.simple_query("SELECT 1").await?;
+    ensure!(
+        rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))),
+        "{rows:?}"
     );
     Ok(())
 }

@@ -52,7 +52,7 @@ impl Session<'_> {
         let sides = (&mut *self.client, &mut self.down);
         let (route, tracker) = (&mut self.route, &mut self.tracker);
         recover(self.ctx, leases, route, tracker, &self.login, sides, loss).await?;
-        self.identity.node = leases.current_mut().conn().node_name.clone();
+        self.identity.name_node_of(leases.current_mut().conn());
         self.up.discard_ready();
         self.down = Pump::new(self.max_message);
         Ok(Step::Continue)
@@ -67,7 +67,7 @@ impl Session<'_> {
         let (route, tracker) = (&mut self.route, &mut self.tracker);
         match retry_on_primary(self.ctx, leases, route, tracker, &self.login).await? {
             Some(answer) => self.send(&answer).await?,
-            None => self.identity.node = leases.current_mut().conn().node_name.clone(),
+            None => self.identity.name_node_of(leases.current_mut().conn()),
         }
         Ok(Step::Continue)
     }
@@ -134,7 +134,7 @@ pub(in crate::session) async fn resend(
         .send_all(&rerun.request)
         .await
         .map_err(|source| ProxyError::BackendIo {
-            node: conn.node_name.clone(),
+            node: conn.node_name.to_string(),
             source,
         })?;
     route.retry.skip_replies(rerun.skip);

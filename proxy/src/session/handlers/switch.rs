@@ -87,7 +87,7 @@ impl Session<'_> {
             Ok(()) => {}
         }
         self.route.hold_deadline = None;
-        self.identity.node = leases.current_mut().conn().node_name.clone();
+        self.identity.name_node_of(leases.current_mut().conn());
         self.route.head = HeadFrame::Decided;
         self.up.resume();
         Ok(Step::Continue)
@@ -189,5 +189,5 @@ fn failed_elsewhere(leases: &mut Leases, target: usize, error: &ProxyError) -> b
         return true;
     }
     let current = &leases.current_mut().conn().node_name;
-    error.backend_node().is_some_and(|n| n != current)
+    error.backend_node().is_some_and(|n| n != &**current)
 }

@@ -200,7 +200,7 @@ impl RouteState {
     }
 
     pub fn new(
-        database: &str,
+        database: std::sync::Arc<str>,
         consistency: Consistency,
         current: usize,
         nodes: usize,
@@ -208,7 +208,7 @@ impl RouteState {
         statement_keys: std::collections::hash_map::RandomState,
     ) -> RouteState {
         RouteState {
-            database: database.into(),
+            database,
             max_state,
             consistency,
             scope: Scope::Global,
