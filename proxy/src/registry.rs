@@ -63,8 +63,8 @@ const MAX_NOTIFIERS: usize = 65_536;
 pub struct SessionInfo {
     pub id: u64,
     pub peer: crate::net::Peer,
-    /// Shared with the session's login key, as is `database`: two
-    /// allocations fewer per client connection.
+    /// A client session's are shared with its login key, as is
+    /// `database`: two allocations fewer per client connection.
     pub user: Arc<str>,
     pub database: Arc<str>,
     pub since: SystemTime,

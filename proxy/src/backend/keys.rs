@@ -57,8 +57,8 @@ impl LoginKey {
         &self.user
     }
 
-    /// The database (the user's name when the client named none), to
-    /// share rather than copy.
+    /// The database (the user's name when the client named an empty one,
+    /// as in PostgreSQL), to share rather than copy.
     pub fn shared_database(&self) -> &Arc<str> {
         &self.database
     }
