@@ -68,6 +68,7 @@ fn start_with(
     let config = Arc::new(config);
     let local_addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
+    crate::listeners::prepare_tcp_listener(&listener)?;
     let (unix, socket_file) = match &config.listen.unix_socket_dir {
         Some(dir) => {
             let (unix, file) = SocketFile::bind(dir, local_addr.port())?;
