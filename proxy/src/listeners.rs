@@ -41,10 +41,11 @@ impl StdListeners {
 }
 
 impl Listeners {
-    /// The next client, from either socket. A TCP client's socket is set up
-    /// (no Nagle delay, keepalives; see [`prepare_tcp_listener`]) before it
-    /// is handed out; one that cannot be (its peer already gone) is
-    /// dropped. Errors are the accepts' own.
+    /// The next client, from either socket. A TCP client's socket has no
+    /// Nagle delay and sends keepalives: on Linux from its listener (see
+    /// [`prepare_tcp_listener`]), elsewhere set here, where one that cannot
+    /// be set up (its peer already gone) is dropped. Errors are the
+    /// accepts' own.
     pub async fn accept(&self) -> io::Result<(Stream, Peer)> {
         let tcp = async {
             loop {
@@ -71,7 +72,7 @@ impl Listeners {
 /// Linux gives an accepted TCP socket a copy of its listener's options
 /// (the kernel clones the listening socket), so there a client costs two
 /// `setsockopt` calls fewer: 18 system calls instead of 20 for a
-/// `pgbench -C -S` connection. The test below checks the inheritance.
+/// `pgbench -C -S` connection. The test below checks that it inherits.
 pub fn prepare_tcp_listener(listener: &std::net::TcpListener) -> io::Result<()> {
     let socket = SockRef::from(listener);
     socket.set_tcp_nodelay(true)?;
