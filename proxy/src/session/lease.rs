@@ -160,9 +160,11 @@ async fn open(
         tls,
     };
     let request = LoginRequest {
-        user: login.user,
+        user: login.key.shared_user(),
         params: key.login.params(),
-        secret: login.credential.secret(&shared.credentials, login.user),
+        secret: login
+            .credential
+            .secret(&shared.credentials, login.key.shared_user()),
     };
     let mut conn = connect(address, request, config.listen.login_timeout).await?;
     conn.permit = Some(permit);

@@ -50,7 +50,6 @@ pub struct Login {
     pub cancel_key: CancelKey,
     pub leftover: BytesMut,
     /// The user and startup parameters, for connections to other nodes.
-    pub user: std::sync::Arc<str>,
     pub key: std::sync::Arc<LoginKey>,
     /// How those connections log in.
     pub credential: NodeCredential,
@@ -129,7 +128,6 @@ pub async fn login(
     let login_as = LoginAs {
         session,
         key: &key,
-        user: &identity.user,
         credential: &credential,
     };
     let lease = lease_primary(ctx, &login_as).await?;
@@ -142,7 +140,6 @@ pub async fn login(
         lease,
         cancel_key,
         leftover: inbuf,
-        user: identity.user,
         key,
         credential,
         settings,

@@ -148,7 +148,6 @@ async fn serve(
         lease,
         cancel_key,
         leftover,
-        user,
         key,
         credential,
         settings,
@@ -156,7 +155,6 @@ async fn serve(
     let login = LoginAs {
         session: id,
         key: &key,
-        user: &user,
         credential: &credential,
     };
     let handover = Handover {

@@ -22,8 +22,8 @@ use super::steer::{BatchNeeds, RouteState};
 pub struct LoginAs<'a> {
     /// The session's id: whose state a pooled connection holds.
     pub session: u64,
+    /// Who logs in (its user among them) and with which parameters.
     pub key: &'a std::sync::Arc<crate::backend::LoginKey>,
-    pub user: &'a str,
     pub credential: &'a super::credential::NodeCredential,
 }
 
