@@ -3,6 +3,7 @@
 
 mod connect;
 mod idle;
+mod keepers;
 mod keys;
 mod limits;
 mod load;
@@ -17,6 +18,7 @@ mod waiters;
 pub use connect::{
     BackendConn, BackendKey, BackendSecret, LeftBy, LoginRequest, NodeAddress, connect,
 };
+pub use keepers::KeeperId;
 pub use keys::{LoginKey, PoolKey};
 pub use limits::{Permit, PoolId, PoolLimits, PoolReport, WorkerId};
 pub use load::NodeLoad;

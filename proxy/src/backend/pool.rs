@@ -10,12 +10,14 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::connect::{BackendConn, LeftBy};
 use super::idle::{IdleSet, Ranks};
+use super::keepers::{KeeperId, Keepers, KeptKind};
 use super::keys::{LoginKey, PoolKey};
 use super::limits::{Claim, Permit, PoolLimits, Ticket, Waiter, WorkerId};
 use super::load::{NodeCount, NodeLoad};
@@ -94,6 +96,9 @@ type Waiters = WaitQueues<PoolKey, Box<BackendConn>>;
 #[derive(Debug)]
 pub struct Pool {
     idle: RefCell<IdleSet<PoolKey, Parked>>,
+    /// Sessions of this worker keeping their connection between
+    /// transactions, for as long as nobody else needs it.
+    keepers: RefCell<Keepers>,
     /// Sessions of this worker waiting for a connection of a key, first
     /// come first served: a released connection goes straight to them.
     waiters: RefCell<Waiters>,
@@ -258,6 +263,7 @@ impl Pool {
         } = peers;
         Rc::new(Pool {
             idle: RefCell::new(IdleSet::new(usize::MAX, lifetimes.idle_timeout)),
+            keepers: RefCell::default(),
             waiters: RefCell::default(),
             wait_alarm: Cell::new(None),
             waiter_queued: Notify::new(),
@@ -272,8 +278,10 @@ impl Pool {
         })
     }
 
-    /// A pooled connection for `key`, or room for a new one; waits for
-    /// either (in turn with the other clients) up to `max_wait`.
+    /// A pooled connection for `key`, or room for a new one, or else one a
+    /// session of this worker keeps between transactions (recalled from
+    /// it); waits for any (in turn with the other clients) up to
+    /// `max_wait`.
     /// `waited` is told how long a client had to wait, when it had to.
     pub async fn acquire(
         self: &Rc<Pool>,
@@ -287,6 +295,13 @@ impl Pool {
         let id = key.id();
         if let Some(permit) = self.limits.try_acquire(&id) {
             return Ok(Acquired::Room(permit));
+        }
+        if self.recall_one(key) {
+            // The session keeping it runs first and gives it back.
+            tokio::task::yield_now().await;
+            if let Some(lease) = self.take(key, preference, Take::Any) {
+                return Ok(Acquired::Pooled(Box::new(lease)));
+            }
         }
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + max_wait;
@@ -540,11 +555,14 @@ impl Pool {
     }
 
     /// Gives the idle connections a client waiting on another worker
-    /// needs to it (moved or, for their room, closed).
+    /// needs to it (moved or, for their room, closed). Kept ones are
+    /// recalled: they come back through [`Pool::place`], which does the
+    /// same.
     pub fn shed_wanted(&self) {
         if !self.limits.anyone_waiting() {
             return;
         }
+        self.recall_all();
         let limits = &self.limits;
         let wanted = self
             .idle
@@ -571,6 +589,7 @@ impl Pool {
     /// Closes the idle connections to `database` on every node, and the
     /// ones that come back to it over the next seconds.
     pub fn close_database(&self, database: &str) {
+        self.recall_all();
         self.doomed
             .borrow_mut()
             .push((database.to_owned(), Instant::now()));
@@ -590,12 +609,68 @@ impl Pool {
     /// crashed, failing over) are as good as lost, even if their backends
     /// have not noticed yet.
     pub fn discard_node(&self, node: usize) {
+        self.recall_all();
         self.idle.borrow_mut().clear_node(node);
     }
 
     /// Closes every idle connection (shutdown).
     pub fn clear(&self) {
+        self.recall_all();
         self.idle.borrow_mut().clear();
+    }
+
+    /// A place among the sessions that may keep a connection between
+    /// transactions (see `keepers.rs`).
+    pub fn keeper_join(&self) -> KeeperId {
+        self.keepers.borrow_mut().join()
+    }
+
+    pub fn keeper_leave(&self, id: KeeperId) {
+        self.keepers.borrow_mut().leave(id);
+    }
+
+    /// Whether a session may keep its connection like `key`'s after a
+    /// transaction that ended at `now`: nobody waits for one, no recall
+    /// was needed lately, and no database is being dropped.
+    pub fn may_keep(&self, key: &PoolKey, now: Instant) -> bool {
+        self.keepers.borrow().may_keep(now)
+            && !self.limits.anyone_waiting()
+            && self.doomed.borrow().is_empty()
+            && !self.waiters.borrow().waits_for(key)
+    }
+
+    /// Session `id` keeps its connection like `key`'s.
+    pub fn keep(&self, id: KeeperId, key: &PoolKey) {
+        let kind = KeptKind {
+            node: key.node,
+            params_hash: key.login.params_hash(),
+        };
+        self.keepers.borrow_mut().start(id, kind);
+    }
+
+    /// Session `id` stops keeping; `true` if it was recalled.
+    pub fn stop_keeping(&self, id: KeeperId) -> bool {
+        self.keepers.borrow_mut().stop(id)
+    }
+
+    /// Ready once session `id`'s kept connection is wanted back.
+    pub fn poll_recalled(&self, id: KeeperId, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        self.keepers.borrow_mut().poll_recalled(id, cx)
+    }
+
+    /// Asks a session keeping a connection like `key`'s for it.
+    fn recall_one(&self, key: &PoolKey) -> bool {
+        let kind = KeptKind {
+            node: key.node,
+            params_hash: key.login.params_hash(),
+        };
+        let mut keepers = self.keepers.borrow_mut();
+        keepers.kept() > 0 && keepers.recall_one(kind, Instant::now())
+    }
+
+    /// Asks every session keeping a connection for it.
+    pub fn recall_all(&self) {
+        self.keepers.borrow_mut().recall_all();
     }
 }
 
@@ -622,6 +697,11 @@ impl Lease {
 
     pub fn conn_mut(&mut self) -> &mut BackendConn {
         &mut self.conn
+    }
+
+    /// The pool the connection is in.
+    pub fn key(&self) -> &PoolKey {
+        &self.key
     }
 
     /// See [`Pool::contended`].

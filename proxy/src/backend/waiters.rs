@@ -79,7 +79,8 @@ impl<K: Hash + Eq, T> WaitQueues<K, T> {
 
     /// Whether a session waits for `key`.
     pub fn waits_for(&self, key: &K) -> bool {
-        self.by_key.get(key).is_some_and(|q| !q.is_empty())
+        // Emptied queues are removed: nearly always nobody waits at all.
+        !self.by_key.is_empty() && self.by_key.get(key).is_some_and(|q| !q.is_empty())
     }
 
     /// Drops the waiters of `key` that stopped waiting.

@@ -4,10 +4,11 @@
 //! it to its handler (see `handlers`).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 
-use crate::backend::{Lease, Reuse};
+use crate::backend::{KeeperId, Lease, Reuse};
 use crate::cancel::{CancelKey, CancelTarget};
 use crate::config::PoolMode;
 use crate::error::ProxyError;
@@ -22,6 +23,7 @@ use crate::wire::pump::Pump;
 use super::SessionContext;
 use super::exchange;
 use super::forward::{ForwardEnd, Identity, Pumps, Release, forward};
+use super::keep::Kept;
 use super::leases::Leases;
 use super::recover::Loss;
 use super::resume::resume;
@@ -76,6 +78,11 @@ pub(super) struct Session<'a> {
     /// Between transactions: how long the client has been quiet.
     pub(super) quiet: QuietSpell,
     pub(super) release: Release,
+    /// Its place among the pool's keepers, once it has kept a connection.
+    pub(super) keeper: Option<KeeperId>,
+    pub(super) kept: Kept,
+    /// The connection (by id) the cancel key and registry entry point at.
+    pub(super) pointed: Option<u64>,
 }
 
 impl<'a> Session<'a> {
@@ -158,6 +165,9 @@ impl<'a> Session<'a> {
             watch: ctx.shutdown.watch(),
             quiet: QuietSpell::default(),
             release,
+            keeper: None,
+            kept: Kept::Nothing,
+            pointed: None,
         }
     }
 
@@ -172,6 +182,13 @@ impl<'a> Session<'a> {
             }
         };
         self.ctx.sweep.forget(&self.quiet);
+        if let Kept::Connection(id) = self.kept {
+            self.ctx.pool.stop_keeping(id);
+            self.kept = Kept::Nothing;
+        }
+        if let Some(id) = self.keeper.take() {
+            self.ctx.pool.keeper_leave(id);
+        }
         match ended {
             Ok(end) => {
                 self.finish(end).await;
@@ -186,6 +203,11 @@ impl<'a> Session<'a> {
 
     /// One forwarding phase and what follows it.
     async fn step(&mut self) -> Result<Step, ProxyError> {
+        if let Kept::Connection(id) = self.kept
+            && let Some(end) = self.wait_kept(id).await?
+        {
+            return Ok(Step::End(end));
+        }
         if self.held.is_none()
             && let Some(end) = self.resume().await?
         {
@@ -206,7 +228,11 @@ impl<'a> Session<'a> {
                     // after this session's next read.
                     Box::pin(self.position_while_idle()).await?;
                 }
-                Ok(self.on_released())
+                let now = self.tracker.take_answered_at().unwrap_or_else(Instant::now);
+                if self.try_keep(now) {
+                    return Ok(Step::Continue);
+                }
+                Ok(self.on_released(now))
             }
             ForwardEnd::PositionDue => {
                 Box::pin(self.position_while_idle()).await?;
@@ -242,19 +268,22 @@ impl<'a> Session<'a> {
         };
         let current = leases.current_mut();
         let identity = &mut self.identity;
-        identity.backend_pid = current.conn().key.pid;
-        identity.name_node_of(current.conn());
+        if self.pointed != Some(current.conn().id) {
+            identity.backend_pid = current.conn().key.pid;
+            identity.name_node_of(current.conn());
+            self.cancel_key.set_target(Some(CancelTarget {
+                node: current.conn().node,
+                addr: current.conn().peer.clone(),
+                key: current.conn().key,
+            }));
+            self.registered.info.set_node(current.conn().node);
+            self.pointed = Some(current.conn().id);
+        }
         self.ctx.shared.sessions.backend_used(
             current.conn().node,
             identity.backend_pid,
             identity.client_pid,
         );
-        self.cancel_key.set_target(Some(CancelTarget {
-            node: current.conn().node,
-            addr: current.conn().peer.clone(),
-            key: current.conn().key,
-        }));
-        self.registered.info.set_node(current.conn().node);
         let pumps = Pumps {
             up: &mut self.up,
             down: &mut self.down,
@@ -270,10 +299,16 @@ impl<'a> Session<'a> {
         forward(&mut *self.client, stream, pumps).await.map(Some)
     }
 
+    /// The session holds no connection its cancel key could reach.
+    pub(super) fn point_nowhere(&mut self) {
+        self.cancel_key.set_target(None);
+        self.pointed = None;
+    }
+
     /// The session ends on an error: its cancel key leads nowhere any
     /// more, and every connection it holds is closed.
     fn abandon(&mut self) {
-        self.cancel_key.set_target(None);
+        self.point_nowhere();
         if let Some(leases) = self.held.take() {
             leases.release_all(Reuse::Close, Reuse::Close);
         }
@@ -287,7 +322,7 @@ impl<'a> Session<'a> {
             let key = &self.cancel_key;
             self.ctx.shared.cancels.cancel(key.pid, key.secret).await;
         }
-        self.cancel_key.set_target(None);
+        self.point_nowhere();
         if let Some(leases) = self.held.take() {
             let state = (&self.tracker, &mut self.route);
             give_back(leases, end, state, (&self.up, &self.down)).await;

@@ -51,6 +51,11 @@ impl Leases {
         self.others.iter_mut().for_each(each);
     }
 
+    /// The session's one connection, if it holds no other.
+    pub fn only(&self) -> Option<&Lease> {
+        self.others.is_empty().then_some(&self.current)
+    }
+
     pub fn current_node(&self) -> usize {
         self.current.conn().node
     }

@@ -11,6 +11,7 @@ mod forward;
 mod functions;
 pub mod fuzzing;
 mod handlers;
+mod keep;
 mod lease;
 mod leases;
 mod local;

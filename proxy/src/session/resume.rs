@@ -3,7 +3,7 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use crate::error::ProxyError;
 use crate::idle_sweep::QuietSpell;
@@ -21,7 +21,7 @@ use super::steer::RouteState;
 use super::switch::{LoginAs, drop_stale_sql_prepared, replay_settings, setup_due};
 
 /// What arrived while the session had no connection.
-enum Arrival {
+pub(super) enum Arrival {
     Bytes,
     Eof,
     Shutdown(Phase),
@@ -33,19 +33,26 @@ async fn arrive(
     up: &mut Pump,
     watch: &mut ShutdownWatch,
 ) -> Result<Arrival, ProxyError> {
-    poll_fn(|cx| {
-        match up.poll_fill(cx, Pin::new(&mut *client)) {
-            Poll::Ready(Ok(true)) => return Poll::Ready(Ok(Arrival::Bytes)),
-            Poll::Ready(Ok(false)) => return Poll::Ready(Ok(Arrival::Eof)),
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(ProxyError::ClientIo(e))),
-            Poll::Pending => {}
-        }
-        match watch.poll_phase(cx) {
-            Phase::Running => Poll::Pending,
-            phase => Poll::Ready(Ok(Arrival::Shutdown(phase))),
-        }
-    })
-    .await
+    poll_fn(|cx| poll_arrival(cx, client, up, watch)).await
+}
+
+/// Ready with the client's next bytes, or with shutdown.
+pub(super) fn poll_arrival(
+    cx: &mut Context<'_>,
+    client: &mut Stream,
+    up: &mut Pump,
+    watch: &mut ShutdownWatch,
+) -> Poll<Result<Arrival, ProxyError>> {
+    match up.poll_fill(cx, Pin::new(&mut *client)) {
+        Poll::Ready(Ok(true)) => return Poll::Ready(Ok(Arrival::Bytes)),
+        Poll::Ready(Ok(false)) => return Poll::Ready(Ok(Arrival::Eof)),
+        Poll::Ready(Err(e)) => return Poll::Ready(Err(ProxyError::ClientIo(e))),
+        Poll::Pending => {}
+    }
+    match watch.poll_phase(cx) {
+        Phase::Running => Poll::Pending,
+        phase => Poll::Ready(Ok(Arrival::Shutdown(phase))),
+    }
 }
 
 /// Waits (holding no backend connection) until the client sends

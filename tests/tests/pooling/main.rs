@@ -6,6 +6,7 @@ mod churn;
 mod env;
 mod identity;
 mod isolation;
+mod keeping;
 mod limits;
 mod pgbench;
 mod statements;
@@ -26,5 +27,6 @@ fn main() -> ExitCode {
     trials.extend(identity::trials(&env));
     trials.extend(statements::trials(&env));
     trials.extend(workers::trials(&env));
+    trials.extend(keeping::trials(&env));
     pgrelay_tests::shared_env::conclude(&args, trials, env)
 }

@@ -26,11 +26,11 @@ impl Session<'_> {
     /// Nothing is in flight and nothing pins the session
     /// (`ForwardEnd::Released`): its connections go back to the pool until
     /// the client's next request.
-    pub(in crate::session) fn on_released(&mut self) -> Step {
-        self.cancel_key.set_target(None);
+    /// `now`: the time the connections are idle from.
+    pub(in crate::session) fn on_released(&mut self, now: Instant) -> Step {
+        self.point_nowhere();
         let route = &mut self.route;
         let errors = self.tracker.errors();
-        let now = self.tracker.take_answered_at().unwrap_or_else(Instant::now);
         let left = self.held.take().map_or_else(Vec::new, |mut leases| {
             leases.for_each_mut(|lease| route.detach(lease.conn_mut(), errors));
             let dirty = |node| route.is_dirty(node);

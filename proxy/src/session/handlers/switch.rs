@@ -124,7 +124,7 @@ impl Session<'_> {
         let dirty = |n| route.is_dirty(n);
         let left = leases.release_between_transactions(self.login.session, dirty, Instant::now());
         route.backends_released(&left);
-        self.cancel_key.set_target(None);
+        self.point_nowhere();
         let lease = match self.lease_for_switch(node).await {
             Ok(lease) => lease,
             Err(e) => {
