@@ -629,14 +629,18 @@ impl Pool {
         self.keepers.borrow_mut().leave(id);
     }
 
-    /// Whether a session may keep its connection like `key`'s after a
-    /// transaction that ended at `now`: nobody waits for one, no recall
-    /// was needed lately, and no database is being dropped.
-    pub fn may_keep(&self, key: &PoolKey, now: Instant) -> bool {
+    /// Whether a session may keep `lease` after a transaction that ended
+    /// at `now`: nobody waits for a connection like it, no recall was
+    /// needed lately, no database is being dropped, and the connection
+    /// is within its lifetime (handed back past it, it is closed).
+    pub fn may_keep(&self, lease: &Lease, now: Instant) -> bool {
         self.keepers.borrow().may_keep(now)
             && !self.limits.anyone_waiting()
             && self.doomed.borrow().is_empty()
-            && !self.waiters.borrow().waits_for(key)
+            && !self.waiters.borrow().waits_for(&lease.key)
+            && (lease.conn.opened)
+                .checked_add(self.lifetimes.lifetime)
+                .is_none_or(|end| now < end)
     }
 
     /// Session `id` keeps its connection like `key`'s.

@@ -182,7 +182,7 @@ impl<'a> Session<'a> {
             }
         };
         self.ctx.sweep.forget(&self.quiet);
-        if let Kept::Connection(id) = self.kept {
+        if let Kept::Connection { id, .. } = self.kept {
             self.ctx.pool.stop_keeping(id);
             self.kept = Kept::Nothing;
         }
@@ -203,8 +203,8 @@ impl<'a> Session<'a> {
 
     /// One forwarding phase and what follows it.
     async fn step(&mut self) -> Result<Step, ProxyError> {
-        if let Kept::Connection(id) = self.kept
-            && let Some(end) = self.wait_kept(id).await?
+        if let Kept::Connection { id, since } = self.kept
+            && let Some(end) = self.wait_kept(id, since).await?
         {
             return Ok(Step::End(end));
         }

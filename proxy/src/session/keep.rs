@@ -24,8 +24,12 @@ use super::resume::{Arrival, poll_arrival};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kept {
     Nothing,
-    /// Its one connection, as a keeper of its worker's pool.
-    Connection(KeeperId),
+    /// Its one connection, as a keeper of its worker's pool, idle since
+    /// `since`.
+    Connection {
+        id: KeeperId,
+        since: Instant,
+    },
 }
 
 impl Session<'_> {
@@ -36,21 +40,23 @@ impl Session<'_> {
             return false;
         };
         let pool = &self.ctx.pool;
-        if !pool.may_keep(lease.key(), now) {
+        if !pool.may_keep(lease, now) {
             return false;
         }
         let id = *self.keeper.get_or_insert_with(|| pool.keeper_join());
         pool.keep(id, lease.key());
-        self.kept = Kept::Connection(id);
+        self.kept = Kept::Connection { id, since: now };
         true
     }
 
     /// Waits with the kept connection for the client's next request; gives
     /// the connection back first if the pool recalls it or the client
-    /// stays quiet. `Some(end)`: the session ends instead.
+    /// stays quiet. `Some(end)`: the session ends instead. `since`: when
+    /// the connection went idle.
     pub(super) async fn wait_kept(
         &mut self,
         id: KeeperId,
+        since: Instant,
     ) -> Result<Option<ForwardEnd>, ProxyError> {
         let pool = &self.ctx.pool;
         let sweep = &self.ctx.sweep;
@@ -76,7 +82,7 @@ impl Session<'_> {
         let arrival = match arrived {
             Some(arrival) => arrival?,
             None => {
-                self.on_released(Instant::now());
+                self.on_released(since);
                 return Ok(None);
             }
         };
@@ -101,7 +107,7 @@ impl Session<'_> {
         // The session ends between transactions: the connection goes back
         // as it would have at the transaction's end (the client's
         // Terminate, still buffered, must not make it look mid-request).
-        self.on_released(Instant::now());
+        self.on_released(since);
         Ok(Some(end))
     }
 

@@ -30,6 +30,11 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
             "keeping::a_kept_connection_the_server_ended_is_replaced_unseen",
             ended_by_server,
         ),
+        trial(
+            env,
+            "keeping::a_busy_client_does_not_keep_a_connection_past_its_lifetime",
+            past_lifetime,
+        ),
     ]
 }
 
@@ -126,4 +131,49 @@ async fn ended_by_server(env: Arc<Env>) -> anyhow::Result<()> {
         ensure!(!rows.is_empty());
     }
     Ok(())
+}
+
+/// A client that never pauses long enough to give its connection back by
+/// itself: past `server_lifetime` the connection is closed all the same
+/// and the client goes on on a new one.
+async fn past_lifetime(env: Arc<Env>) -> anyhow::Result<()> {
+    let proxy = TestProxy::start(
+        &env.cluster,
+        ProxyOptions {
+            pool: "server_lifetime = \"1s\"".into(),
+            routing: "consistency = \"strong\"".into(),
+            ..ProxyOptions::default()
+        },
+    )
+    .await?;
+    let conninfo = format!(
+        "{} application_name=kept_lifetime",
+        proxy.conninfo("postgres", "postgres")
+    );
+    let client = connect(&conninfo).await?;
+    client.simple_query("SELECT 1").await?;
+    let primary = env.cluster.client(0).await?;
+    let pids = || async {
+        let rows = primary
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'kept_lifetime'",
+                &[],
+            )
+            .await?;
+        anyhow::Ok(rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>())
+    };
+    let first = pids().await?;
+    ensure!(first.len() == 1, "the client's connections: {first:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        client.simple_query("SELECT 1").await?;
+        let now = pids().await?;
+        if !now.is_empty() && !now.contains(&first[0]) {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the connection outlived server_lifetime by far: {now:?}"
+        );
+    }
 }
