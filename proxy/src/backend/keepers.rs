@@ -33,6 +33,15 @@ pub struct KeptKind {
     pub params_hash: u64,
 }
 
+/// What a recalled session does with the connection it kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recall {
+    /// Gives it back as at the transaction's end: someone needs it.
+    GiveBack,
+    /// Closes it: its node was lost, or pgrelay stops.
+    Close,
+}
+
 /// Where one session stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stand {
@@ -43,7 +52,7 @@ enum Stand {
     /// The session keeps a connection of this kind.
     Keeping(KeptKind),
     /// The pool asked for it back; the session has not answered yet.
-    Recalled,
+    Recalled(Recall),
 }
 
 #[derive(Debug)]
@@ -106,22 +115,21 @@ impl Keepers {
     }
 
     /// Session `id` stops keeping (its client sent a request, or it gives
-    /// the connection back). Returns whether the pool had recalled it.
-    pub fn stop(&mut self, id: KeeperId) -> bool {
-        let Some(place) = self.places.get_mut(id) else {
-            return false;
-        };
+    /// the connection back). Returns how the pool had recalled it, if it
+    /// had.
+    pub fn stop(&mut self, id: KeeperId) -> Option<Recall> {
+        let place = self.places.get_mut(id)?;
         match place.stand {
             Stand::Keeping(_) => {
                 self.keeping -= 1;
                 place.stand = Stand::Idle;
-                false
+                None
             }
-            Stand::Recalled => {
+            Stand::Recalled(how) => {
                 place.stand = Stand::Idle;
-                true
+                Some(how)
             }
-            Stand::Idle | Stand::Vacant => false,
+            Stand::Idle | Stand::Vacant => None,
         }
     }
 
@@ -158,28 +166,30 @@ impl Keepers {
             .position(|p| p.stand == Stand::Keeping(kind));
         match found {
             Some(id) => {
-                self.recall(id);
+                self.recall(id, Recall::GiveBack);
                 true
             }
             None => false,
         }
     }
 
-    /// Recalls every kept connection.
-    pub fn recall_all(&mut self) {
+    /// Recalls every kept connection (of `node`, if given).
+    pub fn recall_all(&mut self, node: Option<usize>, how: Recall) {
         if self.keeping == 0 {
             return;
         }
         for id in 0..self.places.len() {
-            if matches!(self.places[id].stand, Stand::Keeping(_)) {
-                self.recall(id);
+            if let Stand::Keeping(kind) = self.places[id].stand
+                && node.is_none_or(|n| n == kind.node)
+            {
+                self.recall(id, how);
             }
         }
     }
 
-    fn recall(&mut self, id: KeeperId) {
+    fn recall(&mut self, id: KeeperId, how: Recall) {
         let place = &mut self.places[id];
-        place.stand = Stand::Recalled;
+        place.stand = Stand::Recalled(how);
         self.keeping -= 1;
         if let Some(waker) = &place.waker {
             waker.wake_by_ref();
@@ -219,9 +229,13 @@ mod tests {
         assert!(!is_recalled(&mut keepers, a));
         assert!(is_recalled(&mut keepers, b));
         assert_eq!(keepers.kept(), 1);
-        assert!(keepers.stop(b), "b learns it was recalled");
+        assert_eq!(
+            keepers.stop(b),
+            Some(Recall::GiveBack),
+            "b learns it was recalled"
+        );
         assert!(!keepers.recall_one(KIND, now), "nobody keeps one like it");
-        assert!(!keepers.stop(a), "a stopped on its own");
+        assert_eq!(keepers.stop(a), None, "a stopped on its own");
         assert_eq!(keepers.kept(), 0);
     }
 
@@ -257,11 +271,23 @@ mod tests {
         for &id in &ids {
             keepers.start(id, KIND);
         }
-        keepers.recall_all();
+        keepers.recall_all(None, Recall::GiveBack);
         assert_eq!(keepers.kept(), 0);
         assert!(ids.iter().all(|&id| is_recalled(&mut keepers, id)));
         keepers.leave(ids[2]);
         assert_eq!(keepers.join(), ids[2]);
+    }
+
+    #[test]
+    fn a_lost_node_closes_only_the_connections_kept_to_it() {
+        let mut keepers = Keepers::default();
+        let (a, b) = (keepers.join(), keepers.join());
+        keepers.start(a, KIND);
+        keepers.start(b, KeptKind { node: 1, ..KIND });
+        keepers.recall_all(Some(1), Recall::Close);
+        assert_eq!(keepers.kept(), 1);
+        assert_eq!(keepers.stop(a), None);
+        assert_eq!(keepers.stop(b), Some(Recall::Close));
     }
 
     #[test]

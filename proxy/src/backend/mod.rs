@@ -18,12 +18,13 @@ mod waiters;
 pub use connect::{
     BackendConn, BackendKey, BackendSecret, LeftBy, LoginRequest, NodeAddress, connect,
 };
-pub use keepers::KeeperId;
+pub use keepers::{KeeperId, Recall};
 pub use keys::{LoginKey, PoolKey};
 pub use limits::{Permit, PoolId, PoolLimits, PoolReport, WorkerId};
 pub use load::NodeLoad;
 pub use pool::{
-    Acquired, Lease, Lifetimes, Pool, PoolPeers, Preference, Reuse, Take, WaitedTooLong, Wanted,
+    Acquired, Lease, Lifetimes, Pool, PoolIdle, PoolPeers, Preference, Reuse, Take, WaitedTooLong,
+    Wanted,
 };
 pub use reset::reset;
 pub use statements::{Held, MAX_KEPT_PER_CONNECTION, NamedStatements};

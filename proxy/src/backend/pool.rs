@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 use super::connect::{BackendConn, LeftBy};
 use super::idle::{IdleSet, Ranks};
-use super::keepers::{KeeperId, Keepers, KeptKind};
+use super::keepers::{KeeperId, Keepers, KeptKind, Recall};
 use super::keys::{LoginKey, PoolKey};
 use super::limits::{Claim, Permit, PoolLimits, Ticket, Waiter, WorkerId};
 use super::load::{NodeCount, NodeLoad};
@@ -74,9 +74,11 @@ impl Parked {
     }
 }
 
-/// One idle connection in its pool's count (`SHOW POOLS`), while it lives.
+/// One idle connection in its pool's count (`SHOW POOLS`, and whether a
+/// client waiting on another worker asks the others for one), while it
+/// lives: parked, or kept by a session between transactions.
 #[derive(Debug)]
-struct PoolIdle(Arc<AtomicUsize>);
+pub struct PoolIdle(Arc<AtomicUsize>);
 
 impl PoolIdle {
     fn new(count: &Arc<AtomicUsize>) -> PoolIdle {
@@ -562,7 +564,7 @@ impl Pool {
         if !self.limits.anyone_waiting() {
             return;
         }
-        self.recall_all();
+        self.recall_all(None, Recall::GiveBack);
         let limits = &self.limits;
         let wanted = self
             .idle
@@ -589,7 +591,7 @@ impl Pool {
     /// Closes the idle connections to `database` on every node, and the
     /// ones that come back to it over the next seconds.
     pub fn close_database(&self, database: &str) {
-        self.recall_all();
+        self.recall_all(None, Recall::GiveBack);
         self.doomed
             .borrow_mut()
             .push((database.to_owned(), Instant::now()));
@@ -609,13 +611,13 @@ impl Pool {
     /// crashed, failing over) are as good as lost, even if their backends
     /// have not noticed yet.
     pub fn discard_node(&self, node: usize) {
-        self.recall_all();
+        self.recall_all(Some(node), Recall::Close);
         self.idle.borrow_mut().clear_node(node);
     }
 
     /// Closes every idle connection (shutdown).
     pub fn clear(&self) {
-        self.recall_all();
+        self.recall_all(None, Recall::Close);
         self.idle.borrow_mut().clear();
     }
 
@@ -643,17 +645,20 @@ impl Pool {
                 .is_none_or(|end| now < end)
     }
 
-    /// Session `id` keeps its connection like `key`'s.
-    pub fn keep(&self, id: KeeperId, key: &PoolKey) {
+    /// Session `id` keeps `lease`; it counts as idle in its pool while the
+    /// returned count lives.
+    pub fn keep(&self, id: KeeperId, lease: &Lease) -> Option<PoolIdle> {
         let kind = KeptKind {
-            node: key.node,
-            params_hash: key.login.params_hash(),
+            node: lease.key.node,
+            params_hash: lease.key.login.params_hash(),
         };
         self.keepers.borrow_mut().start(id, kind);
+        let permit = lease.conn.permit.as_ref()?;
+        Some(PoolIdle::new(permit.idle_count()))
     }
 
-    /// Session `id` stops keeping; `true` if it was recalled.
-    pub fn stop_keeping(&self, id: KeeperId) -> bool {
+    /// Session `id` stops keeping; says how it was recalled, if it was.
+    pub fn stop_keeping(&self, id: KeeperId) -> Option<Recall> {
         self.keepers.borrow_mut().stop(id)
     }
 
@@ -672,9 +677,10 @@ impl Pool {
         keepers.kept() > 0 && keepers.recall_one(kind, Instant::now())
     }
 
-    /// Asks every session keeping a connection for it.
-    pub fn recall_all(&self) {
-        self.keepers.borrow_mut().recall_all();
+    /// Asks every session keeping a connection (to `node`, if given) for
+    /// it.
+    fn recall_all(&self, node: Option<usize>, how: Recall) {
+        self.keepers.borrow_mut().recall_all(node, how);
     }
 }
 

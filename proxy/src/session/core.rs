@@ -203,7 +203,7 @@ impl<'a> Session<'a> {
 
     /// One forwarding phase and what follows it.
     async fn step(&mut self) -> Result<Step, ProxyError> {
-        if let Kept::Connection { id, since } = self.kept
+        if let Kept::Connection { id, since, .. } = self.kept
             && let Some(end) = self.wait_kept(id, since).await?
         {
             return Ok(Step::End(end));

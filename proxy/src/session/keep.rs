@@ -4,14 +4,14 @@
 //! been quiet for a while (see `backend/keepers.rs` for what it saves and
 //! when the pool recalls). A kept connection is not read from: whatever
 //! its server says meanwhile (a FATAL on shutdown, its end) is found when
-//! the client's next request comes, and the connection is then replaced
-//! as a pooled one would be, the client none the wiser.
+//! the connection is next used or given back, and the connection is then
+//! closed, the client none the wiser.
 
 use std::future::poll_fn;
 use std::task::Poll;
 use std::time::Instant;
 
-use crate::backend::{KeeperId, Reuse};
+use crate::backend::{KeeperId, PoolIdle, Recall, Reuse};
 use crate::error::ProxyError;
 use crate::shutdown::Phase;
 use crate::wire::tag;
@@ -21,14 +21,15 @@ use super::forward::ForwardEnd;
 use super::resume::{Arrival, poll_arrival};
 
 /// Whether the session keeps its connection between transactions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum Kept {
     Nothing,
     /// Its one connection, as a keeper of its worker's pool, idle since
-    /// `since`.
+    /// `since` and counted idle in its pool meanwhile.
     Connection {
         id: KeeperId,
         since: Instant,
+        _idle: Option<PoolIdle>,
     },
 }
 
@@ -44,8 +45,12 @@ impl Session<'_> {
             return false;
         }
         let id = *self.keeper.get_or_insert_with(|| pool.keeper_join());
-        pool.keep(id, lease.key());
-        self.kept = Kept::Connection { id, since: now };
+        let idle = pool.keep(id, lease);
+        self.kept = Kept::Connection {
+            id,
+            since: now,
+            _idle: idle,
+        };
         true
     }
 
@@ -77,43 +82,55 @@ impl Session<'_> {
             Poll::Pending
         })
         .await;
-        pool.stop_keeping(id);
+        let recalled = pool.stop_keeping(id);
         self.kept = Kept::Nothing;
-        let arrival = match arrived {
-            Some(arrival) => arrival?,
-            None => {
-                self.on_released(since);
-                return Ok(None);
+        let end = match arrived.transpose()? {
+            // A quiet spell: given back below.
+            None => None,
+            Some(Arrival::Eof) => Some(ForwardEnd::ClientClosed),
+            Some(Arrival::Shutdown(Phase::Stopping)) => Some(ForwardEnd::Stopped),
+            Some(Arrival::Shutdown(_)) => Some(ForwardEnd::Drained),
+            Some(Arrival::Bytes) if self.up.first_tag() == Some(tag::TERMINATE) => {
+                Some(ForwardEnd::ClientTerminated)
             }
-        };
-        let end = match arrival {
-            Arrival::Eof => ForwardEnd::ClientClosed,
-            Arrival::Shutdown(Phase::Stopping) => ForwardEnd::Stopped,
-            Arrival::Shutdown(_) => ForwardEnd::Drained,
-            Arrival::Bytes if self.up.first_tag() == Some(tag::TERMINATE) => {
-                ForwardEnd::ClientTerminated
-            }
-            Arrival::Bytes => {
-                let lost = self
-                    .held
-                    .as_mut()
-                    .is_some_and(|l| !l.current_mut().conn().is_open());
-                if lost {
-                    self.close_kept();
+            // A request: it runs on the kept connection unless the pool
+            // recalled it meanwhile (then on whatever `resume` leases).
+            Some(Arrival::Bytes) => {
+                match recalled {
+                    Some(how) => self.let_go_kept(since, how),
+                    None if !self.kept_is_open() => self.close_kept(),
+                    None => {}
                 }
                 return Ok(None);
             }
         };
-        // The session ends between transactions: the connection goes back
-        // as it would have at the transaction's end (the client's
-        // Terminate, still buffered, must not make it look mid-request).
-        self.on_released(since);
-        Ok(Some(end))
+        // Given back as at the transaction's end (a client's Terminate,
+        // still buffered, must not make it look mid-request).
+        self.let_go_kept(since, recalled.unwrap_or(Recall::GiveBack));
+        Ok(end)
     }
 
-    /// The kept connection went meanwhile (its server said something or
-    /// ended it): closed, and nothing of the session is on any connection
-    /// now. The request goes to a new one (`resume`).
+    /// Ends the keeping: the connection goes back to the pool, idle since
+    /// `since`, or is closed if so recalled or if its server ended it.
+    fn let_go_kept(&mut self, since: Instant, how: Recall) {
+        match how {
+            Recall::GiveBack if self.kept_is_open() => {
+                self.on_released(since);
+            }
+            Recall::GiveBack | Recall::Close => self.close_kept(),
+        }
+    }
+
+    /// Whether the kept connection's server has said nothing and not
+    /// ended it.
+    fn kept_is_open(&mut self) -> bool {
+        self.held
+            .as_mut()
+            .is_some_and(|l| l.current_mut().conn().is_open())
+    }
+
+    /// The kept connection is closed, and nothing of the session is on
+    /// any connection now: its next request goes to a new one (`resume`).
     fn close_kept(&mut self) {
         self.point_nowhere();
         if let Some(leases) = self.held.take() {
