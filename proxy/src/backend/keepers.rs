@@ -197,7 +197,8 @@ impl Keepers {
     }
 
     /// How many connections sessions keep now.
-    pub fn kept(&self) -> usize {
+    #[cfg(test)]
+    fn kept(&self) -> usize {
         self.keeping
     }
 }

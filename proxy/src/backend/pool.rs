@@ -10,14 +10,13 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::connect::{BackendConn, LeftBy};
 use super::idle::{IdleSet, Ranks};
-use super::keepers::{KeeperId, Keepers, KeptKind, Recall};
+use super::keepers::{Keepers, Recall};
 use super::keys::{LoginKey, PoolKey};
 use super::limits::{Claim, Permit, PoolLimits, Ticket, Waiter, WorkerId};
 use super::load::{NodeCount, NodeLoad};
@@ -92,6 +91,8 @@ impl Drop for PoolIdle {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+mod keeping;
 
 type Waiters = WaitQueues<PoolKey, Box<BackendConn>>;
 
@@ -619,68 +620,6 @@ impl Pool {
     pub fn clear(&self) {
         self.recall_all(None, Recall::Close);
         self.idle.borrow_mut().clear();
-    }
-
-    /// A place among the sessions that may keep a connection between
-    /// transactions (see `keepers.rs`).
-    pub fn keeper_join(&self) -> KeeperId {
-        self.keepers.borrow_mut().join()
-    }
-
-    pub fn keeper_leave(&self, id: KeeperId) {
-        self.keepers.borrow_mut().leave(id);
-    }
-
-    /// Whether a session may keep `lease` after a transaction that ended
-    /// at `now`: nobody waits for a connection like it, no recall was
-    /// needed lately, no database is being dropped, and the connection
-    /// is within its lifetime (handed back past it, it is closed).
-    pub fn may_keep(&self, lease: &Lease, now: Instant) -> bool {
-        self.keepers.borrow().may_keep(now)
-            && !self.limits.anyone_waiting()
-            && self.doomed.borrow().is_empty()
-            && !self.waiters.borrow().waits_for(&lease.key)
-            && (lease.conn.opened)
-                .checked_add(self.lifetimes.lifetime)
-                .is_none_or(|end| now < end)
-    }
-
-    /// Session `id` keeps `lease`; it counts as idle in its pool while the
-    /// returned count lives.
-    pub fn keep(&self, id: KeeperId, lease: &Lease) -> Option<PoolIdle> {
-        let kind = KeptKind {
-            node: lease.key.node,
-            params_hash: lease.key.login.params_hash(),
-        };
-        self.keepers.borrow_mut().start(id, kind);
-        let permit = lease.conn.permit.as_ref()?;
-        Some(PoolIdle::new(permit.idle_count()))
-    }
-
-    /// Session `id` stops keeping; says how it was recalled, if it was.
-    pub fn stop_keeping(&self, id: KeeperId) -> Option<Recall> {
-        self.keepers.borrow_mut().stop(id)
-    }
-
-    /// Ready once session `id`'s kept connection is wanted back.
-    pub fn poll_recalled(&self, id: KeeperId, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        self.keepers.borrow_mut().poll_recalled(id, cx)
-    }
-
-    /// Asks a session keeping a connection like `key`'s for it.
-    fn recall_one(&self, key: &PoolKey) -> bool {
-        let kind = KeptKind {
-            node: key.node,
-            params_hash: key.login.params_hash(),
-        };
-        let mut keepers = self.keepers.borrow_mut();
-        keepers.kept() > 0 && keepers.recall_one(kind, Instant::now())
-    }
-
-    /// Asks every session keeping a connection (to `node`, if given) for
-    /// it.
-    fn recall_all(&self, node: Option<usize>, how: Recall) {
-        self.keepers.borrow_mut().recall_all(node, how);
     }
 }
 

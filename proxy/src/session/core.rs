@@ -182,11 +182,9 @@ impl<'a> Session<'a> {
             }
         };
         self.ctx.sweep.forget(&self.quiet);
-        if let Kept::Connection { id, .. } = self.kept {
-            self.ctx.pool.stop_keeping(id);
-            self.kept = Kept::Nothing;
-        }
+        self.kept = Kept::Nothing;
         if let Some(id) = self.keeper.take() {
+            // Leaving stops the keeping, if any.
             self.ctx.pool.keeper_leave(id);
         }
         match ended {
@@ -203,7 +201,8 @@ impl<'a> Session<'a> {
 
     /// One forwarding phase and what follows it.
     async fn step(&mut self) -> Result<Step, ProxyError> {
-        if let Kept::Connection { id, since, .. } = self.kept
+        if let Kept::Connection { since, .. } = self.kept
+            && let Some(id) = self.keeper
             && let Some(end) = self.wait_kept(id, since).await?
         {
             return Ok(Step::End(end));

@@ -13,21 +13,19 @@ use std::time::Instant;
 
 use crate::backend::{KeeperId, PoolIdle, Recall, Reuse};
 use crate::error::ProxyError;
-use crate::shutdown::Phase;
-use crate::wire::tag;
 
 use super::core::Session;
 use super::forward::ForwardEnd;
-use super::resume::{Arrival, poll_arrival};
+use super::resume::poll_arrival;
 
 /// Whether the session keeps its connection between transactions.
 #[derive(Debug)]
 pub(super) enum Kept {
     Nothing,
-    /// Its one connection, as a keeper of its worker's pool, idle since
-    /// `since` and counted idle in its pool meanwhile.
+    /// Its one connection, as a keeper of its worker's pool (at its place
+    /// `Session::keeper`), idle since `since` and counted idle in its
+    /// pool meanwhile.
     Connection {
-        id: KeeperId,
         since: Instant,
         _idle: Option<PoolIdle>,
     },
@@ -47,7 +45,6 @@ impl Session<'_> {
         let id = *self.keeper.get_or_insert_with(|| pool.keeper_join());
         let idle = pool.keep(id, lease);
         self.kept = Kept::Connection {
-            id,
             since: now,
             _idle: idle,
         };
@@ -84,25 +81,23 @@ impl Session<'_> {
         .await;
         let recalled = pool.stop_keeping(id);
         self.kept = Kept::Nothing;
+        // `None`: a quiet spell or a recall, given back below.
         let end = match arrived.transpose()? {
-            // A quiet spell: given back below.
             None => None,
-            Some(Arrival::Eof) => Some(ForwardEnd::ClientClosed),
-            Some(Arrival::Shutdown(Phase::Stopping)) => Some(ForwardEnd::Stopped),
-            Some(Arrival::Shutdown(_)) => Some(ForwardEnd::Drained),
-            Some(Arrival::Bytes) if self.up.first_tag() == Some(tag::TERMINATE) => {
-                Some(ForwardEnd::ClientTerminated)
-            }
-            // A request: it runs on the kept connection unless the pool
-            // recalled it meanwhile (then on whatever `resume` leases).
-            Some(Arrival::Bytes) => {
-                match recalled {
-                    Some(how) => self.let_go_kept(since, how),
-                    None if !self.kept_is_open() => self.close_kept(),
-                    None => {}
+            Some(arrival) => match arrival.ends_session(&self.up) {
+                Some(end) => Some(end),
+                // A request: it runs on the kept connection unless the
+                // pool recalled it meanwhile (then on whatever `resume`
+                // leases).
+                None => {
+                    match recalled {
+                        Some(how) => self.let_go_kept(since, how),
+                        None if !self.kept_is_open() => self.close_kept(),
+                        None => {}
+                    }
+                    return Ok(None);
                 }
-                return Ok(None);
-            }
+            },
         };
         // Given back as at the transaction's end (a client's Terminate,
         // still buffered, must not make it look mid-request).

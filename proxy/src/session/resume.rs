@@ -27,6 +27,22 @@ pub(super) enum Arrival {
     Shutdown(Phase),
 }
 
+impl Arrival {
+    /// How the session ends, if it does: the client left, sent Terminate
+    /// (still buffered in `up`), or pgrelay stops. `None`: a request.
+    pub(super) fn ends_session(&self, up: &Pump) -> Option<ForwardEnd> {
+        match self {
+            Arrival::Eof => Some(ForwardEnd::ClientClosed),
+            Arrival::Shutdown(Phase::Stopping) => Some(ForwardEnd::Stopped),
+            Arrival::Shutdown(_) => Some(ForwardEnd::Drained),
+            Arrival::Bytes if up.first_tag() == Some(tag::TERMINATE) => {
+                Some(ForwardEnd::ClientTerminated)
+            }
+            Arrival::Bytes => None,
+        }
+    }
+}
+
 /// Waits for the client's next bytes, or for shutdown.
 async fn arrive(
     client: &mut Stream,
@@ -90,14 +106,8 @@ pub async fn resume(
             arrive(client, up, watch).await?
         }
     };
-    match arrival {
-        Arrival::Eof => return Ok(Some(ForwardEnd::ClientClosed)),
-        Arrival::Shutdown(Phase::Stopping) => return Ok(Some(ForwardEnd::Stopped)),
-        Arrival::Shutdown(_) => return Ok(Some(ForwardEnd::Drained)),
-        Arrival::Bytes if up.first_tag() == Some(tag::TERMINATE) => {
-            return Ok(Some(ForwardEnd::ClientTerminated));
-        }
-        Arrival::Bytes => {}
+    if let Some(end) = arrival.ends_session(up) {
+        return Ok(Some(end));
     }
     let node = route.current;
     let tracing = ctx.router.tracer.is_some();

@@ -91,20 +91,7 @@ async fn drop_database(env: Arc<Env>) -> anyhow::Result<()> {
 /// `pg_terminate_backend`); the client's next query runs on another one
 /// and sees nothing of it.
 async fn ended_by_server(env: Arc<Env>) -> anyhow::Result<()> {
-    let proxy = TestProxy::start(
-        &env.cluster,
-        ProxyOptions {
-            routing: "consistency = \"strong\"".into(),
-            ..ProxyOptions::default()
-        },
-    )
-    .await?;
-    let conninfo = format!(
-        "{} application_name=kept_ended",
-        proxy.conninfo("postgres", "postgres")
-    );
-    let client = connect(&conninfo).await?;
-    client.simple_query("SELECT 1").await?;
+    let (_proxy, client) = named_client(&env, "", "kept_ended").await?;
     let nodes = [env.cluster.client(0).await?, env.cluster.client(1).await?];
     let mine = "application_name = 'kept_ended'";
     let ended: i64 = nodes[0]
@@ -137,21 +124,7 @@ async fn ended_by_server(env: Arc<Env>) -> anyhow::Result<()> {
 /// itself: past `server_lifetime` the connection is closed all the same
 /// and the client goes on on a new one.
 async fn past_lifetime(env: Arc<Env>) -> anyhow::Result<()> {
-    let proxy = TestProxy::start(
-        &env.cluster,
-        ProxyOptions {
-            pool: "server_lifetime = \"1s\"".into(),
-            routing: "consistency = \"strong\"".into(),
-            ..ProxyOptions::default()
-        },
-    )
-    .await?;
-    let conninfo = format!(
-        "{} application_name=kept_lifetime",
-        proxy.conninfo("postgres", "postgres")
-    );
-    let client = connect(&conninfo).await?;
-    client.simple_query("SELECT 1").await?;
+    let (_proxy, client) = named_client(&env, "server_lifetime = \"1s\"", "kept_lifetime").await?;
     let primary = env.cluster.client(0).await?;
     let pids = || async {
         let rows = primary
@@ -176,4 +149,30 @@ async fn past_lifetime(env: Arc<Env>) -> anyhow::Result<()> {
             "the connection outlived server_lifetime by far: {now:?}"
         );
     }
+}
+
+/// A proxy with `[pool]` settings `pool` that reads from the primary, and
+/// a client of it named `application` (to find its connections on the
+/// node), idle after a first query.
+async fn named_client(
+    env: &Env,
+    pool: &str,
+    application: &str,
+) -> anyhow::Result<(TestProxy, tokio_postgres::Client)> {
+    let proxy = TestProxy::start(
+        &env.cluster,
+        ProxyOptions {
+            pool: pool.into(),
+            routing: "consistency = \"strong\"".into(),
+            ..ProxyOptions::default()
+        },
+    )
+    .await?;
+    let conninfo = format!(
+        "{} application_name={application}",
+        proxy.conninfo("postgres", "postgres")
+    );
+    let client = connect(&conninfo).await?;
+    client.simple_query("SELECT 1").await?;
+    Ok((proxy, client))
 }
