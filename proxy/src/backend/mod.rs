@@ -23,8 +23,8 @@ pub use keys::{LoginKey, PoolKey};
 pub use limits::{Permit, PoolId, PoolLimits, PoolReport, WorkerId};
 pub use load::NodeLoad;
 pub use pool::{
-    Acquired, Lease, Lifetimes, Pool, PoolIdle, PoolPeers, Preference, Reuse, Take, WaitedTooLong,
-    Wanted,
+    Acquired, KeepTerms, Lease, Lifetimes, Pool, PoolIdle, PoolPeers, Preference, Reuse, Take,
+    WaitedTooLong, Wanted,
 };
 pub use reset::reset;
 pub use statements::{Held, MAX_KEPT_PER_CONNECTION, NamedStatements};

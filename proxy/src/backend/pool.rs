@@ -93,6 +93,7 @@ impl Drop for PoolIdle {
 }
 
 mod keeping;
+pub use keeping::KeepTerms;
 
 type Waiters = WaitQueues<PoolKey, Box<BackendConn>>;
 

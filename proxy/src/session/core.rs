@@ -23,7 +23,7 @@ use crate::wire::pump::Pump;
 use super::SessionContext;
 use super::exchange;
 use super::forward::{ForwardEnd, Identity, Pumps, Release, forward};
-use super::keep::Kept;
+use super::keep::{KeepDesk, Kept};
 use super::leases::Leases;
 use super::recover::Loss;
 use super::resume::resume;
@@ -201,12 +201,6 @@ impl<'a> Session<'a> {
 
     /// One forwarding phase and what follows it.
     async fn step(&mut self) -> Result<Step, ProxyError> {
-        if let Kept::Connection { since, .. } = self.kept
-            && let Some(id) = self.keeper
-            && let Some(end) = self.wait_kept(id, since).await?
-        {
-            return Ok(Step::End(end));
-        }
         if self.held.is_none()
             && let Some(end) = self.resume().await?
         {
@@ -215,6 +209,9 @@ impl<'a> Session<'a> {
         let Some(end) = self.forward().await? else {
             return Ok(Step::Continue);
         };
+        if let Some(step) = self.end_keeping(end) {
+            return Ok(step);
+        }
         // The handlers' futures are boxed: a session's future is as large
         // as the largest thing it ever awaits, and these (logins to other
         // nodes, recovery) are large and run only now and then, while an
@@ -228,9 +225,6 @@ impl<'a> Session<'a> {
                     Box::pin(self.position_while_idle()).await?;
                 }
                 let now = self.tracker.take_answered_at().unwrap_or_else(Instant::now);
-                if self.try_keep(now) {
-                    return Ok(Step::Continue);
-                }
                 Ok(self.on_released(now))
             }
             ForwardEnd::PositionDue => {
@@ -241,6 +235,8 @@ impl<'a> Session<'a> {
             ForwardEnd::LostInFlight => Box::pin(self.on_lost(Loss::InFlight)).await,
             ForwardEnd::Refused => Box::pin(self.on_refused()).await,
             ForwardEnd::Held => Box::pin(self.on_held()).await,
+            // Nothing was kept (`end_keeping`).
+            ForwardEnd::KeptEnded => Ok(Step::Continue),
             end => Ok(Step::End(end)),
         }
     }
@@ -265,6 +261,7 @@ impl<'a> Session<'a> {
         let Some(leases) = self.held.as_mut() else {
             return Ok(None);
         };
+        let single = leases.only().is_some();
         let current = leases.current_mut();
         let identity = &mut self.identity;
         if self.pointed != Some(current.conn().id) {
@@ -283,6 +280,15 @@ impl<'a> Session<'a> {
             identity.backend_pid,
             identity.client_pid,
         );
+        let (stream, terms) = current.split_for_keeping();
+        let keep = (self.release == Release::AtIdle && single).then(|| KeepDesk {
+            pool: &self.ctx.pool,
+            sweep: &self.ctx.sweep,
+            quiet: &mut self.quiet,
+            keeper: &mut self.keeper,
+            kept: &mut self.kept,
+            terms,
+        });
         let pumps = Pumps {
             up: &mut self.up,
             down: &mut self.down,
@@ -293,8 +299,8 @@ impl<'a> Session<'a> {
             identity: &self.identity,
             shutdown: &mut self.watch,
             release: self.release,
+            keep,
         };
-        let stream = &mut current.conn_mut().stream;
         forward(&mut *self.client, stream, pumps).await.map(Some)
     }
 
@@ -368,6 +374,7 @@ async fn give_back(
         }
         ForwardEnd::BackendClosed
         | ForwardEnd::Released
+        | ForwardEnd::KeptEnded
         | ForwardEnd::PositionDue
         | ForwardEnd::Held
         | ForwardEnd::Refused

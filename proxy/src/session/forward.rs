@@ -6,6 +6,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
+use std::time::Instant;
 
 use bytes::BytesMut;
 
@@ -19,6 +20,7 @@ use crate::wire::pump::{Inspect, Need, Pump, PumpError, PumpEvent, Verdict};
 use crate::wire::{be, fields};
 
 use super::capture::{Captured, LsnCapture};
+use super::keep::KeepDesk;
 use super::retry::Retry;
 use super::steer::{ClientSide, RouteState, WorkerRouter};
 use super::tracker::Tracker;
@@ -55,6 +57,10 @@ pub enum ForwardEnd {
     /// and nothing pins the session; its connections may go back to the
     /// pool until the client sends its next request.
     Released,
+    /// Transaction pooling: the pool wants back the connection the session
+    /// kept after its last transaction, or the client stayed quiet; the
+    /// connection goes back (see `keep`).
+    KeptEnded,
     /// Session pooling: nothing is in flight and a write's position is
     /// still to be asked (it could not be asked behind the write): the
     /// session asks now, while the client is idle.
@@ -266,6 +272,9 @@ pub struct Pumps<'a> {
     pub identity: &'a Identity,
     pub shutdown: &'a mut ShutdownWatch,
     pub release: Release,
+    /// Transaction pooling, the session holding one connection: it may
+    /// keep it between transactions.
+    pub keep: Option<KeepDesk<'a>>,
 }
 
 /// Pumps until one side closes, the client terminates, a held frame is
@@ -285,6 +294,7 @@ pub async fn forward(
         identity,
         shutdown,
         release,
+        mut keep,
     } = p;
     let mut holding = false;
     let on_replica = topology.primary() != Some(route.current);
@@ -293,23 +303,45 @@ pub async fn forward(
     up.forget_waiting();
     down.forget_waiting();
     poll_fn(|cx| {
+        // Nothing here reads the client before its pump does.
+        let client_quiet = quiet(up, client);
+        if let Some(desk) = keep.as_mut().filter(|desk| desk.keeping()) {
+            // A request on its way is served on the kept connection, unless
+            // the pool recalled it.
+            let ended = if client_quiet {
+                desk.poll_give_back(cx).is_ready()
+            } else {
+                !desk.take_back()
+            };
+            if ended {
+                return Poll::Ready(Ok(ForwardEnd::KeptEnded));
+            }
+        }
+        // The connection may go back (or be kept) at an idle point.
+        let at_idle = release == Release::AtIdle && !keep.as_ref().is_some_and(KeepDesk::keeping);
+        // The backend is read on after its answer, as in session pooling,
+        // where the session may keep the connection: reading on later
+        // would cost a pump call more per transaction. A connection that
+        // goes back after all keeps this wakeup, which at worst wakes the
+        // session once for nothing.
+        let stops_reading = release == Release::AtIdle && keep.is_none();
         // With nothing of the client's to pass on, the backend goes first:
-        // when its answer frees the connection, the session hands it back
-        // without polling the client, which `resume` polls next anyway
-        // (one readiness check fewer per transaction).
+        // when its answer frees the connection and the session cannot keep
+        // it, the session hands it back without polling the client, which
+        // `resume` polls next anyway (one readiness check fewer).
         let server_first = !holding && up.is_empty();
         if server_first && !quiet(down, backend) {
             let streams = (&mut *backend, &mut *client);
             let side = (&mut *tracker, &mut *route, router, identity);
-            if let Some(end) = pump_down(cx, down, streams, side, release == Release::AtIdle) {
+            if let Some(end) = pump_down(cx, down, streams, side, stops_reading) {
                 return Poll::Ready(end);
             }
         }
-        if server_first && release == Release::AtIdle && released(tracker, route, up, down) {
+        if server_first && stops_reading && released(tracker, route, up, down) {
             tracker.report_pins(route.pins.bits());
             return Poll::Ready(Ok(ForwardEnd::Released));
         }
-        if !holding && !quiet(up, client) {
+        if !holding && !client_quiet {
             let mut client_side = ClientSide {
                 tracker,
                 route,
@@ -338,7 +370,7 @@ pub async fn forward(
             }
         }
         if !server_first && !quiet(down, backend) {
-            let releasing = release == Release::AtIdle && !holding;
+            let releasing = stops_reading && !holding;
             let streams = (&mut *backend, &mut *client);
             let side = (&mut *tracker, &mut *route, router, identity);
             if let Some(end) = pump_down(cx, down, streams, side, releasing && up.is_empty()) {
@@ -349,8 +381,20 @@ pub async fn forward(
         if holding && tracker.all_answered() && route.capture.is_idle() && down.is_empty() {
             return Poll::Ready(Ok(ForwardEnd::Held));
         }
-        if release == Release::AtIdle && !holding && released(tracker, route, up, down) {
-            return Poll::Ready(Ok(ForwardEnd::Released));
+        if at_idle && !holding && released(tracker, route, up, down) {
+            let Some(desk) = keep.as_mut().filter(|_| keeps_after(route)) else {
+                return Poll::Ready(Ok(ForwardEnd::Released));
+            };
+            let now = tracker.answered_at().unwrap_or_else(Instant::now);
+            if !desk.keep(now) {
+                return Poll::Ready(Ok(ForwardEnd::Released));
+            }
+            tracker.take_answered_at();
+            // The server's next words (its end) wake the session, as do a
+            // recall and the end of a quiet spell.
+            if desk.poll_give_back(cx).is_ready() {
+                return Poll::Ready(Ok(ForwardEnd::KeptEnded));
+            }
         }
         if release == Release::Never
             && !holding
@@ -387,6 +431,13 @@ pub async fn forward(
 /// `worker.rs`): such a read returns `Pending` without registering.
 fn quiet(pump: &Pump, reader: &Stream) -> bool {
     pump.waits_to_read() && !reader.may_have_input()
+}
+
+/// Whether the session may keep its connection now that it could go back:
+/// not while a write's position is still to be asked (the session asks it
+/// once the connection is released, see `core.rs`).
+fn keeps_after(route: &RouteState) -> bool {
+    route.lsn_ask != pgrelay_router::LsnAsk::BeforeNextRead
 }
 
 /// Nothing is in flight, no transaction is open, nothing pins the session

@@ -2,21 +2,25 @@
 //! transaction the session keeps its connection while nobody else needs
 //! it, and gives it back the moment the pool recalls it or its client has
 //! been quiet for a while (see `backend/keepers.rs` for what it saves and
-//! when the pool recalls). A kept connection is not read from: whatever
-//! its server says meanwhile (a FATAL on shutdown, its end) is found when
-//! the connection is next used or given back, and the connection is then
-//! closed, the client none the wiser.
+//! when the pool recalls).
+//!
+//! The keeping happens inside forwarding (`forward.rs`), which goes on as
+//! in session pooling: leaving it and entering it again around every
+//! transaction cost a seventh of pgrelay's instructions per `pgbench -S`
+//! transaction. The kept connection is read on, so whatever its server
+//! says meanwhile (a FATAL on shutdown, its end) is seen at once: an
+//! unasked error is swallowed and the lost connection closed, the client
+//! none the wiser.
 
-use std::future::poll_fn;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use crate::backend::{KeeperId, PoolIdle, Recall, Reuse};
-use crate::error::ProxyError;
+use crate::backend::{KeepTerms, KeeperId, Pool, PoolIdle, Recall, Reuse};
+use crate::idle_sweep::{IdleSweep, QuietSpell};
+use crate::wire::pump::Pump;
 
-use super::core::Session;
+use super::core::{Session, Step};
 use super::forward::ForwardEnd;
-use super::resume::poll_arrival;
 
 /// Whether the session keeps its connection between transactions.
 #[derive(Debug)]
@@ -29,80 +33,110 @@ pub(super) enum Kept {
         since: Instant,
         _idle: Option<PoolIdle>,
     },
+    /// The pool recalled it, `how`, as the client's next request came.
+    Recalled {
+        since: Instant,
+        how: Recall,
+    },
 }
 
-impl Session<'_> {
+/// What forwarding needs to keep the session's connection between
+/// transactions: the pool, the sweep that ends a quiet spell, and the
+/// session's place among the keepers and its keeping.
+pub(super) struct KeepDesk<'a> {
+    pub(super) pool: &'a Pool,
+    pub(super) sweep: &'a IdleSweep,
+    pub(super) quiet: &'a mut QuietSpell,
+    pub(super) keeper: &'a mut Option<KeeperId>,
+    pub(super) kept: &'a mut Kept,
+    pub(super) terms: KeepTerms<'a>,
+}
+
+impl KeepDesk<'_> {
     /// After a transaction that ended at `now`: keeps the connection if
-    /// the session holds just one and nobody else needs one like it.
-    pub(super) fn try_keep(&mut self, now: Instant) -> bool {
-        let Some(lease) = self.held.as_ref().and_then(|l| l.only()) else {
-            return false;
-        };
-        let pool = &self.ctx.pool;
-        if !pool.may_keep(lease, now) {
+    /// nobody else needs one like it.
+    pub(super) fn keep(&mut self, now: Instant) -> bool {
+        let pool = self.pool;
+        if !pool.may_keep(&self.terms, now) {
             return false;
         }
         let id = *self.keeper.get_or_insert_with(|| pool.keeper_join());
-        let idle = pool.keep(id, lease);
-        self.kept = Kept::Connection {
+        let idle = pool.keep(id, &self.terms);
+        self.sweep.start(self.quiet);
+        *self.kept = Kept::Connection {
             since: now,
             _idle: idle,
         };
         true
     }
 
-    /// Waits with the kept connection for the client's next request; gives
-    /// the connection back first if the pool recalls it or the client
-    /// stays quiet. `Some(end)`: the session ends instead. `since`: when
-    /// the connection went idle.
-    pub(super) async fn wait_kept(
-        &mut self,
-        id: KeeperId,
-        since: Instant,
-    ) -> Result<Option<ForwardEnd>, ProxyError> {
-        let pool = &self.ctx.pool;
-        let sweep = &self.ctx.sweep;
-        sweep.start(&mut self.quiet);
-        let (client, up, watch, quiet) = (
-            &mut *self.client,
-            &mut self.up,
-            &mut self.watch,
-            &mut self.quiet,
-        );
-        let arrived = poll_fn(|cx| {
-            if let Poll::Ready(arrival) = poll_arrival(cx, client, up, watch) {
-                return Poll::Ready(Some(arrival));
-            }
-            if pool.poll_recalled(id, cx).is_ready() || sweep.poll_quiet(cx, quiet).is_ready() {
-                return Poll::Ready(None);
-            }
-            Poll::Pending
-        })
-        .await;
-        let recalled = pool.stop_keeping(id);
-        self.kept = Kept::Nothing;
-        // `None`: a quiet spell or a recall, given back below.
-        let end = match arrived.transpose()? {
-            None => None,
-            Some(arrival) => match arrival.ends_session(&self.up) {
-                Some(end) => Some(end),
-                // A request: it runs on the kept connection unless the
-                // pool recalled it meanwhile (then on whatever `resume`
-                // leases).
-                None => {
-                    match recalled {
-                        Some(how) => self.let_go_kept(since, how),
-                        None if !self.kept_is_open() => self.close_kept(),
-                        None => {}
-                    }
-                    return Ok(None);
-                }
-            },
+    pub(super) fn keeping(&self) -> bool {
+        matches!(self.kept, Kept::Connection { .. })
+    }
+
+    /// Ready once the connection must go back: the pool recalls it, or
+    /// the client stayed quiet.
+    pub(super) fn poll_give_back(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(id) = *self.keeper else {
+            return Poll::Ready(());
         };
-        // Given back as at the transaction's end (a client's Terminate,
-        // still buffered, must not make it look mid-request).
-        self.let_go_kept(since, recalled.unwrap_or(Recall::GiveBack));
-        Ok(end)
+        if self.pool.poll_recalled(id, cx).is_ready()
+            || self.sweep.poll_quiet(cx, self.quiet).is_ready()
+        {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// The client may be sending its next request: the connection is the
+    /// session's alone again. `false`: the pool had recalled it, and it
+    /// goes back first (`Session::end_keeping`).
+    pub(super) fn take_back(&mut self) -> bool {
+        let Kept::Connection { since, .. } = *self.kept else {
+            return true;
+        };
+        match self.keeper.and_then(|id| self.pool.stop_keeping(id)) {
+            None => {
+                *self.kept = Kept::Nothing;
+                true
+            }
+            Some(how) => {
+                *self.kept = Kept::Recalled { since, how };
+                false
+            }
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Forwarding ended with `end` while the session kept its connection:
+    /// the keeping ends. `None`: it kept nothing, `end` is handled as
+    /// usual.
+    pub(super) fn end_keeping(&mut self, end: ForwardEnd) -> Option<Step> {
+        let (since, recalled) = match std::mem::replace(&mut self.kept, Kept::Nothing) {
+            Kept::Nothing => return None,
+            Kept::Connection { since, .. } => {
+                let pool = &self.ctx.pool;
+                (since, self.keeper.and_then(|id| pool.stop_keeping(id)))
+            }
+            Kept::Recalled { since, how } => (since, Some(how)),
+        };
+        let how = recalled.unwrap_or(Recall::GiveBack);
+        match end {
+            // The next request runs on whatever `resume` leases.
+            ForwardEnd::KeptEnded => self.let_go_kept(since, how),
+            ForwardEnd::BackendLost | ForwardEnd::LostInFlight | ForwardEnd::BackendClosed => {
+                self.close_kept();
+                // It read the connection's end.
+                self.down = Pump::new(self.max_message);
+            }
+            // Given back as at the transaction's end; the session ends.
+            end => {
+                self.let_go_kept(since, how);
+                return Some(Step::End(end));
+            }
+        }
+        Some(Step::Continue)
     }
 
     /// Ends the keeping: the connection goes back to the pool, idle since

@@ -121,6 +121,12 @@ impl Tracker {
         now.saturating_duration_since(sent.at)
     }
 
+    /// When the last answer was timed, if [`Tracker::take_answered_at`]
+    /// has not taken it since.
+    pub fn answered_at(&self) -> Option<Instant> {
+        self.answered_at
+    }
+
     /// When the last answer was timed (see [`Tracker::time_answer`]), once:
     /// a later release with no answer in between (a request pgrelay
     /// answered itself) reads the clock rather than stamp its connection

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
+use pgrelay::accept_gate::FILL;
 use pgrelay_tests::activity::count_backends;
 use pgrelay_tests::proxy::connect;
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
@@ -34,6 +35,11 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
             env,
             "keeping::a_busy_client_does_not_keep_a_connection_past_its_lifetime",
             past_lifetime,
+        ),
+        trial(
+            env,
+            "keeping::a_client_on_another_worker_gets_the_connection_a_client_keeps",
+            across_workers,
         ),
     ]
 }
@@ -149,6 +155,60 @@ async fn past_lifetime(env: Arc<Env>) -> anyhow::Result<()> {
             "the connection outlived server_lifetime by far: {now:?}"
         );
     }
+}
+
+/// One connection to the node for the whole proxy, two workers, clients
+/// on both: each query needs the connection the previous client, idle on
+/// the other worker, keeps. `max_wait` is shorter than the quiet spell
+/// after which that client would give it back by itself, so every query
+/// is served only if the other worker takes it back when asked.
+async fn across_workers(env: Arc<Env>) -> anyhow::Result<()> {
+    let proxy = TestProxy::start(
+        &env.cluster,
+        ProxyOptions {
+            workers: 2,
+            pool: "max_node_connections = 1\nmax_wait = \"300ms\"".into(),
+            routing: "consistency = \"strong\"".into(),
+            ..ProxyOptions::default()
+        },
+    )
+    .await?;
+    // Past what the first worker takes before the second gets clients.
+    let total = 2 * FILL + 8;
+    let mut clients = Vec::with_capacity(total);
+    for i in 0..total {
+        let client = connect(&proxy.conninfo("postgres", "postgres"))
+            .await
+            .with_context(|| format!("client {i} logs in"))?;
+        client.simple_query("SELECT 1").await?;
+        clients.push(client);
+    }
+    let counts = poll_until(Duration::from_secs(10), "both workers to serve", || {
+        let counts: Vec<usize> = (proxy.handle().clients_per_worker().into_iter())
+            .map(|c| c.unwrap_or(0))
+            .collect();
+        let settled = counts.iter().sum::<usize>() == total;
+        async move { settled.then_some(counts) }
+    })
+    .await?;
+    ensure!(
+        counts.iter().all(|&c| c > 0),
+        "the clients were not spread: {counts:?}"
+    );
+    // The first half on the first worker, most of the second on the other:
+    // one from each in turn.
+    let (first, second) = clients.split_at(total / 2);
+    for round in 0..2 {
+        for (i, (a, b)) in first.iter().zip(second).enumerate() {
+            for client in [a, b] {
+                client
+                    .simple_query("SELECT 2")
+                    .await
+                    .with_context(|| format!("round {round}, pair {i}"))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A proxy with `[pool]` settings `pool` that reads from the primary, and

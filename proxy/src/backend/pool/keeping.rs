@@ -6,7 +6,30 @@ use std::time::Instant;
 
 use super::super::keepers::{KeeperId, KeptKind, Recall};
 use super::super::keys::PoolKey;
+use super::super::limits::Permit;
 use super::{Lease, Pool, PoolIdle};
+use crate::net::Stream;
+
+/// What keeping a leased connection between transactions asks of it,
+/// borrowed beside its socket: a session keeps the connection from
+/// within its forwarding, which has the socket.
+pub struct KeepTerms<'a> {
+    key: &'a PoolKey,
+    opened: Instant,
+    permit: Option<&'a Permit>,
+}
+
+impl Lease {
+    /// The connection's socket, and the terms of keeping the connection.
+    pub fn split_for_keeping(&mut self) -> (&mut Stream, KeepTerms<'_>) {
+        let terms = KeepTerms {
+            key: &self.key,
+            opened: self.conn.opened,
+            permit: self.conn.permit.as_ref(),
+        };
+        (&mut self.conn.stream, terms)
+    }
+}
 
 impl Pool {
     /// A place among the sessions that may keep a connection between
@@ -19,26 +42,26 @@ impl Pool {
         self.keepers.borrow_mut().leave(id);
     }
 
-    /// Whether a session may keep `lease` after a transaction that ended
-    /// at `now`: nobody waits for a connection like it, no recall was
-    /// needed lately, no database is being dropped, and the connection
-    /// is within its lifetime (handed back past it, it is closed).
-    pub fn may_keep(&self, lease: &Lease, now: Instant) -> bool {
+    /// Whether a session may keep the connection of `terms` after a
+    /// transaction that ended at `now`: nobody waits for a connection like
+    /// it, no recall was needed lately, no database is being dropped, and
+    /// the connection is within its lifetime (handed back past it, it is
+    /// closed).
+    pub fn may_keep(&self, terms: &KeepTerms<'_>, now: Instant) -> bool {
         self.keepers.borrow().may_keep(now)
             && !self.limits.anyone_waiting()
             && self.doomed.borrow().is_empty()
-            && !self.waiters.borrow().waits_for(&lease.key)
-            && (lease.conn.opened)
+            && !self.waiters.borrow().waits_for(terms.key)
+            && (terms.opened)
                 .checked_add(self.lifetimes.lifetime)
                 .is_none_or(|end| now < end)
     }
 
-    /// Session `id` keeps `lease`; it counts as idle in its pool while the
-    /// returned count lives.
-    pub fn keep(&self, id: KeeperId, lease: &Lease) -> Option<PoolIdle> {
-        self.keepers.borrow_mut().start(id, kind_of(&lease.key));
-        let permit = lease.conn.permit.as_ref()?;
-        Some(PoolIdle::new(permit.idle_count()))
+    /// Session `id` keeps the connection of `terms`; it counts as idle in
+    /// its pool while the returned count lives.
+    pub fn keep(&self, id: KeeperId, terms: &KeepTerms<'_>) -> Option<PoolIdle> {
+        self.keepers.borrow_mut().start(id, kind_of(terms.key));
+        Some(PoolIdle::new(terms.permit?.idle_count()))
     }
 
     /// Session `id` stops keeping; says how it was recalled, if it was.
