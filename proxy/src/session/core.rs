@@ -235,7 +235,7 @@ impl<'a> Session<'a> {
             ForwardEnd::LostInFlight => Box::pin(self.on_lost(Loss::InFlight)).await,
             ForwardEnd::Refused => Box::pin(self.on_refused()).await,
             ForwardEnd::Held => Box::pin(self.on_held()).await,
-            // Nothing was kept (`end_keeping`).
+            // `end_keeping` took it.
             ForwardEnd::KeptEnded => Ok(Step::Continue),
             end => Ok(Step::End(end)),
         }
@@ -288,6 +288,7 @@ impl<'a> Session<'a> {
             keeper: &mut self.keeper,
             kept: &mut self.kept,
             terms,
+            taken_since: None,
         });
         let pumps = Pumps {
             up: &mut self.up,

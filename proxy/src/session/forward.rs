@@ -6,7 +6,6 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
-use std::time::Instant;
 
 use bytes::BytesMut;
 
@@ -126,6 +125,8 @@ pub(super) struct ServerSide<'a> {
     pub(super) acknowledged: &'a AtomicU64,
     /// The session gives the connection back once it is idle, and the
     /// client has nothing queued: no need to read on after the answer.
+    /// Not where the session may keep the connection instead (it reads
+    /// on, as in session pooling).
     pub(super) may_release: bool,
 }
 
@@ -326,9 +327,10 @@ pub async fn forward(
         // session once for nothing.
         let stops_reading = release == Release::AtIdle && keep.is_none();
         // With nothing of the client's to pass on, the backend goes first:
-        // when its answer frees the connection and the session cannot keep
-        // it, the session hands it back without polling the client, which
-        // `resume` polls next anyway (one readiness check fewer).
+        // when its answer frees the connection of a session that may not
+        // keep it (it holds more than one), the session hands it back
+        // without polling the client, which `resume` polls next anyway
+        // (one readiness check fewer).
         let server_first = !holding && up.is_empty();
         if server_first && !quiet(down, backend) {
             let streams = (&mut *backend, &mut *client);
@@ -385,8 +387,7 @@ pub async fn forward(
             let Some(desk) = keep.as_mut().filter(|_| keeps_after(route)) else {
                 return Poll::Ready(Ok(ForwardEnd::Released));
             };
-            let now = tracker.answered_at().unwrap_or_else(Instant::now);
-            if !desk.keep(now) {
+            if !desk.keep(tracker.answered_at(), tracker.errors()) {
                 return Poll::Ready(Ok(ForwardEnd::Released));
             }
             tracker.take_answered_at();
@@ -448,7 +449,8 @@ fn released(tracker: &Tracker, route: &RouteState, up: &Pump, down: &Pump) -> bo
 
 /// Pumps what the backend sent to the client, reading on after its
 /// answer unless the connection may go back (`may_release`: transaction
-/// pooling, nothing held and nothing of the client's waiting). `Some`:
+/// pooling, a session that may not keep its connection, nothing held and
+/// nothing of the client's waiting). `Some`:
 /// the forwarding phase ends.
 fn pump_down(
     cx: &mut std::task::Context<'_>,

@@ -31,6 +31,9 @@ pub(super) enum Kept {
     /// pool meanwhile.
     Connection {
         since: Instant,
+        /// The server's errors counted when the keeping began: one since
+        /// (nobody asked) is the connection ending.
+        errors: u32,
         _idle: Option<PoolIdle>,
     },
     /// The pool recalled it, `how`, as the client's next request came.
@@ -50,21 +53,36 @@ pub(super) struct KeepDesk<'a> {
     pub(super) keeper: &'a mut Option<KeeperId>,
     pub(super) kept: &'a mut Kept,
     pub(super) terms: KeepTerms<'a>,
+    /// When the connection went idle, while it is taken back for a request
+    /// that may not come (a TLS client's socket always looks readable).
+    pub(super) taken_since: Option<Instant>,
 }
 
 impl KeepDesk<'_> {
-    /// After a transaction that ended at `now`: keeps the connection if
-    /// nobody else needs one like it.
-    pub(super) fn keep(&mut self, now: Instant) -> bool {
+    /// At an idle point: keeps the connection if nobody else needs one
+    /// like it. `answered`: when the transaction's last answer came, if
+    /// one came since the connection was last kept; if none did, the
+    /// client's quiet spell goes on as it was. `errors`: the server's
+    /// errors so far.
+    pub(super) fn keep(&mut self, answered: Option<Instant>, errors: u32) -> bool {
         let pool = self.pool;
+        let taken_since = self.taken_since.take();
+        let now = answered.unwrap_or_else(Instant::now);
         if !pool.may_keep(&self.terms, now) {
             return false;
         }
+        let since = match (answered, taken_since) {
+            (None, Some(since)) => since,
+            _ => {
+                self.sweep.start(self.quiet);
+                now
+            }
+        };
         let id = *self.keeper.get_or_insert_with(|| pool.keeper_join());
         let idle = pool.keep(id, &self.terms);
-        self.sweep.start(self.quiet);
         *self.kept = Kept::Connection {
-            since: now,
+            since,
+            errors,
             _idle: idle,
         };
         true
@@ -98,6 +116,7 @@ impl KeepDesk<'_> {
         match self.keeper.and_then(|id| self.pool.stop_keeping(id)) {
             None => {
                 *self.kept = Kept::Nothing;
+                self.taken_since = Some(since);
                 true
             }
             Some(how) => {
@@ -113,26 +132,26 @@ impl Session<'_> {
     /// the keeping ends. `None`: it kept nothing, `end` is handled as
     /// usual.
     pub(super) fn end_keeping(&mut self, end: ForwardEnd) -> Option<Step> {
-        let (since, recalled) = match std::mem::replace(&mut self.kept, Kept::Nothing) {
+        let pool = &self.ctx.pool;
+        let (since, errors, recalled) = match std::mem::replace(&mut self.kept, Kept::Nothing) {
             Kept::Nothing => return None,
-            Kept::Connection { since, .. } => {
-                let pool = &self.ctx.pool;
-                (since, self.keeper.and_then(|id| pool.stop_keeping(id)))
-            }
-            Kept::Recalled { since, how } => (since, Some(how)),
+            Kept::Connection { since, errors, .. } => (
+                since,
+                Some(errors),
+                self.keeper.and_then(|id| pool.stop_keeping(id)),
+            ),
+            Kept::Recalled { since, how } => (since, None, Some(how)),
         };
         let how = recalled.unwrap_or(Recall::GiveBack);
         match end {
             // The next request runs on whatever `resume` leases.
-            ForwardEnd::KeptEnded => self.let_go_kept(since, how),
-            ForwardEnd::BackendLost | ForwardEnd::LostInFlight | ForwardEnd::BackendClosed => {
-                self.close_kept();
-                // It read the connection's end.
-                self.down = Pump::new(self.max_message);
-            }
+            ForwardEnd::KeptEnded => self.let_go_kept(since, errors, how),
+            ForwardEnd::BackendLost | ForwardEnd::LostInFlight => self.close_kept(),
+            // The client has part of a message: the session ends.
+            ForwardEnd::BackendClosed => return None,
             // Given back as at the transaction's end; the session ends.
             end => {
-                self.let_go_kept(since, how);
+                self.let_go_kept(since, errors, how);
                 return Some(Step::End(end));
             }
         }
@@ -140,10 +159,12 @@ impl Session<'_> {
     }
 
     /// Ends the keeping: the connection goes back to the pool, idle since
-    /// `since`, or is closed if so recalled or if its server ended it.
-    fn let_go_kept(&mut self, since: Instant, how: Recall) {
+    /// `since`, or is closed if so recalled or if its server said anything
+    /// meanwhile. `errors`: the server's errors counted when the keeping
+    /// began (`None`: it did not begin again after the last request).
+    fn let_go_kept(&mut self, since: Instant, errors: Option<u32>, how: Recall) {
         match how {
-            Recall::GiveBack if self.kept_is_open() => {
+            Recall::GiveBack if self.kept_is_quiet(errors) => {
                 self.on_released(since);
             }
             Recall::GiveBack | Recall::Close => self.close_kept(),
@@ -151,16 +172,22 @@ impl Session<'_> {
     }
 
     /// Whether the kept connection's server has said nothing and not
-    /// ended it.
-    fn kept_is_open(&mut self) -> bool {
-        self.held
-            .as_mut()
-            .is_some_and(|l| l.current_mut().conn().is_open())
+    /// ended it: no error came (a FATAL it was swallowed), nothing waits
+    /// to reach the client, nothing waits on the socket.
+    fn kept_is_quiet(&mut self, errors: Option<u32>) -> bool {
+        errors.is_none_or(|then| then == self.tracker.errors())
+            && self.down.is_empty()
+            && self
+                .held
+                .as_mut()
+                .is_some_and(|l| l.current_mut().conn().is_open())
     }
 
     /// The kept connection is closed, and nothing of the session is on
     /// any connection now: its next request goes to a new one (`resume`).
     fn close_kept(&mut self) {
+        // Whatever the connection said is not for the next one.
+        self.down = Pump::new(self.max_message);
         self.point_nowhere();
         if let Some(leases) = self.held.take() {
             leases.release_all(Reuse::Close, Reuse::Close);

@@ -12,6 +12,7 @@ use libtest_mimic::Trial;
 use pgrelay::config::{HostPort, NodeConfig, NodeName, NodeTlsConfig, SslMode, TlsConfig};
 use pgrelay_health::node_tls::{NodeTls, connect_postgres};
 use pgrelay_tests::pki::TestCa;
+use pgrelay_tests::poll_until;
 use pgrelay_tests::raw::{Message, startup_packet};
 use rustls::RootCertStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,6 +38,10 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
         env.trial(
             "clients::reload_replaces_the_certificate_under_a_connected_client",
             reload_certificate,
+        ),
+        env.trial(
+            "clients::a_quiet_client_over_tls_gives_its_connection_back",
+            quiet_tls_client,
         ),
     ]
 }
@@ -143,6 +148,34 @@ async fn tokio_postgres_verify_full(env: Arc<Env>) -> anyhow::Result<()> {
     let untrusted = verify_full_to(proxy.port(), &env.pki.other_ca_file)?;
     let refused = connect_postgres(&config, "localhost", proxy.port(), &untrusted).await;
     ensure!(refused.is_err(), "another CA must not verify pgrelay");
+    Ok(())
+}
+
+/// A client idle after its query keeps its connection for a moment only,
+/// over TLS too, whose socket always looks as if it had something to read.
+async fn quiet_tls_client(env: Arc<Env>) -> anyhow::Result<()> {
+    let proxy = env.proxy(env.server_tls("require")).await?;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .user(APP_USER)
+        .password(APP_PASSWORD)
+        .dbname("postgres");
+    let tls = verify_full_to(proxy.port(), &env.pki.ca_file)?;
+    let (client, connection) = connect_postgres(&config, "localhost", proxy.port(), &tls).await?;
+    tokio::spawn(connection);
+    client.simple_query("SELECT 1").await?;
+    let nodes = env.cluster.nodes().len();
+    let held = || {
+        (0..nodes)
+            .map(|n| proxy.handle().backend_connections(n))
+            .sum::<u32>()
+    };
+    poll_until(Duration::from_secs(10), "the connection to go back", || {
+        let left = held();
+        async move { (left == 0).then_some(()) }
+    })
+    .await?;
+    client.simple_query("SELECT 2").await?;
     Ok(())
 }
 
