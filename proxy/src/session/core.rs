@@ -288,7 +288,7 @@ impl<'a> Session<'a> {
             keeper: &mut self.keeper,
             kept: &mut self.kept,
             terms,
-            taken_since: None,
+            taken: None,
         });
         let pumps = Pumps {
             up: &mut self.up,

@@ -39,6 +39,7 @@ pub(super) enum Kept {
     /// The pool recalled it, `how`, as the client's next request came.
     Recalled {
         since: Instant,
+        errors: u32,
         how: Recall,
     },
 }
@@ -53,9 +54,10 @@ pub(super) struct KeepDesk<'a> {
     pub(super) keeper: &'a mut Option<KeeperId>,
     pub(super) kept: &'a mut Kept,
     pub(super) terms: KeepTerms<'a>,
-    /// When the connection went idle, while it is taken back for a request
-    /// that may not come (a TLS client's socket always looks readable).
-    pub(super) taken_since: Option<Instant>,
+    /// When the connection went idle and the server's errors then, while
+    /// it is taken back for a request that may not come (a TLS client's
+    /// socket always looks readable).
+    pub(super) taken: Option<(Instant, u32)>,
 }
 
 impl KeepDesk<'_> {
@@ -66,16 +68,17 @@ impl KeepDesk<'_> {
     /// errors so far.
     pub(super) fn keep(&mut self, answered: Option<Instant>, errors: u32) -> bool {
         let pool = self.pool;
-        let taken_since = self.taken_since.take();
+        let taken = self.taken.take();
         let now = answered.unwrap_or_else(Instant::now);
         if !pool.may_keep(&self.terms, now) {
             return false;
         }
-        let since = match (answered, taken_since) {
-            (None, Some(since)) => since,
+        let (since, errors) = match (answered, taken) {
+            // An error since is the connection's, unasked.
+            (None, Some(then)) => then,
             _ => {
                 self.sweep.start(self.quiet);
-                now
+                (now, errors)
             }
         };
         let id = *self.keeper.get_or_insert_with(|| pool.keeper_join());
@@ -110,17 +113,17 @@ impl KeepDesk<'_> {
     /// session's alone again. `false`: the pool had recalled it, and it
     /// goes back first (`Session::end_keeping`).
     pub(super) fn take_back(&mut self) -> bool {
-        let Kept::Connection { since, .. } = *self.kept else {
+        let Kept::Connection { since, errors, .. } = *self.kept else {
             return true;
         };
         match self.keeper.and_then(|id| self.pool.stop_keeping(id)) {
             None => {
                 *self.kept = Kept::Nothing;
-                self.taken_since = Some(since);
+                self.taken = Some((since, errors));
                 true
             }
             Some(how) => {
-                *self.kept = Kept::Recalled { since, how };
+                *self.kept = Kept::Recalled { since, errors, how };
                 false
             }
         }
@@ -137,10 +140,10 @@ impl Session<'_> {
             Kept::Nothing => return None,
             Kept::Connection { since, errors, .. } => (
                 since,
-                Some(errors),
+                errors,
                 self.keeper.and_then(|id| pool.stop_keeping(id)),
             ),
-            Kept::Recalled { since, how } => (since, None, Some(how)),
+            Kept::Recalled { since, errors, how } => (since, errors, Some(how)),
         };
         let how = recalled.unwrap_or(Recall::GiveBack);
         match end {
@@ -149,6 +152,10 @@ impl Session<'_> {
             ForwardEnd::BackendLost | ForwardEnd::LostInFlight => self.close_kept(),
             // The client has part of a message: the session ends.
             ForwardEnd::BackendClosed => return None,
+            _ if self.down.mid_frame() => {
+                self.close_kept();
+                return Some(Step::End(ForwardEnd::BackendClosed));
+            }
             // Given back as at the transaction's end; the session ends.
             end => {
                 self.let_go_kept(since, errors, how);
@@ -161,8 +168,8 @@ impl Session<'_> {
     /// Ends the keeping: the connection goes back to the pool, idle since
     /// `since`, or is closed if so recalled or if its server said anything
     /// meanwhile. `errors`: the server's errors counted when the keeping
-    /// began (`None`: it did not begin again after the last request).
-    fn let_go_kept(&mut self, since: Instant, errors: Option<u32>, how: Recall) {
+    /// began.
+    fn let_go_kept(&mut self, since: Instant, errors: u32, how: Recall) {
         match how {
             Recall::GiveBack if self.kept_is_quiet(errors) => {
                 self.on_released(since);
@@ -174,9 +181,9 @@ impl Session<'_> {
     /// Whether the kept connection's server has said nothing and not
     /// ended it: no error came (a FATAL it was swallowed), nothing waits
     /// to reach the client, nothing waits on the socket.
-    fn kept_is_quiet(&mut self, errors: Option<u32>) -> bool {
-        errors.is_none_or(|then| then == self.tracker.errors())
-            && self.down.is_empty()
+    fn kept_is_quiet(&mut self, errors: u32) -> bool {
+        errors == self.tracker.errors()
+            && self.down.is_clear()
             && self
                 .held
                 .as_mut()

@@ -257,6 +257,12 @@ impl Pump {
         self.buf.is_empty() && self.passthrough == 0
     }
 
+    /// Empty, and nothing of a swallowed frame is still to come: the
+    /// pump may serve another connection as it is.
+    pub fn is_clear(&self) -> bool {
+        self.is_empty() && self.discard == 0
+    }
+
     /// Waits for the reader's next bytes without scanning or writing any
     /// (there is nowhere to write them yet): `true` once something is
     /// buffered, `false` at end of stream.

@@ -154,6 +154,10 @@ async fn tokio_postgres_verify_full(env: Arc<Env>) -> anyhow::Result<()> {
 /// A client idle after its query keeps its connection for a moment only,
 /// over TLS too, whose socket always looks as if it had something to read.
 async fn quiet_tls_client(env: Arc<Env>) -> anyhow::Result<()> {
+    if pgrelay_tests::proxy::session_pooling() {
+        // Session pooling: the connection is the client's until it leaves.
+        return Ok(());
+    }
     let proxy = env.proxy(env.server_tls("require")).await?;
     let mut config = tokio_postgres::Config::new();
     config
@@ -170,6 +174,10 @@ async fn quiet_tls_client(env: Arc<Env>) -> anyhow::Result<()> {
             .map(|n| proxy.handle().backend_connections(n))
             .sum::<u32>()
     };
+    ensure!(
+        held() == 1,
+        "the client keeps its connection after its query"
+    );
     poll_until(Duration::from_secs(10), "the connection to go back", || {
         let left = held();
         async move { (left == 0).then_some(()) }
