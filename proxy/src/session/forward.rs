@@ -155,6 +155,7 @@ impl Inspect for ServerSide<'_> {
             // Nothing was asked: the server is ending the connection
             // (shutdown, crash, a timeout, an operator). The session goes
             // on without it.
+            self.tracker.unasked_error();
             return Verdict::Swallow;
         }
         let captured = self.capture.inspect(header, frame);
@@ -303,6 +304,7 @@ pub async fn forward(
     // Either socket may have been read elsewhere since the pumps last ran.
     up.forget_waiting();
     down.forget_waiting();
+    let unasked_before = tracker.unasked_errors();
     poll_fn(|cx| {
         // Nothing here reads the client before its pump does.
         let client_quiet = quiet(up, client);
@@ -312,7 +314,7 @@ pub async fn forward(
             let ended = if client_quiet {
                 desk.poll_give_back(cx).is_ready()
             } else {
-                !desk.take_back()
+                !desk.take_back(tracker.errors())
             };
             if ended {
                 return Poll::Ready(Ok(ForwardEnd::KeptEnded));
@@ -342,6 +344,11 @@ pub async fn forward(
         if server_first && stops_reading && released(tracker, route, up, down) {
             tracker.report_pins(route.pins.bits());
             return Poll::Ready(Ok(ForwardEnd::Released));
+        }
+        if tracker.unasked_errors() != unasked_before && tracker.all_answered() {
+            // The server is ending the connection (its end of stream may
+            // come later): the client's next request goes to another.
+            return Poll::Ready(Ok(lost_how(tracker, route, down)));
         }
         if !holding && !client_quiet {
             let mut client_side = ClientSide {

@@ -110,23 +110,27 @@ impl KeepDesk<'_> {
     }
 
     /// The client may be sending its next request: the connection is the
-    /// session's alone again. `false`: the pool had recalled it, and it
-    /// goes back first (`Session::end_keeping`).
-    pub(super) fn take_back(&mut self) -> bool {
+    /// session's alone again. `false`: the pool had recalled it, or its
+    /// server sent an error nobody asked for (`errors_now`: the server's
+    /// errors so far), a FATAL whose end of stream may not have arrived
+    /// yet; it goes first (`Session::end_keeping`), and the request runs
+    /// on another.
+    pub(super) fn take_back(&mut self, errors_now: u32) -> bool {
         let Kept::Connection { since, errors, .. } = *self.kept else {
             return true;
         };
-        match self.keeper.and_then(|id| self.pool.stop_keeping(id)) {
-            None => {
+        let recalled = self.keeper.and_then(|id| self.pool.stop_keeping(id));
+        let how = match recalled {
+            None if errors == errors_now => {
                 *self.kept = Kept::Nothing;
                 self.taken = Some((since, errors));
-                true
+                return true;
             }
-            Some(how) => {
-                *self.kept = Kept::Recalled { since, errors, how };
-                false
-            }
-        }
+            None => Recall::Close,
+            Some(how) => how,
+        };
+        *self.kept = Kept::Recalled { since, errors, how };
+        false
     }
 }
 

@@ -85,6 +85,9 @@ pub struct Tracker {
     /// ErrorResponses the servers sent so far (wrapping): a Parse in a
     /// batch that met one may not have happened.
     errors: u32,
+    /// ErrorResponses nobody asked for (wrapping): each is a connection
+    /// ending, whose end of stream may come later.
+    unasked: u32,
     /// When the last answer was timed: the release that usually follows
     /// stamps the connection with it instead of reading the clock again.
     answered_at: Option<Instant>,
@@ -102,6 +105,7 @@ impl Default for Tracker {
             on_replica: false,
             report: None,
             errors: 0,
+            unasked: 0,
             answered_at: None,
         }
     }
@@ -111,6 +115,17 @@ impl Tracker {
     /// Notes an ErrorResponse from the server.
     pub fn server_error(&mut self) {
         self.errors = self.errors.wrapping_add(1);
+    }
+
+    /// Notes an ErrorResponse that answers nothing: the server is ending
+    /// the connection.
+    pub fn unasked_error(&mut self) {
+        self.unasked = self.unasked.wrapping_add(1);
+    }
+
+    /// How many ErrorResponses answered nothing (wrapping).
+    pub fn unasked_errors(&self) -> u32 {
+        self.unasked
     }
 
     /// How long the request `sent` took, answered now; remembered for
