@@ -308,17 +308,8 @@ pub async fn forward(
     poll_fn(|cx| {
         // Nothing here reads the client before its pump does.
         let client_quiet = quiet(up, client);
-        if let Some(desk) = keep.as_mut().filter(|desk| desk.keeping()) {
-            // A request on its way is served on the kept connection, unless
-            // the pool recalled it.
-            let ended = if client_quiet {
-                desk.poll_give_back(cx).is_ready()
-            } else {
-                !desk.take_back(tracker.errors())
-            };
-            if ended {
-                return Poll::Ready(Ok(ForwardEnd::KeptEnded));
-            }
+        if kept_ends(cx, keep.as_mut(), client_quiet, tracker) {
+            return Poll::Ready(Ok(ForwardEnd::KeptEnded));
         }
         // The connection may go back (or be kept) at an idle point.
         let at_idle = release == Release::AtIdle && !keep.as_ref().is_some_and(KeepDesk::keeping);
@@ -390,43 +381,24 @@ pub async fn forward(
         if holding && tracker.all_answered() && route.capture.is_idle() && down.is_empty() {
             return Poll::Ready(Ok(ForwardEnd::Held));
         }
-        if at_idle && !holding && released(tracker, route, up, down) {
-            let Some(desk) = keep.as_mut().filter(|_| keeps_after(route)) else {
-                return Poll::Ready(Ok(ForwardEnd::Released));
-            };
-            if !desk.keep(tracker.answered_at(), tracker.errors()) {
-                return Poll::Ready(Ok(ForwardEnd::Released));
-            }
-            tracker.take_answered_at();
-            // The server's next words (its end) wake the session, as do a
-            // recall and the end of a quiet spell.
-            if desk.poll_give_back(cx).is_ready() {
-                return Poll::Ready(Ok(ForwardEnd::KeptEnded));
-            }
+        if at_idle
+            && !holding
+            && released(tracker, route, up, down)
+            && let Some(end) = keep_or_release(cx, keep.as_mut(), tracker, route)
+        {
+            return Poll::Ready(Ok(end));
         }
+        // Nothing in flight either way.
+        let quiescent =
+            tracker.is_idle() && route.capture.is_idle() && up.is_empty() && down.is_empty();
         if release == Release::Never
             && !holding
-            && tracker.is_idle()
+            && quiescent
             && route.lsn_ask == pgrelay_router::LsnAsk::BeforeNextRead
-            && route.capture.is_idle()
-            && up.is_empty()
-            && down.is_empty()
         {
             return Poll::Ready(Ok(ForwardEnd::PositionDue));
         }
-        match shutdown.poll_phase(cx) {
-            Phase::Running => Poll::Pending,
-            Phase::Draining
-                if tracker.is_idle()
-                    && route.capture.is_idle()
-                    && up.is_empty()
-                    && down.is_empty() =>
-            {
-                Poll::Ready(Ok(ForwardEnd::Drained))
-            }
-            Phase::Draining => Poll::Pending,
-            Phase::Stopping => Poll::Ready(Ok(ForwardEnd::Stopped)),
-        }
+        shutdown_end(shutdown.poll_phase(cx), quiescent).map(Ok)
     })
     .await
 }
@@ -439,6 +411,55 @@ pub async fn forward(
 /// `worker.rs`): such a read returns `Pending` without registering.
 fn quiet(pump: &Pump, reader: &Stream) -> bool {
     pump.waits_to_read() && !reader.may_have_input()
+}
+
+/// How shutdown ends the phase: at an idle point while draining (when
+/// `quiescent`), at once when the grace ran out.
+fn shutdown_end(phase: Phase, quiescent: bool) -> Poll<ForwardEnd> {
+    match phase {
+        Phase::Running => Poll::Pending,
+        Phase::Draining if quiescent => Poll::Ready(ForwardEnd::Drained),
+        Phase::Draining => Poll::Pending,
+        Phase::Stopping => Poll::Ready(ForwardEnd::Stopped),
+    }
+}
+
+/// Whether the connection the session keeps goes back now: a request on
+/// its way is served on it, unless the pool recalled it or its server
+/// ended it; with the client quiet, a recall or the end of the quiet spell.
+fn kept_ends(
+    cx: &mut std::task::Context<'_>,
+    keep: Option<&mut KeepDesk<'_>>,
+    client_quiet: bool,
+    tracker: &Tracker,
+) -> bool {
+    match keep.filter(|desk| desk.keeping()) {
+        None => false,
+        Some(desk) if client_quiet => desk.poll_give_back(cx).is_ready(),
+        Some(desk) => !desk.take_back(tracker.errors()),
+    }
+}
+
+/// At an idle point: keeps the connection (`None`, forwarding goes on) or
+/// says how the phase ends.
+fn keep_or_release(
+    cx: &mut std::task::Context<'_>,
+    keep: Option<&mut KeepDesk<'_>>,
+    tracker: &mut Tracker,
+    route: &RouteState,
+) -> Option<ForwardEnd> {
+    let Some(desk) = keep.filter(|_| keeps_after(route)) else {
+        return Some(ForwardEnd::Released);
+    };
+    if !desk.keep(tracker.answered_at(), tracker.errors()) {
+        return Some(ForwardEnd::Released);
+    }
+    tracker.take_answered_at();
+    // The server's next words (its end) wake the session, as do a recall
+    // and the end of a quiet spell.
+    desk.poll_give_back(cx)
+        .is_ready()
+        .then_some(ForwardEnd::KeptEnded)
 }
 
 /// Whether the session may keep its connection now that it could go back:
