@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use libtest_mimic::Trial;
 use pgrelay_tests::proxy::{config_toml, connect};
+use pgrelay_tests::raw::RawClient;
 use pgrelay_tests::{ProxyOptions, TestProxy, poll_until};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -37,6 +38,11 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
             env,
             "console::reload_changes_max_lag_without_dropping_clients",
             reload,
+        ),
+        trial(
+            env,
+            "console::an_empty_database_name_is_the_users",
+            empty_database,
         ),
     ]
 }
@@ -402,5 +408,31 @@ async fn reload(env: Arc<Env>) -> anyhow::Result<()> {
         "{config:?}"
     );
     app.simple_query("SELECT 1").await?;
+    Ok(())
+}
+
+/// PostgreSQL takes an empty `database` in the startup packet for the
+/// user's name; so does pgrelay, in its pools and its console, so that
+/// closing the idle connections to a database before `DROP DATABASE`
+/// finds these too.
+async fn empty_database(env: Arc<Env>) -> anyhow::Result<()> {
+    let proxy = TestProxy::start(&env.cluster, admin_options()).await?;
+    let superuser = pgrelay_cluster::superuser();
+    let mut raw =
+        RawClient::connect(proxy.addr(), &[("user", superuser), ("database", "")]).await?;
+    let answer = raw.simple_query(b"SELECT current_database()").await?;
+    ensure!(
+        answer.iter().any(|m| m.tag == b'D'),
+        "the query is answered: {answer:?}"
+    );
+    let admin = console(&proxy).await?;
+    let clients = rows(&admin, "SHOW CLIENTS").await?;
+    let client = find(&clients, "user", superuser)?;
+    ensure!(field(client, "database") == superuser, "{client:?}");
+    let pools = rows(&admin, "SHOW POOLS").await?;
+    ensure!(
+        pools.iter().all(|p| !field(p, "database").is_empty()),
+        "no pool for the database \"\": {pools:?}"
+    );
     Ok(())
 }
