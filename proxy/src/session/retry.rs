@@ -26,12 +26,30 @@ const READ_ONLY_SQL_TRANSACTION: &[u8] = sqlstate::READ_ONLY_SQL_TRANSACTION.as_
 /// How much of a held-back RowDescription and what follows it is waited
 /// for; a wider one is let through (and the net disarmed).
 const MAX_WITHHELD: usize = 64 * 1024;
+/// A Query buffer up to this size is kept for the session's next read
+/// from a replica; a larger one is freed when the net is disarmed.
+const KEPT_QUERY_BYTES: usize = 1024;
+
+/// What may be run again.
+#[derive(Debug, Default)]
+enum Held {
+    #[default]
+    Nothing,
+    /// A Query, in [`Retry::query`].
+    Query,
+    /// An extended-protocol batch, through its Sync.
+    Batch(Bytes),
+}
 
 #[derive(Debug, Default)]
 pub struct Retry {
-    /// The Query (or batch) that may be re-run, while nothing of its
-    /// result reached the client.
-    query: Option<Bytes>,
+    /// The request that may be re-run, while nothing of its result
+    /// reached the client.
+    held: Held,
+    /// The held Query's bytes. The buffer outlives the Query: every read
+    /// a replica serves is copied here, and a buffer of its own for each
+    /// cost an allocation and a free per read.
+    query: Vec<u8>,
     /// For a batch: the prepared statements it uses.
     batch: Option<BatchNeeds>,
     /// Acknowledgements of the batch the client already has.
@@ -47,7 +65,9 @@ pub struct Retry {
 
 impl Retry {
     pub fn arm(&mut self, frame: &[u8]) {
-        self.query = Some(Bytes::copy_from_slice(frame));
+        self.query.clear();
+        self.query.extend_from_slice(frame);
+        self.held = Held::Query;
         self.batch = None;
         self.acknowledged = 0;
         self.refused = false;
@@ -57,7 +77,7 @@ impl Retry {
     /// Arms the net for an extended-protocol batch (`bytes` through its
     /// Sync) that uses the prepared statements `needs`.
     pub fn arm_batch(&mut self, bytes: Bytes, needs: BatchNeeds) {
-        self.query = Some(bytes);
+        self.held = Held::Batch(bytes);
         self.batch = Some(needs);
         self.acknowledged = 0;
         self.refused = false;
@@ -71,7 +91,7 @@ impl Retry {
     }
 
     pub fn armed(&self) -> bool {
-        self.query.is_some()
+        !matches!(self.held, Held::Nothing)
     }
 
     /// The refused Query, once its ReadyForQuery has been swallowed.
@@ -87,7 +107,12 @@ impl Retry {
     pub fn take_for_rerun(&mut self) -> Option<Rerun> {
         self.refused = false;
         self.answered = false;
-        let request = self.query.take()?;
+        let request = match std::mem::take(&mut self.held) {
+            Held::Nothing => return None,
+            Held::Query => Bytes::copy_from_slice(&self.query),
+            Held::Batch(bytes) => bytes,
+        };
+        self.free_large_query();
         Some(Rerun {
             request,
             batch: self.batch.take(),
@@ -103,7 +128,9 @@ impl Retry {
             self.skip -= 1;
             return Some(Verdict::Swallow);
         }
-        self.query.as_ref()?;
+        if !self.armed() {
+            return None;
+        }
         let body = frame.get(HEADER_LEN..).unwrap_or_default();
         match header.tag {
             tag::ERROR_RESPONSE if sqlstate(body) == Some(READ_ONLY_SQL_TRANSACTION) => {
@@ -156,8 +183,15 @@ impl Retry {
         }
     }
 
+    fn free_large_query(&mut self) {
+        if self.query.capacity() > KEPT_QUERY_BYTES {
+            self.query = Vec::new();
+        }
+    }
+
     fn disarm(&mut self) -> Option<Verdict> {
-        self.query = None;
+        self.held = Held::Nothing;
+        self.free_large_query();
         self.batch = None;
         self.acknowledged = 0;
         self.refused = false;
@@ -244,6 +278,28 @@ mod tests {
             None,
             "disarmed"
         );
+    }
+
+    #[test]
+    fn a_small_query_buffer_is_kept_for_the_next_read_and_a_large_one_freed() {
+        let rows = |r: &mut Retry| {
+            let mut t_d = frame(b'T', b"\0\0");
+            t_d.extend(frame(b'D', b"\0\0"));
+            assert_eq!(judge(r, &t_d, 5), None);
+            assert!(!r.armed());
+        };
+        let mut r = Retry::default();
+        r.arm(b"Q\0\0\0\x05x\0");
+        rows(&mut r);
+        assert!(r.query.capacity() >= 6, "kept");
+        let large = frame(b'Q', &vec![b'x'; 4 * KEPT_QUERY_BYTES]);
+        r.arm(&large);
+        rows(&mut r);
+        assert_eq!(r.query.capacity(), 0, "freed");
+        r.arm(&large);
+        let rerun = r.take_for_rerun().expect("armed");
+        assert_eq!(&rerun.request[..], &large[..]);
+        assert_eq!(r.query.capacity(), 0, "freed once taken");
     }
 
     #[test]
