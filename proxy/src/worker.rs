@@ -18,6 +18,7 @@ use crate::server::current_thread_runtime;
 use crate::session::{self, SessionContext, WorkerRouter};
 use crate::shared::Shared;
 use crate::shutdown::{LocalShutdown, Phase};
+use crate::task_end::TaskEnd;
 
 /// After an accept error such as EMFILE, wait this long before accepting
 /// again rather than spinning.
@@ -95,7 +96,16 @@ pub(crate) fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
         // `block_on` drives: that future is polled again on every wakeup of
         // any session, and the loop's select over the listeners, the drain
         // token and the session set would be too.
-        let mut sessions = match tokio::task::spawn_local(accepting.run(listeners)).await {
+        // Nor is its JoinHandle awaited there until it has ended (see
+        // `task_end`).
+        let end = TaskEnd::new();
+        let guard = end.guard();
+        let accept_loop = tokio::task::spawn_local(async move {
+            let _guard = guard;
+            accepting.run(listeners).await
+        });
+        end.wait().await;
+        let mut sessions = match accept_loop.await {
             Ok(sessions) => sessions,
             // A panic ends the thread as it did when the loop ran here, so
             // that stopping the proxy reports it.
