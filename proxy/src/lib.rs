@@ -31,7 +31,7 @@ pub mod session;
 pub mod shared;
 pub mod shutdown;
 pub mod sqlstate;
-pub mod task_end;
+pub(crate) mod task_end;
 pub mod tls;
 pub mod wire;
 pub mod worker;

@@ -68,8 +68,7 @@ pub struct Balancer {
     credit: Vec<i64>,
     /// The replicas a read may go to, gathered again for each read in a
     /// buffer that outlives it: a new one per read cost an allocation and
-    /// a free, about 90 instructions (callgrind, `pgbench -S` with a
-    /// replica).
+    /// a free.
     candidates: Vec<usize>,
 }
 
@@ -164,7 +163,7 @@ pub fn decide(
         return primary(RouteReason::PrimaryStrong);
     }
     let mut candidates = std::mem::take(&mut balancer.candidates);
-    gather_candidates(&mut candidates, statement, session, view);
+    gather_candidates(&mut candidates, statement, session, view, hinted_replica);
     let preferred = session.prefer.filter(|p| candidates.contains(p));
     let pick = preferred.or_else(|| balancer.choose(&candidates, view));
     balancer.candidates = candidates;
@@ -188,8 +187,8 @@ fn gather_candidates(
     statement: &Statement,
     session: &SessionView,
     view: &TopologyView,
+    hinted_replica: bool,
 ) {
-    let hinted_replica = statement.hint == Some(Hint::Replica);
     candidates.clear();
     candidates.extend(
         view.nodes
@@ -493,6 +492,31 @@ mod tests {
             })
             .collect();
         assert_eq!(picks, vec![1, 2, 1, 2], "pg4 is unhealthy and never chosen");
+    }
+
+    /// The balancer's buffer carries nothing from one read to the next:
+    /// once pg2 is down, every read goes to pg3.
+    #[test]
+    fn each_read_chooses_among_the_replicas_of_its_own_view() {
+        let read = classify("SELECT 1");
+        let mut balancer = Balancer::new(Balance::RoundRobin);
+        let mut view = cluster();
+        let chosen = |view: &TopologyView, balancer: &mut Balancer| match decide(
+            &read,
+            &read.access,
+            &session(),
+            view,
+            balancer,
+        ) {
+            Ok(Decision::Node(r)) => view.nodes[r.node].name.clone(),
+            other => panic!("{other:?}"),
+        };
+        let both: Vec<String> = (0..2).map(|_| chosen(&view, &mut balancer)).collect();
+        assert_eq!(both, ["pg2", "pg3"]);
+        view.nodes[1].healthy = false;
+        for _ in 0..4 {
+            assert_eq!(chosen(&view, &mut balancer), "pg3");
+        }
     }
 
     #[test]

@@ -27,7 +27,9 @@ const READ_ONLY_SQL_TRANSACTION: &[u8] = sqlstate::READ_ONLY_SQL_TRANSACTION.as_
 /// for; a wider one is let through (and the net disarmed).
 const MAX_WITHHELD: usize = 64 * 1024;
 /// A Query buffer up to this size is kept for the session's next read
-/// from a replica; a larger one is freed when the net is disarmed.
+/// from a replica; a larger one is freed once the Query is done with
+/// (disarmed, or taken for its re-run). A session idle after a read keeps
+/// at most this much.
 const KEPT_QUERY_BYTES: usize = 1024;
 
 /// What may be run again.
@@ -264,12 +266,12 @@ mod tests {
     #[test]
     fn rows_or_other_errors_disarm_it() {
         let mut r = Retry::default();
-        r.arm(b"Q\0\0\0\x05x\0");
+        r.arm(b"Q\0\0\0\x06x\0");
         let mut t_d = frame(b'T', b"\0\0");
         t_d.extend(frame(b'D', b"\0\0"));
         assert_eq!(judge(&mut r, &t_d, 5), None);
         assert!(!r.armed());
-        r.arm(b"Q\0\0\0\x05x\0");
+        r.arm(b"Q\0\0\0\x06x\0");
         let other = b"SERROR\0C42P01\0Mno such table\0\0";
         assert_eq!(judge(&mut r, &frame(b'E', other), 5 + other.len()), None);
         assert!(!r.armed());
@@ -289,7 +291,7 @@ mod tests {
             assert!(!r.armed());
         };
         let mut r = Retry::default();
-        r.arm(b"Q\0\0\0\x05x\0");
+        r.arm(b"Q\0\0\0\x06x\0");
         rows(&mut r);
         assert!(r.query.capacity() >= 6, "kept");
         let large = frame(b'Q', &vec![b'x'; 4 * KEPT_QUERY_BYTES]);

@@ -421,9 +421,14 @@ async fn empty_database(env: Arc<Env>) -> anyhow::Result<()> {
     let mut raw =
         RawClient::connect(proxy.addr(), &[("user", superuser), ("database", "")]).await?;
     let answer = raw.simple_query(b"SELECT current_database()").await?;
+    let row = answer
+        .iter()
+        .find(|m| m.tag == b'D')
+        .with_context(|| format!("no row: {answer:?}"))?;
+    // One column: its count (2 bytes), its length (4), its text.
     ensure!(
-        answer.iter().any(|m| m.tag == b'D'),
-        "the query is answered: {answer:?}"
+        row.body.get(6..) == Some(superuser.as_bytes()),
+        "logged into the user's database: {row:?}"
     );
     let admin = console(&proxy).await?;
     let clients = rows(&admin, "SHOW CLIENTS").await?;
