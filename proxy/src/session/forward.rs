@@ -388,12 +388,13 @@ pub async fn forward(
         {
             return Poll::Ready(Ok(end));
         }
-        // Nothing in flight either way.
+        // Nothing in flight either way; judged only where it matters, not
+        // on every poll.
         let quiescent =
-            tracker.is_idle() && route.capture.is_idle() && up.is_empty() && down.is_empty();
+            || tracker.is_idle() && route.capture.is_idle() && up.is_empty() && down.is_empty();
         if release == Release::Never
             && !holding
-            && quiescent
+            && quiescent()
             && route.lsn_ask == pgrelay_router::LsnAsk::BeforeNextRead
         {
             return Poll::Ready(Ok(ForwardEnd::PositionDue));
@@ -415,10 +416,10 @@ fn quiet(pump: &Pump, reader: &Stream) -> bool {
 
 /// How shutdown ends the phase: at an idle point while draining (when
 /// `quiescent`), at once when the grace ran out.
-fn shutdown_end(phase: Phase, quiescent: bool) -> Poll<ForwardEnd> {
+fn shutdown_end(phase: Phase, quiescent: impl FnOnce() -> bool) -> Poll<ForwardEnd> {
     match phase {
         Phase::Running => Poll::Pending,
-        Phase::Draining if quiescent => Poll::Ready(ForwardEnd::Drained),
+        Phase::Draining if quiescent() => Poll::Ready(ForwardEnd::Drained),
         Phase::Draining => Poll::Pending,
         Phase::Stopping => Poll::Ready(ForwardEnd::Stopped),
     }
