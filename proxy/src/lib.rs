@@ -31,7 +31,6 @@ pub mod session;
 pub mod shared;
 pub mod shutdown;
 pub mod sqlstate;
-pub(crate) mod task_end;
 pub mod tls;
 pub mod wire;
 pub mod worker;

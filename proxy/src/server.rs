@@ -234,6 +234,17 @@ pub(crate) fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// A worker's runtime: as [`current_thread_runtime`], but its own
+/// scheduler runs the `spawn_local` tasks (sessions hold `Rc`s). Under a
+/// `LocalSet` every wakeup of a session went through two schedulers, the
+/// set's queue inside the runtime's.
+pub(crate) fn local_runtime() -> io::Result<tokio::runtime::LocalRuntime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build_local(tokio::runtime::LocalOptions::default())
+}
+
 /// `[failover] state_file`, read: `None` when none is configured. A
 /// missing file is fresh state; an unreadable or corrupt one is an error
 /// (`pgrelay serve` exits 64 on it, as on a bad config).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::{JoinSet, LocalSet};
+use tokio::task::JoinSet;
 use tracing::{debug, error};
 
 use crate::accept_gate::Place;
@@ -14,11 +14,10 @@ use crate::backend::{Lifetimes, Pool, PoolLimits, PoolPeers, Transfer};
 use crate::idle_sweep::IdleSweep;
 use crate::listeners::{Listeners, StdListeners};
 use crate::metrics::WorkerQueryMetrics;
-use crate::server::current_thread_runtime;
+use crate::server::local_runtime;
 use crate::session::{self, SessionContext, WorkerRouter};
 use crate::shared::Shared;
 use crate::shutdown::{LocalShutdown, Phase};
-use crate::task_end::TaskEnd;
 
 /// After an accept error such as EMFILE, wait this long before accepting
 /// again rather than spinning.
@@ -53,14 +52,14 @@ pub fn worker_count_here(configured: usize) -> usize {
 
 /// Runs one worker until the proxy stops; its sessions never leave it.
 pub(crate) fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
-    let runtime = match current_thread_runtime() {
+    let runtime = match local_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "cannot start a worker runtime");
             return;
         }
     };
-    LocalSet::new().block_on(&runtime, async move {
+    runtime.block_on(async move {
         let lifetimes = Lifetimes::from_config(&shared.config().pool);
         let (worker, inbox) = shared.transfers.join();
         let peers = PoolPeers {
@@ -92,29 +91,10 @@ pub(crate) fn run_worker(listeners: StdListeners, shared: Arc<Shared>) {
             shutdown,
             sweep,
         };
-        // The accept loop is a task of its own rather than the future
-        // `block_on` drives: that future is polled again on every wakeup of
-        // any session, and the loop's select over the listeners, the drain
-        // token and the session set would be too.
-        // Nor is its JoinHandle awaited there until it has ended (see
-        // `task_end`).
-        let end = TaskEnd::new();
-        let guard = end.guard();
-        let accept_loop = tokio::task::spawn_local(async move {
-            let _guard = guard;
-            accepting.run(listeners).await
-        });
-        end.wait().await;
-        let mut sessions = match accept_loop.await {
-            Ok(sessions) => sessions,
-            // A panic ends the thread as it did when the loop ran here, so
-            // that stopping the proxy reports it.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => {
-                error!(error = %e, "the accept loop of a worker was cancelled");
-                return;
-            }
-        };
+        // On a `LocalRuntime` the future `block_on` drives is polled only
+        // when its own waker fires, not on every wakeup of a session as
+        // under a `LocalSet`, so the accept loop can run in it.
+        let mut sessions = accepting.run(listeners).await;
         let all_done = async { while sessions.join_next().await.is_some() {} };
         tokio::select! {
             _ = all_done => {}
