@@ -92,13 +92,7 @@ pub async fn login(
     }
     let cert_hash = tls_policy(client, ctx)?;
     let identity = claimed_identity(&params)?;
-    // An empty database is the user's, as PostgreSQL and the login key
-    // take it: the log names the database the client gets.
-    let database = match &*identity.database {
-        "" => &identity.user,
-        _ => &identity.database,
-    };
-    log.claimed(&identity.user, database);
+    log.claimed(&identity.user, &identity.database);
 
     // Room for the authentication exchange and the dozen ParameterStatus
     // messages that follow, so the buffer is allocated once.

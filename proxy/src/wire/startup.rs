@@ -54,9 +54,14 @@ impl StartupParams {
         self.get("user")
     }
 
-    /// The database, which defaults to the user name as in PostgreSQL.
+    /// The database, which defaults to the user name as in PostgreSQL,
+    /// when it is missing or empty (so `database=` with user `pgrelay`
+    /// is the console, as PostgreSQL would resolve it).
     pub fn database(&self) -> Option<&str> {
-        self.get("database").or_else(|| self.user())
+        match self.get("database") {
+            Some(database) if !database.is_empty() => Some(database),
+            _ => self.user(),
+        }
     }
 
     /// Protocol-extension options (`_pq_.*`) that the proxy does not
@@ -251,6 +256,12 @@ mod tests {
             panic!("startup expected");
         };
         assert_eq!(p.database(), Some("app"));
+        let Ok(StartupRequest::Startup(p)) =
+            parse(&packet(PROTOCOL_3_0, b"user\0app\0database\0\0\0"))
+        else {
+            panic!("startup expected");
+        };
+        assert_eq!(p.database(), Some("app"), "an empty database is the user's");
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub fn trials(env: &LazyEnv) -> Vec<Trial> {
             "console::an_empty_database_name_is_the_users",
             empty_database,
         ),
+        trial(
+            env,
+            "console::user_pgrelay_with_an_empty_database_reaches_the_console",
+            empty_database_console,
+        ),
     ]
 }
 
@@ -438,6 +443,26 @@ async fn empty_database(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(
         pools.iter().all(|p| !field(p, "database").is_empty()),
         "no pool for the database \"\": {pools:?}"
+    );
+    Ok(())
+}
+
+/// PostgreSQL resolves an empty database name to the user's, so user
+/// `pgrelay` with `database=` asks for the console, not for a node.
+async fn empty_database_console(env: Arc<Env>) -> anyhow::Result<()> {
+    let options = ProxyOptions {
+        admin: "users = [\"pgrelay\"]".into(),
+        ..ProxyOptions::default()
+    };
+    let proxy = TestProxy::start(&env.cluster, options).await?;
+    let mut raw = RawClient::connect(proxy.addr(), &[("user", "pgrelay"), ("database", "")])
+        .await
+        .context("logging in as pgrelay with an empty database")?;
+    let answer = raw.simple_query(b"SHOW NODES").await?;
+    let rows = answer.iter().filter(|m| m.tag == b'D').count();
+    ensure!(
+        rows == env.cluster.nodes().len(),
+        "the console's SHOW NODES, one row per node: {answer:?}"
     );
     Ok(())
 }
