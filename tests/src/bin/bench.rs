@@ -73,6 +73,8 @@ mod ready;
 mod report;
 #[path = "bench/scopes.rs"]
 mod scopes;
+#[path = "bench/targets.rs"]
+mod targets;
 #[path = "bench/tool_summary.rs"]
 mod tool_summary;
 

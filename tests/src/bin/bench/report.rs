@@ -115,8 +115,9 @@ pub fn run_line(run: &Run, rounds: usize) -> String {
     }
 }
 
-/// See the module documentation.
-pub const STEAL_LIMIT_PERCENT: f64 = 10.0;
+/// See the module documentation. Five, as the issues ask: a round above
+/// it is run again rather than believed.
+pub const STEAL_LIMIT_PERCENT: f64 = 5.0;
 
 /// The rounds of `workload` to summarize, and how many were left out;
 /// `None` when every round was disturbed, and all are kept.
@@ -146,25 +147,30 @@ fn undisturbed_rounds(runs: &[Run], workload: &str) -> (Vec<usize>, Option<usize
     }
 }
 
-/// Medians over the rounds of one workload on one target.
+/// Medians over the rounds of one workload on one target; the `_over_`
+/// figures are medians of per-round differences (this target's minus the
+/// other's), which cancel the drift between rounds as the ratios do.
 #[derive(Debug, Default)]
-struct Summary {
-    tps: Option<f64>,
-    latency_ms: Option<f64>,
-    vs_direct: Option<f64>,
-    vs_pgbouncer: Option<f64>,
-    added_latency_us: Option<f64>,
-    cpu_us_per_tx: Option<f64>,
-    sys_us_per_tx: Option<f64>,
-    switches_per_tx: Option<f64>,
-    failed: u64,
-    ok: usize,
-    errors: usize,
+pub struct Summary {
+    pub tps: Option<f64>,
+    pub latency_ms: Option<f64>,
+    pub vs_direct: Option<f64>,
+    pub vs_pgbouncer: Option<f64>,
+    pub added_latency_us: Option<f64>,
+    pub latency_over_pgbouncer_us: Option<f64>,
+    pub cpu_us_per_tx: Option<f64>,
+    pub cpu_over_forwarder_us: Option<f64>,
+    pub cpu_over_pgbouncer_us: Option<f64>,
+    pub sys_us_per_tx: Option<f64>,
+    pub switches_per_tx: Option<f64>,
+    pub failed: u64,
+    pub ok: usize,
+    pub errors: usize,
     /// Rounds left out for steal; `None` when every round was disturbed.
-    left_out: Option<usize>,
+    pub left_out: Option<usize>,
 }
 
-fn summarize(runs: &[Run], workload: &str, target: Target) -> Summary {
+pub fn summarize(runs: &[Run], workload: &str, target: Target) -> Summary {
     let (rounds, left_out) = undisturbed_rounds(runs, workload);
     let runs: Vec<&Run> = runs
         .iter()
@@ -195,7 +201,12 @@ fn summarize(runs: &[Run], workload: &str, target: Target) -> Summary {
         added_latency_us: paired(Target::Direct, &|m, d| {
             (m.report.latency_ms - d.report.latency_ms) * 1000.0
         }),
+        latency_over_pgbouncer_us: paired(Target::Pgbouncer, &|m, b| {
+            (m.report.latency_ms - b.report.latency_ms) * 1000.0
+        }),
         cpu_us_per_tx: median(mine.iter().filter_map(|(_, m)| m.cpu_us_per_tx).collect()),
+        cpu_over_forwarder_us: paired(Target::Forwarder, &cpu_difference),
+        cpu_over_pgbouncer_us: paired(Target::Pgbouncer, &cpu_difference),
         sys_us_per_tx: median(mine.iter().filter_map(|(_, m)| m.sys_us_per_tx).collect()),
         switches_per_tx: median(mine.iter().filter_map(|(_, m)| m.switches_per_tx).collect()),
         failed: mine.iter().map(|(_, m)| m.report.failed).sum(),
@@ -272,70 +283,19 @@ pub fn print(runs: &[Run], workloads: &[&'static str], pgbouncer_installed: bool
         }
     }
 
-    println!();
-    println!("targets:");
-    let simple8 = summarize(runs, "S-simple-8", Target::Pgrelay);
-    let simple1 = summarize(runs, "S-simple-1", Target::Pgrelay);
-    let throughput = if pgbouncer_installed {
-        simple8.vs_pgbouncer
-    } else {
-        None
-    };
-    check(
-        "pgrelay tps >= 1.0x pgbouncer (S-simple-8)",
-        throughput.map(|v| (format!("{v:.3}x"), v >= 1.0)),
-        if pgbouncer_installed {
-            "no paired runs"
-        } else {
-            "pgbouncer not installed"
-        },
-    );
-    check(
-        "pgrelay cpu <= 15 µs/tx (S-simple-8)",
-        simple8
-            .cpu_us_per_tx
-            .map(|v| (format!("{v:.1} µs/tx"), v <= 15.0)),
-        "no successful runs",
-    );
-    // The kernel's share is what no proxy's code can shed: the bare
-    // forwarder's figure on the same runs is the floor, and PgBouncer's
-    // tells where a mature forwarder lands above it.
-    let floor8 = summarize(runs, "S-simple-8", Target::Forwarder);
-    let bouncer8 = summarize(runs, "S-simple-8", Target::Pgbouncer);
-    let cpu = |s: &Summary| {
-        opt(s.cpu_us_per_tx, |v| format!("{v:.1}"))
-            + &opt(s.sys_us_per_tx, |v| format!(" (sys {v:.1})"))
-    };
-    println!(
-        "    pgrelay sys {}",
-        opt(simple8.sys_us_per_tx, |v| format!("{v:.1}"))
-    );
-    println!(
-        "    bare forwarder {} µs/tx: the floor on this machine",
-        cpu(&floor8)
-    );
-    if pgbouncer_installed {
-        println!("    pgbouncer {} µs/tx", cpu(&bouncer8));
-    }
-    check(
-        "pgrelay added latency <= +80 µs (S-simple-1)",
-        simple1
-            .added_latency_us
-            .map(|v| (format!("{v:+.0} µs"), v <= 80.0)),
-        "no paired runs",
-    );
-}
-
-fn check(what: &str, result: Option<(String, bool)>, missing: &str) {
-    match result {
-        Some((value, true)) => println!("  {what:<46} {value:>12}  MET"),
-        Some((value, false)) => println!("  {what:<46} {value:>12}  MISSED"),
-        None => println!("  {what:<46} {:>12}  NOT MEASURED ({missing})", "-"),
-    }
+    crate::targets::print(runs, pgbouncer_installed);
 }
 
 fn opt(value: Option<f64>, show: impl Fn(f64) -> String) -> String {
     value.map_or_else(|| "-".to_owned(), show)
+}
+
+/// Not a number when either run has no CPU figure: [`median`] skips it.
+fn cpu_difference(mine: &Measured, other: &Measured) -> f64 {
+    match (mine.cpu_us_per_tx, other.cpu_us_per_tx) {
+        (Some(mine), Some(other)) => mine - other,
+        _ => f64::NAN,
+    }
 }
 
 pub fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -407,6 +367,38 @@ mod tests {
         let s = summarize(&runs, "w", Target::Pgrelay);
         assert_eq!(s.left_out, None);
         assert_eq!(s.tps, Some(20.0));
+    }
+
+    #[test]
+    fn cpu_differences_pair_runs_of_the_same_round() {
+        let with_cpu = |round, target, tps, cpu| {
+            let mut r = run(round, "w", target, 0.0, tps);
+            if let Ok(m) = &mut r.outcome {
+                m.cpu_us_per_tx = Some(cpu);
+            }
+            r
+        };
+        let runs = vec![
+            with_cpu(0, Target::Pgrelay, 10.0, 30.0),
+            with_cpu(0, Target::Forwarder, 10.0, 20.0),
+            with_cpu(0, Target::Pgbouncer, 10.0, 31.0),
+            with_cpu(1, Target::Pgrelay, 10.0, 20.0),
+            with_cpu(1, Target::Forwarder, 10.0, 29.0),
+            with_cpu(1, Target::Pgbouncer, 10.0, 22.0),
+            with_cpu(2, Target::Pgrelay, 10.0, 10.0),
+            with_cpu(2, Target::Forwarder, 10.0, 11.0),
+            with_cpu(2, Target::Pgbouncer, 10.0, 12.0),
+        ];
+        let s = summarize(&runs, "w", Target::Pgrelay);
+        // Per round +10, -9 and -1: the median is -1, where the medians
+        // of each target alone (20 and 20) would say 0.
+        assert_eq!(s.cpu_over_forwarder_us, Some(-1.0));
+        assert_eq!(s.cpu_over_pgbouncer_us, Some(-2.0));
+        // No CPU figure for direct: no difference is made up.
+        assert_eq!(
+            summarize(&runs, "w", Target::Direct).cpu_over_forwarder_us,
+            None
+        );
     }
 
     #[test]
